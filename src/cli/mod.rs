@@ -1,0 +1,75 @@
+//! The command-line edge: parse, run a subcommand, print errors on one line with their hints,
+//! and turn the outcome into an exit code (see [`crate::exit_code`]).
+
+mod report;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::args::{Cli, Command};
+use crate::exit_code;
+
+/// Runs ciq with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async {
+            match cli.command {
+                Command::Run(args) => run::run(args).await,
+                Command::Report(args) => report::report(args).await,
+            }
+        }),
+        Err(err) => Err(anyhow::Error::new(err).context("cannot start the async runtime")),
+    };
+    let code = code.unwrap_or_else(|err| {
+        eprintln!("{}", render_error(&err));
+        exit_code::for_error(&err)
+    });
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+/// `error: outer: inner: root`, then each `(hint: ...)` of the chain on its own line.
+fn render_error(err: &anyhow::Error) -> String {
+    let mut causes = Vec::new();
+    let mut hints = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let (message, hint) = match text.split_once("\n(hint: ") {
+            Some((message, hint)) => (message.to_owned(), Some(format!("(hint: {hint}"))),
+            None => (text, None),
+        };
+        if !causes.last().is_some_and(|last: &String| last.ends_with(&message)) {
+            causes.push(message);
+        }
+        hints.extend(hint);
+    }
+    let mut rendered = format!("error: {}", causes.join(": "));
+    for hint in hints {
+        rendered.push('\n');
+        rendered.push_str(&hint);
+    }
+    rendered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::QueueError;
+
+    #[test]
+    fn hints_go_after_the_whole_chain() {
+        let err = anyhow::Error::new(QueueError::NoLeader {
+            waited: std::time::Duration::from_secs(2),
+        })
+        .context("report for build `b`");
+        assert_eq!(
+            render_error(&err),
+            "error: report for build `b`: no leader elected: no worker filled the queue within 2s\n(hint: check that workers started and can reach Redis; raise --queue-init-timeout)"
+        );
+    }
+}

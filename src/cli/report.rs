@@ -1,0 +1,106 @@
+//! `ciq report`: wait for the build, show progress, print the verdict.
+//!
+//! On a terminal the progress is an indicatif bar; in a CI log (no terminal) it is a line when
+//! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::args::ReportArgs;
+use crate::config::{ci, report_settings};
+use crate::exit_code;
+use crate::queue::redis::supervisor::{Ending, Status, supervise};
+
+pub async fn report(args: ReportArgs) -> anyhow::Result<i32> {
+    let ids = ci::detect(|name| std::env::var(name).ok());
+    let settings = report_settings(args, &ids)?;
+    let mut progress = Progress::new();
+    let (summary, ending) = supervise(&settings, |status| progress.show(status))
+        .await
+        .with_context(|| format!("report for build `{}`", settings.build))?;
+    progress.finish();
+    match ending {
+        Ending::Drained => {}
+        Ending::WorkersGone => eprintln!(
+            "ciq: every worker left or went silent with {} test(s) still to run",
+            summary.not_run.len()
+        ),
+        Ending::TimedOut => eprintln!(
+            "ciq: the report timeout ({}) passed with {} test(s) still to run",
+            humantime::format_duration(settings.report_timeout),
+            summary.not_run.len()
+        ),
+    }
+    print!("{}", summary.render());
+    Ok(exit_code::for_verdict(summary.verdict()))
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    last: Option<Status>,
+    printed: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Self {
+            bar,
+            last: None,
+            printed: Instant::now(),
+        }
+    }
+
+    fn show(&mut self, status: &Status) {
+        let line = match status {
+            Status::WaitingForLeader => "waiting for a worker to be elected leader".to_owned(),
+            Status::Filling { leader } => format!("leader `{leader}` is filling the queue"),
+            Status::Running {
+                total,
+                processed,
+                running,
+                alive,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*total);
+                    bar.set_position(*processed);
+                }
+                format!("{processed}/{total} tests done, {running} running, {alive} worker(s) alive")
+            }
+        };
+        let phase_changed = self
+            .last
+            .as_ref()
+            .is_none_or(|last| std::mem::discriminant(last) != std::mem::discriminant(status));
+        match &self.bar {
+            Some(bar) => bar.set_message(match status {
+                Status::Running { .. } => "running".to_owned(),
+                _ => line,
+            }),
+            None => {
+                if phase_changed || self.printed.elapsed() >= Duration::from_secs(10) {
+                    eprintln!("ciq report: {line}");
+                    self.printed = Instant::now();
+                }
+            }
+        }
+        self.last = Some(status.clone());
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

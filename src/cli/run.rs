@@ -1,0 +1,117 @@
+//! `ciq run`: local workers over an in-memory queue, or one worker of a Redis build.
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::args::RunArgs;
+use crate::config::{Mode, RunConfig, ci};
+use crate::discovery::TestSource;
+use crate::exit_code;
+use crate::queue::local::LocalQueue;
+use crate::queue::redis::RedisQueue;
+use crate::runner::command::CommandRunner;
+use crate::signal;
+use crate::worker::{self, WorkerEnd};
+
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let ids = ci::detect(|name| std::env::var(name).ok());
+    let config = RunConfig::new(args, &ids)?;
+    let source = config.source.load()?;
+    match config.mode.clone() {
+        Mode::Local { jobs } => run_local(config, source, jobs).await,
+        Mode::Redis { settings, worker } => {
+            let build = settings.build.clone();
+            let queue = RedisQueue::connect(settings, worker.clone()).await?;
+            queue.join(&source).await?;
+            let runner = runner_for(&config, &worker);
+            let end = worker::run(&queue, &runner, &config.worker, signal::shutdown())
+                .await
+                .with_context(|| format!("worker `{worker}` of build `{build}` stopped"))?;
+            Ok(finish(end, &worker))
+        }
+    }
+}
+
+async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow::Result<i32> {
+    let list = source.discover(config.discovery_timeout).await?;
+    if let Some(warning) = list.duplicate_warning() {
+        eprintln!("ciq: {warning}");
+    }
+    eprintln!(
+        "ciq: running {} tests on {jobs} local worker{}",
+        list.ids.len(),
+        if jobs == 1 { "" } else { "s" }
+    );
+    let queue = LocalQueue::new(list.ids, config.budget);
+    let (stop_tx, stop_rx) = watch::channel(None::<i32>);
+    let signals = tokio::spawn(async move {
+        let _ = stop_tx.send(Some(signal::shutdown().await));
+    });
+    let mut workers = JoinSet::new();
+    for n in 1..=jobs {
+        let id = format!("local-{n}");
+        let handle = queue.worker(&id);
+        let runner = runner_for(&config, &id);
+        let options = config.worker.clone();
+        let mut stop = stop_rx.clone();
+        workers.spawn(async move {
+            let stopped = async move {
+                let signal = match stop.wait_for(Option::is_some).await {
+                    Ok(signal) => *signal,
+                    Err(_) => None,
+                };
+                match signal {
+                    Some(signal) => signal,
+                    None => std::future::pending().await,
+                }
+            };
+            worker::run(&handle, &runner, &options, stopped).await
+        });
+    }
+    let mut interrupted = None;
+    let mut failure = None;
+    while let Some(joined) = workers.join_next().await {
+        match joined.context("a local worker panicked")? {
+            Ok(WorkerEnd::Done(_)) => {}
+            Ok(WorkerEnd::Interrupted(signal)) => interrupted = Some(signal),
+            Err(err) => {
+                // One worker's fatal error (a missing command) would repeat in every worker.
+                workers.abort_all();
+                failure.get_or_insert(err);
+            }
+        }
+    }
+    signals.abort();
+    if let Some(err) = failure {
+        return Err(err.into());
+    }
+    let summary = queue.summary();
+    print!("{}", summary.render());
+    Ok(match interrupted {
+        Some(signal) => exit_code::SIGNAL_BASE + signal,
+        None => exit_code::for_verdict(summary.verdict()),
+    })
+}
+
+fn runner_for(config: &RunConfig, worker: &str) -> CommandRunner {
+    let mut runner = config.runner.clone();
+    runner.env = vec![
+        ("CIQ_BUILD".to_owned(), config.build.clone()),
+        ("CIQ_WORKER".to_owned(), worker.to_owned()),
+    ];
+    runner
+}
+
+fn finish(end: WorkerEnd, worker: &str) -> i32 {
+    match end {
+        WorkerEnd::Done(summary) => {
+            print!("{}", summary.render());
+            exit_code::for_verdict(summary.verdict())
+        }
+        WorkerEnd::Interrupted(signal) => {
+            eprintln!("ciq: worker `{worker}` stopped by signal {signal}");
+            exit_code::SIGNAL_BASE + signal
+        }
+    }
+}

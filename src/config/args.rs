@@ -1,0 +1,171 @@
+//! The command line as clap parses it: flags, their `CIQ_*` variables, defaults and help.
+//! [`crate::config`] turns these raw values into validated configurations.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ciq: a distributed test queue. Workers on many CI machines pull one test suite from Redis,
+/// so no machine idles while another runs a long tail, and a machine that dies takes no tests
+/// with it.
+#[derive(Debug, Parser)]
+#[command(name = "ciq", version, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run tests from the queue: one `ciq run` per CI machine, or `-j N` locally without Redis.
+    ///
+    /// Examples:
+    ///
+    ///   ciq run -j 4 --tests tests.txt -- ./run-test
+    ///
+    ///   ciq run --queue redis://redis:6379/0 --build "$BUILD" --worker "$N" --tests tests.txt -- ./run-test {}
+    Run(RunArgs),
+    /// Wait for a build's queue to drain and print its verdict: failures with their output,
+    /// flaky tests, tests not run. Run it once per build, in its own CI step.
+    ///
+    /// Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader elected,
+    /// 5 infrastructure error (Redis unreachable, build state lost).
+    Report(ReportArgs),
+}
+
+/// Where the build lives.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build id, shared by every worker of one CI run [default: from the CI provider's
+    /// environment]
+    #[arg(long, env = "CIQ_BUILD")]
+    pub build: Option<String>,
+    /// Namespace for the build's keys, when several suites share one build id.
+    #[arg(long, env = "CIQ_NAMESPACE", default_value = "")]
+    pub namespace: String,
+    /// How long to keep retrying an unreachable Redis before failing.
+    #[arg(long, env = "CIQ_REDIS_TIMEOUT", value_parser = duration, default_value = "60s")]
+    pub redis_timeout: Duration,
+    /// How many dead leaders to accept before giving up with "lost leader".
+    #[arg(long, env = "CIQ_MAX_ELECTION_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_election_attempts: u32,
+    /// Bound on the leader's test discovery, and on the report's wait for a leader.
+    #[arg(long, env = "CIQ_QUEUE_INIT_TIMEOUT", value_parser = duration, default_value = "15m")]
+    pub queue_init_timeout: Duration,
+}
+
+/// `ciq run`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Options")]
+pub struct RunArgs {
+    /// Redis URL of the shared queue (redis://[:PASSWORD@]HOST:PORT/DB, rediss:// for TLS).
+    /// Without it, tests run locally with -j workers.
+    #[arg(long, env = "CIQ_QUEUE")]
+    pub queue: Option<String>,
+    /// Local workers, when no --queue is given [default: number of CPUs]
+    #[arg(short = 'j', long, env = "CIQ_JOBS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Worker id, unique within the build [default: from the CI provider's environment]
+    #[arg(long, env = "CIQ_WORKER")]
+    pub worker: Option<String>,
+    /// File with one test id per line (`-` for stdin).
+    #[arg(long, env = "CIQ_TESTS", value_name = "FILE", conflicts_with = "list_command")]
+    pub tests: Option<PathBuf>,
+    /// Command printing one test id per line; only the elected leader runs it (split like a
+    /// shell would, but not run through one).
+    #[arg(long, env = "CIQ_LIST_COMMAND", value_name = "CMD")]
+    pub list_command: Option<String>,
+    /// Tests per run of the command.
+    #[arg(long, env = "CIQ_BATCH_SIZE", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+    /// Kill a run's whole process group after this long and record its tests as errored.
+    #[arg(long, env = "CIQ_TEST_TIMEOUT", value_parser = duration, default_value = "30m")]
+    pub test_timeout: Duration,
+    /// Most bytes of a failing run's output kept (the start and the end survive).
+    #[arg(long, env = "CIQ_OUTPUT_LIMIT", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    pub output_limit: u32,
+    /// How often one test may be retried on another worker after failing.
+    #[arg(long, env = "CIQ_MAX_REQUEUES", default_value_t = 1)]
+    pub max_requeues: u32,
+    /// Fraction of the suite that may be retried in all (0.1 = one test in ten).
+    #[arg(long, env = "CIQ_REQUEUE_TOLERANCE", default_value_t = 0.1, value_parser = tolerance)]
+    pub requeue_tolerance: f64,
+    /// TTL of the leader's setup lock; it renews the lock every third of it.
+    #[arg(long, env = "CIQ_LOCK_TTL", value_parser = duration, default_value = "30s")]
+    pub lock_ttl: Duration,
+    /// How often a worker tells Redis it is alive.
+    #[arg(long, env = "CIQ_HEARTBEAT_INTERVAL", value_parser = duration, default_value = "5s")]
+    pub heartbeat_interval: Duration,
+    /// How long a silent worker keeps its tests before another takes them over.
+    #[arg(long, env = "CIQ_HEARTBEAT_TIMEOUT", value_parser = duration, default_value = "30s")]
+    pub heartbeat_timeout: Duration,
+    /// TTL of every key of the build.
+    #[arg(long, env = "CIQ_REDIS_TTL", value_parser = duration, default_value = "8h")]
+    pub redis_ttl: Duration,
+    /// Where the build lives.
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// The test command; test ids replace a `{}` argument, or are appended. Exit code 0 means
+    /// passed.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `ciq report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Redis URL of the shared queue.
+    #[arg(long, env = "CIQ_QUEUE")]
+    pub queue: String,
+    /// Where the build lives.
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// How long to wait for the queue to drain, from the report's start.
+    #[arg(long, env = "CIQ_REPORT_TIMEOUT", value_parser = duration, default_value = "2h")]
+    pub report_timeout: Duration,
+}
+
+/// Parses `30s`, `500ms`, `15m`, `8h`, or a bare number of seconds.
+fn duration(text: &str) -> Result<Duration, String> {
+    let parsed = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|err| format!("{err} (write e.g. 30s, 500ms, 15m or 2h)"))?,
+    };
+    if parsed.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(parsed)
+}
+
+fn tolerance(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err("must be a fraction between 0 and 1".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_accept_units_and_seconds() {
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
+        assert!(duration("0s").is_err());
+        assert!(duration("soon").unwrap_err().contains("write e.g. 30s"));
+    }
+}

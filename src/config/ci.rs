@@ -1,0 +1,113 @@
+//! Build and worker ids from the CI provider's environment, so `ciq run` needs no `--build` or
+//! `--worker` on the common CI systems.
+//!
+//! The build id must be the same on every machine of one CI run (and differ between runs and
+//! retries of the run); the worker id must differ between the machines.
+
+/// Ids found in the environment, and the provider they came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CiIds {
+    /// The provider's name, for messages.
+    pub provider: Option<&'static str>,
+    /// The run's id, shared by all its machines.
+    pub build: Option<String>,
+    /// This machine's id within the run.
+    pub worker: Option<String>,
+}
+
+/// Reads ids through `var` (the process environment in production).
+pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
+    let get = |name: &str| var(name).filter(|v| !v.is_empty());
+    let join = |a: Option<String>, b: Option<String>| match (a, b) {
+        (Some(a), Some(b)) => Some(format!("{a}-{b}")),
+        (a, None) => a,
+        (None, b) => b,
+    };
+    if get("BUILDKITE").is_some() {
+        return CiIds {
+            provider: Some("Buildkite"),
+            build: get("BUILDKITE_BUILD_ID"),
+            worker: get("BUILDKITE_PARALLEL_JOB").or_else(|| get("BUILDKITE_JOB_ID")),
+        };
+    }
+    if get("GITHUB_ACTIONS").is_some() {
+        return CiIds {
+            provider: Some("GitHub Actions"),
+            build: join(get("GITHUB_RUN_ID"), get("GITHUB_RUN_ATTEMPT")),
+            worker: join(get("GITHUB_JOB"), get("RUNNER_NAME")),
+        };
+    }
+    if get("GITLAB_CI").is_some() {
+        return CiIds {
+            provider: Some("GitLab CI"),
+            build: get("CI_PIPELINE_ID"),
+            worker: get("CI_NODE_INDEX").or_else(|| get("CI_JOB_ID")),
+        };
+    }
+    if get("CIRCLECI").is_some() {
+        return CiIds {
+            provider: Some("CircleCI"),
+            build: get("CIRCLE_WORKFLOW_JOB_ID").or_else(|| get("CIRCLE_BUILD_NUM")),
+            worker: get("CIRCLE_NODE_INDEX"),
+        };
+    }
+    if get("JENKINS_URL").is_some() {
+        return CiIds {
+            provider: Some("Jenkins"),
+            build: get("BUILD_TAG"),
+            worker: join(get("NODE_NAME"), get("EXECUTOR_NUMBER")),
+        };
+    }
+    CiIds::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn detect_in(pairs: &[(&str, &str)]) -> CiIds {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        detect(|name| env.get(name).cloned())
+    }
+
+    #[test]
+    fn each_provider_gives_build_and_worker() {
+        let ids = detect_in(&[
+            ("BUILDKITE", "true"),
+            ("BUILDKITE_BUILD_ID", "b-1"),
+            ("BUILDKITE_PARALLEL_JOB", "3"),
+        ]);
+        assert_eq!((ids.build.as_deref(), ids.worker.as_deref()), (Some("b-1"), Some("3")));
+        let ids = detect_in(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_RUN_ID", "99"),
+            ("GITHUB_RUN_ATTEMPT", "2"),
+            ("GITHUB_JOB", "test"),
+            ("RUNNER_NAME", "runner 4"),
+        ]);
+        assert_eq!(ids.build.as_deref(), Some("99-2"));
+        assert_eq!(ids.worker.as_deref(), Some("test-runner 4"));
+        let ids = detect_in(&[("GITLAB_CI", "true"), ("CI_PIPELINE_ID", "7"), ("CI_NODE_INDEX", "1")]);
+        assert_eq!((ids.build.as_deref(), ids.worker.as_deref()), (Some("7"), Some("1")));
+        let ids = detect_in(&[("CIRCLECI", "true"), ("CIRCLE_BUILD_NUM", "12"), ("CIRCLE_NODE_INDEX", "0")]);
+        assert_eq!((ids.build.as_deref(), ids.worker.as_deref()), (Some("12"), Some("0")));
+        let ids = detect_in(&[
+            ("JENKINS_URL", "http://ci"),
+            ("BUILD_TAG", "jenkins-app-5"),
+            ("NODE_NAME", "agent"),
+            ("EXECUTOR_NUMBER", "1"),
+        ]);
+        assert_eq!(ids.build.as_deref(), Some("jenkins-app-5"));
+        assert_eq!(ids.worker.as_deref(), Some("agent-1"));
+        assert_eq!(ids.provider, Some("Jenkins"));
+    }
+
+    #[test]
+    fn nothing_outside_ci() {
+        assert_eq!(detect_in(&[("HOME", "/root")]), CiIds::default());
+    }
+}

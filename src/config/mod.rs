@@ -1,0 +1,215 @@
+//! From the command line to one validated configuration per subcommand.
+//!
+//! [`args`] is what clap parses; this module checks what clap cannot (ids from the CI
+//! environment, flags that only make sense together) and produces [`RunConfig`] and the report's
+//! [`ReportSettings`]. Every error names the flag and its `CIQ_*` variable.
+
+pub mod args;
+pub mod ci;
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::discovery::{DiscoveryError, TestSource};
+use crate::queue::budget::RequeueBudget;
+use crate::queue::redis::RedisSettings;
+use crate::queue::redis::supervisor::ReportSettings;
+use crate::runner::command::CommandRunner;
+use crate::worker::WorkerOptions;
+use args::{BuildArgs, ReportArgs, RunArgs};
+use ci::CiIds;
+
+/// A command line that parses but cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// No build id anywhere.
+    #[error("no build id: pass --build ID or set CIQ_BUILD\n(hint: on Buildkite, GitHub Actions, GitLab CI, CircleCI and Jenkins it is read from the environment)")]
+    MissingBuild,
+    /// No worker id anywhere.
+    #[error("no worker id: pass --worker ID or set CIQ_WORKER (unique per CI machine of the build)\n(hint: on Buildkite, GitHub Actions, GitLab CI, CircleCI and Jenkins it is read from the environment)")]
+    MissingWorker,
+    /// No test list.
+    #[error("no test list: pass --tests FILE (`-` for stdin) or --list-command CMD")]
+    NoTestList,
+    /// `-j` given with a queue.
+    #[error("-j/--jobs runs local workers without Redis; with --queue, run one `ciq run` per CI machine")]
+    JobsWithQueue,
+    /// The list command does not split.
+    #[error("cannot split --list-command `{0}` into arguments (unbalanced quotes?)")]
+    BadListCommand(String),
+    /// Heartbeats slower than their timeout would let healthy workers lose their tests.
+    #[error("--heartbeat-interval ({}) must be shorter than --heartbeat-timeout ({})", humantime::format_duration(*.0), humantime::format_duration(*.1))]
+    HeartbeatTooSlow(Duration, Duration),
+    /// An id flag is blank.
+    #[error("{0} is blank")]
+    BlankId(&'static str),
+}
+
+/// Where a run's tests come from before they are read.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// `--tests FILE` (`-` for stdin).
+    File(String),
+    /// `--list-command`, split into argv.
+    Command(Vec<String>),
+}
+
+impl SourceSpec {
+    /// Reads a file list now (every worker checks it before joining); a command stays a
+    /// command for the leader to run.
+    pub fn load(&self) -> Result<TestSource, DiscoveryError> {
+        match self {
+            SourceSpec::File(path) => TestSource::read(path),
+            SourceSpec::Command(argv) => Ok(TestSource::Command(argv.clone())),
+        }
+    }
+}
+
+/// Local or distributed.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `-j N` workers in this process, queue in memory.
+    Local {
+        /// Number of workers.
+        jobs: usize,
+    },
+    /// One worker of a build shared through Redis.
+    Redis {
+        /// The build.
+        settings: RedisSettings,
+        /// This worker's id.
+        worker: String,
+    },
+}
+
+/// Everything `ciq run` needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Local or distributed.
+    pub mode: Mode,
+    /// Where the tests come from.
+    pub source: SourceSpec,
+    /// The runner (its environment is filled in per worker).
+    pub runner: CommandRunner,
+    /// Batch size and timeouts.
+    pub worker: WorkerOptions,
+    /// Requeue limits.
+    pub budget: RequeueBudget,
+    /// The build id given to the test command as `CIQ_BUILD`.
+    pub build: String,
+    /// Bound on running the list command.
+    pub discovery_timeout: Duration,
+}
+
+fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
+    let build = args
+        .build
+        .clone()
+        .or_else(|| ids.build.clone())
+        .ok_or(ConfigError::MissingBuild)?;
+    if build.trim().is_empty() {
+        return Err(ConfigError::BlankId("--build"));
+    }
+    Ok(build)
+}
+
+impl RunConfig {
+    /// Validates `ciq run`'s arguments; `ids` are those found in the CI environment.
+    pub fn new(args: RunArgs, ids: &CiIds) -> Result<Self, ConfigError> {
+        let source = match (&args.tests, &args.list_command) {
+            (Some(path), _) => SourceSpec::File(path.to_string_lossy().into_owned()),
+            (None, Some(command)) => {
+                let argv = shlex::split(command)
+                    .filter(|argv| !argv.is_empty())
+                    .ok_or_else(|| ConfigError::BadListCommand(command.clone()))?;
+                SourceSpec::Command(argv)
+            }
+            (None, None) => return Err(ConfigError::NoTestList),
+        };
+        if args.heartbeat_interval >= args.heartbeat_timeout {
+            return Err(ConfigError::HeartbeatTooSlow(
+                args.heartbeat_interval,
+                args.heartbeat_timeout,
+            ));
+        }
+        let budget = RequeueBudget {
+            max_requeues: args.max_requeues,
+            tolerance: args.requeue_tolerance,
+        };
+        let discovery_timeout = args.build.queue_init_timeout;
+        let (mode, build) = match args.queue {
+            None => {
+                let jobs = args.jobs.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    |jobs| jobs as usize,
+                );
+                let build = args
+                    .build
+                    .build
+                    .clone()
+                    .unwrap_or_else(|| format!("local-{}", uuid::Uuid::new_v4().simple()));
+                (Mode::Local { jobs }, build)
+            }
+            Some(url) => {
+                if args.jobs.is_some() {
+                    return Err(ConfigError::JobsWithQueue);
+                }
+                let build = build_id(&args.build, ids)?;
+                let worker = args
+                    .worker
+                    .clone()
+                    .or_else(|| ids.worker.clone())
+                    .ok_or(ConfigError::MissingWorker)?;
+                if worker.trim().is_empty() {
+                    return Err(ConfigError::BlankId("--worker"));
+                }
+                let settings = RedisSettings {
+                    url,
+                    namespace: args.build.namespace.clone(),
+                    build: build.clone(),
+                    key_ttl: args.redis_ttl,
+                    lock_ttl: args.lock_ttl,
+                    max_election_attempts: args.build.max_election_attempts,
+                    queue_init_timeout: args.build.queue_init_timeout,
+                    heartbeat_interval: args.heartbeat_interval,
+                    heartbeat_timeout: args.heartbeat_timeout,
+                    budget,
+                    redis_timeout: args.build.redis_timeout,
+                };
+                (Mode::Redis { settings, worker }, build)
+            }
+        };
+        Ok(Self {
+            mode,
+            source,
+            runner: CommandRunner {
+                command: args.command,
+                env: Vec::new(),
+                timeout: Some(args.test_timeout),
+                output_limit: args.output_limit as usize,
+            },
+            worker: WorkerOptions {
+                batch_size: args.batch_size as usize,
+                test_timeout: Some(args.test_timeout),
+            },
+            budget,
+            build,
+            discovery_timeout,
+        })
+    }
+}
+
+/// Validates `ciq report`'s arguments.
+pub fn report_settings(args: ReportArgs, ids: &CiIds) -> Result<ReportSettings, ConfigError> {
+    Ok(ReportSettings {
+        url: args.queue,
+        namespace: args.build.namespace.clone(),
+        build: build_id(&args.build, ids)?,
+        queue_init_timeout: args.build.queue_init_timeout,
+        report_timeout: args.report_timeout,
+        max_election_attempts: args.build.max_election_attempts,
+        redis_timeout: args.build.redis_timeout,
+        poll_interval: Duration::from_millis(500),
+    })
+}

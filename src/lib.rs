@@ -1,0 +1,35 @@
+//! ciq: a distributed test queue.
+//!
+//! Workers on many CI machines elect a leader that fills a queue in Redis, then pull tests from
+//! it until it is empty; tests held by a dead worker are taken over, failures are retried on
+//! another worker to tell flaky from broken, and a report step gives the build one verdict.
+//! Without Redis the same loop runs with N local workers.
+//!
+//! The data flows test list ([`test_id`], [`discovery`]) -> queue ([`queue`]: election and
+//! per-test scripts) -> worker loop ([`worker`]) -> runner ([`runner`]) -> result
+//! ([`outcome`]) -> report ([`report`]).
+
+pub mod cli;
+pub mod config;
+pub mod discovery;
+pub mod exit_code;
+pub mod outcome;
+pub mod process;
+pub mod queue;
+pub mod report;
+pub mod runner;
+pub mod signal;
+pub mod test_id;
+pub mod worker;
+
+/// An error and its causes on one line, `outer: inner: root`, for messages stored in Redis.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

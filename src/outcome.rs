@@ -1,0 +1,103 @@
+//! What running a test produced: [`Outcome`] for the verdict, [`TestResult`] for one run.
+//!
+//! The queue stores outcomes by their lowercase names and failure details as JSON, so both
+//! backends and the report read the same words.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::test_id::TestId;
+
+/// A test's final outcome, or the outcome of one run of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The test ran and passed.
+    Passed,
+    /// The test ran and failed.
+    Failed,
+    /// The framework skipped the test.
+    Skipped,
+    /// The test failed, then passed on a retry: not broken, but not to be trusted.
+    Flaky,
+    /// The runner broke: crash, timeout, missing result.
+    Errored,
+}
+
+impl Outcome {
+    /// Every outcome, in the order summaries list them.
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Passed,
+        Outcome::Flaky,
+        Outcome::Skipped,
+        Outcome::Failed,
+        Outcome::Errored,
+    ];
+
+    /// The name stored in Redis and printed in summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::Flaky => "flaky",
+            Outcome::Errored => "errored",
+        }
+    }
+
+    /// Whether this outcome lets the build go green.
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Passed | Outcome::Skipped | Outcome::Flaky)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored outcome name that this version does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown outcome `{0}`")]
+pub struct UnknownOutcome(pub String);
+
+impl FromStr for Outcome {
+    type Err = UnknownOutcome;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| UnknownOutcome(s.to_owned()))
+    }
+}
+
+/// One run of one test, as a runner reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    /// The test that ran.
+    pub id: TestId,
+    /// How the run ended. Never [`Outcome::Flaky`]: flakiness is decided by the queue.
+    pub outcome: Outcome,
+    /// Wall time of the run (for a batch, the batch's time).
+    pub duration: Duration,
+    /// Captured output, kept for failures and errors (already bounded by the runner).
+    pub output: String,
+}
+
+/// The details stored with a failed or errored run, shown by the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureDetail {
+    /// Outcome of the run that produced this detail.
+    pub outcome: Outcome,
+    /// Worker that ran it.
+    pub worker: String,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Captured output, bounded.
+    pub output: String,
+}

@@ -1,0 +1,93 @@
+//! [`QueueError`]: everything that ends a worker's or a report's conversation with its queue.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why a build was aborted, stored in Redis so every worker and the report end the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Abort {
+    /// The class of cause, which decides the exit code.
+    pub kind: AbortKind,
+    /// The worker that aborted the build.
+    pub worker: String,
+    /// The error it met, one line.
+    pub message: String,
+}
+
+/// The class of cause behind an [`Abort`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AbortKind {
+    /// The leader could not produce a usable test list.
+    BadInput,
+    /// Leaders kept dying until the election budget was spent.
+    LostLeader,
+}
+
+/// An error from a queue backend that the worker cannot recover from by retrying.
+#[derive(Debug, Error)]
+pub enum QueueError {
+    /// The queue URL does not parse.
+    #[error("invalid queue URL `{url}`: {reason}\n(hint: use redis://HOST:PORT/DB, rediss://HOST:PORT/DB for TLS, redis://:PASSWORD@HOST:PORT/DB for a password)")]
+    InvalidUrl {
+        /// The URL as given, password hidden.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Redis could not be reached (at start, or for longer than the retry budget).
+    #[error("cannot reach Redis at `{url}` (tried for {})\n(hint: check the host and port in --queue, and that Redis is up and reachable from this machine)", humantime::format_duration(*.waited))]
+    Unreachable {
+        /// The URL, password hidden.
+        url: String,
+        /// How long ciq kept trying.
+        waited: Duration,
+        /// The last error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// Redis refused the credentials.
+    #[error("Redis at `{url}` refused the credentials\n(hint: put the password in the URL, redis://:PASSWORD@HOST:PORT/DB, or user and password, redis://USER:PASSWORD@HOST:PORT/DB)")]
+    Auth {
+        /// The URL, password hidden.
+        url: String,
+        /// The server's answer.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// Redis answered with an error ciq did not expect (a bug, or a server that is not Redis).
+    #[error("Redis command failed")]
+    Command(#[source] redis::RedisError),
+    /// A script answered something this version does not understand.
+    #[error("unexpected reply from Redis: {0}")]
+    Protocol(String),
+    /// Every elected leader died before filling the queue.
+    #[error("lost leader: {attempts} elected leader(s) died before filling the queue; giving up\n(hint: look at the leader's log; raise --max-election-attempts or --lock-ttl if its test discovery is slow or the machine pauses)")]
+    LostLeader {
+        /// How many dead leaders this process saw.
+        attempts: u32,
+    },
+    /// No leader appeared within the init timeout.
+    #[error("no leader elected: no worker filled the queue within {}\n(hint: check that workers started and can reach Redis; raise --queue-init-timeout)", humantime::format_duration(*.waited))]
+    NoLeader {
+        /// How long the wait lasted.
+        waited: Duration,
+    },
+    /// A process of this build ended it for everyone: a leader whose test discovery failed, or
+    /// a worker that spent the election budget.
+    #[error("build aborted by worker `{}`: {}", .0.worker, .0.message)]
+    Aborted(Abort),
+    /// The build's state vanished after it was set up.
+    #[error("the build's state was lost from Redis (restarted without persistence, flushed, or evicted); its results cannot be trusted\n(hint: give Redis persistence (appendonly yes) and enough memory (maxmemory-policy noeviction), then rerun the build)")]
+    StateLost,
+}
+
+impl QueueError {
+    /// Whether the cause is on the user's side of the command line (a bad URL), as opposed to
+    /// the infrastructure or the build.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, QueueError::InvalidUrl { .. })
+    }
+}

@@ -1,0 +1,239 @@
+//! [`RedisConn`]: one multiplexed connection to Redis that survives drops, restarts and pauses.
+//!
+//! Every call is retried with backoff on connection errors and timeouts, on a fresh connection,
+//! until `retry_for` has passed without success; then the error ends the worker as an
+//! infrastructure failure. Retrying is safe because every script of the protocol is safe to
+//! repeat after a lost reply (see `lua/`).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
+use tokio::sync::Mutex;
+
+use crate::queue::QueueError;
+
+/// A self-healing connection to one Redis server.
+pub struct RedisConn {
+    client: redis::Client,
+    url: String,
+    retry_for: Duration,
+    config: AsyncConnectionConfig,
+    slot: Mutex<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    epoch: u64,
+    conn: Option<MultiplexedConnection>,
+}
+
+/// Longest wait for one reply before the connection is presumed dead and replaced.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl RedisConn {
+    /// Parses `url` and connects, retrying for up to `retry_for`.
+    pub async fn open(url: &str, retry_for: Duration) -> Result<Self, QueueError> {
+        let shown = redact(url);
+        let invalid = |reason: String| QueueError::InvalidUrl {
+            url: shown.clone(),
+            reason,
+        };
+        if !["redis://", "rediss://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            return Err(invalid(
+                "the scheme must be redis://, rediss:// or unix://".to_owned(),
+            ));
+        }
+        let client = redis::Client::open(url).map_err(|err| invalid(err.to_string()))?;
+        let timeout = RESPONSE_TIMEOUT.min(retry_for.max(Duration::from_millis(500)));
+        let conn = Self {
+            client,
+            url: shown,
+            retry_for,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout)),
+            slot: Mutex::new(Slot::default()),
+        };
+        conn.retrying(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
+            .await?;
+        Ok(conn)
+    }
+
+    /// The URL with its password hidden, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `script` with `keys` and `args`, retrying on connection errors.
+    pub async fn eval<T>(
+        &self,
+        script: &Script,
+        keys: &[impl AsRef<str>],
+        args: &[impl AsRef<str>],
+    ) -> Result<T, QueueError>
+    where
+        T: FromRedisValue,
+    {
+        self.retrying(|mut conn| async move {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key.as_ref());
+            }
+            for arg in args {
+                invocation.arg(arg.as_ref());
+            }
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs a plain command, retrying on connection errors.
+    pub async fn query<T>(&self, cmd: &redis::Cmd) -> Result<T, QueueError>
+    where
+        T: FromRedisValue,
+    {
+        self.retrying(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    /// Runs a pipeline, retrying on connection errors.
+    pub async fn pipeline<T>(&self, pipe: &redis::Pipeline) -> Result<T, QueueError>
+    where
+        T: FromRedisValue,
+    {
+        self.retrying(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
+    }
+
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(conn) = &slot.conn {
+            return Ok((slot.epoch, conn.clone()));
+        }
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        slot.epoch += 1;
+        slot.conn = Some(conn.clone());
+        Ok((slot.epoch, conn))
+    }
+
+    async fn discard(&self, epoch: u64) {
+        let mut slot = self.slot.lock().await;
+        if slot.epoch == epoch {
+            slot.conn = None;
+        }
+    }
+
+    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, QueueError>
+    where
+        F: FnMut(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let mut outage: Option<Instant> = None;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let (epoch, result) = match self.connection().await {
+                Ok((epoch, conn)) => (Some(epoch), op(conn).await),
+                Err(err) => (None, Err(err)),
+            };
+            let err = match result {
+                Ok(value) => {
+                    if outage.is_some() {
+                        eprintln!("ciq: reconnected to Redis at `{}`", self.url);
+                    }
+                    return Ok(value);
+                }
+                Err(err) => err,
+            };
+            if is_auth_error(&err) {
+                return Err(QueueError::Auth {
+                    url: self.url.clone(),
+                    source: err,
+                });
+            }
+            if !is_retryable(&err) {
+                return Err(QueueError::Command(err));
+            }
+            if let Some(epoch) = epoch {
+                self.discard(epoch).await;
+            }
+            let started = *outage.get_or_insert_with(|| {
+                eprintln!(
+                    "ciq: Redis at `{}` is unavailable ({err}); retrying for up to {}",
+                    self.url,
+                    humantime::format_duration(self.retry_for)
+                );
+                Instant::now()
+            });
+            if started.elapsed() >= self.retry_for {
+                return Err(QueueError::Unreachable {
+                    url: self.url.clone(),
+                    waited: started.elapsed(),
+                    source: err,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+fn is_auth_error(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+}
+
+fn is_retryable(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || matches!(
+            err.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+            )
+        )
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+    if !userinfo.contains(':') && !userinfo.is_empty() {
+        // redis://PASSWORD@host is accepted by Redis clients too: hide it as well.
+        return format!("{}***@{}", &url[..scheme_end], &rest[at + 1..]);
+    }
+    format!("{}{user}:***@{}", &url[..scheme_end], &rest[at + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(redact("redis://127.0.0.1:7000/2"), "redis://127.0.0.1:7000/2");
+        assert_eq!(redact("redis://:s3cret@host:1/0"), "redis://:***@host:1/0");
+        assert_eq!(redact("rediss://ci:s3cret@host/0"), "rediss://ci:***@host/0");
+        assert_eq!(redact("redis://s3cret@host"), "redis://***@host");
+    }
+}

@@ -1,0 +1,372 @@
+//! The election: which worker fills the queue, and how the others wait for it.
+//!
+//! The leader holds `setup:<gen>:<worker>` with a short TTL and renews it with compare-and-set
+//! while it discovers, stages and commits; the commit turns it into `ready:<gen>` only if the
+//! lock is still its own. A lock that lapses means the leader died: waiting workers elect again,
+//! up to a budget. A leader that finds its lock gone drops its staging and follows the winner.
+//! So at most one generation is ever committed, and nobody reads one that was not.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep};
+
+use crate::discovery::TestSource;
+use crate::queue::error::{Abort, AbortKind};
+use crate::queue::redis::reply::{self, parse};
+use crate::queue::redis::scripts::SCRIPTS;
+use crate::queue::redis::{RedisQueue, millis};
+use crate::queue::QueueError;
+use crate::test_id::TestId;
+
+/// How a worker joined the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The generation it follows.
+    pub generation: String,
+    /// Whether it filled the queue itself.
+    pub led: bool,
+}
+
+/// Most ids staged in one script call, and most bytes: a batch stays well inside Lua's stack
+/// and Redis's argument limits, and a lost reply re-sends little.
+const STAGE_BATCH_IDS: usize = 1000;
+const STAGE_BATCH_BYTES: usize = 1 << 20;
+
+enum Led {
+    Committed,
+    LostLock,
+}
+
+enum Waited {
+    Ready(String),
+    LeaderDied,
+}
+
+impl RedisQueue {
+    /// Joins the build: elects a leader (maybe this worker, which then fills the queue from
+    /// `source`) and follows the committed generation.
+    pub async fn join(&self, source: &TestSource) -> Result<Joined, QueueError> {
+        let mut dead_leaders = 0u32;
+        loop {
+            let generation = uuid::Uuid::new_v4().to_string();
+            let reply: String = self
+                .conn
+                .eval(
+                    &SCRIPTS.elect,
+                    &[self.keys.state(), self.keys.aborted()],
+                    &[
+                        generation.as_str(),
+                        &self.worker,
+                        &millis(self.settings.lock_ttl),
+                    ],
+                )
+                .await?;
+            let elect: reply::Elect = parse("elect", &reply)?;
+            match elect.role.as_str() {
+                "leader" => match self.lead(&generation, source).await? {
+                    Led::Committed => {
+                        self.follow(&generation);
+                        return Ok(Joined {
+                            generation,
+                            led: true,
+                        });
+                    }
+                    Led::LostLock => eprintln!(
+                        "ciq: worker `{}` lost the setup lock (paused, partitioned or too slow); dropped its staging and follows the new leader",
+                        self.worker
+                    ),
+                },
+                "aborted" => return Err(aborted(&elect.abort)),
+                "wait" => {
+                    if let Some(leader) = setup_leader(&elect.state) {
+                        eprintln!(
+                            "ciq: worker `{}` waits for leader `{leader}` to fill the queue",
+                            self.worker
+                        );
+                    }
+                }
+                other => {
+                    return Err(QueueError::Protocol(format!("unknown election role `{other}`")));
+                }
+            }
+            match self.wait_for_ready().await? {
+                Waited::Ready(generation) => {
+                    self.follow(&generation);
+                    return Ok(Joined {
+                        generation,
+                        led: false,
+                    });
+                }
+                Waited::LeaderDied => {
+                    dead_leaders += 1;
+                    if dead_leaders >= self.settings.max_election_attempts {
+                        let err = QueueError::LostLeader {
+                            attempts: dead_leaders,
+                        };
+                        self.abort(AbortKind::LostLeader, &err.to_string(), "")
+                            .await?;
+                        return Err(err);
+                    }
+                    eprintln!(
+                        "ciq: the leader died before filling the queue; electing a new one (attempt {} of {})",
+                        dead_leaders + 1,
+                        self.settings.max_election_attempts
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits while a leader holds the setup lock.
+    async fn wait_for_ready(&self) -> Result<Waited, QueueError> {
+        let mut delay = Duration::from_millis(20);
+        let mut leader = None;
+        loop {
+            let observed = self.observe().await?;
+            if !observed.abort.is_empty() {
+                return Err(aborted(&observed.abort));
+            }
+            if observed.state.is_empty() {
+                return Ok(Waited::LeaderDied);
+            }
+            if let Some(generation) = observed.state.strip_prefix("ready:") {
+                return Ok(Waited::Ready(generation.to_owned()));
+            }
+            let current = setup_leader(&observed.state).map(str::to_owned);
+            if leader.is_some() && current != leader {
+                eprintln!(
+                    "ciq: worker `{}` waits for new leader `{}`",
+                    self.worker,
+                    current.as_deref().unwrap_or("?")
+                );
+            }
+            leader = current;
+            sleep(delay).await;
+            delay = (delay * 2).min(self.settings.lock_ttl / 4).min(Duration::from_secs(1));
+        }
+    }
+
+    /// The generation `state` names as ready, for a worker that was told its own is stale. Any
+    /// other state means the build's state was lost: such a worker never elects again.
+    pub(super) async fn current_ready_generation(&self) -> Result<String, QueueError> {
+        let observed = self.observe().await?;
+        if !observed.abort.is_empty() {
+            return Err(aborted(&observed.abort));
+        }
+        observed
+            .state
+            .strip_prefix("ready:")
+            .map(str::to_owned)
+            .ok_or(QueueError::StateLost)
+    }
+
+    async fn observe(&self) -> Result<reply::Observe, QueueError> {
+        let reply: String = self
+            .conn
+            .eval(
+                &SCRIPTS.observe,
+                &[self.keys.state(), self.keys.aborted()],
+                &[] as &[&str],
+            )
+            .await?;
+        parse("observe", &reply)
+    }
+
+    /// Leads `generation`: discovers, stages and commits while a background task renews the
+    /// lock. Any sign of a lost lock stops the work and drops the staged keys.
+    async fn lead(&self, generation: &str, source: &TestSource) -> Result<Led, QueueError> {
+        eprintln!(
+            "ciq: worker `{}` is the leader of build `{}` (generation {generation}); listing tests",
+            self.worker, self.settings.build
+        );
+        let setup = format!("setup:{generation}:{}", self.worker);
+        let ready = format!("ready:{generation}");
+        let led = tokio::select! {
+            led = self.discover_stage_commit(generation, &setup, &ready, source) => led,
+            () = self.renew_until_lost(&setup, &ready) => Ok(Led::LostLock),
+        };
+        if matches!(led, Ok(Led::LostLock)) {
+            let keys = self.keys.generation(generation);
+            let mut del = redis::cmd("DEL");
+            for key in keys.all() {
+                del.arg(key);
+            }
+            let _deleted: i64 = self.conn.query(&del).await?;
+        }
+        led
+    }
+
+    /// Renews the lock every third of its TTL; returns once the lock is found to be someone
+    /// else's, or Redis stays unreachable for longer than the retry budget.
+    async fn renew_until_lost(&self, setup: &str, ready: &str) {
+        let ttl = millis(self.settings.lock_ttl);
+        loop {
+            sleep(self.settings.lock_ttl / 3).await;
+            let renewed: Result<i64, _> = self
+                .conn
+                .eval(&SCRIPTS.renew, &[self.keys.state()], &[setup, ready, &ttl])
+                .await;
+            if !matches!(renewed, Ok(1 | 2)) {
+                return;
+            }
+        }
+    }
+
+    async fn discover_stage_commit(
+        &self,
+        generation: &str,
+        setup: &str,
+        ready: &str,
+        source: &TestSource,
+    ) -> Result<Led, QueueError> {
+        let started = Instant::now();
+        let list = match source.discover(self.settings.queue_init_timeout).await {
+            Ok(list) => list,
+            Err(err) => {
+                let message = crate::error_chain(&err);
+                return Err(self.abort(AbortKind::BadInput, &message, setup).await?);
+            }
+        };
+        if let Some(warning) = list.duplicate_warning() {
+            eprintln!("ciq: {warning}");
+        }
+        let keys = self.keys.generation(generation);
+        let mut staged = 0usize;
+        for batch in batches(&list.ids) {
+            let mut args = vec![
+                setup.to_owned(),
+                staged.to_string(),
+                millis(self.settings.lock_ttl),
+                millis(self.settings.key_ttl),
+            ];
+            args.extend(batch.iter().map(|id| id.as_str().to_owned()));
+            let length: i64 = self
+                .conn
+                .eval(&SCRIPTS.stage, &[self.keys.state(), keys.queue.clone()], &args)
+                .await?;
+            match length {
+                -1 => return Ok(Led::LostLock),
+                n if n == (staged + batch.len()) as i64 => staged = n as usize,
+                other => {
+                    return Err(QueueError::Protocol(format!(
+                        "staging at position {staged} answered {other}"
+                    )));
+                }
+            }
+        }
+        let total = list.ids.len();
+        let committed: i64 = self
+            .conn
+            .eval(
+                &SCRIPTS.commit,
+                &[self.keys.state(), keys.meta.clone(), keys.queue.clone()],
+                &[
+                    setup.to_owned(),
+                    ready.to_owned(),
+                    millis(self.settings.key_ttl),
+                    total.to_string(),
+                    self.settings.budget.max_requeues.to_string(),
+                    self.settings.budget.build_limit(total).to_string(),
+                    millis(self.settings.heartbeat_timeout),
+                ],
+            )
+            .await?;
+        match committed {
+            1 => {
+                eprintln!(
+                    "ciq: worker `{}` queued {total} tests in {:.2}s",
+                    self.worker,
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(Led::Committed)
+            }
+            0 => Ok(Led::LostLock),
+            other => Err(QueueError::Protocol(format!("commit answered {other}"))),
+        }
+    }
+
+    /// Aborts the build for every worker and the report; returns the error this worker ends
+    /// with (the first abort recorded wins).
+    async fn abort(
+        &self,
+        kind: AbortKind,
+        message: &str,
+        setup: &str,
+    ) -> Result<QueueError, QueueError> {
+        let record = Abort {
+            kind,
+            worker: self.worker.clone(),
+            message: message.to_owned(),
+        };
+        let record =
+            serde_json::to_string(&record).map_err(|err| QueueError::Protocol(err.to_string()))?;
+        let in_force: String = self
+            .conn
+            .eval(
+                &SCRIPTS.abort,
+                &[self.keys.state(), self.keys.aborted()],
+                &[record.as_str(), &millis(self.settings.key_ttl), setup],
+            )
+            .await?;
+        Ok(aborted(&in_force))
+    }
+}
+
+/// The error for a stored abort record.
+pub(super) fn aborted(record: &str) -> QueueError {
+    match serde_json::from_str::<Abort>(record) {
+        Ok(abort) => QueueError::Aborted(abort),
+        Err(err) => QueueError::Protocol(format!("unreadable abort record `{record}`: {err}")),
+    }
+}
+
+/// The worker named in a `setup:<gen>:<worker>` state.
+fn setup_leader(state: &str) -> Option<&str> {
+    let rest = state.strip_prefix("setup:")?;
+    rest.split_once(':').map(|(_, worker)| worker)
+}
+
+fn batches(ids: &[TestId]) -> impl Iterator<Item = &[TestId]> {
+    let mut rest = ids;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut end = 0;
+        while end < rest.len() && end < STAGE_BATCH_IDS {
+            bytes += rest[end].as_str().len();
+            if end > 0 && bytes > STAGE_BATCH_BYTES {
+                break;
+            }
+            end += 1;
+        }
+        let (batch, tail) = rest.split_at(end);
+        rest = tail;
+        Some(batch)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_bounded_by_count_and_bytes() {
+        let small: Vec<TestId> = (0..2500).map(|i| TestId::new(format!("t{i}")).unwrap()).collect();
+        let sizes: Vec<usize> = batches(&small).map(<[TestId]>::len).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        let big: Vec<TestId> = (0..600)
+            .map(|i| TestId::new(format!("{i:04}{}", "x".repeat(4000))).unwrap())
+            .collect();
+        let sizes: Vec<usize> = batches(&big).map(<[TestId]>::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 600);
+        assert!(sizes.iter().all(|&n| n * 4004 <= STAGE_BATCH_BYTES + 4004), "{sizes:?}");
+    }
+
+    #[test]
+    fn setup_leader_names_the_worker() {
+        assert_eq!(setup_leader("setup:1b2c:worker:3"), Some("worker:3"));
+        assert_eq!(setup_leader("ready:1b2c"), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! The Redis keyspace of a build: [`BuildKeys`] for build-wide keys, [`GenKeys`] for one
+//! generation's.
+//!
+//! Every key of a build shares one hash tag, `{namespace:build}`, so every script's keys sit in
+//! one Redis Cluster slot. Queue-operational keys live under `g:<generation>:`, so an abandoned
+//! attempt at filling the queue can never be read by anyone.
+
+/// Build-wide keys: the election state and aggregates that outlive a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildKeys {
+    prefix: String,
+}
+
+/// One generation's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenKeys {
+    /// The generation id (a UUID).
+    pub generation: String,
+    /// Test ids waiting to run (list).
+    pub queue: String,
+    /// Tests being run, scored by their last heartbeat in server time (sorted set).
+    pub running: String,
+    /// Test id -> `lease:worker` of its current holder (hash).
+    pub leases: String,
+    /// Tests with a final outcome (set).
+    pub processed: String,
+    /// Test id -> how often it was requeued (hash).
+    pub requeues: String,
+    /// Test id -> worker that last requeued it (hash).
+    pub requeued_by: String,
+    /// Total, requeue budgets, heartbeat timeout and counters, written at commit (hash).
+    pub meta: String,
+    /// Worker id -> last reply, so a re-sent request is answered, not applied twice (hash).
+    pub replies: String,
+}
+
+impl BuildKeys {
+    /// Keys of build `build` under `namespace` (empty for none).
+    pub fn new(namespace: &str, build: &str) -> Self {
+        let tag = if namespace.is_empty() {
+            build.to_owned()
+        } else {
+            format!("{namespace}:{build}")
+        };
+        Self {
+            prefix: format!("ciq:{{{tag}}}:"),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The election lock and build status: absent, `setup:<gen>:<worker>`, or `ready:<gen>`.
+    pub fn state(&self) -> String {
+        self.key("state")
+    }
+
+    /// Why the build was aborted for everyone, when it was (JSON).
+    pub fn aborted(&self) -> String {
+        self.key("aborted")
+    }
+
+    /// Worker id -> last seen (server ms), or `left:<ms>` (hash).
+    pub fn workers(&self) -> String {
+        self.key("workers")
+    }
+
+    /// Test id -> final outcome (hash).
+    pub fn results(&self) -> String {
+        self.key("results")
+    }
+
+    /// Test id -> detail of its last failing run (hash of JSON).
+    pub fn failures(&self) -> String {
+        self.key("failures")
+    }
+
+    /// Build-wide counters: taken over, discarded (hash).
+    pub fn stats(&self) -> String {
+        self.key("stats")
+    }
+
+    /// Keys of generation `generation`.
+    pub fn generation(&self, generation: &str) -> GenKeys {
+        let key = |name: &str| format!("{}g:{generation}:{name}", self.prefix);
+        GenKeys {
+            generation: generation.to_owned(),
+            queue: key("queue"),
+            running: key("running"),
+            leases: key("leases"),
+            processed: key("processed"),
+            requeues: key("requeues"),
+            requeued_by: key("requeued-by"),
+            meta: key("meta"),
+            replies: key("replies"),
+        }
+    }
+
+    /// The KEYS of every per-test script, in the order `lua/prelude.lua` names them.
+    pub fn per_test(&self, generation: &GenKeys) -> [String; 13] {
+        [
+            self.state(),
+            self.workers(),
+            self.results(),
+            self.failures(),
+            self.stats(),
+            generation.queue.clone(),
+            generation.running.clone(),
+            generation.leases.clone(),
+            generation.processed.clone(),
+            generation.requeues.clone(),
+            generation.requeued_by.clone(),
+            generation.meta.clone(),
+            generation.replies.clone(),
+        ]
+    }
+}
+
+impl GenKeys {
+    /// Every key a generation may own, to delete when its leader abandons it.
+    pub fn all(&self) -> [&str; 8] {
+        [
+            &self.queue,
+            &self.running,
+            &self.leases,
+            &self.processed,
+            &self.requeues,
+            &self.requeued_by,
+            &self.meta,
+            &self.replies,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_keys_share_one_hash_tag() {
+        let build = BuildKeys::new("app", "1234");
+        let generation = build.generation("g1");
+        for key in build.per_test(&generation) {
+            assert!(key.starts_with("ciq:{app:1234}:"), "{key}");
+        }
+        assert_eq!(generation.queue, "ciq:{app:1234}:g:g1:queue");
+        assert_eq!(BuildKeys::new("", "b").state(), "ciq:{b}:state");
+    }
+}

@@ -1,0 +1,71 @@
+-- ACK(results) + RESERVE(k) in one round trip.
+-- ARGV[6] k, then one group of four per result: test id, lease, outcome, failure detail (JSON,
+-- empty for a pass). Invariants:
+--  * Lease fencing: a result whose lease is no longer the test's current lease (the test was
+--    taken over) changes nothing, so a late worker never removes the new holder's entry.
+--  * A failure within the per-test and build requeue budgets goes back to the head of the queue
+--    for another worker; its detail is kept for the report.
+--  * Otherwise the test is processed, and the first outcome recorded is its outcome; a later one
+--    is a duplicate and never counted again, except that a pass after a failure makes it flaky.
+--    A pass after a requeued failure is flaky too.
+local cached = cached_reply()
+if cached then return cached end
+if is_stale() then return cjson.encode({status = 'stale'}) end
+local now = now_ms()
+seen(now)
+
+local function requeue_allowed(test)
+  local meta = redis.call('HMGET', K.meta, 'max-requeues', 'requeue-limit', 'requeued')
+  local per_test = tonumber(redis.call('HGET', K.requeues, test) or '0')
+  return per_test < tonumber(meta[1]) and tonumber(meta[3] or '0') < tonumber(meta[2])
+end
+
+local recorded = {}
+for i = 7, #ARGV, 4 do
+  local test, lease, outcome, detail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local status
+  if not holds(test, lease) then
+    status = 'discarded'
+    redis.call('HINCRBY', K.stats, 'discarded', 1)
+    touch(K.stats)
+  else
+    redis.call('ZREM', K.running, test)
+    redis.call('HDEL', K.leases, test)
+    local failed = outcome == 'failed' or outcome == 'errored'
+    if failed and requeue_allowed(test) then
+      redis.call('HINCRBY', K.requeues, test, 1)
+      redis.call('HINCRBY', K.meta, 'requeued', 1)
+      redis.call('HSET', K.requeued_by, test, WORKER)
+      redis.call('HSET', K.failures, test, detail)
+      redis.call('LPUSH', K.queue, test)
+      touch(K.requeues); touch(K.requeued_by); touch(K.failures); touch(K.queue)
+      status = 'requeued'
+    else
+      redis.call('SADD', K.processed, test)
+      touch(K.processed)
+      if outcome == 'passed' and redis.call('HEXISTS', K.requeues, test) == 1 then
+        outcome = 'flaky'
+      end
+      local previous = redis.call('HGET', K.results, test)
+      if not previous then
+        redis.call('HSET', K.results, test, outcome)
+        if failed then redis.call('HSET', K.failures, test, detail) end
+        touch(K.results); touch(K.failures)
+        status = outcome
+      elseif (previous == 'failed' or previous == 'errored') and not failed and outcome ~= 'skipped' then
+        redis.call('HSET', K.results, test, 'flaky')
+        status = 'flaky'
+      else
+        status = 'duplicate'
+      end
+    end
+  end
+  recorded[#recorded + 1] = {test, status}
+end
+
+local reply = reservation(reserve(tonumber(ARGV[6]), now))
+reply.recorded = recorded
+reply = cjson.encode(reply)
+remember(reply)
+expire_touched()
+return reply

@@ -1,0 +1,15 @@
+-- ELECT: take the setup lock if nobody holds it (SET NX PX), else say who does.
+-- KEYS[1] state, KEYS[2] aborted. ARGV[1] generation, ARGV[2] worker, ARGV[3] lock TTL in ms.
+-- A worker that finds its own setup value is the leader: that is how a re-sent election (its
+-- reply lost) recognises that it already won. A build aborted for good elects nobody.
+-- Replies JSON {role = leader} | {role = aborted, abort} | {role = wait, state, pttl}.
+local aborted = redis.call('GET', KEYS[2])
+if aborted then return cjson.encode({role = 'aborted', abort = aborted}) end
+local mine = 'setup:' .. ARGV[1] .. ':' .. ARGV[2]
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], mine, 'PX', ARGV[3])
+  return cjson.encode({role = 'leader'})
+end
+if current == mine then return cjson.encode({role = 'leader'}) end
+return cjson.encode({role = 'wait', state = current, pttl = redis.call('PTTL', KEYS[1])})

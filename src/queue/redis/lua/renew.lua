@@ -1,0 +1,11 @@
+-- RENEW: extend the setup lock only while it is still this leader's (compare-and-set), so a
+-- leader that was paused past its TTL learns it lost the lock instead of stealing it back.
+-- KEYS[1] state. ARGV[1] the leader's setup value, ARGV[2] its ready value, ARGV[3] lock TTL ms.
+-- Replies 1 renewed, 2 already committed (its own ready value), 0 lost.
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+if current == ARGV[2] then return 2 end
+return 0

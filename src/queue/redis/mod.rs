@@ -1,0 +1,53 @@
+//! The Redis queue: one build's tests shared by workers on many machines.
+//!
+//! [`RedisQueue`] is one worker's handle: [`RedisQueue::join`] runs the election (the leader
+//! fills a fresh generation, followers wait for it), then the [`crate::queue::Queue`] methods
+//! run the per-test protocol. [`supervisor`] is the report's side. The protocol is written down
+//! in `docs/queue-protocol.md`; each step is one Lua script under `lua/`.
+
+pub mod connection;
+mod election;
+pub mod keys;
+mod reply;
+mod scripts;
+mod summary;
+pub mod supervisor;
+mod worker;
+
+use std::time::Duration;
+
+pub use election::Joined;
+pub use worker::RedisQueue;
+
+use crate::queue::budget::RequeueBudget;
+
+/// Where a build lives and how its election and heartbeats are timed.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` URL.
+    pub url: String,
+    /// Optional namespace, so several suites can share a build id.
+    pub namespace: String,
+    /// The build id.
+    pub build: String,
+    /// TTL of every key, from its first write.
+    pub key_ttl: Duration,
+    /// TTL of the setup lock; the leader renews it every third of it.
+    pub lock_ttl: Duration,
+    /// How many dead leaders a worker accepts before failing with "lost leader".
+    pub max_election_attempts: u32,
+    /// Bound on the leader's discovery, and on the report's wait for a first leader.
+    pub queue_init_timeout: Duration,
+    /// How often a worker heartbeats the tests it holds.
+    pub heartbeat_interval: Duration,
+    /// How long a silent worker keeps its tests before others take them over.
+    pub heartbeat_timeout: Duration,
+    /// Requeue limits, fixed for the build by its leader.
+    pub budget: RequeueBudget,
+    /// How long to keep retrying an unreachable Redis before giving up.
+    pub redis_timeout: Duration,
+}
+
+fn millis(duration: Duration) -> String {
+    duration.as_millis().max(1).to_string()
+}

@@ -1,0 +1,170 @@
+//! The report's side of the queue: [`supervise`] waits for a leader, then for the queue to
+//! drain, and reads the build's summary.
+//!
+//! The report may start before any worker, so an absent state is only a dead leader once a
+//! leader has been seen. Once the build was ready, an absent or re-elected state means the
+//! build's state was lost, which is an error, never a green build. Every wait is bounded.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep};
+
+use crate::queue::QueueError;
+use crate::queue::redis::connection::RedisConn;
+use crate::queue::redis::election::aborted;
+use crate::queue::redis::keys::BuildKeys;
+use crate::queue::redis::reply::{Progress, parse};
+use crate::queue::redis::scripts::SCRIPTS;
+use crate::queue::redis::summary;
+use crate::report::Summary;
+
+/// What the report needs to know to wait.
+#[derive(Debug, Clone)]
+pub struct ReportSettings {
+    /// `redis://` or `rediss://` URL.
+    pub url: String,
+    /// Optional namespace.
+    pub namespace: String,
+    /// The build id.
+    pub build: String,
+    /// How long to wait for a (new) leader to appear.
+    pub queue_init_timeout: Duration,
+    /// How long to wait for the queue to drain, from the report's start.
+    pub report_timeout: Duration,
+    /// How many dead leaders the report accepts before saying no leader was elected.
+    pub max_election_attempts: u32,
+    /// How long to keep retrying an unreachable Redis.
+    pub redis_timeout: Duration,
+    /// How often to poll.
+    pub poll_interval: Duration,
+}
+
+/// What the report is waiting for, for its progress display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// No leader yet.
+    WaitingForLeader,
+    /// A leader fills the queue.
+    Filling {
+        /// The leader's worker id.
+        leader: String,
+    },
+    /// The queue is ready and being worked.
+    Running {
+        /// Tests listed.
+        total: u64,
+        /// Tests with an outcome.
+        processed: u64,
+        /// Tests being run.
+        running: u64,
+        /// Workers heard from recently.
+        alive: u64,
+    },
+}
+
+/// Why the report stopped waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every test has its outcome.
+    Drained,
+    /// Every worker left or went silent with tests still to run.
+    WorkersGone,
+    /// The report timeout passed first.
+    TimedOut,
+}
+
+/// Waits for the build to finish (or stall) and returns its summary.
+pub async fn supervise(
+    settings: &ReportSettings,
+    mut on_status: impl FnMut(&Status),
+) -> Result<(Summary, Ending), QueueError> {
+    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+    let keys = BuildKeys::new(&settings.namespace, &settings.build);
+    let started = Instant::now();
+    let mut followed: Option<String> = None;
+    let mut leader_seen = false;
+    let mut dead_leaders = 0u32;
+    let mut leaderless_since = started;
+    let ending = loop {
+        let generation = keys.generation(followed.as_deref().unwrap_or(""));
+        let reply: String = conn
+            .eval(
+                &SCRIPTS.progress,
+                &[
+                    keys.state(),
+                    keys.aborted(),
+                    keys.workers(),
+                    generation.meta.clone(),
+                    generation.queue.clone(),
+                    generation.running.clone(),
+                    generation.processed.clone(),
+                ],
+                &[] as &[&str],
+            )
+            .await?;
+        let progress: Progress = parse("progress", &reply)?;
+        if !progress.abort.is_empty() {
+            return Err(aborted(&progress.abort));
+        }
+        if let Some(ready) = progress.state.strip_prefix("ready:") {
+            if followed.as_deref() != Some(ready) {
+                followed = Some(ready.to_owned());
+                continue;
+            }
+            if progress.total < 0 {
+                return Err(QueueError::StateLost);
+            }
+            on_status(&Status::Running {
+                total: progress.total as u64,
+                processed: progress.processed,
+                running: progress.running,
+                alive: progress.alive,
+            });
+            if progress.queued == 0 && progress.running == 0 {
+                break Ending::Drained;
+            }
+            if progress.registered > 0 && progress.alive == 0 {
+                break Ending::WorkersGone;
+            }
+        } else if followed.is_some() {
+            return Err(QueueError::StateLost);
+        } else if let Some(rest) = progress.state.strip_prefix("setup:") {
+            leader_seen = true;
+            let leader = rest.split_once(':').map_or(rest, |(_, worker)| worker);
+            on_status(&Status::Filling {
+                leader: leader.to_owned(),
+            });
+        } else {
+            if leader_seen {
+                dead_leaders += 1;
+                leader_seen = false;
+                leaderless_since = Instant::now();
+                if dead_leaders >= settings.max_election_attempts {
+                    return Err(QueueError::LostLeader {
+                        attempts: dead_leaders,
+                    });
+                }
+            }
+            if leaderless_since.elapsed() >= settings.queue_init_timeout {
+                return Err(QueueError::NoLeader {
+                    waited: leaderless_since.elapsed(),
+                });
+            }
+            on_status(&Status::WaitingForLeader);
+        }
+        if started.elapsed() >= settings.report_timeout {
+            if followed.is_none() {
+                return Err(QueueError::NoLeader {
+                    waited: started.elapsed(),
+                });
+            }
+            break Ending::TimedOut;
+        }
+        sleep(settings.poll_interval).await;
+    };
+    let Some(generation) = followed else {
+        return Err(QueueError::StateLost);
+    };
+    let summary = summary::read(&conn, &keys, &keys.generation(&generation)).await?;
+    Ok((summary, ending))
+}

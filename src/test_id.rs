@@ -1,0 +1,220 @@
+//! Validated test ids and test lists.
+//!
+//! A [`TestId`] is what the queue stores and what a runner receives as one argv element, so it
+//! must survive both: no NUL, no line breaks, bounded length, valid UTF-8. Lists are read once,
+//! checked line by line (errors name the line), and deduplicated with a warning.
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// Longest test id accepted, in bytes. Ids travel as Redis arguments and argv elements; an id
+/// this long is almost surely a list-command printing something other than ids.
+pub const MAX_TEST_ID_BYTES: usize = 4096;
+
+/// One test's identity, checked to be safe as a queue entry and as an argv element.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TestId(String);
+
+/// Why a single id is not a usable test id.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InvalidTestId {
+    /// The id is empty or only whitespace.
+    #[error("is blank")]
+    Blank,
+    /// The id holds a NUL byte, which cannot be passed as an argv element.
+    #[error("contains a NUL byte")]
+    Nul,
+    /// The id holds a line break, which would split it in a one-id-per-line list.
+    #[error("contains a line break")]
+    LineBreak,
+    /// The id is longer than [`MAX_TEST_ID_BYTES`].
+    #[error("is {0} bytes long, over the limit of {MAX_TEST_ID_BYTES}")]
+    TooLong(usize),
+}
+
+impl TestId {
+    /// Checks `id` and wraps it.
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidTestId> {
+        let id = id.into();
+        if id.trim().is_empty() {
+            return Err(InvalidTestId::Blank);
+        }
+        if id.contains('\0') {
+            return Err(InvalidTestId::Nul);
+        }
+        if id.contains(['\n', '\r']) {
+            return Err(InvalidTestId::LineBreak);
+        }
+        if id.len() > MAX_TEST_ID_BYTES {
+            return Err(InvalidTestId::TooLong(id.len()));
+        }
+        Ok(Self(id))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a test list cannot be used.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TestListError {
+    /// The list holds no ids at all.
+    #[error("test list from {source_name} is empty")]
+    Empty {
+        /// Where the list came from (a file name, `stdin`, a command).
+        source_name: String,
+    },
+    /// The list is not valid UTF-8.
+    #[error("test list from {source_name} is not valid UTF-8 (line {line})")]
+    NotUtf8 {
+        /// Where the list came from.
+        source_name: String,
+        /// 1-based line of the first invalid byte.
+        line: usize,
+    },
+    /// One line is not a valid id.
+    #[error("test list from {source_name}, line {line}: test id {reason}")]
+    BadLine {
+        /// Where the list came from.
+        source_name: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: InvalidTestId,
+    },
+}
+
+/// A checked, deduplicated list of test ids, in the order first seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestList {
+    /// The ids, each once.
+    pub ids: Vec<TestId>,
+    /// How many lines repeated an earlier id and were dropped.
+    pub duplicates: usize,
+    /// The first repeated id, to name in the warning.
+    pub first_duplicate: Option<TestId>,
+}
+
+impl TestList {
+    /// Parses one id per line. A final newline is fine; `\r\n` endings are accepted; a blank line
+    /// anywhere else is an error, because it usually means a list-command printed something
+    /// that is not a test id.
+    pub fn parse(bytes: &[u8], source_name: &str) -> Result<Self, TestListError> {
+        let text = std::str::from_utf8(bytes).map_err(|err| TestListError::NotUtf8 {
+            source_name: source_name.to_owned(),
+            line: bytes[..err.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1,
+        })?;
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        if body.is_empty() {
+            return Err(TestListError::Empty {
+                source_name: source_name.to_owned(),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut list = TestList {
+            ids: Vec::new(),
+            duplicates: 0,
+            first_duplicate: None,
+        };
+        for (index, line) in body.split('\n').enumerate() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let id = TestId::new(line).map_err(|reason| TestListError::BadLine {
+                source_name: source_name.to_owned(),
+                line: index + 1,
+                reason,
+            })?;
+            if seen.insert(id.clone()) {
+                list.ids.push(id);
+            } else {
+                list.duplicates += 1;
+                list.first_duplicate.get_or_insert(id);
+            }
+        }
+        Ok(list)
+    }
+
+    /// The warning to print when duplicates were dropped, if any were.
+    pub fn duplicate_warning(&self) -> Option<String> {
+        let first = self.first_duplicate.as_ref()?;
+        Some(format!(
+            "warning: dropped {} duplicate test id{} from the test list (first: `{first}`); each test runs once",
+            self.duplicates,
+            if self.duplicates == 1 { "" } else { "s" },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &[u8]) -> Result<TestList, TestListError> {
+        TestList::parse(text, "`tests.txt`")
+    }
+
+    #[test]
+    fn keeps_order_and_drops_duplicates() -> Result<(), TestListError> {
+        let list = parse(b"b\na\nb\r\nc\na\n")?;
+        let ids: Vec<_> = list.ids.iter().map(TestId::as_str).collect();
+        assert_eq!(ids, ["b", "a", "c"]);
+        assert_eq!(list.duplicates, 2);
+        assert_eq!(
+            list.duplicate_warning().as_deref(),
+            Some(
+                "warning: dropped 2 duplicate test ids from the test list (first: `b`); each test runs once"
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn ids_keep_spaces_brackets_and_unicode() -> Result<(), TestListError> {
+        let list = parse("t.py::test[a b-é]\n".as_bytes())?;
+        assert_eq!(list.ids[0].as_str(), "t.py::test[a b-é]");
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_lists_naming_the_line() {
+        assert_eq!(
+            parse(b"").unwrap_err().to_string(),
+            "test list from `tests.txt` is empty"
+        );
+        assert_eq!(
+            parse(b"a\n\nb\n").unwrap_err().to_string(),
+            "test list from `tests.txt`, line 2: test id is blank"
+        );
+        assert_eq!(
+            parse(b"a\nb\0c\n").unwrap_err().to_string(),
+            "test list from `tests.txt`, line 2: test id contains a NUL byte"
+        );
+        assert_eq!(
+            parse(b"a\nb\xffc\n").unwrap_err().to_string(),
+            "test list from `tests.txt` is not valid UTF-8 (line 2)"
+        );
+        let long = "x".repeat(MAX_TEST_ID_BYTES + 1);
+        assert_eq!(
+            parse(long.as_bytes()).unwrap_err().to_string(),
+            "test list from `tests.txt`, line 1: test id is 4097 bytes long, over the limit of 4096"
+        );
+    }
+
+    #[test]
+    fn single_ids_reject_line_breaks() {
+        assert_eq!(TestId::new("a\nb"), Err(InvalidTestId::LineBreak));
+        assert_eq!(TestId::new("a\rb"), Err(InvalidTestId::LineBreak));
+    }
+}

@@ -1,0 +1,202 @@
+//! The worker loop, the same for every queue backend: reserve, run, acknowledge and reserve
+//! again, heartbeat what is held, give it back on shutdown.
+//!
+//! [`run`] takes its shutdown signal as a future, so tests and the local mode's many workers
+//! can stop it without a real signal.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::time::{Instant, sleep};
+
+use crate::outcome::{Outcome, TestResult};
+use crate::queue::{Ack, Queue, QueueError, Recorded, Reservation, Reserved};
+use crate::report::Summary;
+use crate::runner::{Runner, RunnerError};
+
+/// How a worker runs its tests.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Tests per reservation.
+    pub batch_size: usize,
+    /// The runner's per-batch timeout; heartbeats for a batch stop when it passes, so a hung
+    /// test can never be held forever.
+    pub test_timeout: Option<Duration>,
+}
+
+/// How a worker's loop ended.
+#[derive(Debug)]
+pub enum WorkerEnd {
+    /// The queue is drained; the build's summary.
+    Done(Summary),
+    /// A shutdown signal arrived; held tests were given back.
+    Interrupted(i32),
+}
+
+/// What ends a worker early.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    /// The queue failed (Redis gone, state lost, no leader...).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The runner cannot run tests at all.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+}
+
+/// Runs tests from `queue` with `runner` until the queue is done or `shutdown` resolves (to a
+/// signal number).
+pub async fn run<Q: Queue, R: Runner>(
+    queue: &Q,
+    runner: &R,
+    options: &WorkerOptions,
+    shutdown: impl Future<Output = i32>,
+) -> Result<WorkerEnd, WorkerError> {
+    let held = Mutex::new(Vec::<(Reserved, Option<Instant>)>::new());
+    let ended = tokio::select! {
+        done = work(queue, runner, options, &held) => done.map(|()| None),
+        err = heartbeats(queue, &held) => Err(err.into()),
+        signal = shutdown => Ok(Some(signal)),
+    };
+    let held: Vec<Reserved> = held
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .drain(..)
+        .map(|(reserved, _)| reserved)
+        .collect();
+    let released = queue.release(&held).await;
+    match ended {
+        Ok(None) => {
+            released?;
+            Ok(WorkerEnd::Done(queue.summary().await?))
+        }
+        Ok(Some(signal)) => {
+            released?;
+            if !held.is_empty() {
+                eprintln!(
+                    "ciq: worker `{}` gave {} test(s) back to the queue",
+                    queue.worker_id(),
+                    held.len()
+                );
+            }
+            Ok(WorkerEnd::Interrupted(signal))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+async fn work<Q: Queue, R: Runner>(
+    queue: &Q,
+    runner: &R,
+    options: &WorkerOptions,
+    held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
+) -> Result<(), WorkerError> {
+    let pacing = queue.pacing();
+    let max = options.batch_size;
+    let mut next = queue.reserve(max).await?;
+    let mut poll = Duration::from_millis(10);
+    loop {
+        match next {
+            Reservation::Tests(batch) => {
+                poll = Duration::from_millis(10);
+                let deadline = options
+                    .test_timeout
+                    .map(|timeout| Instant::now() + timeout + Duration::from_secs(1));
+                *held.lock().unwrap_or_else(PoisonError::into_inner) =
+                    batch.iter().map(|r| (r.clone(), deadline)).collect();
+                let results = runner.run(&batch).await?;
+                held.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                let acks = pair(&batch, results);
+                let durations: HashMap<_, _> = acks
+                    .iter()
+                    .map(|ack| (ack.result.id.clone(), ack.result.duration))
+                    .collect();
+                let reply = queue.ack(acks, max).await?;
+                for (id, recorded) in &reply.recorded {
+                    let duration = durations.get(id).copied().unwrap_or_default();
+                    print_line(queue.worker_id(), id.as_str(), *recorded, duration);
+                }
+                next = reply.next;
+            }
+            Reservation::Empty => {
+                sleep(poll).await;
+                poll = (poll * 2).min(pacing.max_poll_interval);
+                next = queue.reserve(max).await?;
+            }
+            Reservation::Done => return Ok(()),
+            Reservation::Stale => {
+                queue.rejoin().await?;
+                next = queue.reserve(max).await?;
+            }
+        }
+    }
+}
+
+/// One acknowledgement per reserved test: its result, or an error when the runner gave none.
+fn pair(batch: &[Reserved], results: Vec<TestResult>) -> Vec<Ack> {
+    let mut by_id: HashMap<_, _> = results.into_iter().map(|r| (r.id.clone(), r)).collect();
+    batch
+        .iter()
+        .map(|reserved| Ack {
+            lease: reserved.lease,
+            result: by_id.remove(&reserved.id).unwrap_or_else(|| TestResult {
+                id: reserved.id.clone(),
+                outcome: Outcome::Errored,
+                duration: Duration::ZERO,
+                output: "[ciq: the runner reported no result for this test]\n".to_owned(),
+            }),
+        })
+        .collect()
+}
+
+async fn heartbeats<Q: Queue>(
+    queue: &Q,
+    held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
+) -> QueueError {
+    let interval = queue.pacing().heartbeat_interval;
+    loop {
+        sleep(interval).await;
+        let now = Instant::now();
+        let alive: Vec<Reserved> = held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, deadline)| deadline.is_none_or(|d| d > now))
+            .map(|(reserved, _)| reserved.clone())
+            .collect();
+        if alive.is_empty() {
+            continue;
+        }
+        match queue.heartbeat(&alive).await {
+            Ok(lost) => {
+                for id in lost {
+                    eprintln!(
+                        "ciq: worker `{}` lost test `{id}` to another worker (its heartbeat lapsed); this run's result will not count",
+                        queue.worker_id()
+                    );
+                }
+            }
+            Err(err) => return err,
+        }
+    }
+}
+
+fn print_line(worker: &str, id: &str, recorded: Recorded, duration: Duration) {
+    let status = match recorded {
+        Recorded::Final(Outcome::Passed) => "PASS",
+        Recorded::Final(Outcome::Failed) => "FAIL",
+        Recorded::Final(Outcome::Errored) => "ERROR",
+        Recorded::Final(Outcome::Skipped) => "SKIP",
+        Recorded::Final(Outcome::Flaky) => "FLAKY",
+        Recorded::Requeued => "RETRY",
+        Recorded::Discarded => "LOST",
+        Recorded::Duplicate => "DUP",
+    };
+    eprintln!(
+        "{status:>7} [{:>8.3}s] {worker}: {id}",
+        duration.as_secs_f64()
+    );
+}
