@@ -37,16 +37,31 @@ enum Led {
     LostLock,
 }
 
-enum Waited {
-    Ready(String),
-    LeaderDied,
+/// Leaders that died while this worker watched: a lock that lapsed (state absent), or one
+/// replaced by another worker's setup between two looks (it lapsed unseen).
+#[derive(Debug, Default)]
+struct Deaths {
+    dead: u32,
+    last_setup: Option<String>,
+}
+
+impl Deaths {
+    /// Records a `setup:` state; true when it replaced another leader's.
+    fn saw_setup(&mut self, state: &str) -> bool {
+        let replaced = self.last_setup.as_deref().is_some_and(|last| last != state);
+        if replaced {
+            self.dead += 1;
+        }
+        self.last_setup = Some(state.to_owned());
+        replaced
+    }
 }
 
 impl RedisQueue {
     /// Joins the build: elects a leader (maybe this worker, which then fills the queue from
     /// `source`) and follows the committed generation.
     pub async fn join(&self, source: &TestSource) -> Result<Joined, QueueError> {
-        let mut dead_leaders = 0u32;
+        let mut deaths = Deaths::default();
         loop {
             let generation = uuid::Uuid::new_v4().to_string();
             let reply: String = self
@@ -64,20 +79,23 @@ impl RedisQueue {
             let elect: reply::Elect = parse("elect", &reply)?;
             match elect.role.as_str() {
                 "leader" => match self.lead(&generation, source).await? {
-                    Led::Committed => {
-                        self.follow(&generation);
-                        return Ok(Joined {
-                            generation,
-                            led: true,
-                        });
+                    Led::Committed => return Ok(self.joined(generation, true)),
+                    Led::LostLock => {
+                        eprintln!(
+                            "ciq: worker `{}` lost the setup lock (paused, partitioned or too slow); dropped its staging and follows the new leader",
+                            self.worker
+                        );
+                        deaths.last_setup = None;
                     }
-                    Led::LostLock => eprintln!(
-                        "ciq: worker `{}` lost the setup lock (paused, partitioned or too slow); dropped its staging and follows the new leader",
-                        self.worker
-                    ),
                 },
                 "aborted" => return Err(aborted(&elect.abort)),
                 "wait" => {
+                    if let Some(generation) = elect.state.strip_prefix("ready:") {
+                        return Ok(self.joined(generation.to_owned(), false));
+                    }
+                    if deaths.saw_setup(&elect.state) {
+                        self.check_budget(&deaths).await?;
+                    }
                     if let Some(leader) = setup_leader(&elect.state) {
                         eprintln!(
                             "ciq: worker `{}` waits for leader `{leader}` to fill the queue",
@@ -89,61 +107,65 @@ impl RedisQueue {
                     return Err(QueueError::Protocol(format!("unknown election role `{other}`")));
                 }
             }
-            match self.wait_for_ready().await? {
-                Waited::Ready(generation) => {
-                    self.follow(&generation);
-                    return Ok(Joined {
-                        generation,
-                        led: false,
-                    });
-                }
-                Waited::LeaderDied => {
-                    dead_leaders += 1;
-                    if dead_leaders >= self.settings.max_election_attempts {
-                        let err = QueueError::LostLeader {
-                            attempts: dead_leaders,
-                        };
-                        self.abort(AbortKind::LostLeader, &err.to_string(), "")
-                            .await?;
-                        return Err(err);
-                    }
-                    eprintln!(
-                        "ciq: the leader died before filling the queue; electing a new one (attempt {} of {})",
-                        dead_leaders + 1,
-                        self.settings.max_election_attempts
-                    );
-                }
+            if let Some(generation) = self.wait_for_ready(&mut deaths).await? {
+                return Ok(self.joined(generation, false));
             }
+            eprintln!(
+                "ciq: the leader died before filling the queue; electing a new one ({} of {} leaders dead)",
+                deaths.dead, self.settings.max_election_attempts
+            );
         }
     }
 
-    /// Waits while a leader holds the setup lock.
-    async fn wait_for_ready(&self) -> Result<Waited, QueueError> {
+    fn joined(&self, generation: String, led: bool) -> Joined {
+        self.follow(&generation);
+        Joined { generation, led }
+    }
+
+    /// Waits while a leader holds the setup lock; returns the ready generation, or `None` when
+    /// the lock lapsed and a new election is due.
+    async fn wait_for_ready(&self, deaths: &mut Deaths) -> Result<Option<String>, QueueError> {
         let mut delay = Duration::from_millis(20);
-        let mut leader = None;
         loop {
             let observed = self.observe().await?;
             if !observed.abort.is_empty() {
                 return Err(aborted(&observed.abort));
             }
             if observed.state.is_empty() {
-                return Ok(Waited::LeaderDied);
+                deaths.dead += 1;
+                deaths.last_setup = None;
+                self.check_budget(deaths).await?;
+                return Ok(None);
             }
             if let Some(generation) = observed.state.strip_prefix("ready:") {
-                return Ok(Waited::Ready(generation.to_owned()));
+                return Ok(Some(generation.to_owned()));
             }
-            let current = setup_leader(&observed.state).map(str::to_owned);
-            if leader.is_some() && current != leader {
+            if deaths.saw_setup(&observed.state) {
+                self.check_budget(deaths).await?;
                 eprintln!(
                     "ciq: worker `{}` waits for new leader `{}`",
                     self.worker,
-                    current.as_deref().unwrap_or("?")
+                    setup_leader(&observed.state).unwrap_or("?")
                 );
             }
-            leader = current;
             sleep(delay).await;
-            delay = (delay * 2).min(self.settings.lock_ttl / 4).min(Duration::from_secs(1));
+            delay = (delay * 2)
+                .min(self.settings.lock_ttl / 4)
+                .min(Duration::from_secs(1));
         }
+    }
+
+    /// Fails with "lost leader", for everyone, once the election budget is spent.
+    async fn check_budget(&self, deaths: &Deaths) -> Result<(), QueueError> {
+        if deaths.dead < self.settings.max_election_attempts {
+            return Ok(());
+        }
+        let err = QueueError::LostLeader {
+            attempts: deaths.dead,
+        };
+        self.abort(AbortKind::LostLeader, &err.to_string(), "")
+            .await?;
+        Err(err)
     }
 
     /// The generation `state` names as ready, for a worker that was told its own is stale. Any

@@ -82,7 +82,7 @@ pub async fn supervise(
     let keys = BuildKeys::new(&settings.namespace, &settings.build);
     let started = Instant::now();
     let mut followed: Option<String> = None;
-    let mut leader_seen = false;
+    let mut last_setup: Option<String> = None;
     let mut dead_leaders = 0u32;
     let mut leaderless_since = started;
     let ending = loop {
@@ -129,21 +129,18 @@ pub async fn supervise(
         } else if followed.is_some() {
             return Err(QueueError::StateLost);
         } else if let Some(rest) = progress.state.strip_prefix("setup:") {
-            leader_seen = true;
+            if last_setup.as_ref().is_some_and(|last| *last != progress.state) {
+                dead_leaders += 1;
+            }
+            last_setup = Some(progress.state.clone());
             let leader = rest.split_once(':').map_or(rest, |(_, worker)| worker);
             on_status(&Status::Filling {
                 leader: leader.to_owned(),
             });
         } else {
-            if leader_seen {
+            if last_setup.take().is_some() {
                 dead_leaders += 1;
-                leader_seen = false;
                 leaderless_since = Instant::now();
-                if dead_leaders >= settings.max_election_attempts {
-                    return Err(QueueError::LostLeader {
-                        attempts: dead_leaders,
-                    });
-                }
             }
             if leaderless_since.elapsed() >= settings.queue_init_timeout {
                 return Err(QueueError::NoLeader {
@@ -151,6 +148,11 @@ pub async fn supervise(
                 });
             }
             on_status(&Status::WaitingForLeader);
+        }
+        if dead_leaders >= settings.max_election_attempts {
+            return Err(QueueError::LostLeader {
+                attempts: dead_leaders,
+            });
         }
         if started.elapsed() >= settings.report_timeout {
             if followed.is_none() {

@@ -1,0 +1,422 @@
+//! The election and generations, against a real redis-server: the seed's scenarios.
+
+use std::time::Duration;
+
+use ciq::discovery::TestSource;
+use ciq::outcome::Outcome;
+use ciq::queue::budget::RequeueBudget;
+use ciq::queue::error::AbortKind;
+use ciq::queue::redis::keys::BuildKeys;
+use ciq::queue::redis::supervisor::{ReportSettings, supervise};
+use ciq::queue::redis::{RedisQueue, RedisSettings};
+use ciq::queue::{Queue, QueueError, Reservation};
+use ciq::test_id::TestList;
+use redis::Commands;
+
+use crate::support::{RedisServer, wait_until};
+
+pub fn settings(server: &RedisServer, build: &str) -> RedisSettings {
+    RedisSettings {
+        url: server.url(),
+        namespace: String::new(),
+        build: build.to_owned(),
+        key_ttl: Duration::from_secs(3600),
+        lock_ttl: Duration::from_millis(600),
+        max_election_attempts: 3,
+        queue_init_timeout: Duration::from_secs(60),
+        heartbeat_interval: Duration::from_millis(200),
+        heartbeat_timeout: Duration::from_millis(1500),
+        budget: RequeueBudget {
+            max_requeues: 1,
+            tolerance: 0.5,
+        },
+        redis_timeout: Duration::from_secs(10),
+    }
+}
+
+pub fn list(names: &[&str]) -> TestSource {
+    TestSource::List(TestList::parse(names.join("\n").as_bytes(), "test").unwrap())
+}
+
+/// A list command that never finishes: its leader can only die or lose the lock.
+fn endless_listing() -> TestSource {
+    TestSource::Command(vec!["sleep".into(), "60".into()])
+}
+
+pub fn report_settings(server: &RedisServer, build: &str) -> ReportSettings {
+    ReportSettings {
+        url: server.url(),
+        namespace: String::new(),
+        build: build.to_owned(),
+        queue_init_timeout: Duration::from_secs(30),
+        report_timeout: Duration::from_secs(60),
+        max_election_attempts: 3,
+        redis_timeout: Duration::from_secs(10),
+        poll_interval: Duration::from_millis(50),
+    }
+}
+
+pub async fn worker(server: &RedisServer, build: &str, name: &str) -> RedisQueue {
+    RedisQueue::connect(settings(server, build), name.to_owned())
+        .await
+        .unwrap()
+}
+
+fn state(server: &RedisServer, build: &str) -> Option<String> {
+    crate::support::state(server, build)
+}
+
+/// Starts `name` as a leader whose listing never ends, waits until it holds the lock, then
+/// kills it: its task is dropped mid-discovery, so it never renews, commits or cleans up.
+async fn leader_dies(server: &RedisServer, build: &str, name: &str) {
+    let queue = worker(server, build, name).await;
+    let task = tokio::spawn(async move { queue.join(&endless_listing()).await });
+    let suffix = format!(":{name}");
+    wait_until("the doomed leader's election", Duration::from_secs(10), || {
+        state(server, build).is_some_and(|s| s.starts_with("setup:") && s.ends_with(&suffix))
+    });
+    task.abort();
+    let _ = task.await;
+}
+
+/// Drains the queue with `queue`, passing every test.
+async fn pass_all(queue: &RedisQueue) -> usize {
+    let mut ran = 0;
+    let mut next = queue.reserve(1).await.unwrap();
+    loop {
+        match next {
+            Reservation::Tests(tests) => {
+                ran += tests.len();
+                let acks = tests
+                    .into_iter()
+                    .map(|reserved| ciq::queue::Ack {
+                        lease: reserved.lease,
+                        result: ciq::outcome::TestResult {
+                            id: reserved.id,
+                            outcome: Outcome::Passed,
+                            duration: Duration::from_millis(1),
+                            output: String::new(),
+                        },
+                    })
+                    .collect();
+                next = queue.ack(acks, 1).await.unwrap().next;
+            }
+            Reservation::Empty => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                next = queue.reserve(1).await.unwrap();
+            }
+            Reservation::Done => return ran,
+            Reservation::Stale => panic!("unexpected stale generation"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_election_uses_generation_scoped_keys() {
+    let server = RedisServer::start();
+    let (a, b) = (worker(&server, "b1", "a").await, worker(&server, "b1", "b").await);
+    let source = list(&["t1", "t2", "t3"]);
+    let joined_a = a.join(&source).await.unwrap();
+    let joined_b = b.join(&source).await.unwrap();
+    assert!(joined_a.led && !joined_b.led);
+    assert_eq!(joined_a.generation, joined_b.generation);
+    let keys = BuildKeys::new("", "b1");
+    let generation = keys.generation(&joined_a.generation);
+    let mut conn = server.conn();
+    assert_eq!(
+        state(&server, "b1"),
+        Some(format!("ready:{}", joined_a.generation))
+    );
+    let queued: Vec<String> = conn.lrange(&generation.queue, 0, -1).unwrap();
+    assert_eq!(queued, ["t1", "t2", "t3"]);
+    assert!(generation.queue.starts_with("ciq:{b1}:g:"));
+    let total: String = conn.hget(&generation.meta, "total").unwrap();
+    assert_eq!(total, "3");
+    for key in [keys.state(), generation.queue.clone(), generation.meta.clone()] {
+        let ttl: i64 = conn.pttl(&key).unwrap();
+        assert!(ttl > 0, "{key} has no TTL");
+    }
+    assert_eq!(pass_all(&a).await + pass_all(&b).await, 3);
+}
+
+/// Regression (the seed's bug): a test acknowledged long ago, whose entry still lingers in
+/// the running set after its heartbeat deadline, must never be taken over as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_test_is_not_taken_over_after_its_deadline() {
+    let server = RedisServer::start();
+    let (a, b) = (worker(&server, "b2", "a").await, worker(&server, "b2", "b").await);
+    let joined = a.join(&list(&["done", "other"])).await.unwrap();
+    b.join(&list(&["unused"])).await.unwrap();
+    let Reservation::Tests(tests) = a.reserve(1).await.unwrap() else {
+        panic!("a got nothing")
+    };
+    let reply = a
+        .ack(
+            vec![ciq::queue::Ack {
+                lease: tests[0].lease,
+                result: ciq::outcome::TestResult {
+                    id: tests[0].id.clone(),
+                    outcome: Outcome::Passed,
+                    duration: Duration::ZERO,
+                    output: String::new(),
+                },
+            }],
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, ciq::queue::Recorded::Final(Outcome::Passed));
+    // Put the acknowledged test back into `running` with an ancient heartbeat, as a crash
+    // between two writes of a non-atomic acknowledgement would have left it.
+    let generation = BuildKeys::new("", "b2").generation(&joined.generation);
+    let mut conn = server.conn();
+    let _: () = conn.zadd(&generation.running, "done", 1).unwrap();
+    let Reservation::Tests(got) = b.reserve(5).await.unwrap() else {
+        panic!("b got nothing")
+    };
+    let got: Vec<_> = got.iter().map(|r| r.id.as_str().to_owned()).collect();
+    assert_eq!(got, ["other"], "the acknowledged test was taken over");
+    let lingering: Option<f64> = conn.zscore(&generation.running, "done").unwrap();
+    assert_eq!(lingering, None, "the stale entry is cleaned up");
+    let summary = b.summary().await.unwrap();
+    assert_eq!(summary.outcomes.len(), 1);
+    assert_eq!(summary.taken_over, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_and_report_detect_a_dead_leader() {
+    let server = RedisServer::start();
+    let report = tokio::spawn({
+        let settings = report_settings(&server, "b3");
+        async move { supervise(&settings, |_| {}).await }
+    });
+    leader_dies(&server, "b3", "doomed").await;
+    let follower = worker(&server, "b3", "follower").await;
+    let joined = follower.join(&list(&["t1", "t2"])).await.unwrap();
+    assert!(joined.led, "the follower saw the lock lapse and took over");
+    assert_eq!(pass_all(&follower).await, 2);
+    let (summary, _) = report.await.unwrap().unwrap();
+    assert_eq!(summary.total, 2);
+    assert_eq!(summary.count(Outcome::Passed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_is_retried_after_a_lapsed_lock_and_succeeds() {
+    let server = RedisServer::start();
+    leader_dies(&server, "b4", "first").await;
+    // A follower that was waiting on the dead leader counts one dead leader and re-elects.
+    let waiting = worker(&server, "b4", "waiting").await;
+    let late = worker(&server, "b4", "late").await;
+    let source = list(&["t1", "t2", "t3"]);
+    let (joined_waiting, joined_late) = tokio::join!(waiting.join(&source), late.join(&source));
+    let (joined_waiting, joined_late) = (joined_waiting.unwrap(), joined_late.unwrap());
+    assert_eq!(joined_waiting.generation, joined_late.generation);
+    assert!(joined_waiting.led ^ joined_late.led, "exactly one new leader");
+    let (ran_a, ran_b) = tokio::join!(pass_all(&waiting), pass_all(&late));
+    assert_eq!(ran_a + ran_b, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_that_lost_its_lock_drops_its_staging_and_leads_again() {
+    let server = RedisServer::start();
+    let keys = BuildKeys::new("", "b5");
+    let slow = worker(&server, "b5", "slow").await;
+    let slow_source = TestSource::Command(vec![
+        "sh".into(),
+        "-c".into(),
+        "sleep 1; printf 'x1\\nx2\\n'".into(),
+    ]);
+    let task = tokio::spawn(async move {
+        let joined = slow.join(&slow_source).await;
+        (slow, joined)
+    });
+    wait_until("the slow leader's election", Duration::from_secs(10), || {
+        state(&server, "b5").is_some_and(|s| s.ends_with(":slow"))
+    });
+    let first = state(&server, "b5").unwrap();
+    let first_generation = first.split(':').nth(1).unwrap().to_owned();
+    // While it lists, its lock is taken (as if it had been paused past the TTL and another
+    // worker elected, which then died too).
+    let mut conn = server.conn();
+    let _: () = redis::cmd("SET")
+        .arg(keys.state())
+        .arg("setup:thief-generation:thief")
+        .arg("PX")
+        .arg(1500)
+        .query(&mut conn)
+        .unwrap();
+    let (slow, joined) = task.await.unwrap();
+    let joined = joined.unwrap_or_else(|err| panic!("{err}"));
+    assert!(joined.led, "it leads the next election");
+    assert_ne!(joined.generation, first_generation);
+    let leftovers: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("ciq:{{b5}}:g:{first_generation}:*"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(leftovers.is_empty(), "the lost generation left keys: {leftovers:?}");
+    assert_eq!(pass_all(&slow).await, 2);
+}
+
+/// The commit script itself: a compare-and-set that refuses a generation whose lock moved.
+#[test]
+fn commit_is_rejected_after_another_worker_took_the_lock() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    let commit = redis::Script::new(include_str!("../../src/queue/redis/lua/commit.lua"));
+    let stage = redis::Script::new(include_str!("../../src/queue/redis/lua/stage.lua"));
+    let _: () = conn.set("s", "setup:g1:a").unwrap();
+    let staged: i64 = stage
+        .key("s")
+        .key("q1")
+        .arg("setup:g1:a")
+        .arg(0)
+        .arg(1000)
+        .arg(60_000)
+        .arg("t1")
+        .arg("t2")
+        .invoke(&mut conn)
+        .unwrap();
+    assert_eq!(staged, 2);
+    // Re-sent after a lost reply: recognised, not pushed twice.
+    let again: i64 = stage
+        .key("s")
+        .key("q1")
+        .arg("setup:g1:a")
+        .arg(0)
+        .arg(1000)
+        .arg(60_000)
+        .arg("t1")
+        .arg("t2")
+        .invoke(&mut conn)
+        .unwrap();
+    assert_eq!(again, 2);
+    let _: () = conn.set("s", "setup:g2:b").unwrap();
+    let invoke = |conn: &mut redis::Connection, setup: &str, ready: &str| -> i64 {
+        commit
+            .key("s")
+            .key("m1")
+            .key("q1")
+            .arg(setup)
+            .arg(ready)
+            .arg(60_000)
+            .arg(2)
+            .arg(1)
+            .arg(1)
+            .arg(1000)
+            .invoke(conn)
+            .unwrap()
+    };
+    assert_eq!(invoke(&mut conn, "setup:g1:a", "ready:g1"), 0);
+    let state: String = conn.get("s").unwrap();
+    assert_eq!(state, "setup:g2:b", "the winner's lock is untouched");
+    // The rightful owner commits, and a re-sent commit is recognised.
+    let _: () = conn.set("s", "setup:g1:a").unwrap();
+    assert_eq!(invoke(&mut conn, "setup:g1:a", "ready:g1"), 1);
+    assert_eq!(invoke(&mut conn, "setup:g1:a", "ready:g1"), 1);
+    let state: String = conn.get("s").unwrap();
+    assert_eq!(state, "ready:g1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staleness_is_noticed_after_the_generation_changed() {
+    let server = RedisServer::start();
+    let keys = BuildKeys::new("", "b6");
+    let a = worker(&server, "b6", "a").await;
+    let first = a.join(&list(&["t1", "t2"])).await.unwrap();
+    // Replace the generation under the running worker, as an operator re-filling the queue
+    // would.
+    let replacement = keys.generation("g-replacement");
+    let mut conn = server.conn();
+    let _: () = conn.rpush(&replacement.queue, &["r1", "r2", "r3"]).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&replacement.meta)
+        .arg(&[
+            ("total", "3"),
+            ("max-requeues", "0"),
+            ("requeue-limit", "0"),
+            ("heartbeat-timeout-ms", "1500"),
+        ])
+        .query(&mut conn)
+        .unwrap();
+    let _: () = conn.set(keys.state(), "ready:g-replacement").unwrap();
+    assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
+    a.rejoin().await.unwrap();
+    assert_eq!(pass_all(&a).await, 3, "works the new generation");
+    let old_queue: Vec<String> = conn
+        .lrange(&keys.generation(&first.generation).queue, 0, -1)
+        .unwrap();
+    assert_eq!(old_queue, ["t1", "t2"], "nothing served from the old generation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_reads_the_total_under_its_generation() {
+    let server = RedisServer::start();
+    let keys = BuildKeys::new("", "b7");
+    // An abandoned attempt left a generation with a different total behind.
+    let mut conn = server.conn();
+    let abandoned = keys.generation("g-abandoned");
+    let _: () = conn.rpush(&abandoned.queue, &["a1"]).unwrap();
+    let _: () = conn.hset(&abandoned.meta, "total", 1).unwrap();
+    let a = worker(&server, "b7", "a").await;
+    a.join(&list(&["t1", "t2", "t3", "t4"])).await.unwrap();
+    assert_eq!(pass_all(&a).await, 4);
+    let (summary, _) = supervise(&report_settings(&server, "b7"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.total, 4);
+    assert_eq!(summary.count(Outcome::Passed), 4);
+    assert!(summary.not_run.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_election_budget_ends_in_lost_leader() {
+    let server = RedisServer::start();
+    // Three workers whose listing never ends; every elected one is killed. With a budget of
+    // two, the last survivor has seen two leaders die and gives up for everyone.
+    let mut tasks = std::collections::HashMap::new();
+    for name in ["w1", "w2", "w3"] {
+        let mut budgeted = settings(&server, "b8");
+        budgeted.max_election_attempts = 2;
+        let queue = RedisQueue::connect(budgeted, name.to_owned()).await.unwrap();
+        tasks.insert(
+            name,
+            tokio::spawn(async move { queue.join(&endless_listing()).await }),
+        );
+    }
+    let mut killed = Vec::new();
+    while killed.len() < 2 {
+        wait_until("a new leader", Duration::from_secs(10), || {
+            state(&server, "b8").is_some_and(|s| {
+                s.starts_with("setup:") && !killed.iter().any(|k| s.ends_with(&format!(":{k}")))
+            })
+        });
+        let leader = state(&server, "b8").unwrap();
+        let name = *tasks
+            .keys()
+            .find(|name| leader.ends_with(&format!(":{name}")))
+            .unwrap();
+        let task = tasks.remove(name).unwrap();
+        task.abort();
+        let _ = task.await;
+        killed.push(name);
+    }
+    let (_, survivor) = tasks.into_iter().next().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(20), survivor)
+        .await
+        .expect("the survivor gives up in time")
+        .unwrap();
+    match result {
+        Err(QueueError::LostLeader { attempts: 2 }) => {}
+        other => panic!("survivor: {other:?}"),
+    }
+    // Everyone else now ends the same way at once.
+    let late = worker(&server, "b8", "late").await;
+    match late.join(&list(&["t"])).await {
+        Err(QueueError::Aborted(abort)) => assert_eq!(abort.kind, AbortKind::LostLeader),
+        other => panic!("late worker: {other:?}"),
+    }
+    match supervise(&report_settings(&server, "b8"), |_| {}).await {
+        Err(QueueError::Aborted(abort)) => assert_eq!(abort.kind, AbortKind::LostLeader),
+        other => panic!("report: {other:?}"),
+    }
+}

@@ -1,0 +1,9 @@
+//! ciq's integration tests: one binary (compiled once), every Redis test against its own real
+//! redis-server, every process test with real `ciq` processes and signals.
+
+mod bad_input;
+mod e2e;
+mod election;
+mod protocol;
+mod redis_load;
+mod support;

@@ -1,0 +1,1 @@
+//! The per-test protocol against a real redis-server.

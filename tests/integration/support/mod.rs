@@ -1,0 +1,284 @@
+//! Test support: real redis-server processes, real `ciq` processes, and a fixture test command
+//! that records every run.
+
+pub mod redis_server;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub use redis_server::RedisServer;
+
+/// The `ciq` binary under test.
+pub fn ciq() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ciq"))
+}
+
+/// The fixture test command (see `tests/fixtures/record-test`).
+pub fn record_test() -> String {
+    format!("{}/tests/fixtures/record-test", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory holding a test list, the run log and markers.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("scratch dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a test list file and returns its path.
+    pub fn tests(&self, ids: &[String]) -> PathBuf {
+        let path = self.path("tests.txt");
+        std::fs::write(&path, ids.join("\n") + "\n").expect("write tests");
+        path
+    }
+
+    /// The log the fixture writes: one `worker test outcome` line per run.
+    pub fn runs(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.path("runs.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (worker, test) = line.split_once(' ')?;
+                Some((worker.to_owned(), test.to_owned()))
+            })
+            .collect()
+    }
+
+    /// How often each test ran.
+    pub fn run_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (_, test) in self.runs() {
+            *counts.entry(test).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Environment every ciq process of a test gets, so the fixture logs into this scratch.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "RECORD_TEST_DIR".to_owned(),
+                self.dir.path().to_string_lossy().into_owned(),
+            ),
+            // Tests must not pick up the CI environment of the machine running them.
+            ("BUILDKITE".to_owned(), String::new()),
+            ("GITHUB_ACTIONS".to_owned(), String::new()),
+            ("GITLAB_CI".to_owned(), String::new()),
+            ("CIRCLECI".to_owned(), String::new()),
+            ("JENKINS_URL".to_owned(), String::new()),
+        ]
+    }
+}
+
+/// `n` ids with a prefix: `pass/0001`, ...
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}/{i:04}")).collect()
+}
+
+/// A ciq process whose output goes to files (a pipe could fill up and block it).
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+/// A finished process.
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Both streams, for assertion messages.
+    pub fn both(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Proc {
+    /// Starts `args` of `ciq` with the scratch's environment.
+    pub fn spawn(name: &str, scratch: &Scratch, args: &[String]) -> Self {
+        let out = scratch.path(&format!("{name}.stdout"));
+        let err = scratch.path(&format!("{name}.stderr"));
+        let child = ciq()
+            .args(args)
+            .envs(scratch.env())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file"))
+            .spawn()
+            .expect("spawn ciq");
+        Self {
+            name: name.to_owned(),
+            child,
+            out,
+            err,
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let _ = kill(self.pid(), signal);
+    }
+
+    /// What it printed to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_for_stderr(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.stderr_so_far().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never printed `{needle}`; stderr:\n{}",
+                self.name,
+                self.stderr_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to end (killing it after `within`).
+    pub fn wait(mut self, within: Duration) -> Output {
+        let deadline = Instant::now() + within;
+        let status: Option<ExitStatus> = loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(status) => break Some(status),
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let output = Output {
+            code: status.and_then(|s| s.code()),
+            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
+        };
+        assert!(
+            status.is_some(),
+            "{} did not finish within {within:?}\n{}",
+            self.name,
+            output.both()
+        );
+        output
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fast timings for tests: short heartbeats and lock TTL, so faults resolve in seconds.
+pub fn fast_flags() -> Vec<String> {
+    [
+        "--heartbeat-interval",
+        "200ms",
+        "--heartbeat-timeout",
+        "1500ms",
+        "--lock-ttl",
+        "900ms",
+        "--redis-timeout",
+        "10s",
+        "--queue-init-timeout",
+        "60s",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+/// `ciq run` arguments for one worker of `build`.
+pub fn worker_args(server: &RedisServer, build: &str, worker: &str, tests: &Path) -> Vec<String> {
+    let mut args = vec![
+        "run".to_owned(),
+        "--queue".to_owned(),
+        server.url(),
+        "--build".to_owned(),
+        build.to_owned(),
+        "--worker".to_owned(),
+        worker.to_owned(),
+        "--tests".to_owned(),
+        tests.to_string_lossy().into_owned(),
+    ];
+    args.extend(fast_flags());
+    args
+}
+
+/// `ciq report` arguments for `build`.
+pub fn report_args(server: &RedisServer, build: &str) -> Vec<String> {
+    vec![
+        "report".to_owned(),
+        "--queue".to_owned(),
+        server.url(),
+        "--build".to_owned(),
+        build.to_owned(),
+        "--redis-timeout".to_owned(),
+        "10s".to_owned(),
+        "--queue-init-timeout".to_owned(),
+        "60s".to_owned(),
+        "--report-timeout".to_owned(),
+        "120s".to_owned(),
+    ]
+}
+
+/// Appends `-- record-test`.
+pub fn with_command(mut args: Vec<String>) -> Vec<String> {
+    args.push("--".to_owned());
+    args.push(record_test());
+    args
+}
+
+/// The outcome of every test, from the build-wide results hash.
+pub fn results(server: &RedisServer, build: &str) -> BTreeMap<String, String> {
+    let keys = ciq::queue::redis::keys::BuildKeys::new("", build);
+    redis::cmd("HGETALL")
+        .arg(keys.results())
+        .query(&mut server.conn())
+        .expect("HGETALL results")
+}
+
+/// The build's state value.
+pub fn state(server: &RedisServer, build: &str) -> Option<String> {
+    let keys = ciq::queue::redis::keys::BuildKeys::new("", build);
+    redis::cmd("GET")
+        .arg(keys.state())
+        .query(&mut server.conn())
+        .expect("GET state")
+}
+
+/// Waits until `condition` holds.
+pub fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
