@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::process::{self, Capture, Spec, SpawnError};
+use crate::process::{self, Capture, SpawnError, Spec};
 use crate::test_id::{TestList, TestListError};
 
 /// Where the test ids come from.
@@ -93,9 +93,14 @@ impl TestSource {
                     env: Vec::new(),
                     timeout: Some(timeout),
                 };
-                let finished = process::run(&spec, Capture::Stdout { stderr_limit: 16 * 1024 })
-                    .await
-                    .map_err(DiscoveryError::Spawn)?;
+                let finished = process::run(
+                    &spec,
+                    Capture::Stdout {
+                        stderr_limit: 16 * 1024,
+                    },
+                )
+                .await
+                .map_err(DiscoveryError::Spawn)?;
                 let command = shlex::try_join(argv.iter().map(String::as_str))
                     .unwrap_or_else(|_| argv.join(" "));
                 if !finished.exit.success() {

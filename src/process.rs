@@ -301,8 +301,11 @@ mod tests {
         out.push(b"ab");
         out.push(b"0123456789xyz");
         let text = out.render();
-        assert!(text.starts_with("ab\n[ciq: 9 bytes of output cut here; 8 kept]\n"), "{text}");
-        assert!(text.ends_with("89xyz"), "{text}");
+        assert!(
+            text.starts_with("ab\n[ciq: 7 bytes of output cut here; 8 kept]\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\n789xyz"), "{text}");
     }
 
     #[test]
@@ -338,6 +341,9 @@ mod tests {
             timeout: None,
         };
         let err = run(&spec, Capture::Merged { limit: 10 }).await.unwrap_err();
-        assert_eq!(err.to_string(), "command `/nonexistent/ciq-test-cmd` not found");
+        assert_eq!(
+            err.to_string(),
+            "command `/nonexistent/ciq-test-cmd` not found"
+        );
     }
 }

@@ -43,7 +43,10 @@ fn render_error(err: &anyhow::Error) -> String {
             Some((message, hint)) => (message.to_owned(), Some(format!("(hint: {hint}"))),
             None => (text, None),
         };
-        if !causes.last().is_some_and(|last: &String| last.ends_with(&message)) {
+        if !causes
+            .last()
+            .is_some_and(|last: &String| last.ends_with(&message))
+        {
             causes.push(message);
         }
         hints.extend(hint);

@@ -76,7 +76,9 @@ impl Progress {
                     bar.set_length(*total);
                     bar.set_position(*processed);
                 }
-                format!("{processed}/{total} tests done, {running} running, {alive} worker(s) alive")
+                format!(
+                    "{processed}/{total} tests done, {running} running, {alive} worker(s) alive"
+                )
             }
         };
         let phase_changed = self

@@ -9,7 +9,7 @@ use crate::config::{Mode, RunConfig, ci};
 use crate::discovery::TestSource;
 use crate::exit_code;
 use crate::queue::local::LocalQueue;
-use crate::queue::redis::RedisQueue;
+use crate::queue::redis::{RedisQueue, connection};
 use crate::runner::command::CommandRunner;
 use crate::signal;
 use crate::worker::{self, WorkerEnd};
@@ -17,12 +17,15 @@ use crate::worker::{self, WorkerEnd};
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let ids = ci::detect(|name| std::env::var(name).ok());
     let config = RunConfig::new(args, &ids)?;
+    if let Mode::Redis { settings, .. } = &config.mode {
+        connection::client(&settings.url)?;
+    }
     let source = config.source.load()?;
     match config.mode.clone() {
         Mode::Local { jobs } => run_local(config, source, jobs).await,
         Mode::Redis { settings, worker } => {
             let build = settings.build.clone();
-            let queue = RedisQueue::connect(settings, worker.clone()).await?;
+            let queue = RedisQueue::connect(*settings, worker.clone()).await?;
             queue.join(&source).await?;
             let runner = runner_for(&config, &worker);
             let end = worker::run(&queue, &runner, &config.worker, signal::shutdown())

@@ -73,7 +73,12 @@ pub struct RunArgs {
     #[arg(long, env = "CIQ_WORKER")]
     pub worker: Option<String>,
     /// File with one test id per line (`-` for stdin).
-    #[arg(long, env = "CIQ_TESTS", value_name = "FILE", conflicts_with = "list_command")]
+    #[arg(
+        long,
+        env = "CIQ_TESTS",
+        value_name = "FILE",
+        conflicts_with = "list_command"
+    )]
     pub tests: Option<PathBuf>,
     /// Command printing one test id per line; only the elected leader runs it (split like a
     /// shell would, but not run through one).

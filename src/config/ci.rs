@@ -81,7 +81,10 @@ mod tests {
             ("BUILDKITE_BUILD_ID", "b-1"),
             ("BUILDKITE_PARALLEL_JOB", "3"),
         ]);
-        assert_eq!((ids.build.as_deref(), ids.worker.as_deref()), (Some("b-1"), Some("3")));
+        assert_eq!(
+            (ids.build.as_deref(), ids.worker.as_deref()),
+            (Some("b-1"), Some("3"))
+        );
         let ids = detect_in(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_RUN_ID", "99"),
@@ -91,10 +94,24 @@ mod tests {
         ]);
         assert_eq!(ids.build.as_deref(), Some("99-2"));
         assert_eq!(ids.worker.as_deref(), Some("test-runner 4"));
-        let ids = detect_in(&[("GITLAB_CI", "true"), ("CI_PIPELINE_ID", "7"), ("CI_NODE_INDEX", "1")]);
-        assert_eq!((ids.build.as_deref(), ids.worker.as_deref()), (Some("7"), Some("1")));
-        let ids = detect_in(&[("CIRCLECI", "true"), ("CIRCLE_BUILD_NUM", "12"), ("CIRCLE_NODE_INDEX", "0")]);
-        assert_eq!((ids.build.as_deref(), ids.worker.as_deref()), (Some("12"), Some("0")));
+        let ids = detect_in(&[
+            ("GITLAB_CI", "true"),
+            ("CI_PIPELINE_ID", "7"),
+            ("CI_NODE_INDEX", "1"),
+        ]);
+        assert_eq!(
+            (ids.build.as_deref(), ids.worker.as_deref()),
+            (Some("7"), Some("1"))
+        );
+        let ids = detect_in(&[
+            ("CIRCLECI", "true"),
+            ("CIRCLE_BUILD_NUM", "12"),
+            ("CIRCLE_NODE_INDEX", "0"),
+        ]);
+        assert_eq!(
+            (ids.build.as_deref(), ids.worker.as_deref()),
+            (Some("12"), Some("0"))
+        );
         let ids = detect_in(&[
             ("JENKINS_URL", "http://ci"),
             ("BUILD_TAG", "jenkins-app-5"),

@@ -24,16 +24,22 @@ use ci::CiIds;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// No build id anywhere.
-    #[error("no build id: pass --build ID or set CIQ_BUILD\n(hint: on Buildkite, GitHub Actions, GitLab CI, CircleCI and Jenkins it is read from the environment)")]
+    #[error(
+        "no build id: pass --build ID or set CIQ_BUILD\n(hint: on Buildkite, GitHub Actions, GitLab CI, CircleCI and Jenkins it is read from the environment)"
+    )]
     MissingBuild,
     /// No worker id anywhere.
-    #[error("no worker id: pass --worker ID or set CIQ_WORKER (unique per CI machine of the build)\n(hint: on Buildkite, GitHub Actions, GitLab CI, CircleCI and Jenkins it is read from the environment)")]
+    #[error(
+        "no worker id: pass --worker ID or set CIQ_WORKER (unique per CI machine of the build)\n(hint: on Buildkite, GitHub Actions, GitLab CI, CircleCI and Jenkins it is read from the environment)"
+    )]
     MissingWorker,
     /// No test list.
     #[error("no test list: pass --tests FILE (`-` for stdin) or --list-command CMD")]
     NoTestList,
     /// `-j` given with a queue.
-    #[error("-j/--jobs runs local workers without Redis; with --queue, run one `ciq run` per CI machine")]
+    #[error(
+        "-j/--jobs runs local workers without Redis; with --queue, run one `ciq run` per CI machine"
+    )]
     JobsWithQueue,
     /// The list command does not split.
     #[error("cannot split --list-command `{0}` into arguments (unbalanced quotes?)")]
@@ -77,7 +83,7 @@ pub enum Mode {
     /// One worker of a build shared through Redis.
     Redis {
         /// The build.
-        settings: RedisSettings,
+        settings: Box<RedisSettings>,
         /// This worker's id.
         worker: String,
     },
@@ -177,7 +183,13 @@ impl RunConfig {
                     budget,
                     redis_timeout: args.build.redis_timeout,
                 };
-                (Mode::Redis { settings, worker }, build)
+                (
+                    Mode::Redis {
+                        settings: Box::new(settings),
+                        worker,
+                    },
+                    build,
+                )
             }
         };
         Ok(Self {

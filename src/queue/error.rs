@@ -30,7 +30,9 @@ pub enum AbortKind {
 #[derive(Debug, Error)]
 pub enum QueueError {
     /// The queue URL does not parse.
-    #[error("invalid queue URL `{url}`: {reason}\n(hint: use redis://HOST:PORT/DB, rediss://HOST:PORT/DB for TLS, redis://:PASSWORD@HOST:PORT/DB for a password)")]
+    #[error(
+        "invalid queue URL `{url}`: {reason}\n(hint: use redis://HOST:PORT/DB, rediss://HOST:PORT/DB for TLS, redis://:PASSWORD@HOST:PORT/DB for a password)"
+    )]
     InvalidUrl {
         /// The URL as given, password hidden.
         url: String,
@@ -49,7 +51,9 @@ pub enum QueueError {
         source: redis::RedisError,
     },
     /// Redis refused the credentials.
-    #[error("Redis at `{url}` refused the credentials\n(hint: put the password in the URL, redis://:PASSWORD@HOST:PORT/DB, or user and password, redis://USER:PASSWORD@HOST:PORT/DB)")]
+    #[error(
+        "Redis at `{url}` refused the credentials\n(hint: put the password in the URL, redis://:PASSWORD@HOST:PORT/DB, or user and password, redis://USER:PASSWORD@HOST:PORT/DB)"
+    )]
     Auth {
         /// The URL, password hidden.
         url: String,
@@ -64,7 +68,9 @@ pub enum QueueError {
     #[error("unexpected reply from Redis: {0}")]
     Protocol(String),
     /// Every elected leader died before filling the queue.
-    #[error("lost leader: {attempts} elected leader(s) died before filling the queue; giving up\n(hint: look at the leader's log; raise --max-election-attempts or --lock-ttl if its test discovery is slow or the machine pauses)")]
+    #[error(
+        "lost leader: {attempts} elected leader(s) died before filling the queue; giving up\n(hint: look at the leader's log; raise --max-election-attempts or --lock-ttl if its test discovery is slow or the machine pauses)"
+    )]
     LostLeader {
         /// How many dead leaders this process saw.
         attempts: u32,
@@ -80,7 +86,9 @@ pub enum QueueError {
     #[error("build aborted by worker `{}`: {}", .0.worker, .0.message)]
     Aborted(Abort),
     /// The build's state vanished after it was set up.
-    #[error("the build's state was lost from Redis (restarted without persistence, flushed, or evicted); its results cannot be trusted\n(hint: give Redis persistence (appendonly yes) and enough memory (maxmemory-policy noeviction), then rerun the build)")]
+    #[error(
+        "the build's state was lost from Redis (restarted without persistence, flushed, or evicted); its results cannot be trusted\n(hint: give Redis persistence (appendonly yes) and enough memory (maxmemory-policy noeviction), then rerun the build)"
+    )]
     StateLost,
 }
 

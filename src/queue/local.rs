@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::budget::RequeueBudget;
-use crate::queue::{
-    Ack, AckReply, Pacing, Queue, QueueError, Recorded, Reservation, Reserved,
-};
+use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::Summary;
 use crate::test_id::TestId;
 
@@ -270,7 +268,11 @@ mod tests {
         let first = one(a.reserve(1).await.unwrap());
         let reply = a.ack(vec![ack(&first, Outcome::Failed)], 1).await.unwrap();
         assert_eq!(reply.recorded[0].1, Recorded::Requeued);
-        assert_eq!(reply.next, Reservation::Empty, "a must not retry its own failure");
+        assert_eq!(
+            reply.next,
+            Reservation::Empty,
+            "a must not retry its own failure"
+        );
         let second = one(b.reserve(1).await.unwrap());
         let reply = b.ack(vec![ack(&second, Outcome::Passed)], 1).await.unwrap();
         assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Flaky));
@@ -291,7 +293,10 @@ mod tests {
         let mut results = Vec::new();
         let mut next = solo.reserve(1).await.unwrap();
         while let Reservation::Tests(tests) = next {
-            let reply = solo.ack(vec![ack(&tests[0], Outcome::Failed)], 1).await.unwrap();
+            let reply = solo
+                .ack(vec![ack(&tests[0], Outcome::Failed)], 1)
+                .await
+                .unwrap();
             results.push(reply.recorded[0].clone());
             next = reply.next;
         }

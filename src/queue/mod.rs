@@ -90,8 +90,7 @@ pub struct Pacing {
 /// backends retry lost connections themselves and only return errors that end the worker.
 pub trait Queue: Send + Sync {
     /// Reserves up to `max` tests.
-    fn reserve(&self, max: usize)
-    -> impl Future<Output = Result<Reservation, QueueError>> + Send;
+    fn reserve(&self, max: usize) -> impl Future<Output = Result<Reservation, QueueError>> + Send;
 
     /// Acknowledges results, then reserves up to `max` more in the same step (one round trip
     /// per test in steady state).

@@ -189,7 +189,13 @@ mod tests {
         );
         let text = summary.render();
         assert!(text.contains("FAILED bad (worker w2, 1.50s, requeued 1x)\n    | assertion failed\n    | left: 1\n"), "{text}");
-        assert!(text.contains("FLAKY (failed, then passed on a retry):\n    shaky (requeued 1x)\n"), "{text}");
-        assert!(text.ends_with("3 tests: 1 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed\n"), "{text}");
+        assert!(
+            text.contains("FLAKY (failed, then passed on a retry):\n    shaky (requeued 1x)\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("3 tests: 1 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed\n"),
+            "{text}"
+        );
     }
 }

@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn ids_go_at_the_placeholder_or_the_end() {
         let tests = batch(&["a b", "$HOME"]);
-        assert_eq!(runner(&["run", "-v"]).argv(&tests), ["run", "-v", "a b", "$HOME"]);
+        assert_eq!(
+            runner(&["run", "-v"]).argv(&tests),
+            ["run", "-v", "a b", "$HOME"]
+        );
         assert_eq!(
             runner(&["run", "{}", "--fast"]).argv(&tests),
             ["run", "a b", "$HOME", "--fast"]
@@ -128,10 +131,14 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_is_an_error_not_a_failure() {
-        let mut hanging = runner(&["sleep", "30"]);
+        let mut hanging = runner(&["sh", "-c", "sleep 30", "sh"]);
         hanging.timeout = Some(Duration::from_millis(200));
         let results = hanging.run(&batch(&["t"])).await.unwrap();
         assert_eq!(results[0].outcome, Outcome::Errored);
-        assert!(results[0].output.contains("timed out after 200ms"), "{}", results[0].output);
+        assert!(
+            results[0].output.contains("timed out after 200ms"),
+            "{}",
+            results[0].output
+        );
     }
 }

@@ -1,1 +1,383 @@
-//! Bad input.
+//! Bad input: every case gets one clear message and its documented exit code, never a panic
+//! or a hang (DESIGN "Bad input and failure").
+
+use std::time::Duration;
+
+use crate::support::{
+    Output, Proc, RedisServer, Scratch, free_port, record_test, report_args, worker_args,
+};
+
+const USAGE: i32 = 2;
+const INFRASTRUCTURE: i32 = 5;
+const WITHIN: Duration = Duration::from_secs(60);
+
+fn ciq(scratch: &Scratch, args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    Proc::spawn("ciq", scratch, &args).wait(WITHIN)
+}
+
+/// Runs the local mode on a list file holding `bytes`.
+fn local_with_list(bytes: &[u8]) -> Output {
+    let scratch = Scratch::new();
+    let list = scratch.path("tests.txt");
+    std::fs::write(&list, bytes).unwrap();
+    let list = list.to_string_lossy().into_owned();
+    ciq(
+        &scratch,
+        &["run", "-j", "2", "--tests", &list, "--", &record_test()],
+    )
+}
+
+fn assert_fails(out: &Output, code: i32, message: &str) {
+    assert_eq!(out.code, Some(code), "{}", out.both());
+    assert!(
+        out.stderr.contains(message),
+        "expected `{message}`\n{}",
+        out.both()
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.both());
+}
+
+#[test]
+fn malformed_test_lists_name_the_line() {
+    assert_fails(&local_with_list(b""), USAGE, "is empty");
+    assert_fails(
+        &local_with_list(b"a\n\nb\n"),
+        USAGE,
+        "line 2: test id is blank",
+    );
+    assert_fails(
+        &local_with_list(b"a\nb\0c\n"),
+        USAGE,
+        "line 2: test id contains a NUL byte",
+    );
+    assert_fails(
+        &local_with_list(b"a\rb\n"),
+        USAGE,
+        "line 1: test id contains a line break",
+    );
+    assert_fails(
+        &local_with_list(b"ok\nbad\xff\n"),
+        USAGE,
+        "is not valid UTF-8 (line 2)",
+    );
+    let long = format!("ok\n{}\n", "x".repeat(5000));
+    assert_fails(
+        &local_with_list(long.as_bytes()),
+        USAGE,
+        "line 2: test id is 5000 bytes long, over the limit of 4096",
+    );
+}
+
+#[test]
+fn missing_list_file_is_named() {
+    let scratch = Scratch::new();
+    let out = ciq(
+        &scratch,
+        &["run", "--tests", "/nonexistent/tests.txt", "--", "true"],
+    );
+    assert_fails(
+        &out,
+        USAGE,
+        "error: cannot read test list `/nonexistent/tests.txt`: No such file",
+    );
+}
+
+#[test]
+fn duplicate_ids_are_dropped_with_a_warning() {
+    let out = local_with_list(b"pass/a\npass/b\npass/a\n");
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("warning: dropped 1 duplicate test id from the test list (first: `pass/a`)"),
+        "{}",
+        out.both()
+    );
+    assert!(out.stdout.contains("2 tests: 2 passed"), "{}", out.both());
+}
+
+#[test]
+fn queue_url_must_parse() {
+    let scratch = Scratch::new();
+    for (url, reason) in [
+        (
+            "example.com:7000",
+            "the scheme must be redis://, rediss:// or unix://",
+        ),
+        (
+            "redis://example.com:notaport/0",
+            "invalid queue URL `redis://example.com:notaport/0`",
+        ),
+    ] {
+        let out = ciq(
+            &scratch,
+            &[
+                "run", "--queue", url, "--build", "b", "--worker", "w", "--tests", "-", "--",
+                "true",
+            ],
+        );
+        assert_fails(&out, USAGE, reason);
+        assert!(
+            out.stderr.contains("(hint: use redis://HOST:PORT/DB"),
+            "{}",
+            out.both()
+        );
+    }
+}
+
+#[test]
+fn unreachable_redis_is_an_infrastructure_error() {
+    let scratch = Scratch::new();
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    let list = scratch.tests(&["pass/a".to_owned()]);
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "--queue",
+            &url,
+            "--build",
+            "b",
+            "--worker",
+            "w",
+            "--redis-timeout",
+            "1s",
+            "--tests",
+            &list.to_string_lossy(),
+            "--",
+            "true",
+        ],
+    );
+    assert_fails(
+        &out,
+        INFRASTRUCTURE,
+        &format!("error: cannot reach Redis at `{url}` (tried for 1s"),
+    );
+    let out = ciq(
+        &scratch,
+        &[
+            "report",
+            "--queue",
+            &url,
+            "--build",
+            "b",
+            "--redis-timeout",
+            "1s",
+        ],
+    );
+    assert_fails(&out, INFRASTRUCTURE, "cannot reach Redis");
+}
+
+#[test]
+fn wrong_password_is_refused_and_never_printed() {
+    let server = RedisServer::start_with_password("right-secret");
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned()]);
+    for url in [
+        format!("redis://:wrong-secret@127.0.0.1:{}/0", server.port),
+        format!("redis://127.0.0.1:{}/0", server.port),
+    ] {
+        let out = ciq(
+            &scratch,
+            &[
+                "run",
+                "--queue",
+                &url,
+                "--build",
+                "b",
+                "--worker",
+                "w",
+                "--tests",
+                &list.to_string_lossy(),
+                "--",
+                "true",
+            ],
+        );
+        assert_fails(&out, INFRASTRUCTURE, "refused the credentials");
+        assert!(!out.stderr.contains("wrong-secret"), "{}", out.both());
+    }
+    // The right password works.
+    let out = Proc::spawn(
+        "w",
+        &scratch,
+        &crate::support::with_command(worker_args(&server, "pw", "w", &list)),
+    )
+    .wait(WITHIN);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+}
+
+#[test]
+fn missing_ids_name_their_flags() {
+    let scratch = Scratch::new();
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "--queue",
+            "redis://127.0.0.1:1/0",
+            "--tests",
+            "-",
+            "--",
+            "true",
+        ],
+    );
+    assert_fails(
+        &out,
+        USAGE,
+        "error: no build id: pass --build ID or set CIQ_BUILD",
+    );
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "--queue",
+            "redis://127.0.0.1:1/0",
+            "--build",
+            "b",
+            "--tests",
+            "-",
+            "--",
+            "true",
+        ],
+    );
+    assert_fails(
+        &out,
+        USAGE,
+        "error: no worker id: pass --worker ID or set CIQ_WORKER",
+    );
+    let out = ciq(&scratch, &["run", "--", "true"]);
+    assert_fails(&out, USAGE, "error: no test list: pass --tests FILE");
+    let out = ciq(&scratch, &["run", "--tests", "-"]);
+    assert_fails(&out, USAGE, "required arguments were not provided");
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "--test-timeout",
+            "soon",
+            "--tests",
+            "-",
+            "--",
+            "true",
+        ],
+    );
+    assert_fails(&out, USAGE, "write e.g. 30s, 500ms, 15m or 2h");
+}
+
+#[test]
+fn missing_command_stops_the_worker_once() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&crate::support::ids("pass", 5));
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "-j",
+            "3",
+            "--tests",
+            &list.to_string_lossy(),
+            "--",
+            "/nonexistent/run-tests",
+        ],
+    );
+    assert_fails(&out, USAGE, "command `/nonexistent/run-tests` not found");
+    assert_eq!(out.stderr.matches("not found").count(), 1, "{}", out.both());
+    assert!(!out.stderr.contains("FAIL"), "{}", out.both());
+}
+
+#[test]
+fn missing_command_on_one_worker_loses_no_test() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&crate::support::ids("pass", 5));
+    let mut broken = worker_args(&server, "nocmd", "broken", &list);
+    broken.extend(["--".to_owned(), "/nonexistent/run-tests".to_owned()]);
+    let out = Proc::spawn("broken", &scratch, &broken).wait(WITHIN);
+    assert_fails(&out, USAGE, "command `/nonexistent/run-tests` not found");
+    // Its test went back to the queue: a healthy worker runs all five.
+    let out = Proc::spawn(
+        "healthy",
+        &scratch,
+        &crate::support::with_command(worker_args(&server, "nocmd", "healthy", &list)),
+    )
+    .wait(WITHIN);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("5 tests: 5 passed"), "{}", out.both());
+}
+
+#[test]
+fn crashing_and_flooding_runners_are_contained() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["crash".to_owned(), "flood".to_owned()]);
+    let script = "case \"$1\" in crash) kill -SEGV $$ ;; flood) yes flooding | head -c 3000000; exit 1 ;; esac";
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "-j",
+            "2",
+            "--max-requeues",
+            "0",
+            "--output-limit",
+            "4096",
+            "--tests",
+            &list.to_string_lossy(),
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(out.stdout.contains("ERRORED crash"), "{}", out.both());
+    assert!(
+        out.stdout.contains("[ciq: killed by signal 11; crashed]"),
+        "{}",
+        out.both()
+    );
+    assert!(out.stdout.contains("FAILED flood"), "{}", out.both());
+    assert!(
+        out.stdout.contains("bytes of output cut here; 4096 kept]"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.len() < 20_000,
+        "output is bounded: {} bytes",
+        out.stdout.len()
+    );
+}
+
+#[test]
+fn a_leader_that_cannot_list_aborts_the_build_for_everyone() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["unused".to_owned()]);
+    let args = |worker: &str| {
+        let mut args = worker_args(&server, "nolist", worker, &list);
+        let at = args.iter().position(|a| a == "--tests").unwrap();
+        args.splice(
+            at..at + 2,
+            [
+                "--list-command".to_owned(),
+                "sh -c 'echo collection error >&2; exit 4'".to_owned(),
+            ],
+        );
+        crate::support::with_command(args)
+    };
+    let leader = Proc::spawn("leader", &scratch, &args("leader")).wait(WITHIN);
+    assert_fails(
+        &leader,
+        USAGE,
+        "list command `sh -c 'echo collection error >&2; exit 4'` failed (exit code 4): collection error",
+    );
+    let follower = Proc::spawn("follower", &scratch, &args("follower")).wait(WITHIN);
+    assert_fails(
+        &follower,
+        USAGE,
+        "build aborted by worker `leader`: list command",
+    );
+    let report = Proc::spawn("report", &scratch, &report_args(&server, "nolist")).wait(WITHIN);
+    assert_fails(&report, USAGE, "build aborted by worker `leader`");
+}

@@ -1,1 +1,267 @@
-//! End to end with real processes.
+//! End to end: real `ciq run` processes and `ciq report` against a real redis-server.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{
+    Proc, RedisServer, Scratch, ids, record_test, report_args, results, state, wait_until,
+    with_command, worker_args,
+};
+
+const LONG: Duration = Duration::from_secs(120);
+
+fn unique_build(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[test]
+fn demo_suite_on_four_processes_and_a_report() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = unique_build("demo");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
+    let workers: Vec<Proc> = (1..=4)
+        .map(|n| {
+            let mut args = worker_args(
+                &server,
+                &build,
+                &format!("w{n}"),
+                format!("{root}/examples/demo/tests.txt").as_ref(),
+            );
+            args.push("--".into());
+            args.push(format!("{root}/examples/demo/run-test"));
+            Proc::spawn(&format!("w{n}"), &scratch, &args)
+        })
+        .collect();
+    for worker in workers {
+        let out = worker.wait(LONG);
+        assert_eq!(
+            out.code,
+            Some(1),
+            "a worker exits with the build's verdict\n{}",
+            out.both()
+        );
+    }
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout
+            .contains("20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("FAILED math/divide_by_zero"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("expected 'division by zero' error"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout
+            .contains("FLAKY (failed, then passed on a retry):\n    net/retry_backoff"),
+        "{}",
+        out.both()
+    );
+    let outcomes = results(&server, &build);
+    assert_eq!(
+        outcomes.len(),
+        20,
+        "every test has exactly one outcome: {outcomes:?}"
+    );
+    assert_eq!(outcomes["math/divide_by_zero"], "failed");
+    assert_eq!(outcomes["net/retry_backoff"], "flaky");
+    assert_eq!(outcomes.values().filter(|o| *o == "passed").count(), 18);
+}
+
+#[test]
+fn leader_killed_during_its_list_command_is_replaced() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = unique_build("killed-leader");
+    let tests = ids("pass", 30);
+    let list = scratch.tests(&tests);
+    // The first leader's listing hangs; later leaders list at once.
+    let list_command = format!(
+        "sh -c 'if mkdir {dir}/first-listing 2>/dev/null; then sleep 60; fi; cat {list}'",
+        dir = scratch.dir.path().display(),
+        list = list.display()
+    );
+    let args = |worker: &str| {
+        let mut args = worker_args(&server, &build, worker, &list);
+        let at = args.iter().position(|a| a == "--tests").unwrap();
+        args.splice(
+            at..at + 2,
+            ["--list-command".to_owned(), list_command.clone()],
+        );
+        with_command(args)
+    };
+    let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
+    let first = Proc::spawn("w1", &scratch, &args("w1"));
+    wait_until("w1's election", LONG, || {
+        state(&server, &build).is_some_and(|s| s.ends_with(":w1"))
+    });
+    first.wait_for_stderr("listing tests", LONG);
+    let others: Vec<Proc> = ["w2", "w3"]
+        .iter()
+        .map(|w| Proc::spawn(w, &scratch, &args(w)))
+        .collect();
+    for other in &others {
+        other.wait_for_stderr("waits for leader `w1`", LONG);
+    }
+    first.signal(Signal::SIGKILL);
+    let _ = first.wait(LONG);
+    for other in others {
+        let out = other.wait(LONG);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+    }
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("30 tests: 30 passed"), "{}", out.both());
+    let counts = scratch.run_counts();
+    assert_eq!(counts.len(), 30);
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "each test ran once: {counts:?}"
+    );
+    assert_eq!(results(&server, &build).len(), 30);
+}
+
+#[test]
+fn worker_killed_mid_test_is_taken_over_and_counted_once() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = unique_build("killed-worker");
+    let mut tests = vec!["slow/victim".to_owned()];
+    tests.extend(ids("pass", 10));
+    let list = scratch.tests(&tests);
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            Proc::spawn(
+                w,
+                &scratch,
+                &with_command(worker_args(&server, &build, w, &list)),
+            )
+        })
+        .collect();
+    wait_until("the slow test to start", LONG, || {
+        scratch.runs().iter().any(|(_, test)| test == "slow/victim")
+    });
+    let holder = scratch
+        .runs()
+        .into_iter()
+        .find(|(_, test)| test == "slow/victim")
+        .map(|(worker, _)| worker)
+        .unwrap();
+    let (victim, survivor): (Vec<Proc>, Vec<Proc>) =
+        workers.into_iter().partition(|p| p.name == holder);
+    for proc in &victim {
+        proc.signal(Signal::SIGKILL);
+    }
+    drop(victim);
+    for proc in survivor {
+        let out = proc.wait(LONG);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stdout
+                .contains("11 tests: 11 passed; 1 taken over from lost workers"),
+            "{}",
+            out.both()
+        );
+    }
+    let counts = scratch.run_counts();
+    assert_eq!(
+        counts["slow/victim"], 2,
+        "run once more after the take-over"
+    );
+    assert_eq!(results(&server, &build)["slow/victim"], "passed");
+    let out = Proc::spawn("report", &scratch, &report_args(&server, &build)).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("11 tests: 11 passed"), "{}", out.both());
+}
+
+#[test]
+fn local_demo_needs_no_redis() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let scratch = Scratch::new();
+    let out = Proc::spawn(
+        "local",
+        &scratch,
+        &[
+            "run".into(),
+            "-j".into(),
+            "4".into(),
+            "--tests".into(),
+            format!("{root}/examples/demo/tests.txt"),
+            "--".into(),
+            format!("{root}/examples/demo/run-test"),
+        ],
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout
+            .contains("20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains("running 20 tests on 4 local workers"),
+        "{}",
+        out.both()
+    );
+}
+
+#[test]
+fn test_timeout_kills_the_test_and_records_an_error() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["hang/forever".to_owned(), "pass/one".to_owned()]);
+    let out = Proc::spawn(
+        "local",
+        &scratch,
+        &[
+            "run".into(),
+            "-j".into(),
+            "2".into(),
+            "--max-requeues".into(),
+            "0".into(),
+            "--test-timeout".into(),
+            "500ms".into(),
+            "--tests".into(),
+            list.to_string_lossy().into_owned(),
+            "--".into(),
+            record_test(),
+        ],
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout.contains("ERRORED hang/forever"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout
+            .contains("[ciq: timed out after 500ms; process group killed]"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("2 tests: 1 passed, 1 errored"),
+        "{}",
+        out.both()
+    );
+}

@@ -72,9 +72,11 @@ async fn leader_dies(server: &RedisServer, build: &str, name: &str) {
     let queue = worker(server, build, name).await;
     let task = tokio::spawn(async move { queue.join(&endless_listing()).await });
     let suffix = format!(":{name}");
-    wait_until("the doomed leader's election", Duration::from_secs(10), || {
-        state(server, build).is_some_and(|s| s.starts_with("setup:") && s.ends_with(&suffix))
-    });
+    wait_until(
+        "the doomed leader's election",
+        Duration::from_secs(10),
+        || state(server, build).is_some_and(|s| s.starts_with("setup:") && s.ends_with(&suffix)),
+    );
     task.abort();
     let _ = task.await;
 }
@@ -114,7 +116,10 @@ async fn pass_all(queue: &RedisQueue) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn normal_election_uses_generation_scoped_keys() {
     let server = RedisServer::start();
-    let (a, b) = (worker(&server, "b1", "a").await, worker(&server, "b1", "b").await);
+    let (a, b) = (
+        worker(&server, "b1", "a").await,
+        worker(&server, "b1", "b").await,
+    );
     let source = list(&["t1", "t2", "t3"]);
     let joined_a = a.join(&source).await.unwrap();
     let joined_b = b.join(&source).await.unwrap();
@@ -132,7 +137,11 @@ async fn normal_election_uses_generation_scoped_keys() {
     assert!(generation.queue.starts_with("ciq:{b1}:g:"));
     let total: String = conn.hget(&generation.meta, "total").unwrap();
     assert_eq!(total, "3");
-    for key in [keys.state(), generation.queue.clone(), generation.meta.clone()] {
+    for key in [
+        keys.state(),
+        generation.queue.clone(),
+        generation.meta.clone(),
+    ] {
         let ttl: i64 = conn.pttl(&key).unwrap();
         assert!(ttl > 0, "{key} has no TTL");
     }
@@ -144,7 +153,10 @@ async fn normal_election_uses_generation_scoped_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_test_is_not_taken_over_after_its_deadline() {
     let server = RedisServer::start();
-    let (a, b) = (worker(&server, "b2", "a").await, worker(&server, "b2", "b").await);
+    let (a, b) = (
+        worker(&server, "b2", "a").await,
+        worker(&server, "b2", "b").await,
+    );
     let joined = a.join(&list(&["done", "other"])).await.unwrap();
     b.join(&list(&["unused"])).await.unwrap();
     let Reservation::Tests(tests) = a.reserve(1).await.unwrap() else {
@@ -165,7 +177,10 @@ async fn acknowledged_test_is_not_taken_over_after_its_deadline() {
         )
         .await
         .unwrap();
-    assert_eq!(reply.recorded[0].1, ciq::queue::Recorded::Final(Outcome::Passed));
+    assert_eq!(
+        reply.recorded[0].1,
+        ciq::queue::Recorded::Final(Outcome::Passed)
+    );
     // Put the acknowledged test back into `running` with an ancient heartbeat, as a crash
     // between two writes of a non-atomic acknowledgement would have left it.
     let generation = BuildKeys::new("", "b2").generation(&joined.generation);
@@ -211,7 +226,10 @@ async fn election_is_retried_after_a_lapsed_lock_and_succeeds() {
     let (joined_waiting, joined_late) = tokio::join!(waiting.join(&source), late.join(&source));
     let (joined_waiting, joined_late) = (joined_waiting.unwrap(), joined_late.unwrap());
     assert_eq!(joined_waiting.generation, joined_late.generation);
-    assert!(joined_waiting.led ^ joined_late.led, "exactly one new leader");
+    assert!(
+        joined_waiting.led ^ joined_late.led,
+        "exactly one new leader"
+    );
     let (ran_a, ran_b) = tokio::join!(pass_all(&waiting), pass_all(&late));
     assert_eq!(ran_a + ran_b, 3);
 }
@@ -230,9 +248,11 @@ async fn leader_that_lost_its_lock_drops_its_staging_and_leads_again() {
         let joined = slow.join(&slow_source).await;
         (slow, joined)
     });
-    wait_until("the slow leader's election", Duration::from_secs(10), || {
-        state(&server, "b5").is_some_and(|s| s.ends_with(":slow"))
-    });
+    wait_until(
+        "the slow leader's election",
+        Duration::from_secs(10),
+        || state(&server, "b5").is_some_and(|s| s.ends_with(":slow")),
+    );
     let first = state(&server, "b5").unwrap();
     let first_generation = first.split(':').nth(1).unwrap().to_owned();
     // While it lists, its lock is taken (as if it had been paused past the TTL and another
@@ -253,7 +273,10 @@ async fn leader_that_lost_its_lock_drops_its_staging_and_leads_again() {
         .arg(format!("ciq:{{b5}}:g:{first_generation}:*"))
         .query(&mut conn)
         .unwrap();
-    assert!(leftovers.is_empty(), "the lost generation left keys: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "the lost generation left keys: {leftovers:?}"
+    );
     assert_eq!(pass_all(&slow).await, 2);
 }
 
@@ -345,7 +368,11 @@ async fn staleness_is_noticed_after_the_generation_changed() {
     let old_queue: Vec<String> = conn
         .lrange(&keys.generation(&first.generation).queue, 0, -1)
         .unwrap();
-    assert_eq!(old_queue, ["t1", "t2"], "nothing served from the old generation");
+    assert_eq!(
+        old_queue,
+        ["t1", "t2"],
+        "nothing served from the old generation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,7 +404,9 @@ async fn exhausted_election_budget_ends_in_lost_leader() {
     for name in ["w1", "w2", "w3"] {
         let mut budgeted = settings(&server, "b8");
         budgeted.max_election_attempts = 2;
-        let queue = RedisQueue::connect(budgeted, name.to_owned()).await.unwrap();
+        let queue = RedisQueue::connect(budgeted, name.to_owned())
+            .await
+            .unwrap();
         tasks.insert(
             name,
             tokio::spawn(async move { queue.join(&endless_listing()).await }),

@@ -1,6 +1,12 @@
 //! ciq's integration tests: one binary (compiled once), every Redis test against its own real
 //! redis-server, every process test with real `ciq` processes and signals.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test's set-up that fails should stop the test loudly"
+)]
+
 mod bad_input;
 mod e2e;
 mod election;

@@ -1,1 +1,229 @@
-//! The per-test protocol against a real redis-server.
+//! The per-test protocol against a real redis-server: leases, take-overs, requeues, re-sent
+//! requests.
+
+use std::time::Duration;
+
+use ciq::outcome::{Outcome, TestResult};
+use ciq::queue::redis::keys::BuildKeys;
+use ciq::queue::{Ack, Queue, Recorded, Reservation, Reserved};
+use redis::Commands;
+
+use crate::election::{list, worker};
+use crate::support::RedisServer;
+
+fn ack(reserved: &Reserved, outcome: Outcome) -> Ack {
+    Ack {
+        lease: reserved.lease,
+        result: TestResult {
+            id: reserved.id.clone(),
+            outcome,
+            duration: Duration::from_millis(3),
+            output: format!("{outcome} output"),
+        },
+    }
+}
+
+fn tests(reservation: Reservation) -> Vec<Reserved> {
+    match reservation {
+        Reservation::Tests(tests) => tests,
+        other => panic!("expected tests, got {other:?}"),
+    }
+}
+
+/// A worker whose test was taken over (its heartbeat lapsed) acknowledges late: the new
+/// holder's entry stays, and no second outcome appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_acknowledgement_after_take_over_changes_nothing() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        worker(&server, "p1", "a").await,
+        worker(&server, "p1", "b").await,
+    );
+    let joined = a.join(&list(&["t"])).await.unwrap();
+    b.join(&list(&["t"])).await.unwrap();
+    let held_by_a = tests(a.reserve(1).await.unwrap()).remove(0);
+    // a goes silent; b waits, then takes the test over after the heartbeat timeout (1.5 s).
+    let started = std::time::Instant::now();
+    let held_by_b = loop {
+        match b.reserve(1).await.unwrap() {
+            Reservation::Tests(mut tests) => break tests.remove(0),
+            Reservation::Empty => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "taken over before the heartbeat lapsed: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(held_by_b.id, held_by_a.id);
+    assert_ne!(held_by_b.lease, held_by_a.lease);
+    // a's heartbeat now learns it lost the test, and its late result is discarded.
+    assert_eq!(
+        a.heartbeat(std::slice::from_ref(&held_by_a)).await.unwrap(),
+        std::slice::from_ref(&held_by_a.id)
+    );
+    let reply = a
+        .ack(vec![ack(&held_by_a, Outcome::Failed)], 0)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Discarded);
+    let running = BuildKeys::new("", "p1")
+        .generation(&joined.generation)
+        .running;
+    let still_running: Option<f64> = server.conn().zscore(&running, "t").unwrap();
+    assert!(
+        still_running.is_some(),
+        "the new holder's entry was removed"
+    );
+    let reply = b
+        .ack(vec![ack(&held_by_b, Outcome::Passed)], 1)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Passed));
+    assert_eq!(reply.next, Reservation::Done);
+    let summary = b.summary().await.unwrap();
+    assert_eq!(summary.outcomes.len(), 1);
+    assert_eq!(summary.count(Outcome::Passed), 1);
+    assert_eq!(summary.taken_over, 1);
+}
+
+/// Heartbeats keep a long test with its holder, however long it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_long_test_from_being_taken_over() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        worker(&server, "p2", "a").await,
+        worker(&server, "p2", "b").await,
+    );
+    a.join(&list(&["long"])).await.unwrap();
+    b.join(&list(&["long"])).await.unwrap();
+    let held = tests(a.reserve(1).await.unwrap());
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(a.heartbeat(&held).await.unwrap().is_empty());
+        assert_eq!(b.reserve(1).await.unwrap(), Reservation::Empty);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_is_retried_on_another_worker_within_budgets() {
+    let server = RedisServer::start();
+    // Budget: 1 requeue per test, 0.5 x 4 tests = 2 per build.
+    let (a, b) = (
+        worker(&server, "p3", "a").await,
+        worker(&server, "p3", "b").await,
+    );
+    a.join(&list(&["f1", "f2", "f3", "ok"])).await.unwrap();
+    b.join(&list(&["unused"])).await.unwrap();
+    // b is heard from (any call does it), so a leaves its own failures to b.
+    b.heartbeat(&[]).await.unwrap();
+    let mut recorded = Vec::new();
+    let mut next = a.reserve(1).await.unwrap();
+    // a fails everything it gets; requeued tests go to b, which also fails them.
+    while let Reservation::Tests(held) = next {
+        let reply = a
+            .ack(vec![ack(&held[0], Outcome::Failed)], 1)
+            .await
+            .unwrap();
+        recorded.extend(reply.recorded);
+        next = reply.next;
+    }
+    assert_eq!(
+        next,
+        Reservation::Empty,
+        "a must not retry its own failures while b is alive"
+    );
+    let mut next = b.reserve(1).await.unwrap();
+    while let Reservation::Tests(held) = next {
+        let outcome = if held[0].id.as_str() == "f1" {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        };
+        let reply = b.ack(vec![ack(&held[0], outcome)], 1).await.unwrap();
+        recorded.extend(reply.recorded);
+        next = reply.next;
+    }
+    assert_eq!(next, Reservation::Done);
+    let requeued = recorded
+        .iter()
+        .filter(|(_, r)| *r == Recorded::Requeued)
+        .count();
+    assert_eq!(requeued, 2, "build budget: {recorded:?}");
+    let summary = b.summary().await.unwrap();
+    assert_eq!(summary.outcomes.len(), 4);
+    assert_eq!(
+        summary.count(Outcome::Flaky),
+        1,
+        "f1 failed then passed: {summary:?}"
+    );
+    assert_eq!(summary.count(Outcome::Failed), 3);
+    assert!(
+        summary.failures[&ciq::test_id::TestId::new("f1").unwrap()]
+            .output
+            .contains("failed output")
+    );
+}
+
+/// A request re-sent after its reply was lost gets the first reply back: no second lease, no
+/// test handed out twice.
+#[test]
+fn resent_reserve_is_answered_not_applied_twice() {
+    let server = RedisServer::start();
+    let keys = BuildKeys::new("", "p4");
+    let generation = keys.generation("g");
+    let mut conn = server.conn();
+    let _: () = conn.set(keys.state(), "ready:g").unwrap();
+    let _: () = conn.rpush(&generation.queue, &["t1", "t2"]).unwrap();
+    let _: () = conn
+        .hset(&generation.meta, "heartbeat-timeout-ms", 1500)
+        .unwrap();
+    let reserve = redis::Script::new(&format!(
+        "{}{}",
+        include_str!("../../src/queue/redis/lua/prelude.lua"),
+        include_str!("../../src/queue/redis/lua/reserve.lua")
+    ));
+    let call = |conn: &mut redis::Connection, seq: u64| -> String {
+        let mut invocation = reserve.prepare_invoke();
+        for key in keys.per_test(&generation) {
+            invocation.key(key);
+        }
+        invocation
+            .arg("g")
+            .arg("w")
+            .arg("session")
+            .arg(seq)
+            .arg(60_000)
+            .arg(1)
+            .invoke(conn)
+            .unwrap()
+    };
+    let first = call(&mut conn, 7);
+    let resent = call(&mut conn, 7);
+    assert_eq!(first, resent);
+    assert!(first.contains("\"t1\""), "{first}");
+    let queued: Vec<String> = conn.lrange(&generation.queue, 0, -1).unwrap();
+    assert_eq!(queued, ["t2"], "the re-sent reserve took nothing more");
+    let next = call(&mut conn, 8);
+    assert!(next.contains("\"t2\""), "{next}");
+}
+
+/// RELEASE gives held tests back to the head of the queue at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_gives_tests_back_immediately() {
+    let server = RedisServer::start();
+    let (a, b) = (
+        worker(&server, "p5", "a").await,
+        worker(&server, "p5", "b").await,
+    );
+    a.join(&list(&["t1", "t2", "t3"])).await.unwrap();
+    b.join(&list(&["unused"])).await.unwrap();
+    let held = tests(a.reserve(2).await.unwrap());
+    a.release(&held).await.unwrap();
+    let got: Vec<String> = tests(b.reserve(3).await.unwrap())
+        .iter()
+        .map(|r| r.id.as_str().to_owned())
+        .collect();
+    assert_eq!(got, ["t1", "t2", "t3"]);
+}

@@ -9,7 +9,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
+use redis::{
+    AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind,
+};
 use tokio::sync::Mutex;
 
 use crate::queue::QueueError;
@@ -35,20 +37,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 impl RedisConn {
     /// Parses `url` and connects, retrying for up to `retry_for`.
     pub async fn open(url: &str, retry_for: Duration) -> Result<Self, QueueError> {
+        let client = client(url)?;
         let shown = redact(url);
-        let invalid = |reason: String| QueueError::InvalidUrl {
-            url: shown.clone(),
-            reason,
-        };
-        if !["redis://", "rediss://", "unix://", "redis+unix://"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme))
-        {
-            return Err(invalid(
-                "the scheme must be redis://, rediss:// or unix://".to_owned(),
-            ));
-        }
-        let client = redis::Client::open(url).map_err(|err| invalid(err.to_string()))?;
         let timeout = RESPONSE_TIMEOUT.min(retry_for.max(Duration::from_millis(500)));
         let conn = Self {
             client,
@@ -185,6 +175,23 @@ impl RedisConn {
     }
 }
 
+/// Checks that `url` is a Redis URL, without connecting: bad flags fail before anything else.
+pub fn client(url: &str) -> Result<redis::Client, QueueError> {
+    let invalid = |reason: String| QueueError::InvalidUrl {
+        url: redact(url),
+        reason,
+    };
+    if !["redis://", "rediss://", "unix://", "redis+unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        return Err(invalid(
+            "the scheme must be redis://, rediss:// or unix://".to_owned(),
+        ));
+    }
+    redis::Client::open(url).map_err(|err| invalid(err.to_string()))
+}
+
 fn is_auth_error(err: &RedisError) -> bool {
     err.kind() == ErrorKind::AuthenticationFailed
         || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
@@ -231,9 +238,15 @@ mod tests {
 
     #[test]
     fn redact_hides_passwords_only() {
-        assert_eq!(redact("redis://127.0.0.1:7000/2"), "redis://127.0.0.1:7000/2");
+        assert_eq!(
+            redact("redis://127.0.0.1:7000/2"),
+            "redis://127.0.0.1:7000/2"
+        );
         assert_eq!(redact("redis://:s3cret@host:1/0"), "redis://:***@host:1/0");
-        assert_eq!(redact("rediss://ci:s3cret@host/0"), "rediss://ci:***@host/0");
+        assert_eq!(
+            redact("rediss://ci:s3cret@host/0"),
+            "rediss://ci:***@host/0"
+        );
         assert_eq!(redact("redis://s3cret@host"), "redis://***@host");
     }
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use crate::discovery::TestSource;
+use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::reply::{self, parse};
 use crate::queue::redis::scripts::SCRIPTS;
 use crate::queue::redis::{RedisQueue, millis};
-use crate::queue::QueueError;
 use crate::test_id::TestId;
 
 /// How a worker joined the build.
@@ -104,7 +104,9 @@ impl RedisQueue {
                     }
                 }
                 other => {
-                    return Err(QueueError::Protocol(format!("unknown election role `{other}`")));
+                    return Err(QueueError::Protocol(format!(
+                        "unknown election role `{other}`"
+                    )));
                 }
             }
             if let Some(generation) = self.wait_for_ready(&mut deaths).await? {
@@ -264,7 +266,11 @@ impl RedisQueue {
             args.extend(batch.iter().map(|id| id.as_str().to_owned()));
             let length: i64 = self
                 .conn
-                .eval(&SCRIPTS.stage, &[self.keys.state(), keys.queue.clone()], &args)
+                .eval(
+                    &SCRIPTS.stage,
+                    &[self.keys.state(), keys.queue.clone()],
+                    &args,
+                )
                 .await?;
             match length {
                 -1 => return Ok(Led::LostLock),
@@ -375,7 +381,9 @@ mod tests {
 
     #[test]
     fn batches_are_bounded_by_count_and_bytes() {
-        let small: Vec<TestId> = (0..2500).map(|i| TestId::new(format!("t{i}")).unwrap()).collect();
+        let small: Vec<TestId> = (0..2500)
+            .map(|i| TestId::new(format!("t{i}")).unwrap())
+            .collect();
         let sizes: Vec<usize> = batches(&small).map(<[TestId]>::len).collect();
         assert_eq!(sizes, [1000, 1000, 500]);
         let big: Vec<TestId> = (0..600)
@@ -383,7 +391,10 @@ mod tests {
             .collect();
         let sizes: Vec<usize> = batches(&big).map(<[TestId]>::len).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 600);
-        assert!(sizes.iter().all(|&n| n * 4004 <= STAGE_BATCH_BYTES + 4004), "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&n| n * 4004 <= STAGE_BATCH_BYTES + 4004),
+            "{sizes:?}"
+        );
     }
 
     #[test]

@@ -98,9 +98,11 @@ mod tests {
     fn empty_lua_tables_are_empty_lists() {
         let reply: Reservation = parse("reserve", r#"{"status":"empty","tests":{}}"#).unwrap();
         assert!(reply.tests.is_empty());
-        let reply: Reservation =
-            parse("ack", r#"{"status":"tests","tests":[["a b",7]],"recorded":[["x","passed"]]}"#)
-                .unwrap();
+        let reply: Reservation = parse(
+            "ack",
+            r#"{"status":"tests","tests":[["a b",7]],"recorded":[["x","passed"]]}"#,
+        )
+        .unwrap();
         assert_eq!(reply.tests, vec![("a b".to_owned(), 7)]);
         assert_eq!(reply.recorded, vec![("x".to_owned(), "passed".to_owned())]);
     }
@@ -108,6 +110,9 @@ mod tests {
     #[test]
     fn garbage_is_a_protocol_error() {
         let err = parse::<Reservation>("reserve", "OK").unwrap_err();
-        assert!(err.to_string().starts_with("unexpected reply from Redis: reserve replied `OK`"));
+        assert!(
+            err.to_string()
+                .starts_with("unexpected reply from Redis: reserve replied `OK`")
+        );
     }
 }

@@ -38,7 +38,8 @@ pub async fn read(
         conn.pipeline(&pipe).await?;
     let total = total.ok_or(QueueError::StateLost)?;
     let id = |raw: &str| {
-        TestId::new(raw).map_err(|err| QueueError::Protocol(format!("stored test id `{raw}` {err}")))
+        TestId::new(raw)
+            .map_err(|err| QueueError::Protocol(format!("stored test id `{raw}` {err}")))
     };
     let mut summary = Summary {
         total,

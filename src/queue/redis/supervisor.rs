@@ -129,7 +129,10 @@ pub async fn supervise(
         } else if followed.is_some() {
             return Err(QueueError::StateLost);
         } else if let Some(rest) = progress.state.strip_prefix("setup:") {
-            if last_setup.as_ref().is_some_and(|last| *last != progress.state) {
+            if last_setup
+                .as_ref()
+                .is_some_and(|last| *last != progress.state)
+            {
                 dead_leaders += 1;
             }
             last_setup = Some(progress.state.clone());

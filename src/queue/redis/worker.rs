@@ -13,9 +13,7 @@ use crate::queue::redis::keys::{BuildKeys, GenKeys};
 use crate::queue::redis::reply::{self, parse};
 use crate::queue::redis::scripts::SCRIPTS;
 use crate::queue::redis::{RedisSettings, millis, summary};
-use crate::queue::{
-    Ack, AckReply, Pacing, Queue, QueueError, Recorded, Reservation, Reserved,
-};
+use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::Summary;
 use crate::test_id::TestId;
 
@@ -151,7 +149,10 @@ impl Queue for RedisQueue {
                 .map_err(|err| QueueError::Protocol(err.to_string()))?
             });
         }
-        let reply: String = self.conn.eval(&SCRIPTS.ack, &followed.per_test, &args).await?;
+        let reply: String = self
+            .conn
+            .eval(&SCRIPTS.ack, &followed.per_test, &args)
+            .await?;
         let reply: reply::Reservation = parse("ack", &reply)?;
         let next = Self::reservation(&reply)?;
         let recorded = reply
@@ -221,8 +222,10 @@ impl Queue for RedisQueue {
     fn pacing(&self) -> Pacing {
         Pacing {
             heartbeat_interval: self.settings.heartbeat_interval,
-            max_poll_interval: (self.settings.heartbeat_interval / 2)
-                .clamp(std::time::Duration::from_millis(100), std::time::Duration::from_secs(2)),
+            max_poll_interval: (self.settings.heartbeat_interval / 2).clamp(
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(2),
+            ),
         }
     }
 }

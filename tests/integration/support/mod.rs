@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisServer, free_port};
 
 /// The `ciq` binary under test.
 pub fn ciq() -> Command {

@@ -17,6 +17,7 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     persistent: bool,
+    password: Option<String>,
 }
 
 /// A free loopback port (the OS picks one; it is released just before use).
@@ -36,13 +37,23 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// A server that requires `password`; [`RedisServer::url`] carries it.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_inner(false, Some(password.to_owned()))
+    }
+
     fn start_with(persistent: bool) -> Self {
+        Self::start_inner(persistent, None)
+    }
+
+    fn start_inner(persistent: bool, password: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for redis");
         let mut server = Self {
             port: free_port(),
             child: None,
             dir,
             persistent,
+            password,
         };
         server.spawn();
         server
@@ -54,6 +65,11 @@ impl RedisServer {
             .args(["--save", ""])
             .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
             .args(["--appendfsync", "always"])
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|p| ["--requirepass", p.as_str()]),
+            )
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -67,17 +83,29 @@ impl RedisServer {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if self.client().get_connection().and_then(|mut c| redis::cmd("PING").query::<String>(&mut c)).is_ok() {
+            if self
+                .client()
+                .get_connection()
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// `redis://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/0", self.port),
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// A client of this server.
@@ -87,7 +115,9 @@ impl RedisServer {
 
     /// A blocking connection, for inspecting and editing state.
     pub fn conn(&self) -> redis::Connection {
-        self.client().get_connection().expect("connect to test redis")
+        self.client()
+            .get_connection()
+            .expect("connect to test redis")
     }
 
     /// Stops the server at once (SIGKILL: nothing flushed beyond what appendfsync wrote).
@@ -128,7 +158,12 @@ impl RedisServer {
         info.lines()
             .filter_map(|line| {
                 let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
                 Some((name.to_owned(), calls))
             })
             .collect()
