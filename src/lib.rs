@@ -14,6 +14,7 @@ pub mod config;
 pub mod discovery;
 pub mod exit_code;
 pub mod outcome;
+pub mod pause_point;
 pub mod process;
 pub mod queue;
 pub mod report;

@@ -21,20 +21,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run tests from the queue: one `ciq run` per CI machine, or `-j N` locally without Redis.
-    ///
-    /// Examples:
-    ///
-    ///   ciq run -j 4 --tests tests.txt -- ./run-test
-    ///
-    ///   ciq run --queue redis://redis:6379/0 --build "$BUILD" --worker "$N" --tests tests.txt -- ./run-test {}
+    #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
     /// Wait for a build's queue to drain and print its verdict: failures with their output,
     /// flaky tests, tests not run. Run it once per build, in its own CI step.
-    ///
-    /// Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader elected,
-    /// 5 infrastructure error (Redis unreachable, build state lost).
+    #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
 }
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  ciq run -j 4 --tests tests.txt -- ./run-test
+  ciq run --queue redis://redis:6379/0 --tests tests.txt -- ./run-test {} --verbose
+
+Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader elected,
+5 infrastructure error (Redis unreachable, build state lost), 130/143 interrupted.";
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader elected,
+5 infrastructure error (Redis unreachable, build state lost).";
 
 /// Where the build lives.
 #[derive(Debug, Args)]
@@ -60,7 +65,6 @@ pub struct BuildArgs {
 
 /// `ciq run`.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Options")]
 pub struct RunArgs {
     /// Redis URL of the shared queue (redis://[:PASSWORD@]HOST:PORT/DB, rediss:// for TLS).
     /// Without it, tests run locally with -j workers.
@@ -164,6 +168,26 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// The README's flag table must not drift from the command line.
+    #[test]
+    fn readme_lists_every_flag_and_variable() {
+        let readme = include_str!("../../README.md");
+        for sub in Cli::command().get_subcommands() {
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    assert!(
+                        readme.contains(&format!("`--{long}`")),
+                        "README lacks --{long}"
+                    );
+                }
+                if let Some(env) = arg.get_env() {
+                    let env = env.to_string_lossy();
+                    assert!(readme.contains(&format!("`{env}`")), "README lacks {env}");
+                }
+            }
+        }
     }
 
     #[test]

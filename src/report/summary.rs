@@ -130,8 +130,16 @@ impl Summary {
     fn detail_suffix(&self, id: &TestId) -> String {
         let mut parts = Vec::new();
         if let Some(detail) = self.failures.get(id) {
-            parts.push(format!("worker {}", detail.worker));
-            parts.push(format!("{:.2}s", detail.duration_ms as f64 / 1000.0));
+            let seconds = detail.duration_ms as f64 / 1000.0;
+            if self.outcomes.get(id) == Some(&Outcome::Flaky) {
+                parts.push(format!(
+                    "failed on worker {} in {seconds:.2}s",
+                    detail.worker
+                ));
+            } else {
+                parts.push(format!("worker {}", detail.worker));
+                parts.push(format!("{seconds:.2}s"));
+            }
         }
         if let Some(n) = self.requeues.get(id) {
             parts.push(format!("requeued {n}x"));

@@ -10,6 +10,7 @@
 mod bad_input;
 mod e2e;
 mod election;
+mod faults;
 mod protocol;
 mod redis_load;
 mod support;

@@ -244,6 +244,7 @@ impl RedisQueue {
         source: &TestSource,
     ) -> Result<Led, QueueError> {
         let started = Instant::now();
+        crate::pause_point::reached("elected");
         let list = match source.discover(self.settings.queue_init_timeout).await {
             Ok(list) => list,
             Err(err) => {
@@ -257,6 +258,9 @@ impl RedisQueue {
         let keys = self.keys.generation(generation);
         let mut staged = 0usize;
         for batch in batches(&list.ids) {
+            if staged > 0 {
+                crate::pause_point::reached("staging");
+            }
             let mut args = vec![
                 setup.to_owned(),
                 staged.to_string(),
@@ -283,6 +287,7 @@ impl RedisQueue {
             }
         }
         let total = list.ids.len();
+        crate::pause_point::reached("before-commit");
         let committed: i64 = self
             .conn
             .eval(

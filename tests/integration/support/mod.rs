@@ -26,13 +26,20 @@ pub fn record_test() -> String {
 /// A scratch directory holding a test list, the run log and markers.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Scratch {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("scratch dir"),
+            extra_env: Vec::new(),
         }
+    }
+
+    /// Adds a variable to every process started from this scratch.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.extra_env.push((name.to_owned(), value.to_owned()));
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -69,7 +76,8 @@ impl Scratch {
 
     /// Environment every ciq process of a test gets, so the fixture logs into this scratch.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = self.extra_env.clone();
+        env.extend([
             (
                 "RECORD_TEST_DIR".to_owned(),
                 self.dir.path().to_string_lossy().into_owned(),
@@ -80,7 +88,8 @@ impl Scratch {
             ("GITLAB_CI".to_owned(), String::new()),
             ("CIRCLECI".to_owned(), String::new()),
             ("JENKINS_URL".to_owned(), String::new()),
-        ]
+        ]);
+        env
     }
 }
 
@@ -115,11 +124,22 @@ impl Output {
 impl Proc {
     /// Starts `args` of `ciq` with the scratch's environment.
     pub fn spawn(name: &str, scratch: &Scratch, args: &[String]) -> Self {
+        Self::spawn_with_env(name, scratch, args, &[])
+    }
+
+    /// Like [`Proc::spawn`], with extra variables for this process only.
+    pub fn spawn_with_env(
+        name: &str,
+        scratch: &Scratch,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Self {
         let out = scratch.path(&format!("{name}.stdout"));
         let err = scratch.path(&format!("{name}.stderr"));
         let child = ciq()
             .args(args)
             .envs(scratch.env())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("stdout file"))
             .stderr(std::fs::File::create(&err).expect("stderr file"))
