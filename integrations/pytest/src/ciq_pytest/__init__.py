@@ -1,0 +1,11 @@
+"""pytest side of ciq's persistent worker protocol.
+
+The plugin (``ciq_pytest.plugin``) is loaded by pytest through the ``pytest11`` entry point
+and stays inert unless pytest is given ``--ciq-persistent``. The protocol is described in
+ciq's ``docs/protocol.md``.
+"""
+
+__version__ = "0.1.0"
+
+#: The version of the persistent worker protocol this package speaks.
+PROTOCOL_VERSION = 1

@@ -1,0 +1,184 @@
+"""pytest plugin: serve ciq's persistent worker protocol, version 1 (ciq's docs/protocol.md).
+
+With ``--ciq-persistent``, pytest starts and collects as usual (every argument and option of
+the user applies), then, instead of running the session, tells ciq it is ready and runs the
+tests ciq asks for, one at a time, in this process, until ciq says shutdown or closes stdin.
+Without the option the plugin does nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any, Dict, List, Optional
+
+import pytest
+from _pytest.main import Session
+from _pytest.reports import CollectReport, TestReport
+
+from . import PROTOCOL_VERSION
+from .channel import Channel, ChannelClosed, ProtocolError
+from .results import result_message, unknown_test
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ciq")
+    group.addoption(
+        "--ciq-persistent",
+        action="store_true",
+        default=False,
+        help="collect, then run the tests ciq asks for over stdin/stdout (ciq's persistent "
+        f"worker protocol, version {PROTOCOL_VERSION}) instead of running the session.",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config):
+    # The earliest hook an installed plugin gets with the command line parsed, and, as a
+    # tryfirst wrapper, it runs before pytest's capture plugin starts capturing fds: see
+    # Channel.take_over_stdio for why that matters.
+    if getattr(early_config.known_args_namespace, "ciq_persistent", False):
+        early_config.pluginmanager.register(PersistentWorker(Channel.take_over_stdio()), "ciq-persistent-worker")
+    yield
+
+
+class PersistentWorker:
+    """Registered only with --ciq-persistent."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.collection_errors: List[CollectReport] = []
+        # Reports of the test being run, gathered from pytest_runtest_logreport.
+        self.reports: Optional[List[TestReport]] = None
+        self.started = False  # a ready or fatal message was sent
+        self.served_cleanly = False  # the loop ended on shutdown or EOF
+        self.session_teardown_failed = False
+        self.exitstatus: Optional[int] = None
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        if config.option.collectonly:
+            raise pytest.UsageError("--ciq-persistent cannot be combined with --collect-only")
+
+    def pytest_collectreport(self, report: CollectReport) -> None:
+        if report.failed:
+            self.collection_errors.append(report)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: Session) -> bool:
+        # Replaces pytest's own loop (the hook stops at the first implementation that
+        # returns a value). Collection errors are always fatal here, even with
+        # --continue-on-collection-errors: a worker must never serve a partial suite.
+        if self.collection_errors or session.testsfailed:
+            self.started = True
+            self.channel.send({"type": "fatal", "message": self._collection_error_message(session)})
+            # As pytest's own loop does: exit status 2, and the errors printed on stderr.
+            raise session.Interrupted(f"{session.testsfailed or len(self.collection_errors)} errors during collection")
+
+        try:
+            self._serve(session)
+        except ProtocolError as e:
+            pytest.exit(f"ciq protocol error: {e}", returncode=pytest.ExitCode.INTERNAL_ERROR)
+        except ChannelClosed:
+            pass  # ciq is gone: nobody to answer; finish the session quietly.
+        self.served_cleanly = True
+        self._teardown_session(session)
+        return True
+
+    def _serve(self, session: Session) -> None:
+        # Node ids are what `pytest --collect-only -q` prints, so ciq's batch and persistent
+        # modes share one test list.
+        items: Dict[str, pytest.Item] = {}
+        for item in session.items:
+            items.setdefault(item.nodeid, item)
+
+        self.started = True
+        self.channel.send(
+            {
+                "type": "ready",
+                "protocol": PROTOCOL_VERSION,
+                "framework": "pytest",
+                "framework_version": pytest.__version__,
+                "tests": len(session.items),
+            }
+        )
+        while True:
+            message = self.channel.receive()
+            if message is None or message.get("type") == "shutdown":
+                return
+            if message.get("type") != "run":
+                continue  # unknown types are ignored: a newer ciq may send more
+            test_id = message.get("id")
+            if not isinstance(test_id, str):
+                raise ProtocolError(f"run message without a string id: {message!r}")
+            item = items.get(test_id)
+            if item is None:
+                self.channel.send(unknown_test(test_id, len(session.items)))
+            else:
+                self.channel.send(self._run(item, session))
+
+    def _run(self, item: pytest.Item, session: Session) -> Dict[str, Any]:
+        self.reports = []
+        try:
+            # The full hook rather than runner.runtestprotocol alone, as pytest's own loop
+            # calls it: logstart/logfinish, warnings capture, faulthandler and other plugins'
+            # wrappers (pytest-timeout, ...) all apply. Reports come back through
+            # pytest_runtest_logreport.
+            #
+            # nextitem: ciq has not said what runs next, so everything this test set up is
+            # torn down after it (its class, module and package scopes, reported in its own
+            # teardown phase), except the session, which every test shares: passing the
+            # session as "next" keeps session-scoped fixtures alive across tests, as in a
+            # plain pytest run. They are torn down at shutdown (_teardown_session).
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=session)
+            return result_message(item.nodeid, self.reports)
+        finally:
+            self.reports = None
+
+    def pytest_runtest_logreport(self, report: TestReport) -> None:
+        if self.reports is not None:
+            self.reports.append(report)
+
+    def _teardown_session(self, session: Session) -> None:
+        """Tear down session-scoped fixtures, which no test's teardown did.
+
+        Done here rather than by pytest's sessionfinish, where an error would escape as an
+        internal error and skip other plugins' sessionfinish (JUnit XML, the summary). The
+        tests' results were already sent, so a failure here is only printed and turns the
+        exit status non-zero.
+        """
+        try:
+            session._setupstate.teardown_exact(None)
+        except BaseException:
+            self.session_teardown_failed = True
+            sys.stderr.write("ciq: session teardown failed:\n" + traceback.format_exc())
+
+    def _collection_error_message(self, session: Session) -> str:
+        parts = [f"pytest could not collect the tests ({len(self.collection_errors) or session.testsfailed} errors):"]
+        for report in self.collection_errors:
+            parts.append(f"ERROR collecting {report.nodeid or '.'}\n{report.longreprtext.rstrip()}")
+        return "\n\n".join(parts)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: Session) -> None:
+        # pytest would exit 1 if any test failed; in persistent mode results travel over the
+        # protocol, and the exit status only says whether the process ended well.
+        if self.served_cleanly:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.session_teardown_failed else pytest.ExitCode.OK
+        self.exitstatus = int(session.exitstatus)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # pytest stopped before the end of collection (a usage error, a missing path, an
+        # error in conftest.py, ...): say so on the channel rather than leave ciq to guess
+        # from EOF. pytest printed the reason on stderr.
+        if not self.started:
+            status = "" if self.exitstatus is None else f" (exit status {self.exitstatus})"
+            try:
+                self.channel.send(
+                    {
+                        "type": "fatal",
+                        "message": f"pytest stopped before collecting the tests{status}; its stderr says why",
+                    }
+                )
+            except ChannelClosed:
+                pass
+        self.channel.close()
