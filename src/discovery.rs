@@ -92,6 +92,7 @@ impl TestSource {
                     argv: argv.clone(),
                     env: Vec::new(),
                     timeout: Some(timeout),
+                    cwd: None,
                 };
                 let finished = process::run(
                     &spec,

@@ -23,6 +23,8 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// Kill the process group after this long.
     pub timeout: Option<Duration>,
+    /// Working directory (ciq's own when `None`).
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 /// How to capture output.
@@ -110,6 +112,9 @@ pub enum SpawnError {
 pub async fn run(spec: &Spec, capture: Capture) -> Result<Finished, SpawnError> {
     let (program, args) = spec.argv.split_first().ok_or(SpawnError::Empty)?;
     let mut command = Command::new(program);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
     command
         .args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -118,15 +123,10 @@ pub async fn run(spec: &Spec, capture: Capture) -> Result<Finished, SpawnError> 
         .stderr(Stdio::piped())
         .process_group(0);
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => SpawnError::NotFound(program.clone()),
-        std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program.clone()),
-        _ => SpawnError::Other {
-            program: program.clone(),
-            source,
-        },
-    })?;
-    let group = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
+    let mut child = command
+        .spawn()
+        .map_err(|source| spawn_error(program, source))?;
+    let group = GroupGuard::of(&child);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let limit = match capture {
@@ -185,7 +185,20 @@ pub async fn run(spec: &Spec, capture: Capture) -> Result<Finished, SpawnError> 
     })
 }
 
-fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> Exit {
+/// The [`SpawnError`] for `program` failing to start with `source`.
+pub fn spawn_error(program: &str, source: std::io::Error) -> SpawnError {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => SpawnError::NotFound(program.to_owned()),
+        std::io::ErrorKind::PermissionDenied => SpawnError::NotExecutable(program.to_owned()),
+        _ => SpawnError::Other {
+            program: program.to_owned(),
+            source,
+        },
+    }
+}
+
+/// How a waited-for child ended.
+pub fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> Exit {
     use std::os::unix::process::ExitStatusExt;
     match status {
         Ok(status) => match (status.code(), status.signal()) {
@@ -198,11 +211,17 @@ fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> Exit {
 }
 
 /// Kills the child's process group when dropped: a test abandoned on shutdown or timeout takes
-/// its whole tree with it.
-struct GroupGuard(Option<i32>);
+/// its whole tree with it. The child must have been started with `process_group(0)`.
+pub struct GroupGuard(Option<i32>);
 
 impl GroupGuard {
-    fn kill(&self) {
+    /// Guards the process group led by `child`.
+    pub fn of(child: &tokio::process::Child) -> Self {
+        Self(child.id().and_then(|id| i32::try_from(id).ok()))
+    }
+
+    /// Kills the whole group now.
+    pub fn kill(&self) {
         if let Some(pgid) = self.0 {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
@@ -223,7 +242,8 @@ async fn read_all(reader: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
     bytes
 }
 
-async fn drain_into(reader: Option<impl AsyncRead + Unpin>, into: &Mutex<Bounded>) {
+/// Reads `reader` to its end into `into`.
+pub async fn drain_into(reader: Option<impl AsyncRead + Unpin>, into: &Mutex<Bounded>) {
     let Some(mut reader) = reader else { return };
     let mut chunk = vec![0u8; 8192];
     loop {
@@ -326,6 +346,7 @@ mod tests {
             ],
             env: Vec::new(),
             timeout: Some(Duration::from_millis(300)),
+            cwd: None,
         };
         let finished = run(&spec, Capture::Merged { limit: 1024 }).await.unwrap();
         assert_eq!(finished.exit, Exit::TimedOut(Duration::from_millis(300)));
@@ -339,6 +360,7 @@ mod tests {
             argv: vec!["/nonexistent/ciq-test-cmd".into()],
             env: Vec::new(),
             timeout: None,
+            cwd: None,
         };
         let err = run(&spec, Capture::Merged { limit: 10 }).await.unwrap_err();
         assert_eq!(

@@ -1,18 +1,26 @@
 //! [`CommandRunner`]: runs the command after `--` once per batch, with the batch's test ids as
-//! separate arguments, and takes the exit code as every test's outcome.
+//! separate arguments.
 //!
 //! The ids go where the command has a `{}` argument, or at the end. No shell is involved, so ids
-//! with spaces, quotes or `$` reach the command exactly as listed.
+//! with spaces, quotes or `$` reach the command exactly as listed. Each run is offered a fresh
+//! JUnit XML path (`{junit}` in an argument, and `CIQ_JUNIT_PATH`): when the command writes a
+//! report there, each test gets its own outcome from it; otherwise the exit code decides for
+//! the whole batch.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::outcome::{Outcome, TestResult};
-use crate::process::{self, Capture, Exit, Spec};
+use crate::process::{self, Capture, Exit, Finished, Spec};
 use crate::queue::Reserved;
+use crate::runner::junit::{self, Cases, JunitError};
 use crate::runner::{Runner, RunnerError};
 
 /// The argument replaced by the batch's test ids.
 pub const PLACEHOLDER: &str = "{}";
+
+/// Replaced, inside any argument, by the path the JUnit report should be written to.
+pub const JUNIT_PLACEHOLDER: &str = "{junit}";
 
 /// The generic runner.
 #[derive(Debug, Clone)]
@@ -28,27 +36,132 @@ pub struct CommandRunner {
 }
 
 impl CommandRunner {
-    /// The argv for `batch`.
-    pub fn argv(&self, batch: &[Reserved]) -> Vec<String> {
+    /// The argv for `batch`, with `junit` as the report path.
+    pub fn argv(&self, batch: &[Reserved], junit: &Path) -> Vec<String> {
+        let junit = junit.to_string_lossy();
+        let command = self
+            .command
+            .iter()
+            .map(|arg| arg.replace(JUNIT_PLACEHOLDER, &junit));
         let ids = batch.iter().map(|r| r.id.as_str().to_owned());
         match self.command.iter().position(|arg| arg == PLACEHOLDER) {
             Some(at) => {
-                let mut argv = self.command[..at].to_vec();
-                argv.extend(ids);
-                argv.extend_from_slice(&self.command[at + 1..]);
+                let mut argv: Vec<String> = command.collect();
+                argv.splice(at..=at, ids);
                 argv
             }
-            None => self.command.iter().cloned().chain(ids).collect(),
+            None => command.chain(ids).collect(),
+        }
+    }
+
+    fn wants_junit(&self) -> bool {
+        self.command
+            .iter()
+            .any(|arg| arg.contains(JUNIT_PLACEHOLDER))
+    }
+
+    /// Per-test results of a finished batch, from its JUnit report when there is one.
+    fn results(
+        &self,
+        batch: &[Reserved],
+        finished: &Finished,
+        report: Option<Result<Cases, JunitError>>,
+        junit: &Path,
+    ) -> Vec<TestResult> {
+        let (outcome, note) = match finished.exit {
+            Exit::Code(0) => (Outcome::Passed, None),
+            Exit::Code(_) => (Outcome::Failed, None),
+            Exit::Signal(_) => (Outcome::Errored, Some("crashed")),
+            Exit::TimedOut(_) => (Outcome::Errored, Some("process group killed")),
+        };
+        let exit_note = match note {
+            Some(note) => format!("[ciq: {}; {note}]\n", finished.exit),
+            None => format!("[ciq: {}]\n", finished.exit),
+        };
+        let batch_output = format!("{}{exit_note}", finished.output);
+        let result = |reserved: &Reserved, outcome: Outcome, duration, output: String| TestResult {
+            id: reserved.id.clone(),
+            outcome,
+            duration,
+            output: if outcome.is_success() {
+                String::new()
+            } else {
+                output
+            },
+        };
+        match report {
+            Some(Ok(cases)) => batch
+                .iter()
+                .map(|reserved| match cases.find(reserved.id.as_str()) {
+                    Some(case) => {
+                        let output = if case.output.trim().is_empty() {
+                            batch_output.clone()
+                        } else {
+                            case.output.clone()
+                        };
+                        result(reserved, case.outcome, case.duration, output)
+                    }
+                    None => result(
+                        reserved,
+                        Outcome::Errored,
+                        finished.duration,
+                        format!(
+                            "{batch_output}[ciq: this test is missing from the JUnit report]\n"
+                        ),
+                    ),
+                })
+                .collect(),
+            Some(Err(err)) => batch
+                .iter()
+                .map(|reserved| {
+                    let output = format!("{batch_output}[ciq: {err} in `{}`]\n", junit.display());
+                    result(reserved, Outcome::Errored, finished.duration, output)
+                })
+                .collect(),
+            None => {
+                let (outcome, output) = if self.wants_junit() && note.is_none() {
+                    let missing = format!(
+                        "{batch_output}[ciq: the command wrote no JUnit report to `{}`]\n",
+                        junit.display()
+                    );
+                    (Outcome::Errored, missing)
+                } else {
+                    (outcome, batch_output)
+                };
+                batch
+                    .iter()
+                    .map(|reserved| result(reserved, outcome, finished.duration, output.clone()))
+                    .collect()
+            }
         }
     }
 }
 
+/// Reads and removes the report at `path`; `None` when the command wrote none.
+async fn take_report(path: &Path) -> Option<Result<Cases, JunitError>> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    let _ = tokio::fs::remove_file(path).await;
+    Some(
+        String::from_utf8(bytes)
+            .map_err(|_| JunitError::not_utf8())
+            .and_then(|xml| junit::parse(&xml)),
+    )
+}
+
 impl Runner for CommandRunner {
     async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
+        let junit =
+            std::env::temp_dir().join(format!("ciq-junit-{}.xml", uuid::Uuid::new_v4().simple()));
+        let mut env = self.env.clone();
+        env.push((
+            "CIQ_JUNIT_PATH".to_owned(),
+            junit.to_string_lossy().into_owned(),
+        ));
         let spec = Spec {
-            argv: self.argv(batch),
-            env: self.env.clone(),
+            argv: self.argv(batch, &junit),
+            env,
             timeout: self.timeout,
+            cwd: None,
         };
         let finished = process::run(
             &spec,
@@ -57,26 +170,8 @@ impl Runner for CommandRunner {
             },
         )
         .await?;
-        let (outcome, note) = match finished.exit {
-            Exit::Code(0) => (Outcome::Passed, None),
-            Exit::Code(_) => (Outcome::Failed, None),
-            Exit::Signal(_) => (Outcome::Errored, Some("crashed")),
-            Exit::TimedOut(_) => (Outcome::Errored, Some("process group killed")),
-        };
-        let output = match (outcome, note) {
-            (Outcome::Passed, _) => String::new(),
-            (_, Some(note)) => format!("{}[ciq: {}; {note}]\n", finished.output, finished.exit),
-            (_, None) => format!("{}[ciq: {}]\n", finished.output, finished.exit),
-        };
-        Ok(batch
-            .iter()
-            .map(|reserved| TestResult {
-                id: reserved.id.clone(),
-                outcome,
-                duration: finished.duration,
-                output: output.clone(),
-            })
-            .collect())
+        let report = take_report(&junit).await;
+        Ok(self.results(batch, &finished, report, &junit))
     }
 }
 
@@ -106,13 +201,53 @@ mod tests {
     #[test]
     fn ids_go_at_the_placeholder_or_the_end() {
         let tests = batch(&["a b", "$HOME"]);
+        let junit = Path::new("/tmp/r.xml");
         assert_eq!(
-            runner(&["run", "-v"]).argv(&tests),
+            runner(&["run", "-v"]).argv(&tests, junit),
             ["run", "-v", "a b", "$HOME"]
         );
         assert_eq!(
-            runner(&["run", "{}", "--fast"]).argv(&tests),
-            ["run", "a b", "$HOME", "--fast"]
+            runner(&["run", "{}", "--xml={junit}"]).argv(&tests, junit),
+            ["run", "a b", "$HOME", "--xml=/tmp/r.xml"]
+        );
+    }
+
+    /// A command writing JUnit gets per-test outcomes; a test missing from the report is an
+    /// error, and a malformed report errors the batch instead of crashing.
+    #[tokio::test]
+    async fn junit_reports_give_per_test_outcomes() {
+        let script = r#"printf '<testsuite><testcase name="a"/><testcase name="b"><failure message="nope">trace</failure></testcase></testsuite>' > "$CIQ_JUNIT_PATH"; exit 1"#;
+        let results = runner(&["sh", "-c", script, "sh"])
+            .run(&batch(&["a", "b", "c"]))
+            .await
+            .unwrap();
+        let outcomes: Vec<_> = results.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [Outcome::Passed, Outcome::Failed, Outcome::Errored]
+        );
+        assert_eq!(results[1].output, "nope\ntrace\n");
+        assert!(results[2].output.contains("missing from the JUnit report"));
+        let broken = runner(&[
+            "sh",
+            "-c",
+            "echo '<testsuite><testcase' > \"$CIQ_JUNIT_PATH\"",
+            "sh",
+        ]);
+        let results = broken.run(&batch(&["a"])).await.unwrap();
+        assert_eq!(results[0].outcome, Outcome::Errored);
+        assert!(
+            results[0].output.contains("malformed JUnit XML"),
+            "{}",
+            results[0].output
+        );
+        let silent = runner(&["true", "--junit={junit}"]);
+        let results = silent.run(&batch(&["a"])).await.unwrap();
+        assert_eq!(results[0].outcome, Outcome::Errored);
+        assert!(
+            results[0].output.contains("wrote no JUnit report"),
+            "{}",
+            results[0].output
         );
     }
 

@@ -4,6 +4,7 @@
 //! runner that executes the command after `--` with the test ids as arguments.
 
 pub mod command;
+pub mod junit;
 
 use std::future::Future;
 
