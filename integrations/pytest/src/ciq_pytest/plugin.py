@@ -72,7 +72,7 @@ class PersistentWorker:
             self.started = True
             self.channel.send({"type": "fatal", "message": self._collection_error_message(session)})
             # As pytest's own loop does: exit status 2, and the errors printed on stderr.
-            raise session.Interrupted(f"{session.testsfailed or len(self.collection_errors)} errors during collection")
+            raise session.Interrupted(_errors(session.testsfailed or len(self.collection_errors)) + " during collection")
 
         try:
             self._serve(session)
@@ -153,7 +153,7 @@ class PersistentWorker:
             sys.stderr.write("ciq: session teardown failed:\n" + traceback.format_exc())
 
     def _collection_error_message(self, session: Session) -> str:
-        parts = [f"pytest could not collect the tests ({len(self.collection_errors) or session.testsfailed} errors):"]
+        parts = [f"pytest could not collect the tests ({_errors(len(self.collection_errors) or session.testsfailed)}):"]
         for report in self.collection_errors:
             parts.append(f"ERROR collecting {report.nodeid or '.'}\n{report.longreprtext.rstrip()}")
         return "\n\n".join(parts)
@@ -182,3 +182,7 @@ class PersistentWorker:
             except ChannelClosed:
                 pass
         self.channel.close()
+
+
+def _errors(n: int) -> str:
+    return f"{n} error" if n == 1 else f"{n} errors"
