@@ -10,6 +10,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::process::{self, Capture, SpawnError, Spec};
+use crate::runner::nextest::Listing;
+use crate::runner::pytest;
 use crate::test_id::{TestList, TestListError};
 
 /// Where the test ids come from.
@@ -17,8 +19,24 @@ use crate::test_id::{TestList, TestListError};
 pub enum TestSource {
     /// A list read up front (`--tests FILE`, or `-` for stdin).
     List(TestList),
-    /// A command printing one id per line (`--list-command`), run by the leader.
-    Command(Vec<String>),
+    /// A command listing the tests, run by the leader.
+    Command {
+        /// The command.
+        argv: Vec<String>,
+        /// How to read its output.
+        format: ListFormat,
+    },
+}
+
+/// How a list command prints its tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    /// One id per line (`--list-command`).
+    Lines,
+    /// `pytest --collect-only -q`: node ids, a blank line, a summary.
+    PytestCollect,
+    /// `cargo nextest list --message-format json`.
+    NextestJson,
 }
 
 /// Why the test list could not be produced.
@@ -37,26 +55,33 @@ pub enum DiscoveryError {
     #[error("cannot run the list command")]
     Spawn(#[source] SpawnError),
     /// The list command failed.
-    #[error("list command `{command}` failed ({exit}){}", stderr_suffix(.stderr))]
+    #[error("list command `{command}` failed ({exit}){}", detail_suffix(.detail))]
     Failed {
         /// The command, as typed.
         command: String,
         /// How it ended.
         exit: process::Exit,
-        /// The end of its stderr.
-        stderr: String,
+        /// The lines of its output that say why.
+        detail: String,
+    },
+    /// The list command's output is not in the expected format.
+    #[error("cannot read the output of list command `{command}`: {detail}")]
+    Unreadable {
+        /// The command.
+        command: String,
+        /// What is wrong.
+        detail: String,
     },
     /// The list is malformed.
     #[error(transparent)]
     List(#[from] TestListError),
 }
 
-fn stderr_suffix(stderr: &str) -> String {
-    let last = stderr.trim().lines().last().unwrap_or("");
-    if last.is_empty() {
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
         String::new()
     } else {
-        format!(": {last}")
+        format!(": {detail}")
     }
 }
 
@@ -87,34 +112,50 @@ impl TestSource {
     pub async fn discover(&self, timeout: Duration) -> Result<TestList, DiscoveryError> {
         match self {
             TestSource::List(list) => Ok(list.clone()),
-            TestSource::Command(argv) => {
+            TestSource::Command { argv, format } => {
                 let spec = Spec {
                     argv: argv.clone(),
                     env: Vec::new(),
                     timeout: Some(timeout),
                     cwd: None,
                 };
-                let finished = process::run(
-                    &spec,
-                    Capture::Stdout {
-                        stderr_limit: 16 * 1024,
-                    },
-                )
-                .await
-                .map_err(DiscoveryError::Spawn)?;
+                let finished = process::run(&spec, Capture::Stdout { stderr_limit: 16 * 1024 })
+                    .await
+                    .map_err(DiscoveryError::Spawn)?;
                 let command = shlex::try_join(argv.iter().map(String::as_str))
                     .unwrap_or_else(|_| argv.join(" "));
+                let stdout = String::from_utf8_lossy(&finished.stdout);
+                let source_name = format!("list command `{command}`");
+                if *format == ListFormat::PytestCollect && finished.exit == process::Exit::Code(5) {
+                    return Err(TestListError::Empty { source_name }.into());
+                }
                 if !finished.exit.success() {
+                    let mut lines = match format {
+                        ListFormat::PytestCollect => pytest::collection_errors(&stdout),
+                        _ => Vec::new(),
+                    };
+                    if lines.is_empty() {
+                        lines.extend(finished.output.trim().lines().last().map(str::to_owned));
+                    }
                     return Err(DiscoveryError::Failed {
                         command,
                         exit: finished.exit,
-                        stderr: finished.output,
+                        detail: lines.join("; "),
                     });
                 }
-                Ok(TestList::parse(
-                    &finished.stdout,
-                    &format!("list command `{command}`"),
-                )?)
+                let ids = match format {
+                    ListFormat::Lines => finished.stdout,
+                    ListFormat::PytestCollect => pytest::parse_collected(&stdout).into_bytes(),
+                    ListFormat::NextestJson => {
+                        let listing = Listing::parse(&finished.stdout)
+                            .map_err(|detail| DiscoveryError::Unreadable {
+                                command: command.clone(),
+                                detail,
+                            })?;
+                        listing.ids().join("\n").into_bytes()
+                    }
+                };
+                Ok(TestList::parse(&ids, &source_name)?)
             }
         }
     }

@@ -68,6 +68,7 @@ pub async fn run<Q: Queue, R: Runner>(
         .map(|(reserved, _)| reserved)
         .collect();
     let released = queue.release(&held).await;
+    runner.shutdown().await;
     match ended {
         Ok(None) => {
             released?;

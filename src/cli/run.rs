@@ -5,12 +5,16 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::args::RunArgs;
-use crate::config::{Mode, RunConfig, ci};
+use crate::config::{Mode, RunConfig, RunnerSpec, ci};
 use crate::discovery::TestSource;
 use crate::exit_code;
 use crate::queue::local::LocalQueue;
 use crate::queue::redis::{RedisQueue, connection};
+use crate::runner::AnyRunner;
 use crate::runner::command::CommandRunner;
+use crate::runner::nextest::NextestRunner;
+use crate::runner::protocol::PersistentRunner;
+use crate::runner::pytest;
 use crate::signal;
 use crate::worker::{self, WorkerEnd};
 
@@ -97,13 +101,44 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow
     })
 }
 
-fn runner_for(config: &RunConfig, worker: &str) -> CommandRunner {
-    let mut runner = config.runner.clone();
-    runner.env = vec![
+/// The runner of one worker: the configured kind, with the build and worker ids in its
+/// environment.
+fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
+    let env = vec![
         ("CIQ_BUILD".to_owned(), config.build.clone()),
         ("CIQ_WORKER".to_owned(), worker.to_owned()),
     ];
-    runner
+    let timeout = Some(config.test_timeout);
+    match &config.runner {
+        RunnerSpec::Command(runner) => AnyRunner::Command(CommandRunner {
+            env,
+            ..runner.clone()
+        }),
+        RunnerSpec::Nextest(args) => AnyRunner::Nextest(NextestRunner::new(
+            args.clone(),
+            env,
+            timeout,
+            config.output_limit,
+        )),
+        RunnerSpec::Pytest {
+            args,
+            persistent: false,
+        } => AnyRunner::Command(CommandRunner {
+            command: pytest::batch_command(args),
+            env,
+            timeout,
+            output_limit: config.output_limit,
+        }),
+        RunnerSpec::Pytest {
+            args,
+            persistent: true,
+        } => AnyRunner::Persistent(PersistentRunner::new(
+            pytest::persistent_argv(args),
+            env,
+            timeout,
+            config.output_limit,
+        )),
+    }
 }
 
 fn finish(end: WorkerEnd, worker: &str) -> i32 {

@@ -120,10 +120,38 @@ pub struct RunArgs {
     /// Where the build lives.
     #[command(flatten)]
     pub build: BuildArgs,
-    /// The test command; test ids replace a `{}` argument, or are appended. Exit code 0 means
-    /// passed.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// A test framework that ciq lists and runs itself, instead of a command after `--`.
+    #[command(subcommand)]
+    pub framework: Option<Framework>,
+    /// The test command; test ids replace a `{}` argument, or are appended, and a `{junit}` in
+    /// an argument becomes a path for a JUnit XML report (also in CIQ_JUNIT_PATH). Exit code 0
+    /// means passed, unless the report gives each test its own outcome.
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// Test frameworks with their own discovery and results.
+#[derive(Debug, Subcommand)]
+pub enum Framework {
+    /// Rust tests through cargo-nextest: the leader lists them (`cargo nextest list`), every
+    /// worker builds and runs each test's binary directly, one process per test.
+    Nextest {
+        /// Arguments for `cargo nextest list`: filters (-E), --workspace, features...
+        #[arg(last = true, value_name = "NEXTEST_ARGS")]
+        args: Vec<String>,
+    },
+    /// Python tests through pytest: the leader lists node ids (`pytest --collect-only`); each
+    /// batch is one pytest run read back through JUnit XML, or, with --persistent, one pytest
+    /// process per worker runs them in-process.
+    Pytest {
+        /// Keep one pytest process per worker and feed it test ids over ciq's protocol
+        /// (needs the plugin: pip install ./integrations/pytest).
+        #[arg(long)]
+        persistent: bool,
+        /// Arguments for pytest: paths and options for collection; runs keep the options.
+        #[arg(last = true, value_name = "PYTEST_ARGS")]
+        args: Vec<String>,
+    },
 }
 
 /// `ciq report`.

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::discovery::{DiscoveryError, TestSource};
+use crate::discovery::{DiscoveryError, ListFormat, TestSource};
 use crate::queue::budget::RequeueBudget;
 use crate::queue::redis::RedisSettings;
 use crate::queue::redis::supervisor::ReportSettings;
 use crate::runner::command::CommandRunner;
+use crate::runner::{nextest, pytest};
 use crate::worker::WorkerOptions;
-use args::{BuildArgs, ReportArgs, RunArgs};
+use args::{BuildArgs, Framework, ReportArgs, RunArgs};
 use ci::CiIds;
 
 /// A command line that parses but cannot be used.
@@ -36,6 +37,12 @@ pub enum ConfigError {
     /// No test list.
     #[error("no test list: pass --tests FILE (`-` for stdin) or --list-command CMD")]
     NoTestList,
+    /// No way to run tests.
+    #[error("no test command: put it after `--` (ciq run --tests FILE -- ./run-test), or name a framework (ciq run nextest, ciq run pytest)")]
+    NoCommand,
+    /// Both a framework and a command.
+    #[error("give either a framework (nextest, pytest) or a command after `--`, not both")]
+    CommandAndFramework,
     /// `-j` given with a queue.
     #[error(
         "-j/--jobs runs local workers without Redis; with --queue, run one `ciq run` per CI machine"
@@ -57,8 +64,8 @@ pub enum ConfigError {
 pub enum SourceSpec {
     /// `--tests FILE` (`-` for stdin).
     File(String),
-    /// `--list-command`, split into argv.
-    Command(Vec<String>),
+    /// A list command (`--list-command`, or a framework's), split into argv.
+    Command(Vec<String>, ListFormat),
 }
 
 impl SourceSpec {
@@ -67,7 +74,10 @@ impl SourceSpec {
     pub fn load(&self) -> Result<TestSource, DiscoveryError> {
         match self {
             SourceSpec::File(path) => TestSource::read(path),
-            SourceSpec::Command(argv) => Ok(TestSource::Command(argv.clone())),
+            SourceSpec::Command(argv, format) => Ok(TestSource::Command {
+                argv: argv.clone(),
+                format: *format,
+            }),
         }
     }
 }
@@ -89,6 +99,22 @@ pub enum Mode {
     },
 }
 
+/// How tests are run.
+#[derive(Debug, Clone)]
+pub enum RunnerSpec {
+    /// The generic runner (its environment is filled in per worker).
+    Command(CommandRunner),
+    /// cargo-nextest, with these `cargo nextest list` arguments.
+    Nextest(Vec<String>),
+    /// pytest, with these arguments, in batch or persistent mode.
+    Pytest {
+        /// Arguments for pytest.
+        args: Vec<String>,
+        /// One pytest process per worker.
+        persistent: bool,
+    },
+}
+
 /// Everything `ciq run` needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -96,8 +122,12 @@ pub struct RunConfig {
     pub mode: Mode,
     /// Where the tests come from.
     pub source: SourceSpec,
-    /// The runner (its environment is filled in per worker).
-    pub runner: CommandRunner,
+    /// How tests are run.
+    pub runner: RunnerSpec,
+    /// Per-run timeout.
+    pub test_timeout: Duration,
+    /// Most bytes of a failing run's output kept.
+    pub output_limit: usize,
     /// Batch size and timeouts.
     pub worker: WorkerOptions,
     /// Requeue limits.
@@ -123,15 +153,35 @@ fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
 impl RunConfig {
     /// Validates `ciq run`'s arguments; `ids` are those found in the CI environment.
     pub fn new(args: RunArgs, ids: &CiIds) -> Result<Self, ConfigError> {
-        let source = match (&args.tests, &args.list_command) {
-            (Some(path), _) => SourceSpec::File(path.to_string_lossy().into_owned()),
-            (None, Some(command)) => {
+        let runner = match (args.framework, args.command.is_empty()) {
+            (Some(_), false) => return Err(ConfigError::CommandAndFramework),
+            (None, true) => return Err(ConfigError::NoCommand),
+            (None, false) => RunnerSpec::Command(CommandRunner {
+                command: args.command,
+                env: Vec::new(),
+                timeout: Some(args.test_timeout),
+                output_limit: args.output_limit as usize,
+            }),
+            (Some(Framework::Nextest { args }), true) => RunnerSpec::Nextest(args),
+            (Some(Framework::Pytest { args, persistent }), true) => {
+                RunnerSpec::Pytest { args, persistent }
+            }
+        };
+        let source = match (&args.tests, &args.list_command, &runner) {
+            (Some(path), _, _) => SourceSpec::File(path.to_string_lossy().into_owned()),
+            (None, Some(command), _) => {
                 let argv = shlex::split(command)
                     .filter(|argv| !argv.is_empty())
                     .ok_or_else(|| ConfigError::BadListCommand(command.clone()))?;
-                SourceSpec::Command(argv)
+                SourceSpec::Command(argv, ListFormat::Lines)
             }
-            (None, None) => return Err(ConfigError::NoTestList),
+            (None, None, RunnerSpec::Nextest(nextest_args)) => {
+                SourceSpec::Command(nextest::list_argv(nextest_args), ListFormat::NextestJson)
+            }
+            (None, None, RunnerSpec::Pytest { args, .. }) => {
+                SourceSpec::Command(pytest::collect_argv(args), ListFormat::PytestCollect)
+            }
+            (None, None, RunnerSpec::Command(_)) => return Err(ConfigError::NoTestList),
         };
         if args.heartbeat_interval >= args.heartbeat_timeout {
             return Err(ConfigError::HeartbeatTooSlow(
@@ -195,12 +245,9 @@ impl RunConfig {
         Ok(Self {
             mode,
             source,
-            runner: CommandRunner {
-                command: args.command,
-                env: Vec::new(),
-                timeout: Some(args.test_timeout),
-                output_limit: args.output_limit as usize,
-            },
+            runner,
+            test_timeout: args.test_timeout,
+            output_limit: args.output_limit as usize,
             worker: WorkerOptions {
                 batch_size: args.batch_size as usize,
                 test_timeout: Some(args.test_timeout),

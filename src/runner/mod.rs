@@ -1,10 +1,16 @@
 //! Runners turn a batch of reserved tests into per-test results.
 //!
 //! The [`Runner`] trait is what the worker loop calls; [`command::CommandRunner`] is the generic
-//! runner that executes the command after `--` with the test ids as arguments.
+//! runner that executes the command after `--` with the test ids as arguments, and reads JUnit
+//! XML when the command writes it. The framework adapters are [`nextest`], [`pytest`] (batch
+//! mode is the generic runner on a pytest command) and [`protocol`], the persistent runner.
+//! [`AnyRunner`] is whichever the command line chose.
 
 pub mod command;
 pub mod junit;
+pub mod nextest;
+pub mod protocol;
+pub mod pytest;
 
 use std::future::Future;
 
@@ -20,6 +26,50 @@ pub enum RunnerError {
     /// The test command cannot be started (missing, not executable).
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// A persistent framework process cannot serve tests (collection failed, wrong protocol).
+    #[error("the test framework (`{command}`) cannot run tests: {detail}")]
+    Framework {
+        /// The framework command.
+        command: String,
+        /// What it said, or how it ended.
+        detail: String,
+    },
+    /// The framework could not list its tests on this worker.
+    #[error("cannot list tests with `{command}`: {detail}")]
+    Listing {
+        /// The listing command.
+        command: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// The runner the command line chose.
+pub enum AnyRunner {
+    /// A command per batch.
+    Command(command::CommandRunner),
+    /// cargo-nextest's binaries, one process per test.
+    Nextest(nextest::NextestRunner),
+    /// A persistent framework process.
+    Persistent(protocol::PersistentRunner),
+}
+
+impl Runner for AnyRunner {
+    async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
+        match self {
+            AnyRunner::Command(runner) => runner.run(batch).await,
+            AnyRunner::Nextest(runner) => runner.run(batch).await,
+            AnyRunner::Persistent(runner) => runner.run(batch).await,
+        }
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            AnyRunner::Command(runner) => runner.shutdown().await,
+            AnyRunner::Nextest(runner) => runner.shutdown().await,
+            AnyRunner::Persistent(runner) => runner.shutdown().await,
+        }
+    }
 }
 
 /// Runs batches of tests.
@@ -31,4 +81,10 @@ pub trait Runner: Send + Sync {
         &self,
         batch: &[Reserved],
     ) -> impl Future<Output = Result<Vec<TestResult>, RunnerError>> + Send;
+
+    /// Stops whatever the runner keeps alive between batches (a persistent framework process),
+    /// letting it tear down cleanly.
+    fn shutdown(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ciq::discovery::TestSource;
+use ciq::discovery::{ListFormat, TestSource};
 use ciq::outcome::Outcome;
 use ciq::queue::budget::RequeueBudget;
 use ciq::queue::error::AbortKind;
@@ -40,7 +40,10 @@ pub fn list(names: &[&str]) -> TestSource {
 
 /// A list command that never finishes: its leader can only die or lose the lock.
 fn endless_listing() -> TestSource {
-    TestSource::Command(vec!["sleep".into(), "60".into()])
+    TestSource::Command {
+        argv: vec!["sleep".into(), "60".into()],
+        format: ListFormat::Lines,
+    }
 }
 
 pub fn report_settings(server: &RedisServer, build: &str) -> ReportSettings {
@@ -239,11 +242,14 @@ async fn leader_that_lost_its_lock_drops_its_staging_and_leads_again() {
     let server = RedisServer::start();
     let keys = BuildKeys::new("", "b5");
     let slow = worker(&server, "b5", "slow").await;
-    let slow_source = TestSource::Command(vec![
-        "sh".into(),
-        "-c".into(),
-        "sleep 1; printf 'x1\\nx2\\n'".into(),
-    ]);
+    let slow_source = TestSource::Command {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "sleep 1; printf 'x1\\nx2\\n'".into(),
+        ],
+        format: ListFormat::Lines,
+    };
     let task = tokio::spawn(async move {
         let joined = slow.join(&slow_source).await;
         (slow, joined)

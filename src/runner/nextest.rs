@@ -1,0 +1,404 @@
+//! The nextest adapter: tests listed by `cargo nextest list --message-format json`, each run
+//! by executing its test binary directly, as nextest itself does (one process per test).
+//!
+//! The leader's listing fills the queue with ids `<binary-id> <test name>`; every worker lists
+//! too (building the workspace as needed) to learn where each binary is and how to run it. A
+//! test nextest would skip as ignored is queued and reported as skipped without running.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use crate::outcome::{Outcome, TestResult};
+use crate::process::{self, Capture, Exit, Spec};
+use crate::queue::Reserved;
+use crate::runner::{Runner, RunnerError};
+
+/// The listing command for `args` (nextest's own filters, `--workspace`, features...).
+pub fn list_argv(args: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = ["cargo", "nextest", "list", "--message-format", "json"]
+        .map(str::to_owned)
+        .into();
+    argv.extend_from_slice(args);
+    argv
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct TestListJson {
+    rust_build_meta: BuildMeta,
+    rust_suites: BTreeMap<String, Suite>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct BuildMeta {
+    target_directory: PathBuf,
+    #[serde(default)]
+    base_output_directories: Vec<String>,
+    #[serde(default)]
+    non_test_binaries: BTreeMap<String, Vec<NonTestBinary>>,
+    #[serde(default)]
+    linked_paths: Vec<PathBuf>,
+    #[serde(default)]
+    platforms: Option<Platforms>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NonTestBinary {
+    name: String,
+    kind: String,
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct Platforms {
+    host: HostPlatform,
+}
+
+#[derive(Debug, Deserialize)]
+struct HostPlatform {
+    libdir: Libdir,
+}
+
+#[derive(Debug, Deserialize)]
+struct Libdir {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Suite {
+    binary_id: String,
+    binary_path: PathBuf,
+    cwd: PathBuf,
+    package_id: String,
+    #[serde(default)]
+    package_name: Option<String>,
+    testcases: BTreeMap<String, TestCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct TestCase {
+    filter_match: FilterMatch,
+}
+
+#[derive(Debug, Deserialize)]
+struct FilterMatch {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Where one listed test lives and how to run it.
+#[derive(Debug, Clone)]
+struct Listed {
+    binary: PathBuf,
+    cwd: PathBuf,
+    name: String,
+    ignored: bool,
+    env: Arc<Vec<(String, String)>>,
+}
+
+/// A parsed nextest listing.
+#[derive(Debug, Default)]
+pub struct Listing {
+    ids: Vec<String>,
+    tests: HashMap<String, Listed>,
+}
+
+impl Listing {
+    /// Parses `cargo nextest list --message-format json` output.
+    pub fn parse(json: &[u8]) -> Result<Self, String> {
+        let list: TestListJson = serde_json::from_slice(json)
+            .map_err(|err| format!("unreadable `cargo nextest list` JSON: {err}"))?;
+        let meta = &list.rust_build_meta;
+        let dylib_path = dylib_path(meta);
+        let mut listing = Listing::default();
+        for suite in list.rust_suites.values() {
+            let env = Arc::new(suite_env(meta, suite, &dylib_path));
+            for (name, case) in &suite.testcases {
+                let ignored = match (case.filter_match.status.as_str(), &case.filter_match.reason) {
+                    ("matches", _) => false,
+                    ("mismatch", Some(reason)) if reason == "ignored" => true,
+                    _ => continue,
+                };
+                let id = format!("{} {name}", suite.binary_id);
+                listing.ids.push(id.clone());
+                listing.tests.insert(
+                    id,
+                    Listed {
+                        binary: suite.binary_path.clone(),
+                        cwd: suite.cwd.clone(),
+                        name: name.clone(),
+                        ignored,
+                        env: Arc::clone(&env),
+                    },
+                );
+            }
+        }
+        Ok(listing)
+    }
+
+    /// The test ids, `<binary-id> <test name>`, in listing order.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+}
+
+/// Library directories a test binary may need at run time (dylib dependencies, the toolchain's
+/// libstd for proc-macro-heavy crates), as nextest sets them.
+fn dylib_path(meta: &BuildMeta) -> String {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for base in &meta.base_output_directories {
+        let base = meta.target_directory.join(base);
+        dirs.push(base.join("deps"));
+        dirs.push(base);
+    }
+    dirs.extend(meta.linked_paths.iter().map(|path| meta.target_directory.join(path)));
+    if let Some(libdir) = meta.platforms.as_ref().and_then(|p| p.host.libdir.path.clone()) {
+        dirs.push(libdir);
+    }
+    let mut joined: Vec<String> = dirs
+        .iter()
+        .map(|d| d.to_string_lossy().into_owned())
+        .collect();
+    if let Ok(existing) = std::env::var("LD_LIBRARY_PATH") {
+        joined.push(existing);
+    }
+    joined.join(":")
+}
+
+/// The environment nextest gives a test of `suite`: the Cargo package variables a test may read
+/// at run time, nextest's markers, the paths of the package's binaries and of its libraries.
+fn suite_env(meta: &BuildMeta, suite: &Suite, dylib_path: &str) -> Vec<(String, String)> {
+    let (name, version) = package_name_version(&suite.package_id);
+    let name = suite.package_name.clone().unwrap_or(name);
+    let mut env = vec![
+        ("NEXTEST".to_owned(), "1".to_owned()),
+        (
+            "NEXTEST_EXECUTION_MODE".to_owned(),
+            "process-per-test".to_owned(),
+        ),
+        (
+            "CARGO".to_owned(),
+            std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()),
+        ),
+        (
+            "CARGO_MANIFEST_DIR".to_owned(),
+            suite.cwd.to_string_lossy().into_owned(),
+        ),
+        ("CARGO_PKG_NAME".to_owned(), name),
+        ("CARGO_PKG_VERSION".to_owned(), version.clone()),
+        ("LD_LIBRARY_PATH".to_owned(), dylib_path.to_owned()),
+    ];
+    let mut parts = version.splitn(2, '-');
+    let numbers: Vec<&str> = parts.next().unwrap_or("").split('.').collect();
+    for (at, key) in ["MAJOR", "MINOR", "PATCH"].iter().enumerate() {
+        env.push((
+            format!("CARGO_PKG_VERSION_{key}"),
+            numbers.get(at).copied().unwrap_or("0").to_owned(),
+        ));
+    }
+    env.push((
+        "CARGO_PKG_VERSION_PRE".to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    ));
+    for binary in meta.non_test_binaries.get(&suite.package_id).into_iter().flatten() {
+        if binary.kind == "bin-exe" {
+            env.push((
+                format!("NEXTEST_BIN_EXE_{}", binary.name),
+                meta.target_directory
+                    .join(&binary.path)
+                    .to_string_lossy()
+                    .into_owned(),
+            ));
+        }
+    }
+    env
+}
+
+/// Name and version from a package id such as `path+file:///w/app#app@0.1.0` or
+/// `path+file:///w/app#0.1.0` (where the name is the directory's).
+fn package_name_version(package_id: &str) -> (String, String) {
+    let (path, fragment) = package_id.rsplit_once('#').unwrap_or((package_id, ""));
+    match fragment.split_once('@') {
+        Some((name, version)) => (name.to_owned(), version.to_owned()),
+        None => (
+            path.rsplit('/').next().unwrap_or("").to_owned(),
+            fragment.to_owned(),
+        ),
+    }
+}
+
+/// Runs listed tests one process each.
+#[derive(Debug)]
+pub struct NextestRunner {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    output_limit: usize,
+    listing: OnceCell<Listing>,
+}
+
+impl NextestRunner {
+    /// A runner listing with nextest `args`; `env` goes to every test on top of nextest's.
+    pub fn new(
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        timeout: Option<Duration>,
+        output_limit: usize,
+    ) -> Self {
+        Self {
+            args,
+            env,
+            timeout,
+            output_limit,
+            listing: OnceCell::new(),
+        }
+    }
+
+    async fn listing(&self) -> Result<&Listing, RunnerError> {
+        self.listing
+            .get_or_try_init(|| async {
+                let argv = list_argv(&self.args);
+                let spec = Spec {
+                    argv: argv.clone(),
+                    env: Vec::new(),
+                    timeout: None,
+                    cwd: None,
+                };
+                let command = argv.join(" ");
+                let finished = process::run(&spec, Capture::Stdout { stderr_limit: 16 * 1024 })
+                    .await?;
+                if !finished.exit.success() {
+                    let detail = finished.output.trim().lines().last().unwrap_or("").to_owned();
+                    return Err(RunnerError::Listing {
+                        command,
+                        detail: format!("{}: {detail}", finished.exit),
+                    });
+                }
+                Listing::parse(&finished.stdout)
+                    .map_err(|detail| RunnerError::Listing { command, detail })
+            })
+            .await
+    }
+
+    async fn run_one(&self, reserved: &Reserved, listing: &Listing) -> Result<TestResult, RunnerError> {
+        let result = |outcome, duration, output| TestResult {
+            id: reserved.id.clone(),
+            outcome,
+            duration,
+            output,
+        };
+        let Some(test) = listing.tests.get(reserved.id.as_str()) else {
+            return Ok(result(
+                Outcome::Errored,
+                Duration::ZERO,
+                "[ciq: this test is not in this worker's `cargo nextest list`; do all workers build the same commit?]\n".to_owned(),
+            ));
+        };
+        if test.ignored {
+            return Ok(result(Outcome::Skipped, Duration::ZERO, String::new()));
+        }
+        let mut env = test.env.as_ref().clone();
+        env.extend(self.env.iter().cloned());
+        let spec = Spec {
+            argv: vec![
+                test.binary.to_string_lossy().into_owned(),
+                test.name.clone(),
+                "--exact".to_owned(),
+                "--nocapture".to_owned(),
+            ],
+            env,
+            timeout: self.timeout,
+            cwd: Some(test.cwd.clone()),
+        };
+        let finished = process::run(&spec, Capture::Merged { limit: self.output_limit }).await?;
+        let (outcome, note) = match finished.exit {
+            Exit::Code(0) if finished.output.contains("running 0 tests") => (
+                Outcome::Errored,
+                Some("the test binary ran no test by this name"),
+            ),
+            Exit::Code(0) => (Outcome::Passed, None),
+            Exit::Code(_) => (Outcome::Failed, None),
+            Exit::Signal(_) => (Outcome::Errored, Some("crashed")),
+            Exit::TimedOut(_) => (Outcome::Errored, Some("process group killed")),
+        };
+        let output = match (outcome, note) {
+            (Outcome::Passed, _) => String::new(),
+            (_, Some(note)) => format!("{}[ciq: {}; {note}]\n", finished.output, finished.exit),
+            (_, None) => format!("{}[ciq: {}]\n", finished.output, finished.exit),
+        };
+        Ok(result(outcome, finished.duration, output))
+    }
+}
+
+impl Runner for NextestRunner {
+    async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
+        let listing = self.listing().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for reserved in batch {
+            results.push(self.run_one(reserved, listing).await?);
+        }
+        Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = r#"{
+      "rust-build-meta": {
+        "target-directory": "/w/target", "base-output-directories": ["debug"],
+        "non-test-binaries": {"path+file:///w/app#app@1.2.3-beta.1": [
+          {"name": "app", "kind": "bin-exe", "path": "debug/app"}]},
+        "linked-paths": [], "platforms": {"host": {"libdir": {"status": "available", "path": "/rust/lib"}}}
+      },
+      "test-count": 3,
+      "rust-suites": {
+        "app": {"binary-id": "app", "binary-path": "/w/target/debug/deps/app-1", "cwd": "/w/app",
+          "package-id": "path+file:///w/app#app@1.2.3-beta.1", "kind": "lib",
+          "testcases": {
+            "tests::ok": {"ignored": false, "filter-match": {"status": "matches"}},
+            "tests::slow": {"ignored": true, "filter-match": {"status": "mismatch", "reason": "ignored"}},
+            "tests::other": {"ignored": false, "filter-match": {"status": "mismatch", "reason": "expression"}}
+          }}
+      }
+    }"#;
+
+    #[test]
+    fn listing_keeps_matching_and_ignored_tests() {
+        let listing = Listing::parse(LISTING.as_bytes()).unwrap();
+        assert_eq!(listing.ids(), ["app tests::ok", "app tests::slow"]);
+        let ignored = &listing.tests["app tests::slow"];
+        assert!(ignored.ignored);
+        let env: HashMap<_, _> = ignored.env.iter().cloned().collect();
+        assert_eq!(env["CARGO_PKG_NAME"], "app");
+        assert_eq!(env["CARGO_PKG_VERSION_MINOR"], "2");
+        assert_eq!(env["CARGO_PKG_VERSION_PRE"], "beta.1");
+        assert_eq!(env["CARGO_MANIFEST_DIR"], "/w/app");
+        assert_eq!(env["NEXTEST_BIN_EXE_app"], "/w/target/debug/app");
+        assert!(env["LD_LIBRARY_PATH"].starts_with("/w/target/debug/deps:/w/target/debug:/rust/lib"));
+    }
+
+    #[test]
+    fn garbage_listing_is_an_error() {
+        assert!(Listing::parse(b"Compiling app").unwrap_err().contains("unreadable"));
+    }
+
+    #[test]
+    fn package_ids_in_both_forms() {
+        assert_eq!(package_name_version("path+file:///w/app#0.1.0"), ("app".into(), "0.1.0".into()));
+        assert_eq!(
+            package_name_version("registry+https://github.com/rust-lang/crates.io-index#serde@1.0.1"),
+            ("serde".into(), "1.0.1".into())
+        );
+    }
+}

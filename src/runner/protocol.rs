@@ -1,0 +1,330 @@
+//! [`PersistentRunner`]: one framework process per worker, kept alive and fed test ids over
+//! stdin/stdout in JSON lines (protocol version 1, `docs/protocol.md`).
+//!
+//! Heavy frameworks boot once per worker instead of once per test. A process that dies mid-test
+//! errors that test with its stderr, and is started again for the next one; a test that runs
+//! past the timeout has the process group killed, the same way.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::outcome::{Outcome, TestResult};
+use crate::process::{Bounded, GroupGuard, drain_into, exit_of, spawn_error};
+use crate::queue::Reserved;
+use crate::runner::{Runner, RunnerError};
+
+/// The protocol version this ciq speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// How long a framework has to finish its teardown after `shutdown`.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Request<'a> {
+    Run { id: &'a str },
+    Shutdown,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    protocol: Option<u32>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    outcome: Option<String>,
+    #[serde(default)]
+    duration: Option<f64>,
+    #[serde(default)]
+    output: Option<String>,
+}
+
+/// A runner speaking the persistent protocol with a framework process.
+pub struct PersistentRunner {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    output_limit: usize,
+    session: AsyncMutex<Option<Session>>,
+}
+
+struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: Arc<Mutex<Bounded>>,
+    group: GroupGuard,
+}
+
+/// What waiting for a message produced.
+enum Received {
+    Message(Message),
+    /// The process closed stdout (it died or exited).
+    Closed,
+    TimedOut,
+}
+
+impl PersistentRunner {
+    /// A runner starting `argv` (with `env`) when the first test arrives.
+    pub fn new(
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        timeout: Option<Duration>,
+        output_limit: usize,
+    ) -> Self {
+        Self {
+            argv,
+            env,
+            timeout,
+            output_limit,
+            session: AsyncMutex::new(None),
+        }
+    }
+
+    fn command_line(&self) -> String {
+        self.argv.join(" ")
+    }
+
+    fn framework_error(&self, detail: String) -> RunnerError {
+        RunnerError::Framework {
+            command: self.command_line(),
+            detail,
+        }
+    }
+
+    async fn start(&self) -> Result<Session, RunnerError> {
+        let (program, args) = self
+            .argv
+            .split_first()
+            .ok_or(RunnerError::Spawn(crate::process::SpawnError::Empty))?;
+        let mut child = Command::new(program)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("CIQ_PROTOCOL", PROTOCOL_VERSION.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|source| RunnerError::Spawn(spawn_error(program, source)))?;
+        let group = GroupGuard::of(&child);
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(self.framework_error("its pipes could not be opened".to_owned()));
+        };
+        let stderr = Arc::new(Mutex::new(Bounded::new(self.output_limit)));
+        tokio::spawn({
+            let pipe = child.stderr.take();
+            let stderr = Arc::clone(&stderr);
+            async move { drain_into(pipe, &stderr).await }
+        });
+        let mut session = Session {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout).lines(),
+            stderr,
+            group,
+        };
+        loop {
+            match session.receive(self.timeout).await {
+                Received::Message(message) if message.kind == "ready" => {
+                    let version = message.protocol.unwrap_or(0);
+                    if version != PROTOCOL_VERSION {
+                        return Err(self.framework_error(format!(
+                            "it speaks protocol version {version}; this ciq speaks {PROTOCOL_VERSION}"
+                        )));
+                    }
+                    return Ok(session);
+                }
+                Received::Message(message) if message.kind == "fatal" => {
+                    return Err(self.framework_error(message.message.unwrap_or_default()));
+                }
+                Received::Message(_) => {}
+                Received::Closed => {
+                    let status = session.ended().await;
+                    return Err(self.framework_error(format!(
+                        "it exited before it was ready ({status}): {}",
+                        session.stderr_tail()
+                    )));
+                }
+                Received::TimedOut => {
+                    return Err(self.framework_error(
+                        "it was not ready within the test timeout".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Runs one test in `session`; `None` for the session means it must be restarted.
+    async fn run_one(
+        &self,
+        session: &mut Option<Session>,
+        reserved: &Reserved,
+    ) -> Result<TestResult, RunnerError> {
+        if session.is_none() {
+            *session = Some(self.start().await?);
+        }
+        let Some(live) = session.as_mut() else {
+            return Err(self.framework_error("no session".to_owned()));
+        };
+        let started = Instant::now();
+        let errored = |output: String| TestResult {
+            id: reserved.id.clone(),
+            outcome: Outcome::Errored,
+            duration: started.elapsed(),
+            output,
+        };
+        *live.stderr.lock().unwrap_or_else(PoisonError::into_inner) =
+            Bounded::new(self.output_limit);
+        let request = Request::Run {
+            id: reserved.id.as_str(),
+        };
+        if live.send(&request).await.is_err() {
+            let status = live.ended().await;
+            let output = format!("{}[ciq: the framework process died ({status})]\n", live.stderr_tail());
+            *session = None;
+            return Ok(errored(output));
+        }
+        loop {
+            match live.receive(self.timeout).await {
+                Received::Message(message)
+                    if message.kind == "result" && message.id.as_deref() == Some(reserved.id.as_str()) =>
+                {
+                    return Ok(result_of(reserved, message, started));
+                }
+                Received::Message(_) => {}
+                Received::Closed => {
+                    let status = live.ended().await;
+                    let output = format!(
+                        "{}[ciq: the framework process died running this test ({status}); restarting it]\n",
+                        live.stderr_tail()
+                    );
+                    *session = None;
+                    return Ok(errored(output));
+                }
+                Received::TimedOut => {
+                    live.group.kill();
+                    let output = format!(
+                        "{}[ciq: timed out after {}; process group killed, restarting it]\n",
+                        live.stderr_tail(),
+                        humantime::format_duration(self.timeout.unwrap_or_default())
+                    );
+                    *session = None;
+                    return Ok(errored(output));
+                }
+            }
+        }
+    }
+}
+
+fn result_of(reserved: &Reserved, message: Message, started: Instant) -> TestResult {
+    let duration = message
+        .duration
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .map_or_else(|| started.elapsed(), Duration::from_secs_f64);
+    let output = message.output.unwrap_or_default();
+    let outcome = match message.outcome.as_deref() {
+        Some("passed") => Outcome::Passed,
+        Some("failed") => Outcome::Failed,
+        Some("skipped") => Outcome::Skipped,
+        Some("errored") => Outcome::Errored,
+        other => {
+            return TestResult {
+                id: reserved.id.clone(),
+                outcome: Outcome::Errored,
+                duration,
+                output: format!("{output}[ciq: the framework answered unknown outcome {other:?}]\n"),
+            };
+        }
+    };
+    TestResult {
+        id: reserved.id.clone(),
+        outcome,
+        duration,
+        output: if outcome.is_success() { String::new() } else { output },
+    }
+}
+
+impl Session {
+    async fn send(&mut self, request: &Request<'_>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.stdin.write_all(&line).await?;
+        self.stdin.flush().await
+    }
+
+    async fn receive(&mut self, timeout: Option<Duration>) -> Received {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let line = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, self.stdout.next_line()).await {
+                    Ok(line) => line,
+                    Err(_) => return Received::TimedOut,
+                },
+                None => self.stdout.next_line().await,
+            };
+            match line {
+                Ok(Some(line)) => {
+                    // A line that is not a protocol message is ignored, like an unknown type.
+                    if let Ok(message) = serde_json::from_str::<Message>(&line) {
+                        return Received::Message(message);
+                    }
+                }
+                Ok(None) | Err(_) => return Received::Closed,
+            }
+        }
+    }
+
+    /// The exit status of a process that closed its stdout (killing it if it lingers).
+    async fn ended(&mut self) -> String {
+        match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
+            Ok(status) => exit_of(status).to_string(),
+            Err(_) => {
+                self.group.kill();
+                "closed its output and was killed".to_owned()
+            }
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .render()
+    }
+}
+
+impl Runner for PersistentRunner {
+    async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
+        let mut session = self.session.lock().await;
+        let mut results = Vec::with_capacity(batch.len());
+        for reserved in batch {
+            results.push(self.run_one(&mut session, reserved).await?);
+        }
+        Ok(results)
+    }
+
+    async fn shutdown(&self) {
+        let Some(mut session) = self.session.lock().await.take() else {
+            return;
+        };
+        let _ = session.send(&Request::Shutdown).await;
+        drop(session.stdin);
+        if tokio::time::timeout(SHUTDOWN_GRACE, session.child.wait())
+            .await
+            .is_err()
+        {
+            session.group.kill();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The pytest adapter: how ciq lists pytest tests and the commands it runs them with.
+//!
+//! The leader lists node ids with `pytest --collect-only -q`. In batch mode each batch is one
+//! `pytest` run on the batch's node ids, read back through `--junitxml` by the generic
+//! [`CommandRunner`](crate::runner::command::CommandRunner). In persistent mode one pytest
+//! process per worker, with the `ciq-pytest` plugin, runs tests in-process over the protocol of
+//! `docs/protocol.md`.
+
+use std::path::Path;
+
+/// The interpreter ciq starts pytest with; `CIQ_PYTHON` overrides it (a virtualenv's python).
+fn python() -> String {
+    std::env::var("CIQ_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+fn pytest(extra: &[&str]) -> Vec<String> {
+    let mut argv = vec![python(), "-m".to_owned(), "pytest".to_owned()];
+    argv.extend(extra.iter().map(|s| (*s).to_owned()));
+    argv
+}
+
+/// The listing command: node ids, one per line.
+pub fn collect_argv(args: &[String]) -> Vec<String> {
+    let mut argv = pytest(&["--collect-only", "-q", "-p", "no:cacheprovider"]);
+    argv.extend_from_slice(args);
+    argv
+}
+
+/// Node ids from `pytest --collect-only -q` output: the lines before the first blank one.
+pub fn parse_collected(stdout: &str) -> String {
+    let mut ids = String::new();
+    for line in stdout.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        ids.push_str(line);
+        ids.push('\n');
+    }
+    ids
+}
+
+/// The lines of a failed collection worth showing: pytest's `ERROR ...` and `E   ...` lines.
+pub fn collection_errors(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|line| line.starts_with("ERROR ") || line.starts_with("E   "))
+        .take(6)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The batch-mode command: pytest on the batch's node ids (`{}`), writing JUnit XML to
+/// `{junit}`. Paths among `args` chose what the leader collected; they are left out here, or
+/// pytest would run everything under them as well as the batch.
+pub fn batch_command(args: &[String]) -> Vec<String> {
+    let mut argv = pytest(&[
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "junit_logging=all",
+        "-o",
+        "junit_family=xunit1",
+        "--junitxml={junit}",
+    ]);
+    argv.extend(options_only(args));
+    argv.push(crate::runner::command::PLACEHOLDER.to_owned());
+    argv
+}
+
+/// The persistent-mode command: one pytest that collects with all of `args`, then runs the
+/// node ids ciq sends it.
+pub fn persistent_argv(args: &[String]) -> Vec<String> {
+    let mut argv = pytest(&["--ciq-persistent", "-p", "no:cacheprovider"]);
+    argv.extend_from_slice(args);
+    argv
+}
+
+/// Options of pytest that take their value as the next argument (a path, an expression...).
+const TAKES_VALUE: &[&str] = &[
+    "-k",
+    "-m",
+    "-p",
+    "-o",
+    "-c",
+    "-W",
+    "-r",
+    "-n",
+    "--ignore",
+    "--ignore-glob",
+    "--deselect",
+    "--rootdir",
+    "--confcutdir",
+    "--basetemp",
+    "--maxfail",
+    "--tb",
+    "--durations",
+    "--log-level",
+    "--log-file",
+    "--import-mode",
+    "--capture",
+    "--override-ini",
+    "--junit-prefix",
+    "--cov",
+    "--cov-report",
+];
+
+/// `args` without positional test paths (files, directories, node ids), keeping the values of
+/// options that take one.
+fn options_only(args: &[String]) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut value_expected = false;
+    for arg in args {
+        if value_expected {
+            kept.push(arg.clone());
+            value_expected = false;
+        } else if arg.starts_with('-') {
+            value_expected = TAKES_VALUE.contains(&arg.as_str());
+            kept.push(arg.clone());
+        } else if !is_test_path(arg) {
+            kept.push(arg.clone());
+        }
+    }
+    kept
+}
+
+fn is_test_path(arg: &str) -> bool {
+    let path = arg.split("::").next().unwrap_or(arg);
+    Path::new(path).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collected_ids_stop_at_the_summary() {
+        let out = "t.py::test_a\nt.py::TestC::test_b[x y]\n\n2 tests collected in 0.01s\n";
+        assert_eq!(parse_collected(out), "t.py::test_a\nt.py::TestC::test_b[x y]\n");
+    }
+
+    #[test]
+    fn batch_runs_drop_paths_but_keep_option_values() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let args: Vec<String> = [dir, "-k", "fast", "--ignore", dir, "-x", "src/lib.rs::x"]
+            .map(str::to_owned)
+            .into();
+        assert_eq!(options_only(&args), ["-k", "fast", "--ignore", dir, "-x"]);
+    }
+
+    #[test]
+    fn collection_errors_are_picked_out() {
+        let out = "==== ERRORS ====\n____ ERROR collecting t.py ____\nE   ModuleNotFoundError: No module named 'nope'\nERROR t.py\n";
+        assert_eq!(
+            collection_errors(out),
+            ["E   ModuleNotFoundError: No module named 'nope'", "ERROR t.py"]
+        );
+    }
+}
