@@ -19,7 +19,7 @@ import textwrap
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 
@@ -32,7 +32,7 @@ EXPECTED = json.loads((SUITE / "expected.json").read_text(encoding="utf-8"))
 TIMEOUT = 60
 
 
-def _env() -> Dict[str, str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     # The outer pytest's settings must not leak into the inner one.
     for name in ("PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
@@ -46,7 +46,7 @@ class Worker:
 
     def __init__(self, cwd: Path, *args: str) -> None:
         # stderr goes to a file: a pipe nobody reads could fill up and block the process.
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the worker)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "ciq", "--ciq-persistent", *args],
             cwd=cwd,
@@ -55,7 +55,7 @@ class Worker:
             stderr=self._stderr,
             env=_env(),
         )
-        self._lines: "queue.Queue[Optional[bytes]]" = queue.Queue()
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -64,7 +64,7 @@ class Worker:
             self._lines.put(line)
         self._lines.put(None)
 
-    def send(self, message: Dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         self.send_raw(json.dumps(message).encode("utf-8") + b"\n")
 
     def send_raw(self, data: bytes) -> None:
@@ -72,7 +72,7 @@ class Worker:
         self.proc.stdin.write(data)
         self.proc.stdin.flush()
 
-    def recv(self) -> Optional[Dict[str, Any]]:
+    def recv(self) -> dict[str, Any] | None:
         """The next protocol message, None at EOF. Every stdout line must be one."""
         try:
             line = self._lines.get(timeout=TIMEOUT)
@@ -88,12 +88,12 @@ class Worker:
         assert isinstance(message, dict), line
         return message
 
-    def ready(self) -> Dict[str, Any]:
+    def ready(self) -> dict[str, Any]:
         message = self.recv()
         assert message is not None and message["type"] == "ready", (message, self.stderr())
         return message
 
-    def run(self, test_id: str) -> Dict[str, Any]:
+    def run(self, test_id: str) -> dict[str, Any]:
         self.send({"type": "run", "id": test_id})
         result = self.recv()
         assert result is not None, f"EOF instead of a result; stderr:\n{self.stderr()}"
@@ -138,7 +138,7 @@ class Worker:
 
 @pytest.fixture
 def start():
-    workers: List[Worker] = []
+    workers: list[Worker] = []
 
     def start(cwd: Path, *args: str) -> Worker:
         worker = Worker(cwd, *args)
@@ -150,7 +150,7 @@ def start():
         worker.kill()
 
 
-def write_suite(root: Path, files: Dict[str, str]) -> Path:
+def write_suite(root: Path, files: dict[str, str]) -> Path:
     """A suite of its own in root: its pytest.ini keeps the outer settings out."""
     (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
     for name, text in files.items():
@@ -225,14 +225,21 @@ def test_pass_output_is_empty_even_when_it_printed(suite_results):
 
 
 def test_skip_and_xfail_output_give_the_reason(suite_results):
-    assert output_of(suite_results, "test_outcomes.py::test_skipped_by_marker") == "skipped: not supported on this platform"
+    assert (
+        output_of(suite_results, "test_outcomes.py::test_skipped_by_marker")
+        == "skipped: not supported on this platform"
+    )
     assert output_of(suite_results, "test_outcomes.py::test_skipped_at_runtime") == "skipped: feature flag is off"
-    assert output_of(suite_results, "test_outcomes.py::test_xfail_fails_as_expected") == "xfail: known bug #12: rounding"
+    assert (
+        output_of(suite_results, "test_outcomes.py::test_xfail_fails_as_expected") == "xfail: known bug #12: rounding"
+    )
 
 
 def test_xpass_output(suite_results):
     assert output_of(suite_results, "test_outcomes.py::test_xpass_not_strict") == "xpass: was flaky once"
-    assert "[XPASS(strict)] should fail until #34 is fixed" in output_of(suite_results, "test_outcomes.py::test_xpass_strict")
+    assert "[XPASS(strict)] should fail until #34 is fixed" in output_of(
+        suite_results, "test_outcomes.py::test_xpass_strict"
+    )
 
 
 def test_fixture_errors_say_which_phase(suite_results):
@@ -326,6 +333,16 @@ def test_collection_error_is_fatal_even_when_told_to_continue(start):
     assert worker.wait() != 0
 
 
+def test_collect_only_is_refused(start):
+    worker = start(SUITE, "--collect-only")
+    fatal = worker.recv()
+    assert fatal == {
+        "type": "fatal",
+        "message": "pytest usage error: --ciq-persistent cannot be combined with --collect-only",
+    }
+    assert worker.wait() == 4
+
+
 def test_missing_path_is_fatal(start):
     worker = start(SUITE, "no_such_file.py")
     fatal = worker.recv()
@@ -337,7 +354,7 @@ def test_missing_path_is_fatal(start):
 # --- Output around pytest's capture, stdin ----------------------------------------------------
 
 NOISY = {
-    "test_noisy.py": '''
+    "test_noisy.py": """
         import os, subprocess, sys
 
         def test_print():
@@ -361,10 +378,10 @@ NOISY = {
         def test_unicode_failure():
             print("caf\\u00e9 \\u2713 \\udcff")
             assert False, "\\u00fcml\\u00e4ut"
-    ''',
-    "conftest.py": '''
+    """,
+    "conftest.py": """
         print("conftest-import-marker")
-    ''',
+    """,
 }
 MARKERS = ["print-marker", "fd1-marker", "child-marker", "dunder-marker"]
 
@@ -402,7 +419,7 @@ def test_unicode_and_undecodable_output(start, tmp_path):
 # --- Scopes, durations, crashes --------------------------------------------------------------
 
 SCOPES = {
-    "conftest.py": '''
+    "conftest.py": """
         import os
         import pytest
 
@@ -423,8 +440,8 @@ SCOPES = {
             log("module-setup")
             yield
             log("module-teardown")
-    ''',
-    "test_scopes.py": '''
+    """,
+    "test_scopes.py": """
         import os, time
 
         def test_one(session_resource, module_resource):
@@ -438,11 +455,11 @@ SCOPES = {
 
         def test_crash():
             os._exit(7)
-    ''',
+    """,
 }
 
 
-def scope_log(path: Path) -> List[str]:
+def scope_log(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
@@ -495,6 +512,7 @@ def test_plugin_is_inert_without_the_option_and_expected_json_matches_junit(tmp_
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "ciq", f"--junitxml={junit}", "-rA"],
         cwd=SUITE,
+        check=False,
         capture_output=True,
         text=True,
         env=_env(),
@@ -511,10 +529,12 @@ def test_plugin_is_inert_without_the_option_and_expected_json_matches_junit(tmp_
     assert suite is not None
     assert {k: int(suite.get(k, "-1")) for k in EXPECTED["junit_testsuite"]} == EXPECTED["junit_testsuite"]
 
-    cases: Dict[tuple, List[str]] = {}
+    cases: dict[tuple, list[str]] = {}
     for case in suite.iter("testcase"):
         kinds = [c for c in case if c.tag in ("failure", "error", "skipped")]
-        kind = "passed" if not kinds else kinds[0].tag + (f":{kinds[0].get('type')}" if kinds[0].tag == "skipped" else "")
+        kind = (
+            "passed" if not kinds else kinds[0].tag + (f":{kinds[0].get('type')}" if kinds[0].tag == "skipped" else "")
+        )
         cases.setdefault((case.get("classname"), case.get("name")), []).append(kind)
     expected = {(t["junit_classname"], t["junit_name"]): t["junit"] for t in EXPECTED["by_test"].values()}
     assert cases == expected
@@ -524,6 +544,7 @@ def test_collect_only_ids_are_the_expected_ids():
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q"],
         cwd=SUITE,
+        check=False,
         capture_output=True,
         text=True,
         env=_env(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, Optional
+from typing import Any
 
 
 class ProtocolError(Exception):
@@ -24,7 +24,7 @@ class Channel:
         self._out_fd = out_fd
 
     @classmethod
-    def take_over_stdio(cls) -> "Channel":
+    def take_over_stdio(cls) -> Channel:
         """Move the protocol off fds 0 and 1, so nothing else can read or write it.
 
         Must run before pytest starts capturing: pytest's fd capture saves fd 1 and puts it
@@ -45,7 +45,7 @@ class Channel:
         os.close(null)
         return cls(in_fd, out_fd)
 
-    def receive(self) -> Optional[Dict[str, Any]]:
+    def receive(self) -> dict[str, Any] | None:
         """The next message from ciq, or None at EOF. Blank lines are skipped."""
         while True:
             line = self._in.readline()
@@ -62,7 +62,7 @@ class Channel:
                 raise ProtocolError(f"not a JSON object: {line[:200]!r}")
             return message
 
-    def send(self, message: Dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any]) -> None:
         """Write one message as one line, unbuffered, so ciq sees it at once."""
         data = (json.dumps(_clean(message), ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         try:

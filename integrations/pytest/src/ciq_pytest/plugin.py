@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 from _pytest.main import Session
@@ -47,17 +47,29 @@ class PersistentWorker:
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.collection_errors: List[CollectReport] = []
+        self.collection_errors: list[CollectReport] = []
         # Reports of the test being run, gathered from pytest_runtest_logreport.
-        self.reports: Optional[List[TestReport]] = None
+        self.reports: list[TestReport] | None = None
         self.started = False  # a ready or fatal message was sent
         self.served_cleanly = False  # the loop ended on shutdown or EOF
         self.session_teardown_failed = False
-        self.exitstatus: Optional[int] = None
+        self.exitstatus: int | None = None
+        self.usage_error: str | None = None
 
     def pytest_configure(self, config: pytest.Config) -> None:
         if config.option.collectonly:
-            raise pytest.UsageError("--ciq-persistent cannot be combined with --collect-only")
+            self._refuse("--ciq-persistent cannot be combined with --collect-only")
+        # pytest-xdist's controller collects nothing itself, so it would announce a ready
+        # worker with no tests. ciq does the distributing; xdist has set dist by now.
+        if getattr(config.option, "dist", "no") != "no":
+            self._refuse(
+                "--ciq-persistent runs tests in this process: drop pytest-xdist's -n/--dist "
+                "(ciq distributes the tests), or add -p no:xdist"
+            )
+
+    def _refuse(self, message: str) -> None:
+        self.usage_error = message  # for the fatal message sent at unconfigure
+        raise pytest.UsageError(message)
 
     def pytest_collectreport(self, report: CollectReport) -> None:
         if report.failed:
@@ -72,7 +84,9 @@ class PersistentWorker:
             self.started = True
             self.channel.send({"type": "fatal", "message": self._collection_error_message(session)})
             # As pytest's own loop does: exit status 2, and the errors printed on stderr.
-            raise session.Interrupted(_errors(session.testsfailed or len(self.collection_errors)) + " during collection")
+            raise session.Interrupted(
+                _errors(session.testsfailed or len(self.collection_errors)) + " during collection"
+            )
 
         try:
             self._serve(session)
@@ -87,7 +101,7 @@ class PersistentWorker:
     def _serve(self, session: Session) -> None:
         # Node ids are what `pytest --collect-only -q` prints, so ciq's batch and persistent
         # modes share one test list.
-        items: Dict[str, pytest.Item] = {}
+        items: dict[str, pytest.Item] = {}
         for item in session.items:
             items.setdefault(item.nodeid, item)
 
@@ -116,7 +130,7 @@ class PersistentWorker:
             else:
                 self.channel.send(self._run(item, session))
 
-    def _run(self, item: pytest.Item, session: Session) -> Dict[str, Any]:
+    def _run(self, item: pytest.Item, session: Session) -> dict[str, Any]:
         self.reports = []
         try:
             # The full hook rather than runner.runtestprotocol alone, as pytest's own loop
@@ -148,7 +162,8 @@ class PersistentWorker:
         """
         try:
             session._setupstate.teardown_exact(None)
-        except BaseException:
+        # BaseException: several failing finalizers come as a BaseExceptionGroup.
+        except BaseException:  # noqa: BLE001
             self.session_teardown_failed = True
             sys.stderr.write("ciq: session teardown failed:\n" + traceback.format_exc())
 
@@ -171,14 +186,13 @@ class PersistentWorker:
         # error in conftest.py, ...): say so on the channel rather than leave ciq to guess
         # from EOF. pytest printed the reason on stderr.
         if not self.started:
-            status = "" if self.exitstatus is None else f" (exit status {self.exitstatus})"
+            if self.usage_error:
+                message = f"pytest usage error: {self.usage_error}"
+            else:
+                status = "" if self.exitstatus is None else f" (exit status {self.exitstatus})"
+                message = f"pytest stopped before collecting the tests{status}; its stderr says why"
             try:
-                self.channel.send(
-                    {
-                        "type": "fatal",
-                        "message": f"pytest stopped before collecting the tests{status}; its stderr says why",
-                    }
-                )
+                self.channel.send({"type": "fatal", "message": message})
             except ChannelClosed:
                 pass
         self.channel.close()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Sequence
 
 from _pytest.reports import TestReport
 
 PHASES = ("setup", "call", "teardown")
 
 
-def result_message(test_id: str, reports: Sequence[TestReport]) -> Dict[str, Any]:
+def result_message(test_id: str, reports: Sequence[TestReport]) -> dict[str, Any]:
     # Reports of other outcomes (pytest-rerunfailures' "rerun") are earlier attempts; only
     # the final attempt counts, as in pytest's own summary.
     phases = [r for r in reports if r.when in PHASES and r.outcome in ("passed", "failed", "skipped")]
@@ -32,7 +32,7 @@ def result_message(test_id: str, reports: Sequence[TestReport]) -> Dict[str, Any
     }
 
 
-def unknown_test(test_id: str, collected: int) -> Dict[str, Any]:
+def unknown_test(test_id: str, collected: int) -> dict[str, Any]:
     return {
         "type": "result",
         "id": test_id,
@@ -45,7 +45,7 @@ def unknown_test(test_id: str, collected: int) -> Dict[str, Any]:
     }
 
 
-def _outcome(phases: List[TestReport]) -> str:
+def _outcome(phases: list[TestReport]) -> str:
     """ciq's outcome: the test's own failure first, then fixture errors, then skips.
 
     A strict xpass is a failed call report, an xfail a skipped one (with ``wasxfail``), and a
@@ -61,10 +61,10 @@ def _outcome(phases: List[TestReport]) -> str:
     return "passed"
 
 
-def _output(phases: List[TestReport], outcome: str) -> str:
+def _output(phases: list[TestReport], outcome: str) -> str:
     if outcome == "passed":
         # Captured output of passes is not sent; an xpass says so, like pytest's summary.
-        return "".join(f"xpass: {r.wasxfail}".rstrip(": ") for r in phases if r.when == "call" and hasattr(r, "wasxfail"))
+        return "".join(_labelled("xpass", r.wasxfail) for r in phases if r.when == "call" and hasattr(r, "wasxfail"))
     if outcome == "skipped":
         return "\n".join(_skip_reason(r) for r in phases if r.skipped)
 
@@ -81,24 +81,28 @@ def _output(phases: List[TestReport], outcome: str) -> str:
 
 def _skip_reason(report: TestReport) -> str:
     if hasattr(report, "wasxfail"):
-        return f"xfail: {report.wasxfail}".rstrip(": ")
+        return _labelled("xfail", report.wasxfail)
     longrepr = report.longrepr
     # A skip's longrepr is (path, line, "Skipped: reason").
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
         reason = str(longrepr[2])
         if reason.startswith("Skipped: "):
             reason = reason[len("Skipped: ") :]
-        return f"skipped: {reason}"
-    return f"skipped: {report.longreprtext}".rstrip()
+        return _labelled("skipped", reason)
+    return _labelled("skipped", report.longreprtext.strip())
 
 
-def _sections(phases: List[TestReport]) -> List[Tuple[str, str]]:
+def _labelled(label: str, reason: str) -> str:
+    return f"{label}: {reason}" if reason else label
+
+
+def _sections(phases: list[TestReport]) -> list[tuple[str, str]]:
     """Captured stdout, stderr and log of every phase, each once.
 
     Each phase's report repeats the sections of the phases before it, so they are deduplicated
     in order.
     """
-    seen: List[Tuple[str, str]] = []
+    seen: list[tuple[str, str]] = []
     for r in phases:
         for title, content in r.sections:
             if (title, content) not in seen and content.strip():
