@@ -114,6 +114,12 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
             env,
             ..runner.clone()
         }),
+        RunnerSpec::Persistent(argv) => AnyRunner::Persistent(PersistentRunner::new(
+            argv.clone(),
+            env,
+            timeout,
+            config.output_limit,
+        )),
         RunnerSpec::Nextest(args) => AnyRunner::Nextest(NextestRunner::new(
             args.clone(),
             env,

@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// Kill a run's whole process group after this long and record its tests as errored.
     #[arg(long, env = "CIQ_TEST_TIMEOUT", value_parser = duration, default_value = "30m")]
     pub test_timeout: Duration,
+    /// The command speaks ciq's persistent protocol (docs/protocol.md): it is started once per
+    /// worker and fed test ids over stdin, instead of once per batch.
+    #[arg(long, env = "CIQ_PERSISTENT")]
+    pub persistent: bool,
     /// Most bytes of a failing run's output kept (the start and the end survive).
     #[arg(long, env = "CIQ_OUTPUT_LIMIT", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u32).range(1024..))]

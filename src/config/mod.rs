@@ -104,6 +104,8 @@ pub enum Mode {
 pub enum RunnerSpec {
     /// The generic runner (its environment is filled in per worker).
     Command(CommandRunner),
+    /// A command speaking the persistent protocol.
+    Persistent(Vec<String>),
     /// cargo-nextest, with these `cargo nextest list` arguments.
     Nextest(Vec<String>),
     /// pytest, with these arguments, in batch or persistent mode.
@@ -156,6 +158,7 @@ impl RunConfig {
         let runner = match (args.framework, args.command.is_empty()) {
             (Some(_), false) => return Err(ConfigError::CommandAndFramework),
             (None, true) => return Err(ConfigError::NoCommand),
+            (None, false) if args.persistent => RunnerSpec::Persistent(args.command),
             (None, false) => RunnerSpec::Command(CommandRunner {
                 command: args.command,
                 env: Vec::new(),
@@ -181,7 +184,9 @@ impl RunConfig {
             (None, None, RunnerSpec::Pytest { args, .. }) => {
                 SourceSpec::Command(pytest::collect_argv(args), ListFormat::PytestCollect)
             }
-            (None, None, RunnerSpec::Command(_)) => return Err(ConfigError::NoTestList),
+            (None, None, RunnerSpec::Command(_) | RunnerSpec::Persistent(_)) => {
+                return Err(ConfigError::NoTestList);
+            }
         };
         if args.heartbeat_interval >= args.heartbeat_timeout {
             return Err(ConfigError::HeartbeatTooSlow(

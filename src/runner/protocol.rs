@@ -151,10 +151,15 @@ impl PersistentRunner {
                 Received::Message(_) => {}
                 Received::Closed => {
                     let status = session.ended().await;
-                    return Err(self.framework_error(format!(
+                    let stderr = session.stderr_tail();
+                    let mut detail = format!(
                         "it exited before it was ready ({status}): {}",
-                        session.stderr_tail()
-                    )));
+                        key_line(&stderr)
+                    );
+                    if stderr.contains("unrecognized arguments: --ciq-persistent") {
+                        detail.push_str("\n(hint: install ciq's pytest plugin where pytest runs: pip install ./integrations/pytest)");
+                    }
+                    return Err(self.framework_error(detail));
                 }
                 Received::TimedOut => {
                     return Err(self.framework_error(
@@ -225,6 +230,17 @@ impl PersistentRunner {
             }
         }
     }
+}
+
+/// The line of a framework's stderr that most likely says why it stopped: the last one
+/// mentioning an error (a traceback's last line, a usage error), else the last one.
+fn key_line(stderr: &str) -> &str {
+    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .filter(|line| line.to_lowercase().contains("error"))
+        .last()
+        .or_else(|| lines().last())
+        .unwrap_or("no output")
 }
 
 fn result_of(reserved: &Reserved, message: Message, started: Instant) -> TestResult {

@@ -11,6 +11,8 @@ mod bad_input;
 mod e2e;
 mod election;
 mod faults;
+mod frameworks;
+mod network;
 mod protocol;
 mod redis_load;
 mod support;

@@ -1,6 +1,7 @@
-//! Test support: real redis-server processes, real `ciq` processes, and a fixture test command
-//! that records every run.
+//! Test support: real redis-server processes, real `ciq` processes, a TCP fault proxy, and a
+//! fixture test command that records every run.
 
+pub mod proxy;
 pub mod redis_server;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+pub use proxy::FaultProxy;
 pub use redis_server::{RedisServer, free_port};
 
 /// The `ciq` binary under test.
@@ -134,9 +136,21 @@ impl Proc {
         args: &[String],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_in(name, scratch, args, env, Path::new("."))
+    }
+
+    /// Like [`Proc::spawn_with_env`], in the working directory `cwd`.
+    pub fn spawn_in(
+        name: &str,
+        scratch: &Scratch,
+        args: &[String],
+        env: &[(&str, &str)],
+        cwd: &Path,
+    ) -> Self {
         let out = scratch.path(&format!("{name}.stdout"));
         let err = scratch.path(&format!("{name}.stderr"));
         let child = ciq()
+            .current_dir(cwd)
             .args(args)
             .envs(scratch.env())
             .envs(env.iter().copied())
@@ -252,6 +266,16 @@ pub fn worker_args(server: &RedisServer, build: &str, worker: &str, tests: &Path
     args
 }
 
+/// `args` with its `--queue` URL replaced by `proxy`'s, so the process talks to Redis through it.
+pub fn through(mut args: Vec<String>, proxy: &FaultProxy) -> Vec<String> {
+    let at = args
+        .iter()
+        .position(|a| a == "--queue")
+        .expect("a --queue flag");
+    args[at + 1] = proxy.url();
+    args
+}
+
 /// `ciq report` arguments for `build`.
 pub fn report_args(server: &RedisServer, build: &str) -> Vec<String> {
     vec![
@@ -283,6 +307,54 @@ pub fn results(server: &RedisServer, build: &str) -> BTreeMap<String, String> {
         .arg(keys.results())
         .query(&mut server.conn())
         .expect("HGETALL results")
+}
+
+/// One per-test line a worker printed: `PASS [  0.051s] w1: pass/0001`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestLine {
+    pub status: String,
+    pub worker: String,
+    pub test: String,
+}
+
+impl TestLine {
+    /// Whether the line reports the test's final outcome (not a retry, a discarded late result,
+    /// or a duplicate).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "PASS" | "FAIL" | "ERROR" | "SKIP" | "FLAKY"
+        )
+    }
+}
+
+/// The per-test lines in a worker's stderr.
+pub fn test_lines(stderr: &str) -> Vec<TestLine> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let (status, rest) = line.trim_start().split_once(" [")?;
+            let (_, rest) = rest.split_once("s] ")?;
+            let (worker, test) = rest.split_once(": ")?;
+            Some(TestLine {
+                status: status.to_owned(),
+                worker: worker.to_owned(),
+                test: test.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Final-outcome lines per test over several workers' stderr: one each when nothing was
+/// counted twice.
+pub fn final_lines<'a>(stderrs: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for stderr in stderrs {
+        for line in test_lines(stderr).into_iter().filter(TestLine::is_final) {
+            *counts.entry(line.test).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 /// The build's state value.

@@ -1,0 +1,145 @@
+//! Real test frameworks through ciq: the persistent protocol with a fixture framework, pytest in
+//! batch and persistent mode on a fixture suite, nextest on a fixture crate. Counts are held
+//! against what the framework itself reports.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::{Output, Proc, RedisServer, Scratch, fast_flags, report_args};
+
+const LONG: Duration = Duration::from_secs(300);
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Two distributed workers and a report over `framework_args` (what follows the queue flags),
+/// run in `cwd`.
+fn distributed(cwd: &Path, build: &str, framework_args: &[&str], env: &[(&str, &str)]) -> Output {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|worker| {
+            let mut args = strings(&["run", "--queue", &server.url(), "--build", build, "--worker", worker]);
+            args.extend(fast_flags());
+            args.extend(strings(&["--max-requeues", "0"]));
+            args.extend(strings(framework_args));
+            Proc::spawn_in(worker, &scratch, &args, env, cwd)
+        })
+        .collect();
+    for worker in workers {
+        let out = worker.wait(LONG);
+        assert!(matches!(out.code, Some(0 | 1)), "{}", out.both());
+    }
+    report.wait(LONG)
+}
+
+#[test]
+fn persistent_protocol_boots_once_per_worker_and_survives_crashes() {
+    let scratch = Scratch::new();
+    let mut tests: Vec<String> = (0..10).map(|i| format!("pass/{i}")).collect();
+    tests.extend(strings(&["fail/one", "skip/one", "crash/one", "noise/one", "hang/one"]));
+    let list = scratch.tests(&tests);
+    let args = strings(&[
+        "run", "-j", "2", "--max-requeues", "0", "--test-timeout", "2s", "--persistent", "--tests",
+        &list.to_string_lossy(), "--",
+    ]);
+    let mut args = args;
+    args.push(fixture("protocol-framework").to_string_lossy().into_owned());
+    let out = Proc::spawn("local", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout.contains("15 tests: 11 passed, 1 skipped, 1 failed, 2 errored"),
+        "{}",
+        out.both()
+    );
+    assert!(out.stdout.contains("fail/one failed: expected 1, got 2"), "{}", out.both());
+    assert!(out.stdout.contains("crash/one: segmentation fault (simulated)"), "{}", out.both());
+    assert!(out.stdout.contains("the framework process died running this test"), "{}", out.both());
+    assert!(out.stdout.contains("timed out after 2s"), "{}", out.both());
+    // One boot per worker, plus a restart after the crash and after the hang unless that was
+    // the worker's last test: never one per test.
+    let starts = std::fs::read_to_string(scratch.path("starts.log")).unwrap();
+    assert!((2..=4).contains(&starts.lines().count()), "{starts}");
+    let counts = scratch.run_counts();
+    assert_eq!(counts.len(), 15);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
+
+/// The counts the fixture suite's own pytest run gives, mapped to ciq's outcomes.
+fn expected_pytest_line() -> String {
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("pytest_suite/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let count = |outcome: &str| expected["ciq"][outcome].as_u64().unwrap();
+    format!(
+        "{} tests: {} passed, {} skipped, {} failed, {} errored",
+        expected["tests"],
+        count("passed"),
+        count("skipped"),
+        count("failed"),
+        count("errored")
+    )
+}
+
+#[test]
+fn pytest_batch_mode_counts_equal_pytest() {
+    let out = distributed(&fixture("pytest_suite"), "pytest-batch", &["--batch-size", "3", "pytest"], &[]);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(out.stdout.contains(&expected_pytest_line()), "{}", out.both());
+    assert!(out.stdout.contains("FAILED test_basic.py::test_failure_with_output"), "{}", out.both());
+}
+
+#[test]
+fn pytest_persistent_mode_counts_equal_pytest() {
+    let out = distributed(&fixture("pytest_suite"), "pytest-persistent", &["pytest", "--persistent"], &[]);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(out.stdout.contains(&expected_pytest_line()), "{}", out.both());
+    assert!(out.stdout.contains("FAILED test_basic.py::test_failure_with_output"), "{}", out.both());
+}
+
+#[test]
+fn pytest_collection_errors_fail_the_build_clearly() {
+    let scratch = Scratch::new();
+    for persistent in [false, true] {
+        let mut args = strings(&["run", "-j", "2", "pytest"]);
+        if persistent {
+            args.push("--persistent".to_owned());
+        }
+        let out = Proc::spawn_in("local", &scratch, &args, &[], &fixture("pytest_collect_error")).wait(LONG);
+        assert_eq!(out.code, Some(2), "{}", out.both());
+        assert!(out.stderr.contains("ModuleNotFoundError"), "{}", out.both());
+        assert!(!out.stdout.contains("verdict: green"), "{}", out.both());
+    }
+}
+
+#[test]
+fn nextest_adapter_counts_equal_cargo_nextest() {
+    let project = fixture("nextest_project");
+    let target = Scratch::new();
+    let target_dir = target.dir.path().to_string_lossy().into_owned();
+    let env = [("CARGO_TARGET_DIR", target_dir.as_str())];
+    let plain = std::process::Command::new("cargo")
+        .args(["nextest", "run", "--no-fail-fast"])
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .output()
+        .unwrap();
+    let plain_err = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        plain_err.contains("6 tests run: 5 passed, 1 failed, 1 skipped"),
+        "cargo nextest itself: {plain_err}"
+    );
+    let out = distributed(&project, "nextest", &["nextest"], &env);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(out.stdout.contains("7 tests: 5 passed, 1 skipped, 1 failed"), "{}", out.both());
+    assert!(out.stdout.contains("FAILED nextest-fixture tests::fails_on_purpose"), "{}", out.both());
+    assert!(out.stdout.contains("two and two make four"), "{}", out.both());
+}
