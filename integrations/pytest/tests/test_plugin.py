@@ -506,11 +506,12 @@ def test_crash_closes_the_channel_without_a_result(start, tmp_path):
 # --- Without --ciq-persistent: plain pytest, and what its JUnit XML says ----------------------
 
 
-def test_plugin_is_inert_without_the_option_and_expected_json_matches_junit(tmp_path):
+@pytest.mark.parametrize("family", ["xunit2", "xunit1"])
+def test_plugin_is_inert_without_the_option_and_expected_json_matches_junit(tmp_path, family):
     """Batch mode as ciq runs it: the summary and the JUnit XML match expected.json."""
     junit = tmp_path / "junit.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "ciq", f"--junitxml={junit}", "-rA"],
+        [sys.executable, "-m", "pytest", "-p", "ciq", "-o", f"junit_family={family}", f"--junitxml={junit}", "-rA"],
         cwd=SUITE,
         check=False,
         capture_output=True,
