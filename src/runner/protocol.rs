@@ -156,7 +156,7 @@ impl PersistentRunner {
                         "it exited before it was ready ({status}): {}",
                         key_line(&stderr)
                     );
-                    if stderr.contains("unrecognized arguments: --ciq-persistent") {
+                    if stderr.contains("--ciq-persistent") || stderr.contains("plugin \"ciq\"") {
                         detail.push_str("\n(hint: install ciq's pytest plugin where pytest runs: pip install ./integrations/pytest)");
                     }
                     return Err(self.framework_error(detail));

@@ -70,7 +70,7 @@ pub fn batch_command(args: &[String]) -> Vec<String> {
 /// The persistent-mode command: one pytest that collects with all of `args`, then runs the
 /// node ids ciq sends it.
 pub fn persistent_argv(args: &[String]) -> Vec<String> {
-    let mut argv = pytest(&["--ciq-persistent", "-p", "no:cacheprovider"]);
+    let mut argv = pytest(&["-p", "ciq", "--ciq-persistent", "-p", "no:cacheprovider"]);
     argv.extend_from_slice(args);
     argv
 }
