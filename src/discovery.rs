@@ -119,9 +119,14 @@ impl TestSource {
                     timeout: Some(timeout),
                     cwd: None,
                 };
-                let finished = process::run(&spec, Capture::Stdout { stderr_limit: 16 * 1024 })
-                    .await
-                    .map_err(DiscoveryError::Spawn)?;
+                let finished = process::run(
+                    &spec,
+                    Capture::Stdout {
+                        stderr_limit: 16 * 1024,
+                    },
+                )
+                .await
+                .map_err(DiscoveryError::Spawn)?;
                 let command = shlex::try_join(argv.iter().map(String::as_str))
                     .unwrap_or_else(|_| argv.join(" "));
                 let stdout = String::from_utf8_lossy(&finished.stdout);
@@ -147,11 +152,12 @@ impl TestSource {
                     ListFormat::Lines => finished.stdout,
                     ListFormat::PytestCollect => pytest::parse_collected(&stdout).into_bytes(),
                     ListFormat::NextestJson => {
-                        let listing = Listing::parse(&finished.stdout)
-                            .map_err(|detail| DiscoveryError::Unreadable {
+                        let listing = Listing::parse(&finished.stdout).map_err(|detail| {
+                            DiscoveryError::Unreadable {
                                 command: command.clone(),
                                 detail,
-                            })?;
+                            }
+                        })?;
                         listing.ids().join("\n").into_bytes()
                     }
                 };

@@ -38,7 +38,9 @@ pub enum ConfigError {
     #[error("no test list: pass --tests FILE (`-` for stdin) or --list-command CMD")]
     NoTestList,
     /// No way to run tests.
-    #[error("no test command: put it after `--` (ciq run --tests FILE -- ./run-test), or name a framework (ciq run nextest, ciq run pytest)")]
+    #[error(
+        "no test command: put it after `--` (ciq run --tests FILE -- ./run-test), or name a framework (ciq run nextest, ciq run pytest)"
+    )]
     NoCommand,
     /// Both a framework and a command.
     #[error("give either a framework (nextest, pytest) or a command after `--`, not both")]

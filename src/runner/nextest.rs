@@ -160,8 +160,16 @@ fn dylib_path(meta: &BuildMeta) -> String {
         dirs.push(base.join("deps"));
         dirs.push(base);
     }
-    dirs.extend(meta.linked_paths.iter().map(|path| meta.target_directory.join(path)));
-    if let Some(libdir) = meta.platforms.as_ref().and_then(|p| p.host.libdir.path.clone()) {
+    dirs.extend(
+        meta.linked_paths
+            .iter()
+            .map(|path| meta.target_directory.join(path)),
+    );
+    if let Some(libdir) = meta
+        .platforms
+        .as_ref()
+        .and_then(|p| p.host.libdir.path.clone())
+    {
         dirs.push(libdir);
     }
     let mut joined: Vec<String> = dirs
@@ -209,7 +217,12 @@ fn suite_env(meta: &BuildMeta, suite: &Suite, dylib_path: &str) -> Vec<(String, 
         "CARGO_PKG_VERSION_PRE".to_owned(),
         parts.next().unwrap_or("").to_owned(),
     ));
-    for binary in meta.non_test_binaries.get(&suite.package_id).into_iter().flatten() {
+    for binary in meta
+        .non_test_binaries
+        .get(&suite.package_id)
+        .into_iter()
+        .flatten()
+    {
         if binary.kind == "bin-exe" {
             env.push((
                 format!("NEXTEST_BIN_EXE_{}", binary.name),
@@ -274,10 +287,21 @@ impl NextestRunner {
                     cwd: None,
                 };
                 let command = argv.join(" ");
-                let finished = process::run(&spec, Capture::Stdout { stderr_limit: 16 * 1024 })
-                    .await?;
+                let finished = process::run(
+                    &spec,
+                    Capture::Stdout {
+                        stderr_limit: 16 * 1024,
+                    },
+                )
+                .await?;
                 if !finished.exit.success() {
-                    let detail = finished.output.trim().lines().last().unwrap_or("").to_owned();
+                    let detail = finished
+                        .output
+                        .trim()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .to_owned();
                     return Err(RunnerError::Listing {
                         command,
                         detail: format!("{}: {detail}", finished.exit),
@@ -289,7 +313,11 @@ impl NextestRunner {
             .await
     }
 
-    async fn run_one(&self, reserved: &Reserved, listing: &Listing) -> Result<TestResult, RunnerError> {
+    async fn run_one(
+        &self,
+        reserved: &Reserved,
+        listing: &Listing,
+    ) -> Result<TestResult, RunnerError> {
         let result = |outcome, duration, output| TestResult {
             id: reserved.id.clone(),
             outcome,
@@ -319,7 +347,13 @@ impl NextestRunner {
             timeout: self.timeout,
             cwd: Some(test.cwd.clone()),
         };
-        let finished = process::run(&spec, Capture::Merged { limit: self.output_limit }).await?;
+        let finished = process::run(
+            &spec,
+            Capture::Merged {
+                limit: self.output_limit,
+            },
+        )
+        .await?;
         let (outcome, note) = match finished.exit {
             Exit::Code(0) if finished.output.contains("running 0 tests") => (
                 Outcome::Errored,
@@ -385,19 +419,30 @@ mod tests {
         assert_eq!(env["CARGO_PKG_VERSION_PRE"], "beta.1");
         assert_eq!(env["CARGO_MANIFEST_DIR"], "/w/app");
         assert_eq!(env["NEXTEST_BIN_EXE_app"], "/w/target/debug/app");
-        assert!(env["LD_LIBRARY_PATH"].starts_with("/w/target/debug/deps:/w/target/debug:/rust/lib"));
+        assert!(
+            env["LD_LIBRARY_PATH"].starts_with("/w/target/debug/deps:/w/target/debug:/rust/lib")
+        );
     }
 
     #[test]
     fn garbage_listing_is_an_error() {
-        assert!(Listing::parse(b"Compiling app").unwrap_err().contains("unreadable"));
+        assert!(
+            Listing::parse(b"Compiling app")
+                .unwrap_err()
+                .contains("unreadable")
+        );
     }
 
     #[test]
     fn package_ids_in_both_forms() {
-        assert_eq!(package_name_version("path+file:///w/app#0.1.0"), ("app".into(), "0.1.0".into()));
         assert_eq!(
-            package_name_version("registry+https://github.com/rust-lang/crates.io-index#serde@1.0.1"),
+            package_name_version("path+file:///w/app#0.1.0"),
+            ("app".into(), "0.1.0".into())
+        );
+        assert_eq!(
+            package_name_version(
+                "registry+https://github.com/rust-lang/crates.io-index#serde@1.0.1"
+            ),
             ("serde".into(), "1.0.1".into())
         );
     }

@@ -162,9 +162,9 @@ impl PersistentRunner {
                     return Err(self.framework_error(detail));
                 }
                 Received::TimedOut => {
-                    return Err(self.framework_error(
-                        "it was not ready within the test timeout".to_owned(),
-                    ));
+                    return Err(
+                        self.framework_error("it was not ready within the test timeout".to_owned())
+                    );
                 }
             }
         }
@@ -196,14 +196,18 @@ impl PersistentRunner {
         };
         if live.send(&request).await.is_err() {
             let status = live.ended().await;
-            let output = format!("{}[ciq: the framework process died ({status})]\n", live.stderr_tail());
+            let output = format!(
+                "{}[ciq: the framework process died ({status})]\n",
+                live.stderr_tail()
+            );
             *session = None;
             return Ok(errored(output));
         }
         loop {
             match live.receive(self.timeout).await {
                 Received::Message(message)
-                    if message.kind == "result" && message.id.as_deref() == Some(reserved.id.as_str()) =>
+                    if message.kind == "result"
+                        && message.id.as_deref() == Some(reserved.id.as_str()) =>
                 {
                     return Ok(result_of(reserved, message, started));
                 }
@@ -259,7 +263,9 @@ fn result_of(reserved: &Reserved, message: Message, started: Instant) -> TestRes
                 id: reserved.id.clone(),
                 outcome: Outcome::Errored,
                 duration,
-                output: format!("{output}[ciq: the framework answered unknown outcome {other:?}]\n"),
+                output: format!(
+                    "{output}[ciq: the framework answered unknown outcome {other:?}]\n"
+                ),
             };
         }
     };
@@ -267,7 +273,11 @@ fn result_of(reserved: &Reserved, message: Message, started: Instant) -> TestRes
         id: reserved.id.clone(),
         outcome,
         duration,
-        output: if outcome.is_success() { String::new() } else { output },
+        output: if outcome.is_success() {
+            String::new()
+        } else {
+            output
+        },
     }
 }
 
@@ -283,10 +293,12 @@ impl Session {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         loop {
             let line = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, self.stdout.next_line()).await {
-                    Ok(line) => line,
-                    Err(_) => return Received::TimedOut,
-                },
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.stdout.next_line()).await {
+                        Ok(line) => line,
+                        Err(_) => return Received::TimedOut,
+                    }
+                }
                 None => self.stdout.next_line().await,
             };
             match line {

@@ -135,7 +135,10 @@ mod tests {
     #[test]
     fn collected_ids_stop_at_the_summary() {
         let out = "t.py::test_a\nt.py::TestC::test_b[x y]\n\n2 tests collected in 0.01s\n";
-        assert_eq!(parse_collected(out), "t.py::test_a\nt.py::TestC::test_b[x y]\n");
+        assert_eq!(
+            parse_collected(out),
+            "t.py::test_a\nt.py::TestC::test_b[x y]\n"
+        );
     }
 
     #[test]
@@ -152,7 +155,10 @@ mod tests {
         let out = "==== ERRORS ====\n____ ERROR collecting t.py ____\nE   ModuleNotFoundError: No module named 'nope'\nERROR t.py\n";
         assert_eq!(
             collection_errors(out),
-            ["E   ModuleNotFoundError: No module named 'nope'", "ERROR t.py"]
+            [
+                "E   ModuleNotFoundError: No module named 'nope'",
+                "ERROR t.py"
+            ]
         );
     }
 }
