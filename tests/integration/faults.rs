@@ -1,14 +1,18 @@
-//! Faults with real processes: leaders killed or paused in each phase of the election, Redis
-//! restarted with and without its data, workers stopped by SIGTERM. After each, every listed
-//! test has exactly one outcome, or the build fails loudly; never a silent loss.
+//! Faults with real processes: leaders killed or paused in each phase of the election, workers
+//! paused past their heartbeat, Redis restarted with and without its data, workers stopped by
+//! SIGTERM, the generation replaced under running workers. After each, every listed test has
+//! exactly one outcome, or the build fails loudly; never a silent loss.
 
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use ciq::queue::redis::keys::BuildKeys;
+use redis::Commands;
+
 use crate::support::{
-    Proc, RedisServer, Scratch, ids, report_args, results, state, wait_until, with_command,
-    worker_args,
+    Proc, RedisServer, Scratch, final_lines, ids, report_args, results, state, test_lines,
+    wait_until, with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(180);
@@ -305,4 +309,166 @@ fn sigterm_gives_the_test_back_at_once() {
     let out = second.wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert!(out.stdout.contains("2 tests: 2 passed"), "{}", out.both());
+}
+
+/// Whether `worker` has started a run of `test`.
+fn ran(scratch: &Scratch, worker: &str, test: &str) -> bool {
+    scratch.runs().iter().any(|(w, t)| w == worker && t == test)
+}
+
+/// The generation `state` names as ready.
+fn ready_generation(server: &RedisServer, build: &str) -> String {
+    state(server, build)
+        .and_then(|s| s.strip_prefix("ready:").map(str::to_owned))
+        .expect("a ready generation")
+}
+
+/// A worker stopped (SIGSTOP) mid-test is taken over once its heartbeat lapses; its test runs
+/// again elsewhere. Resumed (SIGCONT) while the new holder still runs it, its late
+/// acknowledgement is discarded: the new holder keeps its entry and decides the one outcome.
+#[test]
+fn stopped_worker_resumed_after_take_over_changes_nothing() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "stopped-worker";
+    let mut tests = vec!["gated/victim".to_owned()];
+    tests.extend(ids("pass", 5));
+    let list = scratch.tests(&tests);
+    let args = |worker: &str| with_command(worker_args(&server, build, worker, &list));
+    // Alone, `late` leads and takes the first test in the list.
+    let late = Proc::spawn("late", &scratch, &args("late"));
+    wait_until("late to start the victim", LONG, || {
+        ran(&scratch, "late", "gated/victim")
+    });
+    late.signal(Signal::SIGSTOP);
+    // Its test finishes while it is stopped: the test has its own process group.
+    std::fs::write(scratch.path("open-late"), "").unwrap();
+    let taker = Proc::spawn("taker", &scratch, &args("taker"));
+    wait_until("the take-over", LONG, || {
+        ran(&scratch, "taker", "gated/victim")
+    });
+    late.signal(Signal::SIGCONT);
+    wait_until("late's acknowledgement", LONG, || {
+        test_lines(&late.stderr_so_far())
+            .iter()
+            .any(|l| l.test == "gated/victim")
+    });
+    let generation = BuildKeys::new("", build).generation(&ready_generation(&server, build));
+    let mut conn = server.conn();
+    let lease: Option<String> = conn.hget(&generation.leases, "gated/victim").unwrap();
+    assert!(
+        lease.as_deref().is_some_and(|l| l.ends_with(":taker")),
+        "the new holder's lease stays: {lease:?}"
+    );
+    let running: Option<f64> = conn.zscore(&generation.running, "gated/victim").unwrap();
+    assert!(running.is_some(), "the new holder's entry was removed");
+    assert!(
+        !results(&server, build).contains_key("gated/victim"),
+        "the late result was recorded"
+    );
+    std::fs::write(scratch.path("open-taker"), "").unwrap();
+    let taker_out = taker.wait(LONG);
+    let late_out = late.wait(LONG);
+    for out in [&taker_out, &late_out] {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stdout
+                .contains("6 tests: 6 passed; 1 taken over from lost workers"),
+            "{}",
+            out.both()
+        );
+    }
+    let victim = |stderr: &str| {
+        test_lines(stderr)
+            .into_iter()
+            .filter(|l| l.test == "gated/victim")
+            .map(|l| l.status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(victim(&late_out.stderr), ["LOST"], "{}", late_out.both());
+    assert_eq!(victim(&taker_out.stderr), ["PASS"], "{}", taker_out.both());
+    assert_eq!(results(&server, build).len(), 6);
+    assert_eq!(results(&server, build)["gated/victim"], "passed");
+    assert_eq!(scratch.run_counts()["gated/victim"], 2);
+    let finals = final_lines([taker_out.stderr.as_str(), late_out.stderr.as_str()]);
+    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+}
+
+/// The generation replaced under running workers, as an operator re-filling the queue would:
+/// the workers see STALE, rejoin the new generation and finish it. Nothing is served from the
+/// old generation afterwards, tests decided before are not run again, and nothing is counted
+/// twice.
+#[test]
+fn generation_replaced_under_running_workers() {
+    let server = RedisServer::start();
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "0.1");
+    let build = "replaced";
+    let tests = ids("slow", 40);
+    let list = scratch.tests(&tests);
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            Proc::spawn(
+                w,
+                &scratch,
+                &with_command(worker_args(&server, build, w, &list)),
+            )
+        })
+        .collect();
+    wait_until("a quarter of the build", LONG, || {
+        scratch.runs().len() >= 10
+    });
+    let keys = BuildKeys::new("", build);
+    let old = keys.generation(&ready_generation(&server, build));
+    let new = keys.generation("replacement");
+    let mut conn = server.conn();
+    let settings: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&old.meta)
+        .arg(&["max-requeues", "requeue-limit", "heartbeat-timeout-ms"])
+        .query(&mut conn)
+        .unwrap();
+    let _: () = conn.rpush(&new.queue, &tests).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&new.meta)
+        .arg("total")
+        .arg(tests.len())
+        .arg("max-requeues")
+        .arg(settings[0].as_deref().unwrap())
+        .arg("requeue-limit")
+        .arg(settings[1].as_deref().unwrap())
+        .arg("heartbeat-timeout-ms")
+        .arg(settings[2].as_deref().unwrap())
+        .arg("requeued")
+        .arg(0)
+        .arg("leases")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = conn.set(keys.state(), "ready:replacement").unwrap();
+    let left_behind: usize = conn.llen(&old.queue).unwrap();
+    let outs: Vec<_> = workers.into_iter().map(|w| w.wait(LONG)).collect();
+    for out in &outs {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stderr
+                .contains("the build moved to generation replacement; rejoining it"),
+            "{}",
+            out.both()
+        );
+        assert!(out.stdout.contains("40 tests: 40 passed"), "{}", out.both());
+    }
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("40 tests: 40 passed"), "{}", out.both());
+    let after: usize = conn.llen(&old.queue).unwrap();
+    assert_eq!(after, left_behind, "served from the replaced generation");
+    assert_eq!(results(&server, build).len(), 40);
+    let finals = final_lines(outs.iter().map(|o| o.stderr.as_str()));
+    assert_eq!(finals.len(), 40, "{finals:?}");
+    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+    // Only the tests in flight at the switch run twice.
+    let twice = scratch.run_counts().values().filter(|&&n| n > 1).count();
+    assert!(twice <= 2, "{:?}", scratch.run_counts());
 }

@@ -195,7 +195,20 @@ impl Proc {
     }
 
     /// Waits for the process to end (killing it after `within`).
-    pub fn wait(mut self, within: Duration) -> Output {
+    pub fn wait(self, within: Duration) -> Output {
+        let name = self.name.clone();
+        let (output, ended) = self.wait_or_kill(within);
+        assert!(
+            ended,
+            "{name} did not finish within {within:?}\n{}",
+            output.both()
+        );
+        output
+    }
+
+    /// Waits for the process to end; after `within` kills it. Returns what it printed and
+    /// whether it ended by itself.
+    pub fn wait_or_kill(mut self, within: Duration) -> (Output, bool) {
         let deadline = Instant::now() + within;
         let status: Option<ExitStatus> = loop {
             match self.child.try_wait().expect("try_wait") {
@@ -213,13 +226,7 @@ impl Proc {
             stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
             stderr: std::fs::read_to_string(&self.err).unwrap_or_default(),
         };
-        assert!(
-            status.is_some(),
-            "{} did not finish within {within:?}\n{}",
-            self.name,
-            output.both()
-        );
-        output
+        (output, status.is_some())
     }
 }
 

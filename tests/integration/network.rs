@@ -1,0 +1,164 @@
+//! Network faults between workers and Redis, through a real TCP proxy per worker: every
+//! connection dropped at once, and one worker blackholed past its heartbeat timeout. Requests
+//! whose replies were lost are re-sent and answered, never applied twice; a worker cut off
+//! long enough loses its tests, and its late results change nothing.
+
+use std::time::{Duration, Instant};
+
+use ciq::queue::redis::keys::BuildKeys;
+use redis::Commands;
+
+use crate::support::{
+    FaultProxy, Proc, RedisServer, Scratch, final_lines, ids, report_args, results, state,
+    test_lines, through, wait_until, with_command, worker_args,
+};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// Every worker's connections dropped at once, twice, mid-build (a network reset, a proxy
+/// failing over): the workers reconnect with backoff and finish, and each test has exactly one
+/// outcome.
+#[test]
+fn all_connections_dropped_at_once_mid_build() {
+    let server = RedisServer::start();
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "0.05");
+    let build = "dropped";
+    let list = scratch.tests(&ids("slow", 60));
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let proxies: Vec<FaultProxy> = (0..3).map(|_| FaultProxy::start(server.port)).collect();
+    let workers: Vec<Proc> = proxies
+        .iter()
+        .enumerate()
+        .map(|(n, proxy)| {
+            let name = format!("w{n}");
+            let args = with_command(worker_args(&server, build, &name, &list));
+            Proc::spawn(&name, &scratch, &through(args, proxy))
+        })
+        .collect();
+    for ran in [20, 40] {
+        wait_until("the build to advance", LONG, || scratch.runs().len() >= ran);
+        let dropped: usize = proxies.iter().map(FaultProxy::drop_connections).sum();
+        assert!(dropped >= 3, "each worker had a connection: {dropped}");
+    }
+    let outs: Vec<_> = workers.into_iter().map(|w| w.wait(LONG)).collect();
+    for out in &outs {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stderr.contains("reconnected to Redis"),
+            "{}",
+            out.both()
+        );
+        assert!(out.stdout.contains("60 tests: 60 passed"), "{}", out.both());
+    }
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("60 tests: 60 passed"), "{}", out.both());
+    assert_eq!(results(&server, build).len(), 60);
+    let finals = final_lines(outs.iter().map(|o| o.stderr.as_str()));
+    assert_eq!(finals.len(), 60, "{finals:?}");
+    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+}
+
+/// One worker's traffic blackholed mid-test for longer than the heartbeat timeout, and longer
+/// than its client's 5 s response timeout (so it also reconnects into the blackhole and re-sends
+/// its acknowledgement): its test is taken over and run again. When the network comes back, the
+/// held and the re-sent acknowledgements are both discarded: the new holder keeps its entry and
+/// decides the test's one outcome.
+#[test]
+fn blackholed_worker_is_taken_over_and_its_late_results_change_nothing() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "blackholed";
+    let mut tests = vec!["gated/victim".to_owned()];
+    tests.extend(ids("pass", 5));
+    let list = scratch.tests(&tests);
+    let (cut_proxy, other_proxy) = (
+        FaultProxy::start(server.port),
+        FaultProxy::start(server.port),
+    );
+    let args = |worker: &str, proxy: &FaultProxy| {
+        through(
+            with_command(worker_args(&server, build, worker, &list)),
+            proxy,
+        )
+    };
+    // Alone, `cut` leads and takes the first test in the list.
+    let cut = Proc::spawn("cut", &scratch, &args("cut", &cut_proxy));
+    wait_until("cut to start the victim", LONG, || {
+        scratch
+            .runs()
+            .iter()
+            .any(|(w, t)| w == "cut" && t == "gated/victim")
+    });
+    let other = Proc::spawn("other", &scratch, &args("other", &other_proxy));
+    wait_until("the other worker to join", LONG, || {
+        scratch.runs().iter().any(|(w, _)| w == "other")
+    });
+    cut_proxy.blackhole();
+    let cut_off = Instant::now();
+    // Its test finishes; the acknowledgement goes into the blackhole.
+    std::fs::write(scratch.path("open-cut"), "").unwrap();
+    wait_until("the take-over", LONG, || {
+        scratch
+            .runs()
+            .iter()
+            .any(|(w, t)| w == "other" && t == "gated/victim")
+    });
+    let held_for = Duration::from_secs(6).saturating_sub(cut_off.elapsed());
+    std::thread::sleep(held_for);
+    cut.wait_for_stderr("is unavailable", LONG);
+    cut_proxy.resume();
+    wait_until("cut's late acknowledgement", LONG, || {
+        test_lines(&cut.stderr_so_far())
+            .iter()
+            .any(|l| l.test == "gated/victim")
+    });
+    let generation = state(&server, build)
+        .and_then(|s| s.strip_prefix("ready:").map(str::to_owned))
+        .expect("a ready generation");
+    let generation = BuildKeys::new("", build).generation(&generation);
+    let lease: Option<String> = server
+        .conn()
+        .hget(&generation.leases, "gated/victim")
+        .unwrap();
+    assert!(
+        lease.as_deref().is_some_and(|l| l.ends_with(":other")),
+        "the new holder's lease stays: {lease:?}"
+    );
+    assert!(!results(&server, build).contains_key("gated/victim"));
+    std::fs::write(scratch.path("open-other"), "").unwrap();
+    let cut_out = cut.wait(LONG);
+    let other_out = other.wait(LONG);
+    for out in [&cut_out, &other_out] {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stdout
+                .contains("6 tests: 6 passed; 1 taken over from lost workers"),
+            "{}",
+            out.both()
+        );
+    }
+    assert!(
+        cut_out.stderr.contains("reconnected to Redis"),
+        "{}",
+        cut_out.both()
+    );
+    let victim = |stderr: &str| {
+        test_lines(stderr)
+            .into_iter()
+            .filter(|l| l.test == "gated/victim")
+            .map(|l| l.status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(victim(&cut_out.stderr), ["LOST"], "{}", cut_out.both());
+    assert_eq!(victim(&other_out.stderr), ["PASS"], "{}", other_out.both());
+    assert_eq!(results(&server, build).len(), 6);
+    let finals = final_lines([cut_out.stderr.as_str(), other_out.stderr.as_str()]);
+    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+    let discarded: u64 = server
+        .conn()
+        .hget(BuildKeys::new("", build).stats(), "discarded")
+        .unwrap();
+    assert!(discarded >= 1, "the late acknowledgement was discarded");
+}
