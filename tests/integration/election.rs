@@ -7,7 +7,7 @@ use ciq::outcome::Outcome;
 use ciq::queue::budget::RequeueBudget;
 use ciq::queue::error::AbortKind;
 use ciq::queue::redis::keys::BuildKeys;
-use ciq::queue::redis::supervisor::{ReportSettings, supervise};
+use ciq::queue::redis::supervisor::{Ending, ReportSettings, supervise};
 use ciq::queue::redis::{RedisQueue, RedisSettings};
 use ciq::queue::{Queue, QueueError, Reservation};
 use ciq::test_id::TestList;
@@ -379,6 +379,51 @@ async fn staleness_is_noticed_after_the_generation_changed() {
         ["t1", "t2"],
         "nothing served from the old generation"
     );
+}
+
+/// A worker still running a test of a replaced generation heartbeats into it and gets STALE;
+/// those heartbeats did not count as a sign of life, so a report with no other worker alive
+/// gave up ("every worker left or went silent") while the worker was about to rejoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_heartbeat_keeps_the_worker_alive_for_the_report() {
+    let server = RedisServer::start();
+    let keys = BuildKeys::new("", "b9");
+    let a = worker(&server, "b9", "a").await;
+    a.join(&list(&["long", "t2"])).await.unwrap();
+    let Reservation::Tests(held) = a.reserve(1).await.unwrap() else {
+        panic!("a reserves the first test");
+    };
+    let replacement = keys.generation("g-replacement");
+    let mut conn = server.conn();
+    let _: () = conn.rpush(&replacement.queue, &["long", "t2"]).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&replacement.meta)
+        .arg(&[
+            ("total", "2"),
+            ("max-requeues", "0"),
+            ("requeue-limit", "0"),
+            ("heartbeat-timeout-ms", "1500"),
+        ])
+        .query(&mut conn)
+        .unwrap();
+    let _: () = conn.set(keys.state(), "ready:g-replacement").unwrap();
+    let settings = report_settings(&server, "b9");
+    let report = tokio::spawn(async move { supervise(&settings, |_| {}).await });
+    // `long` runs for twice the heartbeat timeout, heartbeated all along.
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(a.heartbeat(&held).await.unwrap().is_empty());
+        assert!(
+            !report.is_finished(),
+            "the report took a live worker for gone"
+        );
+    }
+    assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
+    a.rejoin().await.unwrap();
+    assert_eq!(pass_all(&a).await, 2);
+    let (summary, ending) = report.await.unwrap().unwrap();
+    assert_eq!(ending, Ending::Drained);
+    assert_eq!(summary.count(Outcome::Passed), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,14 @@
 -- tests this worker still holds are refreshed; the others are reported back as lost (taken over
 -- while the worker could not be heard).
 -- ARGV[6..] pairs of test id, lease. Replies JSON {status = ok|stale, lost = {ids}}.
-if is_stale() then return cjson.encode({status = 'stale'}) end
+-- Liveness is build-wide: a worker still finishing a test of a replaced generation is alive and
+-- about to rejoin, so the report must not take it for gone.
 local now = now_ms()
 seen(now)
+if is_stale() then
+  expire_touched()
+  return cjson.encode({status = 'stale'})
+end
 local lost = {}
 for i = 6, #ARGV, 2 do
   if holds(ARGV[i], ARGV[i + 1]) then
