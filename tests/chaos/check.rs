@@ -1,0 +1,207 @@
+//! [`check`]: the invariants of DESIGN, checked on what one schedule left behind.
+//!
+//! 1. Every listed test has exactly one final outcome: none lost (each is in `results`), none
+//!    counted twice (no two final lines for one test across the workers, the report's counts add
+//!    up to the list).
+//! 2. At most one generation committed (plus those the harness made itself), and no generation
+//!    that was never committed was served from.
+//! 3. No take-over before the holder's heartbeat lapsed (the monitor's observation), and a
+//!    worker nothing happened to never loses a test.
+//! 4. The verdict, the outcomes and the exit codes match the suite's known answer.
+//! 5. Every process ended by itself.
+
+use std::collections::BTreeMap;
+
+use crate::plan::{Kind, Plan};
+use crate::play::{Ended, Fate, Played};
+use crate::support::test_lines;
+
+/// What one schedule broke.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub lost: usize,
+    pub double_counted: usize,
+    pub violations: Vec<String>,
+}
+
+impl Verdict {
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.double_counted == 0 && self.violations.is_empty()
+    }
+}
+
+pub fn check(plan: &Plan, played: &Played) -> Verdict {
+    let mut verdict = Verdict::default();
+    let known: BTreeMap<&str, Kind> = plan.tests.iter().map(|t| (t.id.as_str(), t.kind)).collect();
+
+    for (id, kind) in &known {
+        match played.results.get(*id).map(String::as_str) {
+            None => verdict.lost += 1,
+            Some(outcome) => {
+                let expected: &[&str] = match kind {
+                    Kind::Pass => &["passed"],
+                    Kind::Fail => &["failed"],
+                    Kind::Flaky => &["flaky", "passed"],
+                };
+                if !expected.contains(&outcome) {
+                    verdict
+                        .violations
+                        .push(format!("`{id}` ended {outcome}, expected {expected:?}"));
+                }
+            }
+        }
+    }
+    if verdict.lost > 0 {
+        let lost: Vec<_> = known
+            .keys()
+            .filter(|id| !played.results.contains_key(**id))
+            .collect();
+        verdict.violations.push(format!("lost: {lost:?}"));
+    }
+    let unknown = played
+        .results
+        .keys()
+        .filter(|id| !known.contains_key(id.as_str()))
+        .count();
+    verdict.double_counted += unknown;
+
+    let mut finals: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for worker in &played.workers {
+        for line in test_lines(&worker.output.stderr) {
+            if line.is_final() {
+                finals
+                    .entry(line.test)
+                    .or_default()
+                    .push(format!("{} by {}", line.status, line.worker));
+            }
+        }
+    }
+    for (test, lines) in &finals {
+        // A pass after a failure turns it into flaky: a change of outcome, not a second one.
+        let changed_to_flaky = lines.len() == 2
+            && (lines[0].starts_with("FAIL") || lines[0].starts_with("ERROR"))
+            && lines[1].starts_with("FLAKY");
+        if lines.len() > 1 && !changed_to_flaky {
+            verdict.double_counted += 1;
+            verdict
+                .violations
+                .push(format!("`{test}` has final lines {lines:?}"));
+        }
+    }
+
+    let expected_code = if plan.expect_green() { 0 } else { 1 };
+    let expected_verdict = if plan.expect_green() {
+        "verdict: green"
+    } else {
+        "verdict: failed"
+    };
+    let report = &played.report;
+    if report.output.code != Some(expected_code) {
+        verdict.violations.push(format!(
+            "report exited {:?}, expected {expected_code}\n{}",
+            report.output.code,
+            indent(&report.output.both())
+        ));
+    }
+    if !report.output.stdout.contains(expected_verdict) {
+        verdict
+            .violations
+            .push(format!("report did not say `{expected_verdict}`"));
+    }
+    match counted(&report.output.stdout) {
+        Some((total, counted)) if total == known.len() && counted == total => {}
+        Some((total, counted)) => {
+            verdict.double_counted += counted.saturating_sub(known.len());
+            verdict.violations.push(format!(
+                "report counts {counted} outcomes of {total} tests; the list has {}",
+                known.len()
+            ));
+        }
+        None => verdict
+            .violations
+            .push("report printed no counts line".to_owned()),
+    }
+
+    for ended in played.workers.iter().chain([report]) {
+        if !ended.ended {
+            verdict.violations.push(format!(
+                "{} did not end within the bound\n{}",
+                ended.name,
+                indent(&ended.output.both())
+            ));
+        }
+    }
+    for worker in &played.workers {
+        let code = worker.output.code;
+        let allowed = match worker.fate {
+            Fate::Survives => code == Some(expected_code),
+            Fate::Terminated => code.is_none() || code == Some(143) || code == Some(expected_code),
+            Fate::Killed => true,
+        };
+        if !allowed {
+            verdict.violations.push(format!(
+                "{} ({:?}) exited {code:?}, expected {expected_code}\n{}",
+                worker.name,
+                worker.fate,
+                indent(&worker.output.both())
+            ));
+        }
+        if !worker.targeted && !played.global_fault && lost_a_test(worker) {
+            verdict.violations.push(format!(
+                "{} was never paused or cut off, yet lost a test\n{}",
+                worker.name,
+                indent(&worker.output.stderr)
+            ));
+        }
+    }
+
+    let expected_generations = 1 + played.replaced;
+    if played.committed != expected_generations {
+        verdict.violations.push(format!(
+            "{} generations committed, expected {expected_generations}",
+            played.committed
+        ));
+    }
+    if !played.served_uncommitted.is_empty() {
+        verdict.violations.push(format!(
+            "generations served without a commit: {:?}",
+            played.served_uncommitted
+        ));
+    }
+    if played.monitor.generations.len() > expected_generations {
+        verdict.violations.push(format!(
+            "the build followed {:?}",
+            played.monitor.generations
+        ));
+    }
+    for early in &played.monitor.early {
+        verdict.violations.push(format!("early take-over: {early}"));
+    }
+    verdict
+}
+
+/// The total and the sum of the outcome counts in a summary's counts line
+/// (`20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued`).
+fn counted(stdout: &str) -> Option<(usize, usize)> {
+    let line = stdout.lines().find(|l| l.contains(" tests: "))?;
+    let (total, counts) = line.split_once(" tests: ")?;
+    let counts = counts.split(';').next()?;
+    let sum = counts
+        .split(", ")
+        .filter(|part| !part.ends_with("not run"))
+        .filter_map(|part| part.split_whitespace().next()?.parse::<usize>().ok())
+        .sum();
+    Some((total.parse().ok()?, sum))
+}
+
+fn lost_a_test(worker: &Ended) -> bool {
+    let stderr = &worker.output.stderr;
+    stderr.contains(" lost test `") || test_lines(stderr).iter().any(|l| l.status == "LOST")
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("        {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,329 @@
+//! [`play`]: runs one [`Plan`] with real processes (a persistent redis-server, one fault proxy
+//! per worker, `ciq run` workers and a `ciq report`) and collects what happened.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ciq::queue::redis::keys::BuildKeys;
+use nix::sys::signal::Signal;
+use redis::Commands;
+
+use crate::monitor::{Findings, Monitor};
+use crate::plan::{Fault, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, LOCK_TTL, Plan, Start};
+use crate::support::{
+    FaultProxy, Output, Proc, RedisServer, Scratch, record_test, report_args, results, state,
+};
+
+/// How long every process together may take to end once the faults are injected.
+const END_WITHIN: Duration = Duration::from_secs(120);
+
+/// What a worker process went through, which decides how it may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Only paused, cut off or disturbed: it must finish with the build's verdict.
+    Survives,
+    /// SIGTERM: 143, or killed by the signal before its handler was installed, or the
+    /// verdict when it had already finished.
+    Terminated,
+    /// SIGKILL: anything.
+    Killed,
+}
+
+pub struct Ended {
+    pub name: String,
+    pub fate: Fate,
+    /// Whether it was ever targeted by a fault of its own.
+    pub targeted: bool,
+    pub output: Output,
+    /// It ended by itself within the bound.
+    pub ended: bool,
+}
+
+pub struct Played {
+    pub workers: Vec<Ended>,
+    pub report: Ended,
+    pub results: BTreeMap<String, String>,
+    /// Generations with a committed `meta`.
+    pub committed: usize,
+    /// Generations that were never committed yet hold more than their staged queue: served.
+    pub served_uncommitted: Vec<String>,
+    /// Generations the harness made the build's itself.
+    pub replaced: usize,
+    /// Whether a fault hit every worker at once (a dropped network or a Redis restart).
+    pub global_fault: bool,
+    pub monitor: Findings,
+    pub scratch: Scratch,
+}
+
+struct Slot {
+    name: String,
+    proxy: FaultProxy,
+    proc: Option<Proc>,
+    fate: Fate,
+    targeted: bool,
+}
+
+/// Every event of a plan, in time order.
+enum Event {
+    Fault(Fault),
+    Resume(usize),
+    Spawn(usize),
+    Cont(usize),
+    ResumeLeader,
+}
+
+pub fn play(plan: &Plan) -> Played {
+    let mut server = RedisServer::start_persistent();
+    let scratch = Scratch::new();
+    let build = format!("chaos-{}", plan.seed);
+    let ids: Vec<String> = plan.tests.iter().map(|t| t.id.clone()).collect();
+    let list = scratch.tests(&ids);
+    let monitor = Monitor::start(server.url(), &build, HEARTBEAT_TIMEOUT);
+    let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
+    let args = |name: &str, proxy: &FaultProxy| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "run",
+            "--queue",
+            &proxy.url(),
+            "--build",
+            &build,
+            "--worker",
+            name,
+            "--tests",
+            &list.to_string_lossy(),
+            "--batch-size",
+            &plan.batch_size.to_string(),
+            "--heartbeat-interval",
+            &format!("{}ms", HEARTBEAT_INTERVAL.as_millis()),
+            "--heartbeat-timeout",
+            &format!("{}ms", HEARTBEAT_TIMEOUT.as_millis()),
+            "--lock-ttl",
+            &format!("{}ms", LOCK_TTL.as_millis()),
+            "--max-requeues",
+            "1",
+            "--requeue-tolerance",
+            "1",
+            "--redis-timeout",
+            "30s",
+            "--queue-init-timeout",
+            "60s",
+            "--",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.push(record_test());
+        args
+    };
+    let mut slots: Vec<Slot> = (0..plan.workers)
+        .map(|n| Slot {
+            name: format!("w{n}"),
+            proxy: FaultProxy::start(server.port),
+            proc: None,
+            fate: Fate::Survives,
+            targeted: false,
+        })
+        .collect();
+    let spawn = |slot: &mut Slot, env: &[(&str, &str)]| {
+        let args = args(&slot.name, &slot.proxy);
+        slot.proc = Some(Proc::spawn_with_env(&slot.name, &scratch, &args, env));
+    };
+    let mut events: Vec<(Duration, Event)> = Vec::new();
+    match plan.start {
+        Start::Together => {}
+        Start::LeaderKilledAt(point) | Start::LeaderPausedAt(point, _) => {
+            spawn(&mut slots[0], &[("CIQ_PAUSE_AT", point)]);
+            slots[0].targeted = true;
+            let leader = slots[0].proc.as_ref().expect("leader");
+            leader.wait_for_stderr(&format!("paused at {point}"), Duration::from_secs(60));
+        }
+    }
+    for slot in slots.iter_mut().filter(|s| s.proc.is_none()) {
+        spawn(slot, &[]);
+    }
+    match plan.start {
+        Start::Together => {}
+        Start::LeaderKilledAt(_) => {
+            slots[0].fate = Fate::Killed;
+            signal(&slots[0], Signal::SIGKILL);
+        }
+        Start::LeaderPausedAt(_, resume) => events.push((resume, Event::ResumeLeader)),
+    }
+    for timed in &plan.faults {
+        events.push((timed.at, Event::Fault(timed.fault)));
+        match timed.fault {
+            Fault::Kill {
+                worker,
+                replace_after: Some(after),
+            } => events.push((timed.at + after, Event::Spawn(worker))),
+            Fault::Stop { worker, pause } => events.push((timed.at + pause, Event::Cont(worker))),
+            Fault::Blackhole { worker, pause } => {
+                events.push((timed.at + pause, Event::Resume(worker)));
+            }
+            _ => {}
+        }
+    }
+    events.sort_by_key(|(at, _)| *at);
+    let started = Instant::now();
+    let mut replaced = 0;
+    for (at, event) in events {
+        std::thread::sleep(at.saturating_sub(started.elapsed()));
+        match event {
+            Event::Fault(fault) => {
+                if let Some(worker) = fault.worker() {
+                    slots[worker].targeted = true;
+                }
+                match fault {
+                    Fault::Kill { worker, .. } => {
+                        slots[worker].fate = Fate::Killed;
+                        signal(&slots[worker], Signal::SIGKILL);
+                    }
+                    Fault::Stop { worker, .. } => signal(&slots[worker], Signal::SIGSTOP),
+                    Fault::Term { worker } => {
+                        slots[worker].fate = Fate::Terminated;
+                        signal(&slots[worker], Signal::SIGTERM);
+                    }
+                    Fault::Blackhole { worker, .. } => slots[worker].proxy.blackhole(),
+                    Fault::DropAll => {
+                        for slot in &slots {
+                            slot.proxy.drop_connections();
+                        }
+                    }
+                    Fault::RestartRedis => server.restart(),
+                    Fault::ReplaceGeneration => {
+                        if replace_generation(&server, &build, &ids, replaced) {
+                            replaced += 1;
+                        }
+                    }
+                }
+            }
+            Event::Resume(worker) => slots[worker].proxy.resume(),
+            Event::Cont(worker) => signal(&slots[worker], Signal::SIGCONT),
+            Event::ResumeLeader => signal(&slots[0], Signal::SIGCONT),
+            Event::Spawn(worker) => {
+                let mut slot = Slot {
+                    name: format!("{}r", slots[worker].name),
+                    proxy: FaultProxy::start(server.port),
+                    proc: None,
+                    fate: Fate::Survives,
+                    targeted: false,
+                };
+                spawn(&mut slot, &[]);
+                slots.push(slot);
+            }
+        }
+    }
+    let deadline = Instant::now() + END_WITHIN;
+    let end = |proc: Proc, fate: Fate, targeted: bool| {
+        let name = proc.name.clone();
+        let (output, ended) = proc.wait_or_kill(deadline.saturating_duration_since(Instant::now()));
+        Ended {
+            name,
+            fate,
+            targeted,
+            output,
+            ended,
+        }
+    };
+    let workers: Vec<Ended> = slots
+        .iter_mut()
+        .filter_map(|slot| {
+            let proc = slot.proc.take()?;
+            Some(end(proc, slot.fate, slot.targeted))
+        })
+        .collect();
+    let report = end(report, Fate::Survives, false);
+    let monitor = monitor.finish();
+    let keys = BuildKeys::new("", &build);
+    let (committed, served_uncommitted) = generations(&server, &keys);
+    Played {
+        workers,
+        report,
+        results: results(&server, &build),
+        committed,
+        served_uncommitted,
+        replaced,
+        global_fault: plan.faults.iter().any(|t| t.fault.is_global()),
+        monitor,
+        scratch,
+    }
+}
+
+fn signal(slot: &Slot, signal: Signal) {
+    if let Some(proc) = &slot.proc {
+        proc.signal(signal);
+    }
+}
+
+/// Stages a new generation with the same tests and the same settings, and makes it the
+/// build's, as an operator re-filling the queue would. Only once the build is ready.
+fn replace_generation(server: &RedisServer, build: &str, ids: &[String], n: usize) -> bool {
+    let Some(current) = state(server, build)
+        .as_deref()
+        .and_then(|s| s.strip_prefix("ready:"))
+        .map(str::to_owned)
+    else {
+        return false;
+    };
+    let keys = BuildKeys::new("", build);
+    let old = keys.generation(&current);
+    let new_name = format!("replacement-{n}");
+    let new = keys.generation(&new_name);
+    let mut conn = server.conn();
+    let settings: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&old.meta)
+        .arg(&["max-requeues", "requeue-limit", "heartbeat-timeout-ms"])
+        .query(&mut conn)
+        .expect("HMGET meta");
+    let _: () = conn.rpush(&new.queue, ids).expect("RPUSH");
+    let _: () = redis::cmd("HSET")
+        .arg(&new.meta)
+        .arg("total")
+        .arg(ids.len())
+        .arg("max-requeues")
+        .arg(settings[0].as_deref().unwrap_or("1"))
+        .arg("requeue-limit")
+        .arg(settings[1].as_deref().unwrap_or("1"))
+        .arg("heartbeat-timeout-ms")
+        .arg(settings[2].as_deref().unwrap_or("2000"))
+        .arg("requeued")
+        .arg(0)
+        .arg("leases")
+        .arg(0)
+        .query(&mut conn)
+        .expect("HSET meta");
+    let _: () = conn
+        .set(keys.state(), format!("ready:{new_name}"))
+        .expect("SET state");
+    true
+}
+
+/// Committed generations (those with a `meta`), and those never committed that hold anything
+/// beyond a staged queue: a generation nobody should ever have read.
+fn generations(server: &RedisServer, keys: &BuildKeys) -> (usize, Vec<String>) {
+    let prefix = keys.generation("").queue.replace(":queue", "");
+    let found: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut server.conn())
+        .expect("KEYS");
+    let mut by_generation: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for key in found {
+        if let Some((generation, name)) = key[prefix.len()..].rsplit_once(':') {
+            by_generation
+                .entry(generation.to_owned())
+                .or_default()
+                .push(name.to_owned());
+        }
+    }
+    let committed = by_generation
+        .values()
+        .filter(|names| names.iter().any(|n| n == "meta"))
+        .count();
+    let served = by_generation
+        .iter()
+        .filter(|(_, names)| names.iter().all(|n| n != "meta"))
+        .filter(|(_, names)| names.iter().any(|n| n != "queue"))
+        .map(|(generation, names)| format!("{generation}: {names:?}"))
+        .collect();
+    (committed, served)
+}
