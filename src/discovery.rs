@@ -142,6 +142,11 @@ impl TestSource {
                     if lines.is_empty() {
                         lines.extend(finished.output.trim().lines().last().map(str::to_owned));
                     }
+                    if *format == ListFormat::NextestJson
+                        && finished.output.contains("no such command")
+                    {
+                        lines.push("(hint: cargo install --locked cargo-nextest)".to_owned());
+                    }
                     return Err(DiscoveryError::Failed {
                         command,
                         exit: finished.exit,

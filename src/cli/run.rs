@@ -123,6 +123,7 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
         RunnerSpec::Nextest(args) => AnyRunner::Nextest(NextestRunner::new(
             args.clone(),
             env,
+            config.discovery_timeout,
             timeout,
             config.output_limit,
         )),

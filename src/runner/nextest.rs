@@ -254,22 +254,26 @@ fn package_name_version(package_id: &str) -> (String, String) {
 pub struct NextestRunner {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    list_timeout: Duration,
     timeout: Option<Duration>,
     output_limit: usize,
     listing: OnceCell<Listing>,
 }
 
 impl NextestRunner {
-    /// A runner listing with nextest `args`; `env` goes to every test on top of nextest's.
+    /// A runner listing with nextest `args` (building as needed, within `list_timeout`); `env`
+    /// goes to every test on top of nextest's.
     pub fn new(
         args: Vec<String>,
         env: Vec<(String, String)>,
+        list_timeout: Duration,
         timeout: Option<Duration>,
         output_limit: usize,
     ) -> Self {
         Self {
             args,
             env,
+            list_timeout,
             timeout,
             output_limit,
             listing: OnceCell::new(),
@@ -283,7 +287,7 @@ impl NextestRunner {
                 let spec = Spec {
                     argv: argv.clone(),
                     env: Vec::new(),
-                    timeout: None,
+                    timeout: Some(self.list_timeout),
                     cwd: None,
                 };
                 let command = argv.join(" ");
