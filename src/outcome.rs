@@ -89,6 +89,24 @@ pub struct TestResult {
     pub output: String,
 }
 
+impl TestResult {
+    /// A result; the output is kept only when the run did not succeed, since only failures
+    /// show it and it travels to Redis.
+    pub fn new(id: TestId, outcome: Outcome, duration: Duration, output: String) -> Self {
+        let output = if outcome.is_success() {
+            String::new()
+        } else {
+            output
+        };
+        Self {
+            id,
+            outcome,
+            duration,
+            output,
+        }
+    }
+}
+
 /// The details stored with a failed or errored run, shown by the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureDetail {

@@ -12,6 +12,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::outcome::Outcome;
 use tokio::process::Command;
 
 /// What to run.
@@ -83,6 +85,24 @@ pub struct Finished {
     pub output: String,
     /// Wall time.
     pub duration: Duration,
+}
+
+impl Finished {
+    /// The outcome of a test run judged by how it ended (0 passed, another code failed, a
+    /// signal or a timeout errored), and its output with a `[ciq: ...]` line saying how.
+    pub fn outcome(&self) -> (Outcome, String) {
+        let (outcome, note) = match self.exit {
+            Exit::Code(0) => (Outcome::Passed, None),
+            Exit::Code(_) => (Outcome::Failed, None),
+            Exit::Signal(_) => (Outcome::Errored, Some("crashed")),
+            Exit::TimedOut(_) => (Outcome::Errored, Some("process group killed")),
+        };
+        let output = match note {
+            Some(note) => format!("{}[ciq: {}; {note}]\n", self.output, self.exit),
+            None => format!("{}[ciq: {}]\n", self.output, self.exit),
+        };
+        (outcome, output)
+    }
 }
 
 /// A command that could not be started.

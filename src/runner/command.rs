@@ -68,26 +68,9 @@ impl CommandRunner {
         report: Option<Result<Cases, JunitError>>,
         junit: &Path,
     ) -> Vec<TestResult> {
-        let (outcome, note) = match finished.exit {
-            Exit::Code(0) => (Outcome::Passed, None),
-            Exit::Code(_) => (Outcome::Failed, None),
-            Exit::Signal(_) => (Outcome::Errored, Some("crashed")),
-            Exit::TimedOut(_) => (Outcome::Errored, Some("process group killed")),
-        };
-        let exit_note = match note {
-            Some(note) => format!("[ciq: {}; {note}]\n", finished.exit),
-            None => format!("[ciq: {}]\n", finished.exit),
-        };
-        let batch_output = format!("{}{exit_note}", finished.output);
-        let result = |reserved: &Reserved, outcome: Outcome, duration, output: String| TestResult {
-            id: reserved.id.clone(),
-            outcome,
-            duration,
-            output: if outcome.is_success() {
-                String::new()
-            } else {
-                output
-            },
+        let (outcome, batch_output) = finished.outcome();
+        let result = |reserved: &Reserved, outcome, duration, output| {
+            TestResult::new(reserved.id.clone(), outcome, duration, output)
         };
         match report {
             Some(Ok(cases)) => batch
@@ -119,7 +102,8 @@ impl CommandRunner {
                 })
                 .collect(),
             None => {
-                let (outcome, output) = if self.wants_junit() && note.is_none() {
+                let crashed = matches!(finished.exit, Exit::Signal(_) | Exit::TimedOut(_));
+                let (outcome, output) = if self.wants_junit() && !crashed {
                     let missing = format!(
                         "{batch_output}[ciq: the command wrote no JUnit report to `{}`]\n",
                         junit.display()

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use crate::outcome::{Outcome, TestResult};
-use crate::process::{self, Capture, Exit, Spec};
+use crate::process::{self, Capture, Spec};
 use crate::queue::Reserved;
 use crate::runner::{Runner, RunnerError};
 
@@ -322,11 +322,8 @@ impl NextestRunner {
         reserved: &Reserved,
         listing: &Listing,
     ) -> Result<TestResult, RunnerError> {
-        let result = |outcome, duration, output| TestResult {
-            id: reserved.id.clone(),
-            outcome,
-            duration,
-            output,
+        let result = |outcome, duration, output| {
+            TestResult::new(reserved.id.clone(), outcome, duration, output)
         };
         let Some(test) = listing.tests.get(reserved.id.as_str()) else {
             return Ok(result(
@@ -358,20 +355,13 @@ impl NextestRunner {
             },
         )
         .await?;
-        let (outcome, note) = match finished.exit {
-            Exit::Code(0) if finished.output.contains("running 0 tests") => (
+        let (outcome, output) = match finished.outcome() {
+            // libtest exits 0 when `--exact` matches nothing: never a pass.
+            (Outcome::Passed, output) if finished.output.contains("running 0 tests") => (
                 Outcome::Errored,
-                Some("the test binary ran no test by this name"),
+                format!("{output}[ciq: the test binary ran no test by this name]\n"),
             ),
-            Exit::Code(0) => (Outcome::Passed, None),
-            Exit::Code(_) => (Outcome::Failed, None),
-            Exit::Signal(_) => (Outcome::Errored, Some("crashed")),
-            Exit::TimedOut(_) => (Outcome::Errored, Some("process group killed")),
-        };
-        let output = match (outcome, note) {
-            (Outcome::Passed, _) => String::new(),
-            (_, Some(note)) => format!("{}[ciq: {}; {note}]\n", finished.output, finished.exit),
-            (_, None) => format!("{}[ciq: {}]\n", finished.output, finished.exit),
+            judged => judged,
         };
         Ok(result(outcome, finished.duration, output))
     }

@@ -253,32 +253,17 @@ fn result_of(reserved: &Reserved, message: Message, started: Instant) -> TestRes
         .filter(|d| d.is_finite() && *d >= 0.0)
         .map_or_else(|| started.elapsed(), Duration::from_secs_f64);
     let output = message.output.unwrap_or_default();
-    let outcome = match message.outcome.as_deref() {
-        Some("passed") => Outcome::Passed,
-        Some("failed") => Outcome::Failed,
-        Some("skipped") => Outcome::Skipped,
-        Some("errored") => Outcome::Errored,
-        other => {
-            return TestResult {
-                id: reserved.id.clone(),
-                outcome: Outcome::Errored,
-                duration,
-                output: format!(
-                    "{output}[ciq: the framework answered unknown outcome {other:?}]\n"
-                ),
-            };
-        }
+    let (outcome, output) = match message.outcome.as_deref() {
+        Some("passed") => (Outcome::Passed, output),
+        Some("failed") => (Outcome::Failed, output),
+        Some("skipped") => (Outcome::Skipped, output),
+        Some("errored") => (Outcome::Errored, output),
+        other => (
+            Outcome::Errored,
+            format!("{output}[ciq: the framework answered unknown outcome {other:?}]\n"),
+        ),
     };
-    TestResult {
-        id: reserved.id.clone(),
-        outcome,
-        duration,
-        output: if outcome.is_success() {
-            String::new()
-        } else {
-            output
-        },
-    }
+    TestResult::new(reserved.id.clone(), outcome, duration, output)
 }
 
 impl Session {
