@@ -65,6 +65,7 @@ fn for_queue_error(err: &QueueError) -> i32 {
         QueueError::Aborted(abort) => match abort.kind {
             AbortKind::BadInput => USAGE,
             AbortKind::LostLeader => NO_LEADER,
+            AbortKind::StateLost => INFRASTRUCTURE,
         },
         QueueError::Unreachable { .. }
         | QueueError::Auth { .. }
@@ -98,6 +99,14 @@ mod tests {
                 message: "m".into()
             })),
             USAGE
+        );
+        assert_eq!(
+            code(QueueError::Aborted(Abort {
+                kind: AbortKind::StateLost,
+                worker: "w".into(),
+                message: "m".into()
+            })),
+            INFRASTRUCTURE
         );
         let wrapped = anyhow::Error::new(WorkerError::Queue(QueueError::StateLost))
             .context("worker `w1` stopped");

@@ -24,6 +24,9 @@ pub enum AbortKind {
     BadInput,
     /// Leaders kept dying until the election budget was spent.
     LostLeader,
+    /// The build's state vanished from Redis after it was set up: recorded so that a report
+    /// which never saw the commit does not wait for a new leader that will never come.
+    StateLost,
 }
 
 /// An error from a queue backend that the worker cannot recover from by retrying.

@@ -426,6 +426,48 @@ async fn stale_heartbeat_keeps_the_worker_alive_for_the_report() {
     assert_eq!(summary.count(Outcome::Passed), 2);
 }
 
+/// Redis lost the build's state while the report had only seen the leader's setup (it polls
+/// slower than a small build commits): the report took the empty state for a dead leader and
+/// waited for a new one until its init timeout, then said "no leader elected" (exit 4) instead
+/// of the infrastructure error the workers ended with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_that_missed_the_commit_learns_the_state_was_lost() {
+    let server = RedisServer::start();
+    let keys = BuildKeys::new("", "b10");
+    let mut conn = server.conn();
+    // Someone is filling the queue when the report first looks.
+    let _: () = conn.set(keys.state(), "setup:g-first:x").unwrap();
+    let mut settings = report_settings(&server, "b10");
+    settings.poll_interval = Duration::from_secs(2);
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    let report = tokio::spawn(async move {
+        let mut seen_tx = Some(seen_tx);
+        supervise(&settings, |_| {
+            if let Some(tx) = seen_tx.take() {
+                let _ = tx.send(());
+            }
+        })
+        .await
+    });
+    seen_rx.await.unwrap();
+    // Between two of its looks: the build is set up and starts, then Redis loses everything.
+    let _: () = conn.del(keys.state()).unwrap();
+    let a = worker(&server, "b10", "a").await;
+    a.join(&list(&["t1", "t2"])).await.unwrap();
+    assert!(matches!(a.reserve(1).await.unwrap(), Reservation::Tests(_)));
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
+    assert!(matches!(a.rejoin().await, Err(QueueError::StateLost)));
+    let ended = tokio::time::timeout(Duration::from_secs(10), report)
+        .await
+        .expect("the report ends at its next look")
+        .unwrap();
+    match ended {
+        Err(QueueError::Aborted(abort)) => assert_eq!(abort.kind, AbortKind::StateLost),
+        other => panic!("report: {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_reads_the_total_under_its_generation() {
     let server = RedisServer::start();

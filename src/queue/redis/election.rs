@@ -171,17 +171,21 @@ impl RedisQueue {
     }
 
     /// The generation `state` names as ready, for a worker that was told its own is stale. Any
-    /// other state means the build's state was lost: such a worker never elects again.
+    /// other state means the build's state was lost: such a worker never elects again, and
+    /// aborts the build for everyone, so the report and the other workers end with the same
+    /// infrastructure error even if they never saw the build ready.
     pub(super) async fn current_ready_generation(&self) -> Result<String, QueueError> {
         let observed = self.observe().await?;
         if !observed.abort.is_empty() {
             return Err(aborted(&observed.abort));
         }
-        observed
-            .state
-            .strip_prefix("ready:")
-            .map(str::to_owned)
-            .ok_or(QueueError::StateLost)
+        if let Some(generation) = observed.state.strip_prefix("ready:") {
+            return Ok(generation.to_owned());
+        }
+        let err = QueueError::StateLost;
+        self.abort(AbortKind::StateLost, &err.to_string(), "")
+            .await?;
+        Err(err)
     }
 
     async fn observe(&self) -> Result<reply::Observe, QueueError> {
