@@ -8,7 +8,7 @@
 //! seed 1000. One line per schedule, then exactly one line
 //! `chaos: S schedules, L lost, D double-counted, V invariant violations`; the exit code is
 //! non-zero when any of them is. A failing schedule keeps its scratch directory (the workers'
-//! output and the run log) and says where.
+//! output and the run log) and says where; `--keep` keeps every schedule's.
 
 #![expect(
     clippy::expect_used,
@@ -38,12 +38,13 @@ use std::time::Instant;
 
 use plan::Plan;
 
-/// The seeds CI runs: together they draw every fault and both leader pause points, in well
-/// under two minutes on two cores.
-const DEFAULT_SEEDS: [u64; 4] = [1, 2, 3, 4];
+/// The seeds CI runs: together they draw every fault, with and without a replacement worker,
+/// batches, and a leader killed and paused at both pause points, in under a minute on two
+/// cores.
+const DEFAULT_SEEDS: [u64; 7] = [6, 15, 17, 18, 22, 32, 54];
 
 fn main() -> ExitCode {
-    let Some(seeds) = seeds(std::env::args().skip(1).collect()) else {
+    let Some(Args { seeds, keep }) = parse(std::env::args().skip(1).collect()) else {
         return ExitCode::SUCCESS;
     };
     let (mut lost, mut double_counted, mut violations) = (0, 0, 0);
@@ -53,15 +54,24 @@ fn main() -> ExitCode {
         let played = play::play(&plan);
         let verdict = check::check(&plan, &played);
         let took = started.elapsed().as_secs_f64();
+        let seen = format!(
+            "{} take-over(s) seen, {} late result(s) discarded, {} generation(s) replaced",
+            played.monitor.takeovers, played.discarded, played.replaced
+        );
         lost += verdict.lost;
         double_counted += verdict.double_counted;
         violations += verdict.violations.len();
         if verdict.is_clean() {
-            println!("{plan}: ok in {took:.1}s");
+            if keep {
+                let kept = played.scratch.dir.keep();
+                println!("{plan}: ok in {took:.1}s, {seen} (kept {})", kept.display());
+            } else {
+                println!("{plan}: ok in {took:.1}s, {seen}");
+            }
         } else {
             let kept = played.scratch.dir.keep();
             println!(
-                "{plan}: FAILED in {took:.1}s: {} lost, {} double-counted, {} violations (kept {})",
+                "{plan}: FAILED in {took:.1}s, {seen}: {} lost, {} double-counted, {} violations (kept {})",
                 verdict.lost,
                 verdict.double_counted,
                 verdict.violations.len(),
@@ -83,12 +93,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// The seeds to run: `--seed S --schedules N` (either may be left out), else the defaults.
-/// Other flags `cargo test` passes to every test binary are ignored; a name filter that does
-/// not match `chaos` runs nothing, as libtest would.
-fn seeds(args: Vec<String>) -> Option<Vec<u64>> {
+struct Args {
+    seeds: Vec<u64>,
+    /// Keep every schedule's scratch directory, not only the failing ones'.
+    keep: bool,
+}
+
+/// `--seed S --schedules N` (either may be left out, else the defaults) and `--keep`. Other
+/// flags `cargo test` passes to every test binary are ignored; a name filter that does not
+/// match `chaos` runs nothing, as libtest would.
+fn parse(args: Vec<String>) -> Option<Args> {
     let mut first = None;
     let mut count = None;
+    let mut keep = false;
     let mut filters = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -105,6 +122,7 @@ fn seeds(args: Vec<String>) -> Option<Vec<u64>> {
         match flag.as_str() {
             "--seed" => first = Some(value("--seed")),
             "--schedules" => count = Some(value("--schedules")),
+            "--keep" => keep = true,
             _ if arg.starts_with('-') => {}
             _ => filters.push(arg),
         }
@@ -112,11 +130,12 @@ fn seeds(args: Vec<String>) -> Option<Vec<u64>> {
     if !filters.is_empty() && !filters.iter().any(|f| "chaos".contains(f.as_str())) {
         return None;
     }
-    Some(match (first, count) {
+    let seeds = match (first, count) {
         (None, None) => DEFAULT_SEEDS.to_vec(),
         (first, count) => {
             let first = first.unwrap_or(1);
             (first..first + count.unwrap_or(1)).collect()
         }
-    })
+    };
+    Some(Args { seeds, keep })
 }

@@ -49,6 +49,8 @@ pub struct Played {
     pub served_uncommitted: Vec<String>,
     /// Generations the harness made the build's itself.
     pub replaced: usize,
+    /// Late results discarded under a lost lease (the build's `stats`).
+    pub discarded: u64,
     /// Whether a fault hit every worker at once (a dropped network or a Redis restart).
     pub global_fault: bool,
     pub monitor: Findings,
@@ -236,6 +238,10 @@ pub fn play(plan: &Plan) -> Played {
     let monitor = monitor.finish();
     let keys = BuildKeys::new("", &build);
     let (committed, served_uncommitted) = generations(&server, &keys);
+    let discarded: Option<u64> = server
+        .conn()
+        .hget(keys.stats(), "discarded")
+        .expect("HGET stats");
     Played {
         workers,
         report,
@@ -243,6 +249,7 @@ pub fn play(plan: &Plan) -> Played {
         committed,
         served_uncommitted,
         replaced,
+        discarded: discarded.unwrap_or(0),
         global_fault: plan.faults.iter().any(|t| t.fault.is_global()),
         monitor,
         scratch,
