@@ -16,3 +16,4 @@ mod network;
 mod protocol;
 mod redis_load;
 mod support;
+mod tls;

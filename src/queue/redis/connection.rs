@@ -177,6 +177,8 @@ impl RedisConn {
 
 /// Checks that `url` is a Redis URL, without connecting: bad flags fail before anything else.
 pub fn client(url: &str) -> Result<redis::Client, QueueError> {
+    // `rediss://` runs on rustls, which needs one crypto provider chosen for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let invalid = |reason: String| QueueError::InvalidUrl {
         url: redact(url),
         reason,
