@@ -77,8 +77,8 @@ fn main() -> ExitCode {
                 verdict.violations.len(),
                 kept.display()
             );
-            for violation in &verdict.violations {
-                println!("    {violation}");
+            for line in verdict.details.iter().chain(&verdict.violations) {
+                println!("    {line}");
             }
         }
     }

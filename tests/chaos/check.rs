@@ -22,6 +22,8 @@ pub struct Verdict {
     pub lost: usize,
     pub double_counted: usize,
     pub violations: Vec<String>,
+    /// Which tests were lost or counted twice, to print with the counts.
+    pub details: Vec<String>,
 }
 
 impl Verdict {
@@ -56,14 +58,19 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
             .keys()
             .filter(|id| !played.results.contains_key(**id))
             .collect();
-        verdict.violations.push(format!("lost: {lost:?}"));
+        verdict.details.push(format!("lost: {lost:?}"));
     }
-    let unknown = played
+    let unknown: Vec<_> = played
         .results
         .keys()
         .filter(|id| !known.contains_key(id.as_str()))
-        .count();
-    verdict.double_counted += unknown;
+        .collect();
+    if !unknown.is_empty() {
+        verdict.double_counted += unknown.len();
+        verdict
+            .details
+            .push(format!("outcomes of tests never listed: {unknown:?}"));
+    }
 
     let mut finals: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for worker in &played.workers {
@@ -84,7 +91,7 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
         if lines.len() > 1 && !changed_to_flaky {
             verdict.double_counted += 1;
             verdict
-                .violations
+                .details
                 .push(format!("`{test}` has final lines {lines:?}"));
         }
     }
