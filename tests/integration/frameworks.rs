@@ -10,7 +10,9 @@ use crate::support::{Output, Proc, RedisServer, Scratch, fast_flags, report_args
 const LONG: Duration = Duration::from_secs(300);
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -26,7 +28,15 @@ fn distributed(cwd: &Path, build: &str, framework_args: &[&str], env: &[(&str, &
     let workers: Vec<Proc> = ["w1", "w2"]
         .iter()
         .map(|worker| {
-            let mut args = strings(&["run", "--queue", &server.url(), "--build", build, "--worker", worker]);
+            let mut args = strings(&[
+                "run",
+                "--queue",
+                &server.url(),
+                "--build",
+                build,
+                "--worker",
+                worker,
+            ]);
             args.extend(fast_flags());
             args.extend(strings(&["--max-requeues", "0"]));
             args.extend(strings(framework_args));
@@ -44,24 +54,54 @@ fn distributed(cwd: &Path, build: &str, framework_args: &[&str], env: &[(&str, &
 fn persistent_protocol_boots_once_per_worker_and_survives_crashes() {
     let scratch = Scratch::new();
     let mut tests: Vec<String> = (0..10).map(|i| format!("pass/{i}")).collect();
-    tests.extend(strings(&["fail/one", "skip/one", "crash/one", "noise/one", "hang/one"]));
+    tests.extend(strings(&[
+        "fail/one",
+        "skip/one",
+        "crash/one",
+        "noise/one",
+        "hang/one",
+    ]));
     let list = scratch.tests(&tests);
     let args = strings(&[
-        "run", "-j", "2", "--max-requeues", "0", "--test-timeout", "2s", "--persistent", "--tests",
-        &list.to_string_lossy(), "--",
+        "run",
+        "-j",
+        "2",
+        "--max-requeues",
+        "0",
+        "--test-timeout",
+        "2s",
+        "--persistent",
+        "--tests",
+        &list.to_string_lossy(),
+        "--",
     ]);
     let mut args = args;
     args.push(fixture("protocol-framework").to_string_lossy().into_owned());
     let out = Proc::spawn("local", &scratch, &args).wait(LONG);
     assert_eq!(out.code, Some(1), "{}", out.both());
     assert!(
-        out.stdout.contains("15 tests: 11 passed, 1 skipped, 1 failed, 2 errored"),
+        out.stdout
+            .contains("15 tests: 11 passed, 1 skipped, 1 failed, 2 errored"),
         "{}",
         out.both()
     );
-    assert!(out.stdout.contains("fail/one failed: expected 1, got 2"), "{}", out.both());
-    assert!(out.stdout.contains("crash/one: segmentation fault (simulated)"), "{}", out.both());
-    assert!(out.stdout.contains("the framework process died running this test"), "{}", out.both());
+    assert!(
+        out.stdout.contains("fail/one failed: expected 1, got 2"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout
+            .contains("crash/one: segmentation fault (simulated)"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout
+            .contains("the framework process died running this test"),
+        "{}",
+        out.both()
+    );
     assert!(out.stdout.contains("timed out after 2s"), "{}", out.both());
     // One boot per worker, plus a restart after the crash and after the hang unless that was
     // the worker's last test: never one per test.
@@ -91,18 +131,46 @@ fn expected_pytest_line() -> String {
 
 #[test]
 fn pytest_batch_mode_counts_equal_pytest() {
-    let out = distributed(&fixture("pytest_suite"), "pytest-batch", &["--batch-size", "3", "pytest"], &[]);
+    let out = distributed(
+        &fixture("pytest_suite"),
+        "pytest-batch",
+        &["--batch-size", "3", "pytest"],
+        &[],
+    );
     assert_eq!(out.code, Some(1), "{}", out.both());
-    assert!(out.stdout.contains(&expected_pytest_line()), "{}", out.both());
-    assert!(out.stdout.contains("FAILED test_basic.py::test_failure_with_output"), "{}", out.both());
+    assert!(
+        out.stdout.contains(&expected_pytest_line()),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout
+            .contains("FAILED test_basic.py::test_failure_with_output"),
+        "{}",
+        out.both()
+    );
 }
 
 #[test]
 fn pytest_persistent_mode_counts_equal_pytest() {
-    let out = distributed(&fixture("pytest_suite"), "pytest-persistent", &["pytest", "--persistent"], &[]);
+    let out = distributed(
+        &fixture("pytest_suite"),
+        "pytest-persistent",
+        &["pytest", "--persistent"],
+        &[],
+    );
     assert_eq!(out.code, Some(1), "{}", out.both());
-    assert!(out.stdout.contains(&expected_pytest_line()), "{}", out.both());
-    assert!(out.stdout.contains("FAILED test_basic.py::test_failure_with_output"), "{}", out.both());
+    assert!(
+        out.stdout.contains(&expected_pytest_line()),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout
+            .contains("FAILED test_basic.py::test_failure_with_output"),
+        "{}",
+        out.both()
+    );
 }
 
 #[test]
@@ -113,7 +181,14 @@ fn pytest_collection_errors_fail_the_build_clearly() {
         if persistent {
             args.push("--persistent".to_owned());
         }
-        let out = Proc::spawn_in("local", &scratch, &args, &[], &fixture("pytest_collect_error")).wait(LONG);
+        let out = Proc::spawn_in(
+            "local",
+            &scratch,
+            &args,
+            &[],
+            &fixture("pytest_collect_error"),
+        )
+        .wait(LONG);
         assert_eq!(out.code, Some(2), "{}", out.both());
         assert!(out.stderr.contains("ModuleNotFoundError"), "{}", out.both());
         assert!(!out.stdout.contains("verdict: green"), "{}", out.both());
@@ -139,7 +214,21 @@ fn nextest_adapter_counts_equal_cargo_nextest() {
     );
     let out = distributed(&project, "nextest", &["nextest"], &env);
     assert_eq!(out.code, Some(1), "{}", out.both());
-    assert!(out.stdout.contains("7 tests: 5 passed, 1 skipped, 1 failed"), "{}", out.both());
-    assert!(out.stdout.contains("FAILED nextest-fixture tests::fails_on_purpose"), "{}", out.both());
-    assert!(out.stdout.contains("two and two make four"), "{}", out.both());
+    assert!(
+        out.stdout
+            .contains("7 tests: 5 passed, 1 skipped, 1 failed"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout
+            .contains("FAILED nextest-fixture tests::fails_on_purpose"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("two and two make four"),
+        "{}",
+        out.both()
+    );
 }
