@@ -63,6 +63,8 @@ struct Session {
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     stderr: Arc<Mutex<Bounded>>,
+    /// Copies the process's stderr into `stderr` until the pipe closes.
+    stderr_task: tokio::task::JoinHandle<()>,
     group: GroupGuard,
 }
 
@@ -122,7 +124,7 @@ impl PersistentRunner {
             return Err(self.framework_error("its pipes could not be opened".to_owned()));
         };
         let stderr = Arc::new(Mutex::new(Bounded::new(self.output_limit)));
-        tokio::spawn({
+        let stderr_task = tokio::spawn({
             let pipe = child.stderr.take();
             let stderr = Arc::clone(&stderr);
             async move { drain_into(pipe, &stderr).await }
@@ -132,6 +134,7 @@ impl PersistentRunner {
             stdin,
             stdout: BufReader::new(stdout).lines(),
             stderr,
+            stderr_task,
             group,
         };
         loop {
@@ -298,15 +301,18 @@ impl Session {
         }
     }
 
-    /// The exit status of a process that closed its stdout (killing it if it lingers).
+    /// The exit status of a process that closed its stdout (killing it if it lingers), once
+    /// its last words on stderr are read.
     async fn ended(&mut self) -> String {
-        match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
+        let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
             Ok(status) => exit_of(status).to_string(),
             Err(_) => {
                 self.group.kill();
                 "closed its output and was killed".to_owned()
             }
-        }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.stderr_task).await;
+        status
     }
 
     fn stderr_tail(&self) -> String {

@@ -248,7 +248,7 @@ fn missing_ids_name_their_flags() {
     let out = ciq(&scratch, &["run", "--", "true"]);
     assert_fails(&out, USAGE, "error: no test list: pass --tests FILE");
     let out = ciq(&scratch, &["run", "--tests", "-"]);
-    assert_fails(&out, USAGE, "required arguments were not provided");
+    assert_fails(&out, USAGE, "error: no test command: put it after `--`");
     let out = ciq(
         &scratch,
         &[
