@@ -77,8 +77,9 @@ impl Fault {
         }
     }
 
-    /// Whether the fault leaves a worker's heartbeat alone: only then may a worker never
-    /// targeted be expected to keep every test it reserved.
+    /// Whether the fault silences every worker at once (a dropped network, a Redis restart).
+    /// After one, a worker no fault targeted is no longer required to keep every test it
+    /// reserved; the monitor's timing check still applies.
     pub fn is_global(self) -> bool {
         matches!(self, Fault::DropAll | Fault::RestartRedis)
     }
