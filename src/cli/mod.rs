@@ -20,7 +20,7 @@ pub fn main() -> ExitCode {
     {
         Ok(runtime) => runtime.block_on(async {
             match cli.command {
-                Command::Run(args) => run::run(args).await,
+                Command::Run(args) => run::run(*args).await,
                 Command::Report(args) => report::report(args).await,
             }
         }),

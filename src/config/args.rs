@@ -22,7 +22,7 @@ pub struct Cli {
 pub enum Command {
     /// Run tests from the queue: one `ciq run` per CI machine, or `-j N` locally without Redis.
     #[command(after_help = RUN_EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Wait for a build's queue to drain and print its verdict: failures with their output,
     /// flaky tests, tests not run. Run it once per build, in its own CI step.
     #[command(after_help = EXIT_CODES)]

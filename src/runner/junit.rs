@@ -153,11 +153,11 @@ impl State {
             "skipped" if case.outcome == Outcome::Passed => case.outcome = Outcome::Skipped,
             _ => {}
         }
-        if matches!(tag.as_ref(), "failure" | "error" | "skipped") {
-            if let Some(message) = attribute(element, "message")? {
-                case.output.push_str(&message);
-                case.output.push('\n');
-            }
+        if matches!(tag.as_ref(), "failure" | "error" | "skipped")
+            && let Some(message) = attribute(element, "message")?
+        {
+            case.output.push_str(&message);
+            case.output.push('\n');
         }
         self.collecting = !empty
             && matches!(
@@ -177,10 +177,11 @@ impl State {
         if tag == "testcase" {
             self.cases.extend(self.current.take());
         } else if self.collecting {
-            if let Some(case) = self.current.as_mut() {
-                if !case.output.is_empty() && !case.output.ends_with('\n') {
-                    case.output.push('\n');
-                }
+            if let Some(case) = self.current.as_mut()
+                && !case.output.is_empty()
+                && !case.output.ends_with('\n')
+            {
+                case.output.push('\n');
             }
             self.collecting = false;
         }

@@ -45,6 +45,10 @@ pub enum RunnerError {
 }
 
 /// The runner the command line chose.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one runner per worker, built once and never moved on a hot path"
+)]
 pub enum AnyRunner {
     /// A command per batch.
     Command(command::CommandRunner),

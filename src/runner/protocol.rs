@@ -244,9 +244,8 @@ impl PersistentRunner {
 fn key_line(stderr: &str) -> &str {
     let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
     lines()
-        .filter(|line| line.to_lowercase().contains("error"))
-        .last()
-        .or_else(|| lines().last())
+        .rfind(|line| line.to_lowercase().contains("error"))
+        .or_else(|| lines().next_back())
         .unwrap_or("no output")
 }
 

@@ -207,6 +207,13 @@ fn resent_reserve_is_answered_not_applied_twice() {
     assert_eq!(queued, ["t2"], "the re-sent reserve took nothing more");
     let next = call(&mut conn, 8);
     assert!(next.contains("\"t2\""), "{next}");
+    // Regression: a copy of request 7 held by a blackholed connection and delivered after
+    // request 8 was applied again, handing out a test its worker never heard of.
+    let _: () = conn.rpush(&generation.queue, &["t3"]).unwrap();
+    let late = call(&mut conn, 7);
+    assert_eq!(late, r#"{"status":"superseded"}"#);
+    let queued: Vec<String> = conn.lrange(&generation.queue, 0, -1).unwrap();
+    assert_eq!(queued, ["t3"], "the late copy took nothing");
 }
 
 /// RELEASE gives held tests back to the head of the queue at once.

@@ -96,6 +96,12 @@ impl RedisQueue {
             "empty" => Reservation::Empty,
             "done" => Reservation::Done,
             "stale" => Reservation::Stale,
+            // Only an outdated copy of a request gets this, on a connection ciq already left.
+            "superseded" => {
+                return Err(QueueError::Protocol(
+                    "Redis answered an outdated copy of a request".to_owned(),
+                ));
+            }
             other => {
                 return Err(QueueError::Protocol(format!(
                     "unknown reservation status `{other}`"

@@ -34,13 +34,20 @@ local function is_stale()
 end
 
 -- A re-sent request (the reply was lost to a dropped connection) gets the reply of the first
--- delivery instead of being applied twice. The session tells two processes with one worker id
--- apart.
+-- delivery instead of being applied twice. A request older than the last one answered (held
+-- by a blackholed connection and delivered after its re-sent copy and newer requests) is
+-- superseded: applying it would hand out tests the worker never hears of. The session tells
+-- two processes with one worker id apart.
 local REPLY_TAG = SESSION .. ':' .. SEQ .. '\n'
 local function cached_reply()
   local cached = redis.call('HGET', K.replies, WORKER)
-  if cached and string.sub(cached, 1, #REPLY_TAG) == REPLY_TAG then
+  if not cached then return nil end
+  if string.sub(cached, 1, #REPLY_TAG) == REPLY_TAG then
     return string.sub(cached, #REPLY_TAG + 1)
+  end
+  local session, seq = string.match(cached, '^([^:]*):(%d+)\n')
+  if session == SESSION and tonumber(seq) > tonumber(SEQ) then
+    return cjson.encode({status = 'superseded'})
   end
   return nil
 end
