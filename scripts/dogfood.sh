@@ -25,19 +25,23 @@ echo "dogfood: plain cargo nextest run"
 cargo nextest run --no-fail-fast "${filter[@]}" 2>"$scratch/plain.log" || true
 plain=$(grep -Eo '[0-9]+ tests? run: [0-9]+ passed[^)]*' "$scratch/plain.log" | tail -n 1)
 echo "dogfood: cargo nextest: $plain"
+grep -E '^\s+(FAIL|SIGSEGV|SIGABRT|TIMEOUT)' "$scratch/plain.log" | sort -u || true
 
 echo "dogfood: the same suite through ciq on 2 workers"
 "$ciq" report --queue "$url" --build dogfood >"$scratch/report.out" 2>"$scratch/report.err" &
 report_pid=$!
+workers=()
 for worker in w1 w2; do
   "$ciq" run --queue "$url" --build dogfood --worker "$worker" nextest -- "${filter[@]}" \
     >"$scratch/$worker.out" 2>"$scratch/$worker.err" &
+  workers+=($!)
 done
 status=0
 wait "$report_pid" || status=$?
-wait || true
+for pid in "${workers[@]}"; do wait "$pid" || true; done
 summary=$(grep -E '^[0-9]+ tests:' "$scratch/report.out" || true)
 echo "dogfood: ciq report: $summary (exit $status)"
+grep -E '^(FAILED|ERRORED) |^    [^|]' "$scratch/report.out" || true
 
 run=$(echo "$plain" | grep -Eo '^[0-9]+')
 passed=$(echo "$plain" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+')
@@ -48,7 +52,6 @@ expected="$((run + skipped)) tests: $passed passed"
 [ "$failed" -gt 0 ] && expected="$expected, $failed failed"
 if [ "$summary" != "$expected" ]; then
   echo "dogfood: MISMATCH: expected \`$expected\`, ciq reported \`$summary\`" >&2
-  cat "$scratch/report.out" "$scratch/w1.err" >&2
   exit 1
 fi
 echo "dogfood: counts equal"

@@ -149,7 +149,14 @@ impl Proc {
     ) -> Self {
         let out = scratch.path(&format!("{name}.stdout"));
         let err = scratch.path(&format!("{name}.stderr"));
-        let child = ciq()
+        let mut command = ciq();
+        // A test's ciq must not inherit the CIQ_* settings of a ciq running this suite.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CIQ_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .current_dir(cwd)
             .args(args)
             .envs(scratch.env())
