@@ -277,6 +277,17 @@ pub async fn drain_into(reader: Option<impl AsyncRead + Unpin>, into: &Mutex<Bou
     }
 }
 
+/// `text` cut to `limit` bytes the way [`Bounded`] cuts a stream, for output that arrives whole
+/// (a JUnit report's, a persistent framework's).
+pub fn bounded(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut kept = Bounded::new(limit);
+    kept.push(text.as_bytes());
+    kept.render()
+}
+
 /// Output kept within a bound: the first quarter and the last three quarters of the limit, so
 /// both the start of a failure and its final lines survive a flood.
 #[derive(Debug)]

@@ -97,15 +97,21 @@ async fn work<Q: Queue, R: Runner>(
 ) -> Result<(), WorkerError> {
     let pacing = queue.pacing();
     let max = options.batch_size;
+    runner.prepare().await?;
     let mut next = queue.reserve(max).await?;
     let mut poll = Duration::from_millis(10);
     loop {
         match next {
             Reservation::Tests(batch) => {
                 poll = Duration::from_millis(10);
-                let deadline = options
-                    .test_timeout
-                    .map(|timeout| Instant::now() + timeout + Duration::from_secs(1));
+                // Runners apply the timeout per test (nextest, persistent) or per batch, and a
+                // persistent framework may restart once: heartbeats stop after that much.
+                let deadline = options.test_timeout.and_then(|timeout| {
+                    let tests = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+                    timeout
+                        .checked_mul(tests.saturating_add(1))
+                        .and_then(|d| Instant::now().checked_add(d + Duration::from_secs(1)))
+                });
                 *held.lock().unwrap_or_else(PoisonError::into_inner) =
                     batch.iter().map(|r| (r.clone(), deadline)).collect();
                 let results = runner.run(&batch).await?;

@@ -182,6 +182,9 @@ fn duration(text: &str) -> Result<Duration, String> {
     if parsed.is_zero() {
         return Err("must be longer than zero".to_owned());
     }
+    if parsed > Duration::from_secs(30 * 24 * 3600) {
+        return Err("must be at most 30 days".to_owned());
+    }
     Ok(parsed)
 }
 
@@ -227,6 +230,11 @@ mod tests {
         assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
         assert!(duration("0s").is_err());
+        assert!(
+            duration("18446744073709551615")
+                .unwrap_err()
+                .contains("at most 30 days")
+        );
         assert!(duration("soon").unwrap_err().contains("write e.g. 30s"));
     }
 }

@@ -148,15 +148,16 @@ impl State {
             self.queue.push_front(id);
             return Recorded::Requeued;
         }
-        let outcome = if outcome == Outcome::Passed && requeued > 0 {
-            Outcome::Flaky
-        } else {
-            outcome
+        // A retry that passes makes a failure flaky; one that is skipped leaves it standing.
+        let outcome = match outcome {
+            Outcome::Passed if requeued > 0 => Outcome::Flaky,
+            Outcome::Skipped if requeued > 0 => Outcome::Failed,
+            outcome => outcome,
         };
         if self.outcomes.contains_key(&id) {
             return Recorded::Duplicate;
         }
-        if !outcome.is_success() {
+        if !detail.outcome.is_success() {
             self.failures.insert(id.clone(), detail);
         }
         self.outcomes.insert(id, outcome);
@@ -280,6 +281,18 @@ mod tests {
         let summary = b.summary().await.unwrap();
         assert_eq!(summary.count(Outcome::Flaky), 1);
         assert_eq!(summary.requeues.values().sum::<u32>(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_skipped_retry_leaves_the_failure_standing() {
+        let queue = LocalQueue::new(ids(&["t"]), BUDGET);
+        let (a, b) = (queue.worker("a"), queue.worker("b"));
+        let first = one(a.reserve(1).await.unwrap());
+        a.ack(vec![ack(&first, Outcome::Failed)], 0).await.unwrap();
+        let retry = one(b.reserve(1).await.unwrap());
+        let reply = b.ack(vec![ack(&retry, Outcome::Skipped)], 1).await.unwrap();
+        assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Failed));
+        assert!(b.summary().await.unwrap().failures.contains_key(&retry.id));
     }
 
     #[tokio::test]

@@ -80,7 +80,7 @@ impl CommandRunner {
                         let output = if case.output.trim().is_empty() {
                             batch_output.clone()
                         } else {
-                            case.output.clone()
+                            process::bounded(&case.output, self.output_limit)
                         };
                         result(reserved, case.outcome, case.duration, output)
                     }

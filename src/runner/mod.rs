@@ -67,6 +67,14 @@ impl Runner for AnyRunner {
         }
     }
 
+    async fn prepare(&self) -> Result<(), RunnerError> {
+        match self {
+            AnyRunner::Command(runner) => runner.prepare().await,
+            AnyRunner::Nextest(runner) => runner.prepare().await,
+            AnyRunner::Persistent(runner) => runner.prepare().await,
+        }
+    }
+
     async fn shutdown(&self) {
         match self {
             AnyRunner::Command(runner) => runner.shutdown().await,
@@ -85,6 +93,12 @@ pub trait Runner: Send + Sync {
         &self,
         batch: &[Reserved],
     ) -> impl Future<Output = Result<Vec<TestResult>, RunnerError>> + Send;
+
+    /// Does the slow set-up (a build and listing, a framework's start) before the worker takes
+    /// any test, so no test's heartbeat budget is spent on it.
+    fn prepare(&self) -> impl Future<Output = Result<(), RunnerError>> + Send {
+        async { Ok(()) }
+    }
 
     /// Stops whatever the runner keeps alive between batches (a persistent framework process),
     /// letting it tear down cleanly.

@@ -368,6 +368,10 @@ impl NextestRunner {
 }
 
 impl Runner for NextestRunner {
+    async fn prepare(&self) -> Result<(), RunnerError> {
+        self.listing().await.map(|_| ())
+    }
+
     async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
         let listing = self.listing().await?;
         let mut results = Vec::with_capacity(batch.len());

@@ -137,8 +137,9 @@ impl PersistentRunner {
             stderr_task,
             group,
         };
+        let deadline = deadline_after(self.timeout);
         loop {
-            match session.receive(self.timeout).await {
+            match session.receive(deadline).await {
                 Received::Message(message) if message.kind == "ready" => {
                     let version = message.protocol.unwrap_or(0);
                     if version != PROTOCOL_VERSION {
@@ -206,13 +207,14 @@ impl PersistentRunner {
             *session = None;
             return Ok(errored(output));
         }
+        let deadline = deadline_after(self.timeout);
         loop {
-            match live.receive(self.timeout).await {
+            match live.receive(deadline).await {
                 Received::Message(message)
                     if message.kind == "result"
                         && message.id.as_deref() == Some(reserved.id.as_str()) =>
                 {
-                    return Ok(result_of(reserved, message, started));
+                    return Ok(result_of(reserved, message, started, self.output_limit));
                 }
                 Received::Message(_) => {}
                 Received::Closed => {
@@ -249,12 +251,17 @@ fn key_line(stderr: &str) -> &str {
         .unwrap_or("no output")
 }
 
-fn result_of(reserved: &Reserved, message: Message, started: Instant) -> TestResult {
+/// `timeout` from now, or no deadline for none (or one too far to represent).
+fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
+    timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
+}
+
+fn result_of(reserved: &Reserved, message: Message, started: Instant, limit: usize) -> TestResult {
     let duration = message
         .duration
         .filter(|d| d.is_finite() && *d >= 0.0)
         .map_or_else(|| started.elapsed(), Duration::from_secs_f64);
-    let output = message.output.unwrap_or_default();
+    let output = crate::process::bounded(&message.output.unwrap_or_default(), limit);
     let (outcome, output) = match message.outcome.as_deref() {
         Some("passed") => (Outcome::Passed, output),
         Some("failed") => (Outcome::Failed, output),
@@ -276,8 +283,9 @@ impl Session {
         self.stdin.flush().await
     }
 
-    async fn receive(&mut self, timeout: Option<Duration>) -> Received {
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    /// The next protocol message, waiting until `deadline` at most: one deadline per test, so
+    /// messages the runner ignores cannot keep a hung test alive.
+    async fn receive(&mut self, deadline: Option<tokio::time::Instant>) -> Received {
         loop {
             let line = match deadline {
                 Some(deadline) => {
@@ -323,6 +331,14 @@ impl Session {
 }
 
 impl Runner for PersistentRunner {
+    async fn prepare(&self) -> Result<(), RunnerError> {
+        let mut session = self.session.lock().await;
+        if session.is_none() {
+            *session = Some(self.start().await?);
+        }
+        Ok(())
+    }
+
     async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
         let mut session = self.session.lock().await;
         let mut results = Vec::with_capacity(batch.len());

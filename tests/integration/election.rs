@@ -325,6 +325,7 @@ fn commit_is_rejected_after_another_worker_took_the_lock() {
             .key("s")
             .key("m1")
             .key("q1")
+            .key("aborted")
             .arg(setup)
             .arg(ready)
             .arg(60_000)
@@ -338,8 +339,12 @@ fn commit_is_rejected_after_another_worker_took_the_lock() {
     assert_eq!(invoke(&mut conn, "setup:g1:a", "ready:g1"), 0);
     let state: String = conn.get("s").unwrap();
     assert_eq!(state, "setup:g2:b", "the winner's lock is untouched");
-    // The rightful owner commits, and a re-sent commit is recognised.
+    // A build aborted for everyone is not committed, even by the lock's holder.
     let _: () = conn.set("s", "setup:g1:a").unwrap();
+    let _: () = conn.set("aborted", "{}").unwrap();
+    assert_eq!(invoke(&mut conn, "setup:g1:a", "ready:g1"), 0);
+    let _: () = conn.del("aborted").unwrap();
+    // The rightful owner commits, and a re-sent commit is recognised.
     assert_eq!(invoke(&mut conn, "setup:g1:a", "ready:g1"), 1);
     assert_eq!(invoke(&mut conn, "setup:g1:a", "ready:g1"), 1);
     let state: String = conn.get("s").unwrap();
@@ -539,6 +544,48 @@ async fn exhausted_election_budget_ends_in_lost_leader() {
     }
     match supervise(&report_settings(&server, "b8"), |_| {}).await {
         Err(QueueError::Aborted(abort)) => assert_eq!(abort.kind, AbortKind::LostLeader),
+        other => panic!("report: {other:?}"),
+    }
+}
+
+/// Regression: after Redis lost the build (restarted empty), a late worker elected itself and
+/// committed a fresh generation; stale workers and the report followed it like a replaced
+/// generation, ran the suite again, and could call a failing build green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_election_after_lost_state_is_not_followed() {
+    let mut server = RedisServer::start();
+    let a = worker(&server, "b10", "a").await;
+    a.join(&list(&["t1", "t2"])).await.unwrap();
+    let Reservation::Tests(held) = a.reserve(1).await.unwrap() else {
+        panic!("a reserves a test");
+    };
+    let report = tokio::spawn({
+        let settings = report_settings(&server, "b10");
+        async move { supervise(&settings, |_| {}).await }
+    });
+    // Let the report follow the first generation before Redis loses it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart();
+    let late = worker(&server, "b10", "late").await;
+    let joined = late.join(&list(&["t1", "t2"])).await.unwrap();
+    assert!(joined.led, "the late worker starts a fresh build");
+    let ack = ciq::queue::Ack {
+        lease: held[0].lease,
+        result: ciq::outcome::TestResult::new(
+            held[0].id.clone(),
+            Outcome::Failed,
+            Duration::ZERO,
+            "boom".to_owned(),
+        ),
+    };
+    assert_eq!(a.ack(vec![ack], 1).await.unwrap().next, Reservation::Stale);
+    assert!(
+        matches!(a.rejoin().await, Err(QueueError::StateLost)),
+        "the stale worker must not follow the fresh generation"
+    );
+    match report.await.unwrap() {
+        Err(QueueError::StateLost) => {}
+        Err(QueueError::Aborted(abort)) => assert_eq!(abort.kind, AbortKind::StateLost),
         other => panic!("report: {other:?}"),
     }
 }

@@ -129,7 +129,7 @@ impl RedisQueue {
     async fn wait_for_ready(&self, deaths: &mut Deaths) -> Result<Option<String>, QueueError> {
         let mut delay = Duration::from_millis(20);
         loop {
-            let observed = self.observe().await?;
+            let observed = self.observe(None).await?;
             if !observed.abort.is_empty() {
                 return Err(aborted(&observed.abort));
             }
@@ -174,12 +174,21 @@ impl RedisQueue {
     /// other state means the build's state was lost: such a worker never elects again, and
     /// aborts the build for everyone, so the report and the other workers end with the same
     /// infrastructure error even if they never saw the build ready.
-    pub(super) async fn current_ready_generation(&self) -> Result<String, QueueError> {
-        let observed = self.observe().await?;
+    /// `previous_meta` is the meta key of the generation the worker followed: after a real
+    /// replacement it is still there; after Redis lost the build (and a late worker elected a
+    /// fresh generation) it is gone, and following the fresh one would run the suite again and
+    /// could call the build green.
+    pub(super) async fn current_ready_generation(
+        &self,
+        previous_meta: &str,
+    ) -> Result<String, QueueError> {
+        let observed = self.observe(Some(previous_meta)).await?;
         if !observed.abort.is_empty() {
             return Err(aborted(&observed.abort));
         }
-        if let Some(generation) = observed.state.strip_prefix("ready:") {
+        if let Some(generation) = observed.state.strip_prefix("ready:")
+            && observed.previous == 1
+        {
             return Ok(generation.to_owned());
         }
         let err = QueueError::StateLost;
@@ -188,14 +197,12 @@ impl RedisQueue {
         Err(err)
     }
 
-    async fn observe(&self) -> Result<reply::Observe, QueueError> {
+    async fn observe(&self, previous_meta: Option<&str>) -> Result<reply::Observe, QueueError> {
+        let mut keys = vec![self.keys.state(), self.keys.aborted()];
+        keys.extend(previous_meta.map(str::to_owned));
         let reply: String = self
             .conn
-            .eval(
-                &SCRIPTS.observe,
-                &[self.keys.state(), self.keys.aborted()],
-                &[] as &[&str],
-            )
+            .eval(&SCRIPTS.observe, &keys, &[] as &[&str])
             .await?;
         parse("observe", &reply)
     }
@@ -211,7 +218,7 @@ impl RedisQueue {
         let ready = format!("ready:{generation}");
         let led = tokio::select! {
             led = self.discover_stage_commit(generation, &setup, &ready, source) => led,
-            () = self.renew_until_lost(&setup, &ready) => Ok(Led::LostLock),
+            renewal = self.renew_until_lost(&setup, &ready) => renewal.map(|()| Led::LostLock),
         };
         if matches!(led, Ok(Led::LostLock)) {
             let keys = self.keys.generation(generation);
@@ -225,17 +232,18 @@ impl RedisQueue {
     }
 
     /// Renews the lock every third of its TTL; returns once the lock is found to be someone
-    /// else's, or Redis stays unreachable for longer than the retry budget.
-    async fn renew_until_lost(&self, setup: &str, ready: &str) {
+    /// else's. An error (Redis unreachable past the retry budget) is not a lost lock: the
+    /// commit may have landed, so the generation is not dropped.
+    async fn renew_until_lost(&self, setup: &str, ready: &str) -> Result<(), QueueError> {
         let ttl = millis(self.settings.lock_ttl);
         loop {
             sleep(self.settings.lock_ttl / 3).await;
-            let renewed: Result<i64, _> = self
+            let renewed: i64 = self
                 .conn
                 .eval(&SCRIPTS.renew, &[self.keys.state()], &[setup, ready, &ttl])
-                .await;
-            if !matches!(renewed, Ok(1 | 2)) {
-                return;
+                .await?;
+            if renewed == 0 {
+                return Ok(());
             }
         }
     }
@@ -296,7 +304,12 @@ impl RedisQueue {
             .conn
             .eval(
                 &SCRIPTS.commit,
-                &[self.keys.state(), keys.meta.clone(), keys.queue.clone()],
+                &[
+                    self.keys.state(),
+                    keys.meta.clone(),
+                    keys.queue.clone(),
+                    self.keys.aborted(),
+                ],
                 &[
                     setup.to_owned(),
                     ready.to_owned(),

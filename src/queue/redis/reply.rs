@@ -46,6 +46,9 @@ pub struct Observe {
     pub state: String,
     /// The abort record, empty when none.
     pub abort: String,
+    /// Whether the previously followed generation's meta still exists (1) or not (0).
+    #[serde(default)]
+    pub previous: u8,
 }
 
 /// RESERVE's and ACK's reply.

@@ -108,6 +108,11 @@ pub async fn supervise(
         }
         if let Some(ready) = progress.state.strip_prefix("ready:") {
             if followed.as_deref() != Some(ready) {
+                // The generation followed so far must still exist: a replaced one does, but
+                // after Redis lost the build a fresh election is a new build, not this one.
+                if followed.is_some() && progress.total < 0 {
+                    return Err(QueueError::StateLost);
+                }
                 followed = Some(ready.to_owned());
                 continue;
             }

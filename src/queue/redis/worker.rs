@@ -207,7 +207,10 @@ impl Queue for RedisQueue {
     }
 
     async fn rejoin(&self) -> Result<(), QueueError> {
-        let generation = self.current_ready_generation().await?;
+        let previous = self.followed()?;
+        let generation = self
+            .current_ready_generation(&previous.generation.meta)
+            .await?;
         eprintln!(
             "ciq: worker `{}`: the build moved to generation {generation}; rejoining it",
             self.worker

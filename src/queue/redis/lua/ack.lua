@@ -6,8 +6,8 @@
 --  * A failure within the per-test and build requeue budgets goes back to the head of the queue
 --    for another worker; its detail is kept for the report.
 --  * Otherwise the test is processed, and the first outcome recorded is its outcome; a later one
---    is a duplicate and never counted again, except that a pass after a failure makes it flaky.
---    A pass after a requeued failure is flaky too.
+--    is a duplicate and never counted again. A pass after a requeued failure is flaky; a skip
+--    after one leaves the failure standing.
 local cached = cached_reply()
 if cached then return cached end
 if is_stale() then return cjson.encode({status = 'stale'}) end
@@ -43,18 +43,16 @@ for i = 7, #ARGV, 4 do
     else
       redis.call('SADD', K.processed, test)
       touch(K.processed)
-      if outcome == 'passed' and redis.call('HEXISTS', K.requeues, test) == 1 then
-        outcome = 'flaky'
+      if redis.call('HEXISTS', K.requeues, test) == 1 then
+        -- A retry that passes makes a failure flaky; one that is skipped proves nothing, so
+        -- the failure stands (its detail was kept when it was requeued).
+        if outcome == 'passed' then outcome = 'flaky' end
+        if outcome == 'skipped' then outcome = 'failed' end
       end
-      local previous = redis.call('HGET', K.results, test)
-      if not previous then
-        redis.call('HSET', K.results, test, outcome)
+      if redis.call('HSETNX', K.results, test, outcome) == 1 then
         if failed then redis.call('HSET', K.failures, test, detail) end
         touch(K.results); touch(K.failures)
         status = outcome
-      elseif (previous == 'failed' or previous == 'errored') and not failed and outcome ~= 'skipped' then
-        redis.call('HSET', K.results, test, 'flaky')
-        status = 'flaky'
       else
         status = 'duplicate'
       end

@@ -1,13 +1,14 @@
 -- COMMIT: make the staged generation the build's queue, only if the lock is still this
 -- leader's (compare-and-set): at most one generation is ever committed, and a stale leader's
 -- staging is never read. A re-sent commit finds its own ready value and succeeds again.
--- KEYS[1] state, KEYS[2] meta, KEYS[3] queue. ARGV[1] setup value, ARGV[2] ready value,
--- ARGV[3] key TTL ms, ARGV[4] total, ARGV[5] max requeues per test, ARGV[6] build requeue
--- limit, ARGV[7] heartbeat timeout ms.
+-- A build aborted for everyone (its election budget spent) is not committed either.
+-- KEYS[1] state, KEYS[2] meta, KEYS[3] queue, KEYS[4] aborted. ARGV[1] setup value, ARGV[2]
+-- ready value, ARGV[3] key TTL ms, ARGV[4] total, ARGV[5] max requeues per test, ARGV[6] build
+-- requeue limit, ARGV[7] heartbeat timeout ms.
 -- Replies 1 committed, 0 lost, -2 when the staged queue does not hold total ids (a bug).
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[2] then return 1 end
-if current ~= ARGV[1] then return 0 end
+if current ~= ARGV[1] or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[4]) then return -2 end
 redis.call('HSET', KEYS[2], 'total', ARGV[4], 'max-requeues', ARGV[5], 'requeue-limit', ARGV[6],
   'heartbeat-timeout-ms', ARGV[7], 'requeued', 0, 'leases', 0)
