@@ -182,16 +182,25 @@ pub async fn run(spec: &Spec, capture: Capture) -> Result<Finished, SpawnError> 
         },
         None => exit_of(child.wait().await),
     };
-    // A grandchild that kept the pipes open must not keep ciq waiting: give the readers a
-    // moment, then kill whatever is left of the group.
+    // A grandchild that kept the pipes open (a daemon it started) must not keep ciq waiting:
+    // give the readers a moment, then kill what is left of the group, which closes the pipes;
+    // what was read by then is kept.
     let grace = Duration::from_secs(1);
-    let stdout = match tokio::time::timeout(grace, stdout_task).await {
-        Ok(Ok(bytes)) => bytes,
-        _ => Vec::new(),
+    let readers = async {
+        let stdout = stdout_task.await.unwrap_or_default();
+        let _ = stderr_task.await;
+        stdout
     };
-    if tokio::time::timeout(grace, stderr_task).await.is_err() {
-        group.kill();
-    }
+    tokio::pin!(readers);
+    let stdout = match tokio::time::timeout(grace, &mut readers).await {
+        Ok(stdout) => stdout,
+        Err(_) => {
+            group.kill();
+            tokio::time::timeout(grace, &mut readers)
+                .await
+                .unwrap_or_default()
+        }
+    };
     group.kill();
     let output = bounded
         .lock()
@@ -382,6 +391,27 @@ mod tests {
         let finished = run(&spec, Capture::Merged { limit: 1024 }).await.unwrap();
         assert_eq!(finished.exit, Exit::TimedOut(Duration::from_millis(300)));
         assert!(finished.output.contains("started"));
+        assert!(finished.duration < Duration::from_secs(10));
+    }
+
+    /// Regression: a daemon left holding stdout made ciq drop a list command's whole output.
+    #[tokio::test]
+    async fn output_survives_a_grandchild_holding_the_pipe() {
+        let spec = Spec {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo first; echo second; sleep 30 &".into(),
+            ],
+            env: Vec::new(),
+            timeout: Some(Duration::from_secs(20)),
+            cwd: None,
+        };
+        let finished = run(&spec, Capture::Stdout { stderr_limit: 64 })
+            .await
+            .unwrap();
+        assert_eq!(finished.exit, Exit::Code(0));
+        assert_eq!(finished.stdout, b"first\nsecond\n");
         assert!(finished.duration < Duration::from_secs(10));
     }
 

@@ -29,10 +29,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         Mode::Local { jobs } => run_local(config, source, jobs).await,
         Mode::Redis { settings, worker } => {
             let build = settings.build.clone();
-            let queue = RedisQueue::connect(*settings, worker.clone()).await?;
-            queue.join(&source).await?;
+            // Signals are handled from the start: a leader stopped while it lists its tests
+            // kills the list command instead of leaving it behind.
+            let mut shutdown = std::pin::pin!(signal::shutdown());
+            let joining = async {
+                let queue = RedisQueue::connect(*settings, worker.clone()).await?;
+                queue.join(&source).await?;
+                Ok::<_, anyhow::Error>(queue)
+            };
+            let queue = tokio::select! {
+                queue = joining => queue?,
+                signal = &mut shutdown => return Ok(interrupted(signal, &worker)),
+            };
             let runner = runner_for(&config, &worker);
-            let end = worker::run(&queue, &runner, &config.worker, signal::shutdown())
+            let end = worker::run(&queue, &runner, &config.worker, shutdown)
                 .await
                 .with_context(|| format!("worker `{worker}` of build `{build}` stopped"))?;
             Ok(finish(end, &worker))
@@ -41,7 +51,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow::Result<i32> {
-    let list = source.discover(config.discovery_timeout).await?;
+    let (stop_tx, stop_rx) = watch::channel(None::<i32>);
+    let signals = tokio::spawn(async move {
+        let _ = stop_tx.send(Some(signal::shutdown().await));
+    });
+    let list = tokio::select! {
+        list = source.discover(config.discovery_timeout) => list?,
+        signal = stopped(stop_rx.clone()) => return Ok(interrupted(signal, "local")),
+    };
     if let Some(warning) = list.duplicate_warning() {
         eprintln!("ciq: {warning}");
     }
@@ -51,30 +68,14 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow
         if jobs == 1 { "" } else { "s" }
     );
     let queue = LocalQueue::new(list.ids, config.budget);
-    let (stop_tx, stop_rx) = watch::channel(None::<i32>);
-    let signals = tokio::spawn(async move {
-        let _ = stop_tx.send(Some(signal::shutdown().await));
-    });
     let mut workers = JoinSet::new();
     for n in 1..=jobs {
         let id = format!("local-{n}");
         let handle = queue.worker(&id);
         let runner = runner_for(&config, &id);
         let options = config.worker.clone();
-        let mut stop = stop_rx.clone();
-        workers.spawn(async move {
-            let stopped = async move {
-                let signal = match stop.wait_for(Option::is_some).await {
-                    Ok(signal) => *signal,
-                    Err(_) => None,
-                };
-                match signal {
-                    Some(signal) => signal,
-                    None => std::future::pending().await,
-                }
-            };
-            worker::run(&handle, &runner, &options, stopped).await
-        });
+        let stop = stop_rx.clone();
+        workers.spawn(async move { worker::run(&handle, &runner, &options, stopped(stop)).await });
     }
     let mut interrupted = None;
     let mut failure = None;
@@ -148,15 +149,29 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
     }
 }
 
+/// Resolves to the signal number once the signal task reports one.
+async fn stopped(mut stop: watch::Receiver<Option<i32>>) -> i32 {
+    let signal = match stop.wait_for(Option::is_some).await {
+        Ok(signal) => *signal,
+        Err(_) => None,
+    };
+    match signal {
+        Some(signal) => signal,
+        None => std::future::pending().await,
+    }
+}
+
+fn interrupted(signal: i32, worker: &str) -> i32 {
+    eprintln!("ciq: worker `{worker}` stopped by signal {signal}");
+    exit_code::SIGNAL_BASE + signal
+}
+
 fn finish(end: WorkerEnd, worker: &str) -> i32 {
     match end {
         WorkerEnd::Done(summary) => {
             print!("{}", summary.render());
             exit_code::for_verdict(summary.verdict())
         }
-        WorkerEnd::Interrupted(signal) => {
-            eprintln!("ciq: worker `{worker}` stopped by signal {signal}");
-            exit_code::SIGNAL_BASE + signal
-        }
+        WorkerEnd::Interrupted(signal) => interrupted(signal, worker),
     }
 }

@@ -54,7 +54,7 @@ pub struct BuildArgs {
     /// How long to keep retrying an unreachable Redis before failing.
     #[arg(long, env = "CIQ_REDIS_TIMEOUT", value_parser = duration, default_value = "60s")]
     pub redis_timeout: Duration,
-    /// How many dead leaders to accept before giving up with "lost leader".
+    /// Give up with "lost leader" once this many elected leaders died before filling the queue.
     #[arg(long, env = "CIQ_MAX_ELECTION_ATTEMPTS", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_election_attempts: u32,

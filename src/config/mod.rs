@@ -53,8 +53,8 @@ pub enum ConfigError {
     /// The list command does not split.
     #[error("cannot split --list-command `{0}` into arguments (unbalanced quotes?)")]
     BadListCommand(String),
-    /// Heartbeats slower than their timeout would let healthy workers lose their tests.
-    #[error("--heartbeat-interval ({}) must be shorter than --heartbeat-timeout ({})", humantime::format_duration(*.0), humantime::format_duration(*.1))]
+    /// Heartbeats too slow for their timeout would let healthy workers lose their tests.
+    #[error("--heartbeat-interval ({}) must be at most half of --heartbeat-timeout ({}), so a live worker is heard at least twice before its tests are taken over", humantime::format_duration(*.0), humantime::format_duration(*.1))]
     HeartbeatTooSlow(Duration, Duration),
     /// An id flag is blank.
     #[error("{0} is blank")]
@@ -190,7 +190,7 @@ impl RunConfig {
                 return Err(ConfigError::NoTestList);
             }
         };
-        if args.heartbeat_interval >= args.heartbeat_timeout {
+        if args.heartbeat_interval * 2 > args.heartbeat_timeout {
             return Err(ConfigError::HeartbeatTooSlow(
                 args.heartbeat_interval,
                 args.heartbeat_timeout,

@@ -71,6 +71,8 @@ struct Session {
 /// What waiting for a message produced.
 enum Received {
     Message(Message),
+    /// A line that is not a protocol message: the framework broke the protocol.
+    Garbage(String),
     /// The process closed stdout (it died or exited).
     Closed,
     TimedOut,
@@ -153,6 +155,12 @@ impl PersistentRunner {
                     return Err(self.framework_error(message.message.unwrap_or_default()));
                 }
                 Received::Message(_) => {}
+                Received::Garbage(line) => {
+                    return Err(self.framework_error(format!(
+                        "it broke the protocol before it was ready, writing `{}` to stdout",
+                        clip(&line)
+                    )));
+                }
                 Received::Closed => {
                     let status = session.ended().await;
                     let stderr = session.stderr_tail();
@@ -208,15 +216,19 @@ impl PersistentRunner {
             return Ok(errored(output));
         }
         let deadline = deadline_after(self.timeout);
-        loop {
+        let broken = loop {
             match live.receive(deadline).await {
-                Received::Message(message)
-                    if message.kind == "result"
-                        && message.id.as_deref() == Some(reserved.id.as_str()) =>
-                {
-                    return Ok(result_of(reserved, message, started, self.output_limit));
+                Received::Message(message) if message.kind == "result" => {
+                    if message.id.as_deref() != Some(reserved.id.as_str()) {
+                        break format!("a result for another test, {:?}", message.id);
+                    }
+                    match result_of(reserved, message, started, self.output_limit) {
+                        Ok(result) => return Ok(result),
+                        Err(outcome) => break format!("an unknown outcome, {outcome:?}"),
+                    }
                 }
                 Received::Message(_) => {}
+                Received::Garbage(line) => break format!("`{}` on stdout", clip(&line)),
                 Received::Closed => {
                     let status = live.ended().await;
                     let output = format!(
@@ -237,7 +249,23 @@ impl PersistentRunner {
                     return Ok(errored(output));
                 }
             }
-        }
+        };
+        live.group.kill();
+        let output = format!(
+            "{}[ciq: the framework broke the protocol ({broken}); process group killed, restarting it]\n",
+            live.stderr_tail()
+        );
+        *session = None;
+        Ok(errored(output))
+    }
+}
+
+/// A protocol line short enough to quote in a message.
+fn clip(line: &str) -> String {
+    const MAX: usize = 200;
+    match line.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line.to_owned(),
     }
 }
 
@@ -256,23 +284,31 @@ fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
     timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
 }
 
-fn result_of(reserved: &Reserved, message: Message, started: Instant, limit: usize) -> TestResult {
+/// The test result a `result` message gives, or the unknown outcome it named.
+fn result_of(
+    reserved: &Reserved,
+    message: Message,
+    started: Instant,
+    limit: usize,
+) -> Result<TestResult, Option<String>> {
     let duration = message
         .duration
         .filter(|d| d.is_finite() && *d >= 0.0)
         .map_or_else(|| started.elapsed(), Duration::from_secs_f64);
-    let output = crate::process::bounded(&message.output.unwrap_or_default(), limit);
-    let (outcome, output) = match message.outcome.as_deref() {
-        Some("passed") => (Outcome::Passed, output),
-        Some("failed") => (Outcome::Failed, output),
-        Some("skipped") => (Outcome::Skipped, output),
-        Some("errored") => (Outcome::Errored, output),
-        other => (
-            Outcome::Errored,
-            format!("{output}[ciq: the framework answered unknown outcome {other:?}]\n"),
-        ),
+    let outcome = match message.outcome.as_deref() {
+        Some("passed") => Outcome::Passed,
+        Some("failed") => Outcome::Failed,
+        Some("skipped") => Outcome::Skipped,
+        Some("errored") => Outcome::Errored,
+        _ => return Err(message.outcome),
     };
-    TestResult::new(reserved.id.clone(), outcome, duration, output)
+    let output = crate::process::bounded(&message.output.unwrap_or_default(), limit);
+    Ok(TestResult::new(
+        reserved.id.clone(),
+        outcome,
+        duration,
+        output,
+    ))
 }
 
 impl Session {
@@ -297,11 +333,12 @@ impl Session {
                 None => self.stdout.next_line().await,
             };
             match line {
+                Ok(Some(line)) if line.trim().is_empty() => {}
                 Ok(Some(line)) => {
-                    // A line that is not a protocol message is ignored, like an unknown type.
-                    if let Ok(message) = serde_json::from_str::<Message>(&line) {
-                        return Received::Message(message);
-                    }
+                    return match serde_json::from_str::<Message>(&line) {
+                        Ok(message) => Received::Message(message),
+                        Err(_) => Received::Garbage(line),
+                    };
                 }
                 Ok(None) | Err(_) => return Received::Closed,
             }
@@ -354,11 +391,29 @@ impl Runner for PersistentRunner {
         };
         let _ = session.send(&Request::Shutdown).await;
         drop(session.stdin);
-        if tokio::time::timeout(SHUTDOWN_GRACE, session.child.wait())
-            .await
-            .is_err()
-        {
-            session.group.kill();
+        match tokio::time::timeout(SHUTDOWN_GRACE, session.child.wait()).await {
+            Ok(status) => {
+                let exit = exit_of(status);
+                if !exit.success() {
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, session.stderr_task).await;
+                    let stderr = session
+                        .stderr
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .render();
+                    eprintln!(
+                        "ciq: warning: the test framework ended its session with {exit} (results already sent stand): {}",
+                        key_line(&stderr)
+                    );
+                }
+            }
+            Err(_) => {
+                eprintln!(
+                    "ciq: warning: the test framework did not finish within {} of shutdown; killed it",
+                    humantime::format_duration(SHUTDOWN_GRACE)
+                );
+                session.group.kill();
+            }
         }
     }
 }

@@ -126,6 +126,19 @@ fn queue_url_must_parse() {
 }
 
 #[test]
+fn database_number_out_of_range_is_bad_input() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let url = format!("redis://127.0.0.1:{}/99", server.port);
+    let out = ciq(&scratch, &["report", "--queue", &url, "--build", "b"]);
+    assert_fails(
+        &out,
+        USAGE,
+        "the database number is out of range for this server",
+    );
+}
+
+#[test]
 fn unreachable_redis_is_an_infrastructure_error() {
     let scratch = Scratch::new();
     let url = format!("redis://127.0.0.1:{}/0", free_port());
@@ -249,6 +262,23 @@ fn missing_ids_name_their_flags() {
     assert_fails(&out, USAGE, "error: no test list: pass --tests FILE");
     let out = ciq(&scratch, &["run", "--tests", "-"]);
     assert_fails(&out, USAGE, "error: no test command: put it after `--`");
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "--heartbeat-interval",
+            "20s",
+            "--tests",
+            "-",
+            "--",
+            "true",
+        ],
+    );
+    assert_fails(
+        &out,
+        USAGE,
+        "--heartbeat-interval (20s) must be at most half of --heartbeat-timeout (30s)",
+    );
     let out = ciq(
         &scratch,
         &[

@@ -472,3 +472,35 @@ fn generation_replaced_under_running_workers() {
     let twice = scratch.run_counts().values().filter(|&&n| n > 1).count();
     assert!(twice <= 2, "{:?}", scratch.run_counts());
 }
+
+/// Regression: SIGTERM while the leader listed its tests killed ciq by the default action and
+/// left the list command running; it now exits 143 and takes the list command with it.
+#[test]
+fn sigterm_while_listing_stops_the_list_command() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ids("pass", 3));
+    let pid_file = scratch.path("lister.pid");
+    let mut args = worker_args(&server, "sigterm-listing", "leader", &list);
+    let at = args.iter().position(|a| a == "--tests").expect("flag");
+    args.splice(
+        at..at + 2,
+        [
+            "--list-command".to_owned(),
+            format!("sh -c 'echo $$ > {}; sleep 60'", pid_file.display()),
+        ],
+    );
+    let leader = Proc::spawn("leader", &scratch, &with_command(args));
+    wait_until("the list command to start", LONG, || pid_file.exists());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    leader.signal(Signal::SIGTERM);
+    let out = leader.wait(LONG);
+    assert_eq!(out.code, Some(143), "{}", out.both());
+    wait_until("the list command to die", LONG, || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+    });
+}

@@ -81,7 +81,7 @@ fn persistent_protocol_boots_once_per_worker_and_survives_crashes() {
     assert_eq!(out.code, Some(1), "{}", out.both());
     assert!(
         out.stdout
-            .contains("15 tests: 11 passed, 1 skipped, 1 failed, 2 errored"),
+            .contains("15 tests: 10 passed, 1 skipped, 1 failed, 3 errored"),
         "{}",
         out.both()
     );
@@ -103,10 +103,17 @@ fn persistent_protocol_boots_once_per_worker_and_survives_crashes() {
         out.both()
     );
     assert!(out.stdout.contains("timed out after 2s"), "{}", out.both());
-    // One boot per worker, plus a restart after the crash and after the hang unless that was
-    // the worker's last test: never one per test.
+    assert!(
+        out.stdout.contains(
+            "the framework broke the protocol (`this line is not a protocol message` on stdout)"
+        ),
+        "{}",
+        out.both()
+    );
+    // One boot per worker, plus a restart after the crash, the hang and the protocol breach
+    // unless that was the worker's last test: never one per test.
     let starts = std::fs::read_to_string(scratch.path("starts.log")).unwrap();
-    assert!((2..=4).contains(&starts.lines().count()), "{starts}");
+    assert!((2..=5).contains(&starts.lines().count()), "{starts}");
     let counts = scratch.run_counts();
     assert_eq!(counts.len(), 15);
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");

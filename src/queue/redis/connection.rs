@@ -149,6 +149,12 @@ impl RedisConn {
                 });
             }
             if !is_retryable(&err) {
+                if err.to_string().contains("DB index is out of range") {
+                    return Err(QueueError::InvalidUrl {
+                        url: self.url.clone(),
+                        reason: "the database number is out of range for this server".to_owned(),
+                    });
+                }
                 return Err(QueueError::Command(err));
             }
             if let Some(epoch) = epoch {

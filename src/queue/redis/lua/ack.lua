@@ -11,6 +11,7 @@
 local cached = cached_reply()
 if cached then return cached end
 if is_stale() then return cjson.encode({status = 'stale'}) end
+keep_state()
 local now = now_ms()
 seen(now)
 

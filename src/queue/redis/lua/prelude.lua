@@ -62,6 +62,10 @@ local function seen(now)
   touch(K.workers)
 end
 
+-- A build that keeps working keeps its state: its TTL runs from the last reservation, so only
+-- an abandoned build expires.
+local function keep_state() touch(K.state) end
+
 -- A lease entry names both the lease number and its holder.
 local function lease_value(lease) return lease .. ':' .. WORKER end
 local function holds(test, lease) return redis.call('HGET', K.leases, test) == lease_value(lease) end
@@ -79,7 +83,7 @@ local function take(test, now, out)
   local lease = redis.call('HINCRBY', K.meta, 'leases', 1)
   redis.call('HSET', K.leases, test, lease_value(lease))
   redis.call('ZADD', K.running, now, test)
-  touch(K.leases); touch(K.running)
+  touch(K.leases); touch(K.running); touch(K.meta)
   out[#out + 1] = {test, lease}
 end
 

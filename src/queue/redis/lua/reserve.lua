@@ -3,6 +3,7 @@
 local cached = cached_reply()
 if cached then return cached end
 if is_stale() then return cjson.encode({status = 'stale'}) end
+keep_state()
 local now = now_ms()
 seen(now)
 local reply = cjson.encode(reservation(reserve(tonumber(ARGV[6]), now)))
