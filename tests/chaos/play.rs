@@ -11,7 +11,7 @@ use redis::Commands;
 use crate::monitor::{Findings, Monitor};
 use crate::plan::{Fault, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, LOCK_TTL, Plan, Start};
 use crate::support::{
-    FaultProxy, Output, Proc, RedisServer, Scratch, record_test, report_args, results, state,
+    FaultProxy, Output, Proc, RedisServer, Scratch, record_test, report_args, results,
 };
 
 /// How long every process together may take to end once the faults are injected.
@@ -262,47 +262,10 @@ fn signal(slot: &Slot, signal: Signal) {
     }
 }
 
-/// Stages a new generation with the same tests and the same settings, and makes it the
-/// build's, as an operator re-filling the queue would. Only once the build is ready.
+/// Replaces the build's generation with the same tests (see the support code), once ready.
 fn replace_generation(server: &RedisServer, build: &str, ids: &[String], n: usize) -> bool {
-    let Some(current) = state(server, build)
-        .as_deref()
-        .and_then(|s| s.strip_prefix("ready:"))
-        .map(str::to_owned)
-    else {
-        return false;
-    };
-    let keys = BuildKeys::new("", build);
-    let old = keys.generation(&current);
-    let new_name = format!("replacement-{n}");
-    let new = keys.generation(&new_name);
-    let mut conn = server.conn();
-    let settings: Vec<Option<String>> = redis::cmd("HMGET")
-        .arg(&old.meta)
-        .arg(&["max-requeues", "requeue-limit", "heartbeat-timeout-ms"])
-        .query(&mut conn)
-        .expect("HMGET meta");
-    let _: () = conn.rpush(&new.queue, ids).expect("RPUSH");
-    let _: () = redis::cmd("HSET")
-        .arg(&new.meta)
-        .arg("total")
-        .arg(ids.len())
-        .arg("max-requeues")
-        .arg(settings[0].as_deref().unwrap_or("1"))
-        .arg("requeue-limit")
-        .arg(settings[1].as_deref().unwrap_or("1"))
-        .arg("heartbeat-timeout-ms")
-        .arg(settings[2].as_deref().unwrap_or("2000"))
-        .arg("requeued")
-        .arg(0)
-        .arg("leases")
-        .arg(0)
-        .query(&mut conn)
-        .expect("HSET meta");
-    let _: () = conn
-        .set(keys.state(), format!("ready:{new_name}"))
-        .expect("SET state");
-    true
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    crate::support::replace_generation(server, build, &format!("replacement-{n}"), &ids)
 }
 
 /// Committed generations (those with a `meta`), and those never committed that hold anything

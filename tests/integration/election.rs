@@ -13,7 +13,7 @@ use ciq::queue::{Queue, QueueError, Reservation};
 use ciq::test_id::TestList;
 use redis::Commands;
 
-use crate::support::{RedisServer, wait_until};
+use crate::support::{RedisServer, replace_generation, wait_until};
 
 pub fn settings(server: &RedisServer, build: &str) -> RedisSettings {
     RedisSettings {
@@ -359,20 +359,13 @@ async fn staleness_is_noticed_after_the_generation_changed() {
     let first = a.join(&list(&["t1", "t2"])).await.unwrap();
     // Replace the generation under the running worker, as an operator re-filling the queue
     // would.
-    let replacement = keys.generation("g-replacement");
+    assert!(replace_generation(
+        &server,
+        "b6",
+        "g-replacement",
+        &["r1", "r2", "r3"]
+    ));
     let mut conn = server.conn();
-    let _: () = conn.rpush(&replacement.queue, &["r1", "r2", "r3"]).unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&replacement.meta)
-        .arg(&[
-            ("total", "3"),
-            ("max-requeues", "0"),
-            ("requeue-limit", "0"),
-            ("heartbeat-timeout-ms", "1500"),
-        ])
-        .query(&mut conn)
-        .unwrap();
-    let _: () = conn.set(keys.state(), "ready:g-replacement").unwrap();
     assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
     a.rejoin().await.unwrap();
     assert_eq!(pass_all(&a).await, 3, "works the new generation");
@@ -392,26 +385,17 @@ async fn staleness_is_noticed_after_the_generation_changed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_heartbeat_keeps_the_worker_alive_for_the_report() {
     let server = RedisServer::start();
-    let keys = BuildKeys::new("", "b9");
     let a = worker(&server, "b9", "a").await;
     a.join(&list(&["long", "t2"])).await.unwrap();
     let Reservation::Tests(held) = a.reserve(1).await.unwrap() else {
         panic!("a reserves the first test");
     };
-    let replacement = keys.generation("g-replacement");
-    let mut conn = server.conn();
-    let _: () = conn.rpush(&replacement.queue, &["long", "t2"]).unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&replacement.meta)
-        .arg(&[
-            ("total", "2"),
-            ("max-requeues", "0"),
-            ("requeue-limit", "0"),
-            ("heartbeat-timeout-ms", "1500"),
-        ])
-        .query(&mut conn)
-        .unwrap();
-    let _: () = conn.set(keys.state(), "ready:g-replacement").unwrap();
+    assert!(replace_generation(
+        &server,
+        "b9",
+        "g-replacement",
+        &["long", "t2"]
+    ));
     let settings = report_settings(&server, "b9");
     let report = tokio::spawn(async move { supervise(&settings, |_| {}).await });
     // `long` runs for twice the heartbeat timeout, heartbeated all along.

@@ -11,8 +11,8 @@ use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
 use crate::support::{
-    Proc, RedisServer, Scratch, final_lines, ids, report_args, results, state, test_lines,
-    wait_until, with_command, worker_args,
+    Output, Proc, RedisServer, Scratch, final_lines, ids, replace_generation, report_args, results,
+    state, statuses, test_lines, wait_until, with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(180);
@@ -190,35 +190,43 @@ fn every_leader_dies_until_the_budget_is_spent() {
     assert!(out.stderr.contains("lost leader"), "{}", out.both());
 }
 
-/// Redis restarted mid-build with its append-only file: workers reconnect and finish.
-#[test]
-fn redis_restarted_with_persistence_loses_nothing() {
-    let mut server = RedisServer::start_persistent();
+/// Two workers and a report run 60 short tests; Redis is restarted (with or without its data)
+/// a third of the way through. Returns the workers' outputs, then the report's.
+fn restart_mid_build(server: &mut RedisServer, build: &str) -> (Vec<Output>, Output) {
     let mut scratch = Scratch::new();
     scratch.set_env("SLOW_SECONDS", "0.05");
-    let build = "restart-aof";
     let list = scratch.tests(&ids("slow", 60));
-    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let report = Proc::spawn("report", &scratch, &report_args(server, build));
     let workers: Vec<Proc> = ["w1", "w2"]
         .iter()
         .map(|w| {
             Proc::spawn(
                 w,
                 &scratch,
-                &with_command(worker_args(&server, build, w, &list)),
+                &with_command(worker_args(server, build, w, &list)),
             )
         })
         .collect();
     wait_until("a third of the build", LONG, || scratch.runs().len() >= 20);
     server.restart();
-    for worker in workers {
-        let out = worker.wait(LONG);
+    let outs = workers.into_iter().map(|w| w.wait(LONG)).collect();
+    (outs, report.wait(LONG))
+}
+
+/// Redis restarted mid-build with its append-only file: workers reconnect and finish.
+#[test]
+fn redis_restarted_with_persistence_loses_nothing() {
+    let mut server = RedisServer::start_persistent();
+    let (workers, report) = restart_mid_build(&mut server, "restart-aof");
+    for out in workers.iter().chain([&report]) {
         assert_eq!(out.code, Some(0), "{}", out.both());
     }
-    let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
-    assert!(out.stdout.contains("60 tests: 60 passed"), "{}", out.both());
-    assert_eq!(results(&server, build).len(), 60);
+    assert!(
+        report.stdout.contains("60 tests: 60 passed"),
+        "{}",
+        report.both()
+    );
+    assert_eq!(results(&server, "restart-aof").len(), 60);
 }
 
 /// Redis restarted mid-build without persistence: the build's state is gone, and every worker
@@ -226,28 +234,8 @@ fn redis_restarted_with_persistence_loses_nothing() {
 #[test]
 fn redis_restarted_without_persistence_is_an_infrastructure_error() {
     let mut server = RedisServer::start();
-    let mut scratch = Scratch::new();
-    scratch.set_env("SLOW_SECONDS", "0.05");
-    let build = "restart-empty";
-    let list = scratch.tests(&ids("slow", 60));
-    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
-    let workers: Vec<Proc> = ["w1", "w2"]
-        .iter()
-        .map(|w| {
-            Proc::spawn(
-                w,
-                &scratch,
-                &with_command(worker_args(&server, build, w, &list)),
-            )
-        })
-        .collect();
-    wait_until("a third of the build", LONG, || scratch.runs().len() >= 20);
-    server.restart();
-    for out in workers
-        .into_iter()
-        .map(|w| w.wait(LONG))
-        .chain([report.wait(LONG)])
-    {
+    let (workers, report) = restart_mid_build(&mut server, "restart-empty");
+    for out in workers.iter().chain([&report]) {
         assert_eq!(out.code, Some(5), "{}", out.both());
         assert!(
             out.stderr.contains("the build's state was lost from Redis"),
@@ -378,13 +366,7 @@ fn stopped_worker_resumed_after_take_over_changes_nothing() {
             out.both()
         );
     }
-    let victim = |stderr: &str| {
-        test_lines(stderr)
-            .into_iter()
-            .filter(|l| l.test == "gated/victim")
-            .map(|l| l.status)
-            .collect::<Vec<_>>()
-    };
+    let victim = |stderr: &str| statuses(stderr, "gated/victim");
     assert_eq!(victim(&late_out.stderr), ["LOST"], "{}", late_out.both());
     assert_eq!(victim(&taker_out.stderr), ["PASS"], "{}", taker_out.both());
     assert_eq!(results(&server, build).len(), 6);
@@ -422,31 +404,9 @@ fn generation_replaced_under_running_workers() {
     });
     let keys = BuildKeys::new("", build);
     let old = keys.generation(&ready_generation(&server, build));
-    let new = keys.generation("replacement");
+    let ids: Vec<&str> = tests.iter().map(String::as_str).collect();
+    assert!(replace_generation(&server, build, "replacement", &ids));
     let mut conn = server.conn();
-    let settings: Vec<Option<String>> = redis::cmd("HMGET")
-        .arg(&old.meta)
-        .arg(&["max-requeues", "requeue-limit", "heartbeat-timeout-ms"])
-        .query(&mut conn)
-        .unwrap();
-    let _: () = conn.rpush(&new.queue, &tests).unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&new.meta)
-        .arg("total")
-        .arg(tests.len())
-        .arg("max-requeues")
-        .arg(settings[0].as_deref().unwrap())
-        .arg("requeue-limit")
-        .arg(settings[1].as_deref().unwrap())
-        .arg("heartbeat-timeout-ms")
-        .arg(settings[2].as_deref().unwrap())
-        .arg("requeued")
-        .arg(0)
-        .arg("leases")
-        .arg(0)
-        .query(&mut conn)
-        .unwrap();
-    let _: () = conn.set(keys.state(), "ready:replacement").unwrap();
     let left_behind: usize = conn.llen(&old.queue).unwrap();
     let outs: Vec<_> = workers.into_iter().map(|w| w.wait(LONG)).collect();
     for out in &outs {

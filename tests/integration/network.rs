@@ -10,7 +10,7 @@ use redis::Commands;
 
 use crate::support::{
     FaultProxy, Proc, RedisServer, Scratch, final_lines, ids, report_args, results, state,
-    test_lines, through, wait_until, with_command, worker_args,
+    statuses, test_lines, through, wait_until, with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -144,13 +144,7 @@ fn blackholed_worker_is_taken_over_and_its_late_results_change_nothing() {
         "{}",
         cut_out.both()
     );
-    let victim = |stderr: &str| {
-        test_lines(stderr)
-            .into_iter()
-            .filter(|l| l.test == "gated/victim")
-            .map(|l| l.status)
-            .collect::<Vec<_>>()
-    };
+    let victim = |stderr: &str| statuses(stderr, "gated/victim");
     assert_eq!(victim(&cut_out.stderr), ["LOST"], "{}", cut_out.both());
     assert_eq!(victim(&other_out.stderr), ["PASS"], "{}", other_out.both());
     assert_eq!(results(&server, build).len(), 6);

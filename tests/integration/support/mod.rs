@@ -359,6 +359,15 @@ pub fn test_lines(stderr: &str) -> Vec<TestLine> {
         .collect()
 }
 
+/// The statuses (`PASS`, `LOST`...) a worker printed for `test`, in order.
+pub fn statuses(stderr: &str, test: &str) -> Vec<String> {
+    test_lines(stderr)
+        .into_iter()
+        .filter(|line| line.test == test)
+        .map(|line| line.status)
+        .collect()
+}
+
 /// Final-outcome lines per test over several workers' stderr: one each when nothing was
 /// counted twice.
 pub fn final_lines<'a>(stderrs: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, usize> {
@@ -387,4 +396,54 @@ pub fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> b
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Stages a new generation `name` holding `ids`, with the current generation's settings, and
+/// makes it the build's, as an operator re-filling the queue would. False when the build has
+/// no ready generation yet.
+pub fn replace_generation(server: &RedisServer, build: &str, name: &str, ids: &[&str]) -> bool {
+    let Some(current) = state(server, build)
+        .as_deref()
+        .and_then(|s| s.strip_prefix("ready:"))
+        .map(str::to_owned)
+    else {
+        return false;
+    };
+    let keys = ciq::queue::redis::keys::BuildKeys::new("", build);
+    let old = keys.generation(&current);
+    let new = keys.generation(name);
+    let mut conn = server.conn();
+    let settings: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&old.meta)
+        .arg(&["max-requeues", "requeue-limit", "heartbeat-timeout-ms"])
+        .query(&mut conn)
+        .expect("HMGET meta");
+    let setting = |at: usize, default: &str| settings[at].clone().unwrap_or(default.to_owned());
+    let _: () = redis::cmd("RPUSH")
+        .arg(&new.queue)
+        .arg(ids)
+        .query(&mut conn)
+        .expect("RPUSH");
+    let _: () = redis::cmd("HSET")
+        .arg(&new.meta)
+        .arg("total")
+        .arg(ids.len())
+        .arg("max-requeues")
+        .arg(setting(0, "1"))
+        .arg("requeue-limit")
+        .arg(setting(1, "1"))
+        .arg("heartbeat-timeout-ms")
+        .arg(setting(2, "2000"))
+        .arg("requeued")
+        .arg(0)
+        .arg("leases")
+        .arg(0)
+        .query(&mut conn)
+        .expect("HSET meta");
+    let _: () = redis::cmd("SET")
+        .arg(keys.state())
+        .arg(format!("ready:{name}"))
+        .query(&mut conn)
+        .expect("SET state");
+    true
 }
