@@ -150,7 +150,7 @@ pub enum Framework {
     Pytest {
         /// Keep one pytest process per worker and feed it test ids over ciq's protocol
         /// (needs the plugin: pip install ./integrations/pytest).
-        #[arg(long)]
+        #[arg(long, env = "CIQ_PYTEST_PERSISTENT")]
         persistent: bool,
         /// Arguments for pytest: paths and options for collection; runs keep the options.
         #[arg(last = true, value_name = "PYTEST_ARGS")]
@@ -209,7 +209,11 @@ mod tests {
     #[test]
     fn readme_lists_every_flag_and_variable() {
         let readme = include_str!("../../README.md");
-        for sub in Cli::command().get_subcommands() {
+        let command = Cli::command();
+        let subcommands = command
+            .get_subcommands()
+            .flat_map(|sub| std::iter::once(sub).chain(sub.get_subcommands()));
+        for sub in subcommands {
             for arg in sub.get_arguments() {
                 if let Some(long) = arg.get_long() {
                     assert!(
