@@ -239,6 +239,8 @@ fn missing_ids_name_their_flags() {
         USAGE,
         "error: no build id: pass --build ID or set CIQ_BUILD",
     );
+    let out = ciq(&scratch, &["report", "--build", "b"]);
+    assert_fails(&out, USAGE, "--queue <QUEUE>");
     let out = ciq(
         &scratch,
         &[
