@@ -16,6 +16,7 @@ use crate::outcome::{Outcome, TestResult};
 use crate::queue::{Ack, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::Summary;
 use crate::runner::{Runner, RunnerError};
+use crate::test_id::TestId;
 
 /// How a worker runs its tests.
 #[derive(Debug, Clone)]
@@ -179,7 +180,8 @@ async fn heartbeats<Q: Queue>(
         }
         match queue.heartbeat(&alive).await {
             Ok(lost) => {
-                for id in lost {
+                let held = held.lock().unwrap_or_else(PoisonError::into_inner);
+                for id in really_lost(lost, &held) {
                     eprintln!(
                         "ciq: worker `{}` lost test `{id}` to another worker (its heartbeat lapsed); this run's result will not count",
                         queue.worker_id()
@@ -189,6 +191,15 @@ async fn heartbeats<Q: Queue>(
             Err(err) => return err,
         }
     }
+}
+
+/// The tests a heartbeat reported lost that this worker still runs. Regression (chaos seed
+/// 3150): a test acknowledged while its heartbeat was on the way came back "lost" and the
+/// worker said its result would not count, though it had just been recorded.
+fn really_lost(lost: Vec<TestId>, held: &[(Reserved, Option<Instant>)]) -> Vec<TestId> {
+    lost.into_iter()
+        .filter(|id| held.iter().any(|(reserved, _)| reserved.id == *id))
+        .collect()
 }
 
 fn print_line(worker: &str, id: &str, recorded: Recorded, duration: Duration) {
@@ -206,4 +217,23 @@ fn print_line(worker: &str, id: &str, recorded: Recorded, duration: Duration) {
         "{status:>7} [{:>8.3}s] {worker}: {id}",
         duration.as_secs_f64()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_acknowledged_during_a_heartbeat_is_not_lost() {
+        let id = |name: &str| TestId::new(name).unwrap();
+        let running = vec![(
+            Reserved {
+                id: id("still-running"),
+                lease: 7,
+            },
+            None,
+        )];
+        let lost = vec![id("acknowledged-meanwhile"), id("still-running")];
+        assert_eq!(really_lost(lost, &running), [id("still-running")]);
+    }
 }
