@@ -51,6 +51,10 @@ expected="$((run + skipped)) tests: $passed passed"
 [ "$skipped" -gt 0 ] && expected="$expected, $skipped skipped"
 [ "$failed" -gt 0 ] && expected="$expected, $failed failed"
 if [ "$summary" != "$expected" ]; then
+  if [ "$failed" -gt 0 ]; then
+    echo "dogfood: the plain run failed; its output:" >&2
+    grep -E -A40 '^\s+(FAIL|SIGSEGV|SIGABRT|TIMEOUT) ' "$scratch/plain.log" | head -n 200 >&2 || true
+  fi
   echo "dogfood: MISMATCH: expected \`$expected\`, ciq reported \`$summary\`" >&2
   exit 1
 fi

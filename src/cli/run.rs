@@ -80,7 +80,13 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow
     let mut interrupted = None;
     let mut failure = None;
     while let Some(joined) = workers.join_next().await {
-        match joined.context("a local worker panicked")? {
+        let ended = match joined {
+            Ok(ended) => ended,
+            // Aborted below, after another worker's fatal error.
+            Err(err) if err.is_cancelled() => continue,
+            Err(err) => return Err(anyhow::Error::new(err).context("a local worker panicked")),
+        };
+        match ended {
             Ok(WorkerEnd::Done(_)) => {}
             Ok(WorkerEnd::Interrupted(signal)) => interrupted = Some(signal),
             Err(err) => {
