@@ -5,7 +5,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    Proc, RedisServer, Scratch, ids, record_test, report_args, results, state, wait_until,
+    Output, Proc, RedisServer, Scratch, ids, record_test, report_args, results, state, wait_until,
     with_command, worker_args,
 };
 
@@ -20,6 +20,20 @@ fn unique_build(name: &str) -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+/// The demo suite's verdict as a user reads it: counts, the failure with its output, the flaky
+/// test.
+fn assert_demo_summary(out: &Output) {
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    for expected in [
+        "20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed",
+        "FAILED math/divide_by_zero",
+        "expected 'division by zero' error",
+        "FLAKY (failed, then passed on a retry):\n    net/retry_backoff",
+    ] {
+        assert!(out.stdout.contains(expected), "{}", out.both());
+    }
 }
 
 #[test]
@@ -51,30 +65,7 @@ fn demo_suite_on_four_processes_and_a_report() {
             out.both()
         );
     }
-    let out = report.wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
-    assert!(
-        out.stdout
-            .contains("20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed"),
-        "{}",
-        out.both()
-    );
-    assert!(
-        out.stdout.contains("FAILED math/divide_by_zero"),
-        "{}",
-        out.both()
-    );
-    assert!(
-        out.stdout.contains("expected 'division by zero' error"),
-        "{}",
-        out.both()
-    );
-    assert!(
-        out.stdout
-            .contains("FLAKY (failed, then passed on a retry):\n    net/retry_backoff"),
-        "{}",
-        out.both()
-    );
+    assert_demo_summary(&report.wait(LONG));
     let outcomes = results(&server, &build);
     assert_eq!(
         outcomes.len(),
@@ -211,13 +202,7 @@ fn local_demo_needs_no_redis() {
         ],
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
-    assert!(
-        out.stdout
-            .contains("20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed"),
-        "{}",
-        out.both()
-    );
+    assert_demo_summary(&out);
     assert!(
         out.stderr.contains("running 20 tests on 4 local workers"),
         "{}",

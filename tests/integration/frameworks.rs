@@ -136,48 +136,27 @@ fn expected_pytest_line() -> String {
     )
 }
 
+/// The fixture suite through ciq with `mode` (what follows the queue flags): the report's
+/// counts are pytest's own, and the failure is shown.
+fn pytest_counts_equal_pytest(build: &str, mode: &[&str]) {
+    let out = distributed(&fixture("pytest_suite"), build, mode, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    for expected in [
+        expected_pytest_line(),
+        "FAILED test_basic.py::test_failure_with_output".to_owned(),
+    ] {
+        assert!(out.stdout.contains(&expected), "{}", out.both());
+    }
+}
+
 #[test]
 fn pytest_batch_mode_counts_equal_pytest() {
-    let out = distributed(
-        &fixture("pytest_suite"),
-        "pytest-batch",
-        &["--batch-size", "3", "pytest"],
-        &[],
-    );
-    assert_eq!(out.code, Some(1), "{}", out.both());
-    assert!(
-        out.stdout.contains(&expected_pytest_line()),
-        "{}",
-        out.both()
-    );
-    assert!(
-        out.stdout
-            .contains("FAILED test_basic.py::test_failure_with_output"),
-        "{}",
-        out.both()
-    );
+    pytest_counts_equal_pytest("pytest-batch", &["--batch-size", "3", "pytest"]);
 }
 
 #[test]
 fn pytest_persistent_mode_counts_equal_pytest() {
-    let out = distributed(
-        &fixture("pytest_suite"),
-        "pytest-persistent",
-        &["pytest", "--persistent"],
-        &[],
-    );
-    assert_eq!(out.code, Some(1), "{}", out.both());
-    assert!(
-        out.stdout.contains(&expected_pytest_line()),
-        "{}",
-        out.both()
-    );
-    assert!(
-        out.stdout
-            .contains("FAILED test_basic.py::test_failure_with_output"),
-        "{}",
-        out.both()
-    );
+    pytest_counts_equal_pytest("pytest-persistent", &["pytest", "--persistent"]);
 }
 
 #[test]
