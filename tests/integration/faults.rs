@@ -11,8 +11,9 @@ use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
 use crate::support::{
-    Output, Proc, RedisServer, Scratch, final_lines, ids, replace_generation, report_args, results,
-    state, statuses, test_lines, wait_until, with_command, worker_args,
+    Output, Proc, RedisServer, Scratch, assert_late_result_changes_nothing, final_lines, ids, ran,
+    ready_generation, replace_generation, report_args, results, state, wait_until, with_command,
+    worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(180);
@@ -299,18 +300,6 @@ fn sigterm_gives_the_test_back_at_once() {
     assert!(out.stdout.contains("2 tests: 2 passed"), "{}", out.both());
 }
 
-/// Whether `worker` has started a run of `test`.
-fn ran(scratch: &Scratch, worker: &str, test: &str) -> bool {
-    scratch.runs().iter().any(|(w, t)| w == worker && t == test)
-}
-
-/// The generation `state` names as ready.
-fn ready_generation(server: &RedisServer, build: &str) -> String {
-    state(server, build)
-        .and_then(|s| s.strip_prefix("ready:").map(str::to_owned))
-        .expect("a ready generation")
-}
-
 /// A worker stopped (SIGSTOP) mid-test is taken over once its heartbeat lapses; its test runs
 /// again elsewhere. Resumed (SIGCONT) while the new holder still runs it, its late
 /// acknowledgement is discarded: the new holder keeps its entry and decides the one outcome.
@@ -336,44 +325,7 @@ fn stopped_worker_resumed_after_take_over_changes_nothing() {
         ran(&scratch, "taker", "gated/victim")
     });
     late.signal(Signal::SIGCONT);
-    wait_until("late's acknowledgement", LONG, || {
-        test_lines(&late.stderr_so_far())
-            .iter()
-            .any(|l| l.test == "gated/victim")
-    });
-    let generation = BuildKeys::new("", build).generation(&ready_generation(&server, build));
-    let mut conn = server.conn();
-    let lease: Option<String> = conn.hget(&generation.leases, "gated/victim").unwrap();
-    assert!(
-        lease.as_deref().is_some_and(|l| l.ends_with(":taker")),
-        "the new holder's lease stays: {lease:?}"
-    );
-    let running: Option<f64> = conn.zscore(&generation.running, "gated/victim").unwrap();
-    assert!(running.is_some(), "the new holder's entry was removed");
-    assert!(
-        !results(&server, build).contains_key("gated/victim"),
-        "the late result was recorded"
-    );
-    std::fs::write(scratch.path("open-taker"), "").unwrap();
-    let taker_out = taker.wait(LONG);
-    let late_out = late.wait(LONG);
-    for out in [&taker_out, &late_out] {
-        assert_eq!(out.code, Some(0), "{}", out.both());
-        assert!(
-            out.stdout
-                .contains("6 tests: 6 passed; 1 taken over from lost workers"),
-            "{}",
-            out.both()
-        );
-    }
-    let victim = |stderr: &str| statuses(stderr, "gated/victim");
-    assert_eq!(victim(&late_out.stderr), ["LOST"], "{}", late_out.both());
-    assert_eq!(victim(&taker_out.stderr), ["PASS"], "{}", taker_out.both());
-    assert_eq!(results(&server, build).len(), 6);
-    assert_eq!(results(&server, build)["gated/victim"], "passed");
-    assert_eq!(scratch.run_counts()["gated/victim"], 2);
-    let finals = final_lines([taker_out.stderr.as_str(), late_out.stderr.as_str()]);
-    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+    assert_late_result_changes_nothing(&server, &scratch, build, late, taker);
 }
 
 /// The generation replaced under running workers, as an operator re-filling the queue would:
@@ -403,7 +355,7 @@ fn generation_replaced_under_running_workers() {
         scratch.runs().len() >= 10
     });
     let keys = BuildKeys::new("", build);
-    let old = keys.generation(&ready_generation(&server, build));
+    let old = keys.generation(&ready_generation(&server, build).expect("a ready generation"));
     let ids: Vec<&str> = tests.iter().map(String::as_str).collect();
     assert!(replace_generation(&server, build, "replacement", &ids));
     let mut conn = server.conn();

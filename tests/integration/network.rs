@@ -9,8 +9,8 @@ use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
 use crate::support::{
-    FaultProxy, Proc, RedisServer, Scratch, final_lines, ids, report_args, results, state,
-    statuses, test_lines, through, wait_until, with_command, worker_args,
+    FaultProxy, Proc, RedisServer, Scratch, assert_late_result_changes_nothing, final_lines, ids,
+    ran, report_args, results, through, wait_until, with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -86,10 +86,7 @@ fn blackholed_worker_is_taken_over_and_its_late_results_change_nothing() {
     // Alone, `cut` leads and takes the first test in the list.
     let cut = Proc::spawn("cut", &scratch, &args("cut", &cut_proxy));
     wait_until("cut to start the victim", LONG, || {
-        scratch
-            .runs()
-            .iter()
-            .any(|(w, t)| w == "cut" && t == "gated/victim")
+        ran(&scratch, "cut", "gated/victim")
     });
     let other = Proc::spawn("other", &scratch, &args("other", &other_proxy));
     wait_until("the other worker to join", LONG, || {
@@ -100,56 +97,18 @@ fn blackholed_worker_is_taken_over_and_its_late_results_change_nothing() {
     // Its test finishes; the acknowledgement goes into the blackhole.
     std::fs::write(scratch.path("open-cut"), "").unwrap();
     wait_until("the take-over", LONG, || {
-        scratch
-            .runs()
-            .iter()
-            .any(|(w, t)| w == "other" && t == "gated/victim")
+        ran(&scratch, "other", "gated/victim")
     });
     let held_for = Duration::from_secs(6).saturating_sub(cut_off.elapsed());
     std::thread::sleep(held_for);
     cut.wait_for_stderr("is unavailable", LONG);
     cut_proxy.resume();
-    wait_until("cut's late acknowledgement", LONG, || {
-        test_lines(&cut.stderr_so_far())
-            .iter()
-            .any(|l| l.test == "gated/victim")
-    });
-    let generation = state(&server, build)
-        .and_then(|s| s.strip_prefix("ready:").map(str::to_owned))
-        .expect("a ready generation");
-    let generation = BuildKeys::new("", build).generation(&generation);
-    let lease: Option<String> = server
-        .conn()
-        .hget(&generation.leases, "gated/victim")
-        .unwrap();
-    assert!(
-        lease.as_deref().is_some_and(|l| l.ends_with(":other")),
-        "the new holder's lease stays: {lease:?}"
-    );
-    assert!(!results(&server, build).contains_key("gated/victim"));
-    std::fs::write(scratch.path("open-other"), "").unwrap();
-    let cut_out = cut.wait(LONG);
-    let other_out = other.wait(LONG);
-    for out in [&cut_out, &other_out] {
-        assert_eq!(out.code, Some(0), "{}", out.both());
-        assert!(
-            out.stdout
-                .contains("6 tests: 6 passed; 1 taken over from lost workers"),
-            "{}",
-            out.both()
-        );
-    }
+    let (cut_out, _) = assert_late_result_changes_nothing(&server, &scratch, build, cut, other);
     assert!(
         cut_out.stderr.contains("reconnected to Redis"),
         "{}",
         cut_out.both()
     );
-    let victim = |stderr: &str| statuses(stderr, "gated/victim");
-    assert_eq!(victim(&cut_out.stderr), ["LOST"], "{}", cut_out.both());
-    assert_eq!(victim(&other_out.stderr), ["PASS"], "{}", other_out.both());
-    assert_eq!(results(&server, build).len(), 6);
-    let finals = final_lines([cut_out.stderr.as_str(), other_out.stderr.as_str()]);
-    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
     let discarded: u64 = server
         .conn()
         .hget(BuildKeys::new("", build).stats(), "discarded")

@@ -389,6 +389,90 @@ pub fn state(server: &RedisServer, build: &str) -> Option<String> {
         .expect("GET state")
 }
 
+/// The generation the build's state names as ready, if any.
+pub fn ready_generation(server: &RedisServer, build: &str) -> Option<String> {
+    state(server, build).and_then(|s| s.strip_prefix("ready:").map(str::to_owned))
+}
+
+/// Whether `worker` has started a run of `test`.
+pub fn ran(scratch: &Scratch, worker: &str, test: &str) -> bool {
+    scratch.runs().iter().any(|(w, t)| w == worker && t == test)
+}
+
+/// The end of a take-over over six passing tests: `late` ran `gated/victim`, lost it after
+/// its heartbeat lapsed, and `taker` is running it again (gated by its `open-<taker>` file)
+/// when `late` comes back. Checks that `late`'s acknowledgement changed nothing: the taker
+/// keeps its lease and its running entry and no outcome is recorded; let go, the taker decides
+/// the one outcome, both finish green with one take-over, and no test is counted twice.
+/// Returns both outputs, `late`'s first.
+pub fn assert_late_result_changes_nothing(
+    server: &RedisServer,
+    scratch: &Scratch,
+    build: &str,
+    late: Proc,
+    taker: Proc,
+) -> (Output, Output) {
+    const VICTIM: &str = "gated/victim";
+    const LONG: Duration = Duration::from_secs(120);
+    wait_until("the late acknowledgement", LONG, || {
+        !statuses(&late.stderr_so_far(), VICTIM).is_empty()
+    });
+    let generation = ready_generation(server, build).expect("a ready generation");
+    let generation = ciq::queue::redis::keys::BuildKeys::new("", build).generation(&generation);
+    let mut conn = server.conn();
+    let lease: Option<String> = redis::cmd("HGET")
+        .arg(&generation.leases)
+        .arg(VICTIM)
+        .query(&mut conn)
+        .expect("HGET lease");
+    let holder = format!(":{}", taker.name);
+    assert!(
+        lease.as_deref().is_some_and(|l| l.ends_with(&holder)),
+        "the new holder's lease stays: {lease:?}"
+    );
+    let running: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&generation.running)
+        .arg(VICTIM)
+        .query(&mut conn)
+        .expect("ZSCORE running");
+    assert!(running.is_some(), "the new holder's entry was removed");
+    assert!(
+        !results(server, build).contains_key(VICTIM),
+        "the late result was recorded"
+    );
+    std::fs::write(scratch.path(&format!("open-{}", taker.name)), "").expect("open the gate");
+    let taker_out = taker.wait(LONG);
+    let late_out = late.wait(LONG);
+    for out in [&late_out, &taker_out] {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stdout
+                .contains("6 tests: 6 passed; 1 taken over from lost workers"),
+            "{}",
+            out.both()
+        );
+    }
+    assert_eq!(
+        statuses(&late_out.stderr, VICTIM),
+        ["LOST"],
+        "{}",
+        late_out.both()
+    );
+    assert_eq!(
+        statuses(&taker_out.stderr, VICTIM),
+        ["PASS"],
+        "{}",
+        taker_out.both()
+    );
+    let outcomes = results(server, build);
+    assert_eq!(outcomes.len(), 6);
+    assert_eq!(outcomes[VICTIM], "passed");
+    assert_eq!(scratch.run_counts()[VICTIM], 2);
+    let finals = final_lines([late_out.stderr.as_str(), taker_out.stderr.as_str()]);
+    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+    (late_out, taker_out)
+}
+
 /// Waits until `condition` holds.
 pub fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
@@ -402,11 +486,7 @@ pub fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> b
 /// makes it the build's, as an operator re-filling the queue would. False when the build has
 /// no ready generation yet.
 pub fn replace_generation(server: &RedisServer, build: &str, name: &str, ids: &[&str]) -> bool {
-    let Some(current) = state(server, build)
-        .as_deref()
-        .and_then(|s| s.strip_prefix("ready:"))
-        .map(str::to_owned)
-    else {
+    let Some(current) = ready_generation(server, build) else {
         return false;
     };
     let keys = ciq::queue::redis::keys::BuildKeys::new("", build);
