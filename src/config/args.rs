@@ -32,7 +32,7 @@ pub enum Command {
 const RUN_EXAMPLES: &str = "\
 Examples:
   ciq run -j 4 --tests tests.txt -- ./run-test
-  ciq run --queue redis://redis:6379/0 --tests tests.txt -- ./run-test {} --verbose
+  ciq run --queue redis://redis-host/0 --tests tests.txt -- ./run-test {} --verbose
 
 Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader elected,
 5 infrastructure error (Redis unreachable, build state lost), 130/143 interrupted.";

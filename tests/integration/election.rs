@@ -13,7 +13,7 @@ use ciq::queue::{Queue, QueueError, Reservation};
 use ciq::test_id::TestList;
 use redis::Commands;
 
-use crate::support::{RedisServer, replace_generation, wait_until};
+use crate::support::{RedisServer, lose_build, replace_generation, wait_until};
 
 pub fn settings(server: &RedisServer, build: &str) -> RedisSettings {
     RedisSettings {
@@ -437,7 +437,7 @@ async fn report_that_missed_the_commit_learns_the_state_was_lost() {
     let a = worker(&server, "b10", "a").await;
     a.join(&list(&["t1", "t2"])).await.unwrap();
     assert!(matches!(a.reserve(1).await.unwrap(), Reservation::Tests(_)));
-    let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    lose_build(&server, "b10");
     assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
     assert!(matches!(a.rejoin().await, Err(QueueError::StateLost)));
     let ended = tokio::time::timeout(Duration::from_secs(10), report)

@@ -389,6 +389,21 @@ pub fn state(server: &RedisServer, build: &str) -> Option<String> {
         .expect("GET state")
 }
 
+/// Deletes every key of `build`, as a Redis that lost its data would. The pattern follows the
+/// keyspace's `ciq:{build}:` prefix; a mismatch deletes nothing and the caller's assertions fail.
+pub fn lose_build(server: &RedisServer, build: &str) {
+    let mut conn = server.conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("ciq:{{{build}}}:*"))
+        .query(&mut conn)
+        .expect("KEYS");
+    assert!(!keys.is_empty(), "build `{build}` has no keys to lose");
+    redis::cmd("DEL")
+        .arg(&keys)
+        .exec(&mut conn)
+        .expect("DEL build keys");
+}
+
 /// The generation the build's state names as ready, if any.
 pub fn ready_generation(server: &RedisServer, build: &str) -> Option<String> {
     state(server, build).and_then(|s| s.strip_prefix("ready:").map(str::to_owned))
