@@ -13,6 +13,7 @@ use tokio::time::{Instant, sleep};
 use crate::discovery::TestSource;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
+use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::reply::{self, parse};
 use crate::queue::redis::scripts::SCRIPTS;
 use crate::queue::redis::{RedisQueue, millis};
@@ -37,31 +38,11 @@ enum Led {
     LostLock,
 }
 
-/// Leaders that died while this worker watched: a lock that lapsed (state absent), or one
-/// replaced by another worker's setup between two looks (it lapsed unseen).
-#[derive(Debug, Default)]
-struct Deaths {
-    dead: u32,
-    last_setup: Option<String>,
-}
-
-impl Deaths {
-    /// Records a `setup:` state; true when it replaced another leader's.
-    fn saw_setup(&mut self, state: &str) -> bool {
-        let replaced = self.last_setup.as_deref().is_some_and(|last| last != state);
-        if replaced {
-            self.dead += 1;
-        }
-        self.last_setup = Some(state.to_owned());
-        replaced
-    }
-}
-
 impl RedisQueue {
     /// Joins the build: elects a leader (maybe this worker, which then fills the queue from
     /// `source`) and follows the committed generation.
     pub async fn join(&self, source: &TestSource) -> Result<Joined, QueueError> {
-        let mut deaths = Deaths::default();
+        let mut deaths = DeadLeaders::default();
         loop {
             let generation = uuid::Uuid::new_v4().to_string();
             let reply: String = self
@@ -85,7 +66,7 @@ impl RedisQueue {
                             "ciq: worker `{}` lost the setup lock (paused, partitioned or too slow); dropped its staging and follows the new leader",
                             self.worker
                         );
-                        deaths.last_setup = None;
+                        deaths.forget_setup();
                     }
                 },
                 "aborted" => return Err(aborted(&elect.abort)),
@@ -114,7 +95,8 @@ impl RedisQueue {
             }
             eprintln!(
                 "ciq: the leader died before filling the queue; electing a new one ({} of {} leaders dead)",
-                deaths.dead, self.settings.max_election_attempts
+                deaths.count(),
+                self.settings.max_election_attempts
             );
         }
     }
@@ -126,7 +108,7 @@ impl RedisQueue {
 
     /// Waits while a leader holds the setup lock; returns the ready generation, or `None` when
     /// the lock lapsed and a new election is due.
-    async fn wait_for_ready(&self, deaths: &mut Deaths) -> Result<Option<String>, QueueError> {
+    async fn wait_for_ready(&self, deaths: &mut DeadLeaders) -> Result<Option<String>, QueueError> {
         let mut delay = Duration::from_millis(20);
         loop {
             let observed = self.observe(None).await?;
@@ -134,8 +116,7 @@ impl RedisQueue {
                 return Err(aborted(&observed.abort));
             }
             if observed.state.is_empty() {
-                deaths.dead += 1;
-                deaths.last_setup = None;
+                deaths.lapsed();
                 self.check_budget(deaths).await?;
                 return Ok(None);
             }
@@ -158,12 +139,9 @@ impl RedisQueue {
     }
 
     /// Fails with "lost leader", for everyone, once the election budget is spent.
-    async fn check_budget(&self, deaths: &Deaths) -> Result<(), QueueError> {
-        if deaths.dead < self.settings.max_election_attempts {
+    async fn check_budget(&self, deaths: &DeadLeaders) -> Result<(), QueueError> {
+        let Some(err) = deaths.over(self.settings.max_election_attempts) else {
             return Ok(());
-        }
-        let err = QueueError::LostLeader {
-            attempts: deaths.dead,
         };
         self.abort(AbortKind::LostLeader, &err.to_string(), "")
             .await?;

@@ -6,6 +6,7 @@
 //! in `docs/queue-protocol.md`; each step is one Lua script under `lua/`.
 
 pub mod connection;
+mod dead_leaders;
 mod election;
 pub mod keys;
 mod reply;

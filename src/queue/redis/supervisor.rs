@@ -11,6 +11,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
+use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::election::aborted;
 use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::reply::{Progress, parse};
@@ -82,8 +83,7 @@ pub async fn supervise(
     let keys = BuildKeys::new(&settings.namespace, &settings.build);
     let started = Instant::now();
     let mut followed: Option<String> = None;
-    let mut last_setup: Option<String> = None;
-    let mut dead_leaders = 0u32;
+    let mut dead_leaders = DeadLeaders::default();
     let mut leaderless_since = started;
     let ending = loop {
         let generation = keys.generation(followed.as_deref().unwrap_or(""));
@@ -134,20 +134,14 @@ pub async fn supervise(
         } else if followed.is_some() {
             return Err(QueueError::StateLost);
         } else if let Some(rest) = progress.state.strip_prefix("setup:") {
-            if last_setup
-                .as_ref()
-                .is_some_and(|last| *last != progress.state)
-            {
-                dead_leaders += 1;
-            }
-            last_setup = Some(progress.state.clone());
+            dead_leaders.saw_setup(&progress.state);
             let leader = rest.split_once(':').map_or(rest, |(_, worker)| worker);
             on_status(&Status::Filling {
                 leader: leader.to_owned(),
             });
         } else {
-            if last_setup.take().is_some() {
-                dead_leaders += 1;
+            if dead_leaders.watching() {
+                dead_leaders.lapsed();
                 leaderless_since = Instant::now();
             }
             if leaderless_since.elapsed() >= settings.queue_init_timeout {
@@ -157,10 +151,8 @@ pub async fn supervise(
             }
             on_status(&Status::WaitingForLeader);
         }
-        if dead_leaders >= settings.max_election_attempts {
-            return Err(QueueError::LostLeader {
-                attempts: dead_leaders,
-            });
+        if let Some(err) = dead_leaders.over(settings.max_election_attempts) {
+            return Err(err);
         }
         if started.elapsed() >= settings.report_timeout {
             if followed.is_none() {
