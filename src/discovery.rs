@@ -113,61 +113,98 @@ impl TestSource {
         match self {
             TestSource::List(list) => Ok(list.clone()),
             TestSource::Command { argv, format } => {
-                let spec = Spec {
-                    argv: argv.clone(),
-                    env: Vec::new(),
-                    timeout: Some(timeout),
-                    cwd: None,
-                };
-                let finished = process::run(
-                    &spec,
-                    Capture::Stdout {
-                        stderr_limit: 16 * 1024,
-                    },
-                )
-                .await
-                .map_err(DiscoveryError::Spawn)?;
-                let command = shlex::try_join(argv.iter().map(String::as_str))
-                    .unwrap_or_else(|_| argv.join(" "));
-                let stdout = String::from_utf8_lossy(&finished.stdout);
-                let source_name = format!("list command `{command}`");
-                if *format == ListFormat::PytestCollect && finished.exit == process::Exit::Code(5) {
-                    return Err(TestListError::Empty { source_name }.into());
-                }
-                if !finished.exit.success() {
-                    let mut lines = match format {
-                        ListFormat::PytestCollect => pytest::collection_errors(&stdout),
-                        _ => Vec::new(),
-                    };
-                    if lines.is_empty() {
-                        lines.extend(finished.output.trim().lines().last().map(str::to_owned));
-                    }
-                    if *format == ListFormat::NextestJson
-                        && finished.output.contains("no such command")
-                    {
-                        lines.push("(hint: cargo install --locked cargo-nextest)".to_owned());
-                    }
-                    return Err(DiscoveryError::Failed {
-                        command,
-                        exit: finished.exit,
-                        detail: lines.join("; "),
-                    });
-                }
+                let output = run_list_command(argv, *format, timeout).await?;
                 let ids = match format {
-                    ListFormat::Lines => finished.stdout,
-                    ListFormat::PytestCollect => pytest::parse_collected(&stdout).into_bytes(),
-                    ListFormat::NextestJson => {
-                        let listing = Listing::parse(&finished.stdout).map_err(|detail| {
-                            DiscoveryError::Unreadable {
-                                command: command.clone(),
-                                detail,
-                            }
-                        })?;
-                        listing.ids().join("\n").into_bytes()
+                    ListFormat::Lines => output.stdout,
+                    ListFormat::PytestCollect => {
+                        pytest::parse_collected(&String::from_utf8_lossy(&output.stdout))
+                            .into_bytes()
                     }
+                    ListFormat::NextestJson => Listing::parse(&output.stdout)
+                        .map_err(|detail| output.unreadable(detail))?
+                        .ids()
+                        .join("\n")
+                        .into_bytes(),
                 };
-                Ok(TestList::parse(&ids, &source_name)?)
+                Ok(TestList::parse(
+                    &ids,
+                    &format!("list command `{}`", output.command),
+                )?)
             }
         }
     }
+}
+
+/// What a list command printed, once it succeeded.
+#[derive(Debug)]
+pub struct ListOutput {
+    /// The command, as typed.
+    pub command: String,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+}
+
+impl ListOutput {
+    /// The error for output that is not in the expected format.
+    pub fn unreadable(&self, detail: String) -> DiscoveryError {
+        DiscoveryError::Unreadable {
+            command: self.command.clone(),
+            detail,
+        }
+    }
+}
+
+/// Runs list command `argv` in `format`, killed after `timeout`. The leader lists through it,
+/// and so does every nextest worker (to learn its binaries): a failure names the command and
+/// the lines of its output that say why, with a hint when the tool is missing.
+pub async fn run_list_command(
+    argv: &[String],
+    format: ListFormat,
+    timeout: Duration,
+) -> Result<ListOutput, DiscoveryError> {
+    let spec = Spec {
+        argv: argv.to_vec(),
+        env: Vec::new(),
+        timeout: Some(timeout),
+        cwd: None,
+    };
+    let finished = process::run(
+        &spec,
+        Capture::Stdout {
+            stderr_limit: 16 * 1024,
+        },
+    )
+    .await
+    .map_err(DiscoveryError::Spawn)?;
+    let command =
+        shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+    if format == ListFormat::PytestCollect && finished.exit == process::Exit::Code(5) {
+        return Err(TestListError::Empty {
+            source_name: format!("list command `{command}`"),
+        }
+        .into());
+    }
+    if !finished.exit.success() {
+        let mut lines = match format {
+            ListFormat::PytestCollect => {
+                pytest::collection_errors(&String::from_utf8_lossy(&finished.stdout))
+            }
+            _ => Vec::new(),
+        };
+        if lines.is_empty() {
+            lines.extend(finished.output.trim().lines().last().map(str::to_owned));
+        }
+        if format == ListFormat::NextestJson && finished.output.contains("no such command") {
+            lines.push("(hint: cargo install --locked cargo-nextest)".to_owned());
+        }
+        return Err(DiscoveryError::Failed {
+            command,
+            exit: finished.exit,
+            detail: lines.join("; "),
+        });
+    }
+    Ok(ListOutput {
+        command,
+        stdout: finished.stdout,
+    })
 }

@@ -3,9 +3,9 @@
 //!
 //! With `CIQ_PAUSE_AT=<point>` in its environment, a process that reaches that point prints
 //! `ciq: paused at <point>` and stops itself with SIGSTOP, the first time only; SIGCONT resumes
-//! it, SIGKILL kills it there. Without the variable a pause point costs one environment lookup, once. Points:
-//! `elected` (lock taken, nothing listed), `staging` (after the first of several staging
-//! batches), `before-commit` (everything staged, not committed).
+//! it, SIGKILL kills it there. Without the variable a pause point costs one environment lookup,
+//! once. Points: `elected` (lock taken, nothing listed), `staging` (after the first of several
+//! staging batches), `before-commit` (everything staged, not committed).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,9 +12,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
 
 use crate::outcome::Outcome;
-use tokio::process::Command;
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -116,42 +116,33 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
         ("CIQ_WORKER".to_owned(), worker.to_owned()),
     ];
     let timeout = Some(config.test_timeout);
-    match &config.runner {
-        RunnerSpec::Command(runner) => AnyRunner::Command(CommandRunner {
-            env,
-            ..runner.clone()
-        }),
-        RunnerSpec::Persistent(argv) => AnyRunner::Persistent(PersistentRunner::new(
-            argv.clone(),
-            env,
-            timeout,
-            config.output_limit,
-        )),
-        RunnerSpec::Nextest(args) => AnyRunner::Nextest(NextestRunner::new(
-            args.clone(),
-            env,
-            config.discovery_timeout,
-            timeout,
-            config.output_limit,
-        )),
-        RunnerSpec::Pytest {
-            args,
-            persistent: false,
-        } => AnyRunner::Command(CommandRunner {
-            command: pytest::batch_command(args),
-            env,
-            timeout,
-            output_limit: config.output_limit,
-        }),
-        RunnerSpec::Pytest {
-            args,
-            persistent: true,
-        } => AnyRunner::Persistent(PersistentRunner::new(
-            pytest::persistent_argv(args),
+    let output_limit = config.output_limit;
+    let (command, persistent) = match &config.runner {
+        RunnerSpec::Command(command) => (command.clone(), false),
+        RunnerSpec::Persistent(argv) => (argv.clone(), true),
+        RunnerSpec::Pytest { args, persistent } if *persistent => {
+            (pytest::persistent_argv(args), true)
+        }
+        RunnerSpec::Pytest { args, .. } => (pytest::batch_command(args), false),
+        RunnerSpec::Nextest(args) => {
+            return AnyRunner::Nextest(NextestRunner::new(
+                args.clone(),
+                env,
+                config.discovery_timeout,
+                timeout,
+                output_limit,
+            ));
+        }
+    };
+    if persistent {
+        AnyRunner::Persistent(PersistentRunner::new(command, env, timeout, output_limit))
+    } else {
+        AnyRunner::Command(CommandRunner {
+            command,
             env,
             timeout,
-            config.output_limit,
-        )),
+            output_limit,
+        })
     }
 }
 

@@ -15,7 +15,6 @@ use crate::discovery::{DiscoveryError, ListFormat, TestSource};
 use crate::queue::budget::RequeueBudget;
 use crate::queue::redis::RedisSettings;
 use crate::queue::redis::supervisor::ReportSettings;
-use crate::runner::command::CommandRunner;
 use crate::runner::{nextest, pytest};
 use crate::worker::WorkerOptions;
 use args::{BuildArgs, Framework, ReportArgs, RunArgs};
@@ -104,8 +103,8 @@ pub enum Mode {
 /// How tests are run.
 #[derive(Debug, Clone)]
 pub enum RunnerSpec {
-    /// The generic runner (its environment is filled in per worker).
-    Command(CommandRunner),
+    /// The generic runner, with this command.
+    Command(Vec<String>),
     /// A command speaking the persistent protocol.
     Persistent(Vec<String>),
     /// cargo-nextest, with these `cargo nextest list` arguments.
@@ -161,12 +160,7 @@ impl RunConfig {
             (Some(_), false) => return Err(ConfigError::CommandAndFramework),
             (None, true) => return Err(ConfigError::NoCommand),
             (None, false) if args.persistent => RunnerSpec::Persistent(args.command),
-            (None, false) => RunnerSpec::Command(CommandRunner {
-                command: args.command,
-                env: Vec::new(),
-                timeout: Some(args.test_timeout),
-                output_limit: args.output_limit as usize,
-            }),
+            (None, false) => RunnerSpec::Command(args.command),
             (Some(Framework::Nextest { args }), true) => RunnerSpec::Nextest(args),
             (Some(Framework::Pytest { args, persistent }), true) => {
                 RunnerSpec::Pytest { args, persistent }

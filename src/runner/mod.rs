@@ -16,6 +16,7 @@ use std::future::Future;
 
 use thiserror::Error;
 
+use crate::discovery::DiscoveryError;
 use crate::outcome::TestResult;
 use crate::process::SpawnError;
 use crate::queue::Reserved;
@@ -35,13 +36,8 @@ pub enum RunnerError {
         detail: String,
     },
     /// The framework could not list its tests on this worker.
-    #[error("cannot list tests with `{command}`: {detail}")]
-    Listing {
-        /// The listing command.
-        command: String,
-        /// What went wrong.
-        detail: String,
-    },
+    #[error("this worker cannot list its tests")]
+    Listing(#[source] DiscoveryError),
 }
 
 /// The runner the command line chose.

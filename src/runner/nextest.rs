@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
+use crate::discovery::{ListFormat, run_list_command};
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{self, Capture, Spec};
 use crate::queue::Reserved;
@@ -284,35 +285,11 @@ impl NextestRunner {
         self.listing
             .get_or_try_init(|| async {
                 let argv = list_argv(&self.args);
-                let spec = Spec {
-                    argv: argv.clone(),
-                    env: Vec::new(),
-                    timeout: Some(self.list_timeout),
-                    cwd: None,
-                };
-                let command = argv.join(" ");
-                let finished = process::run(
-                    &spec,
-                    Capture::Stdout {
-                        stderr_limit: 16 * 1024,
-                    },
-                )
-                .await?;
-                if !finished.exit.success() {
-                    let detail = finished
-                        .output
-                        .trim()
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                        .to_owned();
-                    return Err(RunnerError::Listing {
-                        command,
-                        detail: format!("{}: {detail}", finished.exit),
-                    });
-                }
-                Listing::parse(&finished.stdout)
-                    .map_err(|detail| RunnerError::Listing { command, detail })
+                let output = run_list_command(&argv, ListFormat::NextestJson, self.list_timeout)
+                    .await
+                    .map_err(RunnerError::Listing)?;
+                Listing::parse(&output.stdout)
+                    .map_err(|detail| RunnerError::Listing(output.unreadable(detail)))
             })
             .await
     }

@@ -188,11 +188,9 @@ impl PersistentRunner {
         session: &mut Option<Session>,
         reserved: &Reserved,
     ) -> Result<TestResult, RunnerError> {
-        if session.is_none() {
-            *session = Some(self.start().await?);
-        }
-        let Some(live) = session.as_mut() else {
-            return Err(self.framework_error("no session".to_owned()));
+        let live = match session {
+            Some(live) => live,
+            None => session.insert(self.start().await?),
         };
         let started = Instant::now();
         let errored = |output: String| TestResult {
