@@ -94,11 +94,3 @@ pub enum QueueError {
     )]
     StateLost,
 }
-
-impl QueueError {
-    /// Whether the cause is on the user's side of the command line (a bad URL), as opposed to
-    /// the infrastructure or the build.
-    pub fn is_usage(&self) -> bool {
-        matches!(self, QueueError::InvalidUrl { .. })
-    }
-}

@@ -60,16 +60,6 @@ impl Cases {
             .get(&format!("{classname}\u{0}{name}"))
             .and_then(|&at| self.cases.get(at))
     }
-
-    /// How many cases the report holds.
-    pub fn len(&self) -> usize {
-        self.cases.len()
-    }
-
-    /// Whether the report holds no case.
-    pub fn is_empty(&self) -> bool {
-        self.cases.is_empty()
-    }
 }
 
 /// Reads every `<testcase>` of `xml`, however its suites are nested.
@@ -250,7 +240,7 @@ mod tests {
     #[test]
     fn reads_pytest_reports_by_node_id() {
         let cases = parse(PYTEST).unwrap();
-        assert_eq!(cases.len(), 5);
+        assert_eq!(cases.cases.len(), 5);
         let ok = cases.find("tests/test_x.py::test_ok").unwrap();
         assert_eq!(ok.outcome, Outcome::Passed);
         let param = cases.find("tests/test_x.py::TestC::test_p[a b-é]").unwrap();
