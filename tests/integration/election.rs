@@ -1,5 +1,6 @@
 //! The election and generations, against a real redis-server: the seed's scenarios.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ciq::discovery::{ListFormat, TestSource};
@@ -7,13 +8,14 @@ use ciq::outcome::Outcome;
 use ciq::queue::budget::RequeueBudget;
 use ciq::queue::error::AbortKind;
 use ciq::queue::redis::keys::BuildKeys;
-use ciq::queue::redis::supervisor::{Ending, ReportSettings, supervise};
+use ciq::queue::redis::supervisor::{Ending, ReportSettings, Status, supervise};
 use ciq::queue::redis::{RedisQueue, RedisSettings};
 use ciq::queue::{Queue, QueueError, Reservation};
+use ciq::report::Summary;
 use ciq::test_id::TestList;
 use redis::Commands;
 
-use crate::support::{RedisServer, lose_build, replace_generation, wait_until};
+use crate::support::{RedisServer, generation_keys, lose_build, replace_generation, wait_until};
 
 pub fn settings(server: &RedisServer, build: &str) -> RedisSettings {
     RedisSettings {
@@ -65,13 +67,46 @@ pub async fn worker(server: &RedisServer, build: &str, name: &str) -> RedisQueue
         .unwrap()
 }
 
+/// A report running in the background, with every status it showed.
+struct Report {
+    task: tokio::task::JoinHandle<Result<(Summary, Ending), QueueError>>,
+    statuses: Arc<Mutex<Vec<Status>>>,
+}
+
+impl Report {
+    fn spawn(settings: ReportSettings) -> Self {
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&statuses);
+        let task = tokio::spawn(async move {
+            supervise(&settings, |status| {
+                seen.lock().unwrap().push(status.clone())
+            })
+            .await
+        });
+        Self { task, statuses }
+    }
+
+    /// Waits (without blocking the runtime) until the report has shown a status `wanted`.
+    async fn saw(&self, what: &str, wanted: impl Fn(&Status) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !self.statuses.lock().unwrap().iter().any(&wanted) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the report never showed {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 fn state(server: &RedisServer, build: &str) -> Option<String> {
     crate::support::state(server, build)
 }
 
-/// Starts `name` as a leader whose listing never ends, waits until it holds the lock, then
-/// kills it: its task is dropped mid-discovery, so it never renews, commits or cleans up.
-async fn leader_dies(server: &RedisServer, build: &str, name: &str) {
+/// Starts `name` as a leader whose listing never ends, waits until it holds the lock (and,
+/// given a `report`, until the report has seen it filling the queue), then kills it: its task
+/// is dropped mid-discovery, so it never renews, commits or cleans up.
+async fn leader_dies(server: &RedisServer, build: &str, name: &str, report: Option<&Report>) {
     let queue = worker(server, build, name).await;
     let task = tokio::spawn(async move { queue.join(&endless_listing()).await });
     let suffix = format!(":{name}");
@@ -80,6 +115,14 @@ async fn leader_dies(server: &RedisServer, build: &str, name: &str) {
         Duration::from_secs(10),
         || state(server, build).is_some_and(|s| s.starts_with("setup:") && s.ends_with(&suffix)),
     );
+    if let Some(report) = report {
+        report
+            .saw(
+                "the doomed leader filling the queue",
+                |status| matches!(status, Status::Filling { leader } if leader == name),
+            )
+            .await;
+    }
     task.abort();
     let _ = task.await;
 }
@@ -204,16 +247,15 @@ async fn acknowledged_test_is_not_taken_over_after_its_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_and_report_detect_a_dead_leader() {
     let server = RedisServer::start();
-    let report = tokio::spawn({
-        let settings = report_settings(&server, "b3");
-        async move { supervise(&settings, |_| {}).await }
-    });
-    leader_dies(&server, "b3", "doomed").await;
+    let report = Report::spawn(report_settings(&server, "b3"));
+    leader_dies(&server, "b3", "doomed", Some(&report)).await;
     let follower = worker(&server, "b3", "follower").await;
     let joined = follower.join(&list(&["t1", "t2"])).await.unwrap();
     assert!(joined.led, "the follower saw the lock lapse and took over");
     assert_eq!(pass_all(&follower).await, 2);
-    let (summary, _) = report.await.unwrap().unwrap();
+    // The report watched the doomed leader, then followed its successor's generation to the end.
+    let (summary, ending) = report.task.await.unwrap().unwrap();
+    assert_eq!(ending, Ending::Drained);
     assert_eq!(summary.total, 2);
     assert_eq!(summary.count(Outcome::Passed), 2);
 }
@@ -221,7 +263,7 @@ async fn follower_and_report_detect_a_dead_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn election_is_retried_after_a_lapsed_lock_and_succeeds() {
     let server = RedisServer::start();
-    leader_dies(&server, "b4", "first").await;
+    leader_dies(&server, "b4", "first", None).await;
     // A follower that was waiting on the dead leader counts one dead leader and re-elects.
     let waiting = worker(&server, "b4", "waiting").await;
     let late = worker(&server, "b4", "late").await;
@@ -242,11 +284,16 @@ async fn leader_that_lost_its_lock_drops_its_staging_and_leads_again() {
     let server = RedisServer::start();
     let keys = BuildKeys::new("", "b5");
     let slow = worker(&server, "b5", "slow").await;
+    // Its listing ends only once the gate opens, after its lock is taken.
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
     let slow_source = TestSource::Command {
         argv: vec![
             "sh".into(),
             "-c".into(),
-            "sleep 1; printf 'x1\\nx2\\n'".into(),
+            "while [ ! -e \"$1\" ]; do sleep 0.05; done; printf 'x1\\nx2\\n'".into(),
+            "sh".into(),
+            gate.to_string_lossy().into_owned(),
         ],
         format: ListFormat::Lines,
     };
@@ -271,14 +318,12 @@ async fn leader_that_lost_its_lock_drops_its_staging_and_leads_again() {
         .arg(1500)
         .query(&mut conn)
         .unwrap();
+    std::fs::write(&gate, "").unwrap();
     let (slow, joined) = task.await.unwrap();
     let joined = joined.unwrap_or_else(|err| panic!("{err}"));
     assert!(joined.led, "it leads the next election");
     assert_ne!(joined.generation, first_generation);
-    let leftovers: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("ciq:{{b5}}:g:{first_generation}:*"))
-        .query(&mut conn)
-        .unwrap();
+    let leftovers = generation_keys(&server, "b5", &first_generation);
     assert!(
         leftovers.is_empty(),
         "the lost generation left keys: {leftovers:?}"
@@ -420,18 +465,9 @@ async fn report_that_missed_the_commit_learns_the_state_was_lost() {
     // Someone is filling the queue when the report first looks.
     let _: () = conn.set(keys.state(), "setup:g-first:x").unwrap();
     let mut settings = report_settings(&server, "b10");
-    settings.poll_interval = Duration::from_secs(2);
-    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
-    let report = tokio::spawn(async move {
-        let mut seen_tx = Some(seen_tx);
-        supervise(&settings, |_| {
-            if let Some(tx) = seen_tx.take() {
-                let _ = tx.send(());
-            }
-        })
-        .await
-    });
-    seen_rx.await.unwrap();
+    settings.poll_interval = Duration::from_secs(5);
+    let report = Report::spawn(settings);
+    report.saw("its first look", |_| true).await;
     // Between two of its looks: the build is set up and starts, then Redis loses everything.
     let _: () = conn.del(keys.state()).unwrap();
     let a = worker(&server, "b10", "a").await;
@@ -440,7 +476,7 @@ async fn report_that_missed_the_commit_learns_the_state_was_lost() {
     lose_build(&server, "b10");
     assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
     assert!(matches!(a.rejoin().await, Err(QueueError::StateLost)));
-    let ended = tokio::time::timeout(Duration::from_secs(10), report)
+    let ended = tokio::time::timeout(Duration::from_secs(20), report.task)
         .await
         .expect("the report ends at its next look")
         .unwrap();
@@ -536,12 +572,12 @@ async fn fresh_election_after_lost_state_is_not_followed() {
     let Reservation::Tests(held) = a.reserve(1).await.unwrap() else {
         panic!("a reserves a test");
     };
-    let report = tokio::spawn({
-        let settings = report_settings(&server, "b10");
-        async move { supervise(&settings, |_| {}).await }
-    });
-    // Let the report follow the first generation before Redis loses it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = Report::spawn(report_settings(&server, "b10"));
+    report
+        .saw("the first generation running", |status| {
+            matches!(status, Status::Running { .. })
+        })
+        .await;
     server.restart();
     let late = worker(&server, "b10", "late").await;
     let joined = late.join(&list(&["t1", "t2"])).await.unwrap();
@@ -560,7 +596,7 @@ async fn fresh_election_after_lost_state_is_not_followed() {
         matches!(a.rejoin().await, Err(QueueError::StateLost)),
         "the stale worker must not follow the fresh generation"
     );
-    match report.await.unwrap() {
+    match report.task.await.unwrap() {
         Err(QueueError::StateLost) => {}
         Err(QueueError::Aborted(abort)) => assert_eq!(abort.kind, AbortKind::StateLost),
         other => panic!("report: {other:?}"),

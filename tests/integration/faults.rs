@@ -11,9 +11,9 @@ use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
 use crate::support::{
-    Output, Proc, RedisServer, Scratch, assert_late_result_changes_nothing, final_lines, ids, ran,
-    ready_generation, replace_generation, report_args, results, state, wait_until, with_command,
-    worker_args,
+    Output, Proc, RedisServer, Scratch, assert_late_result_changes_nothing, final_lines,
+    generation_keys, ids, ran, ready_generation, replace_generation, report_args, results, state,
+    wait_until, with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(180);
@@ -106,6 +106,10 @@ fn paused_leader_resumes_into_the_committed_generation() {
         .nth(1)
         .expect("setup:<gen>:<worker>")
         .to_owned();
+    assert!(
+        !generation_keys(&server, build, &stale_generation).is_empty(),
+        "the paused leader has staged its queue"
+    );
     let winner = Proc::spawn("winner", &scratch, &args("winner"));
     wait_until("the winner's commit", LONG, || {
         state(&server, build).is_some_and(|s| s.starts_with("ready:"))
@@ -126,10 +130,7 @@ fn paused_leader_resumes_into_the_committed_generation() {
         scratch.runs().iter().any(|(worker, _)| worker == "stale"),
         "the resumed leader worked for the new generation"
     );
-    let leftovers: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("ciq:{{{build}}}:g:{stale_generation}:*"))
-        .query(&mut server.conn())
-        .expect("KEYS");
+    let leftovers = generation_keys(&server, build, &stale_generation);
     assert!(
         leftovers.is_empty(),
         "stale staging left behind: {leftovers:?}"

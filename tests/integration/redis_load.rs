@@ -57,11 +57,25 @@ fn redis_commands_per_test_for_500_noop_tests_on_2_workers() {
             out.both()
         );
     }
-    std::thread::sleep(Duration::from_millis(300));
     let stats = server.command_stats();
+    // Every command before this marker is in the log once the marker is.
+    const END: &str = "ciq-load-end";
+    let _: String = redis::cmd("ECHO")
+        .arg(END)
+        .query(&mut server.conn())
+        .unwrap();
+    wait_until(
+        "MONITOR to log the end marker",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&monitor_log).is_ok_and(|log| log.contains(END)),
+    );
     let _ = monitor.kill();
     let _ = monitor.wait();
     let log = std::fs::read_to_string(&monitor_log).unwrap();
+    // The commands before the marker's own line.
+    let log = log.find(END).map_or(log.as_str(), |at| {
+        log[..at].rsplit_once('\n').map_or("", |(before, _)| before)
+    });
     let client_commands = log
         .lines()
         .filter(|line| line.contains(" [") && !line.contains(" lua]"))

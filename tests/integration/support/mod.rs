@@ -404,6 +404,18 @@ pub fn lose_build(server: &RedisServer, build: &str) {
         .expect("DEL build keys");
 }
 
+/// Every key of generation `generation` of `build` still in Redis, whatever its name.
+pub fn generation_keys(server: &RedisServer, build: &str, generation: &str) -> Vec<String> {
+    let queue = ciq::queue::redis::keys::BuildKeys::new("", build)
+        .generation(generation)
+        .queue;
+    let prefix = queue.rsplit_once(':').map_or("", |(prefix, _)| prefix);
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut server.conn())
+        .expect("KEYS")
+}
+
 /// The generation the build's state names as ready, if any.
 pub fn ready_generation(server: &RedisServer, build: &str) -> Option<String> {
     state(server, build).and_then(|s| s.strip_prefix("ready:").map(str::to_owned))
