@@ -47,7 +47,9 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
     if get("CIRCLECI").is_some() {
         return CiIds {
             provider: Some("CircleCI"),
-            build: get("CIRCLE_WORKFLOW_JOB_ID").or_else(|| get("CIRCLE_BUILD_NUM")),
+            // The workflow's id, not the job's: the report runs in a job of its own. A rerun is a
+            // new workflow with a new id.
+            build: get("CIRCLE_WORKFLOW_ID").or_else(|| get("CIRCLE_BUILD_NUM")),
             worker: get("CIRCLE_NODE_INDEX"),
         };
     }
@@ -112,6 +114,18 @@ mod tests {
             (ids.build.as_deref(), ids.worker.as_deref()),
             (Some("12"), Some("0"))
         );
+        // The test jobs and the report job of one workflow share the build.
+        let job = |job_id: &str, node: &str| {
+            detect_in(&[
+                ("CIRCLECI", "true"),
+                ("CIRCLE_WORKFLOW_ID", "wf-7"),
+                ("CIRCLE_WORKFLOW_JOB_ID", job_id),
+                ("CIRCLE_BUILD_NUM", job_id),
+                ("CIRCLE_NODE_INDEX", node),
+            ])
+        };
+        assert_eq!(job("tests", "1").build, job("report", "0").build);
+        assert_eq!(job("tests", "1").build.as_deref(), Some("wf-7"));
         let ids = detect_in(&[
             ("JENKINS_URL", "http://ci"),
             ("BUILD_TAG", "jenkins-app-5"),

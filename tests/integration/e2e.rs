@@ -29,7 +29,7 @@ fn assert_demo_summary(out: &Output) {
     for expected in [
         "20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed",
         "FAILED math/divide_by_zero",
-        "expected 'division by zero' error",
+        "    | math/divide_by_zero: expected 'division by zero' error, got 'inf'\n    |   at examples/demo/math.rs:42\n",
         "FLAKY (failed, then passed on a retry):\n    net/retry_backoff",
     ] {
         assert!(out.stdout.contains(expected), "{}", out.both());
@@ -135,7 +135,7 @@ fn worker_killed_mid_test_is_taken_over_and_counted_once() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let build = unique_build("killed-worker");
-    let mut tests = vec!["slow/victim".to_owned()];
+    let mut tests = vec!["gated/victim".to_owned()];
     tests.extend(ids("pass", 10));
     let list = scratch.tests(&tests);
     let workers: Vec<Proc> = ["w1", "w2"]
@@ -148,13 +148,17 @@ fn worker_killed_mid_test_is_taken_over_and_counted_once() {
             )
         })
         .collect();
-    wait_until("the slow test to start", LONG, || {
-        scratch.runs().iter().any(|(_, test)| test == "slow/victim")
+    // The victim runs until its worker's gate opens: only the survivor's ever does.
+    wait_until("the gated test to start", LONG, || {
+        scratch
+            .runs()
+            .iter()
+            .any(|(_, test)| test == "gated/victim")
     });
     let holder = scratch
         .runs()
         .into_iter()
-        .find(|(_, test)| test == "slow/victim")
+        .find(|(_, test)| test == "gated/victim")
         .map(|(worker, _)| worker)
         .unwrap();
     let (victim, survivor): (Vec<Proc>, Vec<Proc>) =
@@ -163,6 +167,9 @@ fn worker_killed_mid_test_is_taken_over_and_counted_once() {
         proc.signal(Signal::SIGKILL);
     }
     drop(victim);
+    for proc in &survivor {
+        std::fs::write(scratch.path(&format!("open-{}", proc.name)), "").unwrap();
+    }
     for proc in survivor {
         let out = proc.wait(LONG);
         assert_eq!(out.code, Some(0), "{}", out.both());
@@ -175,10 +182,12 @@ fn worker_killed_mid_test_is_taken_over_and_counted_once() {
     }
     let counts = scratch.run_counts();
     assert_eq!(
-        counts["slow/victim"], 2,
+        counts["gated/victim"], 2,
         "run once more after the take-over"
     );
-    assert_eq!(results(&server, &build)["slow/victim"], "passed");
+    assert_eq!(results(&server, &build)["gated/victim"], "passed");
+    // Lets the killed worker's orphaned run end.
+    std::fs::write(scratch.path(&format!("open-{holder}")), "").unwrap();
     let out = Proc::spawn("report", &scratch, &report_args(&server, &build)).wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert!(out.stdout.contains("11 tests: 11 passed"), "{}", out.both());
@@ -249,4 +258,43 @@ fn test_timeout_kills_the_test_and_records_an_error() {
         "{}",
         out.both()
     );
+}
+
+/// The only worker dies holding a test: once its heartbeat lapses the report stops waiting,
+/// names the tests that never ran, and exits 3 (not run), neither green nor failed.
+#[test]
+fn report_names_tests_never_run_when_every_worker_is_gone() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "all-gone";
+    let mut tests = vec!["gated/victim".to_owned()];
+    tests.extend(ids("pass", 3));
+    let list = scratch.tests(&tests);
+    // Alone, it leads and takes the first test in the list, which waits for a gate.
+    let worker = Proc::spawn(
+        "only",
+        &scratch,
+        &with_command(worker_args(&server, build, "only", &list)),
+    );
+    wait_until("the gated test to start", LONG, || {
+        scratch
+            .runs()
+            .iter()
+            .any(|(_, test)| test == "gated/victim")
+    });
+    worker.signal(Signal::SIGKILL);
+    drop(worker);
+    let out = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
+    assert_eq!(out.code, Some(3), "{}", out.both());
+    assert!(
+        out.stdout.contains("NOT RUN (4):") && out.stdout.contains("gated/victim"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("verdict: incomplete (tests not run)"),
+        "{}",
+        out.both()
+    );
+    std::fs::write(scratch.path("open-only"), "").unwrap();
 }
