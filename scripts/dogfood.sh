@@ -23,16 +23,24 @@ url="redis://127.0.0.1:$port/0"
 
 echo "dogfood: plain cargo nextest run"
 cargo nextest run --no-fail-fast "${filter[@]}" 2>"$scratch/plain.log" || true
-plain=$(grep -Eo '[0-9]+ tests? run: [0-9]+ passed[^)]*' "$scratch/plain.log" | tail -n 1)
+plain=$(grep -Eo '[0-9]+ tests? run: [0-9]+ passed[^)]*' "$scratch/plain.log" | tail -n 1 || true)
+if [ -z "$plain" ]; then
+  echo "dogfood: the plain nextest run printed no summary (did the build fail?); its output:" >&2
+  tail -n 60 "$scratch/plain.log" >&2
+  exit 1
+fi
 echo "dogfood: cargo nextest: $plain"
 grep -E '^\s+(FAIL|SIGSEGV|SIGABRT|TIMEOUT)' "$scratch/plain.log" | sort -u || true
 
 echo "dogfood: the same suite through ciq on 2 workers"
-"$ciq" report --queue "$url" --build dogfood >"$scratch/report.out" 2>"$scratch/report.err" &
+# Bounded waits: a stuck build fails this script in minutes, not after the 2 h default.
+"$ciq" report --queue "$url" --build dogfood --queue-init-timeout 10m --report-timeout 20m \
+  >"$scratch/report.out" 2>"$scratch/report.err" &
 report_pid=$!
 workers=()
 for worker in w1 w2; do
-  "$ciq" run --queue "$url" --build dogfood --worker "$worker" nextest -- "${filter[@]}" \
+  "$ciq" run --queue "$url" --build dogfood --worker "$worker" --test-timeout 5m \
+    --queue-init-timeout 10m nextest -- "${filter[@]}" \
     >"$scratch/$worker.out" 2>"$scratch/$worker.err" &
   workers+=($!)
 done
@@ -56,6 +64,13 @@ if [ "$summary" != "$expected" ]; then
     grep -E -A40 '^\s+(FAIL|SIGSEGV|SIGABRT|TIMEOUT) ' "$scratch/plain.log" | head -n 200 >&2 || true
   fi
   echo "dogfood: MISMATCH: expected \`$expected\`, ciq reported \`$summary\`" >&2
+  exit 1
+fi
+expected_status=0
+[ "$failed" -gt 0 ] && expected_status=1
+if [ "$status" -ne "$expected_status" ]; then
+  echo "dogfood: the report exited $status, expected $expected_status; its stderr:" >&2
+  cat "$scratch/report.err" >&2
   exit 1
 fi
 echo "dogfood: counts equal"

@@ -59,7 +59,10 @@ def ciq_counts(text):
 
 def pytest_counts(text):
     """ciq's outcomes from pytest's summary line (xfail counts as skipped, xpass as passed)."""
-    line = [l for l in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", l)][-1]
+    lines = [l for l in text.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", l)]
+    if not lines:
+        sys.exit(f"no pytest summary in:\n{text[-3000:]}")
+    line = lines[-1]
     counts = dict.fromkeys(OUTCOMES, 0)
     for n, word in re.findall(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)\b", line):
         key = {"xfailed": "skipped", "xpassed": "passed", "error": "errored", "errors": "errored"}.get(word, word)
@@ -75,30 +78,37 @@ def nextest_counts(text):
 
 
 def through_ciq(url, build, cwd, framework, env=None):
-    """Two workers and a report; returns the report's counts."""
+    """Two workers and a report; returns the report's counts. Their output goes to files: a
+    process blocked on a full pipe that nobody reads could hold the whole build."""
     env = {**os.environ, **(env or {})}
-    report = subprocess.Popen(
-        [CIQ, "report", "--queue", url, "--build", build], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    workers = [
-        subprocess.Popen(
-            [CIQ, "run", "--queue", url, "--build", build, "--worker", f"w{n}", "--max-requeues", "0", *framework],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in (1, 2)
-    ]
-    for worker in workers:
-        _, err = worker.communicate()
-        if worker.returncode not in (0, 1):
-            sys.exit(f"worker failed ({worker.returncode}):\n{err[-3000:]}")
-    out, err = report.communicate()
-    if report.returncode not in (0, 1):
-        sys.exit(f"report failed ({report.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
-    return ciq_counts(out)
+    with tempfile.TemporaryDirectory() as logs:
+
+        def start(name, argv):
+            out = open(os.path.join(logs, f"{name}.out"), "w+")
+            err = open(os.path.join(logs, f"{name}.err"), "w+")
+            return subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err), out, err
+
+        def finish(started):
+            process, out, err = started
+            process.wait()
+            with out, err:
+                out.seek(0)
+                err.seek(0)
+                return process.returncode, out.read(), err.read()
+
+        report = start("report", [CIQ, "report", "--queue", url, "--build", build])
+        workers = [
+            start(f"w{n}", [CIQ, "run", "--queue", url, "--build", build, "--worker", f"w{n}", "--max-requeues", "0", *framework])
+            for n in (1, 2)
+        ]
+        for worker in workers:
+            code, _, err = finish(worker)
+            if code not in (0, 1):
+                sys.exit(f"worker failed ({code}):\n{err[-3000:]}")
+        code, out, err = finish(report)
+        if code not in (0, 1):
+            sys.exit(f"report failed ({code}):\n{out[-2000:]}\n{err[-2000:]}")
+        return ciq_counts(out)
 
 
 def compare(name, own, via_ciq):
