@@ -70,6 +70,13 @@ pub async fn run<Q: Queue, R: Runner>(
         .collect();
     let released = queue.release(&held).await;
     runner.shutdown().await;
+    if released.is_ok() && !held.is_empty() {
+        eprintln!(
+            "ciq: worker `{}` gave {} test(s) back to the queue",
+            queue.worker_id(),
+            held.len()
+        );
+    }
     match ended {
         Ok(None) => {
             released?;
@@ -77,13 +84,6 @@ pub async fn run<Q: Queue, R: Runner>(
         }
         Ok(Some(signal)) => {
             released?;
-            if !held.is_empty() {
-                eprintln!(
-                    "ciq: worker `{}` gave {} test(s) back to the queue",
-                    queue.worker_id(),
-                    held.len()
-                );
-            }
             Ok(WorkerEnd::Interrupted(signal))
         }
         Err(err) => Err(err),

@@ -326,7 +326,13 @@ fn missing_command_on_one_worker_loses_no_test() {
     broken.extend(["--".to_owned(), "/nonexistent/run-tests".to_owned()]);
     let out = Proc::spawn("broken", &scratch, &broken).wait(WITHIN);
     assert_fails(&out, USAGE, "command `/nonexistent/run-tests` not found");
-    // Its test went back to the queue: a healthy worker runs all five.
+    assert!(
+        out.stderr
+            .contains("worker `broken` gave 1 test(s) back to the queue"),
+        "{}",
+        out.both()
+    );
+    // A healthy worker runs all five.
     let out = Proc::spawn(
         "healthy",
         &scratch,

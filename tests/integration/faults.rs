@@ -252,10 +252,20 @@ fn redis_restarted_without_persistence_is_an_infrastructure_error() {
 /// heartbeat timeout), and exits 143; another worker runs it.
 #[test]
 fn sigterm_gives_the_test_back_at_once() {
+    stop_gives_the_test_back_at_once(Signal::SIGTERM, 143);
+}
+
+/// Ctrl-C (SIGINT) on a worker does the same, and exits 130.
+#[test]
+fn sigint_gives_the_test_back_at_once() {
+    stop_gives_the_test_back_at_once(Signal::SIGINT, 130);
+}
+
+fn stop_gives_the_test_back_at_once(signal: Signal, code: i32) {
     let server = RedisServer::start();
     let mut scratch = Scratch::new();
     scratch.set_env("SLOW_SECONDS", "5");
-    let build = "sigterm";
+    let build = signal.as_str();
     let list = scratch.tests(&["slow/victim".to_owned(), "pass/a".to_owned()]);
     let args = |worker: &str| {
         let mut args = worker_args(&server, build, worker, &list);
@@ -269,28 +279,20 @@ fn sigterm_gives_the_test_back_at_once() {
     };
     let first = Proc::spawn("first", &scratch, &args("first"));
     wait_until("the victim to start", LONG, || {
-        scratch.runs().iter().any(|(_, t)| t == "slow/victim")
+        ran(&scratch, "first", "slow/victim")
     });
-    let holder_is_first = scratch
-        .runs()
-        .iter()
-        .any(|(w, t)| w == "first" && t == "slow/victim");
-    assert!(holder_is_first, "the only worker runs it");
     let second = Proc::spawn("second", &scratch, &args("second"));
     let terminated_at = std::time::Instant::now();
-    first.signal(Signal::SIGTERM);
+    first.signal(signal);
     let out = first.wait(LONG);
-    assert_eq!(out.code, Some(143), "{}", out.both());
+    assert_eq!(out.code, Some(code), "{}", out.both());
     assert!(
         out.stderr.contains("gave 1 test(s) back to the queue"),
         "{}",
         out.both()
     );
     wait_until("the victim to run again", LONG, || {
-        scratch
-            .runs()
-            .iter()
-            .any(|(w, t)| w == "second" && t == "slow/victim")
+        ran(&scratch, "second", "slow/victim")
     });
     assert!(
         terminated_at.elapsed() < Duration::from_secs(30),

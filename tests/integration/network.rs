@@ -63,8 +63,8 @@ fn all_connections_dropped_at_once_mid_build() {
 /// One worker's traffic blackholed mid-test for longer than the heartbeat timeout, and longer
 /// than its client's 5 s response timeout (so it also reconnects into the blackhole and re-sends
 /// its acknowledgement): its test is taken over and run again. When the network comes back, the
-/// held and the re-sent acknowledgements are both discarded: the new holder keeps its entry and
-/// decides the test's one outcome.
+/// acknowledgement is discarded (its lease is stale), and its other copy is never applied
+/// again: the new holder keeps its entry and decides the test's one outcome.
 #[test]
 fn blackholed_worker_is_taken_over_and_its_late_results_change_nothing() {
     let server = RedisServer::start();

@@ -55,7 +55,7 @@ impl Scratch {
         path
     }
 
-    /// The log the fixture writes: one `worker test outcome` line per run.
+    /// The fixture's log: one `worker test` line per run started, in order.
     pub fn runs(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(self.path("runs.log"))
             .unwrap_or_default()
@@ -82,6 +82,11 @@ impl Scratch {
         env.extend([
             (
                 "RECORD_TEST_DIR".to_owned(),
+                self.dir.path().to_string_lossy().into_owned(),
+            ),
+            // What the test commands leave in a temporary directory goes with the scratch.
+            (
+                "TMPDIR".to_owned(),
                 self.dir.path().to_string_lossy().into_owned(),
             ),
             // Tests must not pick up the CI environment of the machine running them.

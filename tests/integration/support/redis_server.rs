@@ -4,12 +4,8 @@
 //! may stop, pause or restart it to inject a fault. The server dies with the test.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 /// A redis-server process started for one test.
 pub struct RedisServer {
@@ -29,21 +25,17 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     /// A server that keeps nothing on disk.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_inner(false, None)
     }
 
     /// A server with `appendonly yes`, whose data survives [`RedisServer::restart`].
     pub fn start_persistent() -> Self {
-        Self::start_with(true)
+        Self::start_inner(true, None)
     }
 
     /// A server that requires `password`; [`RedisServer::url`] carries it.
     pub fn start_with_password(password: &str) -> Self {
         Self::start_inner(false, Some(password.to_owned()))
-    }
-
-    fn start_with(persistent: bool) -> Self {
-        Self::start_inner(persistent, None)
     }
 
     fn start_inner(persistent: bool, password: Option<String>) -> Self {
@@ -55,11 +47,18 @@ impl RedisServer {
             persistent,
             password,
         };
-        server.spawn();
-        server
+        // The port was free a moment ago; another test may have taken it since: try another.
+        for _ in 0..5 {
+            if server.spawn() {
+                return server;
+            }
+            server.port = free_port();
+        }
+        panic!("redis-server would not start on any of 5 free ports");
     }
 
-    fn spawn(&mut self) {
+    /// Starts the server on its port; false when it exited at once (the port was taken).
+    fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", ""])
@@ -77,19 +76,27 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&self) {
+    /// Waits until this test's server answers; false when it exited (its port was taken), so
+    /// that nothing ever talks to another test's server on that port.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            if let Some(child) = self.child.as_mut()
+                && !matches!(child.try_wait(), Ok(None))
+            {
+                self.child = None;
+                return false;
+            }
             if self
                 .client()
                 .get_connection()
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
                 .is_ok()
             {
-                return;
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
@@ -132,21 +139,11 @@ impl RedisServer {
     /// the data comes back, without it everything is gone.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
-    }
-
-    /// The server's directory.
-    #[allow(dead_code)]
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
-    }
-
-    /// Sends a signal to the server process (SIGSTOP/SIGCONT to pause it).
-    #[allow(dead_code)]
-    pub fn signal(&self, signal: Signal) {
-        if let Some(child) = &self.child {
-            kill(Pid::from_raw(child.id() as i32), signal).expect("signal redis-server");
-        }
+        assert!(
+            self.spawn(),
+            "redis-server could not restart on port {}: taken meanwhile",
+            self.port
+        );
     }
 
     /// Calls per command from INFO commandstats.
