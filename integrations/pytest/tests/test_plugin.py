@@ -32,19 +32,43 @@ EXPECTED = json.loads((SUITE / "expected.json").read_text(encoding="utf-8"))
 TIMEOUT = 60
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     # The outer pytest's settings must not leak into the inner one.
     for name in ("PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         env.pop(name, None)
     env["CIQ_PROTOCOL"] = "1"
+    env.update(extra)
     return env
+
+
+def run_pytest(*args: str) -> subprocess.CompletedProcess[str]:
+    """A plain (batch) pytest run on the fixture suite."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=SUITE,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=TIMEOUT,
+    )
+
+
+def summary_counts(line: str) -> dict[str, int]:
+    """pytest's final summary line ("3 failed, 15 passed, ... in 0.1s") as counts."""
+    words = {"errors": "error"}
+    return {words.get(word, word): int(n) for n, word in re.findall(r"(\d+) (\w+)", line.split(" in ")[0])}
+
+
+#: EXPECTED's pytest summary without its zero counts, which pytest does not print.
+PYTEST_SUMMARY = {k: v for k, v in EXPECTED["pytest_summary"].items() if v}
 
 
 class Worker:
     """One persistent pytest process, spoken to as ciq does."""
 
-    def __init__(self, cwd: Path, *args: str) -> None:
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> None:
         # stderr goes to a file: a pipe nobody reads could fill up and block the process.
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the worker)
         self.proc = subprocess.Popen(
@@ -53,7 +77,7 @@ class Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=_env(),
+            env=_env(**(env or {})),
         )
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -92,6 +116,13 @@ class Worker:
         message = self.recv()
         assert message is not None and message["type"] == "ready", (message, self.stderr())
         return message
+
+    def fatal(self) -> str:
+        """The message of the fatal the worker must send instead of ready."""
+        message = self.recv()
+        assert message is not None and message["type"] == "fatal", (message, self.stderr())
+        assert set(message) == {"type", "message"}, message
+        return message["message"]
 
     def run(self, test_id: str) -> dict[str, Any]:
         self.send({"type": "run", "id": test_id})
@@ -140,8 +171,8 @@ class Worker:
 def start():
     workers: list[Worker] = []
 
-    def start(cwd: Path, *args: str) -> Worker:
-        worker = Worker(cwd, *args)
+    def start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Worker:
+        worker = Worker(cwd, *args, env=env)
         workers.append(worker)
         return worker
 
@@ -191,21 +222,16 @@ def test_outcome(suite_results, test_id):
     assert result["outcome"] == EXPECTED["by_test"][test_id]["ciq"], result
 
 
-def test_outcome_counts(suite_results):
-    counts = {outcome: 0 for outcome in EXPECTED["ciq"]}
-    for result in suite_results["results"].values():
-        counts[result["outcome"]] += 1
-    assert counts == EXPECTED["ciq"]
-
-
 def test_shutdown_exits_zero_although_tests_failed(suite_results):
     assert suite_results["status"] == 0, suite_results["stderr"]
 
 
 def test_terminal_output_goes_to_stderr(suite_results):
     # pytest's own reporting still happens, on stderr, summary included.
-    assert "test session starts" in suite_results["stderr"]
-    assert re.search(r"3 failed, .*15 passed", suite_results["stderr"]), suite_results["stderr"]
+    stderr = suite_results["stderr"]
+    assert "test session starts" in stderr
+    summary = stderr.strip().splitlines()[-1]
+    assert summary_counts(summary) == PYTEST_SUMMARY, stderr
 
 
 def output_of(suite_results, test_id: str) -> str:
@@ -317,38 +343,57 @@ def test_invalid_json_from_ciq_is_a_protocol_error(start):
 # --- Failing before ready ------------------------------------------------------------------
 
 
-def test_collection_error_is_fatal(start):
-    worker = start(COLLECT_ERROR)
-    fatal = worker.recv()
-    assert fatal is not None and fatal["type"] == "fatal", fatal
-    assert "test_broken_import.py" in fatal["message"]
-    assert "ModuleNotFoundError: No module named 'ciq_module_that_does_not_exist'" in fatal["message"]
+# -x: pytest would stop collecting at the first error; the worker still reports it as such.
+@pytest.mark.parametrize("args", [[], ["--continue-on-collection-errors"], ["-x"]], ids=["plain", "continue", "x"])
+def test_collection_error_is_fatal(start, args):
+    worker = start(COLLECT_ERROR, *args)
+    fatal = worker.fatal()
+    assert fatal.startswith("pytest could not collect the tests (1 error):"), fatal
+    assert "test_broken_import.py" in fatal
+    assert "ModuleNotFoundError: No module named 'ciq_module_that_does_not_exist'" in fatal
     assert worker.wait() == 2
-
-
-def test_collection_error_is_fatal_even_when_told_to_continue(start):
-    worker = start(COLLECT_ERROR, "--continue-on-collection-errors")
-    fatal = worker.recv()
-    assert fatal is not None and fatal["type"] == "fatal", fatal
-    assert worker.wait() != 0
 
 
 def test_collect_only_is_refused(start):
     worker = start(SUITE, "--collect-only")
-    fatal = worker.recv()
-    assert fatal == {
-        "type": "fatal",
-        "message": "pytest usage error: --ciq-persistent cannot be combined with --collect-only",
-    }
+    assert worker.fatal() == "pytest usage error: --ciq-persistent cannot be combined with --collect-only"
+    assert worker.wait() == 4
+
+
+@pytest.mark.parametrize("option", ["--stepwise", "--sw", "--sw-skip"])
+def test_stepwise_is_refused(start, option):
+    worker = start(SUITE, option)
+    assert worker.fatal() == (
+        "pytest usage error: --ciq-persistent cannot be combined with --stepwise/--sw: stepwise drops "
+        "the tests that passed last time from the collection and stops at the first failure, while "
+        "ciq decides which tests run"
+    )
+    assert worker.wait() == 4
+
+
+def test_xdist_is_refused(start):
+    pytest.importorskip("xdist")
+    worker = start(SUITE, "-n", "2")
+    assert worker.fatal() == (
+        "pytest usage error: --ciq-persistent runs tests in this process: drop pytest-xdist's -n/--dist "
+        "(ciq distributes the tests), or add -p no:xdist"
+    )
     assert worker.wait() == 4
 
 
 def test_missing_path_is_fatal(start):
     worker = start(SUITE, "no_such_file.py")
-    fatal = worker.recv()
-    assert fatal is not None and fatal["type"] == "fatal", fatal
+    assert "its stderr says why" in worker.fatal()
     assert worker.wait() != 0
     assert "no_such_file.py" in worker.stderr()
+
+
+def test_plugin_loads_with_autoload_disabled(start):
+    # -p ciq (which Worker passes, as ciq does) loads the plugin by its entry point name.
+    worker = start(SUITE, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert worker.ready()["tests"] == EXPECTED["tests"]
+    assert worker.run("test_basic.py::test_addition")["outcome"] == "passed"
+    assert worker.shutdown() == 0
 
 
 # --- Output around pytest's capture, stdin ----------------------------------------------------
@@ -455,6 +500,13 @@ SCOPES = {
 
         def test_crash():
             os._exit(7)
+
+        def test_fails(session_resource):
+            assert False, "failing on purpose"
+
+        def test_asks_to_stop(session_resource, request):
+            # What a plugin may do, as -x and --stepwise do inside pytest.
+            request.session.shouldstop = "a plugin wants to stop"
     """,
 }
 
@@ -474,6 +526,37 @@ def test_session_fixtures_live_until_shutdown_narrower_scopes_per_test(start, tm
     assert scope_log(log) == ["session-setup"] + ["module-setup", "module-teardown"] * 3
     assert worker.shutdown() == 0
     assert scope_log(log)[-1] == "session-teardown"
+
+
+@pytest.mark.parametrize(
+    "args, first, outcome",
+    [(["-x"], "test_fails", "failed"), (["--maxfail=1"], "test_fails", "failed"), ([], "test_asks_to_stop", "passed")],
+    ids=["x", "maxfail", "plugin"],
+)
+def test_requests_to_stop_keep_the_session_alive(start, tmp_path, monkeypatch, args, first, outcome):
+    # pytest >= 8 tears the whole session down after each test once the session was asked to
+    # stop (-x, --maxfail, a plugin): session fixtures would be rebuilt for every later test,
+    # and a failing session teardown charged to a test.
+    log = tmp_path / "scopes.log"
+    monkeypatch.setenv("SCOPE_LOG", str(log))
+    monkeypatch.setenv("FAIL_SESSION_TEARDOWN", "1")
+    worker = start(write_suite(tmp_path, SCOPES), *args)
+    worker.ready()
+    assert worker.run(f"test_scopes.py::{first}")["outcome"] == outcome
+    assert worker.run("test_scopes.py::test_one")["outcome"] == "passed"
+    assert worker.run("test_scopes.py::test_two")["outcome"] == "passed"
+    assert worker.run(f"test_scopes.py::{first}")["outcome"] == outcome
+    assert scope_log(log).count("session-setup") == 1, scope_log(log)
+    assert "session-teardown" not in scope_log(log)
+    assert worker.shutdown() == 1  # the session teardown fails, at shutdown only
+    assert scope_log(log).count("session-teardown") == 1
+    stderr = worker.stderr()
+    assert "stopping after" not in stderr
+    if first == "test_asks_to_stop":
+        assert (
+            "ciq: ignoring session.shouldstop set during test_scopes.py::test_asks_to_stop: a plugin wants to stop"
+            in stderr
+        )
 
 
 def test_failed_session_teardown_exits_non_zero(start, tmp_path, monkeypatch):
@@ -510,20 +593,10 @@ def test_crash_closes_the_channel_without_a_result(start, tmp_path):
 def test_plugin_is_inert_without_the_option_and_expected_json_matches_junit(tmp_path, family):
     """Batch mode as ciq runs it: the summary and the JUnit XML match expected.json."""
     junit = tmp_path / "junit.xml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "ciq", "-o", f"junit_family={family}", f"--junitxml={junit}", "-rA"],
-        cwd=SUITE,
-        check=False,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=TIMEOUT,
-    )
+    proc = run_pytest("-p", "ciq", "-o", f"junit_family={family}", f"--junitxml={junit}", "-rA")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     summary = proc.stdout.strip().splitlines()[-1]
-    words = {"errors": "error"}
-    counts = {words.get(word, word): int(n) for n, word in re.findall(r"(\d+) (\w+)", summary)}
-    assert counts == {k: v for k, v in EXPECTED["pytest_summary"].items() if v}, summary
+    assert summary_counts(summary) == PYTEST_SUMMARY, summary
 
     root = ET.parse(junit).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
@@ -542,14 +615,7 @@ def test_plugin_is_inert_without_the_option_and_expected_json_matches_junit(tmp_
 
 
 def test_collect_only_ids_are_the_expected_ids():
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q"],
-        cwd=SUITE,
-        check=False,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=TIMEOUT,
-    )
+    proc = run_pytest("--collect-only", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     ids = [line for line in proc.stdout.splitlines() if "::" in line]
     assert ids == list(EXPECTED["by_test"])

@@ -5,7 +5,5 @@ and stays inert unless pytest is given ``--ciq-persistent``. The protocol is des
 ciq's ``docs/protocol.md``.
 """
 
-__version__ = "0.1.0"
-
 #: The version of the persistent worker protocol this package speaks.
 PROTOCOL_VERSION = 1

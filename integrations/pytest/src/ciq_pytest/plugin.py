@@ -54,11 +54,25 @@ class PersistentWorker:
         self.served_cleanly = False  # the loop ended on shutdown or EOF
         self.session_teardown_failed = False
         self.exitstatus: int | None = None
+        self.session: Session | None = None  # while serving
         self.usage_error: str | None = None
 
     def pytest_configure(self, config: pytest.Config) -> None:
         if config.option.collectonly:
             self._refuse("--ciq-persistent cannot be combined with --collect-only")
+        # --sw-skip and --sw-reset imply --stepwise (set by the stepwise plugin's own configure,
+        # which runs after this one); the options are missing with -p no:stepwise.
+        if any(getattr(config.option, name, False) for name in ("stepwise", "stepwise_skip", "stepwise_reset")):
+            self._refuse(
+                "--ciq-persistent cannot be combined with --stepwise/--sw: stepwise drops the tests "
+                "that passed last time from the collection and stops at the first failure, while "
+                "ciq decides which tests run"
+            )
+        # -x/--maxfail: ciq decides what runs, so a failure must not stop anything. Left set,
+        # maxfail would cut collection short at the first collection error, and (pytest >= 8)
+        # make every test after the first failure tear the whole session down, session-scoped
+        # fixtures included. 0 is pytest's "no limit".
+        config.option.maxfail = 0
         # pytest-xdist's controller collects nothing itself, so it would announce a ready
         # worker with no tests. ciq does the distributing; xdist has set dist by now.
         if getattr(config.option, "dist", "no") != "no":
@@ -80,14 +94,14 @@ class PersistentWorker:
         # Replaces pytest's own loop (the hook stops at the first implementation that
         # returns a value). Collection errors are always fatal here, even with
         # --continue-on-collection-errors: a worker must never serve a partial suite.
-        if self.collection_errors or session.testsfailed:
+        errors = len(self.collection_errors) or session.testsfailed
+        if errors:
             self.started = True
-            self.channel.send({"type": "fatal", "message": self._collection_error_message(session)})
+            self.channel.send({"type": "fatal", "message": self._collection_error_message(errors)})
             # As pytest's own loop does: exit status 2, and the errors printed on stderr.
-            raise session.Interrupted(
-                _errors(session.testsfailed or len(self.collection_errors)) + " during collection"
-            )
+            raise session.Interrupted(f"{_errors(errors)} during collection")
 
+        self.session = session
         try:
             self._serve(session)
         except ProtocolError as e:
@@ -148,9 +162,32 @@ class PersistentWorker:
         finally:
             self.reports = None
 
+    @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: TestReport) -> None:
         if self.reports is not None:
             self.reports.append(report)
+            # Here, after every other plugin's logreport (trylast), so before pytest's runner
+            # looks at the flags between the call and the teardown.
+            self._ignore_stop_requests(report)
+
+    def _ignore_stop_requests(self, report: TestReport) -> None:
+        """Clear session.shouldfail/shouldstop, which a plugin may set to end the session.
+
+        pytest's own sources of them are neutralized (maxfail) or refused (stepwise); this is
+        for the rest. Serving goes on anyway (ciq decides what runs), but pytest >= 8 tears a
+        test down with nextitem=None once either is set, session included: session-scoped
+        fixtures would be rebuilt for every later test, and a failing session teardown charged
+        to a test.
+        """
+        session = self.session
+        if session is None:
+            return
+        for name in ("shouldfail", "shouldstop"):
+            reason = getattr(session, name)
+            if reason:
+                sys.stderr.write(f"ciq: ignoring session.{name} set during {report.nodeid}: {reason}\n")
+                # pytest >= 8 refuses to unset them through the property; 7 has plain attributes.
+                setattr(session, f"_{name}" if hasattr(session, f"_{name}") else name, False)
 
     def _teardown_session(self, session: Session) -> None:
         """Tear down session-scoped fixtures, which no test's teardown did.
@@ -167,8 +204,8 @@ class PersistentWorker:
             self.session_teardown_failed = True
             sys.stderr.write("ciq: session teardown failed:\n" + traceback.format_exc())
 
-    def _collection_error_message(self, session: Session) -> str:
-        parts = [f"pytest could not collect the tests ({_errors(len(self.collection_errors) or session.testsfailed)}):"]
+    def _collection_error_message(self, errors: int) -> str:
+        parts = [f"pytest could not collect the tests ({_errors(errors)}):"]
         for report in self.collection_errors:
             parts.append(f"ERROR collecting {report.nodeid or '.'}\n{report.longreprtext.rstrip()}")
         return "\n\n".join(parts)

@@ -14,13 +14,7 @@ def result_message(test_id: str, reports: Sequence[TestReport]) -> dict[str, Any
     # the final attempt counts, as in pytest's own summary.
     phases = [r for r in reports if r.when in PHASES and r.outcome in ("passed", "failed", "skipped")]
     if not phases:
-        return {
-            "type": "result",
-            "id": test_id,
-            "outcome": "errored",
-            "duration": 0.0,
-            "output": "ciq: pytest made no report for this test (a plugin took over its run?)",
-        }
+        return _errored(test_id, "ciq: pytest made no report for this test (a plugin took over its run?)")
     outcome = _outcome(phases)
     return {
         "type": "result",
@@ -33,16 +27,16 @@ def result_message(test_id: str, reports: Sequence[TestReport]) -> dict[str, Any
 
 
 def unknown_test(test_id: str, collected: int) -> dict[str, Any]:
-    return {
-        "type": "result",
-        "id": test_id,
-        "outcome": "errored",
-        "duration": 0.0,
-        "output": (
-            f"ciq: unknown test id {test_id!r}: not among the {collected} tests this pytest "
-            "process collected (renamed, deselected, or collected with other arguments?)"
-        ),
-    }
+    return _errored(
+        test_id,
+        f"ciq: unknown test id {test_id!r}: not among the {collected} tests this pytest "
+        "process collected (renamed, deselected, or collected with other arguments?)",
+    )
+
+
+def _errored(test_id: str, output: str) -> dict[str, Any]:
+    """A test that ciq asked for but pytest did not run properly, as a result."""
+    return {"type": "result", "id": test_id, "outcome": "errored", "duration": 0.0, "output": output}
 
 
 def _outcome(phases: list[TestReport]) -> str:
