@@ -152,7 +152,15 @@ impl PersistentRunner {
                     return Ok(session);
                 }
                 Received::Message(message) if message.kind == "fatal" => {
-                    return Err(self.framework_error(message.message.unwrap_or_default()));
+                    // The framework exits after a fatal; its stderr may hold the reason the
+                    // message only points to (pytest's "its stderr says why").
+                    let mut detail = message.message.unwrap_or_default();
+                    session.ended().await;
+                    let stderr = session.stderr_tail();
+                    if !stderr.trim().is_empty() {
+                        detail.push_str(&format!("\n(its stderr: {})", key_line(&stderr)));
+                    }
+                    return Err(self.framework_error(detail));
                 }
                 Received::Message(_) => {}
                 Received::Garbage(line) => {
@@ -218,11 +226,11 @@ impl PersistentRunner {
             match live.receive(deadline).await {
                 Received::Message(message) if message.kind == "result" => {
                     if message.id.as_deref() != Some(reserved.id.as_str()) {
-                        break format!("a result for another test, {:?}", message.id);
+                        break format!("a result for another test, {}", quoted(message.id));
                     }
                     match result_of(reserved, message, started, self.output_limit) {
                         Ok(result) => return Ok(result),
-                        Err(outcome) => break format!("an unknown outcome, {outcome:?}"),
+                        Err(outcome) => break format!("an unknown outcome, {}", quoted(outcome)),
                     }
                 }
                 Received::Message(_) => {}
@@ -265,6 +273,11 @@ fn clip(line: &str) -> String {
         Some((at, _)) => format!("{}...", &line[..at]),
         None => line.to_owned(),
     }
+}
+
+/// A field of a message, quoted, for an error: `"x"`, or `none` when it is missing.
+fn quoted(field: Option<String>) -> String {
+    field.map_or_else(|| "none".to_owned(), |field| format!("{:?}", clip(&field)))
 }
 
 /// The line of a framework's stderr that most likely says why it stopped: the last one

@@ -13,6 +13,7 @@ mod election;
 mod faults;
 mod frameworks;
 mod network;
+mod persistent;
 mod protocol;
 mod redis_load;
 mod support;

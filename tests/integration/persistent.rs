@@ -1,0 +1,222 @@
+//! The persistent protocol's failure paths (docs/protocol.md), on ciq's side: real `ciq`
+//! processes in local mode driving `tests/fixtures/protocol-framework`, made to misbehave by
+//! `CIQ_FIXTURE_MODE`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ciq::exit_code;
+
+use crate::support::{Output, Proc, Scratch, wait_until};
+
+/// Bound on any one run: generous, the runs themselves take about a second.
+const LONG: Duration = Duration::from_secs(120);
+
+const HINT: &str = "(hint: install ciq's pytest plugin where pytest runs";
+
+/// `ciq run -j 1` over `tests` with the fixture framework in `mode`, `--test-timeout 2s` and no
+/// requeues, waited for; also returns the scratch (its run and start logs).
+fn run(mode: &str, tests: &[&str]) -> (Output, Scratch) {
+    let scratch = Scratch::new();
+    let ids: Vec<String> = tests.iter().map(|t| (*t).to_owned()).collect();
+    let list = scratch.tests(&ids);
+    let framework = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/protocol-framework");
+    let args: Vec<String> = [
+        "run",
+        "-j",
+        "1",
+        "--max-requeues",
+        "0",
+        "--test-timeout",
+        "2s",
+        "--tests",
+        &list.to_string_lossy(),
+        "--persistent",
+        "--",
+        &framework.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let out =
+        Proc::spawn_with_env("local", &scratch, &args, &[("CIQ_FIXTURE_MODE", mode)]).wait(LONG);
+    (out, scratch)
+}
+
+/// The pids of the framework processes ciq started, in order.
+fn starts(scratch: &Scratch) -> Vec<i32> {
+    std::fs::read_to_string(scratch.path("starts.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| line.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect()
+}
+
+/// Waits until process `pid` is gone (or a zombie waiting for init to reap it).
+fn assert_gone(pid: i32) {
+    wait_until(&format!("framework process {pid} to be gone"), LONG, || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    });
+}
+
+/// The worker ended before running any test, with exit code 2 and `detail` in its error.
+fn assert_refused(out: &Output, scratch: &Scratch, detail: &str) {
+    assert_eq!(out.code, Some(exit_code::USAGE), "{}", out.both());
+    let expected = format!("cannot run tests: {detail}");
+    assert!(out.stderr.contains(&expected), "{}", out.both());
+    assert!(scratch.runs().is_empty(), "{:?}", scratch.runs());
+    assert!(!out.stdout.contains("passed"), "{}", out.both());
+}
+
+#[test]
+fn a_framework_speaking_another_protocol_version_is_refused() {
+    let (out, scratch) = run("v2", &["pass/1", "pass/2"]);
+    assert_refused(
+        &out,
+        &scratch,
+        "it speaks protocol version 2; this ciq speaks 1",
+    );
+    assert!(!out.stderr.contains(HINT), "{}", out.both());
+    assert_gone(starts(&scratch)[0]);
+}
+
+#[test]
+fn a_result_breaking_the_protocol_errors_its_test_and_restarts_the_framework() {
+    for (mode, broken) in [
+        (
+            "wrong-id",
+            r#"a result for another test, "pass/somebody-else""#,
+        ),
+        ("bad-outcome", r#"an unknown outcome, "exploded""#),
+    ] {
+        let (out, scratch) = run(mode, &["pass/1", "bad/1", "pass/2", "pass/3"]);
+        assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+        assert!(
+            out.stdout.contains("4 tests: 3 passed, 1 errored"),
+            "{}",
+            out.both()
+        );
+        let expected = format!(
+            "[ciq: the framework broke the protocol ({broken}); process group killed, restarting it]"
+        );
+        assert!(out.stdout.contains(&expected), "{mode}: {}", out.both());
+        assert_eq!(
+            scratch
+                .runs()
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect::<Vec<_>>(),
+            ["pass/1", "bad/1", "pass/2", "pass/3"],
+            "{mode}"
+        );
+        let pids = starts(&scratch);
+        assert_eq!(pids.len(), 2, "{mode}: one restart after bad/1: {pids:?}");
+        assert_gone(pids[0]);
+        let order: Vec<(String, String)> = crate::support::test_lines(&out.stderr)
+            .into_iter()
+            .map(|line| (line.status, line.test))
+            .collect();
+        let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(s, t)| ((*s).to_owned(), (*t).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            order,
+            owned(&[
+                ("PASS", "pass/1"),
+                ("ERROR", "bad/1"),
+                ("PASS", "pass/2"),
+                ("PASS", "pass/3"),
+            ]),
+            "{mode}: {}",
+            out.both()
+        );
+    }
+}
+
+#[test]
+fn no_ready_within_the_test_timeout_is_a_clear_error_not_a_hang() {
+    let started = Instant::now();
+    let (out, scratch) = run("no-ready", &["pass/1"]);
+    assert_refused(&out, &scratch, "it was not ready within the test timeout");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "refused before the timeout: {:?}",
+        started.elapsed()
+    );
+    assert_gone(starts(&scratch)[0]);
+}
+
+#[test]
+fn a_framework_failing_at_shutdown_is_a_warning_and_results_stand() {
+    for (tests, code, summary) in [
+        (
+            &["pass/1", "pass/2"][..],
+            exit_code::SUCCESS,
+            "2 tests: 2 passed",
+        ),
+        (
+            &["pass/1", "fail/1"][..],
+            exit_code::TESTS_FAILED,
+            "2 tests: 1 passed, 1 failed",
+        ),
+    ] {
+        let (out, scratch) = run("fail-shutdown", tests);
+        assert_eq!(out.code, Some(code), "{}", out.both());
+        assert!(out.stdout.contains(summary), "{}", out.both());
+        // The key line of its stderr, not the tail: the teardown's last line is not the error.
+        let warning = out
+            .stderr
+            .lines()
+            .find(|line| line.starts_with("ciq: warning: the test framework ended its session"))
+            .unwrap_or_else(|| panic!("no warning: {}", out.both()));
+        assert_eq!(
+            warning,
+            "ciq: warning: the test framework ended its session with exit code 1 (results \
+             already sent stand): RuntimeError: database still locked"
+        );
+        assert_eq!(starts(&scratch).len(), 1);
+        assert_eq!(scratch.runs().len(), 2);
+    }
+}
+
+#[test]
+fn a_fatal_before_ready_ends_the_worker_with_its_message() {
+    let (out, scratch) = run("fatal", &["pass/1"]);
+    assert_refused(
+        &out,
+        &scratch,
+        "could not collect tests/test_db.py\n(its stderr: E   ModuleNotFoundError: No module \
+         named 'dbdriver')",
+    );
+    assert!(!out.stderr.contains(HINT), "{}", out.both());
+    assert_gone(starts(&scratch)[0]);
+}
+
+#[test]
+fn a_framework_missing_the_pytest_plugin_gets_a_hint() {
+    for (mode, ended) in [
+        (
+            "no-plugin",
+            r#"(exit code 1): ImportError: Error importing plugin "ciq": No module named 'ciq'"#,
+        ),
+        (
+            "no-option",
+            "(exit code 4): pytest: error: unrecognized arguments: --ciq-persistent",
+        ),
+    ] {
+        let (out, scratch) = run(mode, &["pass/1"]);
+        assert_refused(
+            &out,
+            &scratch,
+            &format!(
+                "it exited before it was ready {ended}\n{HINT}: pip install ./integrations/pytest)"
+            ),
+        );
+    }
+}
