@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::support::{
-    Output, Proc, RedisServer, Scratch, free_port, record_test, report_args, worker_args,
+    Output, Proc, RedisServer, Scratch, free_port, record_test, report_args, with_list_command,
+    worker_args,
 };
 
 const USAGE: i32 = 2;
@@ -393,14 +394,9 @@ fn a_leader_that_cannot_list_aborts_the_build_for_everyone() {
     let scratch = Scratch::new();
     let list = scratch.tests(&["unused".to_owned()]);
     let args = |worker: &str| {
-        let mut args = worker_args(&server, "nolist", worker, &list);
-        let at = args.iter().position(|a| a == "--tests").unwrap();
-        args.splice(
-            at..at + 2,
-            [
-                "--list-command".to_owned(),
-                "sh -c 'echo collection error >&2; exit 4'".to_owned(),
-            ],
+        let args = with_list_command(
+            worker_args(&server, "nolist", worker, &list),
+            "sh -c 'echo collection error >&2; exit 4'".to_owned(),
         );
         crate::support::with_command(args)
     };

@@ -6,21 +6,10 @@ use nix::sys::signal::Signal;
 
 use crate::support::{
     Output, Proc, RedisServer, Scratch, ids, record_test, report_args, results, state, wait_until,
-    with_command, worker_args,
+    with_command, with_list_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
-
-fn unique_build(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
 
 /// The demo suite's verdict as a user reads it: counts, the failure with its output, the flaky
 /// test.
@@ -40,7 +29,7 @@ fn assert_demo_summary(out: &Output) {
 fn demo_suite_on_four_processes_and_a_report() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
-    let build = unique_build("demo");
+    let build = "demo".to_owned();
     let root = env!("CARGO_MANIFEST_DIR");
     let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
     let workers: Vec<Proc> = (1..=4)
@@ -81,7 +70,7 @@ fn demo_suite_on_four_processes_and_a_report() {
 fn leader_killed_during_its_list_command_is_replaced() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
-    let build = unique_build("killed-leader");
+    let build = "killed-leader".to_owned();
     let tests = ids("pass", 30);
     let list = scratch.tests(&tests);
     // The first leader's listing hangs; later leaders list at once.
@@ -91,13 +80,10 @@ fn leader_killed_during_its_list_command_is_replaced() {
         list = list.display()
     );
     let args = |worker: &str| {
-        let mut args = worker_args(&server, &build, worker, &list);
-        let at = args.iter().position(|a| a == "--tests").unwrap();
-        args.splice(
-            at..at + 2,
-            ["--list-command".to_owned(), list_command.clone()],
-        );
-        with_command(args)
+        with_command(with_list_command(
+            worker_args(&server, &build, worker, &list),
+            list_command.clone(),
+        ))
     };
     let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
     let first = Proc::spawn("w1", &scratch, &args("w1"));
@@ -121,12 +107,7 @@ fn leader_killed_during_its_list_command_is_replaced() {
     let out = report.wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert!(out.stdout.contains("30 tests: 30 passed"), "{}", out.both());
-    let counts = scratch.run_counts();
-    assert_eq!(counts.len(), 30);
-    assert!(
-        counts.values().all(|&n| n == 1),
-        "each test ran once: {counts:?}"
-    );
+    scratch.assert_each_ran_once(30);
     assert_eq!(results(&server, &build).len(), 30);
 }
 
@@ -134,7 +115,7 @@ fn leader_killed_during_its_list_command_is_replaced() {
 fn worker_killed_mid_test_is_taken_over_and_counted_once() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
-    let build = unique_build("killed-worker");
+    let build = "killed-worker".to_owned();
     let mut tests = vec!["gated/victim".to_owned()];
     tests.extend(ids("pass", 10));
     let list = scratch.tests(&tests);

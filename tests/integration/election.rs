@@ -4,18 +4,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ciq::discovery::{ListFormat, TestSource};
-use ciq::outcome::Outcome;
+use ciq::outcome::{Outcome, TestResult};
 use ciq::queue::budget::RequeueBudget;
 use ciq::queue::error::AbortKind;
 use ciq::queue::redis::keys::BuildKeys;
 use ciq::queue::redis::supervisor::{Ending, ReportSettings, Status, supervise};
 use ciq::queue::redis::{RedisQueue, RedisSettings};
-use ciq::queue::{Queue, QueueError, Reservation};
+use ciq::queue::{Ack, Queue, QueueError, Reservation, Reserved};
 use ciq::report::Summary;
 use ciq::test_id::TestList;
 use redis::Commands;
 
-use crate::support::{RedisServer, generation_keys, lose_build, replace_generation, wait_until};
+use crate::support::{
+    RedisServer, generation_keys, lose_build, replace_generation, state, wait_until,
+};
 
 pub fn settings(server: &RedisServer, build: &str) -> RedisSettings {
     RedisSettings {
@@ -67,6 +69,27 @@ pub async fn worker(server: &RedisServer, build: &str, name: &str) -> RedisQueue
         .unwrap()
 }
 
+/// The acknowledgement of `reserved` with `outcome`.
+pub fn ack(reserved: &Reserved, outcome: Outcome) -> Ack {
+    Ack {
+        lease: reserved.lease,
+        result: TestResult::new(
+            reserved.id.clone(),
+            outcome,
+            Duration::from_millis(3),
+            format!("{outcome} output"),
+        ),
+    }
+}
+
+/// The tests of a reservation that must hold some.
+pub fn tests(reservation: Reservation) -> Vec<Reserved> {
+    match reservation {
+        Reservation::Tests(tests) => tests,
+        other => panic!("expected tests, got {other:?}"),
+    }
+}
+
 /// A report running in the background, with every status it showed.
 struct Report {
     task: tokio::task::JoinHandle<Result<(Summary, Ending), QueueError>>,
@@ -97,10 +120,6 @@ impl Report {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-fn state(server: &RedisServer, build: &str) -> Option<String> {
-    crate::support::state(server, build)
 }
 
 /// Starts `name` as a leader whose listing never ends, waits until it holds the lock (and,
@@ -136,16 +155,8 @@ async fn pass_all(queue: &RedisQueue) -> usize {
             Reservation::Tests(tests) => {
                 ran += tests.len();
                 let acks = tests
-                    .into_iter()
-                    .map(|reserved| ciq::queue::Ack {
-                        lease: reserved.lease,
-                        result: ciq::outcome::TestResult {
-                            id: reserved.id,
-                            outcome: Outcome::Passed,
-                            duration: Duration::from_millis(1),
-                            output: String::new(),
-                        },
-                    })
+                    .iter()
+                    .map(|reserved| ack(reserved, Outcome::Passed))
                     .collect();
                 next = queue.ack(acks, 1).await.unwrap().next;
             }
@@ -205,22 +216,9 @@ async fn acknowledged_test_is_not_taken_over_after_its_deadline() {
     );
     let joined = a.join(&list(&["done", "other"])).await.unwrap();
     b.join(&list(&["unused"])).await.unwrap();
-    let Reservation::Tests(tests) = a.reserve(1).await.unwrap() else {
-        panic!("a got nothing")
-    };
+    let held = tests(a.reserve(1).await.unwrap());
     let reply = a
-        .ack(
-            vec![ciq::queue::Ack {
-                lease: tests[0].lease,
-                result: ciq::outcome::TestResult {
-                    id: tests[0].id.clone(),
-                    outcome: Outcome::Passed,
-                    duration: Duration::ZERO,
-                    output: String::new(),
-                },
-            }],
-            0,
-        )
+        .ack(vec![ack(&held[0], Outcome::Passed)], 0)
         .await
         .unwrap();
     assert_eq!(
@@ -232,9 +230,7 @@ async fn acknowledged_test_is_not_taken_over_after_its_deadline() {
     let generation = BuildKeys::new("", "b2").generation(&joined.generation);
     let mut conn = server.conn();
     let _: () = conn.zadd(&generation.running, "done", 1).unwrap();
-    let Reservation::Tests(got) = b.reserve(5).await.unwrap() else {
-        panic!("b got nothing")
-    };
+    let got = tests(b.reserve(5).await.unwrap());
     let got: Vec<_> = got.iter().map(|r| r.id.as_str().to_owned()).collect();
     assert_eq!(got, ["other"], "the acknowledged test was taken over");
     let lingering: Option<f64> = conn.zscore(&generation.running, "done").unwrap();
@@ -425,9 +421,7 @@ async fn stale_heartbeat_keeps_the_worker_alive_for_the_report() {
     let server = RedisServer::start();
     let a = worker(&server, "b9", "a").await;
     a.join(&list(&["long", "t2"])).await.unwrap();
-    let Reservation::Tests(held) = a.reserve(1).await.unwrap() else {
-        panic!("a reserves the first test");
-    };
+    let held = tests(a.reserve(1).await.unwrap());
     assert!(replace_generation(
         &server,
         "b9",
@@ -569,9 +563,7 @@ async fn fresh_election_after_lost_state_is_not_followed() {
     let mut server = RedisServer::start();
     let a = worker(&server, "b10", "a").await;
     a.join(&list(&["t1", "t2"])).await.unwrap();
-    let Reservation::Tests(held) = a.reserve(1).await.unwrap() else {
-        panic!("a reserves a test");
-    };
+    let held = tests(a.reserve(1).await.unwrap());
     let report = Report::spawn(report_settings(&server, "b10"));
     report
         .saw("the first generation running", |status| {
@@ -582,16 +574,13 @@ async fn fresh_election_after_lost_state_is_not_followed() {
     let late = worker(&server, "b10", "late").await;
     let joined = late.join(&list(&["t1", "t2"])).await.unwrap();
     assert!(joined.led, "the late worker starts a fresh build");
-    let ack = ciq::queue::Ack {
-        lease: held[0].lease,
-        result: ciq::outcome::TestResult::new(
-            held[0].id.clone(),
-            Outcome::Failed,
-            Duration::ZERO,
-            "boom".to_owned(),
-        ),
-    };
-    assert_eq!(a.ack(vec![ack], 1).await.unwrap().next, Reservation::Stale);
+    assert_eq!(
+        a.ack(vec![ack(&held[0], Outcome::Failed)], 1)
+            .await
+            .unwrap()
+            .next,
+        Reservation::Stale
+    );
     assert!(
         matches!(a.rejoin().await, Err(QueueError::StateLost)),
         "the stale worker must not follow the fresh generation"

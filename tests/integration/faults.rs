@@ -11,19 +11,13 @@ use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
 use crate::support::{
-    Output, Proc, RedisServer, Scratch, assert_late_result_changes_nothing, final_lines,
-    generation_keys, ids, ran, ready_generation, replace_generation, report_args, results, state,
-    wait_until, with_command, worker_args,
+    Output, Proc, RedisServer, Scratch, assert_late_result_changes_nothing,
+    assert_one_final_line_each, generation_keys, ids, ran, ready_generation, replace_flag,
+    replace_generation, report_args, results, state, wait_until, with_command, with_list_command,
+    worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(180);
-
-fn assert_each_ran_once(scratch: &Scratch, expected: usize) {
-    let counts = scratch.run_counts();
-    assert_eq!(counts.len(), expected, "every test ran");
-    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(twice.is_empty(), "tests run more than once: {twice:?}");
-}
 
 /// The leader stops itself at `point` (a pause point), is SIGKILLed there, and the others
 /// finish the build.
@@ -64,7 +58,7 @@ fn leader_killed_at(point: &str, tests: usize, batch_size: &str) {
         out.both()
     );
     assert_eq!(results(&server, &build).len(), tests);
-    assert_each_ran_once(&scratch, tests);
+    scratch.assert_each_ran_once(tests);
 }
 
 #[test]
@@ -137,7 +131,7 @@ fn paused_leader_resumes_into_the_committed_generation() {
     );
     assert_eq!(state(&server, build), Some(ready));
     assert_eq!(results(&server, build).len(), 30);
-    assert_each_ran_once(&scratch, 30);
+    scratch.assert_each_ran_once(30);
 }
 
 /// Every elected leader dies: the survivors give up with "lost leader", and so does the report.
@@ -268,14 +262,12 @@ fn stop_gives_the_test_back_at_once(signal: Signal, code: i32) {
     let build = signal.as_str();
     let list = scratch.tests(&["slow/victim".to_owned(), "pass/a".to_owned()]);
     let args = |worker: &str| {
-        let mut args = worker_args(&server, build, worker, &list);
         // A take-over would need 60 s: anything sooner is the release.
-        let at = args
-            .iter()
-            .position(|a| a == "--heartbeat-timeout")
-            .expect("flag");
-        args[at + 1] = "60s".to_owned();
-        with_command(args)
+        with_command(replace_flag(
+            worker_args(&server, build, worker, &list),
+            "--heartbeat-timeout",
+            ["--heartbeat-timeout".to_owned(), "60s".to_owned()],
+        ))
     };
     let first = Proc::spawn("first", &scratch, &args("first"));
     wait_until("the victim to start", LONG, || {
@@ -380,9 +372,7 @@ fn generation_replaced_under_running_workers() {
     let after: usize = conn.llen(&old.queue).unwrap();
     assert_eq!(after, left_behind, "served from the replaced generation");
     assert_eq!(results(&server, build).len(), 40);
-    let finals = final_lines(outs.iter().map(|o| o.stderr.as_str()));
-    assert_eq!(finals.len(), 40, "{finals:?}");
-    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+    assert_one_final_line_each(outs.iter().map(|o| o.stderr.as_str()), 40);
     // Only the tests in flight at the switch run twice.
     let twice = scratch.run_counts().values().filter(|&&n| n > 1).count();
     assert!(twice <= 2, "{:?}", scratch.run_counts());
@@ -396,14 +386,9 @@ fn sigterm_while_listing_stops_the_list_command() {
     let scratch = Scratch::new();
     let list = scratch.tests(&ids("pass", 3));
     let pid_file = scratch.path("lister.pid");
-    let mut args = worker_args(&server, "sigterm-listing", "leader", &list);
-    let at = args.iter().position(|a| a == "--tests").expect("flag");
-    args.splice(
-        at..at + 2,
-        [
-            "--list-command".to_owned(),
-            format!("sh -c 'echo $$ > {}; sleep 60'", pid_file.display()),
-        ],
+    let args = with_list_command(
+        worker_args(&server, "sigterm-listing", "leader", &list),
+        format!("sh -c 'echo $$ > {}; sleep 60'", pid_file.display()),
     );
     let leader = Proc::spawn("leader", &scratch, &with_command(args));
     wait_until("the list command to start", LONG, || pid_file.exists());

@@ -114,9 +114,7 @@ fn persistent_protocol_boots_once_per_worker_and_survives_crashes() {
     // unless that was the worker's last test: never one per test.
     let starts = std::fs::read_to_string(scratch.path("starts.log")).unwrap();
     assert!((2..=5).contains(&starts.lines().count()), "{starts}");
-    let counts = scratch.run_counts();
-    assert_eq!(counts.len(), 15);
-    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+    scratch.assert_each_ran_once(15);
 }
 
 /// The counts the fixture suite's own pytest run gives, mapped to ciq's outcomes.

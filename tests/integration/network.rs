@@ -9,8 +9,9 @@ use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
 use crate::support::{
-    FaultProxy, Proc, RedisServer, Scratch, assert_late_result_changes_nothing, final_lines, ids,
-    ran, report_args, results, through, wait_until, with_command, worker_args,
+    FaultProxy, Proc, RedisServer, Scratch, assert_late_result_changes_nothing,
+    assert_one_final_line_each, ids, ran, report_args, results, through, wait_until, with_command,
+    worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -55,9 +56,7 @@ fn all_connections_dropped_at_once_mid_build() {
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert!(out.stdout.contains("60 tests: 60 passed"), "{}", out.both());
     assert_eq!(results(&server, build).len(), 60);
-    let finals = final_lines(outs.iter().map(|o| o.stderr.as_str()));
-    assert_eq!(finals.len(), 60, "{finals:?}");
-    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+    assert_one_final_line_each(outs.iter().map(|o| o.stderr.as_str()), 60);
 }
 
 /// One worker's traffic blackholed mid-test for longer than the heartbeat timeout, and longer

@@ -3,32 +3,13 @@
 
 use std::time::Duration;
 
-use ciq::outcome::{Outcome, TestResult};
+use ciq::outcome::Outcome;
 use ciq::queue::redis::keys::BuildKeys;
-use ciq::queue::{Ack, Queue, Recorded, Reservation, Reserved};
+use ciq::queue::{Queue, Recorded, Reservation};
 use redis::Commands;
 
-use crate::election::{list, worker};
+use crate::election::{ack, list, tests, worker};
 use crate::support::RedisServer;
-
-fn ack(reserved: &Reserved, outcome: Outcome) -> Ack {
-    Ack {
-        lease: reserved.lease,
-        result: TestResult {
-            id: reserved.id.clone(),
-            outcome,
-            duration: Duration::from_millis(3),
-            output: format!("{outcome} output"),
-        },
-    }
-}
-
-fn tests(reservation: Reservation) -> Vec<Reserved> {
-    match reservation {
-        Reservation::Tests(tests) => tests,
-        other => panic!("expected tests, got {other:?}"),
-    }
-}
 
 /// A worker whose test was taken over (its heartbeat lapsed) acknowledges late: the new
 /// holder's entry stays, and no second outcome appears.

@@ -67,6 +67,14 @@ impl Scratch {
             .collect()
     }
 
+    /// Asserts that `expected` tests ran, each exactly once.
+    pub fn assert_each_ran_once(&self, expected: usize) {
+        let counts = self.run_counts();
+        assert_eq!(counts.len(), expected, "every test ran: {counts:?}");
+        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(twice.is_empty(), "tests run more than once: {twice:?}");
+    }
+
     /// How often each test ran.
     pub fn run_counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
@@ -285,14 +293,24 @@ pub fn worker_args(server: &RedisServer, build: &str, worker: &str, tests: &Path
     args
 }
 
-/// `args` with its `--queue` URL replaced by `proxy`'s, so the process talks to Redis through it.
-pub fn through(mut args: Vec<String>, proxy: &FaultProxy) -> Vec<String> {
+/// `args` with `flag` and its value replaced by `by`, a flag and its value.
+pub fn replace_flag(mut args: Vec<String>, flag: &str, by: [String; 2]) -> Vec<String> {
     let at = args
         .iter()
-        .position(|a| a == "--queue")
-        .expect("a --queue flag");
-    args[at + 1] = proxy.url();
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+    args.splice(at..at + 2, by);
     args
+}
+
+/// `args` with its `--queue` URL replaced by `proxy`'s, so the process talks to Redis through it.
+pub fn through(args: Vec<String>, proxy: &FaultProxy) -> Vec<String> {
+    replace_flag(args, "--queue", ["--queue".to_owned(), proxy.url()])
+}
+
+/// `args` listing tests with `command` (on the leader) instead of reading `--tests`.
+pub fn with_list_command(args: Vec<String>, command: String) -> Vec<String> {
+    replace_flag(args, "--tests", ["--list-command".to_owned(), command])
 }
 
 /// `ciq report` arguments for `build`.
@@ -371,6 +389,13 @@ pub fn statuses(stderr: &str, test: &str) -> Vec<String> {
         .filter(|line| line.test == test)
         .map(|line| line.status)
         .collect()
+}
+
+/// Asserts that the workers printed exactly one final outcome for each of `expected` tests.
+pub fn assert_one_final_line_each<'a>(stderrs: impl IntoIterator<Item = &'a str>, expected: usize) {
+    let finals = final_lines(stderrs);
+    assert_eq!(finals.len(), expected, "{finals:?}");
+    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
 }
 
 /// Final-outcome lines per test over several workers' stderr: one each when nothing was
