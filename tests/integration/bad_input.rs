@@ -223,78 +223,36 @@ fn wrong_password_is_refused_and_never_printed() {
 #[test]
 fn missing_ids_name_their_flags() {
     let scratch = Scratch::new();
-    let out = ciq(
-        &scratch,
-        &[
-            "run",
-            "--queue",
-            "redis://127.0.0.1:1/0",
-            "--tests",
-            "-",
-            "--",
-            "true",
-        ],
-    );
-    assert_fails(
-        &out,
-        USAGE,
-        "error: no build id: pass --build ID or set CIQ_BUILD",
-    );
+    let queue = ["--queue", "redis://127.0.0.1:1/0"];
+    let cases: [(Vec<&str>, &str); 6] = [
+        (
+            [&queue[..], &["--tests", "-", "--", "true"]].concat(),
+            "error: no build id: pass --build ID or set CIQ_BUILD",
+        ),
+        (
+            [&queue[..], &["--build", "b", "--tests", "-", "--", "true"]].concat(),
+            "error: no worker id: pass --worker ID or set CIQ_WORKER",
+        ),
+        (vec!["--", "true"], "error: no test list: pass --tests FILE"),
+        (
+            vec!["--tests", "-"],
+            "error: no test command: put it after `--`",
+        ),
+        (
+            vec!["--heartbeat-interval", "20s", "--tests", "-", "--", "true"],
+            "--heartbeat-interval (20s) must be at most half of --heartbeat-timeout (30s)",
+        ),
+        (
+            vec!["--test-timeout", "soon", "--tests", "-", "--", "true"],
+            "write e.g. 30s, 500ms, 15m or 2h",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = ciq(&scratch, &[&["run"], &args[..]].concat());
+        assert_fails(&out, USAGE, message);
+    }
     let out = ciq(&scratch, &["report", "--build", "b"]);
     assert_fails(&out, USAGE, "--queue <QUEUE>");
-    let out = ciq(
-        &scratch,
-        &[
-            "run",
-            "--queue",
-            "redis://127.0.0.1:1/0",
-            "--build",
-            "b",
-            "--tests",
-            "-",
-            "--",
-            "true",
-        ],
-    );
-    assert_fails(
-        &out,
-        USAGE,
-        "error: no worker id: pass --worker ID or set CIQ_WORKER",
-    );
-    let out = ciq(&scratch, &["run", "--", "true"]);
-    assert_fails(&out, USAGE, "error: no test list: pass --tests FILE");
-    let out = ciq(&scratch, &["run", "--tests", "-"]);
-    assert_fails(&out, USAGE, "error: no test command: put it after `--`");
-    let out = ciq(
-        &scratch,
-        &[
-            "run",
-            "--heartbeat-interval",
-            "20s",
-            "--tests",
-            "-",
-            "--",
-            "true",
-        ],
-    );
-    assert_fails(
-        &out,
-        USAGE,
-        "--heartbeat-interval (20s) must be at most half of --heartbeat-timeout (30s)",
-    );
-    let out = ciq(
-        &scratch,
-        &[
-            "run",
-            "--test-timeout",
-            "soon",
-            "--tests",
-            "-",
-            "--",
-            "true",
-        ],
-    );
-    assert_fails(&out, USAGE, "write e.g. 30s, 500ms, 15m or 2h");
 }
 
 #[test]
