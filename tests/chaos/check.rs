@@ -36,9 +36,10 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
     let mut verdict = Verdict::default();
     let known: BTreeMap<&str, Kind> = plan.tests.iter().map(|t| (t.id.as_str(), t.kind)).collect();
 
+    let mut lost = Vec::new();
     for (id, kind) in &known {
         match played.results.get(*id).map(String::as_str) {
-            None => verdict.lost += 1,
+            None => lost.push(*id),
             Some(outcome) => {
                 let expected: &[&str] = match kind {
                     Kind::Pass => &["passed"],
@@ -53,11 +54,8 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
             }
         }
     }
-    if verdict.lost > 0 {
-        let lost: Vec<_> = known
-            .keys()
-            .filter(|id| !played.results.contains_key(**id))
-            .collect();
+    verdict.lost = lost.len();
+    if !lost.is_empty() {
         verdict.details.push(format!("lost: {lost:?}"));
     }
     let unknown: Vec<_> = played

@@ -106,6 +106,64 @@ pub struct Plan {
 
 const POINTS: [&str; 2] = ["elected", "before-commit"];
 
+/// What a set of schedules must draw between them to call itself complete (CI's default
+/// seeds): every fault, a killed worker with and without a replacement, batches, and a leader
+/// killed and paused at each pause point. Returns what `plans` leave out.
+pub fn coverage_gaps(plans: &[Plan]) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for plan in plans {
+        if plan.batch_size > 1 {
+            seen.insert("batches".to_owned());
+        }
+        match plan.start {
+            Start::Together => {}
+            Start::LeaderKilledAt(point) => {
+                seen.insert(format!("leader killed at {point}"));
+            }
+            Start::LeaderPausedAt(point, _) => {
+                seen.insert(format!("leader paused at {point}"));
+            }
+        }
+        for timed in &plan.faults {
+            seen.insert(
+                match timed.fault {
+                    Fault::Kill {
+                        replace_after: Some(_),
+                        ..
+                    } => "kill, replaced",
+                    Fault::Kill { .. } => "kill",
+                    Fault::Stop { .. } => "stop",
+                    Fault::Term { .. } => "term",
+                    Fault::Blackhole { .. } => "blackhole",
+                    Fault::DropAll => "drop all",
+                    Fault::RestartRedis => "restart redis",
+                    Fault::ReplaceGeneration => "replace generation",
+                }
+                .to_owned(),
+            );
+        }
+    }
+    let mut wanted: Vec<String> = [
+        "batches",
+        "kill, replaced",
+        "kill",
+        "stop",
+        "term",
+        "blackhole",
+        "drop all",
+        "restart redis",
+        "replace generation",
+    ]
+    .map(str::to_owned)
+    .into();
+    for point in POINTS {
+        wanted.push(format!("leader killed at {point}"));
+        wanted.push(format!("leader paused at {point}"));
+    }
+    wanted.retain(|what| !seen.contains(what));
+    wanted
+}
+
 impl Plan {
     /// The schedule of `seed`.
     pub fn new(seed: u64) -> Self {
