@@ -16,7 +16,8 @@ use ciq::test_id::TestList;
 use redis::Commands;
 
 use crate::support::{
-    RedisServer, generation_keys, lose_build, replace_generation, state, wait_until,
+    RedisServer, generation_keys, lose_build, replace_generation, setup_generation, state,
+    wait_until,
 };
 
 pub fn settings(server: &RedisServer, build: &str) -> RedisSettings {
@@ -302,8 +303,7 @@ async fn leader_that_lost_its_lock_drops_its_staging_and_leads_again() {
         Duration::from_secs(10),
         || state(&server, "b5").is_some_and(|s| s.ends_with(":slow")),
     );
-    let first = state(&server, "b5").unwrap();
-    let first_generation = first.split(':').nth(1).unwrap().to_owned();
+    let first_generation = setup_generation(&server, "b5").expect("the slow leader's lock");
     // While it lists, its lock is taken (as if it had been paused past the TTL and another
     // worker elected, which then died too).
     let mut conn = server.conn();

@@ -13,8 +13,8 @@ use redis::Commands;
 use crate::support::{
     Output, Proc, RedisServer, Scratch, assert_late_result_changes_nothing,
     assert_one_final_line_each, generation_keys, ids, ran, ready_generation, replace_flag,
-    replace_generation, report_args, results, state, wait_until, with_command, with_list_command,
-    worker_args,
+    replace_generation, report_args, results, setup_generation, state, wait_until, with_command,
+    with_list_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(180);
@@ -94,12 +94,7 @@ fn paused_leader_resumes_into_the_committed_generation() {
         &[("CIQ_PAUSE_AT", "before-commit")],
     );
     stale.wait_for_stderr("paused at before-commit", LONG);
-    let setup = state(&server, build).expect("the stale leader's lock");
-    let stale_generation = setup
-        .split(':')
-        .nth(1)
-        .expect("setup:<gen>:<worker>")
-        .to_owned();
+    let stale_generation = setup_generation(&server, build).expect("the stale leader's lock");
     assert!(
         !generation_keys(&server, build, &stale_generation).is_empty(),
         "the paused leader has staged its queue"

@@ -74,9 +74,8 @@ fn persistent_protocol_boots_once_per_worker_and_survives_crashes() {
         "--tests",
         &list.to_string_lossy(),
         "--",
+        &fixture("protocol-framework").to_string_lossy(),
     ]);
-    let mut args = args;
-    args.push(fixture("protocol-framework").to_string_lossy().into_owned());
     let out = Proc::spawn("local", &scratch, &args).wait(LONG);
     assert_eq!(out.code, Some(1), "{}", out.both());
     assert!(

@@ -115,9 +115,13 @@ fn start_tls_server(dir: &Path, port: u16) -> TlsServer {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server");
-    let server = TlsServer(child);
+    let mut server = TlsServer(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // Never go on to another test's server on this port.
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("TLS redis-server exited at once ({status}): port {port} taken?");
+        }
         assert!(Instant::now() < deadline, "TLS redis-server did not start");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -446,6 +446,13 @@ pub fn generation_keys(server: &RedisServer, build: &str, generation: &str) -> V
         .expect("KEYS")
 }
 
+/// The generation a leader is filling, from the build's `setup:<gen>:<worker>` lock, if any.
+pub fn setup_generation(server: &RedisServer, build: &str) -> Option<String> {
+    let state = state(server, build)?;
+    let (generation, _worker) = state.strip_prefix("setup:")?.split_once(':')?;
+    Some(generation.to_owned())
+}
+
 /// The generation the build's state names as ready, if any.
 pub fn ready_generation(server: &RedisServer, build: &str) -> Option<String> {
     state(server, build).and_then(|s| s.strip_prefix("ready:").map(str::to_owned))

@@ -79,23 +79,25 @@ impl RedisServer {
         self.wait_ready()
     }
 
-    /// Waits until this test's server answers; false when it exited (its port was taken), so
-    /// that nothing ever talks to another test's server on that port.
+    /// Waits until this test's own server answers (its pid, not whatever holds the port);
+    /// false when it exited (its port was taken), so that nothing ever talks to another test's
+    /// server on that port.
     fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(child) = self.child.as_mut()
-                && !matches!(child.try_wait(), Ok(None))
-            {
+            let Some(child) = self.child.as_mut() else {
+                return false;
+            };
+            if !matches!(child.try_wait(), Ok(None)) {
                 self.child = None;
                 return false;
             }
-            if self
+            let ours = format!("process_id:{}", child.id());
+            let info = self
                 .client()
                 .get_connection()
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-            {
+                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+            if info.is_ok_and(|info| info.lines().any(|line| line.trim() == ours)) {
                 return true;
             }
             assert!(
