@@ -24,6 +24,9 @@ pub const TESTS_NOT_RUN: i32 = 3;
 pub const NO_LEADER: i32 = 4;
 /// Redis unreachable or refusing credentials, or the build's state lost.
 pub const INFRASTRUCTURE: i32 = 5;
+/// This worker's test list differs from the one its build was filled with, or (for the report
+/// and the other workers) some worker's did: tests it meant to run may never have run.
+pub const LIST_MISMATCH: i32 = 6;
 /// Added to the signal number when a SIGINT (130) or SIGTERM (143) stopped ciq.
 pub const SIGNAL_BASE: i32 = 128;
 
@@ -33,6 +36,7 @@ pub fn for_verdict(verdict: Verdict) -> i32 {
         Verdict::Green => SUCCESS,
         Verdict::Failed => TESTS_FAILED,
         Verdict::Incomplete => TESTS_NOT_RUN,
+        Verdict::ListMismatch => LIST_MISMATCH,
     }
 }
 
@@ -71,7 +75,9 @@ fn for_queue_error(err: &QueueError) -> i32 {
         | QueueError::Auth { .. }
         | QueueError::Command(_)
         | QueueError::Protocol(_)
-        | QueueError::StateLost => INFRASTRUCTURE,
+        | QueueError::Permission { .. }
+        | QueueError::StateLost(_) => INFRASTRUCTURE,
+        QueueError::ListMismatch { .. } => LIST_MISMATCH,
     }
 }
 
@@ -84,7 +90,23 @@ mod tests {
     fn errors_map_to_documented_codes() {
         let code = |err: QueueError| for_error(&anyhow::Error::new(err));
         assert_eq!(code(QueueError::LostLeader { attempts: 3 }), NO_LEADER);
-        assert_eq!(code(QueueError::StateLost), INFRASTRUCTURE);
+        assert_eq!(code(QueueError::StateLost("x".into())), INFRASTRUCTURE);
+        assert_eq!(
+            code(QueueError::Permission {
+                url: "u".into(),
+                detail: "NOPERM".into()
+            }),
+            INFRASTRUCTURE
+        );
+        assert_eq!(
+            code(QueueError::ListMismatch {
+                worker: "w".into(),
+                build: "b".into(),
+                detail: "d".into()
+            }),
+            LIST_MISMATCH
+        );
+        assert_eq!(for_verdict(Verdict::ListMismatch), LIST_MISMATCH);
         assert_eq!(
             code(QueueError::InvalidUrl {
                 url: "x".into(),
@@ -108,7 +130,7 @@ mod tests {
             })),
             INFRASTRUCTURE
         );
-        let wrapped = anyhow::Error::new(WorkerError::Queue(QueueError::StateLost))
+        let wrapped = anyhow::Error::new(WorkerError::Queue(QueueError::StateLost("x".into())))
             .context("worker `w1` stopped");
         assert_eq!(for_error(&wrapped), INFRASTRUCTURE);
         let runner = WorkerError::Runner(RunnerError::Spawn(SpawnError::NotFound("x".into())));

@@ -11,8 +11,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod discovery;
 pub mod exit_code;
+pub mod human;
 pub mod outcome;
 pub mod pause_point;
 pub mod process;

@@ -68,7 +68,7 @@ impl std::fmt::Display for Exit {
             Exit::Code(code) => write!(f, "exit code {code}"),
             Exit::Signal(signal) => write!(f, "killed by signal {signal}"),
             Exit::TimedOut(after) => {
-                write!(f, "timed out after {}", humantime::format_duration(*after))
+                write!(f, "timed out after {}", crate::human::duration(*after))
             }
         }
     }

@@ -136,7 +136,7 @@ impl TestList {
                 line: index + 1,
                 reason,
             })?;
-            if seen.insert(id.clone()) {
+            if seen.insert(line) {
                 list.ids.push(id);
             } else {
                 list.duplicates += 1;
@@ -144,6 +144,13 @@ impl TestList {
             }
         }
         Ok(list)
+    }
+
+    /// A digest of the set of ids, the same whatever their order: the leader stores its list's
+    /// at commit, and a worker with a list of its own compares, so workers of one build (or two
+    /// suites sharing a build id by mistake) cannot run different lists unnoticed.
+    pub fn digest(&self) -> String {
+        digest(self.ids.iter().map(TestId::as_str))
     }
 
     /// The warning to print when duplicates were dropped, if any were.
@@ -157,9 +164,37 @@ impl TestList {
     }
 }
 
+/// The digest [`TestList::digest`] gives the set of `ids` (which must be distinct): SHA-256 of
+/// the ids sorted by their bytes, one per line, in hex.
+pub fn digest<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    use sha2::Digest;
+    let mut sorted: Vec<&str> = ids.collect();
+    sorted.sort_unstable();
+    let mut hasher = sha2::Sha256::new();
+    for id in sorted {
+        hasher.update(id.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_ignores_order_but_not_content() -> Result<(), TestListError> {
+        let a = parse(b"t1\nt2\nt3\n")?;
+        assert_eq!(a.digest(), parse(b"t3\nt1\nt2\nt1\n")?.digest());
+        assert_ne!(a.digest(), parse(b"t1\nt2\nx3\n")?.digest());
+        assert_ne!(a.digest(), parse(b"t1\nt2\n")?.digest());
+        assert_eq!(a.digest().len(), 64);
+        Ok(())
+    }
 
     fn parse(text: &[u8]) -> Result<TestList, TestListError> {
         TestList::parse(text, "`tests.txt`")

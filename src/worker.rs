@@ -31,8 +31,13 @@ pub struct WorkerOptions {
 /// How a worker's loop ended.
 #[derive(Debug)]
 pub enum WorkerEnd {
-    /// The queue is drained; the build's summary.
-    Done(Summary),
+    /// The queue is drained.
+    Done {
+        /// The build's summary.
+        summary: Summary,
+        /// How many test runs this worker made: none when the build was done before it came.
+        ran: usize,
+    },
     /// A shutdown signal arrived; held tests were given back.
     Interrupted(i32),
 }
@@ -57,8 +62,9 @@ pub async fn run<Q: Queue, R: Runner>(
     shutdown: impl Future<Output = i32>,
 ) -> Result<WorkerEnd, WorkerError> {
     let held = Mutex::new(Vec::<(Reserved, Option<Instant>)>::new());
+    let mut ran = 0;
     let ended = tokio::select! {
-        done = work(queue, runner, options, &held) => done.map(|()| None),
+        done = work(queue, runner, options, &held, &mut ran) => done.map(|()| None),
         err = heartbeats(queue, &held) => Err(err.into()),
         signal = shutdown => Ok(Some(signal)),
     };
@@ -71,7 +77,7 @@ pub async fn run<Q: Queue, R: Runner>(
     let released = queue.release(&held).await;
     runner.shutdown().await;
     if released.is_ok() && !held.is_empty() {
-        eprintln!(
+        crate::say!(
             "ciq: worker `{}` gave {} test(s) back to the queue",
             queue.worker_id(),
             held.len()
@@ -80,7 +86,10 @@ pub async fn run<Q: Queue, R: Runner>(
     match ended {
         Ok(None) => {
             released?;
-            Ok(WorkerEnd::Done(queue.summary().await?))
+            Ok(WorkerEnd::Done {
+                summary: queue.summary().await?,
+                ran,
+            })
         }
         Ok(Some(signal)) => {
             released?;
@@ -95,6 +104,7 @@ async fn work<Q: Queue, R: Runner>(
     runner: &R,
     options: &WorkerOptions,
     held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
+    ran: &mut usize,
 ) -> Result<(), WorkerError> {
     let pacing = queue.pacing();
     let max = options.batch_size;
@@ -116,6 +126,7 @@ async fn work<Q: Queue, R: Runner>(
                 *held.lock().unwrap_or_else(PoisonError::into_inner) =
                     batch.iter().map(|r| (r.clone(), deadline)).collect();
                 let results = runner.run(&batch).await?;
+                *ran += batch.len();
                 held.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 let acks = pair(&batch, results);
                 let durations: HashMap<_, _> = acks
@@ -182,7 +193,7 @@ async fn heartbeats<Q: Queue>(
             Ok(lost) => {
                 let held = held.lock().unwrap_or_else(PoisonError::into_inner);
                 for id in really_lost(lost, &held) {
-                    eprintln!(
+                    crate::say!(
                         "ciq: worker `{}` lost test `{id}` to another worker (its heartbeat lapsed); this run's result will not count",
                         queue.worker_id()
                     );
@@ -213,7 +224,7 @@ fn print_line(worker: &str, id: &str, recorded: Recorded, duration: Duration) {
         Recorded::Discarded => "LOST",
         Recorded::Duplicate => "DUP",
     };
-    eprintln!(
+    crate::say!(
         "{status:>7} [{:>8.3}s] {worker}: {id}",
         duration.as_secs_f64()
     );

@@ -11,6 +11,9 @@ use clap::Parser;
 use crate::config::args::{Cli, Command};
 use crate::exit_code;
 
+/// How long ciq waits at exit for its queued lines to reach a slow log pipe.
+const FLUSH_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs ciq with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,11 +29,19 @@ pub fn main() -> ExitCode {
         }),
         Err(err) => Err(anyhow::Error::new(err).context("cannot start the async runtime")),
     };
+    crate::console::flush(FLUSH_WITHIN);
     let code = code.unwrap_or_else(|err| {
         eprintln!("{}", render_error(&err));
         exit_code::for_error(&err)
     });
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+/// Prints what a run ends with (its summary) on stdout, after the lines still queued for
+/// stderr, so a log that merges both reads in order.
+fn print_last(text: &str) {
+    crate::console::flush(FLUSH_WITHIN);
+    print!("{text}");
 }
 
 /// `error: outer: inner: root`, then each `(hint: ...)` of the chain on its own line.

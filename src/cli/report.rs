@@ -24,17 +24,17 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<i32> {
     progress.finish();
     match ending {
         Ending::Drained => {}
-        Ending::WorkersGone => eprintln!(
+        Ending::WorkersGone => crate::say!(
             "ciq: every worker left or went silent with {} test(s) still to run",
             summary.not_run.len()
         ),
-        Ending::TimedOut => eprintln!(
+        Ending::TimedOut => crate::say!(
             "ciq: the report timeout ({}) passed with {} test(s) still to run",
-            humantime::format_duration(settings.report_timeout),
+            crate::human::duration(settings.report_timeout),
             summary.not_run.len()
         ),
     }
-    print!("{}", summary.render());
+    super::print_last(&summary.render());
     Ok(exit_code::for_verdict(summary.verdict()))
 }
 
@@ -92,7 +92,7 @@ impl Progress {
             }),
             None => {
                 if phase_changed || self.printed.elapsed() >= Duration::from_secs(10) {
-                    eprintln!("ciq report: {line}");
+                    crate::say!("ciq report: {line}");
                     self.printed = Instant::now();
                 }
             }

@@ -32,19 +32,32 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             // Signals are handled from the start: a leader stopped while it lists its tests
             // kills the list command instead of leaving it behind.
             let mut shutdown = std::pin::pin!(signal::shutdown());
-            let joining = async {
-                let queue = RedisQueue::connect(*settings, worker.clone()).await?;
-                queue.join(&source).await?;
-                Ok::<_, anyhow::Error>(queue)
-            };
             let queue = tokio::select! {
-                queue = joining => queue?,
+                queue = RedisQueue::connect(*settings, worker.clone()) => queue?,
                 signal = &mut shutdown => return Ok(interrupted(signal, &worker)),
             };
+            tokio::select! {
+                joined = queue.join(&source) => {
+                    joined?;
+                }
+                signal = &mut shutdown => {
+                    // A leader stopped while it lists gives its lock up, so the others need
+                    // not wait out its TTL.
+                    if let Err(err) = queue.resign().await {
+                        crate::say!("ciq: could not give up the setup lock: {err}");
+                    }
+                    return Ok(interrupted(signal, &worker));
+                }
+            }
             let runner = runner_for(&config, &worker);
             let end = worker::run(&queue, &runner, &config.worker, shutdown)
                 .await
                 .with_context(|| format!("worker `{worker}` of build `{build}` stopped"))?;
+            if let WorkerEnd::Done { ran: 0, .. } = end {
+                crate::say!(
+                    "ciq: build `{build}` had already finished when worker `{worker}` joined: it ran nothing, and the verdict below is the build's"
+                );
+            }
             Ok(finish(end, &worker))
         }
     }
@@ -60,9 +73,9 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow
         signal = stopped(stop_rx.clone()) => return Ok(interrupted(signal, "local")),
     };
     if let Some(warning) = list.duplicate_warning() {
-        eprintln!("ciq: {warning}");
+        crate::say!("ciq: {warning}");
     }
-    eprintln!(
+    crate::say!(
         "ciq: running {} tests on {jobs} local worker{}",
         list.ids.len(),
         if jobs == 1 { "" } else { "s" }
@@ -87,7 +100,7 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow
             Err(err) => return Err(anyhow::Error::new(err).context("a local worker panicked")),
         };
         match ended {
-            Ok(WorkerEnd::Done(_)) => {}
+            Ok(WorkerEnd::Done { .. }) => {}
             Ok(WorkerEnd::Interrupted(signal)) => interrupted = Some(signal),
             Err(err) => {
                 // One worker's fatal error (a missing command) would repeat in every worker.
@@ -101,7 +114,7 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow
         return Err(err.into());
     }
     let summary = queue.summary();
-    print!("{}", summary.render());
+    super::print_last(&summary.render());
     Ok(match interrupted {
         Some(signal) => exit_code::SIGNAL_BASE + signal,
         None => exit_code::for_verdict(summary.verdict()),
@@ -159,14 +172,14 @@ async fn stopped(mut stop: watch::Receiver<Option<i32>>) -> i32 {
 }
 
 fn interrupted(signal: i32, worker: &str) -> i32 {
-    eprintln!("ciq: worker `{worker}` stopped by signal {signal}");
+    crate::say!("ciq: worker `{worker}` stopped by signal {signal}");
     exit_code::SIGNAL_BASE + signal
 }
 
 fn finish(end: WorkerEnd, worker: &str) -> i32 {
     match end {
-        WorkerEnd::Done(summary) => {
-            print!("{}", summary.render());
+        WorkerEnd::Done { summary, .. } => {
+            super::print_last(&summary.render());
             exit_code::for_verdict(summary.verdict())
         }
         WorkerEnd::Interrupted(signal) => interrupted(signal, worker),

@@ -53,7 +53,7 @@ pub enum ConfigError {
     #[error("cannot split --list-command `{0}` into arguments (unbalanced quotes?)")]
     BadListCommand(String),
     /// Heartbeats too slow for their timeout would let healthy workers lose their tests.
-    #[error("--heartbeat-interval ({}) must be at most half of --heartbeat-timeout ({}), so a live worker is heard at least twice before its tests are taken over", humantime::format_duration(*.0), humantime::format_duration(*.1))]
+    #[error("--heartbeat-interval ({}) must be at most half of --heartbeat-timeout ({}), so a live worker is heard at least twice before its tests are taken over", crate::human::duration(*.0), crate::human::duration(*.1))]
     HeartbeatTooSlow(Duration, Duration),
     /// An id flag is blank.
     #[error("{0} is blank")]

@@ -43,7 +43,7 @@ pub enum QueueError {
         reason: String,
     },
     /// Redis could not be reached (at start, or for longer than the retry budget).
-    #[error("cannot reach Redis at `{url}` (tried for {})\n(hint: check the host and port in --queue, and that Redis is up and reachable from this machine)", humantime::format_duration(*.waited))]
+    #[error("cannot reach Redis at `{url}` (tried for {})\n(hint: check the host and port in --queue, and that Redis is up and reachable from this machine)", crate::human::duration(*.waited))]
     Unreachable {
         /// The URL, password hidden.
         url: String,
@@ -79,7 +79,7 @@ pub enum QueueError {
         attempts: u32,
     },
     /// No leader appeared within the init timeout.
-    #[error("no leader elected: no worker filled the queue within {}\n(hint: check that workers started and can reach Redis; raise --queue-init-timeout)", humantime::format_duration(*.waited))]
+    #[error("no leader elected: no worker filled the queue within {}\n(hint: check that workers started and can reach Redis; raise --queue-init-timeout)", crate::human::duration(*.waited))]
     NoLeader {
         /// How long the wait lasted.
         waited: Duration,
@@ -88,9 +88,31 @@ pub enum QueueError {
     /// a worker that spent the election budget.
     #[error("build aborted by worker `{}`: {}", .0.worker, .0.message)]
     Aborted(Abort),
-    /// The build's state vanished after it was set up.
+    /// The build's state vanished after it was set up, in part or whole.
     #[error(
-        "the build's state was lost from Redis (restarted without persistence, flushed, or evicted); its results cannot be trusted\n(hint: give Redis persistence (appendonly yes) and enough memory (maxmemory-policy noeviction), then rerun the build)"
+        "the build's state was lost from Redis ({0}: restarted without persistence, flushed, evicted or expired); its results cannot be trusted\n(hint: give Redis persistence (appendonly yes), enough memory and maxmemory-policy noeviction, and a --redis-ttl longer than the build, then rerun the build)"
     )]
-    StateLost,
+    StateLost(String),
+    /// The Redis user lacks a permission ciq needs.
+    #[error(
+        "Redis at `{url}` refused a command: {detail}\n(hint: the Redis user needs the commands and key pattern listed in ciq's README, section \"Redis permissions\")"
+    )]
+    Permission {
+        /// The URL, password hidden.
+        url: String,
+        /// Redis's own words, naming the command or key.
+        detail: String,
+    },
+    /// This worker's test list is not the one the build was filled with.
+    #[error(
+        "worker `{worker}` will not run tests of build `{build}`: its test list differs from the one the build was filled with ({detail})\n(hint: every worker of a build must list the same tests; two suites sharing one build id need a --namespace each)"
+    )]
+    ListMismatch {
+        /// This worker.
+        worker: String,
+        /// The build.
+        build: String,
+        /// How many ids differ, which way.
+        detail: String,
+    },
 }

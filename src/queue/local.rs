@@ -13,6 +13,7 @@ use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::budget::RequeueBudget;
 use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::Summary;
+use crate::report::summary::{self, Listed};
 use crate::test_id::TestId;
 
 /// The shared in-memory queue of one local build.
@@ -72,18 +73,39 @@ impl LocalQueue {
     /// The build's outcomes so far.
     pub fn summary(&self) -> Summary {
         let state = self.lock();
+        let mut counts = std::collections::BTreeMap::new();
+        for outcome in state.outcomes.values() {
+            *counts.entry(*outcome).or_insert(0) += 1;
+        }
+        let listed = |wanted: &dyn Fn(Outcome) -> bool| -> Vec<Listed> {
+            state
+                .outcomes
+                .iter()
+                .filter(|(_, outcome)| wanted(**outcome))
+                .take(summary::LISTED)
+                .map(|(id, outcome)| Listed {
+                    id: id.clone(),
+                    outcome: *outcome,
+                    detail: state.failures.get(id).cloned(),
+                    requeues: state.requeues.get(id).copied().unwrap_or(0),
+                })
+                .collect()
+        };
+        let unfinished = state.queue.iter().chain(state.running.keys());
         Summary {
             total: state.total,
-            outcomes: state.outcomes.clone(),
-            failures: state.failures.clone(),
-            requeues: state.requeues.clone(),
-            not_run: state
-                .queue
-                .iter()
-                .chain(state.running.keys())
+            counts,
+            failing: listed(&|o| matches!(o, Outcome::Failed | Outcome::Errored)),
+            flaky: listed(&|o| o == Outcome::Flaky),
+            requeued: state.requeued_total,
+            not_run: unfinished
+                .clone()
+                .take(summary::NOT_RUN_LISTED)
                 .cloned()
                 .collect(),
+            not_run_count: unfinished.count(),
             taken_over: 0,
+            mismatches: Vec::new(),
         }
     }
 
@@ -280,7 +302,8 @@ mod tests {
         assert_eq!(reply.next, Reservation::Done);
         let summary = b.summary().await.unwrap();
         assert_eq!(summary.count(Outcome::Flaky), 1);
-        assert_eq!(summary.requeues.values().sum::<u32>(), 1);
+        assert_eq!(summary.requeued, 1);
+        assert_eq!(summary.flaky[0].requeues, 1);
     }
 
     #[tokio::test]
@@ -292,7 +315,9 @@ mod tests {
         let retry = one(b.reserve(1).await.unwrap());
         let reply = b.ack(vec![ack(&retry, Outcome::Skipped)], 1).await.unwrap();
         assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Failed));
-        assert!(b.summary().await.unwrap().failures.contains_key(&retry.id));
+        let summary = b.summary().await.unwrap();
+        assert_eq!(summary.failing[0].id, retry.id);
+        assert!(summary.failing[0].detail.is_some());
     }
 
     #[tokio::test]
@@ -317,7 +342,7 @@ mod tests {
         assert_eq!(requeued, 1, "build limit ceil(0.5 x 2) = 1: {results:?}");
         let summary = solo.summary().await.unwrap();
         assert_eq!(summary.count(Outcome::Failed), 2);
-        assert!(summary.not_run.is_empty());
+        assert_eq!(summary.not_run_count, 0);
     }
 
     #[tokio::test]

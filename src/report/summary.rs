@@ -1,7 +1,9 @@
 //! [`Summary`]: a build's outcomes as the queue holds them, its verdict, and how it is printed.
 //!
 //! Both backends produce the same summary, so `ciq run -j N`, a distributed worker that saw
-//! the queue drain, and `ciq report` print one format and reach one verdict.
+//! the queue drain, and `ciq report` print one format and reach one verdict. Its size does not
+//! grow with the suite: counts for every outcome, and the failing, flaky and unfinished tests by
+//! name up to [`LISTED`] each, so a million-test build summarises in the memory of a small one.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,21 +11,48 @@ use std::fmt::Write as _;
 use crate::outcome::{FailureDetail, Outcome};
 use crate::test_id::TestId;
 
+/// Most failing (and most flaky) tests a summary names; the rest are counted.
+pub const LISTED: usize = 200;
+/// Most unfinished tests a summary names.
+pub const NOT_RUN_LISTED: usize = 20;
+/// Most failing tests whose output is printed; the rest are named.
+const WITH_OUTPUT: usize = 50;
+
 /// Everything known about a build's tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     /// How many tests the leader listed.
     pub total: usize,
-    /// Final outcome of every test that has one.
-    pub outcomes: BTreeMap<TestId, Outcome>,
-    /// Output of the last failing run, for failed, errored and flaky tests.
-    pub failures: BTreeMap<TestId, FailureDetail>,
-    /// How often each requeued test was put back.
-    pub requeues: BTreeMap<TestId, u32>,
-    /// Tests without an outcome: still queued or running when the summary was taken.
+    /// How many tests ended with each outcome.
+    pub counts: BTreeMap<Outcome, usize>,
+    /// Failed and errored tests (at most [`LISTED`]), by id.
+    pub failing: Vec<Listed>,
+    /// Flaky tests (at most [`LISTED`]), by id.
+    pub flaky: Vec<Listed>,
+    /// Requeues in all.
+    pub requeued: u64,
+    /// Tests without an outcome (at most [`NOT_RUN_LISTED`]): still queued or running when
+    /// the summary was taken.
     pub not_run: Vec<TestId>,
+    /// How many tests have no outcome.
+    pub not_run_count: usize,
     /// How many reservations took a test over from a worker whose heartbeat lapsed.
     pub taken_over: u64,
+    /// Workers that refused to run because their test list was not the build's.
+    pub mismatches: Vec<String>,
+}
+
+/// A failing or flaky test, named in the summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The test.
+    pub id: TestId,
+    /// Its final outcome.
+    pub outcome: Outcome,
+    /// Its last failing run, when kept.
+    pub detail: Option<FailureDetail>,
+    /// How often it was requeued.
+    pub requeues: u32,
 }
 
 /// The build's verdict, from which exit codes follow.
@@ -35,22 +64,32 @@ pub enum Verdict {
     Failed,
     /// No test failed, but some never got an outcome.
     Incomplete,
+    /// A worker of the build had another test list: tests of the suite it meant to run may
+    /// never have run at all.
+    ListMismatch,
 }
 
 impl Summary {
     /// How many tests ended with `outcome`.
     pub fn count(&self, outcome: Outcome) -> usize {
-        self.outcomes.values().filter(|&&o| o == outcome).count()
+        self.counts.get(&outcome).copied().unwrap_or(0)
+    }
+
+    /// How many tests have an outcome.
+    pub fn decided(&self) -> usize {
+        self.counts.values().sum()
     }
 
     /// Tests missing from the outcomes: those not run, or never counted.
     pub fn missing(&self) -> usize {
-        self.total.saturating_sub(self.outcomes.len())
+        self.total.saturating_sub(self.decided())
     }
 
-    /// The verdict: failures first, then completeness.
+    /// The verdict: a foreign list first, then failures, then completeness.
     pub fn verdict(&self) -> Verdict {
-        if self.outcomes.values().any(|o| !o.is_success()) {
+        if !self.mismatches.is_empty() {
+            Verdict::ListMismatch
+        } else if self.count(Outcome::Failed) + self.count(Outcome::Errored) > 0 {
             Verdict::Failed
         } else if self.missing() > 0 {
             Verdict::Incomplete
@@ -73,9 +112,8 @@ impl Summary {
         if self.missing() > 0 {
             let _ = write!(line, ", {} not run", self.missing());
         }
-        let requeued: u32 = self.requeues.values().sum();
-        if requeued > 0 {
-            let _ = write!(line, "; {requeued} requeued");
+        if self.requeued > 0 {
+            let _ = write!(line, "; {} requeued", self.requeued);
         }
         if self.taken_over > 0 {
             let _ = write!(line, "; {} taken over from lost workers", self.taken_over);
@@ -87,51 +125,72 @@ impl Summary {
     /// verdict.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (outcome, title) in [(Outcome::Failed, "FAILED"), (Outcome::Errored, "ERRORED")] {
-            for (id, _) in self.outcomes.iter().filter(|(_, o)| **o == outcome) {
-                let _ = writeln!(out, "\n{title} {id}{}", self.detail_suffix(id));
-                if let Some(detail) = self.failures.get(id) {
-                    for line in detail.output.lines() {
-                        let _ = writeln!(out, "    | {line}");
-                    }
+        for (at, listed) in self.failing.iter().enumerate() {
+            let title = match listed.outcome {
+                Outcome::Errored => "ERRORED",
+                _ => "FAILED",
+            };
+            let _ = writeln!(out, "\n{title} {}{}", listed.id, listed.suffix());
+            if let Some(detail) = listed.detail.as_ref().filter(|_| at < WITH_OUTPUT) {
+                for line in detail.output.lines() {
+                    let _ = writeln!(out, "    | {line}");
                 }
             }
         }
-        let flaky: Vec<_> = self
-            .outcomes
-            .iter()
-            .filter(|(_, o)| **o == Outcome::Flaky)
-            .map(|(id, _)| id)
-            .collect();
-        if !flaky.is_empty() {
+        let failing = self.count(Outcome::Failed) + self.count(Outcome::Errored);
+        if failing > self.failing.len() {
+            let _ = writeln!(
+                out,
+                "\n... and {} more failed or errored tests",
+                failing - self.failing.len()
+            );
+        }
+        if !self.flaky.is_empty() {
             let _ = writeln!(out, "\nFLAKY (failed, then passed on a retry):");
-            for id in flaky {
-                let _ = writeln!(out, "    {id}{}", self.detail_suffix(id));
+            for listed in &self.flaky {
+                let _ = writeln!(out, "    {}{}", listed.id, listed.suffix());
+            }
+            let flaky = self.count(Outcome::Flaky);
+            if flaky > self.flaky.len() {
+                let _ = writeln!(out, "    ... and {} more", flaky - self.flaky.len());
             }
         }
-        if !self.not_run.is_empty() {
-            let _ = writeln!(out, "\nNOT RUN ({}):", self.not_run.len());
-            for id in self.not_run.iter().take(20) {
+        if self.not_run_count > 0 {
+            let _ = writeln!(out, "\nNOT RUN ({}):", self.not_run_count);
+            for id in &self.not_run {
                 let _ = writeln!(out, "    {id}");
             }
-            if self.not_run.len() > 20 {
-                let _ = writeln!(out, "    ... and {} more", self.not_run.len() - 20);
+            if self.not_run_count > self.not_run.len() {
+                let _ = writeln!(
+                    out,
+                    "    ... and {} more",
+                    self.not_run_count - self.not_run.len()
+                );
+            }
+        }
+        if !self.mismatches.is_empty() {
+            let _ = writeln!(out, "\nWORKERS WITH ANOTHER TEST LIST (they ran nothing):");
+            for mismatch in &self.mismatches {
+                let _ = writeln!(out, "    {mismatch}");
             }
         }
         let verdict = match self.verdict() {
             Verdict::Green => "green",
             Verdict::Failed => "failed",
             Verdict::Incomplete => "incomplete (tests not run)",
+            Verdict::ListMismatch => "failed (a worker had another test list)",
         };
         let _ = writeln!(out, "\n{}\nverdict: {verdict}", self.counts_line());
         out
     }
+}
 
-    fn detail_suffix(&self, id: &TestId) -> String {
+impl Listed {
+    fn suffix(&self) -> String {
         let mut parts = Vec::new();
-        if let Some(detail) = self.failures.get(id) {
+        if let Some(detail) = &self.detail {
             let seconds = detail.duration_ms as f64 / 1000.0;
-            if self.outcomes.get(id) == Some(&Outcome::Flaky) {
+            if self.outcome == Outcome::Flaky {
                 parts.push(format!(
                     "failed on worker {} in {seconds:.2}s",
                     detail.worker
@@ -141,8 +200,8 @@ impl Summary {
                 parts.push(format!("{seconds:.2}s"));
             }
         }
-        if let Some(n) = self.requeues.get(id) {
-            parts.push(format!("requeued {n}x"));
+        if self.requeues > 0 {
+            parts.push(format!("requeued {}x", self.requeues));
         }
         if parts.is_empty() {
             String::new()
@@ -160,41 +219,56 @@ mod tests {
         TestId::new(s).unwrap()
     }
 
+    fn counts(pairs: &[(Outcome, usize)]) -> BTreeMap<Outcome, usize> {
+        pairs.iter().copied().collect()
+    }
+
     #[test]
-    fn verdict_prefers_failures_over_missing_tests() {
+    fn verdict_prefers_mismatches_then_failures_over_missing_tests() {
         let mut summary = Summary {
             total: 3,
+            counts: counts(&[(Outcome::Passed, 1), (Outcome::Flaky, 1)]),
             ..Summary::default()
         };
-        summary.outcomes.insert(id("a"), Outcome::Passed);
-        summary.outcomes.insert(id("b"), Outcome::Flaky);
         assert_eq!(summary.verdict(), Verdict::Incomplete);
-        summary.outcomes.insert(id("c"), Outcome::Skipped);
+        summary.counts.insert(Outcome::Skipped, 1);
         assert_eq!(summary.verdict(), Verdict::Green);
-        summary.outcomes.insert(id("c"), Outcome::Errored);
+        summary.counts.insert(Outcome::Skipped, 0);
+        summary.counts.insert(Outcome::Errored, 1);
         assert_eq!(summary.verdict(), Verdict::Failed);
+        summary.mismatches.push("worker `w2`: 5 ids differ".into());
+        assert_eq!(summary.verdict(), Verdict::ListMismatch);
     }
 
     #[test]
     fn render_shows_failure_output_and_flaky_tests() {
-        let mut summary = Summary {
+        let summary = Summary {
             total: 3,
+            counts: counts(&[
+                (Outcome::Passed, 1),
+                (Outcome::Failed, 1),
+                (Outcome::Flaky, 1),
+            ]),
+            failing: vec![Listed {
+                id: id("bad"),
+                outcome: Outcome::Failed,
+                detail: Some(FailureDetail {
+                    outcome: Outcome::Failed,
+                    worker: "w2".into(),
+                    duration_ms: 1500,
+                    output: "assertion failed\nleft: 1".into(),
+                }),
+                requeues: 1,
+            }],
+            flaky: vec![Listed {
+                id: id("shaky"),
+                outcome: Outcome::Flaky,
+                detail: None,
+                requeues: 1,
+            }],
+            requeued: 2,
             ..Summary::default()
         };
-        summary.outcomes.insert(id("ok"), Outcome::Passed);
-        summary.outcomes.insert(id("bad"), Outcome::Failed);
-        summary.outcomes.insert(id("shaky"), Outcome::Flaky);
-        summary.requeues.insert(id("bad"), 1);
-        summary.requeues.insert(id("shaky"), 1);
-        summary.failures.insert(
-            id("bad"),
-            FailureDetail {
-                outcome: Outcome::Failed,
-                worker: "w2".into(),
-                duration_ms: 1500,
-                output: "assertion failed\nleft: 1".into(),
-            },
-        );
         let text = summary.render();
         assert!(text.contains("FAILED bad (worker w2, 1.50s, requeued 1x)\n    | assertion failed\n    | left: 1\n"), "{text}");
         assert!(
@@ -205,5 +279,32 @@ mod tests {
             text.ends_with("3 tests: 1 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn render_counts_what_it_does_not_name() {
+        let summary = Summary {
+            total: 1000,
+            counts: counts(&[(Outcome::Passed, 700), (Outcome::Failed, 250)]),
+            failing: (0..LISTED)
+                .map(|n| Listed {
+                    id: id(&format!("f{n}")),
+                    outcome: Outcome::Failed,
+                    detail: None,
+                    requeues: 0,
+                })
+                .collect(),
+            not_run: (0..NOT_RUN_LISTED).map(|n| id(&format!("q{n}"))).collect(),
+            not_run_count: 50,
+            ..Summary::default()
+        };
+        let text = summary.render();
+        assert!(
+            text.contains("\n... and 50 more failed or errored tests\n"),
+            "{text}"
+        );
+        assert!(text.contains("NOT RUN (50):"), "{text}");
+        assert!(text.contains("    ... and 30 more\n"), "{text}");
+        assert!(text.contains("1000 tests: 700 passed, 250 failed, 50 not run"));
     }
 }

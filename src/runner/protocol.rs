@@ -249,7 +249,7 @@ impl PersistentRunner {
                     let output = format!(
                         "{}[ciq: timed out after {}; process group killed, restarting it]\n",
                         live.stderr_tail(),
-                        humantime::format_duration(self.timeout.unwrap_or_default())
+                        crate::human::duration(self.timeout.unwrap_or_default())
                     );
                     *session = None;
                     return Ok(errored(output));
@@ -412,16 +412,16 @@ impl Runner for PersistentRunner {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .render();
-                    eprintln!(
+                    crate::say!(
                         "ciq: warning: the test framework ended its session with {exit} (results already sent stand): {}",
                         key_line(&stderr)
                     );
                 }
             }
             Err(_) => {
-                eprintln!(
+                crate::say!(
                     "ciq: warning: the test framework did not finish within {} of shutdown; killed it",
-                    humantime::format_duration(SHUTDOWN_GRACE)
+                    crate::human::duration(SHUTDOWN_GRACE)
                 );
                 session.group.kill();
             }

@@ -134,7 +134,10 @@ fn watch(url: &str, keys: &BuildKeys, timeout_ms: i64, stop: &AtomicBool) -> Fin
             };
             if let Some(before) = last.get(&test).filter(|b| b.lease != held.lease) {
                 let holder = before.lease.split_once(':').map_or("", |(_, w)| w);
-                let released = workers.get(holder).is_some_and(|w| w.starts_with("left:"));
+                // Sessions are the workers hash's fields: `left:<ms>:<worker>` once one left.
+                let released = workers.values().any(|session| {
+                    session.starts_with("left:") && session.splitn(3, ':').nth(2) == Some(holder)
+                });
                 if held.requeues == before.requeues && !released {
                     findings.takeovers += 1;
                     if held.score < before.score + timeout_ms {

@@ -100,6 +100,23 @@ impl RedisConn {
             .await
     }
 
+    /// The server's `maxmemory-policy` when it may evict ciq's keys (a memory limit is set and
+    /// the policy is not `noeviction`); `None` when it cannot, or when the server will not say
+    /// (managed Redis often refuses CONFIG).
+    pub async fn eviction_policy(&self) -> Option<String> {
+        let mut read = redis::pipe();
+        read.cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy");
+        let (limit, policy): (Vec<String>, Vec<String>) = self.pipeline(&read).await.ok()?;
+        let limit: u64 = limit.get(1)?.parse().ok()?;
+        let policy = policy.get(1)?;
+        (limit > 0 && policy != "noeviction").then(|| policy.clone())
+    }
+
     async fn connection(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
         let mut slot = self.slot.lock().await;
         if let Some(conn) = &slot.conn {
@@ -136,12 +153,18 @@ impl RedisConn {
             let err = match result {
                 Ok(value) => {
                     if outage.is_some() {
-                        eprintln!("ciq: reconnected to Redis at `{}`", self.url);
+                        crate::say!("ciq: reconnected to Redis at `{}`", self.url);
                     }
                     return Ok(value);
                 }
                 Err(err) => err,
             };
+            if let Some(detail) = permission_denied(&err) {
+                return Err(QueueError::Permission {
+                    url: self.url.clone(),
+                    detail,
+                });
+            }
             if is_auth_error(&err) {
                 return Err(QueueError::Auth {
                     url: self.url.clone(),
@@ -161,10 +184,10 @@ impl RedisConn {
                 self.discard(epoch).await;
             }
             let started = *outage.get_or_insert_with(|| {
-                eprintln!(
+                crate::say!(
                     "ciq: Redis at `{}` is unavailable ({err}); retrying for up to {}",
                     self.url,
-                    humantime::format_duration(self.retry_for)
+                    crate::human::duration(self.retry_for)
                 );
                 Instant::now()
             });
@@ -202,7 +225,25 @@ pub fn client(url: &str) -> Result<redis::Client, QueueError> {
 
 fn is_auth_error(err: &RedisError) -> bool {
     err.kind() == ErrorKind::AuthenticationFailed
-        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH"))
+}
+
+/// Redis's own words when an ACL refused a command or key (NOPERM), from the command itself or
+/// from inside a script: they name what is missing.
+fn permission_denied(err: &RedisError) -> Option<String> {
+    if err.code() == Some("NOPERM") {
+        return Some(
+            format!("NOPERM {}", err.detail().unwrap_or_default())
+                .trim()
+                .to_owned(),
+        );
+    }
+    let text = err.to_string();
+    let at = text.find("NOPERM")?;
+    let detail = &text[at..];
+    // A script's error goes on with where in the script it happened: not for users.
+    let detail = detail.split(" script:").next().unwrap_or(detail);
+    Some(detail.trim_end_matches([' ', '.', ',']).to_owned())
 }
 
 fn is_retryable(err: &RedisError) -> bool {

@@ -6,6 +6,7 @@
 //! up to a budget. A leader that finds its lock gone drops its staging and follows the winner.
 //! So at most one generation is ever committed, and nobody reads one that was not.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
@@ -13,7 +14,9 @@ use tokio::time::{Instant, sleep};
 use crate::discovery::TestSource;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
+use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
+use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::reply::{self, parse};
 use crate::queue::redis::scripts::SCRIPTS;
 use crate::queue::redis::{RedisQueue, millis};
@@ -42,6 +45,47 @@ impl RedisQueue {
     /// Joins the build: elects a leader (maybe this worker, which then fills the queue from
     /// `source`) and follows the committed generation.
     pub async fn join(&self, source: &TestSource) -> Result<Joined, QueueError> {
+        self.hello().await?;
+        let joined = self.elect(source).await?;
+        if let (false, TestSource::List(list)) = (joined.led, source) {
+            self.check_list(&joined.generation, list).await?;
+        }
+        Ok(joined)
+    }
+
+    /// Announces this worker's session, and warns when another live process already uses its
+    /// worker id (each still counts on its own, but their lines and names get mixed up).
+    async fn hello(&self) -> Result<(), QueueError> {
+        if let Some(policy) = self.conn.eviction_policy().await {
+            crate::say!(
+                "ciq: warning: Redis at `{}` has a memory limit and maxmemory-policy `{policy}`: under memory pressure it may evict this build's keys, and the build then ends with an infrastructure error (set maxmemory-policy noeviction)",
+                self.conn.url()
+            );
+        }
+        let twins: i64 = self
+            .conn
+            .eval(
+                &SCRIPTS.hello,
+                &[self.keys.workers()],
+                &[
+                    self.session.as_str(),
+                    &self.worker,
+                    &millis(self.settings.key_ttl),
+                    &millis(self.settings.heartbeat_timeout),
+                ],
+            )
+            .await?;
+        if twins > 0 {
+            crate::say!(
+                "ciq: warning: {twins} other live process(es) of build `{}` also call themselves worker `{}`; each counts on its own, but give every CI machine its own --worker (on a GitHub Actions matrix: --worker ${{{{ strategy.job-index }}}})",
+                self.settings.build,
+                self.worker
+            );
+        }
+        Ok(())
+    }
+
+    async fn elect(&self, source: &TestSource) -> Result<Joined, QueueError> {
         let mut deaths = DeadLeaders::default();
         loop {
             let generation = uuid::Uuid::new_v4().to_string();
@@ -62,7 +106,7 @@ impl RedisQueue {
                 "leader" => match self.lead(&generation, source).await? {
                     Led::Committed => return Ok(self.joined(generation, true)),
                     Led::LostLock => {
-                        eprintln!(
+                        crate::say!(
                             "ciq: worker `{}` lost the setup lock (paused, partitioned or too slow); dropped its staging and follows the new leader",
                             self.worker
                         );
@@ -78,7 +122,7 @@ impl RedisQueue {
                         self.check_budget(&deaths).await?;
                     }
                     if let Some(leader) = setup_leader(&elect.state) {
-                        eprintln!(
+                        crate::say!(
                             "ciq: worker `{}` waits for leader `{leader}` to fill the queue",
                             self.worker
                         );
@@ -93,7 +137,7 @@ impl RedisQueue {
             if let Some(generation) = self.wait_for_ready(&mut deaths).await? {
                 return Ok(self.joined(generation, false));
             }
-            eprintln!(
+            crate::say!(
                 "ciq: the leader died before filling the queue; electing a new one ({} of {} leaders dead)",
                 deaths.count(),
                 self.settings.max_election_attempts
@@ -125,7 +169,7 @@ impl RedisQueue {
             }
             if deaths.saw_setup(&observed.state) {
                 self.check_budget(deaths).await?;
-                eprintln!(
+                crate::say!(
                     "ciq: worker `{}` waits for new leader `{}`",
                     self.worker,
                     setup_leader(&observed.state).unwrap_or("?")
@@ -143,9 +187,14 @@ impl RedisQueue {
         let Some(err) = deaths.over(self.settings.max_election_attempts) else {
             return Ok(());
         };
-        self.abort(AbortKind::LostLeader, &err.to_string(), "")
-            .await?;
-        Err(err)
+        // Refused when a leader committed meanwhile: the wait then finds the build ready.
+        match self
+            .abort(AbortKind::LostLeader, &err.to_string(), Rule::Unready)
+            .await?
+        {
+            Some(_) => Err(err),
+            None => Ok(()),
+        }
     }
 
     /// The generation `state` names as ready, for a worker that was told its own is stale. Any
@@ -169,10 +218,28 @@ impl RedisQueue {
         {
             return Ok(generation.to_owned());
         }
-        let err = QueueError::StateLost;
-        self.abort(AbortKind::StateLost, &err.to_string(), "")
-            .await?;
-        Err(err)
+        let reason = if observed.state.is_empty() {
+            "its state key is gone"
+        } else {
+            "a new election started after its state was gone"
+        };
+        Err(self.state_lost(reason).await)
+    }
+
+    /// Ends the build for everyone as lost (best effort: Redis may be gone) and returns the
+    /// error this worker ends with. The abort record also stops a worker that joins later from
+    /// starting the build again in a Redis that forgot it.
+    pub(super) async fn state_lost(&self, reason: &str) -> QueueError {
+        let err = QueueError::StateLost(reason.to_owned());
+        match self
+            .abort(AbortKind::StateLost, &err.to_string(), Rule::Always)
+            .await
+        {
+            Ok(Some(QueueError::Aborted(abort))) if abort.kind != AbortKind::StateLost => {
+                QueueError::Aborted(abort)
+            }
+            _ => err,
+        }
     }
 
     async fn observe(&self, previous_meta: Option<&str>) -> Result<reply::Observe, QueueError> {
@@ -188,16 +255,19 @@ impl RedisQueue {
     /// Leads `generation`: discovers, stages and commits while a background task renews the
     /// lock. Any sign of a lost lock stops the work and drops the staged keys.
     async fn lead(&self, generation: &str, source: &TestSource) -> Result<Led, QueueError> {
-        eprintln!(
+        crate::say!(
             "ciq: worker `{}` is the leader of build `{}` (generation {generation}); listing tests",
-            self.worker, self.settings.build
+            self.worker,
+            self.settings.build
         );
         let setup = format!("setup:{generation}:{}", self.worker);
         let ready = format!("ready:{generation}");
+        self.set_leading(Some((setup.clone(), generation.to_owned())));
         let led = tokio::select! {
             led = self.discover_stage_commit(generation, &setup, &ready, source) => led,
             renewal = self.renew_until_lost(&setup, &ready) => renewal.map(|()| Led::LostLock),
         };
+        self.set_leading(None);
         if matches!(led, Ok(Led::LostLock)) {
             let keys = self.keys.generation(generation);
             let mut del = redis::cmd("DEL");
@@ -207,6 +277,40 @@ impl RedisQueue {
             let _deleted: i64 = self.conn.query(&del).await?;
         }
         led
+    }
+
+    fn set_leading(&self, leading: Option<(String, String)>) {
+        *self.leading.lock().unwrap_or_else(PoisonError::into_inner) = leading;
+    }
+
+    /// Gives up the setup lock if this worker holds it (it was stopped while it listed or
+    /// staged), so the others elect a new leader at once instead of after the lock's TTL.
+    pub async fn resign(&self) -> Result<(), QueueError> {
+        let leading = self
+            .leading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some((setup, generation)) = leading else {
+            return Ok(());
+        };
+        let mut keys = vec![self.keys.state()];
+        keys.extend(
+            self.keys
+                .generation(&generation)
+                .all()
+                .into_iter()
+                .map(str::to_owned),
+        );
+        let resigned: i64 = self.conn.eval(&SCRIPTS.resign, &keys, &[setup]).await?;
+        if resigned == 1 {
+            crate::say!(
+                "ciq: worker `{}` gave up leading build `{}`; another worker takes over",
+                self.worker,
+                self.settings.build
+            );
+        }
+        Ok(())
     }
 
     /// Renews the lock every third of its TTL; returns once the lock is found to be someone
@@ -239,11 +343,17 @@ impl RedisQueue {
             Ok(list) => list,
             Err(err) => {
                 let message = crate::error_chain(&err);
-                return Err(self.abort(AbortKind::BadInput, &message, setup).await?);
+                return match self
+                    .abort(AbortKind::BadInput, &message, Rule::Leader(setup))
+                    .await?
+                {
+                    Some(err) => Err(err),
+                    None => Ok(Led::LostLock),
+                };
             }
         };
         if let Some(warning) = list.duplicate_warning() {
-            eprintln!("ciq: {warning}");
+            crate::say!("ciq: {warning}");
         }
         let keys = self.keys.generation(generation);
         let mut staged = 0usize;
@@ -296,12 +406,13 @@ impl RedisQueue {
                     self.settings.budget.max_requeues.to_string(),
                     self.settings.budget.build_limit(total).to_string(),
                     millis(self.settings.heartbeat_timeout),
+                    list.digest(),
                 ],
             )
             .await?;
         match committed {
             1 => {
-                eprintln!(
+                crate::say!(
                     "ciq: worker `{}` queued {total} tests in {:.2}s",
                     self.worker,
                     started.elapsed().as_secs_f64()
@@ -313,31 +424,58 @@ impl RedisQueue {
         }
     }
 
-    /// Aborts the build for every worker and the report; returns the error this worker ends
-    /// with (the first abort recorded wins).
-    async fn abort(
+    /// Aborts the build for every worker and the report, under `rule`; returns the error this
+    /// worker ends with (the first abort recorded wins), or `None` when the rule refused.
+    pub(super) async fn abort(
         &self,
         kind: AbortKind,
         message: &str,
-        setup: &str,
-    ) -> Result<QueueError, QueueError> {
+        rule: Rule<'_>,
+    ) -> Result<Option<QueueError>, QueueError> {
         let record = Abort {
             kind,
             worker: self.worker.clone(),
             message: message.to_owned(),
         };
-        let record =
-            serde_json::to_string(&record).map_err(|err| QueueError::Protocol(err.to_string()))?;
-        let in_force: String = self
-            .conn
-            .eval(
-                &SCRIPTS.abort,
-                &[self.keys.state(), self.keys.aborted()],
-                &[record.as_str(), &millis(self.settings.key_ttl), setup],
-            )
-            .await?;
-        Ok(aborted(&in_force))
+        write_abort(&self.conn, &self.keys, self.settings.key_ttl, &record, rule).await
     }
+}
+
+/// Writes `record` for build `keys` under `rule` (see `lua/abort.lua`); returns the error of
+/// the abort in force, or `None` when the rule refused.
+pub(super) async fn write_abort(
+    conn: &RedisConn,
+    keys: &BuildKeys,
+    ttl: Duration,
+    record: &Abort,
+    rule: Rule<'_>,
+) -> Result<Option<QueueError>, QueueError> {
+    let record =
+        serde_json::to_string(record).map_err(|err| QueueError::Protocol(err.to_string()))?;
+    let (setup, rule) = match rule {
+        Rule::Leader(setup) => (setup, "leader"),
+        Rule::Unready => ("", "unready"),
+        Rule::Always => ("", "always"),
+    };
+    let reply: String = conn
+        .eval(
+            &SCRIPTS.abort,
+            &[keys.state(), keys.aborted()],
+            &[record.as_str(), &millis(ttl), setup, rule],
+        )
+        .await?;
+    let reply: reply::Abort = parse("abort", &reply)?;
+    Ok(reply.abort.map(|record| aborted(&record)))
+}
+
+/// When an abort may be written (see `lua/abort.lua`).
+pub(super) enum Rule<'a> {
+    /// Only while the caller still holds this setup value.
+    Leader(&'a str),
+    /// Only while no generation is ready.
+    Unready,
+    /// Always, dropping the state: the build was lost.
+    Always,
 }
 
 /// The error for a stored abort record.

@@ -26,12 +26,16 @@ pub struct GenKeys {
     pub processed: String,
     /// Test id -> how often it was requeued (hash).
     pub requeues: String,
-    /// Test id -> worker that last requeued it (hash).
+    /// Test id -> `<session>:<ms>` of its last requeue (hash).
     pub requeued_by: String,
     /// Total, requeue budgets, heartbeat timeout and counters, written at commit (hash).
     pub meta: String,
-    /// Worker id -> last reply, so a re-sent request is answered, not applied twice (hash).
+    /// Session -> last reply, so a re-sent request is answered, not applied twice (hash).
     pub replies: String,
+    /// Tests whose final outcome is failed or errored (set).
+    pub failed: String,
+    /// Tests whose final outcome is flaky (set).
+    pub flaky: String,
 }
 
 impl BuildKeys {
@@ -61,9 +65,14 @@ impl BuildKeys {
         self.key("aborted")
     }
 
-    /// Worker id -> last seen (server ms), or `left:<ms>` (hash).
+    /// Worker session -> `<last seen ms>:<worker>`, or `left:<ms>:<worker>` (hash).
     pub fn workers(&self) -> String {
         self.key("workers")
+    }
+
+    /// Worker session -> why it refused to run: its test list was not the build's (hash).
+    pub fn mismatched(&self) -> String {
+        self.key("mismatched")
     }
 
     /// Test id -> final outcome (hash).
@@ -94,11 +103,13 @@ impl BuildKeys {
             requeued_by: key("requeued-by"),
             meta: key("meta"),
             replies: key("replies"),
+            failed: key("failed"),
+            flaky: key("flaky"),
         }
     }
 
     /// The KEYS of every per-test script, in the order `lua/prelude.lua` names them.
-    pub fn per_test(&self, generation: &GenKeys) -> [String; 13] {
+    pub fn per_test(&self, generation: &GenKeys) -> [String; 15] {
         [
             self.state(),
             self.workers(),
@@ -113,13 +124,15 @@ impl BuildKeys {
             generation.requeued_by.clone(),
             generation.meta.clone(),
             generation.replies.clone(),
+            generation.failed.clone(),
+            generation.flaky.clone(),
         ]
     }
 }
 
 impl GenKeys {
     /// Every key a generation may own, to delete when its leader abandons it.
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.queue,
             &self.running,
@@ -129,6 +142,8 @@ impl GenKeys {
             &self.requeued_by,
             &self.meta,
             &self.replies,
+            &self.failed,
+            &self.flaky,
         ]
     }
 }

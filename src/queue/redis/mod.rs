@@ -9,6 +9,7 @@ pub mod connection;
 mod dead_leaders;
 mod election;
 pub mod keys;
+mod list_check;
 mod reply;
 mod scripts;
 mod summary;

@@ -39,6 +39,14 @@ pub struct Elect {
     pub abort: String,
 }
 
+/// ABORT's reply: the record in force, or the state that made the rule refuse.
+#[derive(Debug, Deserialize)]
+pub struct Abort {
+    /// The abort record in force.
+    #[serde(default)]
+    pub abort: Option<String>,
+}
+
 /// OBSERVE's reply.
 #[derive(Debug, Deserialize)]
 pub struct Observe {
@@ -54,7 +62,7 @@ pub struct Observe {
 /// RESERVE's and ACK's reply.
 #[derive(Debug, Deserialize)]
 pub struct Reservation {
-    /// `tests`, `empty`, `done` or `stale`.
+    /// `tests`, `empty`, `done`, `stale`, `lost` or `superseded`.
     pub status: String,
     /// Test id and lease of each reserved test.
     #[serde(default, deserialize_with = "lua_list")]
@@ -67,6 +75,8 @@ pub struct Reservation {
 /// HEARTBEAT's reply (a stale generation answers with no list: its next reserve will say so).
 #[derive(Debug, Deserialize)]
 pub struct Heartbeat {
+    /// `ok`, `stale` or `lost`.
+    pub status: String,
     /// Tests this worker no longer holds.
     #[serde(default, deserialize_with = "lua_list")]
     pub lost: Vec<String>,

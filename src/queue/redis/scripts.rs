@@ -38,6 +38,12 @@ pub struct Scripts {
     pub release: Script,
     /// Everything the report polls.
     pub progress: Script,
+    /// A leader stopped before committing gives its lock up.
+    pub resign: Script,
+    /// A worker session announces itself.
+    pub hello: Script,
+    /// A generation's counts and failures, checked whole.
+    pub summary: Script,
 }
 
 /// The scripts, shared by every connection of the process.
@@ -53,4 +59,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     heartbeat: Script::new(per_test!("lua/heartbeat.lua")),
     release: Script::new(per_test!("lua/release.lua")),
     progress: Script::new(include_str!("lua/progress.lua")),
+    resign: Script::new(include_str!("lua/resign.lua")),
+    hello: Script::new(include_str!("lua/hello.lua")),
+    summary: Script::new(include_str!("lua/summary.lua")),
 });

@@ -10,14 +10,19 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use crate::queue::QueueError;
+use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
-use crate::queue::redis::election::aborted;
+use crate::queue::redis::election::{Rule, aborted, write_abort};
 use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::reply::{Progress, parse};
 use crate::queue::redis::scripts::SCRIPTS;
 use crate::queue::redis::summary;
 use crate::report::Summary;
+
+/// TTL of an abort record the report writes: it does not know the workers' --redis-ttl, so it
+/// uses that flag's default.
+const ABORT_TTL: Duration = Duration::from_secs(8 * 3600);
 
 /// What the report needs to know to wait.
 #[derive(Debug, Clone)]
@@ -81,6 +86,31 @@ pub async fn supervise(
 ) -> Result<(Summary, Ending), QueueError> {
     let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
     let keys = BuildKeys::new(&settings.namespace, &settings.build);
+    match watch(settings, &conn, &keys, &mut on_status).await {
+        Err(QueueError::StateLost(reason)) => Err(state_lost(&conn, &keys, reason).await),
+        watched => watched,
+    }
+}
+
+/// Records the build as lost for everyone (best effort), as a worker that noticed would: a
+/// worker joining later must not start the build again in a Redis that forgot it.
+async fn state_lost(conn: &RedisConn, keys: &BuildKeys, reason: String) -> QueueError {
+    let err = QueueError::StateLost(reason);
+    let record = Abort {
+        kind: AbortKind::StateLost,
+        worker: "report".to_owned(),
+        message: err.to_string(),
+    };
+    let _ = write_abort(conn, keys, ABORT_TTL, &record, Rule::Always).await;
+    err
+}
+
+async fn watch(
+    settings: &ReportSettings,
+    conn: &RedisConn,
+    keys: &BuildKeys,
+    on_status: &mut impl FnMut(&Status),
+) -> Result<(Summary, Ending), QueueError> {
     let started = Instant::now();
     let mut followed: Option<String> = None;
     let mut dead_leaders = DeadLeaders::default();
@@ -111,13 +141,17 @@ pub async fn supervise(
                 // The generation followed so far must still exist: a replaced one does, but
                 // after Redis lost the build a fresh election is a new build, not this one.
                 if followed.is_some() && progress.total < 0 {
-                    return Err(QueueError::StateLost);
+                    return Err(QueueError::StateLost(
+                        "a new election started after its state was gone".to_owned(),
+                    ));
                 }
                 followed = Some(ready.to_owned());
                 continue;
             }
             if progress.total < 0 {
-                return Err(QueueError::StateLost);
+                return Err(QueueError::StateLost(
+                    "its generation's metadata is gone".to_owned(),
+                ));
             }
             on_status(&Status::Running {
                 total: progress.total as u64,
@@ -132,7 +166,7 @@ pub async fn supervise(
                 break Ending::WorkersGone;
             }
         } else if followed.is_some() {
-            return Err(QueueError::StateLost);
+            return Err(QueueError::StateLost("its state key is gone".to_owned()));
         } else if let Some(rest) = progress.state.strip_prefix("setup:") {
             dead_leaders.saw_setup(&progress.state);
             let leader = rest.split_once(':').map_or(rest, |(_, worker)| worker);
@@ -165,8 +199,8 @@ pub async fn supervise(
         sleep(settings.poll_interval).await;
     };
     let Some(generation) = followed else {
-        return Err(QueueError::StateLost);
+        return Err(QueueError::StateLost("it was never seen ready".to_owned()));
     };
-    let summary = summary::read(&conn, &keys, &keys.generation(&generation)).await?;
+    let summary = summary::read(conn, keys, &keys.generation(&generation)).await?;
     Ok((summary, ending))
 }

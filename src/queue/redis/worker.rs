@@ -12,7 +12,8 @@ use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::keys::{BuildKeys, GenKeys};
 use crate::queue::redis::reply::{self, parse};
 use crate::queue::redis::scripts::SCRIPTS;
-use crate::queue::redis::{RedisSettings, millis, summary};
+use crate::queue::redis::summary::{self, stored_id};
+use crate::queue::redis::{RedisSettings, millis};
 use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::Summary;
 use crate::test_id::TestId;
@@ -23,15 +24,19 @@ pub struct RedisQueue {
     pub(super) keys: BuildKeys,
     pub(super) settings: RedisSettings,
     pub(super) worker: String,
-    session: String,
+    /// This process's id in the build: liveness, leaving and cached replies are per session,
+    /// so processes that share a worker id never speak for each other.
+    pub(super) session: String,
     seq: AtomicU64,
     current: Mutex<Option<Arc<Followed>>>,
+    /// The setup value and generation this worker leads while it fills the queue.
+    pub(super) leading: Mutex<Option<(String, String)>>,
 }
 
 /// The generation a worker follows, with the KEYS its scripts take.
 pub(super) struct Followed {
     generation: GenKeys,
-    per_test: [String; 13],
+    per_test: [String; 15],
 }
 
 impl RedisQueue {
@@ -47,6 +52,7 @@ impl RedisQueue {
             session: uuid::Uuid::new_v4().simple().to_string(),
             seq: AtomicU64::new(0),
             current: Mutex::new(None),
+            leading: Mutex::new(None),
         })
     }
 
@@ -79,7 +85,7 @@ impl RedisQueue {
         ]
     }
 
-    fn reservation(reply: &reply::Reservation) -> Result<Reservation, QueueError> {
+    async fn reservation(&self, reply: &reply::Reservation) -> Result<Reservation, QueueError> {
         Ok(match reply.status.as_str() {
             "tests" => Reservation::Tests(
                 reply
@@ -96,6 +102,7 @@ impl RedisQueue {
             "empty" => Reservation::Empty,
             "done" => Reservation::Done,
             "stale" => Reservation::Stale,
+            "lost" => return Err(self.lost_keys().await),
             // Only an outdated copy of a request gets this, on a connection ciq already left.
             "superseded" => {
                 return Err(QueueError::Protocol(
@@ -109,10 +116,13 @@ impl RedisQueue {
             }
         })
     }
-}
 
-fn stored_id(id: &str) -> Result<TestId, QueueError> {
-    TestId::new(id).map_err(|err| QueueError::Protocol(format!("stored test id `{id}` {err}")))
+    async fn lost_keys(&self) -> QueueError {
+        self.state_lost(
+            "keys of its queue are gone: its metadata, or tests that were neither queued, running nor done",
+        )
+        .await
+    }
 }
 
 fn lease_pairs(args: &mut Vec<String>, held: &[Reserved]) {
@@ -131,7 +141,7 @@ impl Queue for RedisQueue {
             .conn
             .eval(&SCRIPTS.reserve, &followed.per_test, &args)
             .await?;
-        Self::reservation(&parse("reserve", &reply)?)
+        self.reservation(&parse("reserve", &reply)?).await
     }
 
     async fn ack(&self, acks: Vec<Ack>, max: usize) -> Result<AckReply, QueueError> {
@@ -160,7 +170,7 @@ impl Queue for RedisQueue {
             .eval(&SCRIPTS.ack, &followed.per_test, &args)
             .await?;
         let reply: reply::Reservation = parse("ack", &reply)?;
-        let next = Self::reservation(&reply)?;
+        let next = self.reservation(&reply).await?;
         let recorded = reply
             .recorded
             .iter()
@@ -190,6 +200,9 @@ impl Queue for RedisQueue {
             .eval(&SCRIPTS.heartbeat, &followed.per_test, &args)
             .await?;
         let reply: reply::Heartbeat = parse("heartbeat", &reply)?;
+        if reply.status == "lost" {
+            return Err(self.lost_keys().await);
+        }
         reply.lost.iter().map(|id| stored_id(id)).collect()
     }
 
@@ -211,7 +224,7 @@ impl Queue for RedisQueue {
         let generation = self
             .current_ready_generation(&previous.generation.meta)
             .await?;
-        eprintln!(
+        crate::say!(
             "ciq: worker `{}`: the build moved to generation {generation}; rejoining it",
             self.worker
         );
@@ -221,7 +234,10 @@ impl Queue for RedisQueue {
 
     async fn summary(&self) -> Result<Summary, QueueError> {
         let followed = self.followed()?;
-        summary::read(&self.conn, &self.keys, &followed.generation).await
+        match summary::read(&self.conn, &self.keys, &followed.generation).await {
+            Err(QueueError::StateLost(reason)) => Err(self.state_lost(&reason).await),
+            read => read,
+        }
     }
 
     fn worker_id(&self) -> &str {

@@ -8,17 +8,14 @@
 --  * Otherwise the test is processed, and the first outcome recorded is its outcome; a later one
 --    is a duplicate and never counted again. A pass after a requeued failure is flaky; a skip
 --    after one leaves the failure standing.
-local cached = cached_reply()
-if cached then return cached end
-if is_stale() then return cjson.encode({status = 'stale'}) end
-keep_state()
-local now = now_ms()
-seen(now)
+-- Replies as RESERVE, with recorded = {{id, passed|failed|...|requeued|discarded|duplicate}...}.
+local ctx, early = open(true, false)
+if not ctx then return early end
 
+local requeued = tonumber(redis.call('HGET', K.meta, 'requeued') or '0')
 local function requeue_allowed(test)
-  local meta = redis.call('HMGET', K.meta, 'max-requeues', 'requeue-limit', 'requeued')
   local per_test = tonumber(redis.call('HGET', K.requeues, test) or '0')
-  return per_test < tonumber(meta[1]) and tonumber(meta[3] or '0') < tonumber(meta[2])
+  return per_test < ctx.meta.max_requeues and requeued < ctx.meta.requeue_limit
 end
 
 local recorded = {}
@@ -34,37 +31,31 @@ for i = 7, #ARGV, 4 do
     redis.call('HDEL', K.leases, test)
     local failed = outcome == 'failed' or outcome == 'errored'
     if failed and requeue_allowed(test) then
+      requeued = requeued + 1
       redis.call('HINCRBY', K.requeues, test, 1)
-      redis.call('HINCRBY', K.meta, 'requeued', 1)
-      redis.call('HSET', K.requeued_by, test, WORKER)
+      redis.call('HSET', K.meta, 'requeued', requeued)
+      redis.call('HSET', K.requeued_by, test, SESSION .. ':' .. ctx.now)
       redis.call('HSET', K.failures, test, detail)
       redis.call('LPUSH', K.queue, test)
       touch(K.requeues); touch(K.requeued_by); touch(K.failures); touch(K.queue)
       status = 'requeued'
     else
-      redis.call('SADD', K.processed, test)
-      touch(K.processed)
       if redis.call('HEXISTS', K.requeues, test) == 1 then
         -- A retry that passes makes a failure flaky; one that is skipped proves nothing, so
         -- the failure stands (its detail was kept when it was requeued).
         if outcome == 'passed' then outcome = 'flaky' end
         if outcome == 'skipped' then outcome = 'failed' end
       end
-      if redis.call('HSETNX', K.results, test, outcome) == 1 then
-        if failed then redis.call('HSET', K.failures, test, detail) end
-        touch(K.results); touch(K.failures)
-        status = outcome
-      else
-        status = 'duplicate'
+      status = decide(test, outcome)
+      if status ~= 'duplicate' and failed then
+        redis.call('HSET', K.failures, test, detail)
+        touch(K.failures)
       end
     end
   end
   recorded[#recorded + 1] = {test, status}
 end
 
-local reply = reservation(reserve(tonumber(ARGV[6]), now))
+local reply = reservation(reserve(tonumber(ARGV[6]), ctx), ctx)
 reply.recorded = recorded
-reply = cjson.encode(reply)
-remember(reply)
-expire_touched()
-return reply
+return close(cjson.encode(reply), true)

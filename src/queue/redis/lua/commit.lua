@@ -4,14 +4,20 @@
 -- A build aborted for everyone (its election budget spent) is not committed either.
 -- KEYS[1] state, KEYS[2] meta, KEYS[3] queue, KEYS[4] aborted. ARGV[1] setup value, ARGV[2]
 -- ready value, ARGV[3] key TTL ms, ARGV[4] total, ARGV[5] max requeues per test, ARGV[6] build
--- requeue limit, ARGV[7] heartbeat timeout ms.
+-- requeue limit, ARGV[7] heartbeat timeout ms, ARGV[8] digest of the set of test ids (followers
+-- with a list of their own check theirs against it).
 -- Replies 1 committed, 0 lost, -2 when the staged queue does not hold total ids (a bug).
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[2] then return 1 end
 if current ~= ARGV[1] or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[4]) then return -2 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[2], 'total', ARGV[4], 'max-requeues', ARGV[5], 'requeue-limit', ARGV[6],
-  'heartbeat-timeout-ms', ARGV[7], 'requeued', 0, 'leases', 0)
+  'heartbeat-timeout-ms', ARGV[7], 'list-digest', ARGV[8], 'requeued', 0, 'leases', 0,
+  'refreshed-at', now, 'n:passed', 0, 'n:failed', 0, 'n:skipped', 0, 'n:flaky', 0,
+  'n:errored', 0)
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1

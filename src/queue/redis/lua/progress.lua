@@ -1,8 +1,9 @@
 -- PROGRESS: everything the report polls, in one round trip, for the generation it follows.
 -- KEYS[1] state, KEYS[2] aborted, KEYS[3] workers, then the followed generation's KEYS[4] meta,
 -- KEYS[5] queue, KEYS[6] running, KEYS[7] processed (any names before a generation is known).
--- Replies JSON {state, abort, total (-1 before a commit), queued, running, processed, alive,
--- registered}: alive counts workers heard from within the heartbeat timeout, in server time.
+-- Replies JSON {state, abort, total (-1 before a commit, or once the meta is lost), queued,
+-- running, processed, alive, registered}: alive counts worker sessions heard from within the
+-- heartbeat timeout, in server time; registered counts every session that joined.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local meta = redis.call('HMGET', KEYS[4], 'total', 'heartbeat-timeout-ms')
@@ -11,7 +12,7 @@ local alive, registered = 0, 0
 local all = redis.call('HGETALL', KEYS[3])
 for i = 2, #all, 2 do
   registered = registered + 1
-  local last = tonumber(all[i])
+  local last = tonumber(string.match(all[i], '^(%d+):'))
   if last and now - last < timeout then alive = alive + 1 end
 end
 return cjson.encode({

@@ -1,5 +1,5 @@
 -- RELEASE(held): on shutdown or a fatal runner error, give held tests back to the head of the
--- queue at once instead of leaving them to the heartbeat timeout, and mark the worker gone.
+-- queue at once instead of leaving them to the heartbeat timeout, and mark this session gone.
 -- Lease-fenced, so releasing twice, or after a take-over, changes nothing. Generation-agnostic:
 -- writing into an abandoned generation is harmless, and a stale worker must still leave.
 -- ARGV[6..] pairs of test id, lease. Replies the number of tests given back.
@@ -13,7 +13,7 @@ for i = #ARGV - 1, 6, -2 do
     released = released + 1
   end
 end
-redis.call('HSET', K.workers, WORKER, 'left:' .. now_ms())
+redis.call('HSET', K.workers, SESSION, 'left:' .. now_ms() .. ':' .. WORKER)
 touch(K.workers)
 expire_touched()
 return released

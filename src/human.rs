@@ -1,0 +1,45 @@
+//! Values written for people: durations rounded to what a reader can use.
+
+use std::time::Duration;
+
+/// `d` rounded for a message: `250ms`, `3.6s`, `2m 5s`, `1h 30m`.
+pub fn duration(d: Duration) -> String {
+    let millis = d.as_millis();
+    if millis < 1000 {
+        return format!("{millis}ms");
+    }
+    if millis < 60_000 {
+        let tenths = (millis + 50) / 100;
+        return if tenths.is_multiple_of(10) {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        };
+    }
+    let seconds = (millis + 500) / 1000;
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    match (hours, minutes, seconds) {
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h {m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_rounded_for_people() {
+        let ms = Duration::from_millis;
+        assert_eq!(duration(Duration::from_nanos(3_559_064_884)), "3.6s");
+        assert_eq!(duration(ms(250)), "250ms");
+        assert_eq!(duration(ms(2000)), "2s");
+        assert_eq!(duration(ms(59_960)), "60s");
+        assert_eq!(duration(ms(125_400)), "2m 5s");
+        assert_eq!(duration(ms(900_000)), "15m");
+        assert_eq!(duration(ms(5_400_000)), "1h 30m");
+        assert_eq!(duration(ms(7_200_000)), "2h");
+    }
+}
