@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{Output, Proc, RedisServer, Scratch, fast_flags, report_args};
+use crate::support::{
+    Output, Proc, RedisServer, Scratch, fast_flags, report_args, require_pytest,
+};
 
 const LONG: Duration = Duration::from_secs(300);
 
@@ -136,6 +138,7 @@ fn expected_pytest_line() -> String {
 /// The fixture suite through ciq with `mode` (what follows the queue flags): the report's
 /// counts are pytest's own, and the failure is shown.
 fn pytest_counts_equal_pytest(build: &str, mode: &[&str]) {
+    require_pytest();
     let out = distributed(&fixture("pytest_suite"), build, mode, &[]);
     assert_eq!(out.code, Some(1), "{}", out.both());
     for expected in [
@@ -158,6 +161,7 @@ fn pytest_persistent_mode_counts_equal_pytest() {
 
 #[test]
 fn pytest_collection_errors_fail_the_build_clearly() {
+    require_pytest();
     let scratch = Scratch::new();
     for persistent in [false, true] {
         let mut args = strings(&["run", "-j", "2", "pytest"]);

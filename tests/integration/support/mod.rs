@@ -97,6 +97,7 @@ impl Scratch {
                 "TMPDIR".to_owned(),
                 self.dir.path().to_string_lossy().into_owned(),
             ),
+            ("PATH".to_owned(), test_path()),
             // Tests must not pick up the CI environment of the machine running them.
             ("BUILDKITE".to_owned(), String::new()),
             ("GITHUB_ACTIONS".to_owned(), String::new()),
@@ -106,6 +107,37 @@ impl Scratch {
         ]);
         env
     }
+}
+
+/// The virtualenv `scripts/test` builds with pytest and ciq's plugin.
+pub fn test_venv() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv")
+}
+
+/// `PATH` for ciq processes: the test virtualenv first when it exists, so `python3` is the one
+/// with pytest and the plugin even under a plain `cargo test`.
+pub fn test_path() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let venv = test_venv().join("bin");
+    if venv.join("python3").exists() {
+        format!("{}:{path}", venv.display())
+    } else {
+        path
+    }
+}
+
+/// Fails, saying how to fix it, when `python3` has no pytest: a pytest test must never pass or
+/// skip because pytest is missing.
+pub fn require_pytest() {
+    let found = Command::new("python3")
+        .args(["-c", "import pytest, ciq_pytest"])
+        .env("PATH", test_path())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        found,
+        "pytest or ciq's pytest plugin is not installed for `python3`: run `scripts/test`, which installs them into target/test-venv (the tests use it from then on)"
+    );
 }
 
 /// `n` ids with a prefix: `pass/0001`, ...
