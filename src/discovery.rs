@@ -33,7 +33,7 @@ pub enum TestSource {
 pub enum ListFormat {
     /// One id per line (`--list-command`).
     Lines,
-    /// `pytest --collect-only -q`: node ids, a blank line, a summary.
+    /// `pytest --collect-only --verbosity=-1`: node ids, a blank line, a summary.
     PytestCollect,
     /// `cargo nextest list --message-format json`.
     NextestJson,
@@ -54,6 +54,9 @@ pub enum DiscoveryError {
     /// The list command could not start.
     #[error("cannot run the list command")]
     Spawn(#[source] SpawnError),
+    /// The Python interpreter for pytest does not exist.
+    #[error("cannot run pytest: `{0}` not found\n{hint}", hint = pytest::interpreter_hint())]
+    NoInterpreter(String),
     /// The list command failed.
     #[error("list command `{command}` failed ({exit}){}", detail_suffix(.detail))]
     Failed {
@@ -118,6 +121,7 @@ impl TestSource {
                     ListFormat::Lines => output.stdout,
                     ListFormat::PytestCollect => {
                         pytest::parse_collected(&String::from_utf8_lossy(&output.stdout))
+                            .map_err(|detail| output.unreadable(detail))?
                             .into_bytes()
                     }
                     ListFormat::NextestJson => Listing::parse(&output.stdout)
@@ -175,7 +179,12 @@ pub async fn run_list_command(
         },
     )
     .await
-    .map_err(DiscoveryError::Spawn)?;
+    .map_err(|err| match (format, err) {
+        (ListFormat::PytestCollect, SpawnError::NotFound(program)) => {
+            DiscoveryError::NoInterpreter(program)
+        }
+        (_, err) => DiscoveryError::Spawn(err),
+    })?;
     let command =
         shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
     if format == ListFormat::PytestCollect && finished.exit == process::Exit::Code(5) {
@@ -196,6 +205,9 @@ pub async fn run_list_command(
         }
         if format == ListFormat::NextestJson && finished.output.contains("no such command") {
             lines.push("(hint: cargo install --locked cargo-nextest)".to_owned());
+        }
+        if format == ListFormat::PytestCollect && pytest::pytest_missing(&finished.output) {
+            lines.push(pytest::interpreter_hint());
         }
         return Err(DiscoveryError::Failed {
             command,

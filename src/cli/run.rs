@@ -130,13 +130,17 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
     ];
     let timeout = Some(config.test_timeout);
     let output_limit = config.output_limit;
+    let mut preflight = None;
     let (command, persistent) = match &config.runner {
         RunnerSpec::Command(command) => (command.clone(), false),
         RunnerSpec::Persistent(argv) => (argv.clone(), true),
         RunnerSpec::Pytest { args, persistent } if *persistent => {
             (pytest::persistent_argv(args), true)
         }
-        RunnerSpec::Pytest { args, .. } => (pytest::batch_command(args), false),
+        RunnerSpec::Pytest { args, .. } => {
+            preflight = Some(pytest::preflight());
+            (pytest::batch_command(args), false)
+        }
         RunnerSpec::Nextest(args) => {
             return AnyRunner::Nextest(NextestRunner::new(
                 args.clone(),
@@ -155,6 +159,7 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
             env,
             timeout,
             output_limit,
+            preflight,
         })
     }
 }

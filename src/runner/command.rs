@@ -33,6 +33,9 @@ pub struct CommandRunner {
     pub timeout: Option<Duration>,
     /// Most bytes of output kept per batch.
     pub output_limit: usize,
+    /// A command that must succeed before the worker takes tests (pytest: the interpreter has
+    /// pytest), so a worker that cannot run any test errors none.
+    pub preflight: Option<Vec<String>>,
 }
 
 impl CommandRunner {
@@ -133,6 +136,40 @@ async fn take_report(path: &Path) -> Option<Result<Cases, JunitError>> {
 }
 
 impl Runner for CommandRunner {
+    async fn prepare(&self) -> Result<(), RunnerError> {
+        let Some(argv) = &self.preflight else {
+            return Ok(());
+        };
+        let spec = Spec {
+            argv: argv.clone(),
+            env: self.env.clone(),
+            timeout: self.timeout,
+            cwd: None,
+        };
+        let missing = |detail: String| RunnerError::Framework {
+            command: argv.join(" "),
+            detail: format!("{detail}\n{}", crate::runner::pytest::interpreter_hint()),
+        };
+        let finished = match process::run(&spec, Capture::Merged { limit: 4096 }).await {
+            Ok(finished) => finished,
+            Err(process::SpawnError::NotFound(program)) => {
+                return Err(missing(format!("`{program}` not found")));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        if finished.exit.success() {
+            return Ok(());
+        }
+        let said = finished
+            .output
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned();
+        Err(missing(format!("it ended with {}: {said}", finished.exit)))
+    }
+
     async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
         let junit =
             std::env::temp_dir().join(format!("ciq-junit-{}.xml", uuid::Uuid::new_v4().simple()));
@@ -179,6 +216,7 @@ mod tests {
             env: Vec::new(),
             timeout: Some(Duration::from_secs(20)),
             output_limit: 64 * 1024,
+            preflight: None,
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::outcome::{Outcome, TestResult};
-use crate::process::{Bounded, GroupGuard, drain_into, exit_of, spawn_error};
+use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
 use crate::queue::Reserved;
 use crate::runner::{Runner, RunnerError};
 
@@ -120,7 +120,21 @@ impl PersistentRunner {
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .spawn()
-            .map_err(|source| RunnerError::Spawn(spawn_error(program, source)))?;
+            .map_err(|source| match spawn_error(program, source) {
+                // `<python> -m pytest`: a missing interpreter gets a hint about CIQ_PYTHON.
+                SpawnError::NotFound(program)
+                    if self
+                        .argv
+                        .get(1..3)
+                        .is_some_and(|args| args == ["-m", "pytest"]) =>
+                {
+                    self.framework_error(format!(
+                        "`{program}` not found\n{}",
+                        crate::runner::pytest::interpreter_hint()
+                    ))
+                }
+                err => RunnerError::Spawn(err),
+            })?;
         let group = GroupGuard::of(&child);
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(self.framework_error("its pipes could not be opened".to_owned()));
@@ -176,7 +190,12 @@ impl PersistentRunner {
                         "it exited before it was ready ({status}): {}",
                         key_line(&stderr)
                     );
-                    if stderr.contains("--ciq-persistent") || stderr.contains("plugin \"ciq\"") {
+                    if crate::runner::pytest::pytest_missing(&stderr) {
+                        detail.push('\n');
+                        detail.push_str(&crate::runner::pytest::interpreter_hint());
+                    } else if stderr.contains("--ciq-persistent")
+                        || stderr.contains("plugin \"ciq\"")
+                    {
                         detail.push_str("\n(hint: install ciq's pytest plugin where pytest runs: pip install ./integrations/pytest)");
                     }
                     return Err(self.framework_error(detail));

@@ -9,8 +9,27 @@
 use std::path::Path;
 
 /// The interpreter ciq starts pytest with; `CIQ_PYTHON` overrides it (a virtualenv's python).
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("CIQ_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// The hint for a pytest that could not start: no interpreter, or no pytest in it.
+pub fn interpreter_hint() -> String {
+    format!(
+        "(hint: ciq runs pytest as `{} -m pytest`; install pytest for that interpreter, or set CIQ_PYTHON to the one that has it, e.g. a virtualenv's bin/python)",
+        python()
+    )
+}
+
+/// Whether a failed pytest's output says pytest itself is missing from the interpreter.
+pub fn pytest_missing(output: &str) -> bool {
+    output.contains("No module named pytest") || output.contains("No module named 'pytest'")
+}
+
+/// The check a pytest batch runner makes before taking tests: a worker whose interpreter has
+/// no pytest would error every test it took.
+pub fn preflight() -> Vec<String> {
+    vec![python(), "-c".to_owned(), "import pytest".to_owned()]
 }
 
 fn pytest(extra: &[&str]) -> Vec<String> {
@@ -19,24 +38,44 @@ fn pytest(extra: &[&str]) -> Vec<String> {
     argv
 }
 
-/// The listing command: node ids, one per line.
+/// The listing command: node ids, one per line. The verbosity is set last, explicitly: a
+/// project's `addopts = -q` or `-v` (or the user's own `-v`) would otherwise reshape what
+/// `--collect-only` prints (file counts, a tree) and ciq would queue those lines as tests.
 pub fn collect_argv(args: &[String]) -> Vec<String> {
-    let mut argv = pytest(&["--collect-only", "-q", "-p", "no:cacheprovider"]);
+    let mut argv = pytest(&["--collect-only", "-p", "no:cacheprovider"]);
     argv.extend_from_slice(args);
+    argv.push("--verbosity=-1".to_owned());
     argv
 }
 
-/// Node ids from `pytest --collect-only -q` output: the lines before the first blank one.
-pub fn parse_collected(stdout: &str) -> String {
+/// Node ids from `pytest --collect-only --verbosity=-1` output: the lines before the first
+/// blank one, each of which must be a node id (`path::name...`); anything else is an error
+/// naming the line, never a test.
+pub fn parse_collected(stdout: &str) -> Result<String, String> {
     let mut ids = String::new();
-    for line in stdout.lines() {
+    for (at, line) in stdout.lines().enumerate() {
         if line.trim().is_empty() {
             break;
+        }
+        if !is_node_id(line) {
+            return Err(format!(
+                "line {} is not a pytest node id: `{line}` (do pytest's addopts or a plugin change what --collect-only prints?)",
+                at + 1
+            ));
         }
         ids.push_str(line);
         ids.push('\n');
     }
-    ids
+    Ok(ids)
+}
+
+/// Whether `line` looks like a collected item's node id: a path, then `::` and a name.
+fn is_node_id(line: &str) -> bool {
+    !line.starts_with(char::is_whitespace)
+        && !line.starts_with(['=', '<', '_'])
+        && line
+            .split_once("::")
+            .is_some_and(|(path, name)| !path.is_empty() && !name.is_empty())
 }
 
 /// The lines of a failed collection worth showing: pytest's `ERROR ...` and `E   ...` lines.
@@ -136,8 +175,32 @@ mod tests {
     fn collected_ids_stop_at_the_summary() {
         let out = "t.py::test_a\nt.py::TestC::test_b[x y]\n\n2 tests collected in 0.01s\n";
         assert_eq!(
-            parse_collected(out),
+            parse_collected(out).unwrap(),
             "t.py::test_a\nt.py::TestC::test_b[x y]\n"
+        );
+    }
+
+    /// Regression: with `addopts = -ra -q` pytest printed `test_triv_00.py: 100` per file, and
+    /// with `-v` a session header and a tree; ciq queued those lines as tests and ran none.
+    #[test]
+    fn lines_that_are_not_node_ids_are_errors() {
+        for (out, line) in [
+            (
+                "test_triv_00.py: 100\ntest_triv_01.py: 100\n",
+                "test_triv_00.py: 100",
+            ),
+            (
+                "============================= test session starts ====\n",
+                "============================= test session starts ====",
+            ),
+            ("t.py::a\n  <Function test_a>\n", "  <Function test_a>"),
+        ] {
+            let err = parse_collected(out).unwrap_err();
+            assert!(err.contains(&format!("`{line}`")), "{err}");
+        }
+        assert!(
+            collect_argv(&["-v".to_owned()])
+                .ends_with(&["-v".to_owned(), "--verbosity=-1".to_owned()])
         );
     }
 

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{
-    Output, Proc, RedisServer, Scratch, fast_flags, report_args, require_pytest,
-};
+use crate::support::{Output, Proc, RedisServer, Scratch, fast_flags, report_args, require_pytest};
 
 const LONG: Duration = Duration::from_secs(300);
 
@@ -217,5 +215,170 @@ fn nextest_adapter_counts_equal_cargo_nextest() {
         out.stdout.contains("two and two make four"),
         "{}",
         out.both()
+    );
+}
+
+/// Writes a pytest project of `files` x `tests` passing tests whose pytest.ini has `addopts`.
+fn pytest_project(dir: &Path, addopts: &str, files: usize, tests: usize) {
+    std::fs::write(
+        dir.join("pytest.ini"),
+        format!("[pytest]\naddopts = {addopts}\n"),
+    )
+    .unwrap();
+    for file in 0..files {
+        let body: String = (0..tests)
+            .map(|test| format!("def test_{test:02}():\n    pass\n\n"))
+            .collect();
+        std::fs::write(dir.join(format!("test_triv_{file:02}.py")), body).unwrap();
+    }
+}
+
+/// Regression: `addopts = -ra -q` (pytest's own documentation's example) made
+/// `--collect-only -q` print `test_triv_00.py: 5` per file, and `-v` a header and a tree; ciq
+/// queued those lines as test ids and ran none of the real tests, in every mode.
+#[test]
+fn pytest_addopts_cannot_reshape_the_listing() {
+    require_pytest();
+    for addopts in ["-ra -q", "-v"] {
+        let project = Scratch::new();
+        pytest_project(project.dir.path(), addopts, 2, 5);
+        let expected = "10 tests: 10 passed\nverdict: green";
+        for mode in [&["pytest"][..], &["pytest", "--persistent"]] {
+            let mut args = strings(&["run", "-j", "2", "--batch-size", "5"]);
+            args.extend(strings(mode));
+            let out = Proc::spawn_in("local", &project, &args, &[], project.dir.path()).wait(LONG);
+            assert_eq!(out.code, Some(0), "{addopts} {mode:?}: {}", out.both());
+            assert!(
+                out.stdout.contains(expected),
+                "{addopts} {mode:?}: {}",
+                out.both()
+            );
+            let mut distributed_mode = strings(&["--batch-size", "5"]);
+            distributed_mode.extend(strings(mode));
+            let mode_args: Vec<&str> = distributed_mode.iter().map(String::as_str).collect();
+            let build = format!("addopts-{}-{}", addopts.len(), mode.len());
+            let out = distributed(project.dir.path(), &build, &mode_args, &[]);
+            assert_eq!(out.code, Some(0), "{addopts} {mode:?}: {}", out.both());
+            assert!(
+                out.stdout.contains(expected),
+                "{addopts} {mode:?}: {}",
+                out.both()
+            );
+        }
+    }
+}
+
+/// A listing line that is not a node id is a listing error naming the line, never a test.
+#[test]
+fn pytest_listing_lines_that_are_not_node_ids_fail_the_build() {
+    require_pytest();
+    let project = Scratch::new();
+    pytest_project(project.dir.path(), "", 1, 2);
+    // A conftest that writes to the real stdout during collection, as a noisy plugin might.
+    std::fs::write(
+        project.path("conftest.py"),
+        "import os\n\ndef pytest_collection_finish(session):\n    os.write(1, b'plugin says hello\\n')\n",
+    )
+    .unwrap();
+    let out = Proc::spawn_in(
+        "local",
+        &project,
+        &strings(&["run", "-j", "2", "pytest"]),
+        &[],
+        project.dir.path(),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("is not a pytest node id: `plugin says hello`"),
+        "{}",
+        out.both()
+    );
+    assert!(!out.stdout.contains("verdict"), "{}", out.both());
+}
+
+/// A real interpreter without pytest, in a fresh virtualenv.
+fn python_without_pytest(scratch: &Scratch) -> String {
+    let venv = scratch.path("bare-venv");
+    let made = std::process::Command::new("python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .unwrap();
+    assert!(made.success(), "python3 -m venv failed");
+    venv.join("bin/python3").to_string_lossy().into_owned()
+}
+
+/// Without Python or pytest, ciq says how to point it at the interpreter that has pytest.
+#[test]
+fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
+    require_pytest();
+    let project = Scratch::new();
+    pytest_project(project.dir.path(), "", 1, 4);
+    let bare = python_without_pytest(&project);
+    for (python, said) in [
+        ("/nonexistent/python3", "`/nonexistent/python3` not found"),
+        (bare.as_str(), "No module named"),
+    ] {
+        for mode in [&["pytest"][..], &["pytest", "--persistent"]] {
+            let mut args = strings(&["run", "-j", "2"]);
+            args.extend(strings(mode));
+            let out = Proc::spawn_in(
+                "local",
+                &project,
+                &args,
+                &[("CIQ_PYTHON", python)],
+                project.dir.path(),
+            )
+            .wait(LONG);
+            assert_eq!(out.code, Some(2), "{python} {mode:?}: {}", out.both());
+            assert!(
+                out.stderr.contains(said),
+                "{python} {mode:?}: {}",
+                out.both()
+            );
+            assert!(
+                out.stderr.contains("set CIQ_PYTHON to the one that has it"),
+                "{python} {mode:?}: {}",
+                out.both()
+            );
+        }
+    }
+    // A follower whose interpreter lacks pytest stops before taking a test; the leader runs
+    // them all and the build is green.
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let worker = |name: &str, env: &[(&str, &str)]| {
+        let mut args = strings(&[
+            "run",
+            "--queue",
+            &server.url(),
+            "--build",
+            "bare",
+            "--worker",
+            name,
+        ]);
+        args.extend(fast_flags());
+        args.push("pytest".to_owned());
+        Proc::spawn_in(name, &scratch, &args, env, project.dir.path())
+    };
+    let leader = worker("w1", &[]);
+    leader.wait_for_stderr("queued 4 tests", LONG);
+    let bare_worker = worker("w2", &[("CIQ_PYTHON", bare.as_str())]).wait(LONG);
+    assert_eq!(bare_worker.code, Some(2), "{}", bare_worker.both());
+    assert!(
+        bare_worker
+            .stderr
+            .contains("ModuleNotFoundError: No module named 'pytest'"),
+        "{}",
+        bare_worker.both()
+    );
+    let leader = leader.wait(LONG);
+    assert_eq!(leader.code, Some(0), "{}", leader.both());
+    assert!(
+        leader.stdout.contains("4 tests: 4 passed"),
+        "{}",
+        leader.both()
     );
 }
