@@ -14,6 +14,7 @@ pub mod config;
 pub mod console;
 pub mod discovery;
 pub mod exit_code;
+pub mod guard;
 pub mod human;
 pub mod outcome;
 pub mod pause_point;

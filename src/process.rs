@@ -12,7 +12,6 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
 
 use crate::outcome::Outcome;
 
@@ -131,17 +130,16 @@ pub enum SpawnError {
 /// Runs `spec` to completion (or timeout), capturing output as `capture` says.
 pub async fn run(spec: &Spec, capture: Capture) -> Result<Finished, SpawnError> {
     let (program, args) = spec.argv.split_first().ok_or(SpawnError::Empty)?;
-    let mut command = Command::new(program);
+    check_program(program, &spec.env, spec.cwd.as_deref())?;
+    let mut command = crate::guard::command(program, args);
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
     command
-        .args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
     let started = Instant::now();
     let mut child = command
         .spawn()
@@ -212,6 +210,37 @@ pub async fn run(spec: &Spec, capture: Capture) -> Result<Finished, SpawnError> 
         output,
         duration: started.elapsed(),
     })
+}
+
+/// Fails the way starting `program` would (not found, not executable), before it is started:
+/// under the guard, a failed start would only be the guard's exit code. `env` may set the
+/// `PATH` it is looked up in; a path with a `/` is taken from `cwd`.
+pub fn check_program(
+    program: &str,
+    env: &[(String, String)],
+    cwd: Option<&std::path::Path>,
+) -> Result<(), SpawnError> {
+    let path = env
+        .iter()
+        .rev()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, path)| std::ffi::OsString::from(path))
+        .or_else(|| std::env::var_os("PATH"));
+    let cwd = match cwd {
+        Some(cwd) => cwd.to_path_buf(),
+        None => std::env::current_dir().map_err(|source| SpawnError::Other {
+            program: program.to_owned(),
+            source,
+        })?,
+    };
+    if which::which_in(program, path, &cwd).is_ok() {
+        return Ok(());
+    }
+    let named = std::path::Path::new(program);
+    if program.contains('/') && cwd.join(named).exists() {
+        return Err(SpawnError::NotExecutable(program.to_owned()));
+    }
+    Err(SpawnError::NotFound(program.to_owned()))
 }
 
 /// The [`SpawnError`] for `program` failing to start with `source`.

@@ -16,6 +16,16 @@ const FLUSH_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs ciq with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args
+        .nth(1)
+        .is_some_and(|first| first == crate::guard::SUBCOMMAND)
+    {
+        return exit(crate::guard::main(args.collect()));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        crate::guard::enable(exe);
+    }
     let cli = Cli::parse();
     let code = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -34,6 +44,10 @@ pub fn main() -> ExitCode {
         eprintln!("{}", render_error(&err));
         exit_code::for_error(&err)
     });
+    exit(code)
+}
+
+fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }
 

@@ -76,6 +76,33 @@ impl CommandRunner {
             TestResult::new(reserved.id.clone(), outcome, duration, output)
         };
         match report {
+            // A run that failed, crashed or timed out while its report says every test passed:
+            // the report was written before the end went wrong (a crash in teardown, a kill
+            // after the last test), so it cannot be the whole truth. An error of the batch.
+            Some(Ok(cases))
+                if !finished.exit.success()
+                    && batch.iter().all(|reserved| {
+                        cases
+                            .find(reserved.id.as_str())
+                            .is_some_and(|case| case.outcome.is_success())
+                    }) =>
+            {
+                let output = format!(
+                    "{batch_output}[ciq: the command ended with {} although its JUnit report says every test of the batch passed: an error of the batch]\n",
+                    finished.exit
+                );
+                batch
+                    .iter()
+                    .map(|reserved| {
+                        result(
+                            reserved,
+                            Outcome::Errored,
+                            finished.duration,
+                            output.clone(),
+                        )
+                    })
+                    .collect()
+            }
             Some(Ok(cases)) => batch
                 .iter()
                 .map(|reserved| match cases.find(reserved.id.as_str()) {
@@ -271,6 +298,48 @@ mod tests {
             "{}",
             results[0].output
         );
+    }
+
+    /// Regression: a command that wrote a JUnit report saying every test passed and then
+    /// crashed, was killed, exited 1 or timed out was green.
+    #[tokio::test]
+    async fn a_passing_report_never_overrides_a_bad_end() {
+        let report = r#"printf '<testsuite><testcase name="a"/><testcase name="b"/></testsuite>' > "$CIQ_JUNIT_PATH""#;
+        for (end, said) in [
+            ("kill -SEGV $$", "killed by signal 11"),
+            ("kill -TERM $$", "killed by signal 15"),
+            ("exit 1", "exit code 1"),
+            ("sleep 30", "timed out after 300ms"),
+        ] {
+            let mut command = runner(&["sh", "-c", &format!("{report}; {end}"), "sh"]);
+            command.timeout = Some(Duration::from_millis(300));
+            let results = command.run(&batch(&["a", "b"])).await.unwrap();
+            for result in &results {
+                assert_eq!(result.outcome, Outcome::Errored, "{end}: {result:?}");
+                assert!(result.output.contains(said), "{end}: {}", result.output);
+                assert!(
+                    result.output.contains("an error of the batch"),
+                    "{end}: {}",
+                    result.output
+                );
+            }
+        }
+        // A failure in the report explains a non-zero exit: the report stands.
+        let failing = r#"printf '<testsuite><testcase name="a"/><testcase name="b"><failure/></testcase></testsuite>' > "$CIQ_JUNIT_PATH"; exit 1"#;
+        let results = runner(&["sh", "-c", failing, "sh"])
+            .run(&batch(&["a", "b"]))
+            .await
+            .unwrap();
+        let outcomes: Vec<_> = results.iter().map(|r| r.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Passed, Outcome::Failed]);
+        // A crash after part of the batch: what the report does not show finished is errored.
+        let partial = r#"printf '<testsuite><testcase name="a"/></testsuite>' > "$CIQ_JUNIT_PATH"; kill -KILL $$"#;
+        let results = runner(&["sh", "-c", partial, "sh"])
+            .run(&batch(&["a", "b"]))
+            .await
+            .unwrap();
+        let outcomes: Vec<_> = results.iter().map(|r| r.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Passed, Outcome::Errored]);
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::outcome::{Outcome, TestResult};
@@ -111,16 +111,18 @@ impl PersistentRunner {
             .argv
             .split_first()
             .ok_or(RunnerError::Spawn(crate::process::SpawnError::Empty))?;
-        let mut child = Command::new(program)
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("CIQ_PROTOCOL", PROTOCOL_VERSION.to_string())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|source| match spawn_error(program, source) {
+        let mut child = crate::process::check_program(program, &self.env, None)
+            .and_then(|()| {
+                crate::guard::command(program, args)
+                    .envs(self.env.iter().map(|(k, v)| (k, v)))
+                    .env("CIQ_PROTOCOL", PROTOCOL_VERSION.to_string())
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|source| spawn_error(program, source))
+            })
+            .map_err(|err| match err {
                 // `<python> -m pytest`: a missing interpreter gets a hint about CIQ_PYTHON.
                 SpawnError::NotFound(program)
                     if self
