@@ -31,10 +31,16 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
         };
     }
     if get("GITHUB_ACTIONS").is_some() {
+        // Every leg of a matrix has the same GITHUB_JOB, and nothing in the environment tells
+        // the legs apart, so the default id gets a suffix of its own per process.
+        let leg = uuid::Uuid::new_v4().simple().to_string();
         return CiIds {
             provider: Some("GitHub Actions"),
             build: join(get("GITHUB_RUN_ID"), get("GITHUB_RUN_ATTEMPT")),
-            worker: join(get("GITHUB_JOB"), get("RUNNER_NAME")),
+            worker: join(
+                join(get("GITHUB_JOB"), get("RUNNER_NAME")),
+                Some(leg[..8].to_owned()),
+            ),
         };
     }
     if get("GITLAB_CI").is_some() {
@@ -95,7 +101,13 @@ mod tests {
             ("RUNNER_NAME", "runner 4"),
         ]);
         assert_eq!(ids.build.as_deref(), Some("99-2"));
-        assert_eq!(ids.worker.as_deref(), Some("test-runner 4"));
+        let worker = ids.worker.unwrap_or_default();
+        assert!(worker.starts_with("test-runner 4-"), "{worker}");
+        // Regression: the legs of a matrix all got the same id.
+        let legs: std::collections::HashSet<_> = (0..3)
+            .map(|_| detect_in(&[("GITHUB_ACTIONS", "true"), ("GITHUB_JOB", "test")]).worker)
+            .collect();
+        assert_eq!(legs.len(), 3, "{legs:?}");
         let ids = detect_in(&[
             ("GITLAB_CI", "true"),
             ("CI_PIPELINE_ID", "7"),

@@ -12,6 +12,7 @@ mod e2e;
 mod election;
 mod faults;
 mod frameworks;
+mod lost_state;
 mod network;
 mod persistent;
 mod protocol;

@@ -18,16 +18,21 @@ local function requeue_allowed(test)
   return per_test < ctx.meta.max_requeues and requeued < ctx.meta.requeue_limit
 end
 
+-- A running test always has both its running entry and its lease: one without the other
+-- means Redis lost a key under a working build.
 local recorded = {}
 for i = 7, #ARGV, 4 do
   local test, lease, outcome, detail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local status
   if not holds(test, lease) then
+    if not redis.call('HGET', K.leases, test) and redis.call('ZSCORE', K.running, test) then
+      return cjson.encode({status = 'lost'})
+    end
     status = 'discarded'
     redis.call('HINCRBY', K.stats, 'discarded', 1)
     touch(K.stats)
   else
-    redis.call('ZREM', K.running, test)
+    if redis.call('ZREM', K.running, test) == 0 then return cjson.encode({status = 'lost'}) end
     redis.call('HDEL', K.leases, test)
     local failed = outcome == 'failed' or outcome == 'errored'
     if failed and requeue_allowed(test) then

@@ -1,0 +1,256 @@
+//! When Redis forgets part of a build (a key expired, evicted or deleted, Redis restarted
+//! empty), every worker and the report end with the infrastructure code and say so, never with
+//! counts built on a partial state; a working build keeps every key it needs alive.
+
+use std::time::Duration;
+
+use crate::support::{
+    Output, Proc, RedisServer, Scratch, ids, ready_generation, report_args, results, wait_until,
+    with_command, worker_args,
+};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// Regression: the queue list's TTL was set at staging and never refreshed, so with
+/// `--redis-ttl` shorter than the build it expired mid-build and the workers reported its tests
+/// as not run (exit 3). Every key of a working build now outlives its TTL.
+#[test]
+fn a_build_longer_than_its_redis_ttl_keeps_its_keys() {
+    let server = RedisServer::start();
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "0.4");
+    let build = "short-ttl";
+    let list = scratch.tests(&ids("slow", 16));
+    let args = |worker: &str| {
+        with_command(
+            [
+                worker_args(&server, build, worker, &list),
+                vec!["--redis-ttl".to_owned(), "1500ms".to_owned()],
+            ]
+            .concat(),
+        )
+    };
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| Proc::spawn(w, &scratch, &args(w)))
+        .collect();
+    for out in workers
+        .into_iter()
+        .map(|w| w.wait(LONG))
+        .chain([report.wait(LONG)])
+    {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(out.stdout.contains("16 tests: 16 passed"), "{}", out.both());
+    }
+    scratch.assert_each_ran_once(16);
+}
+
+/// The keys whose loss must end the build as lost (exit 5): without them the counts would be
+/// wrong. The others only steer scheduling, and the build ends with its true verdict.
+const MUST_EXIST: [&str; 11] = [
+    "state",
+    "results",
+    "failures",
+    "queue",
+    "running",
+    "leases",
+    "processed",
+    "requeues",
+    "meta",
+    "failed",
+    "flaky",
+];
+const MAY_VANISH: [&str; 4] = ["workers", "stats", "requeued-by", "replies"];
+
+/// One build of 24 tests (2 failing, 2 flaky, then 20 passing) on two workers and a report,
+/// with the key named `name` deleted once the failures are decided and 8 tests are done, as an
+/// eviction would. Returns the workers' and the report's outputs.
+fn build_losing(server: &RedisServer, name: &str) -> Vec<Output> {
+    let scratch = Scratch::new();
+    let build = format!("lose-{name}");
+    let mut tests = vec![
+        "fail/a".to_owned(),
+        "flaky/a".to_owned(),
+        "fail/b".to_owned(),
+        "flaky/b".to_owned(),
+    ];
+    tests.extend((0..20).map(|n| format!("pass/{n:02}@100")));
+    let list = scratch.tests(&tests);
+    let args = |worker: &str| {
+        with_command(
+            [
+                worker_args(server, &build, worker, &list),
+                vec!["--requeue-tolerance".to_owned(), "1".to_owned()],
+            ]
+            .concat(),
+        )
+    };
+    let report = Proc::spawn("report", &scratch, &report_args(server, &build));
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| Proc::spawn(w, &scratch, &args(w)))
+        .collect();
+    wait_until("the failures and 8 tests decided", LONG, || {
+        let decided = results(server, &build);
+        decided.len() >= 8 && tests[..4].iter().all(|t| decided.contains_key(t))
+    });
+    let keys = ciq::queue::redis::keys::BuildKeys::new("", &build);
+    let generation = ready_generation(server, &build).expect("ready");
+    let generation = keys.generation(&generation);
+    let key = match name {
+        "state" => keys.state(),
+        "workers" => keys.workers(),
+        "results" => keys.results(),
+        "failures" => keys.failures(),
+        "stats" => keys.stats(),
+        "queue" => generation.queue,
+        "running" => generation.running,
+        "leases" => generation.leases,
+        "processed" => generation.processed,
+        "requeues" => generation.requeues,
+        "requeued-by" => generation.requeued_by,
+        "meta" => generation.meta,
+        "replies" => generation.replies,
+        "failed" => generation.failed,
+        "flaky" => generation.flaky,
+        other => panic!("no key {other}"),
+    };
+    let deleted: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query(&mut server.conn())
+        .expect("DEL");
+    if MUST_EXIST.contains(&name) {
+        assert_eq!(deleted, 1, "`{key}` existed when it was deleted");
+    }
+    workers
+        .into_iter()
+        .map(|w| w.wait(LONG))
+        .chain([report.wait(LONG)])
+        .collect()
+}
+
+/// Regression: with `maxmemory` and `allkeys-lru` (deleting one key is its deterministic stand
+/// in), builds ended with wrong counts (`116 passed, 2 failed, 382 not run` when all ran and 4
+/// failed) and exit 1 or 3, and a missing meta gave a raw Lua error.
+#[test]
+fn a_build_key_lost_mid_build_is_lost_state_never_wrong_counts() {
+    let server = RedisServer::start();
+    let names: Vec<&str> = MUST_EXIST.iter().chain(&MAY_VANISH).copied().collect();
+    let outcomes: Vec<(&str, Vec<Output>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .chunks(5)
+            .map(|group| {
+                let server = &server;
+                scope.spawn(move || {
+                    group
+                        .iter()
+                        .map(|name| (*name, build_losing(server, name)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("a build thread"))
+            .collect()
+    });
+    for (name, outs) in outcomes {
+        for out in &outs {
+            assert!(!out.stderr.contains("attempt to"), "{name}: {}", out.both());
+            if MUST_EXIST.contains(&name) {
+                assert_eq!(out.code, Some(5), "{name}: {}", out.both());
+                assert!(
+                    out.stderr.contains("the build's state was lost from Redis"),
+                    "{name}: {}",
+                    out.both()
+                );
+                assert!(!out.stdout.contains("verdict"), "{name}: {}", out.both());
+            } else {
+                assert_eq!(out.code, Some(1), "{name}: {}", out.both());
+                assert!(
+                    out.stdout
+                        .contains("24 tests: 20 passed, 2 flaky, 2 failed; 4 requeued"),
+                    "{name}: {}",
+                    out.both()
+                );
+            }
+        }
+    }
+}
+
+/// Redis with a memory limit and an evicting policy is pointed out when a worker starts.
+#[test]
+fn an_evicting_redis_is_warned_about() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    for (name, value) in [("maxmemory", "100mb"), ("maxmemory-policy", "allkeys-lru")] {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .exec(&mut conn)
+            .expect("CONFIG SET");
+    }
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ids("pass", 2));
+    let out = Proc::spawn(
+        "w1",
+        &scratch,
+        &with_command(worker_args(&server, "evicting", "w1", &list)),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("has a memory limit and maxmemory-policy `allkeys-lru`"),
+        "{}",
+        out.both()
+    );
+}
+
+/// Regression: after Redis restarted empty mid-build and its workers exited 5, a worker that
+/// joined late elected itself and ran the whole suite again alone. The workers that saw the
+/// loss record it in the new Redis, and the late joiner ends the same way.
+#[test]
+fn a_worker_joining_after_lost_state_does_not_start_the_build_again() {
+    let mut server = RedisServer::start();
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "0.05");
+    let build = "late-after-loss";
+    let list = scratch.tests(&ids("slow", 60));
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            Proc::spawn(
+                w,
+                &scratch,
+                &with_command(worker_args(&server, build, w, &list)),
+            )
+        })
+        .collect();
+    wait_until("a third of the build", LONG, || scratch.runs().len() >= 20);
+    server.restart();
+    for out in workers.into_iter().map(|w| w.wait(LONG)) {
+        assert_eq!(out.code, Some(5), "{}", out.both());
+    }
+    let ran_before = scratch.runs().len();
+    let late = Proc::spawn(
+        "late",
+        &scratch,
+        &with_command(worker_args(&server, build, "late", &list)),
+    )
+    .wait(LONG);
+    assert_eq!(late.code, Some(5), "{}", late.both());
+    assert!(
+        late.stderr
+            .contains("the build's state was lost from Redis"),
+        "{}",
+        late.both()
+    );
+    assert_eq!(
+        scratch.runs().len(),
+        ran_before,
+        "the late worker ran tests"
+    );
+}
