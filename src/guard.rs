@@ -50,8 +50,9 @@ pub fn command(program: &str, args: &[String]) -> tokio::process::Command {
 /// did not end by the command's signal.
 #[cfg(target_os = "linux")]
 pub fn main(args: Vec<OsString>) -> i32 {
-    use nix::sys::signal::{SigSet, Signal, killpg, raise};
-    use nix::unistd::{Pid, getpgrp, getppid};
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::{getpgrp, getppid};
+    use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
     use std::os::unix::process::ExitStatusExt;
 
     let mut args = args.into_iter();
@@ -60,24 +61,18 @@ pub fn main(args: Vec<OsString>) -> i32 {
         eprintln!("ciq {SUBCOMMAND}: no command");
         return 2;
     };
-    let mut watched = SigSet::empty();
-    for signal in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
-        watched.add(signal);
-    }
-    // Blocked before anything can send them, and taken with sigwait below: none is lost.
-    if watched.thread_block().is_err()
-        || nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err()
+    // Handlers, not a blocked mask: the command inherits a process's mask but not its handlers,
+    // and must start with every signal deliverable. Installed before anything can send them.
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+    else {
+        return 1;
+    };
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err()
         || parent != Some(getppid().as_raw())
     {
         // ciq died before the guard could watch it (or cannot be watched): run nothing.
         return 1;
     }
-    // std resets the signal mask of the process it starts.
     let mut child = match std::process::Command::new(&program).args(args).spawn() {
         Ok(child) => child,
         Err(err) => {
@@ -90,30 +85,27 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     loop {
-        match watched.wait() {
-            Ok(Signal::SIGCHLD) | Err(_) => match child.try_wait() {
-                Ok(Some(status)) => {
-                    if let Some(code) = status.code() {
-                        return code;
-                    }
-                    let signal = status.signal().and_then(|s| Signal::try_from(s).ok());
-                    if let Some(signal) = signal {
-                        let _ = watched.thread_unblock();
-                        // Rust's runtime handles SIGSEGV and SIGBUS (stack overflow detection);
-                        // its handler, for a fault it does not own, restores the default action
-                        // and returns, so the second raise ends the guard by the signal.
-                        let _ = raise(signal);
-                        let _ = raise(signal);
-                        return 128 + signal as i32;
-                    }
-                    return 1;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                if let Some(code) = status.code() {
+                    return code;
                 }
-                Ok(None) => {}
-                Err(_) => return 1,
-            },
-            // ciq died (or the guard was told to stop): the whole group goes, guard included.
-            Ok(_) => {
-                let _ = killpg(Pid::from_raw(getpgrp().as_raw()), Signal::SIGKILL);
+                if let Some(signal) = status.signal() {
+                    // Ends the guard by the same signal (its default action), so ciq sees a
+                    // crash as a crash.
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                    return 128 + signal;
+                }
+                return 1;
+            }
+            Ok(None) => {}
+            Err(_) => return 1,
+        }
+        for signal in signals.wait() {
+            if signal != SIGCHLD {
+                // ciq died (or the guard was told to stop): the whole group goes, guard
+                // included.
+                let _ = killpg(getpgrp(), Signal::SIGKILL);
                 return 137;
             }
         }

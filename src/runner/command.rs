@@ -88,7 +88,7 @@ impl CommandRunner {
                     }) =>
             {
                 let output = format!(
-                    "{batch_output}[ciq: the command ended with {} although its JUnit report says every test of the batch passed: an error of the batch]\n",
+                    "{batch_output}[ciq: {}, although its JUnit report says every test of the batch passed: an error of the batch]\n",
                     finished.exit
                 );
                 batch

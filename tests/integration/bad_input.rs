@@ -381,3 +381,45 @@ fn a_leader_that_cannot_list_aborts_the_build_for_everyone() {
     let report = Proc::spawn("report", &scratch, &report_args(&server, "nolist")).wait(WITHIN);
     assert_fails(&report, USAGE, "build aborted by worker `leader`");
 }
+
+/// Regression: an ACL user missing a permission ciq needs was told its credentials were
+/// refused (with a password hint), or got a raw Lua error. Redis names what is missing
+/// (NOPERM): ciq says it, and exits 5.
+#[test]
+fn a_redis_user_missing_a_permission_is_told_which() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    for (user, rules, named) in [
+        ("noeval", "~* &* +@all -evalsha -eval", "'evalsha' command"),
+        ("nokeys", "~other:* &* +@all", "access one of the keys"),
+        ("nopexpire", "~* &* +@all -pexpire", "PEXPIRE (in ciq's"),
+    ] {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(user)
+            .arg("on")
+            .arg(">secret")
+            .arg(rules.split(' ').collect::<Vec<_>>())
+            .exec(&mut conn)
+            .unwrap();
+        let scratch = Scratch::new();
+        let list = scratch.tests(&["pass/a".to_owned()]);
+        let url = format!("redis://{user}:secret@127.0.0.1:{}/0", server.port);
+        let mut args = worker_args(&server, user, "w1", &list);
+        args[2] = url;
+        args.extend(["--".to_owned(), record_test()]);
+        let out = Proc::spawn("worker", &scratch, &args).wait(WITHIN);
+        assert_fails(&out, INFRASTRUCTURE, "refused a command: NOPERM");
+        assert!(out.stderr.contains(named), "{user}: {}", out.both());
+        assert!(
+            !out.stderr.contains("credentials") && !out.stderr.contains("script:"),
+            "{user}: {}",
+            out.both()
+        );
+        assert!(
+            out.stderr.contains("Redis permissions"),
+            "{user}: {}",
+            out.both()
+        );
+    }
+}

@@ -229,7 +229,8 @@ fn is_auth_error(err: &RedisError) -> bool {
 }
 
 /// Redis's own words when an ACL refused a command or key (NOPERM), from the command itself or
-/// from inside a script: they name what is missing.
+/// from inside a script; Redis 7.0 does not name a command refused inside a script, so the
+/// script's line is read to name it.
 fn permission_denied(err: &RedisError) -> Option<String> {
     if err.code() == Some("NOPERM") {
         return Some(
@@ -239,11 +240,24 @@ fn permission_denied(err: &RedisError) -> Option<String> {
         );
     }
     let text = err.to_string();
-    let at = text.find("NOPERM")?;
-    let detail = &text[at..];
-    // A script's error goes on with where in the script it happened: not for users.
-    let detail = detail.split(" script:").next().unwrap_or(detail);
-    Some(detail.trim_end_matches([' ', '.', ',']).to_owned())
+    let at = ["NOPERM", "The user executing the script can't"]
+        .iter()
+        .find_map(|needle| text.find(needle))?;
+    let (said, place) = text[at..]
+        .split_once(" script: ")
+        .unwrap_or((&text[at..], ""));
+    let said = said.trim_end_matches([' ', '.', ',']);
+    // `<sha>, on @user_script:<line>.`
+    let named = place
+        .split_once(", on @user_script:")
+        .and_then(|(sha, line)| {
+            let line = line.trim_end_matches('.').parse().ok()?;
+            super::scripts::command_at(sha.trim(), line)
+        });
+    Some(match named {
+        Some((script, command)) => format!("NOPERM {said}: {command} (in ciq's {script} script)"),
+        None => format!("NOPERM {said}"),
+    })
 }
 
 fn is_retryable(err: &RedisError) -> bool {

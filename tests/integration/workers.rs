@@ -1,0 +1,291 @@
+//! How the workers of one build get along: the same test list or none, one process per session
+//! whatever their ids, a leader that stops gives its lock up, a finished build says so, and a
+//! failure waits for another worker only as long as is fair.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{
+    Output, Proc, RedisServer, Scratch, ids, ran, replace_flag, report_args, wait_until,
+    with_command, with_list_command, worker_args,
+};
+
+const LONG: Duration = Duration::from_secs(120);
+const LIST_MISMATCH: i32 = 6;
+
+/// Writes a test list named `name` in `scratch`.
+fn list_file(scratch: &Scratch, name: &str, ids: &[String]) -> String {
+    let path = scratch.path(name);
+    std::fs::write(&path, ids.join("\n") + "\n").unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Regression: w1 with t1..t10 and w2 with t1..t5 and x1..x5 in one build: w2 ran w1's tests,
+/// x1..x5 never ran, and every process said `10 tests: 10 passed`, exit 0.
+#[test]
+fn a_worker_with_another_list_runs_nothing_and_the_build_is_red() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "two-lists";
+    let a = list_file(&scratch, "a.txt", &ids("pass", 10));
+    let mut b_ids = ids("pass", 5);
+    b_ids.extend(ids("extra", 5));
+    let b = list_file(&scratch, "b.txt", &b_ids);
+    let args = |worker: &str, list: &str| {
+        with_command(replace_flag(
+            worker_args(&server, build, worker, std::path::Path::new(list)),
+            "--tests",
+            ["--tests".to_owned(), list.to_owned()],
+        ))
+    };
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let w1 = Proc::spawn("w1", &scratch, &args("w1", &a));
+    w1.wait_for_stderr("queued 10 tests", LONG);
+    let w2 = Proc::spawn("w2", &scratch, &args("w2", &b)).wait(LONG);
+    assert_eq!(w2.code, Some(LIST_MISMATCH), "{}", w2.both());
+    assert!(
+        w2.stderr.contains(&format!(
+            "error: worker `w2` will not run tests of build `{build}`: its test list differs from the one the build was filled with (5 of its 10 ids are not in the build's list of 10, and 5 of the build's are not in its list"
+        )),
+        "{}",
+        w2.both()
+    );
+    assert!(w2.stderr.contains("--namespace"), "{}", w2.both());
+    assert!(
+        !scratch.runs().iter().any(|(w, _)| w == "w2"),
+        "w2 ran tests"
+    );
+    for out in [w1.wait(LONG), report.wait(LONG)] {
+        assert_eq!(out.code, Some(LIST_MISMATCH), "{}", out.both());
+        assert!(
+            out.stdout.contains("WORKERS WITH ANOTHER TEST LIST (they ran nothing):\n    worker `w2`: 5 of its 10 ids"),
+            "{}",
+            out.both()
+        );
+        assert!(
+            out.stdout
+                .contains("10 tests: 10 passed\nverdict: failed (a worker had another test list)"),
+            "{}",
+            out.both()
+        );
+    }
+    // The same lists in another order are the same list.
+    let mut shuffled = ids("pass", 10);
+    shuffled.reverse();
+    let c = list_file(&scratch, "c.txt", &shuffled);
+    let build = "one-list-two-orders";
+    let args = |worker: &str, list: &str| {
+        with_command(replace_flag(
+            worker_args(&server, build, worker, std::path::Path::new(list)),
+            "--tests",
+            ["--tests".to_owned(), list.to_owned()],
+        ))
+    };
+    let w1 = Proc::spawn("w1", &scratch, &args("w1", &a));
+    w1.wait_for_stderr("queued 10 tests", LONG);
+    let w2 = Proc::spawn("w2", &scratch, &args("w2", &c));
+    for out in [w1.wait(LONG), w2.wait(LONG)] {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+    }
+}
+
+/// Two suites given one build id: without `--namespace` the second suite's workers refuse to
+/// run the first suite's tests and every process is red; with a namespace each, both are green.
+#[test]
+fn two_suites_sharing_a_build_id_need_a_namespace() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let suite_a = list_file(&scratch, "suite-a.txt", &ids("pass", 6));
+    let suite_b = list_file(&scratch, "suite-b.txt", &ids("suite-b", 6));
+    let run = |namespace: Option<&str>, worker: &str, list: &str| {
+        let mut args = replace_flag(
+            worker_args(&server, "shared", worker, std::path::Path::new(list)),
+            "--tests",
+            ["--tests".to_owned(), list.to_owned()],
+        );
+        if let Some(namespace) = namespace {
+            args.extend(["--namespace".to_owned(), namespace.to_owned()]);
+        }
+        // Suite B's command passes whatever it is given: only the list check can tell.
+        args.extend(["--".to_owned(), "true".to_owned()]);
+        Proc::spawn(worker, &scratch, &args)
+    };
+    let a = run(None, "a1", &suite_a);
+    a.wait_for_stderr("queued 6 tests", LONG);
+    let b = run(None, "b1", &suite_b).wait(LONG);
+    assert_eq!(b.code, Some(LIST_MISMATCH), "{}", b.both());
+    let a = a.wait(LONG);
+    assert_eq!(a.code, Some(LIST_MISMATCH), "{}", a.both());
+    let a = run(Some("suite-a"), "a1", &suite_a);
+    let b = run(Some("suite-b"), "b1", &suite_b);
+    for out in [a.wait(LONG), b.wait(LONG)] {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(out.stdout.contains("6 tests: 6 passed"), "{}", out.both());
+    }
+}
+
+/// Regression: three processes shared one worker id (a GitHub Actions matrix's default); one
+/// was sent SIGTERM, its "left" marker covered the other two, and the report exited 3 at once
+/// while they went on to run everything. Liveness is per process now.
+#[test]
+fn processes_sharing_a_worker_id_live_and_leave_on_their_own() {
+    let server = RedisServer::start();
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "0.3");
+    let build = "shared-id";
+    let list = scratch.tests(&ids("slow", 24));
+    let args = with_command(worker_args(&server, build, "same", &list));
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let first = Proc::spawn("first", &scratch, &args);
+    first.wait_for_stderr("queued 24 tests", LONG);
+    let others: Vec<Proc> = ["second", "third"]
+        .iter()
+        .map(|name| Proc::spawn(name, &scratch, &args))
+        .collect();
+    for other in &others {
+        other.wait_for_stderr("also call themselves worker `same`", LONG);
+    }
+    wait_until("a few tests done", LONG, || scratch.runs().len() >= 6);
+    first.signal(Signal::SIGTERM);
+    let first = first.wait(LONG);
+    assert_eq!(first.code, Some(143), "{}", first.both());
+    for out in others
+        .into_iter()
+        .map(|p| p.wait(LONG))
+        .chain([report.wait(LONG)])
+    {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(out.stdout.contains("24 tests: 24 passed"), "{}", out.both());
+    }
+    let counts = scratch.run_counts();
+    assert_eq!(counts.len(), 24, "{counts:?}");
+}
+
+/// A list command that waits until `gate` exists, then prints `ids`.
+fn gated_listing(scratch: &Scratch, gate: &str, ids: &[String]) -> String {
+    let script = scratch.path("list.sh");
+    let body = format!(
+        "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.05; done\nprintf '%s\\n' {}\n",
+        scratch.path(gate).display(),
+        ids.join(" ")
+    );
+    std::fs::write(&script, body).unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    script.to_string_lossy().into_owned()
+}
+
+/// Regression: SIGTERM to the leader while it listed left its setup lock in place, so every
+/// worker waited out the full lock TTL (30 s by default) before electing another.
+#[test]
+fn a_leader_stopped_while_listing_gives_its_lock_up() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "leader-stopped";
+    let list = scratch.tests(&ids("pass", 1));
+    let listing = gated_listing(&scratch, "gate", &ids("pass", 4));
+    let args = |worker: &str| {
+        with_command(replace_flag(
+            with_list_command(worker_args(&server, build, worker, &list), listing.clone()),
+            "--lock-ttl",
+            ["--lock-ttl".to_owned(), "60s".to_owned()],
+        ))
+    };
+    let leader = Proc::spawn("leader", &scratch, &args("leader"));
+    leader.wait_for_stderr("is the leader", LONG);
+    let follower = Proc::spawn("follower", &scratch, &args("follower"));
+    follower.wait_for_stderr("waits for leader `leader`", LONG);
+    let stopped = Instant::now();
+    leader.signal(Signal::SIGTERM);
+    let out = leader.wait(LONG);
+    assert_eq!(out.code, Some(143), "{}", out.both());
+    assert!(out.stderr.contains("gave up leading"), "{}", out.both());
+    follower.wait_for_stderr("`follower` is the leader", LONG);
+    assert!(
+        stopped.elapsed() < Duration::from_secs(30),
+        "the follower waited {:?}, as for a lapsed 60 s lock",
+        stopped.elapsed()
+    );
+    std::fs::write(scratch.path("gate"), "").unwrap();
+    let out = follower.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("4 tests: 4 passed"), "{}", out.both());
+}
+
+/// Regression: a second `ciq run` of a finished build ran nothing in no time and printed the
+/// old verdict as if it were its own.
+#[test]
+fn a_finished_build_run_again_says_so() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned(), "fail/b".to_owned()]);
+    let args = with_command(worker_args(&server, "finished", "w1", &list));
+    let first: Output = Proc::spawn("first", &scratch, &args).wait(LONG);
+    assert_eq!(first.code, Some(1), "{}", first.both());
+    assert!(
+        !first.stderr.contains("had already finished"),
+        "{}",
+        first.both()
+    );
+    let again = Proc::spawn("again", &scratch, &args).wait(LONG);
+    assert_eq!(again.code, Some(1), "{}", again.both());
+    assert!(
+        again.stderr.contains(
+            "ciq: build `finished` had already finished when worker `w1` joined: it ran nothing, and the verdict below is the build's"
+        ),
+        "{}",
+        again.both()
+    );
+    assert!(
+        again.stdout.contains("2 tests: 1 passed, 1 failed"),
+        "{}",
+        again.both()
+    );
+    assert_eq!(scratch.runs().len(), 3, "the second run ran nothing");
+}
+
+/// Regression: a requeued failure waited for another live worker even while that worker was
+/// busy with a long test, and the failing worker idled through it. After a grace period it
+/// retries the failure itself.
+#[test]
+fn a_failure_is_retried_by_its_own_worker_when_the_others_stay_busy() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "busy-peer";
+    let list = scratch.tests(&["gated/long".to_owned(), "flaky/one".to_owned()]);
+    let args = |worker: &str| with_command(worker_args(&server, build, worker, &list));
+    let busy = Proc::spawn("busy", &scratch, &args("busy"));
+    wait_until("the long test to start", LONG, || {
+        ran(&scratch, "busy", "gated/long")
+    });
+    let failing = Proc::spawn("failing", &scratch, &args("failing"));
+    wait_until("the retry, while the long test still runs", LONG, || {
+        scratch
+            .runs()
+            .iter()
+            .filter(|(w, t)| w == "failing" && t == "flaky/one")
+            .count()
+            == 2
+    });
+    assert!(
+        !scratch
+            .runs()
+            .iter()
+            .any(|(w, t)| w == "busy" && t == "flaky/one"),
+        "the busy worker took the retry"
+    );
+    std::fs::write(scratch.path("open-busy"), "").unwrap();
+    for out in [failing.wait(LONG), busy.wait(LONG)] {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stdout
+                .contains("2 tests: 1 passed, 1 flaky; 1 requeued"),
+            "{}",
+            out.both()
+        );
+    }
+}
