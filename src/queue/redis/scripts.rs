@@ -104,7 +104,7 @@ pub fn command_at(sha: &str, line: usize) -> Option<(&'static str, String)> {
         .chars()
         .take_while(|c| c.is_ascii_alphabetic())
         .collect();
-    (!command.is_empty()).then(|| (*name, command))
+    (!command.is_empty()).then_some((*name, command))
 }
 
 #[cfg(test)]
