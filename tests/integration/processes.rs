@@ -172,7 +172,7 @@ fn a_stalled_log_pipe_never_holds_back_the_protocol() {
         &with_command(worker_args(&server, build, "watcher", &list)),
     );
     wait_until("the long test to be recorded", LONG, || {
-        results(&server, build).get("slow/long").is_some()
+        results(&server, build).contains_key("slow/long")
     });
     let mut drained = String::new();
     reader.read_to_string(&mut drained).unwrap();
