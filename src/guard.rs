@@ -11,6 +11,10 @@
 //!
 //! Off Linux, and in ciq's own library tests (where the running binary is not ciq), commands
 //! are started directly.
+//!
+//! The parent-death signal follows the thread that started the guard: ciq starts commands from
+//! its runtime's worker threads, which live as long as ciq. Starting one from a thread that
+//! ends earlier (tokio's `spawn_blocking` pool) would kill the command when that thread ends.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -92,7 +96,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 }
                 if let Some(signal) = status.signal() {
                     // Ends the guard by the same signal (its default action), so ciq sees a
-                    // crash as a crash.
+                    // crash as a crash; without a core dump of its own beside the command's.
+                    let _ = nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_CORE,
+                        0,
+                        0,
+                    );
                     let _ = signal_hook::low_level::emulate_default_handler(signal);
                     return 128 + signal;
                 }

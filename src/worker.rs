@@ -35,8 +35,8 @@ pub enum WorkerEnd {
     Done {
         /// The build's summary.
         summary: Summary,
-        /// How many test runs this worker made: none when the build was done before it came.
-        ran: usize,
+        /// The build was already done when this worker first asked for tests.
+        finished_before: bool,
     },
     /// A shutdown signal arrived; held tests were given back.
     Interrupted(i32),
@@ -62,9 +62,9 @@ pub async fn run<Q: Queue, R: Runner>(
     shutdown: impl Future<Output = i32>,
 ) -> Result<WorkerEnd, WorkerError> {
     let held = Mutex::new(Vec::<(Reserved, Option<Instant>)>::new());
-    let mut ran = 0;
+    let mut finished_before = false;
     let ended = tokio::select! {
-        done = work(queue, runner, options, &held, &mut ran) => done.map(|()| None),
+        done = work(queue, runner, options, &held, &mut finished_before) => done.map(|()| None),
         err = heartbeats(queue, &held) => Err(err.into()),
         signal = shutdown => Ok(Some(signal)),
     };
@@ -88,7 +88,7 @@ pub async fn run<Q: Queue, R: Runner>(
             released?;
             Ok(WorkerEnd::Done {
                 summary: queue.summary().await?,
-                ran,
+                finished_before,
             })
         }
         Ok(Some(signal)) => {
@@ -104,12 +104,13 @@ async fn work<Q: Queue, R: Runner>(
     runner: &R,
     options: &WorkerOptions,
     held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
-    ran: &mut usize,
+    finished_before: &mut bool,
 ) -> Result<(), WorkerError> {
     let pacing = queue.pacing();
     let max = options.batch_size;
     runner.prepare().await?;
     let mut next = queue.reserve(max).await?;
+    *finished_before = next == Reservation::Done;
     let mut poll = Duration::from_millis(10);
     loop {
         match next {
@@ -126,7 +127,6 @@ async fn work<Q: Queue, R: Runner>(
                 *held.lock().unwrap_or_else(PoisonError::into_inner) =
                     batch.iter().map(|r| (r.clone(), deadline)).collect();
                 let results = runner.run(&batch).await?;
-                *ran += batch.len();
                 held.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 let acks = pair(&batch, results);
                 let durations: HashMap<_, _> = acks
@@ -186,9 +186,8 @@ async fn heartbeats<Q: Queue>(
             .filter(|(_, deadline)| deadline.is_none_or(|d| d > now))
             .map(|(reserved, _)| reserved.clone())
             .collect();
-        if alive.is_empty() {
-            continue;
-        }
+        // Sent even when nothing is held: a worker preparing (a build, a framework's start)
+        // or waiting for the last tests is alive, and the report must not count it gone.
         match queue.heartbeat(&alive).await {
             Ok(lost) => {
                 let held = held.lock().unwrap_or_else(PoisonError::into_inner);

@@ -26,12 +26,12 @@ pub async fn report(args: ReportArgs) -> anyhow::Result<i32> {
         Ending::Drained => {}
         Ending::WorkersGone => crate::say!(
             "ciq: every worker left or went silent with {} test(s) still to run",
-            summary.not_run.len()
+            summary.not_run_count
         ),
         Ending::TimedOut => crate::say!(
             "ciq: the report timeout ({}) passed with {} test(s) still to run",
             crate::human::duration(settings.report_timeout),
-            summary.not_run.len()
+            summary.not_run_count
         ),
     }
     super::print_last(&summary.render());

@@ -53,7 +53,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             let end = worker::run(&queue, &runner, &config.worker, shutdown)
                 .await
                 .with_context(|| format!("worker `{worker}` of build `{build}` stopped"))?;
-            if let WorkerEnd::Done { ran: 0, .. } = end {
+            if let WorkerEnd::Done {
+                finished_before: true,
+                ..
+            } = end
+            {
                 crate::say!(
                     "ciq: build `{build}` had already finished when worker `{worker}` joined: it ran nothing, and the verdict below is the build's"
                 );

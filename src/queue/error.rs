@@ -90,7 +90,7 @@ pub enum QueueError {
     Aborted(Abort),
     /// The build's state vanished after it was set up, in part or whole.
     #[error(
-        "the build's state was lost from Redis ({0}: restarted without persistence, flushed, evicted or expired); its results cannot be trusted\n(hint: give Redis persistence (appendonly yes), enough memory and maxmemory-policy noeviction, and a --redis-ttl longer than the build, then rerun the build)"
+        "the build's state was lost from Redis ({0}); its results cannot be trusted\n(hint: Redis was restarted without persistence, flushed, or evicted or expired the build's keys: give it persistence (appendonly yes), enough memory, maxmemory-policy noeviction and a --redis-ttl longer than the build, then rerun the build)"
     )]
     StateLost(String),
     /// The Redis user lacks a permission ciq needs.

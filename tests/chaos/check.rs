@@ -7,14 +7,18 @@
 //!    that was never committed was served from.
 //! 3. No take-over before the holder's heartbeat lapsed (the monitor's observation), and a
 //!    worker nothing happened to never loses a test.
-//! 4. The verdict, the outcomes and the exit codes match the suite's known answer.
+//! 4. The verdict, the outcomes and the exit codes match the suite's known answer (red, exit 6,
+//!    once a worker with another list was recorded; that worker runs nothing).
 //! 5. Every process ended by itself.
 
 use std::collections::BTreeMap;
 
-use crate::plan::{Kind, Plan};
+use crate::plan::{Fault, Kind, Plan};
 use crate::play::{Ended, Fate, Played};
 use crate::support::test_lines;
+
+/// Exit code of a worker with another list, and of every process that saw one recorded.
+const LIST_MISMATCH: i32 = 6;
 
 /// What one schedule broke.
 #[derive(Debug, Default)]
@@ -94,13 +98,25 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
         }
     }
 
-    let expected_code = if plan.expect_green() { 0 } else { 1 };
-    let expected_verdict = if plan.expect_green() {
+    let mut expected_code = if plan.expect_green() { 0 } else { 1 };
+    let mut expected_verdict = if plan.expect_green() {
         "verdict: green"
     } else {
         "verdict: failed"
     };
     let report = &played.report;
+    // A worker with another list turns the verdict red from the moment it is recorded: a
+    // process that ended before that keeps the suite's own verdict.
+    let mismatch_recorded = report
+        .output
+        .stdout
+        .contains("WORKERS WITH ANOTHER TEST LIST");
+    if mismatch_recorded {
+        expected_code = LIST_MISMATCH;
+        expected_verdict = "verdict: failed (a worker had another test list)";
+    }
+    let foreign = plan.faults.iter().any(|t| t.fault == Fault::ForeignList);
+    let suite_code = if plan.expect_green() { 0 } else { 1 };
     if report.output.code != Some(expected_code) {
         verdict.violations.push(format!(
             "report exited {:?}, expected {expected_code}\n{}",
@@ -136,12 +152,26 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
             ));
         }
     }
+    let ran: Vec<String> = played
+        .scratch
+        .runs()
+        .into_iter()
+        .filter(|(worker, _)| worker == "foreign")
+        .map(|(_, test)| test)
+        .collect();
+    if !ran.is_empty() {
+        verdict
+            .violations
+            .push(format!("the worker with another list ran {ran:?}"));
+    }
     for worker in &played.workers {
         let code = worker.output.code;
+        let verdict_code = code == Some(suite_code) || (foreign && code == Some(LIST_MISMATCH));
         let allowed = match worker.fate {
-            Fate::Survives => code == Some(expected_code),
-            Fate::Terminated => code.is_none() || code == Some(143) || code == Some(expected_code),
+            Fate::Survives => verdict_code,
+            Fate::Terminated => code.is_none() || code == Some(143) || verdict_code,
             Fate::Killed => true,
+            Fate::Foreign => code == Some(LIST_MISMATCH),
         };
         if !allowed {
             verdict.violations.push(format!(
@@ -161,7 +191,13 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
     }
 
     let expected_generations = 1 + played.replaced;
-    if played.committed != expected_generations {
+    // With a short --redis-ttl, a replaced generation nobody works on any more expires, as an
+    // abandoned one must: then fewer are left, never more.
+    let generations_ok = match plan.redis_ttl {
+        Some(_) => (1..=expected_generations).contains(&played.committed),
+        None => played.committed == expected_generations,
+    };
+    if !generations_ok {
         verdict.violations.push(format!(
             "{} generations committed, expected {expected_generations}",
             played.committed

@@ -63,6 +63,12 @@ pub enum Fault {
     RestartRedis,
     /// The harness stages a new generation with the same tests and makes it the build's.
     ReplaceGeneration,
+    /// Once the build is ready, a worker joins with another test list (one test dropped, two
+    /// added): it must run nothing and exit 6, and the build's verdict turns red.
+    ForeignList,
+    /// A second process joins under the worker id of slot `worker` (a CI matrix's shared
+    /// default id): both must live and leave on their own.
+    Twin { worker: usize },
 }
 
 impl Fault {
@@ -73,7 +79,11 @@ impl Fault {
             | Fault::Stop { worker, .. }
             | Fault::Term { worker }
             | Fault::Blackhole { worker, .. } => Some(worker),
-            Fault::DropAll | Fault::RestartRedis | Fault::ReplaceGeneration => None,
+            Fault::DropAll
+            | Fault::RestartRedis
+            | Fault::ReplaceGeneration
+            | Fault::ForeignList
+            | Fault::Twin { .. } => None,
         }
     }
 
@@ -102,6 +112,8 @@ pub struct Plan {
     pub tests: Vec<TestSpec>,
     pub start: Start,
     pub faults: Vec<Timed>,
+    /// A `--redis-ttl` shorter than the build, which a working build must outlive.
+    pub redis_ttl: Option<Duration>,
 }
 
 const POINTS: [&str; 2] = ["elected", "before-commit"];
@@ -114,6 +126,9 @@ pub fn coverage_gaps(plans: &[Plan]) -> Vec<String> {
     for plan in plans {
         if plan.batch_size > 1 {
             seen.insert("batches".to_owned());
+        }
+        if plan.redis_ttl.is_some() {
+            seen.insert("short redis ttl".to_owned());
         }
         match plan.start {
             Start::Together => {}
@@ -138,6 +153,8 @@ pub fn coverage_gaps(plans: &[Plan]) -> Vec<String> {
                     Fault::DropAll => "drop all",
                     Fault::RestartRedis => "restart redis",
                     Fault::ReplaceGeneration => "replace generation",
+                    Fault::ForeignList => "foreign list",
+                    Fault::Twin { .. } => "twin",
                 }
                 .to_owned(),
             );
@@ -153,6 +170,9 @@ pub fn coverage_gaps(plans: &[Plan]) -> Vec<String> {
         "drop all",
         "restart redis",
         "replace generation",
+        "foreign list",
+        "twin",
+        "short redis ttl",
     ]
     .map(str::to_owned)
     .into();
@@ -162,6 +182,36 @@ pub fn coverage_gaps(plans: &[Plan]) -> Vec<String> {
     }
     wanted.retain(|what| !seen.contains(what));
     wanted
+}
+
+/// A few of `seeds` that between them leave no coverage gap, short schedules first, chosen
+/// greedily; empty when `seeds` cannot cover everything.
+pub fn covering(seeds: &[u64]) -> Vec<u64> {
+    let mut plans: Vec<Plan> = seeds.iter().map(|&seed| Plan::new(seed)).collect();
+    plans.sort_by_key(|plan| plan.tests.len() + 4 * plan.faults.len());
+    let mut chosen: Vec<Plan> = Vec::new();
+    let mut gaps = coverage_gaps(&chosen).len();
+    while gaps > 0 {
+        let best = plans
+            .iter()
+            .enumerate()
+            .map(|(at, plan)| {
+                let mut with = chosen.clone();
+                with.push(plan.clone());
+                (coverage_gaps(&with).len(), at)
+            })
+            .min();
+        match best {
+            Some((left, at)) if left < gaps => {
+                chosen.push(plans.remove(at));
+                gaps = left;
+            }
+            _ => return Vec::new(),
+        }
+    }
+    let mut seeds: Vec<u64> = chosen.iter().map(|plan| plan.seed).collect();
+    seeds.sort_unstable();
+    seeds
 }
 
 impl Plan {
@@ -218,22 +268,30 @@ impl Plan {
             Start::LeaderPausedAt(_, resume) => free_at[0] = Some(resume.as_millis() as u64),
             Start::Together => {}
         }
+        // A replaced generation nobody works on expires under a short TTL, and a worker cut off
+        // from the replacement for longer then rightly finds the build lost: not drawn together.
+        let short_ttl = rng.chance(25);
         let mut times: Vec<u64> = (0..rng.range(1, 4)).map(|_| rng.range(0, span)).collect();
         times.sort_unstable();
         let mut replaced = false;
-        let faults = times
+        let mut foreign = false;
+        let faults: Vec<Timed> = times
             .into_iter()
             .map(|at| {
                 let free: Vec<usize> = (0..workers)
                     .filter(|&w| free_at[w].is_some_and(|t| t <= at))
                     .collect();
-                // Kill, Stop, Term, Blackhole, DropAll, RestartRedis, ReplaceGeneration.
-                let mut weights = [15, 20, 10, 20, 15, 10, 10];
+                // Kill, Stop, Term, Blackhole, DropAll, RestartRedis, ReplaceGeneration,
+                // ForeignList, Twin.
+                let mut weights = [15, 20, 10, 20, 15, 10, 10, 6, 8];
                 if free.is_empty() {
                     weights[..4].fill(0);
                 }
-                if replaced {
+                if replaced || short_ttl {
                     weights[6] = 0;
+                }
+                if foreign {
+                    weights[7] = 0;
                 }
                 let kind = rng.weighted(&weights);
                 let worker = if free.is_empty() {
@@ -259,10 +317,17 @@ impl Plan {
                     },
                     4 => Fault::DropAll,
                     5 => Fault::RestartRedis,
-                    _ => {
+                    6 => {
                         replaced = true;
                         Fault::ReplaceGeneration
                     }
+                    7 => {
+                        foreign = true;
+                        Fault::ForeignList
+                    }
+                    _ => Fault::Twin {
+                        worker: rng.range(0, workers as u64 - 1) as usize,
+                    },
                 };
                 if let Some(worker) = fault.worker() {
                     free_at[worker] = match fault {
@@ -278,6 +343,27 @@ impl Plan {
                 }
             })
             .collect();
+        // Longer than any worker is cut off, paused or replaced: a worker that reaches Redis
+        // only after a finished build's keys expired would rightly start it again.
+        let redis_ttl = short_ttl.then(|| {
+            let longest = faults
+                .iter()
+                .map(|timed: &Timed| match timed.fault {
+                    Fault::Stop { pause, .. } | Fault::Blackhole { pause, .. } => pause,
+                    Fault::Kill {
+                        replace_after: Some(after),
+                        ..
+                    } => after,
+                    _ => Duration::ZERO,
+                })
+                .chain(match start {
+                    Start::LeaderPausedAt(_, resume) => Some(resume),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or_default();
+            longest + Duration::from_millis(rng.range(1000, 2500))
+        });
         Self {
             seed,
             workers,
@@ -285,6 +371,7 @@ impl Plan {
             tests,
             start,
             faults,
+            redis_ttl,
         }
     }
 
@@ -322,6 +409,9 @@ impl fmt::Display for Plan {
             self.count(Kind::Flaky),
             self.batch_size
         )?;
+        if let Some(ttl) = self.redis_ttl {
+            write!(f, ", redis ttl {}", secs(ttl))?;
+        }
         match self.start {
             Start::Together => {}
             Start::LeaderKilledAt(point) => write!(f, ", leader killed at {point}")?,
@@ -351,6 +441,8 @@ impl fmt::Display for Plan {
                 Fault::DropAll => write!(f, "; drop all connections at {at}")?,
                 Fault::RestartRedis => write!(f, "; restart redis at {at}")?,
                 Fault::ReplaceGeneration => write!(f, "; replace the generation at {at}")?,
+                Fault::ForeignList => write!(f, "; a worker with another list at {at}")?,
+                Fault::Twin { worker } => write!(f, "; a twin of w{worker} at {at}")?,
             }
         }
         Ok(())

@@ -27,6 +27,8 @@ pub enum Fate {
     Terminated,
     /// SIGKILL: anything.
     Killed,
+    /// Joined with another test list: 6, having run nothing.
+    Foreign,
 }
 
 pub struct Ended {
@@ -58,7 +60,10 @@ pub struct Played {
 }
 
 struct Slot {
+    /// The process's name in the output.
     name: String,
+    /// Its worker id (a twin shares another slot's).
+    worker: String,
     proxy: FaultProxy,
     proc: Option<Proc>,
     fate: Fate,
@@ -82,7 +87,11 @@ pub fn play(plan: &Plan) -> Played {
     let list = scratch.tests(&ids);
     let monitor = Monitor::start(server.url(), &build, HEARTBEAT_TIMEOUT);
     let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
-    let args = |name: &str, proxy: &FaultProxy| -> Vec<String> {
+    let foreign_list = scratch.path("foreign.txt");
+    let mut foreign_ids: Vec<String> = ids[1..].to_vec();
+    foreign_ids.extend(["pass/foreign-1".to_owned(), "pass/foreign-2".to_owned()]);
+    std::fs::write(&foreign_list, foreign_ids.join("\n") + "\n").expect("foreign list");
+    let args = |name: &str, proxy: &FaultProxy, list: &std::path::Path| -> Vec<String> {
         let mut args: Vec<String> = [
             "run",
             "--queue",
@@ -109,25 +118,35 @@ pub fn play(plan: &Plan) -> Played {
             "30s",
             "--queue-init-timeout",
             "60s",
-            "--",
         ]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        args.push(record_test());
+        if let Some(ttl) = plan.redis_ttl {
+            args.extend(["--redis-ttl".to_owned(), format!("{}ms", ttl.as_millis())]);
+        }
+        args.extend(["--".to_owned(), record_test()]);
         args
     };
+    let port = server.port;
+    let slot = |name: String, worker: String, fate: Fate| Slot {
+        name,
+        worker,
+        proxy: FaultProxy::start(port),
+        proc: None,
+        fate,
+        targeted: false,
+    };
     let mut slots: Vec<Slot> = (0..plan.workers)
-        .map(|n| Slot {
-            name: format!("w{n}"),
-            proxy: FaultProxy::start(server.port),
-            proc: None,
-            fate: Fate::Survives,
-            targeted: false,
-        })
+        .map(|n| slot(format!("w{n}"), format!("w{n}"), Fate::Survives))
         .collect();
     let spawn = |slot: &mut Slot, env: &[(&str, &str)]| {
-        let args = args(&slot.name, &slot.proxy);
+        let list = if slot.fate == Fate::Foreign {
+            &foreign_list
+        } else {
+            &list
+        };
+        let args = args(&slot.worker, &slot.proxy, list);
         slot.proc = Some(Proc::spawn_with_env(&slot.name, &scratch, &args, env));
     };
     let mut events: Vec<(Duration, Event)> = Vec::new();
@@ -197,21 +216,35 @@ pub fn play(plan: &Plan) -> Played {
                             replaced += 1;
                         }
                     }
+                    Fault::ForeignList => {
+                        // Once the build is ready: before, the foreign worker could lead.
+                        let ready = Instant::now() + Duration::from_secs(60);
+                        while crate::support::ready_generation(&server, &build).is_none()
+                            && Instant::now() < ready
+                        {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        let mut foreign =
+                            slot("foreign".to_owned(), "foreign".to_owned(), Fate::Foreign);
+                        spawn(&mut foreign, &[]);
+                        slots.push(foreign);
+                    }
+                    Fault::Twin { worker } => {
+                        let id = slots[worker].worker.clone();
+                        let mut twin = slot(format!("{id}-twin"), id, Fate::Survives);
+                        spawn(&mut twin, &[]);
+                        slots.push(twin);
+                    }
                 }
             }
             Event::Resume(worker) => slots[worker].proxy.resume(),
             Event::Cont(worker) => signal(&slots[worker], Signal::SIGCONT),
             Event::ResumeLeader => signal(&slots[0], Signal::SIGCONT),
             Event::Spawn(worker) => {
-                let mut slot = Slot {
-                    name: format!("{}r", slots[worker].name),
-                    proxy: FaultProxy::start(server.port),
-                    proc: None,
-                    fate: Fate::Survives,
-                    targeted: false,
-                };
-                spawn(&mut slot, &[]);
-                slots.push(slot);
+                let name = format!("{}r", slots[worker].name);
+                let mut replacement = slot(name.clone(), name, Fate::Survives);
+                spawn(&mut replacement, &[]);
+                slots.push(replacement);
             }
         }
     }

@@ -423,3 +423,48 @@ fn a_redis_user_missing_a_permission_is_told_which() {
         );
     }
 }
+
+/// The README's least-privilege user (`ACL_RULE`) runs a whole build and its report.
+#[test]
+fn a_user_with_only_the_documented_permissions_runs_a_build() {
+    let server = RedisServer::start();
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("ci")
+        .arg("on")
+        .arg(">secret")
+        .arg(ciq::queue::redis::ACL_RULE.split(' ').collect::<Vec<_>>())
+        .exec(&mut server.conn())
+        .unwrap();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&[
+        "pass/a".to_owned(),
+        "fail/b".to_owned(),
+        "flaky/c".to_owned(),
+    ]);
+    let url = format!("redis://ci:secret@127.0.0.1:{}/0", server.port);
+    let mut report = report_args(&server, "least");
+    report[2] = url.clone();
+    let report = Proc::spawn("report", &scratch, &report);
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            let mut args = worker_args(&server, "least", w, &list);
+            args[2] = url.clone();
+            args.extend(["--requeue-tolerance", "1", "--", &record_test()].map(str::to_owned));
+            Proc::spawn(w, &scratch, &args)
+        })
+        .collect();
+    for out in workers
+        .into_iter()
+        .map(|w| w.wait(WITHIN))
+        .chain([report.wait(WITHIN)])
+    {
+        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert!(
+            out.stdout.contains("3 tests: 1 passed, 1 flaky, 1 failed"),
+            "{}",
+            out.both()
+        );
+    }
+}

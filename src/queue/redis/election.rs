@@ -265,7 +265,9 @@ impl RedisQueue {
         self.set_leading(Some((setup.clone(), generation.to_owned())));
         let led = tokio::select! {
             led = self.discover_stage_commit(generation, &setup, &ready, source) => led,
-            renewal = self.renew_until_lost(&setup, &ready) => renewal.map(|()| Led::LostLock),
+            renewal = self.renew_until_lost(generation, &setup, &ready) => {
+                renewal.map(|()| Led::LostLock)
+            }
         };
         self.set_leading(None);
         if matches!(led, Ok(Led::LostLock)) {
@@ -316,13 +318,20 @@ impl RedisQueue {
     /// Renews the lock every third of its TTL; returns once the lock is found to be someone
     /// else's. An error (Redis unreachable past the retry budget) is not a lost lock: the
     /// commit may have landed, so the generation is not dropped.
-    async fn renew_until_lost(&self, setup: &str, ready: &str) -> Result<(), QueueError> {
+    async fn renew_until_lost(
+        &self,
+        generation: &str,
+        setup: &str,
+        ready: &str,
+    ) -> Result<(), QueueError> {
         let ttl = millis(self.settings.lock_ttl);
+        let key_ttl = millis(self.settings.key_ttl);
+        let keys = [self.keys.state(), self.keys.generation(generation).queue];
         loop {
             sleep(self.settings.lock_ttl / 3).await;
             let renewed: i64 = self
                 .conn
-                .eval(&SCRIPTS.renew, &[self.keys.state()], &[setup, ready, &ttl])
+                .eval(&SCRIPTS.renew, &keys, &[setup, ready, &ttl, &key_ttl])
                 .await?;
             if renewed == 0 {
                 return Ok(());

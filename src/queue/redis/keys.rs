@@ -109,7 +109,7 @@ impl BuildKeys {
     }
 
     /// The KEYS of every per-test script, in the order `lua/prelude.lua` names them.
-    pub fn per_test(&self, generation: &GenKeys) -> [String; 15] {
+    pub fn per_test(&self, generation: &GenKeys) -> [String; 16] {
         [
             self.state(),
             self.workers(),
@@ -126,6 +126,7 @@ impl BuildKeys {
             generation.replies.clone(),
             generation.failed.clone(),
             generation.flaky.clone(),
+            self.mismatched(),
         ]
     }
 }

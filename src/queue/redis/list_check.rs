@@ -22,12 +22,18 @@ impl RedisQueue {
         list: &TestList,
     ) -> Result<(), QueueError> {
         let keys = self.keys.generation(generation);
-        let committed: Option<String> = self
+        let (total, committed): (Option<String>, Option<String>) = self
             .conn
-            .query(redis::cmd("HGET").arg(&keys.meta).arg("list-digest"))
+            .query(
+                redis::cmd("HMGET")
+                    .arg(&keys.meta)
+                    .arg("total")
+                    .arg("list-digest"),
+            )
             .await?;
-        // No digest: the meta is gone, which the first reservation reports as lost state.
-        if committed.is_none_or(|digest| digest == list.digest()) {
+        // No meta at all is lost state, which the first reservation reports; a meta without a
+        // digest cannot vouch for the list, and is refused like another list.
+        if total.is_none() || committed.as_deref() == Some(list.digest().as_str()) {
             return Ok(());
         }
         let mut read = redis::pipe();
@@ -46,6 +52,9 @@ impl RedisQueue {
         let ours: HashSet<&str> = list.ids.iter().map(|id| id.as_str()).collect();
         let only_ours = ours.difference(&build).count();
         let only_build = build.difference(&ours).count();
+        if only_ours == 0 && only_build == 0 {
+            return Ok(());
+        }
         let example = ours
             .difference(&build)
             .min()

@@ -50,6 +50,26 @@ pub struct RedisSettings {
     pub redis_timeout: Duration,
 }
 
+/// The ACL rule a Redis user needs to run ciq (README, "Redis permissions"): ciq's keys only,
+/// and the commands ciq sends or its scripts call (`config|get` only for the eviction warning).
+pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hgetall +hincrby +hdel +hexists +hlen +hvals +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zscore +config|get";
+
 fn millis(duration: Duration) -> String {
     duration.as_millis().max(1).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The README's least-privilege user must be the one the tests run a build with.
+    #[test]
+    fn readme_gives_the_acl_rule() {
+        let readme = include_str!("../../../README.md");
+        assert!(
+            readme.contains(&format!(
+                "ACL SETUSER ci on >PASSWORD {}\n",
+                super::ACL_RULE
+            )),
+            "README lacks the ACL rule"
+        );
+    }
 }

@@ -70,6 +70,9 @@ pub struct Reservation {
     /// Test id and what became of each acknowledged result.
     #[serde(default, deserialize_with = "lua_list")]
     pub recorded: Vec<(String, String)>,
+    /// What did not add up, with `lost`.
+    #[serde(default)]
+    pub why: String,
 }
 
 /// HEARTBEAT's reply (a stale generation answers with no list: its next reserve will say so).
@@ -80,6 +83,9 @@ pub struct Heartbeat {
     /// Tests this worker no longer holds.
     #[serde(default, deserialize_with = "lua_list")]
     pub lost: Vec<String>,
+    /// What did not add up, with `lost`.
+    #[serde(default)]
+    pub why: String,
 }
 
 /// PROGRESS's reply.
@@ -101,6 +107,9 @@ pub struct Progress {
     pub alive: u64,
     /// Workers ever seen in this build.
     pub registered: u64,
+    /// The build's heartbeat timeout in ms (0 before a commit).
+    #[serde(default)]
+    pub timeout: u64,
 }
 
 #[cfg(test)]

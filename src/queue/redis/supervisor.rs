@@ -115,6 +115,7 @@ async fn watch(
     let mut followed: Option<String> = None;
     let mut dead_leaders = DeadLeaders::default();
     let mut leaderless_since = started;
+    let mut ready_since: Option<Instant> = None;
     let ending = loop {
         let generation = keys.generation(followed.as_deref().unwrap_or(""));
         let reply: String = conn
@@ -146,6 +147,7 @@ async fn watch(
                     ));
                 }
                 followed = Some(ready.to_owned());
+                ready_since = None;
                 continue;
             }
             if progress.total < 0 {
@@ -162,7 +164,13 @@ async fn watch(
             if progress.queued == 0 && progress.running == 0 {
                 break Ending::Drained;
             }
-            if progress.registered > 0 && progress.alive == 0 {
+            // Workers may take a while after the commit to be heard (a build, a framework's
+            // start): gone means silent for a whole heartbeat timeout since the build was ready.
+            let ready_for = ready_since.get_or_insert_with(Instant::now).elapsed();
+            if progress.registered > 0
+                && progress.alive == 0
+                && ready_for >= Duration::from_millis(progress.timeout)
+            {
                 break Ending::WorkersGone;
             }
         } else if followed.is_some() {

@@ -36,7 +36,7 @@ pub struct RedisQueue {
 /// The generation a worker follows, with the KEYS its scripts take.
 pub(super) struct Followed {
     generation: GenKeys,
-    per_test: [String; 15],
+    per_test: [String; 16],
 }
 
 impl RedisQueue {
@@ -102,7 +102,7 @@ impl RedisQueue {
             "empty" => Reservation::Empty,
             "done" => Reservation::Done,
             "stale" => Reservation::Stale,
-            "lost" => return Err(self.lost_keys().await),
+            "lost" => return Err(self.lost_keys(&reply.why).await),
             // Only an outdated copy of a request gets this, on a connection ciq already left.
             "superseded" => {
                 return Err(QueueError::Protocol(
@@ -117,11 +117,8 @@ impl RedisQueue {
         })
     }
 
-    async fn lost_keys(&self) -> QueueError {
-        self.state_lost(
-            "keys of its queue are gone: its metadata, or tests that were neither queued, running nor done",
-        )
-        .await
+    async fn lost_keys(&self, why: &str) -> QueueError {
+        self.state_lost(why).await
     }
 }
 
@@ -201,7 +198,7 @@ impl Queue for RedisQueue {
             .await?;
         let reply: reply::Heartbeat = parse("heartbeat", &reply)?;
         if reply.status == "lost" {
-            return Err(self.lost_keys().await);
+            return Err(self.lost_keys(&reply.why).await);
         }
         reply.lost.iter().map(|id| stored_id(id)).collect()
     }

@@ -614,6 +614,8 @@ pub fn replace_generation(server: &RedisServer, build: &str, name: &str, ids: &[
         .arg(0)
         .arg("leases")
         .arg(0)
+        .arg("list-digest")
+        .arg(ciq::test_id::digest(ids.iter().copied()))
         .query(&mut conn)
         .expect("HSET meta");
     let _: () = redis::cmd("SET")

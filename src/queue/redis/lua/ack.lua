@@ -26,13 +26,15 @@ for i = 7, #ARGV, 4 do
   local status
   if not holds(test, lease) then
     if not redis.call('HGET', K.leases, test) and redis.call('ZSCORE', K.running, test) then
-      return cjson.encode({status = 'lost'})
+      return close(cjson.encode({status = 'lost', why = 'a running test has no lease'}), false)
     end
     status = 'discarded'
     redis.call('HINCRBY', K.stats, 'discarded', 1)
     touch(K.stats)
   else
-    if redis.call('ZREM', K.running, test) == 0 then return cjson.encode({status = 'lost'}) end
+    if redis.call('ZREM', K.running, test) == 0 then
+      return close(cjson.encode({status = 'lost', why = 'a leased test is not running'}), false)
+    end
     redis.call('HDEL', K.leases, test)
     local failed = outcome == 'failed' or outcome == 'errored'
     if failed and requeue_allowed(test) then

@@ -1,7 +1,7 @@
 -- HEARTBEAT(held): one call per interval for everything a worker holds. Lease-fenced: only the
 -- tests this worker still holds are refreshed; the others are reported back as lost (taken over
 -- while the worker could not be heard).
--- ARGV[6..] pairs of test id, lease. Replies JSON {status = ok|stale|lost, lost = {ids}}.
+-- ARGV[6..] pairs of test id, lease. Replies JSON {status = ok|stale|lost, lost = {ids}, why}.
 -- Liveness is build-wide: a worker still finishing a test of a replaced generation is alive and
 -- about to rejoin, so the report must not take it for gone.
 local ctx, early = open(false, true)

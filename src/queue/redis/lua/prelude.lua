@@ -4,7 +4,7 @@
 --   KEYS[1] state      KEYS[2] workers    KEYS[3] results    KEYS[4] failures   KEYS[5] stats
 --   KEYS[6] queue      KEYS[7] running    KEYS[8] leases     KEYS[9] processed  KEYS[10] requeues
 --   KEYS[11] requeued-by                  KEYS[12] meta      KEYS[13] replies   KEYS[14] failed
---   KEYS[15] flaky
+--   KEYS[15] flaky     KEYS[16] mismatched
 -- ARGV[1] generation, ARGV[2] worker, ARGV[3] session (one per process: two processes given
 -- one worker id are two sessions), ARGV[4] request sequence, ARGV[5] key TTL in ms; the
 -- script's own arguments follow from ARGV[6].
@@ -14,7 +14,7 @@ local K = {
   state = KEYS[1], workers = KEYS[2], results = KEYS[3], failures = KEYS[4], stats = KEYS[5],
   queue = KEYS[6], running = KEYS[7], leases = KEYS[8], processed = KEYS[9], requeues = KEYS[10],
   requeued_by = KEYS[11], meta = KEYS[12], replies = KEYS[13], failed = KEYS[14],
-  flaky = KEYS[15],
+  flaky = KEYS[15], mismatched = KEYS[16],
 }
 local GEN, WORKER, SESSION, SEQ, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 
@@ -83,7 +83,7 @@ end
 -- requeue counts, the results): all TTLs are refreshed once a quarter of the TTL has passed
 -- since the last refresh, so a key can only expire once the build stopped working.
 local ALL = {K.state, K.workers, K.results, K.failures, K.stats, K.queue, K.running, K.leases,
-  K.processed, K.requeues, K.requeued_by, K.meta, K.replies, K.failed, K.flaky}
+  K.processed, K.requeues, K.requeued_by, K.meta, K.replies, K.failed, K.flaky, K.mismatched}
 local function refresh_if_due(meta, now)
   if now - meta.refreshed_at < TTL / 4 then return end
   for _, key in ipairs(ALL) do touch(key) end
@@ -111,7 +111,7 @@ local function open(replay, alive_when_stale)
     return nil, close(cjson.encode({status = 'stale'}), false)
   end
   local meta = load_meta()
-  if not meta then return nil, cjson.encode({status = 'lost'}) end
+  if not meta then return nil, cjson.encode({status = 'lost', why = "its generation's metadata is gone"}) end
   seen(now)
   refresh_if_due(meta, now)
   return {now = now, meta = meta}
@@ -148,7 +148,7 @@ end
 -- generation or an earlier one): then the earlier outcome stands and is what this generation
 -- counts (`outcome` may then be nil). Returns the outcome recorded, or 'duplicate'.
 local function decide(test, outcome)
-  redis.call('SADD', K.processed, test)
+  if redis.call('SADD', K.processed, test) == 0 then return 'duplicate' end
   touch(K.processed)
   local earlier = redis.call('HGET', K.results, test)
   if earlier then
@@ -232,8 +232,12 @@ local function reservation(tests, ctx)
     return {status = 'empty'}
   end
   local processed = redis.call('SCARD', K.processed)
-  if processed ~= ctx.meta.total or redis.call('HLEN', K.results) < processed then
-    return {status = 'lost'}
+  if processed ~= ctx.meta.total then
+    return {status = 'lost', why = 'nothing is queued or running, yet only ' .. processed .. ' of '
+      .. ctx.meta.total .. ' tests have an outcome'}
+  end
+  if redis.call('HLEN', K.results) < processed then
+    return {status = 'lost', why = 'fewer results than tests with an outcome'}
   end
   return {status = 'done'}
 end

@@ -2,7 +2,7 @@
 -- KEYS[1] state, KEYS[2] aborted, KEYS[3] workers, then the followed generation's KEYS[4] meta,
 -- KEYS[5] queue, KEYS[6] running, KEYS[7] processed (any names before a generation is known).
 -- Replies JSON {state, abort, total (-1 before a commit, or once the meta is lost), queued,
--- running, processed, alive, registered}: alive counts worker sessions heard from within the
+-- running, processed, alive, registered, timeout (the heartbeat timeout, ms)}: alive counts worker sessions heard from within the
 -- heartbeat timeout, in server time; registered counts every session that joined.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -24,4 +24,5 @@ return cjson.encode({
   processed = redis.call('SCARD', KEYS[7]),
   alive = alive,
   registered = registered,
+  timeout = timeout,
 })

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Benchmark: what a build costs its Redis, per test.
+
+Runs 2,000 no-op tests (`true`) on 4 workers and a report against a redis-server of its own, at
+batch sizes 1 and 8, and prints per test: client round trips, commands run inside scripts,
+Redis CPU in microseconds (from INFO cpu: the server's whole user+system time over the build,
+network included; and from INFO commandstats: time inside commands), and the wall time. The
+round trips and script commands come from a second run watched with MONITOR (which costs CPU
+itself, so the CPU figures come from the first run, unwatched).
+
+    python3 scripts/bench_redis.py [--ciq PATH] [--tests 2000] [--workers 4] [--batch-sizes 1,8]
+
+Without --ciq it builds this checkout in release mode. Pass another build's binary to compare
+(e.g. a worktree of an older commit): the figures are measured in one run, on one machine.
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    def __init__(self, scratch):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", scratch],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            if self.cli("ping").strip() == "PONG":
+                return
+            time.sleep(0.1)
+        sys.exit("redis-server did not start")
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                              text=True).stdout
+
+    def info(self, section):
+        fields = {}
+        for line in self.cli("info", section).splitlines():
+            if ":" in line and not line.startswith("#"):
+                key, value = line.split(":", 1)
+                fields[key] = value.strip()
+        return fields
+
+    def cpu_seconds(self):
+        cpu = self.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+    def command_usec(self):
+        total = 0
+        for key, value in self.info("commandstats").items():
+            parts = dict(p.split("=") for p in value.split(","))
+            total += int(parts["usec"])
+        return total
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def build(ciq, redis, tests_file, workers, batch, build_id):
+    url = f"redis://127.0.0.1:{redis.port}/0"
+    common = ["--queue", url, "--build", build_id]
+    started = time.perf_counter()
+    report = subprocess.Popen([ciq, "report", *common], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    procs = [
+        subprocess.Popen([ciq, "run", *common, "--worker", f"w{n}", "--tests", tests_file,
+                          "--batch-size", str(batch), "--", "true"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for n in range(workers)
+    ]
+    codes = [p.wait() for p in procs] + [report.wait()]
+    if any(codes):
+        sys.exit(f"a process of build {build_id} failed: exit codes {codes}")
+    return time.perf_counter() - started
+
+
+def measure(ciq, tests, workers, batch):
+    scratch = tempfile.mkdtemp(prefix="ciq-bench-redis-")
+    tests_file = os.path.join(scratch, "tests.txt")
+    with open(tests_file, "w") as f:
+        for i in range(tests):
+            f.write(f"noop/{i:05}\n")
+    redis = Redis(scratch)
+    try:
+        redis.cli("config", "resetstat")
+        cpu = redis.cpu_seconds()
+        wall = build(ciq, redis, tests_file, workers, batch, "cpu")
+        cpu = redis.cpu_seconds() - cpu
+        usec = redis.command_usec()
+        monitor_log = os.path.join(scratch, "monitor.log")
+        with open(monitor_log, "w") as log:
+            monitor = subprocess.Popen(["redis-cli", "-p", str(redis.port), "monitor"], stdout=log,
+                                       stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            build(ciq, redis, tests_file, workers, batch, "counted")
+            redis.cli("ping")
+            time.sleep(0.5)
+            monitor.terminate()
+            monitor.wait()
+        client = script = 0
+        with open(monitor_log) as log:
+            for line in log:
+                if "] \"" not in line:
+                    continue
+                source = line.split("[", 1)[1].split("]", 1)[0]
+                if "lua" in source:
+                    script += 1
+                elif "\"monitor\"" not in line.lower():
+                    client += 1
+        return {
+            "round trips": client / tests,
+            "script commands": script / tests,
+            "cpu us": cpu * 1e6 / tests,
+            "command us": usec / tests,
+            "wall s": wall,
+        }
+    finally:
+        redis.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ciq", help="a ciq binary (default: build this checkout)")
+    parser.add_argument("--tests", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--batch-sizes", default="1,8")
+    args = parser.parse_args()
+    ciq = args.ciq
+    if not ciq:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        ciq = os.path.join(ROOT, "target", "release", "ciq")
+    print(f"{args.tests} no-op tests, {args.workers} workers, {ciq}")
+    print("batch | round trips/test | script commands/test | Redis CPU us/test (INFO cpu) | in commands us/test | wall s")
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        m = measure(ciq, args.tests, args.workers, batch)
+        print(f"{batch:5} | {m['round trips']:16.2f} | {m['script commands']:20.1f} | "
+              f"{m['cpu us']:28.1f} | {m['command us']:19.1f} | {m['wall s']:6.1f}")
+
+
+if __name__ == "__main__":
+    main()
