@@ -7,7 +7,7 @@ then a second `ciq report` on the finished build. Prints each process's peak RSS
 and wall time. The target: at most 150 MB for a worker or the report at 1M tests, whatever the
 suite's size, because summaries hold counts and at most a few hundred names, never every result.
 
-    python3 scripts/bench_scale.py [--tests 1000000] [--workers 4] [--batch-size 100]
+    python3 scripts/bench_scale.py [--ciq PATH] [--tests 1000000] [--workers 4] [--batch-size 100]
 """
 import argparse
 import os
@@ -35,13 +35,16 @@ def wait_rss(proc):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ciq", help="a ciq binary (default: build this checkout)")
     parser.add_argument("--tests", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=100)
     args = parser.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    ciq = os.path.join(ROOT, "target", "release", "ciq")
+    ciq = args.ciq
+    if not ciq:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        ciq = os.path.join(ROOT, "target", "release", "ciq")
     scratch = tempfile.mkdtemp(prefix="ciq-bench-scale-")
     port = free_port()
     redis = subprocess.Popen(
@@ -59,13 +62,13 @@ def main():
         with open(tests, "w") as f:
             for i in range(args.tests):
                 f.write(f"suite/test_{i:07}\n")
-        common = ["--queue", url, "--build", "scale", "--heartbeat-timeout", "120s"]
+        common = ["--queue", url, "--build", "scale"]
         started = time.perf_counter()
         workers = []
         for n in range(args.workers):
             log = open(os.path.join(scratch, f"w{n}.log"), "w")
             workers.append(subprocess.Popen(
-                [ciq, "run", *common, "--worker", f"w{n}", "--tests", tests,
+                [ciq, "run", *common, "--worker", f"w{n}", "--tests", tests, "--heartbeat-timeout", "120s",
                  "--batch-size", str(args.batch_size), "--", "true"],
                 stdout=log, stderr=log,
             ))

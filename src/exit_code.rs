@@ -3,14 +3,10 @@
 //! CI systems branch on these codes (retry on infrastructure errors, page on lost leaders), so
 //! they are part of the interface and documented in the README.
 
-use crate::discovery::DiscoveryError;
-use crate::process::SpawnError;
+use crate::error::Error;
 use crate::queue::QueueError;
 use crate::queue::error::AbortKind;
 use crate::report::Verdict;
-use crate::runner::RunnerError;
-use crate::test_id::TestListError;
-use crate::worker::WorkerError;
 
 /// Every test passed, was skipped, or was flaky.
 pub const SUCCESS: i32 = 0;
@@ -40,26 +36,13 @@ pub fn for_verdict(verdict: Verdict) -> i32 {
     }
 }
 
-/// The exit code for an error that ended ciq, from the first cause ciq knows.
-pub fn for_error(err: &anyhow::Error) -> i32 {
-    for cause in err.chain() {
-        if let Some(err) = cause.downcast_ref::<QueueError>() {
-            return for_queue_error(err);
-        }
-        if let Some(WorkerError::Queue(err)) = cause.downcast_ref::<WorkerError>() {
-            return for_queue_error(err);
-        }
-        if cause.is::<WorkerError>()
-            || cause.is::<RunnerError>()
-            || cause.is::<SpawnError>()
-            || cause.is::<DiscoveryError>()
-            || cause.is::<TestListError>()
-            || cause.is::<crate::config::ConfigError>()
-        {
-            return USAGE;
-        }
+/// The exit code for an error that ended ciq.
+pub fn for_error(err: &Error) -> i32 {
+    match err {
+        Error::Queue(err) => for_queue_error(err),
+        Error::Config(_) | Error::Discovery(_) | Error::Runner(_) => USAGE,
+        Error::Panicked(_) | Error::Runtime(_) => INFRASTRUCTURE,
     }
-    INFRASTRUCTURE
 }
 
 fn for_queue_error(err: &QueueError) -> i32 {
@@ -84,11 +67,14 @@ fn for_queue_error(err: &QueueError) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::SpawnError;
     use crate::queue::error::Abort;
+    use crate::runner::RunnerError;
+    use crate::worker::WorkerError;
 
     #[test]
     fn errors_map_to_documented_codes() {
-        let code = |err: QueueError| for_error(&anyhow::Error::new(err));
+        let code = |err: QueueError| for_error(&Error::Queue(err));
         assert_eq!(code(QueueError::LostLeader { attempts: 3 }), NO_LEADER);
         assert_eq!(code(QueueError::StateLost("x".into())), INFRASTRUCTURE);
         assert_eq!(
@@ -130,11 +116,10 @@ mod tests {
             })),
             INFRASTRUCTURE
         );
-        let wrapped = anyhow::Error::new(WorkerError::Queue(QueueError::StateLost("x".into())))
-            .context("worker `w1` stopped");
-        assert_eq!(for_error(&wrapped), INFRASTRUCTURE);
+        let worker = WorkerError::Queue(QueueError::StateLost("x".into()));
+        assert_eq!(for_error(&worker.into()), INFRASTRUCTURE);
         let runner = WorkerError::Runner(RunnerError::Spawn(SpawnError::NotFound("x".into())));
-        assert_eq!(for_error(&anyhow::Error::new(runner)), USAGE);
+        assert_eq!(for_error(&runner.into()), USAGE);
         assert_eq!(for_verdict(Verdict::Incomplete), TESTS_NOT_RUN);
     }
 }

@@ -1,4 +1,4 @@
-//! Values written for people: durations rounded to what a reader can use.
+//! Values written for people: durations rounded to what a reader can use, errors on one line.
 
 use std::time::Duration;
 
@@ -24,6 +24,18 @@ pub fn duration(d: Duration) -> String {
         (h, 0, _) => format!("{h}h"),
         (h, m, _) => format!("{h}h {m}m"),
     }
+}
+
+/// An error and its causes on one line, `outer: inner: root`, for messages stored in Redis.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -5,17 +5,20 @@
 //! another worker to tell flaky from broken, and a report step gives the build one verdict.
 //! Without Redis the same loop runs with N local workers.
 //!
-//! The data flows test list ([`test_id`], [`discovery`]) -> queue ([`queue`]: election and
-//! per-test scripts) -> worker loop ([`worker`]) -> runner ([`runner`]) -> result
-//! ([`outcome`]) -> report ([`report`]).
+//! The data flows test list ([`test_id`], [`discovery`] over [`frameworks`] and [`listing`]) ->
+//! queue ([`queue`]: election and per-test scripts) -> worker loop ([`worker`]) -> runner
+//! ([`runner`], [`frameworks`]) -> result ([`outcome`]) -> report ([`report`]).
 
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod discovery;
+pub mod error;
 pub mod exit_code;
+pub mod frameworks;
 pub mod guard;
 pub mod human;
+pub mod listing;
 pub mod outcome;
 pub mod pause_point;
 pub mod process;
@@ -25,15 +28,3 @@ pub mod runner;
 pub mod signal;
 pub mod test_id;
 pub mod worker;
-
-/// An error and its causes on one line, `outer: inner: root`, for messages stored in Redis.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

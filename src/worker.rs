@@ -126,7 +126,8 @@ async fn work<Q: Queue, R: Runner>(
                 });
                 *held.lock().unwrap_or_else(PoisonError::into_inner) =
                     batch.iter().map(|r| (r.clone(), deadline)).collect();
-                let results = runner.run(&batch).await?;
+                let ids: Vec<TestId> = batch.iter().map(|r| r.id.clone()).collect();
+                let results = runner.run(&ids).await?;
                 held.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 let acks = pair(&batch, results);
                 let durations: HashMap<_, _> = acks

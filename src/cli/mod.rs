@@ -37,14 +37,41 @@ pub fn main() -> ExitCode {
                 Command::Report(args) => report::report(args).await,
             }
         }),
-        Err(err) => Err(anyhow::Error::new(err).context("cannot start the async runtime")),
+        Err(err) => Err(Failed::from(crate::error::Error::Runtime(err))),
     };
     crate::console::flush(FLUSH_WITHIN);
-    let code = code.unwrap_or_else(|err| {
-        eprintln!("{}", render_error(&err));
-        exit_code::for_error(&err)
+    let code = code.unwrap_or_else(|failed| {
+        eprintln!("{}", render_error(&failed.error));
+        failed.code
     });
     exit(code)
+}
+
+/// An error that ends a command: its exit code, decided from its type before any context was
+/// added ([`exit_code::for_error`], an exhaustive match), and the error to print.
+pub(crate) struct Failed {
+    code: i32,
+    error: anyhow::Error,
+}
+
+impl<E: Into<crate::error::Error>> From<E> for Failed {
+    fn from(err: E) -> Self {
+        let err = err.into();
+        Self {
+            code: exit_code::for_error(&err),
+            error: anyhow::Error::new(err),
+        }
+    }
+}
+
+impl Failed {
+    /// The same failure, its message prefixed by `context`.
+    pub(crate) fn context(self, context: String) -> Self {
+        Self {
+            code: self.code,
+            error: self.error.context(context),
+        }
+    }
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -6,21 +6,23 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::Failed;
 use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
 use crate::queue::redis::supervisor::{Ending, Status, supervise};
 
-pub async fn report(args: ReportArgs) -> anyhow::Result<i32> {
+pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
     let settings = report_settings(args, &ids)?;
     let mut progress = Progress::new();
     let (summary, ending) = supervise(&settings, |status| progress.show(status))
         .await
-        .with_context(|| format!("report for build `{}`", settings.build))?;
+        .map_err(|err| {
+            Failed::from(err).context(format!("report for build `{}`", settings.build))
+        })?;
     progress.finish();
     match ending {
         Ending::Drained => {}

@@ -1,24 +1,26 @@
 //! `ciq run`: local workers over an in-memory queue, or one worker of a Redis build.
 
-use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::Failed;
 use crate::config::args::RunArgs;
 use crate::config::{Mode, RunConfig, RunnerSpec, ci};
 use crate::discovery::TestSource;
 use crate::exit_code;
+use crate::frameworks::nextest::NextestRunner;
+use crate::frameworks::pytest;
+use crate::outcome::TestResult;
 use crate::queue::local::LocalQueue;
 use crate::queue::redis::{RedisQueue, connection};
-use crate::runner::AnyRunner;
 use crate::runner::command::CommandRunner;
-use crate::runner::nextest::NextestRunner;
-use crate::runner::protocol::PersistentRunner;
-use crate::runner::pytest;
+use crate::runner::persistent::{Hints, PersistentRunner};
+use crate::runner::{Runner, RunnerError};
 use crate::signal;
+use crate::test_id::TestId;
 use crate::worker::{self, WorkerEnd};
 
-pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
     let config = RunConfig::new(args, &ids)?;
     if let Mode::Redis { settings, .. } = &config.mode {
@@ -52,7 +54,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             let runner = runner_for(&config, &worker);
             let end = worker::run(&queue, &runner, &config.worker, shutdown)
                 .await
-                .with_context(|| format!("worker `{worker}` of build `{build}` stopped"))?;
+                .map_err(|err| {
+                    Failed::from(err)
+                        .context(format!("worker `{worker}` of build `{build}` stopped"))
+                })?;
             if let WorkerEnd::Done {
                 finished_before: true,
                 ..
@@ -67,7 +72,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
 }
 
-async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow::Result<i32> {
+async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> Result<i32, Failed> {
     let (stop_tx, stop_rx) = watch::channel(None::<i32>);
     let signals = tokio::spawn(async move {
         let _ = stop_tx.send(Some(signal::shutdown().await));
@@ -101,7 +106,7 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow
             Ok(ended) => ended,
             // Aborted below, after another worker's fatal error.
             Err(err) if err.is_cancelled() => continue,
-            Err(err) => return Err(anyhow::Error::new(err).context("a local worker panicked")),
+            Err(err) => return Err(crate::error::Error::Panicked(err).into()),
         };
         match ended {
             Ok(WorkerEnd::Done { .. }) => {}
@@ -125,6 +130,46 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> anyhow
     })
 }
 
+/// The runner the command line chose.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one runner per worker, built once and never moved on a hot path"
+)]
+enum AnyRunner {
+    /// A command per batch.
+    Command(CommandRunner),
+    /// cargo-nextest's binaries, one process per test.
+    Nextest(NextestRunner),
+    /// A persistent framework process.
+    Persistent(PersistentRunner),
+}
+
+impl Runner for AnyRunner {
+    async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
+        match self {
+            AnyRunner::Command(runner) => runner.run(batch).await,
+            AnyRunner::Nextest(runner) => runner.run(batch).await,
+            AnyRunner::Persistent(runner) => runner.run(batch).await,
+        }
+    }
+
+    async fn prepare(&self) -> Result<(), RunnerError> {
+        match self {
+            AnyRunner::Command(runner) => runner.prepare().await,
+            AnyRunner::Nextest(runner) => runner.prepare().await,
+            AnyRunner::Persistent(runner) => runner.prepare().await,
+        }
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            AnyRunner::Command(runner) => runner.shutdown().await,
+            AnyRunner::Nextest(runner) => runner.shutdown().await,
+            AnyRunner::Persistent(runner) => runner.shutdown().await,
+        }
+    }
+}
+
 /// The runner of one worker: the configured kind, with the build and worker ids in its
 /// environment.
 fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
@@ -135,10 +180,16 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
     let timeout = Some(config.test_timeout);
     let output_limit = config.output_limit;
     let mut preflight = None;
+    let mut hints = Hints::default();
     let (command, persistent) = match &config.runner {
         RunnerSpec::Command(command) => (command.clone(), false),
-        RunnerSpec::Persistent(argv) => (argv.clone(), true),
+        RunnerSpec::Persistent(argv) => {
+            // A pytest started by hand gets the plugin hints too; they name pytest's words.
+            hints.exited_early = pytest::persistent_hints().exited_early;
+            (argv.clone(), true)
+        }
         RunnerSpec::Pytest { args, persistent } if *persistent => {
+            hints = pytest::persistent_hints();
             (pytest::persistent_argv(args), true)
         }
         RunnerSpec::Pytest { args, .. } => {
@@ -156,7 +207,13 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
         }
     };
     if persistent {
-        AnyRunner::Persistent(PersistentRunner::new(command, env, timeout, output_limit))
+        AnyRunner::Persistent(PersistentRunner::new(
+            command,
+            env,
+            timeout,
+            output_limit,
+            hints,
+        ))
     } else {
         AnyRunner::Command(CommandRunner {
             command,

@@ -95,7 +95,7 @@ pub struct RunArgs {
     /// Kill a run's whole process group after this long and record its tests as errored.
     #[arg(long, env = "CIQ_TEST_TIMEOUT", value_parser = duration, default_value = "30m")]
     pub test_timeout: Duration,
-    /// The command speaks ciq's persistent protocol (docs/protocol.md): it is started once per
+    /// The command speaks ciq's persistent protocol (docs/persistent-protocol.md): it is started once per
     /// worker and fed test ids over stdin, instead of once per batch.
     #[arg(long, env = "CIQ_PERSISTENT")]
     pub persistent: bool,

@@ -12,10 +12,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::discovery::{DiscoveryError, ListFormat, TestSource};
+use crate::frameworks::{nextest, pytest};
 use crate::queue::budget::RequeueBudget;
 use crate::queue::redis::RedisSettings;
 use crate::queue::redis::supervisor::ReportSettings;
-use crate::runner::{nextest, pytest};
 use crate::worker::WorkerOptions;
 use args::{BuildArgs, Framework, ReportArgs, RunArgs};
 use ci::CiIds;

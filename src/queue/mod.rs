@@ -9,6 +9,7 @@ pub mod error;
 pub mod local;
 pub mod redis;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 
@@ -16,7 +17,25 @@ pub use error::QueueError;
 
 use crate::outcome::{Outcome, TestResult};
 use crate::report::Summary;
-use crate::test_id::TestId;
+use crate::test_id::{TestId, TestList};
+
+/// Why a list could not be produced, in the words of whatever produced it.
+pub type ListFailure = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a build's tests come from, as the queue sees them. Only the elected leader produces
+/// the list (listing can be slow: a build, a collection), and the queue never needs to know
+/// how; a worker that holds a list anyway (a file every worker reads) has it checked against
+/// the build's.
+pub trait ListSource: Sync {
+    /// Produces the list, within `timeout`.
+    fn produce(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Cow<'_, TestList>, ListFailure>> + Send;
+
+    /// The list this worker holds already, if any.
+    fn held(&self) -> Option<&TestList>;
+}
 
 /// A test handed to one worker, with the fencing token of this hand-out.
 ///

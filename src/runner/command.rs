@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{self, Capture, Exit, Finished, Spec};
-use crate::queue::Reserved;
 use crate::runner::junit::{self, Cases, JunitError};
 use crate::runner::{Runner, RunnerError};
+use crate::test_id::TestId;
 
 /// The argument replaced by the batch's test ids.
 pub const PLACEHOLDER: &str = "{}";
@@ -35,18 +35,27 @@ pub struct CommandRunner {
     pub output_limit: usize,
     /// A command that must succeed before the worker takes tests (pytest: the interpreter has
     /// pytest), so a worker that cannot run any test errors none.
-    pub preflight: Option<Vec<String>>,
+    pub preflight: Option<Preflight>,
+}
+
+/// A check a runner makes before its worker takes a test.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// The command that must succeed.
+    pub argv: Vec<String>,
+    /// What to say when it does not, `(hint: ...)`.
+    pub hint: String,
 }
 
 impl CommandRunner {
     /// The argv for `batch`, with `junit` as the report path.
-    pub fn argv(&self, batch: &[Reserved], junit: &Path) -> Vec<String> {
+    pub fn argv(&self, batch: &[TestId], junit: &Path) -> Vec<String> {
         let junit = junit.to_string_lossy();
         let command = self
             .command
             .iter()
             .map(|arg| arg.replace(JUNIT_PLACEHOLDER, &junit));
-        let ids = batch.iter().map(|r| r.id.as_str().to_owned());
+        let ids = batch.iter().map(|id| id.as_str().to_owned());
         match self.command.iter().position(|arg| arg == PLACEHOLDER) {
             Some(at) => {
                 let mut argv: Vec<String> = command.collect();
@@ -66,14 +75,14 @@ impl CommandRunner {
     /// Per-test results of a finished batch, from its JUnit report when there is one.
     fn results(
         &self,
-        batch: &[Reserved],
+        batch: &[TestId],
         finished: &Finished,
         report: Option<Result<Cases, JunitError>>,
         junit: &Path,
     ) -> Vec<TestResult> {
         let (outcome, batch_output) = finished.outcome();
-        let result = |reserved: &Reserved, outcome, duration, output| {
-            TestResult::new(reserved.id.clone(), outcome, duration, output)
+        let result = |id: &TestId, outcome, duration, output| {
+            TestResult::new(id.clone(), outcome, duration, output)
         };
         match report {
             // A run that failed, crashed or timed out while its report says every test passed:
@@ -81,9 +90,9 @@ impl CommandRunner {
             // after the last test), so it cannot be the whole truth. An error of the batch.
             Some(Ok(cases))
                 if !finished.exit.success()
-                    && batch.iter().all(|reserved| {
+                    && batch.iter().all(|id| {
                         cases
-                            .find(reserved.id.as_str())
+                            .find(id.as_str())
                             .is_some_and(|case| case.outcome.is_success())
                     }) =>
             {
@@ -93,29 +102,22 @@ impl CommandRunner {
                 );
                 batch
                     .iter()
-                    .map(|reserved| {
-                        result(
-                            reserved,
-                            Outcome::Errored,
-                            finished.duration,
-                            output.clone(),
-                        )
-                    })
+                    .map(|id| result(id, Outcome::Errored, finished.duration, output.clone()))
                     .collect()
             }
             Some(Ok(cases)) => batch
                 .iter()
-                .map(|reserved| match cases.find(reserved.id.as_str()) {
+                .map(|id| match cases.find(id.as_str()) {
                     Some(case) => {
                         let output = if case.output.trim().is_empty() {
                             batch_output.clone()
                         } else {
                             process::bounded(&case.output, self.output_limit)
                         };
-                        result(reserved, case.outcome, case.duration, output)
+                        result(id, case.outcome, case.duration, output)
                     }
                     None => result(
-                        reserved,
+                        id,
                         Outcome::Errored,
                         finished.duration,
                         format!(
@@ -126,9 +128,9 @@ impl CommandRunner {
                 .collect(),
             Some(Err(err)) => batch
                 .iter()
-                .map(|reserved| {
+                .map(|id| {
                     let output = format!("{batch_output}[ciq: {err} in `{}`]\n", junit.display());
-                    result(reserved, Outcome::Errored, finished.duration, output)
+                    result(id, Outcome::Errored, finished.duration, output)
                 })
                 .collect(),
             None => {
@@ -144,7 +146,7 @@ impl CommandRunner {
                 };
                 batch
                     .iter()
-                    .map(|reserved| result(reserved, outcome, finished.duration, output.clone()))
+                    .map(|id| result(id, outcome, finished.duration, output.clone()))
                     .collect()
             }
         }
@@ -164,18 +166,18 @@ async fn take_report(path: &Path) -> Option<Result<Cases, JunitError>> {
 
 impl Runner for CommandRunner {
     async fn prepare(&self) -> Result<(), RunnerError> {
-        let Some(argv) = &self.preflight else {
+        let Some(preflight) = &self.preflight else {
             return Ok(());
         };
         let spec = Spec {
-            argv: argv.clone(),
+            argv: preflight.argv.clone(),
             env: self.env.clone(),
             timeout: self.timeout,
             cwd: None,
         };
         let missing = |detail: String| RunnerError::Framework {
-            command: argv.join(" "),
-            detail: format!("{detail}\n{}", crate::runner::pytest::interpreter_hint()),
+            command: preflight.argv.join(" "),
+            detail: format!("{detail}\n{}", preflight.hint),
         };
         let finished = match process::run(&spec, Capture::Merged { limit: 4096 }).await {
             Ok(finished) => finished,
@@ -197,7 +199,7 @@ impl Runner for CommandRunner {
         Err(missing(format!("it ended with {}: {said}", finished.exit)))
     }
 
-    async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
         let junit =
             std::env::temp_dir().join(format!("ciq-junit-{}.xml", uuid::Uuid::new_v4().simple()));
         let mut env = self.env.clone();
@@ -226,15 +228,9 @@ impl Runner for CommandRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_id::TestId;
 
-    fn batch(ids: &[&str]) -> Vec<Reserved> {
-        ids.iter()
-            .map(|id| Reserved {
-                id: TestId::new(*id).unwrap(),
-                lease: 1,
-            })
-            .collect()
+    fn batch(ids: &[&str]) -> Vec<TestId> {
+        ids.iter().map(|id| TestId::new(*id).unwrap()).collect()
     }
 
     fn runner(command: &[&str]) -> CommandRunner {

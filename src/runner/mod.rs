@@ -1,25 +1,23 @@
-//! Runners turn a batch of reserved tests into per-test results.
+//! Runners turn a batch of test ids into per-test results.
 //!
 //! The [`Runner`] trait is what the worker loop calls; [`command::CommandRunner`] is the generic
 //! runner that executes the command after `--` with the test ids as arguments, and reads JUnit
-//! XML when the command writes it. The framework adapters are [`nextest`], [`pytest`] (batch
-//! mode is the generic runner on a pytest command) and [`protocol`], the persistent runner.
-//! [`AnyRunner`] is whichever the command line chose.
+//! XML when the command writes it; [`persistent::PersistentRunner`] keeps one framework process
+//! per worker. Framework adapters ([`crate::frameworks`]) build on these. Leases stay with the
+//! worker loop: a runner only sees test ids.
 
 pub mod command;
 pub mod junit;
-pub mod nextest;
-pub mod protocol;
-pub mod pytest;
+pub mod persistent;
 
 use std::future::Future;
 
 use thiserror::Error;
 
-use crate::discovery::DiscoveryError;
+use crate::listing::ListingError;
 use crate::outcome::TestResult;
 use crate::process::SpawnError;
-use crate::queue::Reserved;
+use crate::test_id::TestId;
 
 /// A runner failure that stops the worker: running more tests would fail the same way.
 #[derive(Debug, Error)]
@@ -37,47 +35,7 @@ pub enum RunnerError {
     },
     /// The framework could not list its tests on this worker.
     #[error("this worker cannot list its tests")]
-    Listing(#[source] DiscoveryError),
-}
-
-/// The runner the command line chose.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one runner per worker, built once and never moved on a hot path"
-)]
-pub enum AnyRunner {
-    /// A command per batch.
-    Command(command::CommandRunner),
-    /// cargo-nextest's binaries, one process per test.
-    Nextest(nextest::NextestRunner),
-    /// A persistent framework process.
-    Persistent(protocol::PersistentRunner),
-}
-
-impl Runner for AnyRunner {
-    async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
-        match self {
-            AnyRunner::Command(runner) => runner.run(batch).await,
-            AnyRunner::Nextest(runner) => runner.run(batch).await,
-            AnyRunner::Persistent(runner) => runner.run(batch).await,
-        }
-    }
-
-    async fn prepare(&self) -> Result<(), RunnerError> {
-        match self {
-            AnyRunner::Command(runner) => runner.prepare().await,
-            AnyRunner::Nextest(runner) => runner.prepare().await,
-            AnyRunner::Persistent(runner) => runner.prepare().await,
-        }
-    }
-
-    async fn shutdown(&self) {
-        match self {
-            AnyRunner::Command(runner) => runner.shutdown().await,
-            AnyRunner::Nextest(runner) => runner.shutdown().await,
-            AnyRunner::Persistent(runner) => runner.shutdown().await,
-        }
-    }
+    Listing(#[source] ListingError),
 }
 
 /// Runs batches of tests.
@@ -87,7 +45,7 @@ pub trait Runner: Send + Sync {
     /// would repeat on every test.
     fn run(
         &self,
-        batch: &[Reserved],
+        batch: &[TestId],
     ) -> impl Future<Output = Result<Vec<TestResult>, RunnerError>> + Send;
 
     /// Does the slow set-up (a build and listing, a framework's start) before the worker takes

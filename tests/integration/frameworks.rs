@@ -318,7 +318,7 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
     pytest_project(project.dir.path(), "", 1, 4);
     let bare = python_without_pytest(&project);
     for (python, said) in [
-        ("/nonexistent/python3", "`/nonexistent/python3` not found"),
+        ("/nonexistent/python3", "`/nonexistent/python3`: not found"),
         (bare.as_str(), "No module named"),
     ] {
         for mode in [&["pytest"][..], &["pytest", "--persistent"]] {

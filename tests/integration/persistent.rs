@@ -1,4 +1,4 @@
-//! The persistent protocol's failure paths (docs/protocol.md), on ciq's side: real `ciq`
+//! The persistent protocol's failure paths (docs/persistent-protocol.md), on ciq's side: real `ciq`
 //! processes in local mode driving `tests/fixtures/protocol-framework`, made to misbehave by
 //! `CIQ_FIXTURE_MODE`.
 

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use crate::discovery::TestSource;
-use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
@@ -20,6 +18,7 @@ use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::reply::{self, parse};
 use crate::queue::redis::scripts::SCRIPTS;
 use crate::queue::redis::{RedisQueue, millis};
+use crate::queue::{ListSource, QueueError};
 use crate::test_id::TestId;
 
 /// How a worker joined the build.
@@ -44,10 +43,10 @@ enum Led {
 impl RedisQueue {
     /// Joins the build: elects a leader (maybe this worker, which then fills the queue from
     /// `source`) and follows the committed generation.
-    pub async fn join(&self, source: &TestSource) -> Result<Joined, QueueError> {
+    pub async fn join(&self, source: &impl ListSource) -> Result<Joined, QueueError> {
         self.hello().await?;
         let joined = self.elect(source).await?;
-        if let (false, TestSource::List(list)) = (joined.led, source) {
+        if let (false, Some(list)) = (joined.led, source.held()) {
             self.check_list(&joined.generation, list).await?;
         }
         Ok(joined)
@@ -85,7 +84,7 @@ impl RedisQueue {
         Ok(())
     }
 
-    async fn elect(&self, source: &TestSource) -> Result<Joined, QueueError> {
+    async fn elect(&self, source: &impl ListSource) -> Result<Joined, QueueError> {
         let mut deaths = DeadLeaders::default();
         loop {
             let generation = uuid::Uuid::new_v4().to_string();
@@ -254,7 +253,7 @@ impl RedisQueue {
 
     /// Leads `generation`: discovers, stages and commits while a background task renews the
     /// lock. Any sign of a lost lock stops the work and drops the staged keys.
-    async fn lead(&self, generation: &str, source: &TestSource) -> Result<Led, QueueError> {
+    async fn lead(&self, generation: &str, source: &impl ListSource) -> Result<Led, QueueError> {
         crate::say!(
             "ciq: worker `{}` is the leader of build `{}` (generation {generation}); listing tests",
             self.worker,
@@ -344,14 +343,14 @@ impl RedisQueue {
         generation: &str,
         setup: &str,
         ready: &str,
-        source: &TestSource,
+        source: &impl ListSource,
     ) -> Result<Led, QueueError> {
         let started = Instant::now();
         crate::pause_point::reached("elected");
-        let list = match source.discover(self.settings.queue_init_timeout).await {
+        let list = match source.produce(self.settings.queue_init_timeout).await {
             Ok(list) => list,
             Err(err) => {
-                let message = crate::error_chain(&err);
+                let message = crate::human::error_chain(err.as_ref());
                 return match self
                     .abort(AbortKind::BadInput, &message, Rule::Leader(setup))
                     .await?

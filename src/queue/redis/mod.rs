@@ -10,16 +10,16 @@ mod dead_leaders;
 mod election;
 pub mod keys;
 mod list_check;
+mod redis_queue;
 mod reply;
 mod scripts;
 mod summary;
 pub mod supervisor;
-mod worker;
 
 use std::time::Duration;
 
 pub use election::Joined;
-pub use worker::RedisQueue;
+pub use redis_queue::RedisQueue;
 
 use crate::queue::budget::RequeueBudget;
 

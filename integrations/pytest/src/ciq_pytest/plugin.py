@@ -1,4 +1,4 @@
-"""pytest plugin: serve ciq's persistent worker protocol, version 1 (ciq's docs/protocol.md).
+"""pytest plugin: serve ciq's persistent worker protocol, version 1 (ciq's docs/persistent-protocol.md).
 
 With ``--ciq-persistent``, pytest starts and collects as usual (every argument and option of
 the user applies), then, instead of running the session, tells ciq it is ready and runs the

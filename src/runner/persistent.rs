@@ -1,5 +1,5 @@
 //! [`PersistentRunner`]: one framework process per worker, kept alive and fed test ids over
-//! stdin/stdout in JSON lines (protocol version 1, `docs/protocol.md`).
+//! stdin/stdout in JSON lines (protocol version 1, `docs/persistent-protocol.md`).
 //!
 //! Heavy frameworks boot once per worker instead of once per test. A process that dies mid-test
 //! errors that test with its stderr, and is started again for the next one; a test that runs
@@ -15,8 +15,8 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
-use crate::queue::Reserved;
 use crate::runner::{Runner, RunnerError};
+use crate::test_id::TestId;
 
 /// The protocol version this ciq speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -49,8 +49,18 @@ struct Message {
     output: Option<String>,
 }
 
+/// What a framework adapter adds to the runner's errors when its process will not start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hints {
+    /// For a program that does not exist, `(hint: ...)`.
+    pub missing_program: Option<fn() -> String>,
+    /// For a process that exited before it was ready, from its stderr.
+    pub exited_early: Option<fn(&str) -> Option<String>>,
+}
+
 /// A runner speaking the persistent protocol with a framework process.
 pub struct PersistentRunner {
+    hints: Hints,
     argv: Vec<String>,
     env: Vec<(String, String)>,
     timeout: Option<Duration>,
@@ -85,12 +95,14 @@ impl PersistentRunner {
         env: Vec<(String, String)>,
         timeout: Option<Duration>,
         output_limit: usize,
+        hints: Hints,
     ) -> Self {
         Self {
             argv,
             env,
             timeout,
             output_limit,
+            hints,
             session: AsyncMutex::new(None),
         }
     }
@@ -122,20 +134,11 @@ impl PersistentRunner {
                     .spawn()
                     .map_err(|source| spawn_error(program, source))
             })
-            .map_err(|err| match err {
-                // `<python> -m pytest`: a missing interpreter gets a hint about CIQ_PYTHON.
-                SpawnError::NotFound(program)
-                    if self
-                        .argv
-                        .get(1..3)
-                        .is_some_and(|args| args == ["-m", "pytest"]) =>
-                {
-                    self.framework_error(format!(
-                        "`{program}` not found\n{}",
-                        crate::runner::pytest::interpreter_hint()
-                    ))
+            .map_err(|err| match (err, self.hints.missing_program) {
+                (SpawnError::NotFound(program), Some(hint)) => {
+                    self.framework_error(format!("`{program}`: not found\n{}", hint()))
                 }
-                err => RunnerError::Spawn(err),
+                (err, _) => RunnerError::Spawn(err),
             })?;
         let group = GroupGuard::of(&child);
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
@@ -192,13 +195,9 @@ impl PersistentRunner {
                         "it exited before it was ready ({status}): {}",
                         key_line(&stderr)
                     );
-                    if crate::runner::pytest::pytest_missing(&stderr) {
+                    if let Some(hint) = self.hints.exited_early.and_then(|hint| hint(&stderr)) {
                         detail.push('\n');
-                        detail.push_str(&crate::runner::pytest::interpreter_hint());
-                    } else if stderr.contains("--ciq-persistent")
-                        || stderr.contains("plugin \"ciq\"")
-                    {
-                        detail.push_str("\n(hint: install ciq's pytest plugin where pytest runs: pip install ./integrations/pytest)");
+                        detail.push_str(&hint);
                     }
                     return Err(self.framework_error(detail));
                 }
@@ -215,7 +214,7 @@ impl PersistentRunner {
     async fn run_one(
         &self,
         session: &mut Option<Session>,
-        reserved: &Reserved,
+        id: &TestId,
     ) -> Result<TestResult, RunnerError> {
         let live = match session {
             Some(live) => live,
@@ -223,16 +222,14 @@ impl PersistentRunner {
         };
         let started = Instant::now();
         let errored = |output: String| TestResult {
-            id: reserved.id.clone(),
+            id: id.clone(),
             outcome: Outcome::Errored,
             duration: started.elapsed(),
             output,
         };
         *live.stderr.lock().unwrap_or_else(PoisonError::into_inner) =
             Bounded::new(self.output_limit);
-        let request = Request::Run {
-            id: reserved.id.as_str(),
-        };
+        let request = Request::Run { id: id.as_str() };
         if live.send(&request).await.is_err() {
             let status = live.ended().await;
             let output = format!(
@@ -246,10 +243,10 @@ impl PersistentRunner {
         let broken = loop {
             match live.receive(deadline).await {
                 Received::Message(message) if message.kind == "result" => {
-                    if message.id.as_deref() != Some(reserved.id.as_str()) {
+                    if message.id.as_deref() != Some(id.as_str()) {
                         break format!("a result for another test, {}", quoted(message.id));
                     }
-                    match result_of(reserved, message, started, self.output_limit) {
+                    match result_of(id, message, started, self.output_limit) {
                         Ok(result) => return Ok(result),
                         Err(outcome) => break format!("an unknown outcome, {}", quoted(outcome)),
                     }
@@ -318,7 +315,7 @@ fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
 
 /// The test result a `result` message gives, or the unknown outcome it named.
 fn result_of(
-    reserved: &Reserved,
+    id: &TestId,
     message: Message,
     started: Instant,
     limit: usize,
@@ -335,12 +332,7 @@ fn result_of(
         _ => return Err(message.outcome),
     };
     let output = crate::process::bounded(&message.output.unwrap_or_default(), limit);
-    Ok(TestResult::new(
-        reserved.id.clone(),
-        outcome,
-        duration,
-        output,
-    ))
+    Ok(TestResult::new(id.clone(), outcome, duration, output))
 }
 
 impl Session {
@@ -408,11 +400,11 @@ impl Runner for PersistentRunner {
         Ok(())
     }
 
-    async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
         let mut session = self.session.lock().await;
         let mut results = Vec::with_capacity(batch.len());
-        for reserved in batch {
-            results.push(self.run_one(&mut session, reserved).await?);
+        for id in batch {
+            results.push(self.run_one(&mut session, id).await?);
         }
         Ok(results)
     }

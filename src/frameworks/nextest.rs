@@ -13,11 +13,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use crate::discovery::{ListFormat, run_list_command};
+use crate::listing::{self, ListingError};
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{self, Capture, Spec};
-use crate::queue::Reserved;
 use crate::runner::{Runner, RunnerError};
+use crate::test_id::TestId;
 
 /// The listing command for `args` (nextest's own filters, `--workspace`, features...).
 pub fn list_argv(args: &[String]) -> Vec<String> {
@@ -26,6 +26,28 @@ pub fn list_argv(args: &[String]) -> Vec<String> {
         .into();
     argv.extend_from_slice(args);
     argv
+}
+
+/// Runs the listing command `argv` (from [`list_argv`]) and parses what it prints; a failure
+/// names the lines that say why, with a hint when cargo-nextest is missing.
+pub async fn list(argv: &[String], timeout: Duration) -> Result<Listing, ListingError> {
+    let listed = listing::run(argv, timeout).await?;
+    let mut detail = Vec::new();
+    if !listed.finished.exit.success() && listed.finished.output.contains("no such command") {
+        detail.extend(
+            listed
+                .finished
+                .output
+                .trim()
+                .lines()
+                .last()
+                .map(str::to_owned),
+        );
+        detail.push("(hint: cargo install --locked cargo-nextest)".to_owned());
+    }
+    let command = listed.command.clone();
+    let stdout = listed.stdout_or_failure(detail)?;
+    Listing::parse(&stdout).map_err(|detail| ListingError::Unreadable { command, detail })
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,25 +306,17 @@ impl NextestRunner {
     async fn listing(&self) -> Result<&Listing, RunnerError> {
         self.listing
             .get_or_try_init(|| async {
-                let argv = list_argv(&self.args);
-                let output = run_list_command(&argv, ListFormat::NextestJson, self.list_timeout)
+                list(&list_argv(&self.args), self.list_timeout)
                     .await
-                    .map_err(RunnerError::Listing)?;
-                Listing::parse(&output.stdout)
-                    .map_err(|detail| RunnerError::Listing(output.unreadable(detail)))
+                    .map_err(RunnerError::Listing)
             })
             .await
     }
 
-    async fn run_one(
-        &self,
-        reserved: &Reserved,
-        listing: &Listing,
-    ) -> Result<TestResult, RunnerError> {
-        let result = |outcome, duration, output| {
-            TestResult::new(reserved.id.clone(), outcome, duration, output)
-        };
-        let Some(test) = listing.tests.get(reserved.id.as_str()) else {
+    async fn run_one(&self, id: &TestId, listing: &Listing) -> Result<TestResult, RunnerError> {
+        let result =
+            |outcome, duration, output| TestResult::new(id.clone(), outcome, duration, output);
+        let Some(test) = listing.tests.get(id.as_str()) else {
             return Ok(result(
                 Outcome::Errored,
                 Duration::ZERO,
@@ -349,11 +363,11 @@ impl Runner for NextestRunner {
         self.listing().await.map(|_| ())
     }
 
-    async fn run(&self, batch: &[Reserved]) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
         let listing = self.listing().await?;
         let mut results = Vec::with_capacity(batch.len());
-        for reserved in batch {
-            results.push(self.run_one(reserved, listing).await?);
+        for id in batch {
+            results.push(self.run_one(id, listing).await?);
         }
         Ok(results)
     }

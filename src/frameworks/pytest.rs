@@ -1,12 +1,18 @@
 //! The pytest adapter: how ciq lists pytest tests and the commands it runs them with.
 //!
-//! The leader lists node ids with `pytest --collect-only -q`. In batch mode each batch is one
+//! The leader lists node ids with `pytest --collect-only --verbosity=-1`. In batch mode each batch is one
 //! `pytest` run on the batch's node ids, read back through `--junitxml` by the generic
 //! [`CommandRunner`](crate::runner::command::CommandRunner). In persistent mode one pytest
 //! process per worker, with the `ciq-pytest` plugin, runs tests in-process over the protocol of
-//! `docs/protocol.md`.
+//! `docs/persistent-protocol.md`.
 
 use std::path::Path;
+use std::time::Duration;
+
+use crate::listing::{self, ListingError};
+use crate::process::{Exit, SpawnError};
+use crate::runner::command::Preflight;
+use crate::runner::persistent::Hints;
 
 /// The interpreter ciq starts pytest with; `CIQ_PYTHON` overrides it (a virtualenv's python).
 pub fn python() -> String {
@@ -21,6 +27,69 @@ pub fn interpreter_hint() -> String {
     )
 }
 
+/// Runs the listing command `argv` (from [`collect_argv`]): the node ids, one per line (none
+/// when pytest collected nothing). A failure names pytest's collection errors, with a hint
+/// when the interpreter or pytest is missing.
+pub async fn list(argv: &[String], timeout: Duration) -> Result<Vec<u8>, ListingError> {
+    let listed = match listing::run(argv, timeout).await {
+        Err(ListingError::Spawn(SpawnError::NotFound(program))) => {
+            return Err(ListingError::Missing {
+                program,
+                hint: interpreter_hint(),
+            });
+        }
+        listed => listed?,
+    };
+    // pytest's "no tests collected": an empty list, which the list's own check refuses.
+    if listed.finished.exit == Exit::Code(5) {
+        return Ok(Vec::new());
+    }
+    let mut detail = Vec::new();
+    if !listed.finished.exit.success() {
+        detail = collection_errors(&String::from_utf8_lossy(&listed.finished.stdout));
+        if pytest_missing(&listed.finished.output) {
+            detail.extend(
+                listed
+                    .finished
+                    .output
+                    .trim()
+                    .lines()
+                    .last()
+                    .map(str::to_owned),
+            );
+            detail.push(interpreter_hint());
+        }
+    }
+    let command = listed.command.clone();
+    let stdout = listed.stdout_or_failure(detail)?;
+    parse_collected(&String::from_utf8_lossy(&stdout))
+        .map(String::into_bytes)
+        .map_err(|detail| ListingError::Unreadable { command, detail })
+}
+
+/// The hints the persistent runner gives for a pytest that will not start.
+pub fn persistent_hints() -> Hints {
+    Hints {
+        missing_program: Some(interpreter_hint),
+        exited_early: Some(exited_early_hint),
+    }
+}
+
+/// Why a persistent pytest exited before it was ready, from its stderr: no pytest in the
+/// interpreter, or no ciq plugin where pytest runs.
+fn exited_early_hint(stderr: &str) -> Option<String> {
+    if pytest_missing(stderr) {
+        Some(interpreter_hint())
+    } else if stderr.contains("--ciq-persistent") || stderr.contains("plugin \"ciq\"") {
+        Some(
+            "(hint: install ciq's pytest plugin where pytest runs: pip install ./integrations/pytest)"
+                .to_owned(),
+        )
+    } else {
+        None
+    }
+}
+
 /// Whether a failed pytest's output says pytest itself is missing from the interpreter.
 pub fn pytest_missing(output: &str) -> bool {
     output.contains("No module named pytest") || output.contains("No module named 'pytest'")
@@ -28,8 +97,11 @@ pub fn pytest_missing(output: &str) -> bool {
 
 /// The check a pytest batch runner makes before taking tests: a worker whose interpreter has
 /// no pytest would error every test it took.
-pub fn preflight() -> Vec<String> {
-    vec![python(), "-c".to_owned(), "import pytest".to_owned()]
+pub fn preflight() -> Preflight {
+    Preflight {
+        argv: vec![python(), "-c".to_owned(), "import pytest".to_owned()],
+        hint: interpreter_hint(),
+    }
 }
 
 fn pytest(extra: &[&str]) -> Vec<String> {
