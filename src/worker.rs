@@ -161,7 +161,7 @@ fn pair(batch: &[Reserved], results: Vec<TestResult>) -> Vec<Ack> {
     batch
         .iter()
         .map(|reserved| Ack {
-            lease: reserved.lease,
+            lease: reserved.lease.clone(),
             result: by_id.remove(&reserved.id).unwrap_or_else(|| TestResult {
                 id: reserved.id.clone(),
                 outcome: Outcome::Errored,
@@ -240,7 +240,7 @@ mod tests {
         let running = vec![(
             Reserved {
                 id: id("still-running"),
-                lease: 7,
+                lease: crate::queue::Lease("l7".into()),
             },
             None,
         )];

@@ -11,7 +11,7 @@ use crate::exit_code;
 use crate::frameworks::nextest::NextestRunner;
 use crate::frameworks::pytest;
 use crate::outcome::TestResult;
-use crate::queue::local::LocalQueue;
+use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{RedisQueue, connection};
 use crate::runner::command::CommandRunner;
 use crate::runner::persistent::{Hints, PersistentRunner};
@@ -28,7 +28,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     }
     let source = config.source.load()?;
     match config.mode.clone() {
-        Mode::Local { jobs } => run_local(config, source, jobs).await,
+        Mode::Local { jobs, timing } => run_local(config, source, jobs, timing).await,
         Mode::Redis { settings, worker } => {
             let build = settings.build.clone();
             // Signals are handled from the start: a leader stopped while it lists its tests
@@ -72,7 +72,12 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     }
 }
 
-async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> Result<i32, Failed> {
+async fn run_local(
+    config: RunConfig,
+    source: TestSource,
+    jobs: usize,
+    timing: LocalTiming,
+) -> Result<i32, Failed> {
     let (stop_tx, stop_rx) = watch::channel(None::<i32>);
     let signals = tokio::spawn(async move {
         let _ = stop_tx.send(Some(signal::shutdown().await));
@@ -89,7 +94,7 @@ async fn run_local(config: RunConfig, source: TestSource, jobs: usize) -> Result
         list.ids.len(),
         if jobs == 1 { "" } else { "s" }
     );
-    let queue = LocalQueue::new(list.ids, config.budget);
+    let queue = LocalQueue::new(list.ids, config.budget, timing);
     let mut workers = JoinSet::new();
     for n in 1..=jobs {
         let id = format!("local-{n}");

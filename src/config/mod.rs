@@ -14,6 +14,7 @@ use thiserror::Error;
 use crate::discovery::{DiscoveryError, ListFormat, TestSource};
 use crate::frameworks::{nextest, pytest};
 use crate::queue::budget::RequeueBudget;
+use crate::queue::local::LocalTiming;
 use crate::queue::redis::RedisSettings;
 use crate::queue::redis::supervisor::ReportSettings;
 use crate::worker::WorkerOptions;
@@ -90,6 +91,8 @@ pub enum Mode {
     Local {
         /// Number of workers.
         jobs: usize,
+        /// Their heartbeats.
+        timing: LocalTiming,
     },
     /// One worker of a build shared through Redis.
     Redis {
@@ -206,7 +209,11 @@ impl RunConfig {
                     .build
                     .clone()
                     .unwrap_or_else(|| format!("local-{}", uuid::Uuid::new_v4().simple()));
-                (Mode::Local { jobs }, build)
+                let timing = LocalTiming {
+                    heartbeat_interval: args.heartbeat_interval,
+                    heartbeat_timeout: args.heartbeat_timeout,
+                };
+                (Mode::Local { jobs, timing }, build)
             }
             Some(url) => {
                 if args.jobs.is_some() {

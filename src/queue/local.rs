@@ -1,20 +1,33 @@
 //! [`LocalQueue`]: the queue in memory, for `ciq run -j N` on one machine without Redis.
 //!
-//! It keeps the Redis queue's rules (leases, requeue budgets, a failing test retried by another
-//! worker, flaky detection, one outcome per test) so a local run predicts a distributed one.
-//! Workers share one queue through [`LocalWorker`] handles; they live in one process, so no
-//! worker can vanish without releasing and there is nothing to take over.
+//! It keeps the Redis queue's rules (leases, take-over after the heartbeat timeout, requeue
+//! budgets, a failing test left to another worker for a grace period, flaky detection, one
+//! outcome per test), so a local run predicts a distributed one; the conformance tests run the
+//! same scenarios against both. Workers share one queue through [`LocalWorker`] handles.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::budget::RequeueBudget;
-use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Recorded, Reservation, Reserved};
+use crate::queue::{
+    Ack, AckReply, Lease, Pacing, Queue, QueueError, Recorded, Reservation, Reserved,
+};
 use crate::report::Summary;
 use crate::report::summary::{self, Listed};
 use crate::test_id::TestId;
+
+/// How the local queue's workers are timed.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTiming {
+    /// How often a worker heartbeats what it holds.
+    pub heartbeat_interval: Duration,
+    /// Silence after which a worker's tests are taken over.
+    pub heartbeat_timeout: Duration,
+}
 
 /// The shared in-memory queue of one local build.
 #[derive(Debug)]
@@ -22,20 +35,31 @@ pub struct LocalQueue {
     state: Mutex<State>,
     max_requeues: u32,
     requeue_limit: u64,
+    timing: LocalTiming,
+}
+
+/// A test being run: its lease, and its holder's last heartbeat for it.
+#[derive(Debug)]
+struct Running {
+    lease: Lease,
+    heartbeat: Instant,
 }
 
 #[derive(Debug, Default)]
 struct State {
     total: usize,
     queue: VecDeque<TestId>,
-    running: HashMap<TestId, (u64, String)>,
+    running: HashMap<TestId, Running>,
     outcomes: BTreeMap<TestId, Outcome>,
     failures: BTreeMap<TestId, FailureDetail>,
     requeues: BTreeMap<TestId, u32>,
-    requeued_by: HashMap<TestId, String>,
+    requeued_by: HashMap<TestId, (String, Instant)>,
     requeued_total: u64,
     next_lease: u64,
-    active_workers: HashSet<String>,
+    taken_over: u64,
+    /// Workers that have not left, and when each was last heard from.
+    workers: HashMap<String, Instant>,
+    left: HashSet<String>,
 }
 
 /// One worker's handle on a [`LocalQueue`].
@@ -45,9 +69,25 @@ pub struct LocalWorker {
     id: String,
 }
 
+/// How long a failure requeued by a worker waits for another live worker before that worker
+/// may retry it itself (the Redis queue's rule: a sixth of the heartbeat timeout, 1 to 5 s).
+fn retry_grace(heartbeat_timeout: Duration) -> Duration {
+    (heartbeat_timeout / 6).clamp(Duration::from_secs(1), Duration::from_secs(5))
+}
+
+/// The final outcome of a run that is not requeued: a pass after a requeued failure is flaky,
+/// and a skip after one proves nothing, so the failure stands.
+fn settle(outcome: Outcome, requeued: bool) -> Outcome {
+    match outcome {
+        Outcome::Passed if requeued => Outcome::Flaky,
+        Outcome::Skipped if requeued => Outcome::Failed,
+        outcome => outcome,
+    }
+}
+
 impl LocalQueue {
     /// A queue holding `tests`, in order.
-    pub fn new(tests: Vec<TestId>, budget: RequeueBudget) -> Arc<Self> {
+    pub fn new(tests: Vec<TestId>, budget: RequeueBudget, timing: LocalTiming) -> Arc<Self> {
         let total = tests.len();
         Arc::new(Self {
             state: Mutex::new(State {
@@ -57,13 +97,14 @@ impl LocalQueue {
             }),
             max_requeues: budget.max_requeues,
             requeue_limit: budget.build_limit(total),
+            timing,
         })
     }
 
-    /// A handle for the worker named `id`; the worker counts as active until it releases.
+    /// A handle for the worker named `id`; the worker counts as live until it releases.
     pub fn worker(self: &Arc<Self>, id: impl Into<String>) -> LocalWorker {
         let id = id.into();
-        self.lock().active_workers.insert(id.clone());
+        self.lock().workers.insert(id.clone(), Instant::now());
         LocalWorker {
             queue: Arc::clone(self),
             id,
@@ -73,7 +114,7 @@ impl LocalQueue {
     /// The build's outcomes so far.
     pub fn summary(&self) -> Summary {
         let state = self.lock();
-        let mut counts = std::collections::BTreeMap::new();
+        let mut counts = BTreeMap::new();
         for outcome in state.outcomes.values() {
             *counts.entry(*outcome).or_insert(0) += 1;
         }
@@ -104,7 +145,7 @@ impl LocalQueue {
                 .cloned()
                 .collect(),
             not_run_count: unfinished.count(),
-            taken_over: 0,
+            taken_over: state.taken_over,
             mismatches: Vec::new(),
         }
     }
@@ -115,25 +156,58 @@ impl LocalQueue {
 }
 
 impl State {
-    fn reserve(&mut self, worker: &str, max: usize) -> Reservation {
-        let others_active = self.active_workers.iter().any(|w| w != worker);
+    fn take(&mut self, id: TestId, now: Instant, out: &mut Vec<Reserved>) {
+        self.next_lease += 1;
+        let lease = Lease(format!("local.{}", self.next_lease));
+        self.running.insert(
+            id.clone(),
+            Running {
+                lease: lease.clone(),
+                heartbeat: now,
+            },
+        );
+        out.push(Reserved { id, lease });
+    }
+
+    fn others_alive(&self, worker: &str, now: Instant, timeout: Duration) -> bool {
+        self.workers
+            .iter()
+            .any(|(other, seen)| other != worker && now.duration_since(*seen) < timeout)
+    }
+
+    fn reserve(&mut self, worker: &str, max: usize, timing: LocalTiming) -> Reservation {
+        let now = Instant::now();
+        self.workers.insert(worker.to_owned(), now);
         let mut taken = Vec::new();
+        let lost: Vec<TestId> = self
+            .running
+            .iter()
+            .filter(|(_, running)| {
+                now.duration_since(running.heartbeat) >= timing.heartbeat_timeout
+            })
+            .map(|(id, _)| id.clone())
+            .take(max)
+            .collect();
+        for id in lost {
+            self.running.remove(&id);
+            self.taken_over += 1;
+            self.take(id, now, &mut taken);
+        }
+        let grace = retry_grace(timing.heartbeat_timeout);
         let mut deferred = Vec::new();
         while taken.len() < max {
             let Some(id) = self.queue.pop_front() else {
                 break;
             };
-            if others_active && self.requeued_by.get(&id).is_some_and(|w| w == worker) {
+            let own_fresh = self
+                .requeued_by
+                .get(&id)
+                .is_some_and(|(by, at)| by == worker && now.duration_since(*at) < grace);
+            if own_fresh && self.others_alive(worker, now, timing.heartbeat_timeout) {
                 deferred.push(id);
-                continue;
+            } else {
+                self.take(id, now, &mut taken);
             }
-            self.next_lease += 1;
-            self.running
-                .insert(id.clone(), (self.next_lease, worker.to_owned()));
-            taken.push(Reserved {
-                id,
-                lease: self.next_lease,
-            });
         }
         for id in deferred.into_iter().rev() {
             self.queue.push_front(id);
@@ -149,33 +223,32 @@ impl State {
 
     fn record(&mut self, worker: &str, ack: Ack, max_requeues: u32, limit: u64) -> Recorded {
         let id = ack.result.id;
-        match self.running.get(&id) {
-            Some((lease, holder)) if *lease == ack.lease && holder == worker => {}
-            _ => return Recorded::Discarded,
+        if !self
+            .running
+            .get(&id)
+            .is_some_and(|running| running.lease == ack.lease)
+        {
+            return Recorded::Discarded;
         }
         self.running.remove(&id);
         let outcome = ack.result.outcome;
         let detail = FailureDetail {
             outcome,
             worker: worker.to_owned(),
-            duration_ms: ack.result.duration.as_millis() as u64,
+            duration_ms: u64::try_from(ack.result.duration.as_millis()).unwrap_or(u64::MAX),
             output: ack.result.output,
         };
         let requeued = self.requeues.get(&id).copied().unwrap_or(0);
         if !outcome.is_success() && requeued < max_requeues && self.requeued_total < limit {
             self.requeues.insert(id.clone(), requeued + 1);
             self.requeued_total += 1;
-            self.requeued_by.insert(id.clone(), worker.to_owned());
+            self.requeued_by
+                .insert(id.clone(), (worker.to_owned(), Instant::now()));
             self.failures.insert(id.clone(), detail);
             self.queue.push_front(id);
             return Recorded::Requeued;
         }
-        // A retry that passes makes a failure flaky; one that is skipped leaves it standing.
-        let outcome = match outcome {
-            Outcome::Passed if requeued > 0 => Outcome::Flaky,
-            Outcome::Skipped if requeued > 0 => Outcome::Failed,
-            outcome => outcome,
-        };
+        let outcome = settle(outcome, requeued > 0);
         if self.outcomes.contains_key(&id) {
             return Recorded::Duplicate;
         }
@@ -189,7 +262,7 @@ impl State {
 
 impl Queue for LocalWorker {
     async fn reserve(&self, max: usize) -> Result<Reservation, QueueError> {
-        Ok(self.queue.lock().reserve(&self.id, max))
+        Ok(self.queue.lock().reserve(&self.id, max, self.queue.timing))
     }
 
     async fn ack(&self, acks: Vec<Ack>, max: usize) -> Result<AckReply, QueueError> {
@@ -207,12 +280,24 @@ impl Queue for LocalWorker {
                 (id, what)
             })
             .collect();
-        let next = state.reserve(&self.id, max);
+        let next = state.reserve(&self.id, max, self.queue.timing);
         Ok(AckReply { recorded, next })
     }
 
-    async fn heartbeat(&self, _held: &[Reserved]) -> Result<Vec<TestId>, QueueError> {
-        Ok(Vec::new())
+    async fn heartbeat(&self, held: &[Reserved]) -> Result<Vec<TestId>, QueueError> {
+        let mut state = self.queue.lock();
+        let now = Instant::now();
+        if !state.left.contains(&self.id) {
+            state.workers.insert(self.id.clone(), now);
+        }
+        let mut lost = Vec::new();
+        for reserved in held {
+            match state.running.get_mut(&reserved.id) {
+                Some(running) if running.lease == reserved.lease => running.heartbeat = now,
+                _ => lost.push(reserved.id.clone()),
+            }
+        }
+        Ok(lost)
     }
 
     async fn release(&self, held: &[Reserved]) -> Result<(), QueueError> {
@@ -221,13 +306,14 @@ impl Queue for LocalWorker {
             if state
                 .running
                 .get(&reserved.id)
-                .is_some_and(|(lease, holder)| *lease == reserved.lease && *holder == self.id)
+                .is_some_and(|running| running.lease == reserved.lease)
             {
                 state.running.remove(&reserved.id);
                 state.queue.push_front(reserved.id.clone());
             }
         }
-        state.active_workers.remove(&self.id);
+        state.workers.remove(&self.id);
+        state.left.insert(self.id.clone());
         Ok(())
     }
 
@@ -245,7 +331,7 @@ impl Queue for LocalWorker {
 
     fn pacing(&self) -> Pacing {
         Pacing {
-            heartbeat_interval: Duration::from_secs(3600),
+            heartbeat_interval: self.queue.timing.heartbeat_interval,
             max_poll_interval: Duration::from_millis(50),
         }
     }
@@ -254,109 +340,17 @@ impl Queue for LocalWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::TestResult;
 
-    fn ids(names: &[&str]) -> Vec<TestId> {
-        names.iter().map(|n| TestId::new(*n).unwrap()).collect()
-    }
-
-    fn ack(reserved: &Reserved, outcome: Outcome) -> Ack {
-        Ack {
-            lease: reserved.lease,
-            result: TestResult {
-                id: reserved.id.clone(),
-                outcome,
-                duration: Duration::from_millis(5),
-                output: String::new(),
-            },
-        }
-    }
-
-    fn one(reservation: Reservation) -> Reserved {
-        match reservation {
-            Reservation::Tests(mut tests) if tests.len() == 1 => tests.remove(0),
-            other => panic!("expected one test, got {other:?}"),
-        }
-    }
-
-    const BUDGET: RequeueBudget = RequeueBudget {
-        max_requeues: 1,
-        tolerance: 1.0,
-    };
-
-    #[tokio::test]
-    async fn failure_is_retried_by_another_worker_and_becomes_flaky() {
-        let queue = LocalQueue::new(ids(&["t"]), BUDGET);
-        let (a, b) = (queue.worker("a"), queue.worker("b"));
-        let first = one(a.reserve(1).await.unwrap());
-        let reply = a.ack(vec![ack(&first, Outcome::Failed)], 1).await.unwrap();
-        assert_eq!(reply.recorded[0].1, Recorded::Requeued);
+    #[test]
+    fn a_retry_settles_a_failure() {
+        assert_eq!(settle(Outcome::Passed, true), Outcome::Flaky);
+        assert_eq!(settle(Outcome::Skipped, true), Outcome::Failed);
+        assert_eq!(settle(Outcome::Failed, true), Outcome::Failed);
+        assert_eq!(settle(Outcome::Passed, false), Outcome::Passed);
+        assert_eq!(retry_grace(Duration::from_secs(30)), Duration::from_secs(5));
         assert_eq!(
-            reply.next,
-            Reservation::Empty,
-            "a must not retry its own failure"
+            retry_grace(Duration::from_millis(1500)),
+            Duration::from_secs(1)
         );
-        let second = one(b.reserve(1).await.unwrap());
-        let reply = b.ack(vec![ack(&second, Outcome::Passed)], 1).await.unwrap();
-        assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Flaky));
-        assert_eq!(reply.next, Reservation::Done);
-        let summary = b.summary().await.unwrap();
-        assert_eq!(summary.count(Outcome::Flaky), 1);
-        assert_eq!(summary.requeued, 1);
-        assert_eq!(summary.flaky[0].requeues, 1);
-    }
-
-    #[tokio::test]
-    async fn a_skipped_retry_leaves_the_failure_standing() {
-        let queue = LocalQueue::new(ids(&["t"]), BUDGET);
-        let (a, b) = (queue.worker("a"), queue.worker("b"));
-        let first = one(a.reserve(1).await.unwrap());
-        a.ack(vec![ack(&first, Outcome::Failed)], 0).await.unwrap();
-        let retry = one(b.reserve(1).await.unwrap());
-        let reply = b.ack(vec![ack(&retry, Outcome::Skipped)], 1).await.unwrap();
-        assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Failed));
-        let summary = b.summary().await.unwrap();
-        assert_eq!(summary.failing[0].id, retry.id);
-        assert!(summary.failing[0].detail.is_some());
-    }
-
-    #[tokio::test]
-    async fn requeue_budget_is_per_test_and_per_build() {
-        let budget = RequeueBudget {
-            max_requeues: 2,
-            tolerance: 0.5,
-        };
-        let queue = LocalQueue::new(ids(&["x", "y"]), budget);
-        let solo = queue.worker("solo");
-        let mut results = Vec::new();
-        let mut next = solo.reserve(1).await.unwrap();
-        while let Reservation::Tests(tests) = next {
-            let reply = solo
-                .ack(vec![ack(&tests[0], Outcome::Failed)], 1)
-                .await
-                .unwrap();
-            results.push(reply.recorded[0].clone());
-            next = reply.next;
-        }
-        let requeued = results.iter().filter(|r| r.1 == Recorded::Requeued).count();
-        assert_eq!(requeued, 1, "build limit ceil(0.5 x 2) = 1: {results:?}");
-        let summary = solo.summary().await.unwrap();
-        assert_eq!(summary.count(Outcome::Failed), 2);
-        assert_eq!(summary.not_run_count, 0);
-    }
-
-    #[tokio::test]
-    async fn stale_lease_is_discarded_and_release_gives_tests_back() {
-        let queue = LocalQueue::new(ids(&["t", "u"]), BUDGET);
-        let a = queue.worker("a");
-        let b = queue.worker("b");
-        let held = one(a.reserve(1).await.unwrap());
-        a.release(std::slice::from_ref(&held)).await.unwrap();
-        let again = one(b.reserve(1).await.unwrap());
-        assert_eq!(again.id, held.id, "released test goes back to the head");
-        let reply = a.ack(vec![ack(&held, Outcome::Passed)], 0).await.unwrap();
-        assert_eq!(reply.recorded[0].1, Recorded::Discarded);
-        let reply = b.ack(vec![ack(&again, Outcome::Passed)], 0).await.unwrap();
-        assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Passed));
     }
 }

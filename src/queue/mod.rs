@@ -37,6 +37,18 @@ pub trait ListSource: Sync {
     fn held(&self) -> Option<&TestList>;
 }
 
+/// A fencing token, unique to one hand-out of one test: only that hand-out's holder can
+/// acknowledge, heartbeat or release the test, so a worker whose test was taken over changes
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease(pub String);
+
+impl std::fmt::Display for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A test handed to one worker, with the fencing token of this hand-out.
 ///
 /// Only the holder of the current lease may acknowledge, requeue, heartbeat or release the test;
@@ -45,8 +57,8 @@ pub trait ListSource: Sync {
 pub struct Reserved {
     /// The test.
     pub id: TestId,
-    /// The lease number of this reservation.
-    pub lease: u64,
+    /// The lease of this reservation.
+    pub lease: Lease,
 }
 
 /// What a reserve call handed out.
@@ -67,7 +79,7 @@ pub enum Reservation {
 #[derive(Debug, Clone)]
 pub struct Ack {
     /// The lease the test was run under.
-    pub lease: u64,
+    pub lease: Lease,
     /// What the run produced.
     pub result: TestResult,
 }

@@ -16,15 +16,14 @@ use std::time::Duration;
 
 use ciq::queue::redis::keys::BuildKeys;
 
-/// One snapshot: KEYS[1] state, KEYS[2] workers, KEYS[3] running, KEYS[4] leases, KEYS[5]
-/// requeues; ARGV[1] the state the keys were chosen for. Nil when the state moved on.
+/// One snapshot: KEYS[1] state, KEYS[2] workers, KEYS[3] running (`<lease>:<test>` entries),
+/// KEYS[4] requeues; ARGV[1] the state the keys were chosen for. Nil when the state moved on.
 const SNAPSHOT: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 return cjson.encode({
   workers = redis.call('HGETALL', KEYS[2]),
   running = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES'),
-  leases = redis.call('HGETALL', KEYS[4]),
-  requeues = redis.call('HGETALL', KEYS[5]),
+  requeues = redis.call('HGETALL', KEYS[4]),
 })
 ";
 
@@ -103,7 +102,6 @@ fn watch(url: &str, keys: &BuildKeys, timeout_ms: i64, stop: &AtomicBool) -> Fin
             .key(keys.state())
             .key(keys.workers())
             .key(&gen_keys.running)
-            .key(&gen_keys.leases)
             .key(&gen_keys.requeues)
             .arg(state.as_deref().unwrap_or_default())
             .invoke(c)
@@ -117,27 +115,23 @@ fn watch(url: &str, keys: &BuildKeys, timeout_ms: i64, stop: &AtomicBool) -> Fin
         let Some(snapshot) = snapshot else { continue };
         let snapshot: serde_json::Value = serde_json::from_str(&snapshot).expect("snapshot json");
         let workers = pairs(&snapshot["workers"]);
-        let leases = pairs(&snapshot["leases"]);
         let requeues = pairs(&snapshot["requeues"]);
         let mut now: HashMap<String, Held> = HashMap::new();
-        for (test, score) in pairs(&snapshot["running"]) {
-            let Some(lease) = leases.get(&test) else {
+        for (entry, score) in pairs(&snapshot["running"]) {
+            // `<lease>:<test>`; the '' entry keeps the set alive.
+            let Some((lease, test)) = entry.split_once(':') else {
                 continue;
             };
             let held = Held {
-                lease: lease.clone(),
+                lease: lease.to_owned(),
                 score: score.parse::<f64>().unwrap_or(0.0) as i64,
-                requeues: requeues
-                    .get(&test)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0),
+                requeues: requeues.get(test).and_then(|n| n.parse().ok()).unwrap_or(0),
             };
-            if let Some(before) = last.get(&test).filter(|b| b.lease != held.lease) {
-                let holder = before.lease.split_once(':').map_or("", |(_, w)| w);
-                // Sessions are the workers hash's fields: `left:<ms>:<worker>` once one left.
-                let released = workers.values().any(|session| {
-                    session.starts_with("left:") && session.splitn(3, ':').nth(2) == Some(holder)
-                });
+            if let Some(before) = last.get(test).filter(|b| b.lease != held.lease) {
+                // A lease is `<session>.<request>.<n>`; sessions are the workers hash's fields,
+                // `left:<ms>:<worker>` once one left.
+                let holder = before.lease.split('.').next().unwrap_or("");
+                let released = workers.get(holder).is_some_and(|w| w.starts_with("left:"));
                 if held.requeues == before.requeues && !released {
                     findings.takeovers += 1;
                     if held.score < before.score + timeout_ms {
@@ -152,7 +146,7 @@ fn watch(url: &str, keys: &BuildKeys, timeout_ms: i64, stop: &AtomicBool) -> Fin
                     }
                 }
             }
-            now.insert(test, held);
+            now.insert(test.to_owned(), held);
         }
         last = now;
     }

@@ -48,20 +48,19 @@ fn a_build_longer_than_its_redis_ttl_keeps_its_keys() {
 
 /// The keys whose loss must end the build as lost (exit 5): without them the counts would be
 /// wrong. The others only steer scheduling, and the build ends with its true verdict.
-const MUST_EXIST: [&str; 11] = [
+const MUST_EXIST: [&str; 10] = [
     "state",
     "results",
     "failures",
     "queue",
     "running",
-    "leases",
     "processed",
     "requeues",
     "meta",
     "failed",
     "flaky",
 ];
-const MAY_VANISH: [&str; 4] = ["workers", "stats", "requeued-by", "replies"];
+const MAY_VANISH: [&str; 3] = ["workers", "stats", "requeued-by"];
 
 /// One build of 24 tests (2 failing, 2 flaky, then 20 passing) on two workers and a report,
 /// with the key named `name` deleted once the failures are decided and 8 tests are done, as an
@@ -106,12 +105,10 @@ fn build_losing(server: &RedisServer, name: &str) -> Vec<Output> {
         "stats" => keys.stats(),
         "queue" => generation.queue,
         "running" => generation.running,
-        "leases" => generation.leases,
         "processed" => generation.processed,
         "requeues" => generation.requeues,
         "requeued-by" => generation.requeued_by,
         "meta" => generation.meta,
-        "replies" => generation.replies,
         "failed" => generation.failed,
         "flaky" => generation.flaky,
         other => panic!("no key {other}"),

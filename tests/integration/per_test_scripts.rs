@@ -52,7 +52,8 @@ async fn late_acknowledgement_after_take_over_changes_nothing() {
     let running = BuildKeys::new("", "p1")
         .generation(&joined.generation)
         .running;
-    let still_running: Option<f64> = server.conn().zscore(&running, "t").unwrap();
+    let entry = format!("{}:t", held_by_b.lease);
+    let still_running: Option<f64> = server.conn().zscore(&running, entry).unwrap();
     assert!(
         still_running.is_some(),
         "the new holder's entry was removed"
@@ -166,9 +167,10 @@ fn resent_reserve_is_answered_not_applied_twice() {
             &[("heartbeat-timeout-ms", 1500), ("total", 3)],
         )
         .unwrap();
-    let reserve = redis::Script::new(&format!(
-        "{}{}",
-        include_str!("../../src/queue/redis/lua/prelude.lua"),
+    let _: () = conn.zadd(&generation.running, "", "+inf").unwrap();
+    let reserve = redis::Script::new(concat!(
+        include_str!("../../src/queue/redis/lua/lib.lua"),
+        include_str!("../../src/queue/redis/lua/per_test.lua"),
         include_str!("../../src/queue/redis/lua/reserve.lua")
     ));
     let call = |conn: &mut redis::Connection, seq: u64| -> String {
@@ -182,6 +184,7 @@ fn resent_reserve_is_answered_not_applied_twice() {
             .arg("session")
             .arg(seq)
             .arg(60_000)
+            .arg(1)
             .arg(1)
             .invoke(conn)
             .unwrap()

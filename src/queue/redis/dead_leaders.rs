@@ -12,13 +12,16 @@ pub(super) struct DeadLeaders {
 }
 
 impl DeadLeaders {
-    /// Records a `setup:` state; true when it replaced another leader's.
-    pub(super) fn saw_setup(&mut self, state: &str) -> bool {
-        let replaced = self.last_setup.as_deref().is_some_and(|last| last != state);
+    /// Records a leader filling `generation`; true when it replaced another leader's.
+    pub(super) fn saw_setup(&mut self, generation: &str) -> bool {
+        let replaced = self
+            .last_setup
+            .as_deref()
+            .is_some_and(|last| last != generation);
         if replaced {
             self.dead += 1;
         }
-        self.last_setup = Some(state.to_owned());
+        self.last_setup = Some(generation.to_owned());
         replaced
     }
 
@@ -59,12 +62,12 @@ mod tests {
     #[test]
     fn a_setup_replaced_unseen_or_lapsed_is_a_death() {
         let mut leaders = DeadLeaders::default();
-        assert!(!leaders.saw_setup("setup:g1:a"));
-        assert!(!leaders.saw_setup("setup:g1:a"), "the same lock, renewed");
-        assert!(leaders.saw_setup("setup:g2:b"));
+        assert!(!leaders.saw_setup("g1"));
+        assert!(!leaders.saw_setup("g1"), "the same lock, renewed");
+        assert!(leaders.saw_setup("g2"));
         leaders.lapsed();
         assert!(!leaders.watching());
-        assert!(!leaders.saw_setup("setup:g3:c"), "first seen after a lapse");
+        assert!(!leaders.saw_setup("g3"), "first seen after a lapse");
         assert_eq!(leaders.count(), 2);
         assert!(leaders.over(3).is_none());
         leaders.lapsed();

@@ -15,8 +15,16 @@ use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::keys::BuildKeys;
-use crate::queue::redis::reply::{self, parse};
-use crate::queue::redis::scripts::SCRIPTS;
+use crate::queue::redis::scripts::abort::{self, Rule};
+use crate::queue::redis::scripts::commit::{Commit, Committed};
+use crate::queue::redis::scripts::elect::{Elect, Elected};
+use crate::queue::redis::scripts::hello::Hello;
+use crate::queue::redis::scripts::observe::{Observe, Observed};
+use crate::queue::redis::scripts::renew::{Renew, Renewed};
+use crate::queue::redis::scripts::resign::Resign;
+use crate::queue::redis::scripts::stage::{Stage, Staged};
+use crate::queue::redis::scripts::{self};
+use crate::queue::redis::state::BuildState;
 use crate::queue::redis::{RedisQueue, millis};
 use crate::queue::{ListSource, QueueError};
 use crate::test_id::TestId;
@@ -61,19 +69,14 @@ impl RedisQueue {
                 self.conn.url()
             );
         }
-        let twins: i64 = self
-            .conn
-            .eval(
-                &SCRIPTS.hello,
-                &[self.keys.workers()],
-                &[
-                    self.session.as_str(),
-                    &self.worker,
-                    &millis(self.settings.key_ttl),
-                    &millis(self.settings.heartbeat_timeout),
-                ],
-            )
-            .await?;
+        let hello = Hello {
+            keys: &self.keys,
+            session: &self.session,
+            worker: &self.worker,
+            key_ttl_ms: millis(self.settings.key_ttl),
+            heartbeat_timeout_ms: millis(self.settings.heartbeat_timeout),
+        };
+        let twins = scripts::run(&self.conn, &hello).await?;
         if twins > 0 {
             crate::say!(
                 "ciq: warning: {twins} other live process(es) of build `{}` also call themselves worker `{}`; each counts on its own, but give every CI machine its own --worker (on a GitHub Actions matrix: --worker ${{{{ strategy.job-index }}}})",
@@ -88,21 +91,14 @@ impl RedisQueue {
         let mut deaths = DeadLeaders::default();
         loop {
             let generation = uuid::Uuid::new_v4().to_string();
-            let reply: String = self
-                .conn
-                .eval(
-                    &SCRIPTS.elect,
-                    &[self.keys.state(), self.keys.aborted()],
-                    &[
-                        generation.as_str(),
-                        &self.worker,
-                        &millis(self.settings.lock_ttl),
-                    ],
-                )
-                .await?;
-            let elect: reply::Elect = parse("elect", &reply)?;
-            match elect.role.as_str() {
-                "leader" => match self.lead(&generation, source).await? {
+            let elect = Elect {
+                keys: &self.keys,
+                generation: &generation,
+                worker: &self.worker,
+                lock_ttl_ms: millis(self.settings.lock_ttl),
+            };
+            match scripts::run(&self.conn, &elect).await? {
+                Elected::Leader => match self.lead(&generation, source).await? {
                     Led::Committed => return Ok(self.joined(generation, true)),
                     Led::LostLock => {
                         crate::say!(
@@ -112,26 +108,22 @@ impl RedisQueue {
                         deaths.forget_setup();
                     }
                 },
-                "aborted" => return Err(aborted(&elect.abort)),
-                "wait" => {
-                    if let Some(generation) = elect.state.strip_prefix("ready:") {
-                        return Ok(self.joined(generation.to_owned(), false));
-                    }
-                    if deaths.saw_setup(&elect.state) {
+                Elected::Aborted(abort) => return Err(QueueError::Aborted(abort)),
+                Elected::Wait(BuildState::Ready { generation }) => {
+                    return Ok(self.joined(generation, false));
+                }
+                Elected::Wait(BuildState::Setup { generation, leader }) => {
+                    if deaths.saw_setup(&generation) {
                         self.check_budget(&deaths).await?;
                     }
-                    if let Some(leader) = setup_leader(&elect.state) {
-                        crate::say!(
-                            "ciq: worker `{}` waits for leader `{leader}` to fill the queue",
-                            self.worker
-                        );
-                    }
+                    crate::say!(
+                        "ciq: worker `{}` waits for leader `{leader}` to fill the queue",
+                        self.worker
+                    );
                 }
-                other => {
-                    return Err(QueueError::Protocol(format!(
-                        "unknown election role `{other}`"
-                    )));
-                }
+                // ELECT takes an absent lock itself: this only follows a lock lapsing between
+                // its two reads, and the wait below sees the new state.
+                Elected::Wait(BuildState::Absent) => {}
             }
             if let Some(generation) = self.wait_for_ready(&mut deaths).await? {
                 return Ok(self.joined(generation, false));
@@ -155,24 +147,25 @@ impl RedisQueue {
         let mut delay = Duration::from_millis(20);
         loop {
             let observed = self.observe(None).await?;
-            if !observed.abort.is_empty() {
-                return Err(aborted(&observed.abort));
+            if let Some(abort) = observed.abort {
+                return Err(QueueError::Aborted(abort));
             }
-            if observed.state.is_empty() {
-                deaths.lapsed();
-                self.check_budget(deaths).await?;
-                return Ok(None);
-            }
-            if let Some(generation) = observed.state.strip_prefix("ready:") {
-                return Ok(Some(generation.to_owned()));
-            }
-            if deaths.saw_setup(&observed.state) {
-                self.check_budget(deaths).await?;
-                crate::say!(
-                    "ciq: worker `{}` waits for new leader `{}`",
-                    self.worker,
-                    setup_leader(&observed.state).unwrap_or("?")
-                );
+            match observed.state {
+                BuildState::Absent => {
+                    deaths.lapsed();
+                    self.check_budget(deaths).await?;
+                    return Ok(None);
+                }
+                BuildState::Ready { generation } => return Ok(Some(generation)),
+                BuildState::Setup { generation, leader } => {
+                    if deaths.saw_setup(&generation) {
+                        self.check_budget(deaths).await?;
+                        crate::say!(
+                            "ciq: worker `{}` waits for new leader `{leader}`",
+                            self.worker
+                        );
+                    }
+                }
             }
             sleep(delay).await;
             delay = (delay * 2)
@@ -209,18 +202,13 @@ impl RedisQueue {
         previous_meta: &str,
     ) -> Result<String, QueueError> {
         let observed = self.observe(Some(previous_meta)).await?;
-        if !observed.abort.is_empty() {
-            return Err(aborted(&observed.abort));
+        if let Some(abort) = observed.abort {
+            return Err(QueueError::Aborted(abort));
         }
-        if let Some(generation) = observed.state.strip_prefix("ready:")
-            && observed.previous == 1
-        {
-            return Ok(generation.to_owned());
-        }
-        let reason = if observed.state.is_empty() {
-            "its state key is gone"
-        } else {
-            "a new election started after its state was gone"
+        let reason = match observed.state {
+            BuildState::Ready { generation } if observed.previous_exists => return Ok(generation),
+            BuildState::Absent => "its state key is gone",
+            _ => "a new election started after its state was gone",
         };
         Err(self.state_lost(reason).await)
     }
@@ -241,14 +229,12 @@ impl RedisQueue {
         }
     }
 
-    async fn observe(&self, previous_meta: Option<&str>) -> Result<reply::Observe, QueueError> {
-        let mut keys = vec![self.keys.state(), self.keys.aborted()];
-        keys.extend(previous_meta.map(str::to_owned));
-        let reply: String = self
-            .conn
-            .eval(&SCRIPTS.observe, &keys, &[] as &[&str])
-            .await?;
-        parse("observe", &reply)
+    async fn observe(&self, previous_meta: Option<&str>) -> Result<Observed, QueueError> {
+        let observe = Observe {
+            keys: &self.keys,
+            previous_meta,
+        };
+        scripts::run(&self.conn, &observe).await
     }
 
     /// Leads `generation`: discovers, stages and commits while a background task renews the
@@ -259,8 +245,8 @@ impl RedisQueue {
             self.worker,
             self.settings.build
         );
-        let setup = format!("setup:{generation}:{}", self.worker);
-        let ready = format!("ready:{generation}");
+        let setup = BuildState::setup_value(generation, &self.worker);
+        let ready = BuildState::ready_value(generation);
         self.set_leading(Some((setup.clone(), generation.to_owned())));
         let led = tokio::select! {
             led = self.discover_stage_commit(generation, &setup, &ready, source) => led,
@@ -295,16 +281,12 @@ impl RedisQueue {
         let Some((setup, generation)) = leading else {
             return Ok(());
         };
-        let mut keys = vec![self.keys.state()];
-        keys.extend(
-            self.keys
-                .generation(&generation)
-                .all()
-                .into_iter()
-                .map(str::to_owned),
-        );
-        let resigned: i64 = self.conn.eval(&SCRIPTS.resign, &keys, &[setup]).await?;
-        if resigned == 1 {
+        let resign = Resign {
+            keys: &self.keys,
+            generation: &generation,
+            setup: &setup,
+        };
+        if scripts::run(&self.conn, &resign).await? {
             crate::say!(
                 "ciq: worker `{}` gave up leading build `{}`; another worker takes over",
                 self.worker,
@@ -323,16 +305,17 @@ impl RedisQueue {
         setup: &str,
         ready: &str,
     ) -> Result<(), QueueError> {
-        let ttl = millis(self.settings.lock_ttl);
-        let key_ttl = millis(self.settings.key_ttl);
-        let keys = [self.keys.state(), self.keys.generation(generation).queue];
+        let renew = Renew {
+            keys: &self.keys,
+            generation,
+            setup,
+            ready,
+            lock_ttl_ms: millis(self.settings.lock_ttl),
+            key_ttl_ms: millis(self.settings.key_ttl),
+        };
         loop {
             sleep(self.settings.lock_ttl / 3).await;
-            let renewed: i64 = self
-                .conn
-                .eval(&SCRIPTS.renew, &keys, &[setup, ready, &ttl, &key_ttl])
-                .await?;
-            if renewed == 0 {
+            if scripts::run(&self.conn, &renew).await? == Renewed::Lost {
                 return Ok(());
             }
         }
@@ -363,63 +346,46 @@ impl RedisQueue {
         if let Some(warning) = list.duplicate_warning() {
             crate::say!("ciq: {warning}");
         }
-        let keys = self.keys.generation(generation);
         let mut staged = 0usize;
         for batch in batches(&list.ids) {
             if staged > 0 {
                 crate::pause_point::reached("staging");
             }
-            let mut args = vec![
-                setup.to_owned(),
-                staged.to_string(),
-                millis(self.settings.lock_ttl),
-                millis(self.settings.key_ttl),
-            ];
-            args.extend(batch.iter().map(|id| id.as_str().to_owned()));
-            let length: i64 = self
-                .conn
-                .eval(
-                    &SCRIPTS.stage,
-                    &[self.keys.state(), keys.queue.clone()],
-                    &args,
-                )
-                .await?;
-            match length {
-                -1 => return Ok(Led::LostLock),
-                n if n == (staged + batch.len()) as i64 => staged = n as usize,
+            let stage = Stage {
+                keys: &self.keys,
+                generation,
+                setup,
+                position: staged,
+                batch,
+                lock_ttl_ms: millis(self.settings.lock_ttl),
+                key_ttl_ms: millis(self.settings.key_ttl),
+            };
+            match scripts::run(&self.conn, &stage).await? {
+                Staged::LostLock => return Ok(Led::LostLock),
+                Staged::Length(n) if n == staged + batch.len() => staged = n,
                 other => {
                     return Err(QueueError::Protocol(format!(
-                        "staging at position {staged} answered {other}"
+                        "staging at position {staged} answered {other:?}"
                     )));
                 }
             }
         }
         let total = list.ids.len();
         crate::pause_point::reached("before-commit");
-        let committed: i64 = self
-            .conn
-            .eval(
-                &SCRIPTS.commit,
-                &[
-                    self.keys.state(),
-                    keys.meta.clone(),
-                    keys.queue.clone(),
-                    self.keys.aborted(),
-                ],
-                &[
-                    setup.to_owned(),
-                    ready.to_owned(),
-                    millis(self.settings.key_ttl),
-                    total.to_string(),
-                    self.settings.budget.max_requeues.to_string(),
-                    self.settings.budget.build_limit(total).to_string(),
-                    millis(self.settings.heartbeat_timeout),
-                    list.digest(),
-                ],
-            )
-            .await?;
-        match committed {
-            1 => {
+        let commit = Commit {
+            keys: &self.keys,
+            generation,
+            setup,
+            ready,
+            key_ttl_ms: millis(self.settings.key_ttl),
+            total,
+            max_requeues: self.settings.budget.max_requeues,
+            requeue_limit: self.settings.budget.build_limit(total),
+            heartbeat_timeout_ms: millis(self.settings.heartbeat_timeout),
+            digest: list.digest(),
+        };
+        match scripts::run(&self.conn, &commit).await? {
+            Committed::Yes => {
                 crate::say!(
                     "ciq: worker `{}` queued {total} tests in {:.2}s",
                     self.worker,
@@ -427,8 +393,10 @@ impl RedisQueue {
                 );
                 Ok(Led::Committed)
             }
-            0 => Ok(Led::LostLock),
-            other => Err(QueueError::Protocol(format!("commit answered {other}"))),
+            Committed::LostLock => Ok(Led::LostLock),
+            Committed::Miscounted => Err(QueueError::Protocol(format!(
+                "the commit found the staged queue short of {total} tests"
+            ))),
         }
     }
 
@@ -458,46 +426,13 @@ pub(super) async fn write_abort(
     record: &Abort,
     rule: Rule<'_>,
 ) -> Result<Option<QueueError>, QueueError> {
-    let record =
-        serde_json::to_string(record).map_err(|err| QueueError::Protocol(err.to_string()))?;
-    let (setup, rule) = match rule {
-        Rule::Leader(setup) => (setup, "leader"),
-        Rule::Unready => ("", "unready"),
-        Rule::Always => ("", "always"),
+    let abort = abort::Abort {
+        keys,
+        record,
+        ttl_ms: millis(ttl),
+        rule,
     };
-    let reply: String = conn
-        .eval(
-            &SCRIPTS.abort,
-            &[keys.state(), keys.aborted()],
-            &[record.as_str(), &millis(ttl), setup, rule],
-        )
-        .await?;
-    let reply: reply::Abort = parse("abort", &reply)?;
-    Ok(reply.abort.map(|record| aborted(&record)))
-}
-
-/// When an abort may be written (see `lua/abort.lua`).
-pub(super) enum Rule<'a> {
-    /// Only while the caller still holds this setup value.
-    Leader(&'a str),
-    /// Only while no generation is ready.
-    Unready,
-    /// Always, dropping the state: the build was lost.
-    Always,
-}
-
-/// The error for a stored abort record.
-pub(super) fn aborted(record: &str) -> QueueError {
-    match serde_json::from_str::<Abort>(record) {
-        Ok(abort) => QueueError::Aborted(abort),
-        Err(err) => QueueError::Protocol(format!("unreadable abort record `{record}`: {err}")),
-    }
-}
-
-/// The worker named in a `setup:<gen>:<worker>` state.
-fn setup_leader(state: &str) -> Option<&str> {
-    let rest = state.strip_prefix("setup:")?;
-    rest.split_once(':').map(|(_, worker)| worker)
+    Ok(scripts::run(conn, &abort).await?.map(QueueError::Aborted))
 }
 
 fn batches(ids: &[TestId]) -> impl Iterator<Item = &[TestId]> {
@@ -541,11 +476,5 @@ mod tests {
             sizes.iter().all(|&n| n * 4004 <= STAGE_BATCH_BYTES + 4004),
             "{sizes:?}"
         );
-    }
-
-    #[test]
-    fn setup_leader_names_the_worker() {
-        assert_eq!(setup_leader("setup:1b2c:worker:3"), Some("worker:3"));
-        assert_eq!(setup_leader("ready:1b2c"), None);
     }
 }

@@ -18,20 +18,18 @@ pub struct GenKeys {
     pub generation: String,
     /// Test ids waiting to run (list).
     pub queue: String,
-    /// Tests being run, scored by their last heartbeat in server time (sorted set).
+    /// `<lease>:<test>` of each test being run, scored by its holder's last heartbeat in server
+    /// time, and `''` at +inf, which keeps the key while nothing runs (sorted set).
     pub running: String,
-    /// Test id -> `lease:worker` of its current holder (hash).
-    pub leases: String,
     /// Tests with a final outcome (set).
     pub processed: String,
     /// Test id -> how often it was requeued (hash).
     pub requeues: String,
     /// Test id -> `<session>:<ms>` of its last requeue (hash).
     pub requeued_by: String,
-    /// Total, requeue budgets, heartbeat timeout and counters, written at commit (hash).
+    /// Total, requeue budgets, heartbeat timeout, list digest and counters, written at commit,
+    /// and each session's last reply, so a re-sent request is answered, not applied twice (hash).
     pub meta: String,
-    /// Session -> last reply, so a re-sent request is answered, not applied twice (hash).
-    pub replies: String,
     /// Tests whose final outcome is failed or errored (set).
     pub failed: String,
     /// Tests whose final outcome is flaky (set).
@@ -97,52 +95,48 @@ impl BuildKeys {
             generation: generation.to_owned(),
             queue: key("queue"),
             running: key("running"),
-            leases: key("leases"),
             processed: key("processed"),
             requeues: key("requeues"),
             requeued_by: key("requeued-by"),
             meta: key("meta"),
-            replies: key("replies"),
             failed: key("failed"),
             flaky: key("flaky"),
         }
     }
+}
 
-    /// The KEYS of every per-test script, in the order `lua/prelude.lua` names them.
-    pub fn per_test(&self, generation: &GenKeys) -> [String; 16] {
+impl BuildKeys {
+    /// The KEYS of every per-test script, in the order `lua/per_test.lua` names them.
+    pub fn per_test(&self, generation: &GenKeys) -> [String; 14] {
         [
             self.state(),
             self.workers(),
             self.results(),
             self.failures(),
             self.stats(),
+            self.mismatched(),
             generation.queue.clone(),
             generation.running.clone(),
-            generation.leases.clone(),
             generation.processed.clone(),
             generation.requeues.clone(),
             generation.requeued_by.clone(),
             generation.meta.clone(),
-            generation.replies.clone(),
             generation.failed.clone(),
             generation.flaky.clone(),
-            self.mismatched(),
         ]
     }
 }
 
 impl GenKeys {
     /// Every key a generation may own, to delete when its leader abandons it.
-    pub fn all(&self) -> [&str; 10] {
+    pub fn all(&self) -> [&str; 8] {
         [
             &self.queue,
             &self.running,
-            &self.leases,
             &self.processed,
             &self.requeues,
             &self.requeued_by,
             &self.meta,
-            &self.replies,
             &self.failed,
             &self.flaky,
         ]
@@ -157,7 +151,7 @@ mod tests {
     fn all_keys_share_one_hash_tag() {
         let build = BuildKeys::new("app", "1234");
         let generation = build.generation("g1");
-        for key in build.per_test(&generation) {
+        for key in generation.all() {
             assert!(key.starts_with("ciq:{app:1234}:"), "{key}");
         }
         assert_eq!(generation.queue, "ciq:{app:1234}:g:g1:queue");

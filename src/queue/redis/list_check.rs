@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use crate::queue::QueueError;
 use crate::queue::redis::RedisQueue;
-use crate::queue::redis::summary::stored_id;
+use crate::queue::redis::scripts::summary::stored_id;
 use crate::test_id::TestList;
 
 impl RedisQueue {
@@ -43,11 +43,15 @@ impl RedisQueue {
             .smembers(&keys.processed);
         let (queued, running, processed): (Vec<String>, Vec<String>, Vec<String>) =
             self.conn.pipeline(&read).await?;
+        // Running entries are `<lease>:<test>`, and one is '' (it keeps the set alive).
+        let running = running
+            .iter()
+            .filter_map(|entry| entry.split_once(':').map(|(_, test)| test));
         let build: HashSet<&str> = queued
             .iter()
-            .chain(&running)
             .chain(&processed)
             .map(String::as_str)
+            .chain(running)
             .collect();
         let ours: HashSet<&str> = list.ids.iter().map(|id| id.as_str()).collect();
         let only_ours = ours.difference(&build).count();

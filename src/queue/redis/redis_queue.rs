@@ -6,15 +6,17 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use crate::outcome::{FailureDetail, Outcome};
+use tokio::time::Instant;
+
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::keys::{BuildKeys, GenKeys};
-use crate::queue::redis::reply::{self, parse};
-use crate::queue::redis::scripts::SCRIPTS;
-use crate::queue::redis::summary::{self, stored_id};
+use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
+use crate::queue::redis::scripts::per_test::{Caller, Handed};
+use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summary};
 use crate::queue::redis::{RedisSettings, millis};
-use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Recorded, Reservation, Reserved};
+use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved};
 use crate::report::Summary;
 use crate::test_id::TestId;
 
@@ -29,6 +31,8 @@ pub struct RedisQueue {
     pub(super) session: String,
     seq: AtomicU64,
     current: Mutex<Option<Arc<Followed>>>,
+    /// When this session's liveness was last recorded by a per-test call.
+    seen_at: Mutex<Option<Instant>>,
     /// The setup value and generation this worker leads while it fills the queue.
     pub(super) leading: Mutex<Option<(String, String)>>,
 }
@@ -36,7 +40,7 @@ pub struct RedisQueue {
 /// The generation a worker follows, with the KEYS its scripts take.
 pub(super) struct Followed {
     generation: GenKeys,
-    per_test: [String; 16],
+    per_test: [String; 14],
 }
 
 impl RedisQueue {
@@ -52,6 +56,7 @@ impl RedisQueue {
             session: uuid::Uuid::new_v4().simple().to_string(),
             seq: AtomicU64::new(0),
             current: Mutex::new(None),
+            seen_at: Mutex::new(None),
             leading: Mutex::new(None),
         })
     }
@@ -74,145 +79,80 @@ impl RedisQueue {
             .ok_or_else(|| QueueError::Protocol("the worker has not joined a build".to_owned()))
     }
 
-    /// ARGV[1..5] of every per-test script; a fresh sequence number per request.
-    fn base_args(&self, followed: &Followed) -> Vec<String> {
-        vec![
-            followed.generation.generation.clone(),
-            self.worker.clone(),
-            self.session.clone(),
-            self.seq.fetch_add(1, Ordering::Relaxed).to_string(),
-            millis(self.settings.key_ttl),
-        ]
-    }
-
-    async fn reservation(&self, reply: &reply::Reservation) -> Result<Reservation, QueueError> {
-        Ok(match reply.status.as_str() {
-            "tests" => Reservation::Tests(
-                reply
-                    .tests
-                    .iter()
-                    .map(|(id, lease)| {
-                        Ok(Reserved {
-                            id: stored_id(id)?,
-                            lease: *lease,
-                        })
-                    })
-                    .collect::<Result<_, QueueError>>()?,
-            ),
-            "empty" => Reservation::Empty,
-            "done" => Reservation::Done,
-            "stale" => Reservation::Stale,
-            "lost" => return Err(self.lost_keys(&reply.why).await),
-            // Only an outdated copy of a request gets this, on a connection ciq already left.
-            "superseded" => {
-                return Err(QueueError::Protocol(
-                    "Redis answered an outdated copy of a request".to_owned(),
-                ));
+    /// The caller of a per-test script: a fresh sequence number per request, and liveness
+    /// recorded at most every half heartbeat interval (heartbeats record it too), so a busy
+    /// worker does not write it on every call.
+    fn caller<'a>(&'a self, followed: &'a Followed) -> Caller<'a> {
+        let seen = {
+            let mut seen_at = self.seen_at.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = seen_at.is_none_or(|at| at.elapsed() >= self.settings.heartbeat_interval / 2);
+            if due {
+                *seen_at = Some(Instant::now());
             }
-            other => {
-                return Err(QueueError::Protocol(format!(
-                    "unknown reservation status `{other}`"
-                )));
-            }
-        })
+            due
+        };
+        Caller {
+            keys: &followed.per_test,
+            generation: &followed.generation.generation,
+            worker: &self.worker,
+            session: &self.session,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            key_ttl_ms: millis(self.settings.key_ttl),
+            seen,
+        }
     }
 
-    async fn lost_keys(&self, why: &str) -> QueueError {
-        self.state_lost(why).await
-    }
-}
-
-fn lease_pairs(args: &mut Vec<String>, held: &[Reserved]) {
-    for reserved in held {
-        args.push(reserved.id.as_str().to_owned());
-        args.push(reserved.lease.to_string());
+    async fn handed(&self, handed: Handed) -> Result<Reservation, QueueError> {
+        match handed {
+            Handed::Reservation(reservation) => Ok(reservation),
+            Handed::Lost(why) => Err(self.state_lost(&why).await),
+        }
     }
 }
 
 impl Queue for RedisQueue {
     async fn reserve(&self, max: usize) -> Result<Reservation, QueueError> {
         let followed = self.followed()?;
-        let mut args = self.base_args(&followed);
-        args.push(max.to_string());
-        let reply: String = self
-            .conn
-            .eval(&SCRIPTS.reserve, &followed.per_test, &args)
-            .await?;
-        self.reservation(&parse("reserve", &reply)?).await
+        let caller = self.caller(&followed);
+        let handed = scripts::run(&self.conn, &Reserve { caller, max }).await?;
+        self.handed(handed).await
     }
 
     async fn ack(&self, acks: Vec<Ack>, max: usize) -> Result<AckReply, QueueError> {
         let followed = self.followed()?;
-        let mut args = self.base_args(&followed);
-        args.push(max.to_string());
-        for ack in &acks {
-            let result = &ack.result;
-            args.push(result.id.as_str().to_owned());
-            args.push(ack.lease.to_string());
-            args.push(result.outcome.as_str().to_owned());
-            args.push(if result.outcome.is_success() {
-                String::new()
-            } else {
-                serde_json::to_string(&FailureDetail {
-                    outcome: result.outcome,
-                    worker: self.worker.clone(),
-                    duration_ms: result.duration.as_millis() as u64,
-                    output: result.output.clone(),
-                })
-                .map_err(|err| QueueError::Protocol(err.to_string()))?
-            });
-        }
-        let reply: String = self
-            .conn
-            .eval(&SCRIPTS.ack, &followed.per_test, &args)
-            .await?;
-        let reply: reply::Reservation = parse("ack", &reply)?;
-        let next = self.reservation(&reply).await?;
-        let recorded = reply
-            .recorded
-            .iter()
-            .map(|(id, status)| {
-                let recorded = match status.as_str() {
-                    "requeued" => Recorded::Requeued,
-                    "discarded" => Recorded::Discarded,
-                    "duplicate" => Recorded::Duplicate,
-                    outcome => Recorded::Final(
-                        outcome
-                            .parse::<Outcome>()
-                            .map_err(|err| QueueError::Protocol(err.to_string()))?,
-                    ),
-                };
-                Ok((stored_id(id)?, recorded))
-            })
-            .collect::<Result<_, QueueError>>()?;
-        Ok(AckReply { recorded, next })
+        let caller = self.caller(&followed);
+        let acked = scripts::run(
+            &self.conn,
+            &ack::Ack {
+                caller,
+                max,
+                results: &acks,
+            },
+        )
+        .await?;
+        Ok(AckReply {
+            recorded: acked.recorded,
+            next: self.handed(acked.next).await?,
+        })
     }
 
     async fn heartbeat(&self, held: &[Reserved]) -> Result<Vec<TestId>, QueueError> {
         let followed = self.followed()?;
-        let mut args = self.base_args(&followed);
-        lease_pairs(&mut args, held);
-        let reply: String = self
-            .conn
-            .eval(&SCRIPTS.heartbeat, &followed.per_test, &args)
-            .await?;
-        let reply: reply::Heartbeat = parse("heartbeat", &reply)?;
-        if reply.status == "lost" {
-            return Err(self.lost_keys(&reply.why).await);
+        let caller = self.caller(&followed);
+        match scripts::run(&self.conn, &Heartbeat { caller, held }).await? {
+            Beat::Lost(lost) => Ok(lost),
+            // The next reservation says so, and the worker rejoins.
+            Beat::Stale => Ok(Vec::new()),
+            Beat::StateLost(why) => Err(self.state_lost(&why).await),
         }
-        reply.lost.iter().map(|id| stored_id(id)).collect()
     }
 
     async fn release(&self, held: &[Reserved]) -> Result<(), QueueError> {
         let Ok(followed) = self.followed() else {
             return Ok(());
         };
-        let mut args = self.base_args(&followed);
-        lease_pairs(&mut args, held);
-        let _released: i64 = self
-            .conn
-            .eval(&SCRIPTS.release, &followed.per_test, &args)
-            .await?;
+        let caller = self.caller(&followed);
+        scripts::run(&self.conn, &Release { caller, held }).await?;
         Ok(())
     }
 
@@ -231,7 +171,15 @@ impl Queue for RedisQueue {
 
     async fn summary(&self) -> Result<Summary, QueueError> {
         let followed = self.followed()?;
-        match summary::read(&self.conn, &self.keys, &followed.generation).await {
+        let read = scripts::run(
+            &self.conn,
+            &summary::Summary {
+                keys: &self.keys,
+                generation: &followed.generation.generation,
+            },
+        )
+        .await;
+        match read {
             Err(QueueError::StateLost(reason)) => Err(self.state_lost(&reason).await),
             read => read,
         }
@@ -244,10 +192,8 @@ impl Queue for RedisQueue {
     fn pacing(&self) -> Pacing {
         Pacing {
             heartbeat_interval: self.settings.heartbeat_interval,
-            max_poll_interval: (self.settings.heartbeat_interval / 2).clamp(
-                std::time::Duration::from_millis(100),
-                std::time::Duration::from_secs(2),
-            ),
+            max_poll_interval: (self.settings.heartbeat_interval / 2)
+                .clamp(Duration::from_millis(100), Duration::from_secs(2)),
         }
     }
 }

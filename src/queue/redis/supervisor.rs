@@ -13,11 +13,12 @@ use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
-use crate::queue::redis::election::{Rule, aborted, write_abort};
+use crate::queue::redis::election::write_abort;
 use crate::queue::redis::keys::BuildKeys;
-use crate::queue::redis::reply::{Progress, parse};
-use crate::queue::redis::scripts::SCRIPTS;
-use crate::queue::redis::summary;
+use crate::queue::redis::scripts::abort::Rule;
+use crate::queue::redis::scripts::progress::Progress;
+use crate::queue::redis::scripts::{self, summary};
+use crate::queue::redis::state::BuildState;
 use crate::report::Summary;
 
 /// TTL of an abort record the report writes: it does not know the workers' --redis-ttl, so it
@@ -117,81 +118,73 @@ async fn watch(
     let mut leaderless_since = started;
     let mut ready_since: Option<Instant> = None;
     let ending = loop {
-        let generation = keys.generation(followed.as_deref().unwrap_or(""));
-        let reply: String = conn
-            .eval(
-                &SCRIPTS.progress,
-                &[
-                    keys.state(),
-                    keys.aborted(),
-                    keys.workers(),
-                    generation.meta.clone(),
-                    generation.queue.clone(),
-                    generation.running.clone(),
-                    generation.processed.clone(),
-                ],
-                &[] as &[&str],
-            )
-            .await?;
-        let progress: Progress = parse("progress", &reply)?;
-        if !progress.abort.is_empty() {
-            return Err(aborted(&progress.abort));
+        let progress = Progress {
+            keys,
+            generation: followed.as_deref(),
+        };
+        let seen = scripts::run(conn, &progress).await?;
+        if let Some(abort) = seen.abort {
+            return Err(QueueError::Aborted(abort));
         }
-        if let Some(ready) = progress.state.strip_prefix("ready:") {
-            if followed.as_deref() != Some(ready) {
+        match (&seen.state, &followed) {
+            (BuildState::Ready { generation }, _) if followed.as_ref() != Some(generation) => {
                 // The generation followed so far must still exist: a replaced one does, but
                 // after Redis lost the build a fresh election is a new build, not this one.
-                if followed.is_some() && progress.total < 0 {
+                if followed.is_some() && seen.total.is_none() {
                     return Err(QueueError::StateLost(
                         "a new election started after its state was gone".to_owned(),
                     ));
                 }
-                followed = Some(ready.to_owned());
+                followed = Some(generation.clone());
                 ready_since = None;
                 continue;
             }
-            if progress.total < 0 {
-                return Err(QueueError::StateLost(
-                    "its generation's metadata is gone".to_owned(),
-                ));
+            (BuildState::Ready { .. }, _) => {
+                let Some(total) = seen.total else {
+                    return Err(QueueError::StateLost(
+                        "its generation's metadata is gone".to_owned(),
+                    ));
+                };
+                on_status(&Status::Running {
+                    total,
+                    processed: seen.processed,
+                    running: seen.running,
+                    alive: seen.alive,
+                });
+                if seen.queued == 0 && seen.running == 0 {
+                    break Ending::Drained;
+                }
+                // Workers may take a while after the commit to be heard (a build, a framework's
+                // start): gone means silent for a whole heartbeat timeout since it was ready.
+                let ready_for = ready_since.get_or_insert_with(Instant::now).elapsed();
+                if seen.registered > 0
+                    && seen.alive == 0
+                    && ready_for >= Duration::from_millis(seen.timeout_ms)
+                {
+                    break Ending::WorkersGone;
+                }
             }
-            on_status(&Status::Running {
-                total: progress.total as u64,
-                processed: progress.processed,
-                running: progress.running,
-                alive: progress.alive,
-            });
-            if progress.queued == 0 && progress.running == 0 {
-                break Ending::Drained;
+            (_, Some(_)) => {
+                return Err(QueueError::StateLost("its state key is gone".to_owned()));
             }
-            // Workers may take a while after the commit to be heard (a build, a framework's
-            // start): gone means silent for a whole heartbeat timeout since the build was ready.
-            let ready_for = ready_since.get_or_insert_with(Instant::now).elapsed();
-            if progress.registered > 0
-                && progress.alive == 0
-                && ready_for >= Duration::from_millis(progress.timeout)
-            {
-                break Ending::WorkersGone;
-            }
-        } else if followed.is_some() {
-            return Err(QueueError::StateLost("its state key is gone".to_owned()));
-        } else if let Some(rest) = progress.state.strip_prefix("setup:") {
-            dead_leaders.saw_setup(&progress.state);
-            let leader = rest.split_once(':').map_or(rest, |(_, worker)| worker);
-            on_status(&Status::Filling {
-                leader: leader.to_owned(),
-            });
-        } else {
-            if dead_leaders.watching() {
-                dead_leaders.lapsed();
-                leaderless_since = Instant::now();
-            }
-            if leaderless_since.elapsed() >= settings.queue_init_timeout {
-                return Err(QueueError::NoLeader {
-                    waited: leaderless_since.elapsed(),
+            (BuildState::Setup { generation, leader }, None) => {
+                dead_leaders.saw_setup(generation);
+                on_status(&Status::Filling {
+                    leader: leader.clone(),
                 });
             }
-            on_status(&Status::WaitingForLeader);
+            (BuildState::Absent, None) => {
+                if dead_leaders.watching() {
+                    dead_leaders.lapsed();
+                    leaderless_since = Instant::now();
+                }
+                if leaderless_since.elapsed() >= settings.queue_init_timeout {
+                    return Err(QueueError::NoLeader {
+                        waited: leaderless_since.elapsed(),
+                    });
+                }
+                on_status(&Status::WaitingForLeader);
+            }
         }
         if let Some(err) = dead_leaders.over(settings.max_election_attempts) {
             return Err(err);
@@ -209,6 +202,13 @@ async fn watch(
     let Some(generation) = followed else {
         return Err(QueueError::StateLost("it was never seen ready".to_owned()));
     };
-    let summary = summary::read(conn, keys, &keys.generation(&generation)).await?;
+    let summary = scripts::run(
+        conn,
+        &summary::Summary {
+            keys,
+            generation: &generation,
+        },
+    )
+    .await?;
     Ok((summary, ending))
 }

@@ -515,23 +515,19 @@ pub fn assert_late_result_changes_nothing(
     });
     let generation = ready_generation(server, build).expect("a ready generation");
     let generation = ciq::queue::redis::keys::BuildKeys::new("", build).generation(&generation);
-    let mut conn = server.conn();
-    let lease: Option<String> = redis::cmd("HGET")
-        .arg(&generation.leases)
-        .arg(VICTIM)
-        .query(&mut conn)
-        .expect("HGET lease");
-    let holder = format!(":{}", taker.name);
-    assert!(
-        lease.as_deref().is_some_and(|l| l.ends_with(&holder)),
-        "the new holder's lease stays: {lease:?}"
-    );
-    let running: Option<f64> = redis::cmd("ZSCORE")
+    // `<lease>:<test>` entries: the late worker's was removed at the take-over, so the one left
+    // is the new holder's.
+    let running: Vec<String> = redis::cmd("ZRANGE")
         .arg(&generation.running)
-        .arg(VICTIM)
-        .query(&mut conn)
-        .expect("ZSCORE running");
-    assert!(running.is_some(), "the new holder's entry was removed");
+        .arg(0)
+        .arg(-1)
+        .query(&mut server.conn())
+        .expect("ZRANGE running");
+    let held: Vec<&String> = running
+        .iter()
+        .filter(|entry| entry.ends_with(&format!(":{VICTIM}")))
+        .collect();
+    assert_eq!(held.len(), 1, "the new holder's entry stays: {running:?}");
     assert!(
         !results(server, build).contains_key(VICTIM),
         "the late result was recorded"
@@ -618,6 +614,12 @@ pub fn replace_generation(server: &RedisServer, build: &str, name: &str, ids: &[
         .arg(ciq::test_id::digest(ids.iter().copied()))
         .query(&mut conn)
         .expect("HSET meta");
+    let _: () = redis::cmd("ZADD")
+        .arg(&new.running)
+        .arg("+inf")
+        .arg("")
+        .query(&mut conn)
+        .expect("ZADD running");
     let _: () = redis::cmd("SET")
         .arg(keys.state())
         .arg(format!("ready:{name}"))

@@ -1,53 +1,45 @@
 -- ACK(results) + RESERVE(k) in one round trip.
--- ARGV[6] k, then one group of four per result: test id, lease, outcome, failure detail (JSON,
+-- ARGV[7] k, then one group of four per result: test id, lease, outcome, failure detail (JSON,
 -- empty for a pass). Invariants:
---  * Lease fencing: a result whose lease is no longer the test's current lease (the test was
---    taken over) changes nothing, so a late worker never removes the new holder's entry.
+--  * Lease fencing: a result whose running entry is no longer there (the test was taken over,
+--    released, or already acknowledged) changes nothing, so a late worker never removes the new
+--    holder's entry and never adds an outcome.
 --  * A failure within the per-test and build requeue budgets goes back to the head of the queue
 --    for another worker; its detail is kept for the report.
 --  * Otherwise the test is processed, and the first outcome recorded is its outcome; a later one
 --    is a duplicate and never counted again. A pass after a requeued failure is flaky; a skip
 --    after one leaves the failure standing.
 -- Replies as RESERVE, with recorded = {{id, passed|failed|...|requeued|discarded|duplicate}...}.
-local ctx, early = open(true, false)
+local ctx, early = open({replay = true})
 if not ctx then return early end
 
-local requeued = tonumber(redis.call('HGET', K.meta, 'requeued') or '0')
+local meta = ctx.meta
 local function requeue_allowed(test)
-  local per_test = tonumber(redis.call('HGET', K.requeues, test) or '0')
-  return per_test < ctx.meta.max_requeues and requeued < ctx.meta.requeue_limit
+  if meta.requeued >= meta.requeue_limit then return false end
+  return tonumber(redis.call('HGET', K.requeues, test) or '0') < meta.max_requeues
 end
 
--- A running test always has both its running entry and its lease: one without the other
--- means Redis lost a key under a working build.
 local recorded = {}
-for i = 7, #ARGV, 4 do
+for i = 8, #ARGV, 4 do
   local test, lease, outcome, detail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local status
-  if not holds(test, lease) then
-    if not redis.call('HGET', K.leases, test) and redis.call('ZSCORE', K.running, test) then
-      return close(cjson.encode({status = 'lost', why = 'a running test has no lease'}), false)
-    end
+  if redis.call('ZREM', K.running, lease_entry(lease, test)) == 0 then
     status = 'discarded'
     redis.call('HINCRBY', K.stats, 'discarded', 1)
-    touch(K.stats)
+    wrote(K.stats)
   else
-    if redis.call('ZREM', K.running, test) == 0 then
-      return close(cjson.encode({status = 'lost', why = 'a leased test is not running'}), false)
-    end
-    redis.call('HDEL', K.leases, test)
     local failed = outcome == 'failed' or outcome == 'errored'
     if failed and requeue_allowed(test) then
-      requeued = requeued + 1
+      meta.requeued = meta.requeued + 1
+      set_meta('requeued', meta.requeued)
       redis.call('HINCRBY', K.requeues, test, 1)
-      redis.call('HSET', K.meta, 'requeued', requeued)
       redis.call('HSET', K.requeued_by, test, SESSION .. ':' .. ctx.now)
       redis.call('HSET', K.failures, test, detail)
-      redis.call('LPUSH', K.queue, test)
-      touch(K.requeues); touch(K.requeued_by); touch(K.failures); touch(K.queue)
+      pushed(redis.call('LPUSH', K.queue, test), 1)
+      wrote(K.requeues); wrote(K.requeued_by); wrote(K.failures)
       status = 'requeued'
     else
-      if redis.call('HEXISTS', K.requeues, test) == 1 then
+      if meta.requeued > 0 and redis.call('HEXISTS', K.requeues, test) == 1 then
         -- A retry that passes makes a failure flaky; one that is skipped proves nothing, so
         -- the failure stands (its detail was kept when it was requeued).
         if outcome == 'passed' then outcome = 'flaky' end
@@ -56,13 +48,13 @@ for i = 7, #ARGV, 4 do
       status = decide(test, outcome)
       if status ~= 'duplicate' and failed then
         redis.call('HSET', K.failures, test, detail)
-        touch(K.failures)
+        wrote(K.failures)
       end
     end
   end
   recorded[#recorded + 1] = {test, status}
 end
 
-local reply = reservation(reserve(tonumber(ARGV[6]), ctx), ctx)
+local reply = reservation(reserve(tonumber(ARGV[7]), ctx), ctx)
 reply.recorded = recorded
 return close(cjson.encode(reply), true)

@@ -2,7 +2,7 @@
 -- KEYS[1] state, KEYS[2] aborted. ARGV[1] generation, ARGV[2] worker, ARGV[3] lock TTL in ms.
 -- A worker that finds its own setup value is the leader: that is how a re-sent election (its
 -- reply lost) recognises that it already won. A build aborted for good elects nobody.
--- Replies JSON {role = leader} | {role = aborted, abort} | {role = wait, state, pttl}.
+-- Replies JSON {role = leader} | {role = aborted, abort} | {role = wait, state}.
 local aborted = redis.call('GET', KEYS[2])
 if aborted then return cjson.encode({role = 'aborted', abort = aborted}) end
 local mine = 'setup:' .. ARGV[1] .. ':' .. ARGV[2]
@@ -12,4 +12,4 @@ if not current then
   return cjson.encode({role = 'leader'})
 end
 if current == mine then return cjson.encode({role = 'leader'}) end
-return cjson.encode({role = 'wait', state = current, pttl = redis.call('PTTL', KEYS[1])})
+return cjson.encode({role = 'wait', state = current})

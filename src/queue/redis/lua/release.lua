@@ -1,19 +1,16 @@
--- RELEASE(held): on shutdown or a fatal runner error, give held tests back to the head of the
--- queue at once instead of leaving them to the heartbeat timeout, and mark this session gone.
--- Lease-fenced, so releasing twice, or after a take-over, changes nothing. Generation-agnostic:
--- writing into an abandoned generation is harmless, and a stale worker must still leave.
--- ARGV[6..] pairs of test id, lease. Replies the number of tests given back.
+-- RELEASE(held): on shutdown, a fatal runner error or the worker's end, give held tests back to
+-- the head of the queue at once instead of leaving them to the heartbeat timeout, and mark this
+-- session gone. Lease-fenced, so releasing twice, or after a take-over, changes nothing. It does
+-- not check staleness: giving back into an abandoned generation is harmless, and a stale worker
+-- must still leave.
+-- ARGV[7..] pairs of test id, lease. Replies the number of tests given back.
 local released = 0
-for i = #ARGV - 1, 6, -2 do
-  if holds(ARGV[i], ARGV[i + 1]) then
-    redis.call('ZREM', K.running, ARGV[i])
-    redis.call('HDEL', K.leases, ARGV[i])
-    redis.call('LPUSH', K.queue, ARGV[i])
-    touch(K.queue)
+for i = #ARGV - 1, 7, -2 do
+  if redis.call('ZREM', K.running, lease_entry(ARGV[i + 1], ARGV[i])) == 1 then
+    pushed(redis.call('LPUSH', K.queue, ARGV[i]), 1)
     released = released + 1
   end
 end
 redis.call('HSET', K.workers, SESSION, 'left:' .. now_ms() .. ':' .. WORKER)
-touch(K.workers)
-expire_touched()
+close('', false)
 return released

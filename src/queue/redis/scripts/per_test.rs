@@ -1,0 +1,88 @@
+//! What the per-test scripts (RESERVE, ACK, HEARTBEAT, RELEASE) share: their KEYS, the first
+//! ARGV every one of them takes, and how a hand-out of tests is read (`lua/per_test.lua`).
+
+use serde::Deserialize;
+
+use super::lua_list;
+use super::summary::stored_id;
+use crate::queue::{Lease, QueueError, Reservation, Reserved};
+
+/// Who calls, in which generation, with which request: ARGV[1..6] of every per-test script.
+pub(in crate::queue::redis) struct Caller<'a> {
+    pub keys: &'a [String; 14],
+    pub generation: &'a str,
+    pub worker: &'a str,
+    /// This process's id in the build.
+    pub session: &'a str,
+    /// A fresh number per request: a re-sent request (same number) gets the first reply.
+    pub seq: u64,
+    pub key_ttl_ms: String,
+    /// Whether the session's liveness is due to be recorded.
+    pub seen: bool,
+}
+
+impl Caller<'_> {
+    /// ARGV[1..6].
+    pub(super) fn args(&self) -> Vec<String> {
+        vec![
+            self.generation.to_owned(),
+            self.worker.to_owned(),
+            self.session.to_owned(),
+            self.seq.to_string(),
+            self.key_ttl_ms.clone(),
+            if self.seen { "1" } else { "0" }.to_owned(),
+        ]
+    }
+}
+
+/// RESERVE's and ACK's hand-out.
+#[derive(Deserialize)]
+pub(super) struct Handout {
+    status: String,
+    #[serde(default, deserialize_with = "lua_list")]
+    tests: Vec<(String, String)>,
+    #[serde(default)]
+    why: String,
+}
+
+/// What a reservation came to, for the queue.
+pub(in crate::queue::redis) enum Handed {
+    /// A reservation to pass on.
+    Reservation(Reservation),
+    /// Redis lost part of the build: what did not add up.
+    Lost(String),
+}
+
+impl Handout {
+    pub(super) fn read(self) -> Result<Handed, QueueError> {
+        let reservation = match self.status.as_str() {
+            "tests" => Reservation::Tests(
+                self.tests
+                    .into_iter()
+                    .map(|(id, lease)| {
+                        Ok(Reserved {
+                            id: stored_id(&id)?,
+                            lease: Lease(lease),
+                        })
+                    })
+                    .collect::<Result<_, QueueError>>()?,
+            ),
+            "empty" => Reservation::Empty,
+            "done" => Reservation::Done,
+            "stale" => Reservation::Stale,
+            "lost" => return Ok(Handed::Lost(self.why)),
+            // Only an outdated copy of a request gets this, on a connection ciq already left.
+            "superseded" => {
+                return Err(QueueError::Protocol(
+                    "Redis answered an outdated copy of a request".to_owned(),
+                ));
+            }
+            other => {
+                return Err(QueueError::Protocol(format!(
+                    "unknown reservation status `{other}`"
+                )));
+            }
+        };
+        Ok(Handed::Reservation(reservation))
+    }
+}

@@ -1,0 +1,91 @@
+//! PROGRESS: everything the report polls, in one round trip (`lua/progress.lua`).
+
+use redis::Value;
+use serde::Deserialize;
+
+use super::{Step, abort::parse_abort, json};
+use crate::queue::QueueError;
+use crate::queue::error::Abort;
+use crate::queue::redis::keys::BuildKeys;
+use crate::queue::redis::state::BuildState;
+
+pub(super) const SOURCE: &str = lua!("progress.lua");
+
+/// PROGRESS of the build, and of `generation` once the report follows one.
+pub(in crate::queue::redis) struct Progress<'a> {
+    pub keys: &'a BuildKeys,
+    pub generation: Option<&'a str>,
+}
+
+/// What the report sees.
+#[derive(Debug, Clone)]
+pub(in crate::queue::redis) struct Seen {
+    pub state: BuildState,
+    pub abort: Option<Abort>,
+    /// Tests in the followed generation; `None` before its commit, or once its meta is lost.
+    pub total: Option<u64>,
+    pub queued: u64,
+    pub running: u64,
+    pub processed: u64,
+    /// Worker sessions heard from within the heartbeat timeout.
+    pub alive: u64,
+    /// Worker sessions ever seen in this build.
+    pub registered: u64,
+    /// The build's heartbeat timeout in ms (0 before a commit).
+    pub timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    state: String,
+    abort: String,
+    total: i64,
+    queued: u64,
+    running: u64,
+    processed: u64,
+    alive: u64,
+    registered: u64,
+    #[serde(default)]
+    timeout: u64,
+}
+
+impl Step for Progress<'_> {
+    const NAME: &'static str = "progress";
+    type Reply = Seen;
+
+    hashed!();
+
+    fn keys(&self) -> Vec<String> {
+        let generation = self.keys.generation(self.generation.unwrap_or(""));
+        vec![
+            self.keys.state(),
+            self.keys.aborted(),
+            self.keys.workers(),
+            generation.meta,
+            generation.queue,
+            generation.running,
+            generation.processed,
+        ]
+    }
+
+    fn args(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn reply(raw: Value) -> Result<Seen, QueueError> {
+        let raw: Raw = json(Self::NAME, raw)?;
+        Ok(Seen {
+            state: BuildState::parse(&raw.state)?,
+            abort: (!raw.abort.is_empty())
+                .then(|| parse_abort(&raw.abort))
+                .transpose()?,
+            total: u64::try_from(raw.total).ok(),
+            queued: raw.queued,
+            running: raw.running,
+            processed: raw.processed,
+            alive: raw.alive,
+            registered: raw.registered,
+            timeout_ms: raw.timeout,
+        })
+    }
+}

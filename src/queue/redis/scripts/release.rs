@@ -1,0 +1,42 @@
+//! RELEASE: give held tests back at once and mark the session gone (`lua/release.lua`).
+
+use redis::Value;
+
+use super::per_test::Caller;
+use super::{Step, int};
+use crate::queue::{QueueError, Reserved};
+
+pub(super) const SOURCE: &str = lua!("per_test.lua", "release.lua");
+
+/// RELEASE of what the caller holds.
+pub(in crate::queue::redis) struct Release<'a> {
+    pub caller: Caller<'a>,
+    pub held: &'a [Reserved],
+}
+
+impl Step for Release<'_> {
+    const NAME: &'static str = "release";
+    /// How many tests went back to the queue.
+    type Reply = u64;
+
+    hashed!();
+
+    fn keys(&self) -> Vec<String> {
+        self.caller.keys.to_vec()
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = self.caller.args();
+        for reserved in self.held {
+            args.push(reserved.id.as_str().to_owned());
+            args.push(reserved.lease.0.clone());
+        }
+        args
+    }
+
+    fn reply(raw: Value) -> Result<u64, QueueError> {
+        let released = int(Self::NAME, raw)?;
+        u64::try_from(released)
+            .map_err(|_| QueueError::Protocol(format!("release answered {released}")))
+    }
+}

@@ -1,0 +1,36 @@
+//! RESERVE: hand out up to k tests, each under a fresh lease (`lua/reserve.lua`).
+
+use redis::Value;
+
+use super::per_test::{Caller, Handed, Handout};
+use super::{Step, json};
+use crate::queue::QueueError;
+
+pub(super) const SOURCE: &str = lua!("per_test.lua", "reserve.lua");
+
+/// RESERVE of up to `max` tests.
+pub(in crate::queue::redis) struct Reserve<'a> {
+    pub caller: Caller<'a>,
+    pub max: usize,
+}
+
+impl Step for Reserve<'_> {
+    const NAME: &'static str = "reserve";
+    type Reply = Handed;
+
+    hashed!();
+
+    fn keys(&self) -> Vec<String> {
+        self.caller.keys.to_vec()
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = self.caller.args();
+        args.push(self.max.to_string());
+        args
+    }
+
+    fn reply(raw: Value) -> Result<Handed, QueueError> {
+        json::<Handout>(Self::NAME, raw)?.read()
+    }
+}
