@@ -128,10 +128,12 @@ fn watch(url: &str, keys: &BuildKeys, timeout_ms: i64, stop: &AtomicBool) -> Fin
                 requeues: requeues.get(test).and_then(|n| n.parse().ok()).unwrap_or(0),
             };
             if let Some(before) = last.get(test).filter(|b| b.lease != held.lease) {
-                // A lease is `<session>.<request>.<n>`; sessions are the workers hash's fields,
-                // `left:<ms>:<worker>` once one left.
+                // A lease starts with its session's first characters, then `.`; sessions are
+                // the workers hash's fields, `left:<ms>:<worker>` once one left.
                 let holder = before.lease.split('.').next().unwrap_or("");
-                let released = workers.get(holder).is_some_and(|w| w.starts_with("left:"));
+                let released = workers.iter().any(|(session, seen)| {
+                    !holder.is_empty() && session.starts_with(holder) && seen.starts_with("left:")
+                });
                 if held.requeues == before.requeues && !released {
                     findings.takeovers += 1;
                     if held.score < before.score + timeout_ms {

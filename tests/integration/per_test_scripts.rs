@@ -171,6 +171,7 @@ fn resent_reserve_is_answered_not_applied_twice() {
     let reserve = redis::Script::new(concat!(
         include_str!("../../src/queue/redis/lua/lib.lua"),
         include_str!("../../src/queue/redis/lua/per_test.lua"),
+        include_str!("../../src/queue/redis/lua/handout.lua"),
         include_str!("../../src/queue/redis/lua/reserve.lua")
     ));
     let call = |conn: &mut redis::Connection, seq: u64| -> String {

@@ -19,42 +19,54 @@ local function requeue_allowed(test)
   return tonumber(redis.call('HGET', K.requeues, test) or '0') < meta.max_requeues
 end
 
-local recorded = {}
+local results, entries = {}, {}
 for i = 8, #ARGV, 4 do
-  local test, lease, outcome, detail = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local status
-  if redis.call('ZREM', K.running, lease_entry(lease, test)) == 0 then
-    status = 'discarded'
+  local result = {test = ARGV[i], outcome = ARGV[i + 2], detail = ARGV[i + 3]}
+  results[#results + 1] = result
+  entries[#entries + 1] = lease_entry(ARGV[i + 1], ARGV[i])
+end
+local held = release_entries(entries)
+
+local statuses, finals, final_at = {}, {}, {}
+for i, result in ipairs(results) do
+  local test, outcome = result.test, result.outcome
+  local failed = outcome == 'failed' or outcome == 'errored'
+  if not held[i] then
+    statuses[i] = 'discarded'
     redis.call('HINCRBY', K.stats, 'discarded', 1)
-    wrote(K.stats)
+    wrote(K.stats, 's')
+  elseif failed and requeue_allowed(test) then
+    meta.requeued = meta.requeued + 1
+    set_meta('requeued', meta.requeued)
+    redis.call('HINCRBY', K.requeues, test, 1)
+    redis.call('HSET', K.requeued_by, test, SESSION .. ':' .. ctx.now)
+    redis.call('HSET', K.failures, test, result.detail)
+    pushed(redis.call('LPUSH', K.queue, test), 1)
+    wrote(K.requeues, 'q'); wrote(K.requeued_by, 'b'); wrote(K.failures, 'f')
+    statuses[i] = 'requeued'
   else
-    local failed = outcome == 'failed' or outcome == 'errored'
-    if failed and requeue_allowed(test) then
-      meta.requeued = meta.requeued + 1
-      set_meta('requeued', meta.requeued)
-      redis.call('HINCRBY', K.requeues, test, 1)
-      redis.call('HSET', K.requeued_by, test, SESSION .. ':' .. ctx.now)
-      redis.call('HSET', K.failures, test, detail)
-      pushed(redis.call('LPUSH', K.queue, test), 1)
-      wrote(K.requeues); wrote(K.requeued_by); wrote(K.failures)
-      status = 'requeued'
-    else
-      if meta.requeued > 0 and redis.call('HEXISTS', K.requeues, test) == 1 then
-        -- A retry that passes makes a failure flaky; one that is skipped proves nothing, so
-        -- the failure stands (its detail was kept when it was requeued).
-        if outcome == 'passed' then outcome = 'flaky' end
-        if outcome == 'skipped' then outcome = 'failed' end
-      end
-      status = decide(test, outcome)
-      if status ~= 'duplicate' and failed then
-        redis.call('HSET', K.failures, test, detail)
-        wrote(K.failures)
-      end
+    if meta.requeued > 0 and redis.call('HEXISTS', K.requeues, test) == 1 then
+      -- A retry that passes makes a failure flaky; one that is skipped proves nothing, so the
+      -- failure stands (its detail was kept when it was requeued).
+      if outcome == 'passed' then outcome = 'flaky' end
+      if outcome == 'skipped' then outcome = 'failed' end
     end
+    finals[#finals + 1] = {test, outcome}
+    final_at[#finals] = i
   end
-  recorded[#recorded + 1] = {test, status}
+end
+for j, status in ipairs(decide_all(finals)) do
+  local i = final_at[j]
+  statuses[i] = status
+  local outcome = results[i].outcome
+  if status ~= 'duplicate' and (outcome == 'failed' or outcome == 'errored') then
+    redis.call('HSET', K.failures, results[i].test, results[i].detail)
+    wrote(K.failures, 'f')
+  end
 end
 
+local recorded = {}
+for i, result in ipairs(results) do recorded[i] = {result.test, statuses[i]} end
 local reply = reservation(reserve(tonumber(ARGV[7]), ctx), ctx)
 reply.recorded = recorded
 return close(cjson.encode(reply), true)

@@ -29,25 +29,19 @@ local K = {
 local GEN, WORKER, SESSION, SEQ, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local SEEN_DUE = ARGV[6] == '1'
 local REPLY_FIELD = 'reply:' .. SESSION
-
--- Keys created by this call get their TTL at `close`. A key that can never be emptied gets it
--- once per generation (its letter is then in meta's `made`); the queue, which empties, gets it
--- whenever a push recreates it; `running` never empties (its '' entry).
-local LETTER = {
-  [K.results] = 'r', [K.failures] = 'f', [K.stats] = 's', [K.processed] = 'p',
-  [K.requeues] = 'q', [K.requeued_by] = 'b', [K.failed] = 'x', [K.flaky] = 'y',
-}
-local ALL = {K.state, K.workers, K.results, K.failures, K.stats, K.mismatched, K.queue,
-  K.running, K.processed, K.requeues, K.requeued_by, K.meta, K.failed, K.flaky}
+-- Leases are `<session's first 12 characters>.<request>.<n>`: unique to one hand-out.
+local LEASE_PREFIX = string.sub(SESSION, 1, 12) .. '.' .. SEQ .. '.'
 
 local meta_writes = {}
 local function set_meta(field, value) meta_writes[field] = value end
 
+-- Keys created by this call get their TTL at `close`. A key that can never be emptied gets it
+-- once per generation: `letter` names it in meta's `made` once it has one. The queue, which
+-- empties, gets it whenever a push recreates it; `running` never empties (its '' entry).
 local expire = {}
 local made = ''
-local function wrote(key)
-  local letter = LETTER[key]
-  if letter and not string.find(made, letter, 1, true) then
+local function wrote(key, letter)
+  if not string.find(made, letter, 1, true) then
     made = made .. letter
     set_meta('made', made)
     expire[key] = true
@@ -125,143 +119,10 @@ local function open(options)
   end
   if SEEN_DUE or options.always_seen then seen(now) end
   if now - meta.refreshed_at >= TTL / 4 then
-    for _, key in ipairs(ALL) do expire[key] = true end
+    for i = 1, #KEYS do expire[KEYS[i]] = true end
     set_meta('refreshed-at', now)
   end
   return {now = now, meta = meta}
 end
 
 local function lease_entry(lease, test) return lease .. ':' .. test end
-
--- Whether another session than this one was heard from within the heartbeat timeout.
-local function others_alive(now, heartbeat_timeout)
-  local found = false
-  each_live_session(K.workers, now, heartbeat_timeout, function(session)
-    if session ~= SESSION then found = true end
-  end)
-  return found
-end
-
--- A final outcome that is not a pass, counted once in the generation's counters (passes are
--- the processed tests that are nothing else); failing and flaky tests are also kept in sets,
--- so the summary lists them without reading every result.
-local function count(test, outcome)
-  if outcome == 'passed' then return end
-  redis.call('HINCRBY', K.meta, 'n:' .. outcome, 1)
-  local set = nil
-  if outcome == 'failed' or outcome == 'errored' then set = K.failed end
-  if outcome == 'flaky' then set = K.flaky end
-  if set then
-    redis.call('SADD', set, test)
-    wrote(set)
-  end
-end
-
--- Marks `test` processed with `outcome`, unless the build already decided it (in this
--- generation or an earlier one): then the earlier outcome stands and is what this generation
--- counts (`outcome` may then be nil). Returns the outcome recorded, or 'duplicate'.
-local function decide(test, outcome)
-  if redis.call('SADD', K.processed, test) == 0 then return 'duplicate' end
-  wrote(K.processed)
-  if outcome and redis.call('HSETNX', K.results, test, outcome) == 1 then
-    wrote(K.results)
-    count(test, outcome)
-    return outcome
-  end
-  count(test, redis.call('HGET', K.results, test))
-  return 'duplicate'
-end
-
-local function take(test, lease, now, out)
-  redis.call('ZADD', K.running, now, lease_entry(lease, test))
-  out[#out + 1] = {test, lease}
-end
-
--- How long a failure requeued by this session waits for another live worker before this one may
--- retry it itself: long enough for an idle worker to poll, short enough that a worker whose
--- peers are all busy with long tests does not idle through them.
-local function retry_grace(heartbeat_timeout)
-  return math.min(math.max(heartbeat_timeout / 6, 1000), 5000)
-end
-
--- Whether this session requeued `test` less than the grace period ago.
-local function own_fresh_requeue(test, now, heartbeat_timeout)
-  local requeued = redis.call('HGET', K.requeued_by, test)
-  if not requeued then return false end
-  local by, at = string.match(requeued, '^(.*):(%d+)$')
-  return by == SESSION and now - tonumber(at) < retry_grace(heartbeat_timeout)
-end
-
--- How often lost tests are looked for: often enough that a take-over comes soon after the
--- heartbeat timeout, rarely enough that a busy build does not pay for it on every call.
-local function scan_due(ctx)
-  local every = math.min(math.max(ctx.meta.heartbeat_timeout / 10, 100), 1000)
-  return ctx.now - ctx.meta.scanned_at >= every
-end
-
--- RESERVE: first take over lost tests (heartbeat older than the timeout and no outcome yet;
--- entries of tests that already have one are cleaned up, never taken over), then pop from the
--- queue, counting (not running) a test an earlier generation decided, and skipping a test this
--- session requeued while another worker is alive to retry it and the grace period runs. Each
--- hand-out gets a lease unique to this session, request and position.
-local function reserve(k, ctx)
-  local out = {}
-  if k <= 0 then return out end
-  local now, heartbeat_timeout = ctx.now, ctx.meta.heartbeat_timeout
-  local function next_lease() return SESSION .. '.' .. SEQ .. '.' .. (#out + 1) end
-  if scan_due(ctx) then
-    set_meta('scanned-at', now)
-    local lost = redis.call('ZRANGEBYSCORE', K.running, '-inf', now - heartbeat_timeout,
-      'LIMIT', 0, k)
-    for _, entry in ipairs(lost) do
-      local test = entry_test(entry)
-      redis.call('ZREM', K.running, entry)
-      if redis.call('SISMEMBER', K.processed, test) == 0 then
-        take(test, next_lease(), now, out)
-        redis.call('HINCRBY', K.stats, 'taken-over', 1)
-        wrote(K.stats)
-      end
-    end
-  end
-  local deferred = {}
-  local others = nil
-  while #out < k do
-    local test = redis.call('LPOP', K.queue)
-    if not test then break end
-    if not ctx.meta.fresh and redis.call('HEXISTS', K.results, test) == 1 then
-      -- Decided in an earlier generation of this build: counted once, not run again.
-      decide(test, nil)
-    elseif ctx.meta.requeued > 0 and own_fresh_requeue(test, now, heartbeat_timeout) then
-      if others == nil then others = others_alive(now, heartbeat_timeout) end
-      if others then deferred[#deferred + 1] = test else take(test, next_lease(), now, out) end
-    else
-      take(test, next_lease(), now, out)
-    end
-  end
-  if #deferred > 0 then
-    -- Back at the head, in the order they were popped.
-    local reversed = {}
-    for i = #deferred, 1, -1 do reversed[#reversed + 1] = deferred[i] end
-    pushed(redis.call('LPUSH', K.queue, unpack(reversed)), #reversed)
-  end
-  return out
-end
-
--- The reply to a reservation. Once nothing is queued or running, every test of the generation
--- must be processed and counted: anything less means Redis lost part of the build (a key
--- evicted or expired), which must never pass for a finished build.
-local function reservation(tests, ctx)
-  if #tests > 0 then return {status = 'tests', tests = tests} end
-  if redis.call('LLEN', K.queue) > 0 or redis.call('ZCARD', K.running) > 1 then
-    return {status = 'empty'}
-  end
-  local processed = redis.call('SCARD', K.processed)
-  if processed ~= ctx.meta.total then
-    return {status = 'lost', why = 'nothing is queued or running, yet only ' .. processed .. ' of '
-      .. ctx.meta.total .. ' tests have an outcome'}
-  end
-  if redis.call('HLEN', K.results) < processed then
-    return {status = 'lost', why = 'fewer results than tests with an outcome'}
-  end
-  return {status = 'done'}
-end

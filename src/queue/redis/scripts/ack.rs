@@ -10,7 +10,7 @@ use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::{QueueError, Recorded};
 use crate::test_id::TestId;
 
-pub(super) const SOURCE: &str = lua!("per_test.lua", "ack.lua");
+pub(super) const SOURCE: &str = lua!("per_test.lua", "handout.lua", "ack.lua");
 
 /// ACK of `results` (run by `caller.worker`), then RESERVE of up to `max`.
 pub(in crate::queue::redis) struct Ack<'a> {

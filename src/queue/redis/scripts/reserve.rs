@@ -6,7 +6,7 @@ use super::per_test::{Caller, Handed, Handout};
 use super::{Step, json};
 use crate::queue::QueueError;
 
-pub(super) const SOURCE: &str = lua!("per_test.lua", "reserve.lua");
+pub(super) const SOURCE: &str = lua!("per_test.lua", "handout.lua", "reserve.lua");
 
 /// RESERVE of up to `max` tests.
 pub(in crate::queue::redis) struct Reserve<'a> {

@@ -1,0 +1,194 @@
+-- handout.lua: how RESERVE and ACK hand tests out and record outcomes (after per_test.lua).
+
+-- Whether another session than this one was heard from within the heartbeat timeout.
+local function others_alive(now, heartbeat_timeout)
+  local found = false
+  each_live_session(K.workers, now, heartbeat_timeout, function(session)
+    if session ~= SESSION then found = true end
+  end)
+  return found
+end
+
+-- A final outcome that is not a pass, counted once in the generation's counters (passes are
+-- the processed tests that are nothing else); failing and flaky tests are also kept in sets,
+-- so the summary lists them without reading every result.
+local function count(test, outcome)
+  if outcome == 'passed' then return end
+  redis.call('HINCRBY', K.meta, 'n:' .. outcome, 1)
+  local set, letter = nil, nil
+  if outcome == 'failed' or outcome == 'errored' then set, letter = K.failed, 'x' end
+  if outcome == 'flaky' then set, letter = K.flaky, 'y' end
+  if set then
+    redis.call('SADD', set, test)
+    wrote(set, letter)
+  end
+end
+
+-- Marks each item's test processed with its outcome ({test, outcome}: nil for a test the build
+-- already decided), unless it already was: the first outcome recorded stands and is what this
+-- generation counts. Returns each item's status, the outcome recorded or 'duplicate'. One item
+-- costs two commands; more cost four, whatever their number.
+local function decide_all(items)
+  local n, tests, statuses = #items, {}, {}
+  if n == 0 then return statuses end
+  for i, item in ipairs(items) do tests[i] = item[1] end
+  local new, earlier = {}, {}
+  if n == 1 then
+    new[1] = redis.call('SADD', K.processed, tests[1]) == 1
+    local outcome = items[1][2]
+    if new[1] and outcome and redis.call('HSETNX', K.results, tests[1], outcome) == 0 then
+      earlier[1] = redis.call('HGET', K.results, tests[1])
+    elseif new[1] and not outcome then
+      earlier[1] = redis.call('HGET', K.results, tests[1])
+    end
+  else
+    local member = redis.call('SMISMEMBER', K.processed, unpack(tests))
+    redis.call('SADD', K.processed, unpack(tests))
+    earlier = redis.call('HMGET', K.results, unpack(tests))
+    local fields = {}
+    for i = 1, n do
+      new[i] = member[i] == 0
+      if new[i] and not earlier[i] and items[i][2] then
+        fields[#fields + 1] = tests[i]
+        fields[#fields + 1] = items[i][2]
+      end
+    end
+    if #fields > 0 then redis.call('HSET', K.results, unpack(fields)) end
+  end
+  wrote(K.processed, 'p')
+  wrote(K.results, 'r')
+  for i = 1, n do
+    if not new[i] then
+      statuses[i] = 'duplicate'
+    elseif earlier[i] then
+      count(tests[i], earlier[i])
+      statuses[i] = 'duplicate'
+    else
+      count(tests[i], items[i][2])
+      statuses[i] = items[i][2]
+    end
+  end
+  return statuses
+end
+
+-- Takes each running entry `<lease>:<test>` out of the running set if it is still there: the
+-- fence, since only the holder of a hand-out names its lease. Returns which were.
+local function release_entries(entries)
+  local n, held = #entries, {}
+  if n == 0 then return held end
+  if n == 1 then
+    held[1] = redis.call('ZREM', K.running, entries[1]) == 1
+    return held
+  end
+  local scores = redis.call('ZMSCORE', K.running, unpack(entries))
+  local present = {}
+  for i = 1, n do
+    held[i] = scores[i] ~= false
+    if held[i] then present[#present + 1] = entries[i] end
+  end
+  if #present > 0 then redis.call('ZREM', K.running, unpack(present)) end
+  return held
+end
+
+-- How long a failure requeued by this session waits for another live worker before this one may
+-- retry it itself: long enough for an idle worker to poll, short enough that a worker whose
+-- peers are all busy with long tests does not idle through them.
+local function retry_grace(heartbeat_timeout)
+  return math.min(math.max(heartbeat_timeout / 6, 1000), 5000)
+end
+
+-- Whether `requeued` (a test's `<session>:<ms>` of its last requeue) says this session
+-- requeued it less than the grace period ago.
+local function own_fresh_requeue(requeued, now, heartbeat_timeout)
+  local by, at = string.match(requeued, '^(.*):(%d+)$')
+  return by == SESSION and now - tonumber(at) < retry_grace(heartbeat_timeout)
+end
+
+-- How often lost tests are looked for: often enough that a take-over comes soon after the
+-- heartbeat timeout, rarely enough that a busy build does not pay for it on every call.
+local function scan_due(ctx)
+  local every = math.min(math.max(ctx.meta.heartbeat_timeout / 10, 100), 1000)
+  return ctx.now - ctx.meta.scanned_at >= every
+end
+
+-- RESERVE: first take over lost tests (heartbeat older than the timeout and no outcome yet;
+-- entries of tests that already have one are cleaned up, never taken over), then pop from the
+-- queue, counting (not running) a test an earlier generation decided, and skipping a test this
+-- session requeued while another worker is alive to retry it and the grace period runs. Each
+-- hand-out gets a lease unique to this session, request and position. A batch costs the same
+-- few commands as one test: pops, lookups and the running entries go in one command each.
+local function reserve(k, ctx)
+  local out, adds = {}, {}
+  if k <= 0 then return out end
+  local now, heartbeat_timeout = ctx.now, ctx.meta.heartbeat_timeout
+  local function take(test)
+    local lease = LEASE_PREFIX .. (#out + 1)
+    out[#out + 1] = {test, lease}
+    adds[#adds + 1] = now
+    adds[#adds + 1] = lease_entry(lease, test)
+  end
+  if scan_due(ctx) then
+    set_meta('scanned-at', now)
+    local lost = redis.call('ZRANGEBYSCORE', K.running, '-inf', now - heartbeat_timeout,
+      'LIMIT', 0, k)
+    for _, entry in ipairs(lost) do
+      local test = entry_test(entry)
+      redis.call('ZREM', K.running, entry)
+      if redis.call('SISMEMBER', K.processed, test) == 0 then
+        take(test)
+        redis.call('HINCRBY', K.stats, 'taken-over', 1)
+        wrote(K.stats, 's')
+      end
+    end
+  end
+  local deferred = {}
+  local others = nil
+  while #out < k do
+    local popped = redis.call('LPOP', K.queue, k - #out)
+    if not popped then break end
+    local decided, requeuers, earlier = {}, {}, {}
+    if not ctx.meta.fresh then decided = redis.call('HMGET', K.results, unpack(popped)) end
+    if ctx.meta.requeued > 0 then
+      requeuers = redis.call('HMGET', K.requeued_by, unpack(popped))
+    end
+    for i, test in ipairs(popped) do
+      if decided[i] then
+        -- Decided in an earlier generation of this build: counted once, not run again.
+        earlier[#earlier + 1] = {test, nil}
+      elseif requeuers[i] and own_fresh_requeue(requeuers[i], now, heartbeat_timeout) then
+        if others == nil then others = others_alive(now, heartbeat_timeout) end
+        if others then deferred[#deferred + 1] = test else take(test) end
+      else
+        take(test)
+      end
+    end
+    decide_all(earlier)
+  end
+  if #adds > 0 then redis.call('ZADD', K.running, unpack(adds)) end
+  if #deferred > 0 then
+    -- Back at the head, in the order they were popped.
+    local reversed = {}
+    for i = #deferred, 1, -1 do reversed[#reversed + 1] = deferred[i] end
+    pushed(redis.call('LPUSH', K.queue, unpack(reversed)), #reversed)
+  end
+  return out
+end
+
+-- The reply to a reservation. Once nothing is queued or running, every test of the generation
+-- must be processed and counted: anything less means Redis lost part of the build (a key
+-- evicted or expired), which must never pass for a finished build.
+local function reservation(tests, ctx)
+  if #tests > 0 then return {status = 'tests', tests = tests} end
+  if redis.call('LLEN', K.queue) > 0 or redis.call('ZCARD', K.running) > 1 then
+    return {status = 'empty'}
+  end
+  local processed = redis.call('SCARD', K.processed)
+  if processed ~= ctx.meta.total then
+    return {status = 'lost', why = 'nothing is queued or running, yet only ' .. processed .. ' of '
+      .. ctx.meta.total .. ' tests have an outcome'}
+  end
+  if redis.call('HLEN', K.results) < processed then
+    return {status = 'lost', why = 'fewer results than tests with an outcome'}
+  end
+  return {status = 'done'}
+end
