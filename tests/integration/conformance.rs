@@ -1,0 +1,370 @@
+//! One suite, two queues: each scenario is written once against the `Queue` trait and runs
+//! against the local queue and the Redis queue (a real redis-server). The queue rules live
+//! twice (Rust in `queue/local.rs`, Lua in `queue/redis/lua/`): a rule changed in one and not
+//! the other fails here.
+
+use std::time::Duration;
+
+use ciq::discovery::TestSource;
+use ciq::outcome::{Outcome, TestResult};
+use ciq::queue::budget::RequeueBudget;
+use ciq::queue::local::{LocalQueue, LocalTiming};
+use ciq::queue::redis::{RedisQueue, RedisSettings};
+use ciq::queue::{Ack, Queue, Recorded, Reservation, Reserved};
+use ciq::test_id::{TestId, TestList};
+
+use crate::support::RedisServer;
+
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// A failure waits this long for another worker before its own may retry it (both queues:
+/// a sixth of the heartbeat timeout, at least a second).
+const RETRY_GRACE: Duration = Duration::from_secs(1);
+
+/// A queue of `tests` shared by `workers` handles, with `budget`.
+trait Backend {
+    type Q: Queue;
+    async fn build(&self, tests: &[&str], workers: usize, budget: RequeueBudget) -> Vec<Self::Q>;
+}
+
+struct Local;
+
+impl Backend for Local {
+    type Q = ciq::queue::local::LocalWorker;
+    async fn build(&self, tests: &[&str], workers: usize, budget: RequeueBudget) -> Vec<Self::Q> {
+        let ids = tests.iter().map(|t| TestId::new(*t).unwrap()).collect();
+        let timing = LocalTiming {
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            heartbeat_timeout: HEARTBEAT_TIMEOUT,
+        };
+        let queue = LocalQueue::new(ids, budget, timing);
+        (0..workers)
+            .map(|n| queue.worker(format!("w{n}")))
+            .collect()
+    }
+}
+
+struct Redis(RedisServer);
+
+impl Backend for Redis {
+    type Q = RedisQueue;
+    async fn build(&self, tests: &[&str], workers: usize, budget: RequeueBudget) -> Vec<Self::Q> {
+        let source = TestSource::List(TestList::parse(tests.join("\n").as_bytes(), "t").unwrap());
+        let settings = RedisSettings {
+            url: self.0.url(),
+            namespace: String::new(),
+            build: "conformance".to_owned(),
+            key_ttl: Duration::from_secs(3600),
+            lock_ttl: Duration::from_secs(5),
+            max_election_attempts: 3,
+            queue_init_timeout: Duration::from_secs(60),
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            heartbeat_timeout: HEARTBEAT_TIMEOUT,
+            budget,
+            redis_timeout: Duration::from_secs(10),
+        };
+        let mut queues = Vec::new();
+        for n in 0..workers {
+            let queue = RedisQueue::connect(settings.clone(), format!("w{n}"))
+                .await
+                .unwrap();
+            queue.join(&source).await.unwrap();
+            queues.push(queue);
+        }
+        queues
+    }
+}
+
+const GENEROUS: RequeueBudget = RequeueBudget {
+    max_requeues: 1,
+    tolerance: 1.0,
+};
+
+fn ack(reserved: &Reserved, outcome: Outcome) -> Ack {
+    Ack {
+        lease: reserved.lease.clone(),
+        result: TestResult::new(
+            reserved.id.clone(),
+            outcome,
+            Duration::from_millis(5),
+            format!("{} output", reserved.id),
+        ),
+    }
+}
+
+fn held(reservation: Reservation) -> Vec<Reserved> {
+    match reservation {
+        Reservation::Tests(tests) => tests,
+        other => panic!("expected tests, got {other:?}"),
+    }
+}
+
+fn names(reserved: &[Reserved]) -> Vec<&str> {
+    reserved.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// Reserves (polling while the queue says empty) until tests come, within `within`.
+async fn reserve_within(queue: &impl Queue, max: usize, within: Duration) -> Vec<Reserved> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match queue.reserve(max).await.unwrap() {
+            Reservation::Tests(tests) => return tests,
+            Reservation::Empty if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("expected tests within {within:?}, got {other:?}"),
+        }
+    }
+}
+
+/// The per-test budget (two requeues) and the build budget (half of two tests, rounded up:
+/// one) both bind; every test ends with one outcome.
+async fn requeue_budgets<B: Backend>(backend: B) {
+    let budget = RequeueBudget {
+        max_requeues: 2,
+        tolerance: 0.5,
+    };
+    let queues = backend.build(&["x", "y"], 1, budget).await;
+    let solo = &queues[0];
+    let mut recorded = Vec::new();
+    let mut next = solo.reserve(1).await.unwrap();
+    while let Reservation::Tests(tests) = next {
+        let reply = solo
+            .ack(vec![ack(&tests[0], Outcome::Failed)], 1)
+            .await
+            .unwrap();
+        recorded.extend(reply.recorded);
+        next = reply.next;
+    }
+    assert_eq!(next, Reservation::Done);
+    let requeued = recorded.iter().filter(|(_, r)| *r == Recorded::Requeued);
+    assert_eq!(requeued.count(), 1, "{recorded:?}");
+    let summary = solo.summary().await.unwrap();
+    assert_eq!(summary.count(Outcome::Failed), 2);
+    assert_eq!(summary.requeued, 1);
+    assert_eq!(summary.not_run_count, 0);
+}
+
+/// A failure goes to another worker; passing there makes it flaky, with the failing run's
+/// output kept.
+async fn flaky_after_a_retry_elsewhere<B: Backend>(backend: B) {
+    let queues = backend.build(&["t"], 2, GENEROUS).await;
+    let (a, b) = (&queues[0], &queues[1]);
+    let first = held(a.reserve(1).await.unwrap());
+    let reply = a
+        .ack(vec![ack(&first[0], Outcome::Failed)], 1)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Requeued);
+    assert_eq!(reply.next, Reservation::Empty, "a left its failure to b");
+    let retry = held(b.reserve(1).await.unwrap());
+    assert_eq!(names(&retry), ["t"]);
+    let reply = b
+        .ack(vec![ack(&retry[0], Outcome::Passed)], 1)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Flaky));
+    assert_eq!(reply.next, Reservation::Done);
+    let summary = b.summary().await.unwrap();
+    assert_eq!(summary.count(Outcome::Flaky), 1);
+    let flaky = &summary.flaky[0];
+    assert_eq!(flaky.requeues, 1);
+    assert_eq!(
+        flaky.detail.as_ref().map(|d| d.output.as_str()),
+        Some("t output")
+    );
+}
+
+/// A retry that is skipped proves nothing: the failure stands, with its detail.
+async fn a_skip_after_a_failure_stays_failed<B: Backend>(backend: B) {
+    let queues = backend.build(&["t"], 2, GENEROUS).await;
+    let (a, b) = (&queues[0], &queues[1]);
+    let first = held(a.reserve(1).await.unwrap());
+    a.ack(vec![ack(&first[0], Outcome::Failed)], 0)
+        .await
+        .unwrap();
+    let retry = held(b.reserve(1).await.unwrap());
+    let reply = b
+        .ack(vec![ack(&retry[0], Outcome::Skipped)], 1)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Failed));
+    let summary = b.summary().await.unwrap();
+    assert_eq!(summary.count(Outcome::Failed), 1);
+    assert!(summary.failing[0].detail.is_some());
+}
+
+/// A result under a lease given back (or acknowledged already) changes nothing: it is
+/// discarded, and the current holder decides the one outcome.
+async fn stale_leases_are_fenced<B: Backend>(backend: B) {
+    let queues = backend.build(&["t", "u"], 2, GENEROUS).await;
+    let (a, b) = (&queues[0], &queues[1]);
+    let first = held(a.reserve(1).await.unwrap());
+    a.release(&first).await.unwrap();
+    let again = held(b.reserve(1).await.unwrap());
+    assert_eq!(
+        names(&again),
+        ["t"],
+        "a released test goes back to the head"
+    );
+    assert_ne!(again[0].lease, first[0].lease);
+    let reply = a
+        .ack(vec![ack(&first[0], Outcome::Failed)], 0)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Discarded);
+    let reply = b
+        .ack(vec![ack(&again[0], Outcome::Passed)], 0)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Passed));
+    // The same acknowledgement again: the lease is spent.
+    let reply = b
+        .ack(vec![ack(&again[0], Outcome::Failed)], 0)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Discarded);
+    let summary = b.summary().await.unwrap();
+    assert_eq!(summary.decided(), 1);
+    assert_eq!(summary.count(Outcome::Passed), 1);
+}
+
+/// A worker that stops heartbeating loses its test once the heartbeat timeout passed, not
+/// before; its heartbeat then says so and its late result changes nothing.
+async fn takeover_after_the_heartbeat_timeout<B: Backend>(backend: B) {
+    let queues = backend.build(&["t"], 2, GENEROUS).await;
+    let (a, b) = (&queues[0], &queues[1]);
+    let lost = held(a.reserve(1).await.unwrap());
+    let started = tokio::time::Instant::now();
+    let taken = reserve_within(b, 1, Duration::from_secs(30)).await;
+    assert!(
+        started.elapsed() >= HEARTBEAT_TIMEOUT - Duration::from_millis(300),
+        "taken over after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(names(&taken), ["t"]);
+    assert_eq!(a.heartbeat(&lost).await.unwrap(), [lost[0].id.clone()]);
+    let reply = a
+        .ack(vec![ack(&lost[0], Outcome::Passed)], 0)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Discarded);
+    let reply = b
+        .ack(vec![ack(&taken[0], Outcome::Passed)], 1)
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Passed));
+    assert_eq!(reply.next, Reservation::Done);
+    assert_eq!(b.summary().await.unwrap().taken_over, 1);
+}
+
+/// Heartbeats keep a long test with its holder, however long it runs; meanwhile another
+/// worker hears `empty`, and `done` once it is acknowledged.
+async fn heartbeats_keep_a_test_and_empty_turns_done<B: Backend>(backend: B) {
+    let queues = backend.build(&["long"], 2, GENEROUS).await;
+    let (a, b) = (&queues[0], &queues[1]);
+    let long = held(a.reserve(1).await.unwrap());
+    let until = tokio::time::Instant::now() + HEARTBEAT_TIMEOUT * 2;
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+        assert!(a.heartbeat(&long).await.unwrap().is_empty());
+        assert_eq!(b.reserve(1).await.unwrap(), Reservation::Empty);
+    }
+    a.ack(vec![ack(&long[0], Outcome::Passed)], 0)
+        .await
+        .unwrap();
+    assert_eq!(b.reserve(1).await.unwrap(), Reservation::Done);
+    assert_eq!(b.summary().await.unwrap().taken_over, 0);
+}
+
+/// A failure waits for another live worker for the grace period only: then its own worker
+/// retries it rather than idle while the others stay busy.
+async fn a_failure_waits_for_others_only_a_while<B: Backend>(backend: B) {
+    let queues = backend.build(&["busy", "t"], 2, GENEROUS).await;
+    let (a, b) = (&queues[0], &queues[1]);
+    let busy = held(b.reserve(1).await.unwrap());
+    assert_eq!(names(&busy), ["busy"]);
+    let first = held(a.reserve(1).await.unwrap());
+    let failed_at = tokio::time::Instant::now();
+    let reply = a
+        .ack(vec![ack(&first[0], Outcome::Failed)], 1)
+        .await
+        .unwrap();
+    assert_eq!(reply.next, Reservation::Empty, "left to b at first");
+    b.heartbeat(&busy).await.unwrap();
+    let retry = reserve_within(a, 1, Duration::from_secs(30)).await;
+    assert_eq!(names(&retry), ["t"]);
+    assert!(
+        failed_at.elapsed() >= RETRY_GRACE - Duration::from_millis(200),
+        "retried after {:?}",
+        failed_at.elapsed()
+    );
+}
+
+/// Batches: several tests per reservation and per acknowledgement, each with its own lease
+/// and outcome.
+async fn batches_hand_out_and_record_each_test<B: Backend>(backend: B) {
+    let queues = backend.build(&["a", "b", "c", "d", "e"], 1, GENEROUS).await;
+    let solo = &queues[0];
+    let first = held(solo.reserve(3).await.unwrap());
+    assert_eq!(names(&first), ["a", "b", "c"]);
+    let acks = vec![
+        ack(&first[0], Outcome::Passed),
+        ack(&first[1], Outcome::Skipped),
+        ack(&first[2], Outcome::Errored),
+    ];
+    let reply = solo.ack(acks, 3).await.unwrap();
+    let recorded: Vec<_> = reply.recorded.iter().map(|(_, r)| *r).collect();
+    assert_eq!(
+        recorded,
+        [
+            Recorded::Final(Outcome::Passed),
+            Recorded::Final(Outcome::Skipped),
+            Recorded::Requeued
+        ]
+    );
+    let rest = held(reply.next);
+    assert_eq!(names(&rest), ["c", "d", "e"], "the requeued test first");
+    let acks = rest.iter().map(|r| ack(r, Outcome::Passed)).collect();
+    let reply = solo.ack(acks, 3).await.unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Flaky));
+    assert_eq!(reply.next, Reservation::Done);
+    let summary = solo.summary().await.unwrap();
+    let counts: Vec<usize> = [Outcome::Passed, Outcome::Skipped, Outcome::Flaky]
+        .iter()
+        .map(|o| summary.count(*o))
+        .collect();
+    assert_eq!(counts, [3, 1, 1]);
+}
+
+macro_rules! both_queues {
+    ($($scenario:ident),+ $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Local).await;
+                }
+            )+
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Redis(crate::support::RedisServer::start())).await;
+                }
+            )+
+        }
+    };
+}
+
+both_queues!(
+    requeue_budgets,
+    flaky_after_a_retry_elsewhere,
+    a_skip_after_a_failure_stays_failed,
+    stale_leases_are_fenced,
+    takeover_after_the_heartbeat_timeout,
+    heartbeats_keep_a_test_and_empty_turns_done,
+    a_failure_waits_for_others_only_a_while,
+    batches_hand_out_and_record_each_test,
+);
