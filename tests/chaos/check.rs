@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::plan::{Fault, Kind, Plan};
 use crate::play::{Ended, Fate, Played};
-use crate::support::test_lines;
+use ciq_testkit::test_lines;
 
 /// Exit code of a worker with another list, and of every process that saw one recorded.
 const LIST_MISMATCH: i32 = 6;

@@ -10,7 +10,7 @@ use redis::Commands;
 
 use crate::monitor::{Findings, Monitor};
 use crate::plan::{Fault, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, LOCK_TTL, Plan, Start};
-use crate::support::{
+use ciq_testkit::{
     FaultProxy, Output, Proc, RedisServer, Scratch, record_test, report_args, results,
 };
 
@@ -219,7 +219,7 @@ pub fn play(plan: &Plan) -> Played {
                     Fault::ForeignList => {
                         // Once the build is ready: before, the foreign worker could lead.
                         let ready = Instant::now() + Duration::from_secs(60);
-                        while crate::support::ready_generation(&server, &build).is_none()
+                        while ciq_testkit::ready_generation(&server, &build).is_none()
                             && Instant::now() < ready
                         {
                             std::thread::sleep(Duration::from_millis(20));
@@ -298,7 +298,7 @@ fn signal(slot: &Slot, signal: Signal) {
 /// Replaces the build's generation with the same tests (see the support code), once ready.
 fn replace_generation(server: &RedisServer, build: &str, ids: &[String], n: usize) -> bool {
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    crate::support::replace_generation(server, build, &format!("replacement-{n}"), &ids)
+    ciq_testkit::replace_generation(server, build, &format!("replacement-{n}"), &ids)
 }
 
 /// Committed generations (those with a `meta`), and those never committed that hold anything

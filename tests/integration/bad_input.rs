@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{
+use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, free_port, record_test, report_args, with_list_command,
     worker_args,
 };
@@ -222,7 +222,7 @@ fn wrong_password_is_refused_and_never_printed() {
     let out = Proc::spawn(
         "w",
         &scratch,
-        &crate::support::with_command(worker_args(&server, "pw", "w", &list)),
+        &ciq_testkit::with_command(worker_args(&server, "pw", "w", &list)),
     )
     .wait(WITHIN);
     assert_eq!(out.code, Some(0), "{}", out.both());
@@ -266,7 +266,7 @@ fn missing_ids_name_their_flags() {
 #[test]
 fn missing_command_stops_the_worker_once() {
     let scratch = Scratch::new();
-    let list = scratch.tests(&crate::support::ids("pass", 5));
+    let list = scratch.tests(&ciq_testkit::ids("pass", 5));
     let out = ciq(
         &scratch,
         &[
@@ -288,7 +288,7 @@ fn missing_command_stops_the_worker_once() {
 fn missing_command_on_one_worker_loses_no_test() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
-    let list = scratch.tests(&crate::support::ids("pass", 5));
+    let list = scratch.tests(&ciq_testkit::ids("pass", 5));
     let mut broken = worker_args(&server, "nocmd", "broken", &list);
     broken.extend(["--".to_owned(), "/nonexistent/run-tests".to_owned()]);
     let out = Proc::spawn("broken", &scratch, &broken).wait(WITHIN);
@@ -303,7 +303,7 @@ fn missing_command_on_one_worker_loses_no_test() {
     let out = Proc::spawn(
         "healthy",
         &scratch,
-        &crate::support::with_command(worker_args(&server, "nocmd", "healthy", &list)),
+        &ciq_testkit::with_command(worker_args(&server, "nocmd", "healthy", &list)),
     )
     .wait(WITHIN);
     assert_eq!(out.code, Some(0), "{}", out.both());
@@ -364,7 +364,7 @@ fn a_leader_that_cannot_list_aborts_the_build_for_everyone() {
             worker_args(&server, "nolist", worker, &list),
             "sh -c 'echo collection error >&2; exit 4'".to_owned(),
         );
-        crate::support::with_command(args)
+        ciq_testkit::with_command(args)
     };
     let leader = Proc::spawn("leader", &scratch, &args("leader")).wait(WITHIN);
     assert_fails(

@@ -13,7 +13,7 @@ use ciq::queue::redis::{RedisQueue, RedisSettings};
 use ciq::queue::{Ack, Queue, Recorded, Reservation, Reserved};
 use ciq::test_id::{TestId, TestList};
 
-use crate::support::RedisServer;
+use ciq_testkit::RedisServer;
 
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(200);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -351,7 +351,7 @@ macro_rules! both_queues {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $scenario() {
-                    super::$scenario(super::Redis(crate::support::RedisServer::start())).await;
+                    super::$scenario(super::Redis(ciq_testkit::RedisServer::start())).await;
                 }
             )+
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::support::{
+use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, ids, record_test, report_args, results, state, wait_until,
     with_command, with_list_command, worker_args,
 };

@@ -15,7 +15,7 @@ use ciq::report::Summary;
 use ciq::test_id::TestList;
 use redis::Commands;
 
-use crate::support::{
+use ciq_testkit::{
     RedisServer, generation_keys, lose_build, replace_generation, setup_generation, state,
     wait_until,
 };

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
-use crate::support::{
+use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, assert_late_result_changes_nothing,
     assert_one_final_line_each, generation_keys, ids, ran, ready_generation, replace_flag,
     replace_generation, report_args, results, setup_generation, state, wait_until, with_command,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::{Output, Proc, RedisServer, Scratch, fast_flags, report_args, require_pytest};
+use ciq_testkit::{Output, Proc, RedisServer, Scratch, fast_flags, report_args, require_pytest};
 
 const LONG: Duration = Duration::from_secs(300);
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{
+use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, ids, ready_generation, report_args, results, wait_until,
     with_command, worker_args,
 };

@@ -19,6 +19,5 @@ mod per_test_scripts;
 mod persistent;
 mod processes;
 mod redis_load;
-mod support;
 mod tls;
 mod workers;

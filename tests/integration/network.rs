@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
-use crate::support::{
+use ciq_testkit::{
     FaultProxy, Proc, RedisServer, Scratch, assert_late_result_changes_nothing,
     assert_one_final_line_each, ids, ran, report_args, results, through, wait_until, with_command,
     worker_args,

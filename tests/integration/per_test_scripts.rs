@@ -10,7 +10,7 @@ use ciq::queue::{Queue, Recorded, Reservation};
 use redis::Commands;
 
 use crate::election::{ack, list, tests, worker};
-use crate::support::RedisServer;
+use ciq_testkit::RedisServer;
 
 /// A worker whose test was taken over (its heartbeat lapsed) acknowledges late: the new
 /// holder's entry stays, and no second outcome appears.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ciq::exit_code;
 
-use crate::support::{Output, Proc, Scratch, wait_until};
+use ciq_testkit::{Output, Proc, Scratch, wait_until};
 
 /// Bound on any one run: generous, the runs themselves take about a second.
 const LONG: Duration = Duration::from_secs(120);
@@ -115,7 +115,7 @@ fn a_result_breaking_the_protocol_errors_its_test_and_restarts_the_framework() {
         let pids = starts(&scratch);
         assert_eq!(pids.len(), 2, "{mode}: one restart after bad/1: {pids:?}");
         assert_gone(pids[0]);
-        let order: Vec<(String, String)> = crate::support::test_lines(&out.stderr)
+        let order: Vec<(String, String)> = ciq_testkit::test_lines(&out.stderr)
             .into_iter()
             .map(|line| (line.status, line.test))
             .collect();

@@ -10,7 +10,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{
+use ciq_testkit::{
     Proc, RedisServer, Scratch, ciq, results, wait_until, with_command, worker_args,
 };
 
@@ -163,7 +163,7 @@ fn a_stalled_log_pipe_never_holds_back_the_protocol() {
         .spawn()
         .unwrap();
     wait_until("the long test to start", LONG, || {
-        crate::support::ran(&scratch, "stalled", "slow/long")
+        ciq_testkit::ran(&scratch, "stalled", "slow/long")
     });
     // Ready to take the test over, should the stalled worker's heartbeats stop.
     let watcher = Proc::spawn(

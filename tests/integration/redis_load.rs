@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Proc, RedisServer, Scratch, ids, wait_until};
+use ciq_testkit::{Proc, RedisServer, Scratch, ids, wait_until};
 
 #[test]
 fn redis_commands_per_test_for_500_noop_tests_on_2_workers() {

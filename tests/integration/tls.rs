@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Proc, Scratch, free_port, ids, record_test};
+use ciq_testkit::{Proc, Scratch, free_port, ids, record_test};
 
 const LONG: Duration = Duration::from_secs(120);
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::support::{
+use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, ids, ran, replace_flag, report_args, wait_until,
     with_command, with_list_command, worker_args,
 };

@@ -16,23 +16,11 @@
     reason = "a harness whose set-up fails should stop loudly"
 )]
 
-#[path = "chaos/check.rs"]
 mod check;
-#[path = "chaos/monitor.rs"]
 mod monitor;
-#[path = "chaos/plan.rs"]
 mod plan;
-#[path = "chaos/play.rs"]
 mod play;
-#[path = "chaos/rng.rs"]
 mod rng;
-#[path = "integration/support/mod.rs"]
-#[expect(
-    dead_code,
-    unused_imports,
-    reason = "the runner uses part of the integration tests' support"
-)]
-mod support;
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -1,0 +1,117 @@
+//! Reading and editing a build's keys on a test's own Redis: results, state, generations, and
+//! the faults a test injects there (a lost build, a replaced generation).
+
+use std::collections::BTreeMap;
+
+use ciq::queue::redis::keys::BuildKeys;
+
+use crate::redis_server::RedisServer;
+
+/// The outcome of every test, from the build-wide results hash.
+pub fn results(server: &RedisServer, build: &str) -> BTreeMap<String, String> {
+    let keys = BuildKeys::new("", build);
+    redis::cmd("HGETALL")
+        .arg(keys.results())
+        .query(&mut server.conn())
+        .expect("HGETALL results")
+}
+
+/// The build's state value.
+pub fn state(server: &RedisServer, build: &str) -> Option<String> {
+    let keys = BuildKeys::new("", build);
+    redis::cmd("GET")
+        .arg(keys.state())
+        .query(&mut server.conn())
+        .expect("GET state")
+}
+
+/// Deletes every key of `build`, as a Redis that lost its data would. The pattern follows the
+/// keyspace's `ciq:{build}:` prefix; a mismatch deletes nothing and the caller's assertions fail.
+pub fn lose_build(server: &RedisServer, build: &str) {
+    let mut conn = server.conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("ciq:{{{build}}}:*"))
+        .query(&mut conn)
+        .expect("KEYS");
+    assert!(!keys.is_empty(), "build `{build}` has no keys to lose");
+    redis::cmd("DEL")
+        .arg(&keys)
+        .exec(&mut conn)
+        .expect("DEL build keys");
+}
+
+/// Every key of generation `generation` of `build` still in Redis, whatever its name.
+pub fn generation_keys(server: &RedisServer, build: &str, generation: &str) -> Vec<String> {
+    let queue = BuildKeys::new("", build).generation(generation).queue;
+    let prefix = queue.rsplit_once(':').map_or("", |(prefix, _)| prefix);
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut server.conn())
+        .expect("KEYS")
+}
+
+/// The generation a leader is filling, from the build's `setup:<gen>:<worker>` lock, if any.
+pub fn setup_generation(server: &RedisServer, build: &str) -> Option<String> {
+    let state = state(server, build)?;
+    let (generation, _worker) = state.strip_prefix("setup:")?.split_once(':')?;
+    Some(generation.to_owned())
+}
+
+/// The generation the build's state names as ready, if any.
+pub fn ready_generation(server: &RedisServer, build: &str) -> Option<String> {
+    state(server, build).and_then(|s| s.strip_prefix("ready:").map(str::to_owned))
+}
+
+/// Stages a new generation `name` holding `ids`, with the current generation's settings, and
+/// makes it the build's, as an operator re-filling the queue would. False when the build has
+/// no ready generation yet.
+pub fn replace_generation(server: &RedisServer, build: &str, name: &str, ids: &[&str]) -> bool {
+    let Some(current) = ready_generation(server, build) else {
+        return false;
+    };
+    let keys = BuildKeys::new("", build);
+    let old = keys.generation(&current);
+    let new = keys.generation(name);
+    let mut conn = server.conn();
+    let settings: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&old.meta)
+        .arg(&["max-requeues", "requeue-limit", "heartbeat-timeout-ms"])
+        .query(&mut conn)
+        .expect("HMGET meta");
+    let setting = |at: usize, default: &str| settings[at].clone().unwrap_or(default.to_owned());
+    let _: () = redis::cmd("RPUSH")
+        .arg(&new.queue)
+        .arg(ids)
+        .query(&mut conn)
+        .expect("RPUSH");
+    let _: () = redis::cmd("HSET")
+        .arg(&new.meta)
+        .arg("total")
+        .arg(ids.len())
+        .arg("max-requeues")
+        .arg(setting(0, "1"))
+        .arg("requeue-limit")
+        .arg(setting(1, "1"))
+        .arg("heartbeat-timeout-ms")
+        .arg(setting(2, "2000"))
+        .arg("requeued")
+        .arg(0)
+        .arg("leases")
+        .arg(0)
+        .arg("list-digest")
+        .arg(ciq::test_id::digest(ids.iter().copied()))
+        .query(&mut conn)
+        .expect("HSET meta");
+    let _: () = redis::cmd("ZADD")
+        .arg(&new.running)
+        .arg("+inf")
+        .arg("")
+        .query(&mut conn)
+        .expect("ZADD running");
+    let _: () = redis::cmd("SET")
+        .arg(keys.state())
+        .arg(format!("ready:{name}"))
+        .query(&mut conn)
+        .expect("SET state");
+    true
+}
