@@ -80,7 +80,8 @@ mod tests {
         assert_eq!(
             code(QueueError::Permission {
                 url: "u".into(),
-                detail: "NOPERM".into()
+                detail: "NOPERM".into(),
+                script_line: None,
             }),
             INFRASTRUCTURE
         );

@@ -102,6 +102,8 @@ pub enum QueueError {
         url: String,
         /// Redis's own words, naming the command or key.
         detail: String,
+        /// Where in a script it was refused (the script's SHA-1 and line), when it was.
+        script_line: Option<(String, usize)>,
     },
     /// This worker's test list is not the one the build was filled with.
     #[error(

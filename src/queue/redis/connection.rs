@@ -159,10 +159,11 @@ impl RedisConn {
                 }
                 Err(err) => err,
             };
-            if let Some(detail) = permission_denied(&err) {
+            if let Some((detail, script_line)) = permission_denied(&err) {
                 return Err(QueueError::Permission {
                     url: self.url.clone(),
                     detail,
+                    script_line,
                 });
             }
             if is_auth_error(&err) {
@@ -229,15 +230,13 @@ fn is_auth_error(err: &RedisError) -> bool {
 }
 
 /// Redis's own words when an ACL refused a command or key (NOPERM), from the command itself or
-/// from inside a script; Redis 7.0 does not name a command refused inside a script, so the
-/// script's line is read to name it.
-fn permission_denied(err: &RedisError) -> Option<String> {
+/// from inside a script, and where in which script (its SHA-1 and line): Redis 7.0 does not name
+/// a command refused inside a script, so the script's line is read to name it
+/// (`scripts::run`).
+fn permission_denied(err: &RedisError) -> Option<(String, Option<(String, usize)>)> {
     if err.code() == Some("NOPERM") {
-        return Some(
-            format!("NOPERM {}", err.detail().unwrap_or_default())
-                .trim()
-                .to_owned(),
-        );
+        let detail = format!("NOPERM {}", err.detail().unwrap_or_default());
+        return Some((detail.trim().to_owned(), None));
     }
     let text = err.to_string();
     let at = ["NOPERM", "The user executing the script can't"]
@@ -248,16 +247,13 @@ fn permission_denied(err: &RedisError) -> Option<String> {
         .unwrap_or((&text[at..], ""));
     let said = said.trim_end_matches([' ', '.', ',']);
     // `<sha>, on @user_script:<line>.`
-    let named = place
+    let place = place
         .split_once(", on @user_script:")
         .and_then(|(sha, line)| {
             let line = line.trim_end_matches('.').parse().ok()?;
-            super::scripts::command_at(sha.trim(), line)
+            Some((sha.trim().to_owned(), line))
         });
-    Some(match named {
-        Some((script, command)) => format!("NOPERM {said}: {command} (in ciq's {script} script)"),
-        None => format!("NOPERM {said}"),
-    })
+    Some((format!("NOPERM {said}"), place))
 }
 
 fn is_retryable(err: &RedisError) -> bool {

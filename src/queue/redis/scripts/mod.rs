@@ -65,8 +65,25 @@ pub(super) trait Step {
 
 /// Runs `step` (EVALSHA, loading the script on NOSCRIPT; retried on connection errors).
 pub(super) async fn run<S: Step>(conn: &RedisConn, step: &S) -> Result<S::Reply, QueueError> {
-    let raw: Value = conn.eval(S::script(), &step.keys(), &step.args()).await?;
-    S::reply(raw)
+    match conn.eval(S::script(), &step.keys(), &step.args()).await {
+        Ok(raw) => S::reply(raw),
+        // A command refused inside a script: name it from the script's own line.
+        Err(QueueError::Permission {
+            url,
+            detail,
+            script_line: Some((sha, line)),
+        }) => Err(QueueError::Permission {
+            detail: match command_at(&sha, line) {
+                Some((script, command)) => {
+                    format!("{detail}: {command} (in ciq's {script} script)")
+                }
+                None => detail,
+            },
+            url,
+            script_line: None,
+        }),
+        Err(err) => Err(err),
+    }
 }
 
 /// Every script's name and source, to name the command a script was running when Redis refused
@@ -93,7 +110,7 @@ fn sources() -> [(&'static str, &'static str); 14] {
 /// The Redis command on line `line` of the script whose SHA-1 is `sha`, and the script's name:
 /// Redis 7.0 says only "can't run this command" and where, when an ACL refuses a command
 /// inside a script.
-pub fn command_at(sha: &str, line: usize) -> Option<(&'static str, String)> {
+fn command_at(sha: &str, line: usize) -> Option<(&'static str, String)> {
     let (name, source) = sources()
         .into_iter()
         .find(|(_, source)| Script::new(source).get_hash() == sha)?;
