@@ -84,12 +84,33 @@ impl Listed {
         })
     }
 
-    /// The error for output that is not in the expected format.
-    pub fn unreadable(&self, detail: String) -> ListingError {
-        ListingError::Unreadable {
-            command: self.command.clone(),
-            detail,
-        }
+    /// Its standard output read by `parse` when it succeeded; otherwise the failure, with
+    /// `detail` lines as [`Listed::stdout_or_failure`] gives them. Output `parse` refuses is
+    /// unreadable, naming the command.
+    pub fn read<T>(
+        self,
+        detail: Vec<String>,
+        parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, ListingError> {
+        let command = self.command.clone();
+        let stdout = self.stdout_or_failure(detail)?;
+        parse(&stdout).map_err(|detail| ListingError::Unreadable { command, detail })
+    }
+
+    /// The last line of what it said on stderr, then `hint`: the detail of a failure whose
+    /// cause ciq recognised.
+    pub fn said_with(&self, hint: String) -> Vec<String> {
+        let mut detail: Vec<String> = self
+            .finished
+            .output
+            .trim()
+            .lines()
+            .last()
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        detail.push(hint);
+        detail
     }
 }
 

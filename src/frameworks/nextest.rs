@@ -34,20 +34,9 @@ pub async fn list(argv: &[String], timeout: Duration) -> Result<Listing, Listing
     let listed = listing::run(argv, timeout).await?;
     let mut detail = Vec::new();
     if !listed.finished.exit.success() && listed.finished.output.contains("no such command") {
-        detail.extend(
-            listed
-                .finished
-                .output
-                .trim()
-                .lines()
-                .last()
-                .map(str::to_owned),
-        );
-        detail.push("(hint: cargo install --locked cargo-nextest)".to_owned());
+        detail = listed.said_with("(hint: cargo install --locked cargo-nextest)".to_owned());
     }
-    let command = listed.command.clone();
-    let stdout = listed.stdout_or_failure(detail)?;
-    Listing::parse(&stdout).map_err(|detail| ListingError::Unreadable { command, detail })
+    listed.read(detail, Listing::parse)
 }
 
 #[derive(Debug, Deserialize)]

@@ -48,23 +48,12 @@ pub async fn list(argv: &[String], timeout: Duration) -> Result<Vec<u8>, Listing
     if !listed.finished.exit.success() {
         detail = collection_errors(&String::from_utf8_lossy(&listed.finished.stdout));
         if pytest_missing(&listed.finished.output) {
-            detail.extend(
-                listed
-                    .finished
-                    .output
-                    .trim()
-                    .lines()
-                    .last()
-                    .map(str::to_owned),
-            );
-            detail.push(interpreter_hint());
+            detail.extend(listed.said_with(interpreter_hint()));
         }
     }
-    let command = listed.command.clone();
-    let stdout = listed.stdout_or_failure(detail)?;
-    parse_collected(&String::from_utf8_lossy(&stdout))
-        .map(String::into_bytes)
-        .map_err(|detail| ListingError::Unreadable { command, detail })
+    listed.read(detail, |stdout| {
+        parse_collected(&String::from_utf8_lossy(stdout)).map(String::into_bytes)
+    })
 }
 
 /// The hints the persistent runner gives for a pytest that will not start.

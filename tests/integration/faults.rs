@@ -182,8 +182,8 @@ fn every_leader_dies_until_the_budget_is_spent() {
 }
 
 /// Two workers and a report run 60 short tests; Redis is restarted (with or without its data)
-/// a third of the way through. Returns the workers' outputs, then the report's.
-fn restart_mid_build(server: &mut RedisServer, build: &str) -> (Vec<Output>, Output) {
+/// a third of the way through. Returns the scratch, the workers' outputs, then the report's.
+fn restart_mid_build(server: &mut RedisServer, build: &str) -> (Scratch, Vec<Output>, Output) {
     let mut scratch = Scratch::new();
     scratch.set_env("SLOW_SECONDS", "0.05");
     let list = scratch.tests(&ids("slow", 60));
@@ -201,14 +201,15 @@ fn restart_mid_build(server: &mut RedisServer, build: &str) -> (Vec<Output>, Out
     wait_until("a third of the build", LONG, || scratch.runs().len() >= 20);
     server.restart();
     let outs = workers.into_iter().map(|w| w.wait(LONG)).collect();
-    (outs, report.wait(LONG))
+    let report = report.wait(LONG);
+    (scratch, outs, report)
 }
 
 /// Redis restarted mid-build with its append-only file: workers reconnect and finish.
 #[test]
 fn redis_restarted_with_persistence_loses_nothing() {
     let mut server = RedisServer::start_persistent();
-    let (workers, report) = restart_mid_build(&mut server, "restart-aof");
+    let (_, workers, report) = restart_mid_build(&mut server, "restart-aof");
     for out in workers.iter().chain([&report]) {
         assert_eq!(out.code, Some(0), "{}", out.both());
     }
@@ -221,11 +222,14 @@ fn redis_restarted_with_persistence_loses_nothing() {
 }
 
 /// Redis restarted mid-build without persistence: the build's state is gone, and every worker
-/// and the report end with the infrastructure error, never green.
+/// and the report end with the infrastructure error, never green. Regression: a worker that
+/// joined after that elected itself and ran the whole suite again alone; the workers that saw
+/// the loss record it in the new Redis, and the late joiner ends the same way.
 #[test]
 fn redis_restarted_without_persistence_is_an_infrastructure_error() {
     let mut server = RedisServer::start();
-    let (workers, report) = restart_mid_build(&mut server, "restart-empty");
+    let build = "restart-empty";
+    let (scratch, workers, report) = restart_mid_build(&mut server, build);
     for out in workers.iter().chain([&report]) {
         assert_eq!(out.code, Some(5), "{}", out.both());
         assert!(
@@ -235,6 +239,26 @@ fn redis_restarted_without_persistence_is_an_infrastructure_error() {
         );
         assert!(!out.stdout.contains("verdict: green"), "{}", out.both());
     }
+    let ran_before = scratch.runs().len();
+    let list = scratch.path("tests.txt");
+    let late = Proc::spawn(
+        "late",
+        &scratch,
+        &with_command(worker_args(&server, build, "late", &list)),
+    )
+    .wait(LONG);
+    assert_eq!(late.code, Some(5), "{}", late.both());
+    assert!(
+        late.stderr
+            .contains("the build's state was lost from Redis"),
+        "{}",
+        late.both()
+    );
+    assert_eq!(
+        scratch.runs().len(),
+        ran_before,
+        "the late worker ran tests"
+    );
 }
 
 /// SIGTERM mid-test: the worker kills its test, gives it back at once (long before the

@@ -47,12 +47,7 @@ impl Step for Heartbeat<'_> {
     }
 
     fn args(&self) -> Vec<String> {
-        let mut args = self.caller.args();
-        for reserved in self.held {
-            args.push(reserved.id.as_str().to_owned());
-            args.push(reserved.lease.0.clone());
-        }
-        args
+        self.caller.args_with(self.held)
     }
 
     fn reply(raw: Value) -> Result<Beat, QueueError> {

@@ -33,6 +33,16 @@ impl Caller<'_> {
             if self.seen { "1" } else { "0" }.to_owned(),
         ]
     }
+
+    /// ARGV[1..6], then test id and lease of each of `held` (HEARTBEAT, RELEASE).
+    pub(super) fn args_with(&self, held: &[Reserved]) -> Vec<String> {
+        let mut args = self.args();
+        for reserved in held {
+            args.push(reserved.id.as_str().to_owned());
+            args.push(reserved.lease.0.clone());
+        }
+        args
+    }
 }
 
 /// RESERVE's and ACK's hand-out.
