@@ -59,6 +59,7 @@ fn for_queue_error(err: &QueueError) -> i32 {
         | QueueError::Command(_)
         | QueueError::Protocol(_)
         | QueueError::Permission { .. }
+        | QueueError::OldRedis { .. }
         | QueueError::StateLost(_) => INFRASTRUCTURE,
         QueueError::ListMismatch { .. } => LIST_MISMATCH,
     }

@@ -88,9 +88,9 @@ pub struct RunArgs {
     /// shell would, but not run through one).
     #[arg(long, env = "CIQ_LIST_COMMAND", value_name = "CMD")]
     pub list_command: Option<String>,
-    /// Tests per run of the command.
+    /// Tests per run of the command (at most 1000: a batch travels in one script call).
     #[arg(long, env = "CIQ_BATCH_SIZE", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch_size: u32,
     /// Kill a run's whole process group after this long and record its tests as errored.
     #[arg(long, env = "CIQ_TEST_TIMEOUT", value_parser = duration, default_value = "30m")]

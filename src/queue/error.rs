@@ -105,6 +105,16 @@ pub enum QueueError {
         /// Where in a script it was refused (the script's SHA-1 and line), when it was.
         script_line: Option<(String, usize)>,
     },
+    /// The Redis server is older than ciq needs.
+    #[error(
+        "Redis at `{url}` is version {version}; ciq needs 6.2 or later (its scripts use LPOP with a count, ZMSCORE and SMISMEMBER)"
+    )]
+    OldRedis {
+        /// The URL, password hidden.
+        url: String,
+        /// What the server says it is.
+        version: String,
+    },
     /// This worker's test list is not the one the build was filled with.
     #[error(
         "worker `{worker}` will not run tests of build `{build}`: its test list differs from the one the build was filled with ({detail})\n(hint: every worker of a build must list the same tests; two suites sharing one build id need a --namespace each)"

@@ -179,15 +179,17 @@ impl State {
         let now = Instant::now();
         self.workers.insert(worker.to_owned(), now);
         let mut taken = Vec::new();
-        let lost: Vec<TestId> = self
+        // The longest silent first, as the Redis queue's scan takes them.
+        let mut lost: Vec<(Instant, TestId)> = self
             .running
             .iter()
             .filter(|(_, running)| {
                 now.duration_since(running.heartbeat) >= timing.heartbeat_timeout
             })
-            .map(|(id, _)| id.clone())
-            .take(max)
+            .map(|(id, running)| (running.heartbeat, id.clone()))
             .collect();
+        lost.sort();
+        let lost: Vec<TestId> = lost.into_iter().take(max).map(|(_, id)| id).collect();
         for id in lost {
             self.running.remove(&id);
             self.taken_over += 1;

@@ -117,8 +117,49 @@ async fn reserve_within(queue: &impl Queue, max: usize, within: Duration) -> Vec
     }
 }
 
-/// The per-test budget (two requeues) and the build budget (half of two tests, rounded up:
-/// one) both bind; every test ends with one outcome.
+/// The per-test budget binds: a test that keeps failing is requeued `--max-requeues` times,
+/// then fails for good. Alone in the build, its worker retries its own failure at once.
+async fn the_per_test_budget_binds<B: Backend>(backend: B) {
+    let budget = RequeueBudget {
+        max_requeues: 2,
+        tolerance: 1.0,
+    };
+    let queues = backend.build(&["x", "y"], 2, budget).await;
+    let (solo, gone) = (&queues[0], &queues[1]);
+    gone.release(&[]).await.unwrap();
+    let mut recorded = Vec::new();
+    let mut next = solo.reserve(1).await.unwrap();
+    while let Reservation::Tests(tests) = next {
+        let outcome = if tests[0].id.as_str() == "x" {
+            Outcome::Failed
+        } else {
+            Outcome::Passed
+        };
+        let reply = solo.ack(vec![ack(&tests[0], outcome)], 1).await.unwrap();
+        recorded.extend(reply.recorded);
+        next = reply.next;
+    }
+    assert_eq!(next, Reservation::Done);
+    let x: Vec<Recorded> = recorded
+        .iter()
+        .filter(|(id, _)| id.as_str() == "x")
+        .map(|(_, r)| *r)
+        .collect();
+    assert_eq!(
+        x,
+        [
+            Recorded::Requeued,
+            Recorded::Requeued,
+            Recorded::Final(Outcome::Failed)
+        ]
+    );
+    let summary = solo.summary().await.unwrap();
+    assert_eq!(summary.failing[0].requeues, 2);
+    assert_eq!(summary.count(Outcome::Passed), 1);
+}
+
+/// The build budget (half of two tests, rounded up: one) binds before the per-test budget
+/// (two); every test ends with one outcome.
 async fn requeue_budgets<B: Backend>(backend: B) {
     let budget = RequeueBudget {
         max_requeues: 2,
@@ -359,6 +400,7 @@ macro_rules! both_queues {
 }
 
 both_queues!(
+    the_per_test_budget_binds,
     requeue_budgets,
     flaky_after_a_retry_elsewhere,
     a_skip_after_a_failure_stays_failed,

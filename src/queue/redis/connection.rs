@@ -100,6 +100,14 @@ impl RedisConn {
             .await
     }
 
+    /// The server's version (`redis_version` of INFO), when it says.
+    pub async fn server_version(&self) -> Option<String> {
+        let info: String = self.query(redis::cmd("INFO").arg("server")).await.ok()?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("redis_version:"))
+            .map(|version| version.trim().to_owned())
+    }
+
     /// The server's `maxmemory-policy` when it may evict ciq's keys (a memory limit is set and
     /// the policy is not `noeviction`); `None` when it cannot, or when the server will not say
     /// (managed Redis often refuses CONFIG).

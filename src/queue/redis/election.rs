@@ -63,6 +63,14 @@ impl RedisQueue {
     /// Announces this worker's session, and warns when another live process already uses its
     /// worker id (each still counts on its own, but their lines and names get mixed up).
     async fn hello(&self) -> Result<(), QueueError> {
+        if let Some(version) = self.conn.server_version().await
+            && !supported(&version)
+        {
+            return Err(QueueError::OldRedis {
+                url: self.conn.url().to_owned(),
+                version,
+            });
+        }
         if let Some(policy) = self.conn.eviction_policy().await {
             crate::say!(
                 "ciq: warning: Redis at `{}` has a memory limit and maxmemory-policy `{policy}`: under memory pressure it may evict this build's keys, and the build then ends with an infrastructure error (set maxmemory-policy noeviction)",
@@ -435,6 +443,16 @@ pub(super) async fn write_abort(
     Ok(scripts::run(conn, &abort).await?.map(QueueError::Aborted))
 }
 
+/// Whether Redis `version` (`major.minor.patch`) is 6.2 or later; an unreadable one is given
+/// the benefit of the doubt (a fork that numbers differently).
+fn supported(version: &str) -> bool {
+    let mut parts = version.split('.').map(|part| part.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (6, 2),
+        _ => true,
+    }
+}
+
 fn batches(ids: &[TestId]) -> impl Iterator<Item = &[TestId]> {
     let mut rest = ids;
     std::iter::from_fn(move || {
@@ -459,6 +477,15 @@ fn batches(ids: &[TestId]) -> impl Iterator<Item = &[TestId]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_6_2_or_later_is_supported() {
+        assert!(supported("7.0.15"));
+        assert!(supported("6.2.0"));
+        assert!(!supported("6.0.16"));
+        assert!(!supported("5.0.7"));
+        assert!(supported("unknown"));
+    }
 
     #[test]
     fn batches_are_bounded_by_count_and_bytes() {

@@ -51,7 +51,7 @@ pub struct RedisSettings {
 
 /// The ACL rule a Redis user needs to run ciq (README, "Redis permissions"): ciq's keys only,
 /// and the commands ciq sends or its scripts call (`config|get` only for the eviction warning).
-pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zscore +config|get";
+pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zscore +info +config|get";
 
 fn millis(duration: Duration) -> String {
     duration.as_millis().max(1).to_string()

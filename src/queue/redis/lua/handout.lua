@@ -182,6 +182,7 @@ local function reservation(tests, ctx)
   if redis.call('LLEN', K.queue) > 0 or redis.call('ZCARD', K.running) > 1 then
     return {status = 'empty'}
   end
+  expire_all()
   local processed = redis.call('SCARD', K.processed)
   if processed ~= ctx.meta.total then
     return {status = 'lost', why = 'nothing is queued or running, yet only ' .. processed .. ' of '

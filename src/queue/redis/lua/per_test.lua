@@ -15,9 +15,9 @@
 --
 -- Every per-test script runs `open`, its own work, then `close`, which keep, in this order, the
 -- steps that make a script safe to re-send and keep keys from leaking:
---   open:  the cached reply of a re-sent request; the staleness check (another generation is
---          the build's); the lost-state check (the generation's meta is gone); liveness when
---          due; the TTL refresh of every key when due.
+--   open:  the staleness check (another generation is the build's); the lost-state check (the
+--          generation's meta is gone); the cached reply of a re-sent request (it lives in the
+--          meta); liveness when due; the TTL refresh of every key when due.
 --   close: the reply remembered (for re-sent requests); the pending meta fields written in one
 --          HSET; a TTL for every key this call created.
 local K = {
@@ -49,6 +49,11 @@ local function wrote(key, letter)
 end
 local function pushed(length, count)
   if length == count then expire[K.queue] = true end
+end
+-- Every key of the build, at `close`: when due, and once more when a build ends (done or lost),
+-- so that no key a deletion or eviction made the scripts recreate is left without one.
+local function expire_all()
+  for i = 1, #KEYS do expire[KEYS[i]] = true end
 end
 
 -- The generation's settings and counters, and this session's last reply, in one read. Their
@@ -106,12 +111,17 @@ end
 local function open(options)
   local now = now_ms()
   if redis.call('GET', K.state) ~= 'ready:' .. GEN then
-    if options.alive_when_stale then seen(now) end
+    if options.alive_when_stale then
+      seen(now)
+      redis.call('PEXPIRE', K.workers, TTL)
+    end
     return nil, cjson.encode({status = 'stale'})
   end
   local meta = load_meta()
   if not meta then
-    return nil, cjson.encode({status = 'lost', why = "its generation's metadata is gone"})
+    expire_all()
+    return nil, close(cjson.encode({status = 'lost', why = "its generation's metadata is gone"}),
+      false)
   end
   if options.replay then
     local cached = cached_reply(meta)
@@ -119,7 +129,7 @@ local function open(options)
   end
   if SEEN_DUE or options.always_seen then seen(now) end
   if now - meta.refreshed_at >= TTL / 4 then
-    for i = 1, #KEYS do expire[KEYS[i]] = true end
+    expire_all()
     set_meta('refreshed-at', now)
   end
   return {now = now, meta = meta}

@@ -1,8 +1,9 @@
 -- RELEASE(held): on shutdown, a fatal runner error or the worker's end, give held tests back to
 -- the head of the queue at once instead of leaving them to the heartbeat timeout, and mark this
--- session gone. Lease-fenced, so releasing twice, or after a take-over, changes nothing. It does
--- not check staleness: giving back into an abandoned generation is harmless, and a stale worker
--- must still leave.
+-- session gone. Lease-fenced, so releasing twice, or after a take-over, changes nothing. The one
+-- per-test script without `open`: it checks neither staleness nor lost state (giving back into
+-- an abandoned generation is harmless, and a stale or failing worker must still leave), and it
+-- only sets the TTLs of what it writes.
 -- ARGV[7..] pairs of test id, lease. Replies the number of tests given back.
 local released = 0
 for i = #ARGV - 1, 7, -2 do
@@ -12,5 +13,6 @@ for i = #ARGV - 1, 7, -2 do
   end
 end
 redis.call('HSET', K.workers, SESSION, 'left:' .. now_ms() .. ':' .. WORKER)
+expire[K.workers] = true
 close('', false)
 return released

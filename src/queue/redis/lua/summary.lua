@@ -1,8 +1,9 @@
 -- SUMMARY: a generation's verdict in one atomic read whose size does not grow with the suite:
 -- counts from the counters the per-test scripts keep, and at most ARGV[1] failing, ARGV[1]
 -- flaky and ARGV[2] unfinished tests by name. It also checks the build is whole: every listed
--- test is queued, running or processed exactly once, every processed test is counted and has
--- its result, every counted failure has its set entry and its detail. Anything else means Redis
+-- test is queued, running or processed exactly once, no more outcomes are counted than tests
+-- processed and every processed test has its result, every counted failure has its set entry
+-- and its detail. Anything else means Redis
 -- lost part of the build (a key evicted, expired or deleted), and the reply says so instead of
 -- counts that would be wrong.
 -- KEYS[1] meta, KEYS[2] queue, KEYS[3] running, KEYS[4] processed, KEYS[5] results,
