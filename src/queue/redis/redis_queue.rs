@@ -14,7 +14,7 @@ use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::keys::{BuildKeys, GenKeys};
 use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
 use crate::queue::redis::scripts::per_test::{Caller, Handed};
-use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summary};
+use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summarize};
 use crate::queue::redis::{RedisSettings, millis};
 use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved};
 use crate::report::Summary;
@@ -173,7 +173,7 @@ impl Queue for RedisQueue {
         let followed = self.followed()?;
         let read = scripts::run(
             &self.conn,
-            &summary::Summary {
+            &summarize::Summarize {
                 keys: &self.keys,
                 generation: &followed.generation.generation,
             },

@@ -17,7 +17,7 @@ use crate::queue::redis::election::write_abort;
 use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::scripts::abort::Rule;
 use crate::queue::redis::scripts::progress::Progress;
-use crate::queue::redis::scripts::{self, summary};
+use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
 use crate::report::Summary;
 
@@ -204,7 +204,7 @@ async fn watch(
     };
     let summary = scripts::run(
         conn,
-        &summary::Summary {
+        &summarize::Summarize {
             keys,
             generation: &generation,
         },

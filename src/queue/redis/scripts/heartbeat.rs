@@ -4,7 +4,7 @@ use redis::Value;
 use serde::Deserialize;
 
 use super::per_test::Caller;
-use super::summary::stored_id;
+use super::summarize::stored_id;
 use super::{Step, json, lua_list};
 use crate::queue::{QueueError, Reserved};
 use crate::test_id::TestId;

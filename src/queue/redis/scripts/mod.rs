@@ -38,7 +38,7 @@ pub(super) mod renew;
 pub(super) mod reserve;
 pub(super) mod resign;
 pub(super) mod stage;
-pub(super) mod summary;
+pub(super) mod summarize;
 
 use redis::{Script, Value};
 use serde::Deserialize;
@@ -103,7 +103,7 @@ fn sources() -> [(&'static str, &'static str); 14] {
         (reserve::Reserve::NAME, reserve::SOURCE),
         (resign::Resign::NAME, resign::SOURCE),
         (stage::Stage::NAME, stage::SOURCE),
-        (summary::Summary::NAME, summary::SOURCE),
+        (summarize::Summarize::NAME, summarize::SOURCE),
     ]
 }
 

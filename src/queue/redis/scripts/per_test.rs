@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::lua_list;
-use super::summary::stored_id;
+use super::summarize::stored_id;
 use crate::queue::{Lease, QueueError, Reservation, Reserved};
 
 /// Who calls, in which generation, with which request: ARGV[1..6] of every per-test script.

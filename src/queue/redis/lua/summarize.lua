@@ -1,4 +1,4 @@
--- SUMMARY: a generation's verdict in one atomic read whose size does not grow with the suite:
+-- SUMMARIZE: a generation's verdict in one atomic read whose size does not grow with the suite:
 -- counts from the counters the per-test scripts keep, and at most ARGV[1] failing, ARGV[1]
 -- flaky and ARGV[2] unfinished tests by name. It also checks the build is whole: every listed
 -- test is queued, running or processed exactly once, no more outcomes are counted than tests

@@ -1,5 +1,5 @@
-//! SUMMARY: a generation's verdict in one atomic read that does not grow with the suite, and that
-//! refuses to count a build Redis lost part of (`lua/summary.lua`).
+//! SUMMARIZE: a generation's verdict in one atomic read that does not grow with the suite, and that
+//! refuses to count a build Redis lost part of (`lua/summarize.lua`).
 
 use std::collections::BTreeMap;
 
@@ -14,10 +14,10 @@ use crate::report::Summary as Read;
 use crate::report::summary::{LISTED, Listed, NOT_RUN_LISTED};
 use crate::test_id::TestId;
 
-pub(super) const SOURCE: &str = lua!("summary.lua");
+pub(super) const SOURCE: &str = lua!("summarize.lua");
 
-/// SUMMARY of `generation`.
-pub(in crate::queue::redis) struct Summary<'a> {
+/// SUMMARIZE of `generation`.
+pub(in crate::queue::redis) struct Summarize<'a> {
     pub keys: &'a BuildKeys,
     pub generation: &'a str,
 }
@@ -46,8 +46,8 @@ struct Raw {
     mismatches: Vec<String>,
 }
 
-impl Step for Summary<'_> {
-    const NAME: &'static str = "summary";
+impl Step for Summarize<'_> {
+    const NAME: &'static str = "summarize";
     /// The summary, or [`QueueError::StateLost`] saying what did not add up.
     type Reply = Read;
 
