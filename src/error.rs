@@ -8,6 +8,7 @@ use crate::config::ConfigError;
 use crate::discovery::DiscoveryError;
 use crate::queue::QueueError;
 use crate::runner::RunnerError;
+use crate::timings::TimingsError;
 use crate::worker::WorkerError;
 
 /// An error that ends `ciq run` or `ciq report`.
@@ -25,6 +26,9 @@ pub enum Error {
     /// The runner cannot run tests at all.
     #[error(transparent)]
     Runner(#[from] RunnerError),
+    /// A timing file to write cannot be written (checked before the build).
+    #[error(transparent)]
+    Timings(#[from] TimingsError),
     /// A local worker task panicked (a bug).
     #[error("a local worker panicked")]
     Panicked(#[source] tokio::task::JoinError),

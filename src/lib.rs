@@ -27,4 +27,5 @@ pub mod report;
 pub mod runner;
 pub mod signal;
 pub mod test_id;
+pub mod timings;
 pub mod worker;

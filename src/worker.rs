@@ -63,11 +63,24 @@ pub async fn run<Q: Queue, R: Runner>(
 ) -> Result<WorkerEnd, WorkerError> {
     let held = Mutex::new(Vec::<(Reserved, Option<Instant>)>::new());
     let mut finished_before = false;
+    let mut measured = HashMap::new();
     let ended = tokio::select! {
-        done = work(queue, runner, options, &held, &mut finished_before) => done.map(|()| None),
+        done = work(queue, runner, options, &held, &mut finished_before, &mut measured) => {
+            done.map(|()| None)
+        }
         err = heartbeats(queue, &held) => Err(err.into()),
         signal = shutdown => Ok(Some(signal)),
     };
+    // Before leaving: a report that writes the build's timings waits for its workers to leave.
+    if !measured.is_empty() {
+        let measured: Vec<(TestId, Duration)> = measured.into_iter().collect();
+        if let Err(err) = queue.record_durations(&measured).await {
+            crate::say!(
+                "ciq: warning: worker `{}` could not keep its tests' durations for later builds: {err}",
+                queue.worker_id()
+            );
+        }
+    }
     let held: Vec<Reserved> = held
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -105,6 +118,7 @@ async fn work<Q: Queue, R: Runner>(
     options: &WorkerOptions,
     held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
     finished_before: &mut bool,
+    measured: &mut HashMap<TestId, Duration>,
 ) -> Result<(), WorkerError> {
     let pacing = queue.pacing();
     let max = options.batch_size;
@@ -134,6 +148,7 @@ async fn work<Q: Queue, R: Runner>(
                     .iter()
                     .map(|ack| (ack.result.id.clone(), ack.result.duration))
                     .collect();
+                measured.extend(durations.iter().map(|(id, d)| (id.clone(), *d)));
                 let reply = queue.ack(acks, max).await?;
                 for (id, recorded) in &reply.recorded {
                     let duration = durations.get(id).copied().unwrap_or_default();

@@ -4,6 +4,7 @@
 //! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,11 +13,19 @@ use super::Failed;
 use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
-use crate::queue::redis::supervisor::{Ending, Status, supervise};
+use crate::queue::redis::supervisor::{
+    Ending, ReportSettings, Status, measured_durations, supervise,
+};
+use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
+    let timings_out = args.timings_out.clone();
     let settings = report_settings(args, &ids)?;
+    if let Some(path) = &timings_out {
+        // A path that cannot be written is found now, not after a build's worth of waiting.
+        timings::write(path, [])?;
+    }
     let mut progress = Progress::new();
     let (summary, ending) = supervise(&settings, |status| progress.show(status))
         .await
@@ -36,8 +45,34 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             summary.not_run_count
         ),
     }
+    if let Some(path) = &timings_out {
+        write_timings(&settings, path).await;
+    }
     super::print_last(&summary.render());
     Ok(exit_code::for_verdict(summary.verdict()))
+}
+
+/// Writes the build's durations to `path`. A failure here is a warning: the verdict stands.
+async fn write_timings(settings: &ReportSettings, path: &Path) {
+    let written = match measured_durations(settings).await {
+        Ok(durations) => {
+            let count = durations.len();
+            timings::write(path, durations)
+                .map(|()| count)
+                .map_err(anyhow::Error::new)
+        }
+        Err(err) => Err(anyhow::Error::new(err)),
+    };
+    match written {
+        Ok(count) => crate::say!(
+            "ciq report: wrote the durations of {count} tests to `{}`",
+            path.display()
+        ),
+        Err(err) => crate::say!(
+            "ciq report: warning: no timing file written to `{}`: {err:#}",
+            path.display()
+        ),
+    }
 }
 
 struct Progress {

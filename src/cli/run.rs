@@ -18,6 +18,7 @@ use crate::runner::persistent::{Hints, PersistentRunner};
 use crate::runner::{Runner, RunnerError};
 use crate::signal;
 use crate::test_id::TestId;
+use crate::timings::{self, Timings};
 use crate::worker::{self, WorkerEnd};
 
 pub async fn run(args: RunArgs) -> Result<i32, Failed> {
@@ -94,7 +95,13 @@ async fn run_local(
         list.ids.len(),
         if jobs == 1 { "" } else { "s" }
     );
-    let queue = LocalQueue::new(list.ids, config.budget, timing);
+    if let Some(path) = &config.timings_out {
+        // A path that cannot be written is found before the tests run, not after.
+        timings::write(path, [])?;
+    }
+    let ordered = config.scheduling.order(&list.ids, Timings::default());
+    let ordered = ordered.into_iter().cloned().collect();
+    let queue = LocalQueue::new(ordered, config.budget, timing);
     let mut workers = JoinSet::new();
     for n in 1..=jobs {
         let id = format!("local-{n}");
@@ -126,6 +133,17 @@ async fn run_local(
     signals.abort();
     if let Some(err) = failure {
         return Err(err.into());
+    }
+    if let Some(path) = &config.timings_out {
+        let durations = queue.durations();
+        match timings::write(path, durations.iter().cloned()) {
+            Ok(()) => crate::say!(
+                "ciq: wrote the durations of {} tests to `{}`",
+                durations.len(),
+                path.display()
+            ),
+            Err(err) => crate::say!("ciq: warning: {}", crate::human::error_chain(&err)),
+        }
     }
     let summary = queue.summary();
     super::print_last(&summary.render());

@@ -92,6 +92,18 @@ pub struct RunArgs {
     #[arg(long, env = "CIQ_BATCH_SIZE", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch_size: u32,
+    /// A timing file of an earlier run, to order tests longest first: ciq's own (from
+    /// --timings-out) or a JUnit XML report. Adds to what the Redis store remembers.
+    #[arg(long, env = "CIQ_TIMINGS", value_name = "FILE")]
+    pub timings: Option<PathBuf>,
+    /// What a test is taken to last when no test has an estimate yet (with some known, the
+    /// median of the known ones).
+    #[arg(long, env = "CIQ_DEFAULT_DURATION", value_parser = duration, default_value = "1s")]
+    pub default_duration: Duration,
+    /// Local mode: write every test's duration to this timing file at the end, for --timings
+    /// next time (with --queue, `ciq report --timings-out` writes the build's).
+    #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]
+    pub timings_out: Option<PathBuf>,
     /// Kill a run's whole process group after this long and record its tests as errored.
     #[arg(long, env = "CIQ_TEST_TIMEOUT", value_parser = duration, default_value = "30m")]
     pub test_timeout: Duration,
@@ -170,6 +182,11 @@ pub struct ReportArgs {
     /// How long to wait for the queue to drain, from the report's start.
     #[arg(long, env = "CIQ_REPORT_TIMEOUT", value_parser = duration, default_value = "2h")]
     pub report_timeout: Duration,
+    /// Write each test's duration in this build to this timing file, for `ciq run --timings`
+    /// in later builds (keep it as a CI artifact or in a cache). The report waits for the
+    /// workers to leave first, at most a heartbeat timeout.
+    #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]
+    pub timings_out: Option<PathBuf>,
 }
 
 /// Parses `30s`, `500ms`, `15m`, `8h`, or a bare number of seconds.

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod ci;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -17,6 +18,7 @@ use crate::queue::budget::RequeueBudget;
 use crate::queue::local::LocalTiming;
 use crate::queue::redis::RedisSettings;
 use crate::queue::redis::supervisor::ReportSettings;
+use crate::timings::Scheduling;
 use crate::worker::WorkerOptions;
 use args::{BuildArgs, Framework, ReportArgs, RunArgs};
 use ci::CiIds;
@@ -56,6 +58,11 @@ pub enum ConfigError {
     /// Heartbeats too slow for their timeout would let healthy workers lose their tests.
     #[error("--heartbeat-interval ({}) must be at most half of --heartbeat-timeout ({}), so a live worker is heard at least twice before its tests are taken over", crate::human::duration(*.0), crate::human::duration(*.1))]
     HeartbeatTooSlow(Duration, Duration),
+    /// A worker of a shared build writes only its own share of the durations.
+    #[error(
+        "--timings-out (CIQ_TIMINGS_OUT) on `ciq run` is for local mode; with --queue, `ciq report --timings-out FILE` writes the whole build's durations"
+    )]
+    TimingsOutWithQueue,
     /// An id flag is blank.
     #[error("{0} is blank")]
     BlankId(&'static str),
@@ -142,6 +149,10 @@ pub struct RunConfig {
     pub build: String,
     /// Bound on running the list command.
     pub discovery_timeout: Duration,
+    /// How the queue is ordered.
+    pub scheduling: Scheduling,
+    /// Local mode: where to write every test's duration at the end.
+    pub timings_out: Option<PathBuf>,
 }
 
 fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
@@ -198,6 +209,13 @@ impl RunConfig {
             tolerance: args.requeue_tolerance,
         };
         let discovery_timeout = args.build.queue_init_timeout;
+        let scheduling = Scheduling {
+            timings_file: args.timings.clone(),
+            default_duration: args.default_duration,
+        };
+        if args.queue.is_some() && args.timings_out.is_some() {
+            return Err(ConfigError::TimingsOutWithQueue);
+        }
         let (mode, build) = match args.queue {
             None => {
                 let jobs = args.jobs.map_or_else(
@@ -240,6 +258,7 @@ impl RunConfig {
                     heartbeat_timeout: args.heartbeat_timeout,
                     budget,
                     redis_timeout: args.build.redis_timeout,
+                    scheduling: scheduling.clone(),
                 };
                 (
                     Mode::Redis {
@@ -263,6 +282,8 @@ impl RunConfig {
             budget,
             build,
             discovery_timeout,
+            scheduling,
+            timings_out: args.timings_out,
         })
     }
 }

@@ -59,6 +59,8 @@ struct State {
     taken_over: u64,
     /// Workers that have not left, and when each was last heard from.
     workers: HashMap<String, Instant>,
+    /// Each test's last run, as its worker measured it.
+    durations: HashMap<TestId, Duration>,
     left: HashSet<String>,
 }
 
@@ -148,6 +150,18 @@ impl LocalQueue {
             taken_over: state.taken_over,
             mismatches: Vec::new(),
         }
+    }
+
+    /// Each test's last run, as the workers measured it (for a timing file).
+    pub fn durations(&self) -> Vec<(TestId, Duration)> {
+        let mut durations: Vec<_> = self
+            .lock()
+            .durations
+            .iter()
+            .map(|(id, d)| (id.clone(), *d))
+            .collect();
+        durations.sort();
+        durations
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -320,6 +334,12 @@ impl Queue for LocalWorker {
     }
 
     async fn rejoin(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
+        let mut state = self.queue.lock();
+        state.durations.extend(durations.iter().cloned());
         Ok(())
     }
 

@@ -145,6 +145,13 @@ pub trait Queue: Send + Sync {
     /// there is none to follow.
     fn rejoin(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
 
+    /// Keeps what this worker measured (each test's last run) for the build's timing file and
+    /// for ordering later builds. Estimates only: losing them costs speed, never a verdict.
+    fn record_durations(
+        &self,
+        durations: &[(TestId, Duration)],
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+
     /// The build's outcomes so far (final once a reserve answered [`Reservation::Done`]).
     fn summary(&self) -> impl Future<Output = Result<Summary, QueueError>> + Send;
 

@@ -81,6 +81,9 @@ impl CommandRunner {
         junit: &Path,
     ) -> Vec<TestResult> {
         let (outcome, batch_output) = finished.outcome();
+        // Without a report's own times, each test of the batch is taken to have had an equal
+        // share of it: what later builds order and size batches by.
+        let shared = finished.duration / u32::try_from(batch.len()).unwrap_or(u32::MAX).max(1);
         let result = |id: &TestId, outcome, duration, output| {
             TestResult::new(id.clone(), outcome, duration, output)
         };
@@ -102,7 +105,7 @@ impl CommandRunner {
                 );
                 batch
                     .iter()
-                    .map(|id| result(id, Outcome::Errored, finished.duration, output.clone()))
+                    .map(|id| result(id, Outcome::Errored, shared, output.clone()))
                     .collect()
             }
             Some(Ok(cases)) => batch
@@ -119,7 +122,7 @@ impl CommandRunner {
                     None => result(
                         id,
                         Outcome::Errored,
-                        finished.duration,
+                        shared,
                         format!(
                             "{batch_output}[ciq: this test is missing from the JUnit report]\n"
                         ),
@@ -130,7 +133,7 @@ impl CommandRunner {
                 .iter()
                 .map(|id| {
                     let output = format!("{batch_output}[ciq: {err} in `{}`]\n", junit.display());
-                    result(id, Outcome::Errored, finished.duration, output)
+                    result(id, Outcome::Errored, shared, output)
                 })
                 .collect(),
             None => {
@@ -146,7 +149,7 @@ impl CommandRunner {
                 };
                 batch
                     .iter()
-                    .map(|id| result(id, outcome, finished.duration, output.clone()))
+                    .map(|id| result(id, outcome, shared, output.clone()))
                     .collect()
             }
         }

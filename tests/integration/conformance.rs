@@ -62,6 +62,7 @@ impl Backend for Redis {
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
             budget,
             redis_timeout: Duration::from_secs(10),
+            scheduling: ciq::timings::Scheduling::default(),
         };
         let mut queues = Vec::new();
         for n in 0..workers {

@@ -36,6 +36,7 @@ pub fn settings(server: &RedisServer, build: &str) -> RedisSettings {
             tolerance: 0.5,
         },
         redis_timeout: Duration::from_secs(10),
+        scheduling: ciq::timings::Scheduling::default(),
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::time::{Instant, sleep};
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
+use crate::queue::redis::estimates::Estimates;
 use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::scripts::abort::{self, Rule};
 use crate::queue::redis::scripts::commit::{Commit, Committed};
@@ -28,6 +29,7 @@ use crate::queue::redis::state::BuildState;
 use crate::queue::redis::{RedisQueue, millis};
 use crate::queue::{ListSource, QueueError};
 use crate::test_id::TestId;
+use crate::timings::Timings;
 
 /// How a worker joined the build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,8 +356,9 @@ impl RedisQueue {
         if let Some(warning) = list.duplicate_warning() {
             crate::say!("ciq: {warning}");
         }
+        let order = self.order(&list.ids).await;
         let mut staged = 0usize;
-        for batch in batches(&list.ids) {
+        for batch in batches(&order) {
             if staged > 0 {
                 crate::pause_point::reached("staging");
             }
@@ -408,6 +411,28 @@ impl RedisQueue {
         }
     }
 
+    /// `ids` in the order to queue them: longest estimated first, by the namespace's store and
+    /// the timing file. The store only makes the build faster, so a store that cannot be read
+    /// is a warning; tests that left the suite long ago leave the store here.
+    async fn order<'a>(&self, ids: &'a [TestId]) -> Vec<&'a TestId> {
+        let store = Estimates::new(&self.conn, &self.settings.namespace);
+        let known = match store.read(ids).await {
+            Ok(known) => known,
+            Err(err) => {
+                crate::say!(
+                    "ciq: warning: cannot read earlier builds' durations, tests are ordered without them: {err}"
+                );
+                Timings::default()
+            }
+        };
+        if !known.is_empty()
+            && let Err(err) = store.forget_gone(ids).await
+        {
+            crate::say!("ciq: warning: cannot drop departed tests' durations: {err}");
+        }
+        self.settings.scheduling.order(ids, known)
+    }
+
     /// Aborts the build for every worker and the report, under `rule`; returns the error this
     /// worker ends with (the first abort recorded wins), or `None` when the rule refused.
     pub(super) async fn abort(
@@ -453,7 +478,7 @@ fn supported(version: &str) -> bool {
     }
 }
 
-fn batches(ids: &[TestId]) -> impl Iterator<Item = &[TestId]> {
+fn batches<'a>(ids: &'a [&'a TestId]) -> impl Iterator<Item = &'a [&'a TestId]> {
     let mut rest = ids;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -492,12 +517,14 @@ mod tests {
         let small: Vec<TestId> = (0..2500)
             .map(|i| TestId::new(format!("t{i}")).unwrap())
             .collect();
-        let sizes: Vec<usize> = batches(&small).map(<[TestId]>::len).collect();
+        let small: Vec<&TestId> = small.iter().collect();
+        let sizes: Vec<usize> = batches(&small).map(<[&TestId]>::len).collect();
         assert_eq!(sizes, [1000, 1000, 500]);
         let big: Vec<TestId> = (0..600)
             .map(|i| TestId::new(format!("{i:04}{}", "x".repeat(4000))).unwrap())
             .collect();
-        let sizes: Vec<usize> = batches(&big).map(<[TestId]>::len).collect();
+        let big: Vec<&TestId> = big.iter().collect();
+        let sizes: Vec<usize> = batches(&big).map(<[&TestId]>::len).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 600);
         assert!(
             sizes.iter().all(|&n| n * 4004 <= STAGE_BATCH_BYTES + 4004),

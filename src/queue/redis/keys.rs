@@ -34,6 +34,9 @@ pub struct GenKeys {
     pub failed: String,
     /// Tests whose final outcome is flaky (set).
     pub flaky: String,
+    /// Test -> its last run in ms, as its worker measured it; written when the worker ends
+    /// (hash).
+    pub durations: String,
 }
 
 impl BuildKeys {
@@ -101,6 +104,7 @@ impl BuildKeys {
             meta: key("meta"),
             failed: key("failed"),
             flaky: key("flaky"),
+            durations: key("durations"),
         }
     }
 }
@@ -129,7 +133,7 @@ impl BuildKeys {
 
 impl GenKeys {
     /// Every key a generation may own, to delete when its leader abandons it.
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 9] {
         [
             &self.queue,
             &self.running,
@@ -139,6 +143,7 @@ impl GenKeys {
             &self.meta,
             &self.failed,
             &self.flaky,
+            &self.durations,
         ]
     }
 }

@@ -8,6 +8,7 @@
 pub mod connection;
 mod dead_leaders;
 mod election;
+mod estimates;
 pub mod keys;
 mod list_check;
 mod redis_queue;
@@ -21,6 +22,7 @@ pub use election::Joined;
 pub use redis_queue::RedisQueue;
 
 use crate::queue::budget::RequeueBudget;
+use crate::timings::Scheduling;
 
 /// Where a build lives and how its election and heartbeats are timed.
 #[derive(Debug, Clone)]
@@ -47,11 +49,13 @@ pub struct RedisSettings {
     pub budget: RequeueBudget,
     /// How long to keep retrying an unreachable Redis before giving up.
     pub redis_timeout: Duration,
+    /// How the leader orders the queue (with the namespace's store of durations).
+    pub scheduling: Scheduling,
 }
 
 /// The ACL rule a Redis user needs to run ciq (README, "Redis permissions"): ciq's keys only,
 /// and the commands ciq sends or its scripts call (`config|get` only for the eviction warning).
-pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zscore +info +config|get";
+pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hscan +hdel +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zscore +info +config|get";
 
 fn millis(duration: Duration) -> String {
     duration.as_millis().max(1).to_string()

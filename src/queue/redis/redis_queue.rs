@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::queue::redis::connection::RedisConn;
+use crate::queue::redis::estimates::Estimates;
 use crate::queue::redis::keys::{BuildKeys, GenKeys};
 use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
 use crate::queue::redis::scripts::per_test::{Caller, Handed};
@@ -167,6 +168,29 @@ impl Queue for RedisQueue {
         );
         self.follow(&generation);
         Ok(())
+    }
+
+    async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
+        let followed = self.followed()?;
+        let key = &followed.generation.durations;
+        for chunk in durations.chunks(1000) {
+            let mut write = redis::pipe();
+            write.atomic().cmd("HSET").arg(key);
+            for (id, duration) in chunk {
+                write.arg(id.as_str()).arg(duration.as_millis().to_string());
+            }
+            write
+                .ignore()
+                .pexpire(
+                    key,
+                    i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX),
+                )
+                .ignore();
+            let () = self.conn.pipeline(&write).await?;
+        }
+        Estimates::new(&self.conn, &self.settings.namespace)
+            .fold(durations)
+            .await
     }
 
     async fn summary(&self) -> Result<Summary, QueueError> {

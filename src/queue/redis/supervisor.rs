@@ -20,6 +20,7 @@ use crate::queue::redis::scripts::progress::Progress;
 use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
 use crate::report::Summary;
+use crate::test_id::TestId;
 
 /// TTL of an abort record the report writes: it does not know the workers' --redis-ttl, so it
 /// uses that flag's default.
@@ -211,4 +212,61 @@ async fn watch(
     )
     .await?;
     Ok((summary, ending))
+}
+
+/// Each test's last run in the build, as its worker measured it, for a timing file. Workers
+/// write theirs as they leave, so this first waits until no worker of the build is alive, at
+/// most one heartbeat timeout: a worker still running then is a stalled build, and the
+/// durations so far are what there is.
+pub async fn measured_durations(
+    settings: &ReportSettings,
+) -> Result<Vec<(TestId, Duration)>, QueueError> {
+    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+    let keys = BuildKeys::new(&settings.namespace, &settings.build);
+    let started = Instant::now();
+    let mut generation = None;
+    loop {
+        let progress = Progress {
+            keys: &keys,
+            generation: generation.as_deref(),
+        };
+        let seen = scripts::run(&conn, &progress).await?;
+        let BuildState::Ready { generation: ready } = seen.state else {
+            return Ok(Vec::new());
+        };
+        if generation.as_ref() != Some(&ready) {
+            generation = Some(ready);
+            continue;
+        }
+        if seen.alive == 0 || started.elapsed() >= Duration::from_millis(seen.timeout_ms) {
+            break;
+        }
+        sleep(settings.poll_interval).await;
+    }
+    let key = keys
+        .generation(generation.as_deref().unwrap_or_default())
+        .durations;
+    let mut durations = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<(String, u64)>) = conn
+            .query(
+                redis::cmd("HSCAN")
+                    .arg(&key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(1000),
+            )
+            .await?;
+        durations.extend(
+            page.into_iter()
+                .filter_map(|(id, ms)| Some((TestId::new(id).ok()?, Duration::from_millis(ms)))),
+        );
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    durations.sort();
+    Ok(durations)
 }

@@ -16,7 +16,7 @@ pub(in crate::queue::redis) struct Stage<'a> {
     pub generation: &'a str,
     pub setup: &'a str,
     pub position: usize,
-    pub batch: &'a [TestId],
+    pub batch: &'a [&'a TestId],
     pub lock_ttl_ms: String,
     pub key_ttl_ms: String,
 }

@@ -1,0 +1,278 @@
+//! How long tests take: [`Timings`] holds an estimate per test (from earlier builds: the
+//! namespace's store in Redis, or a timing file a CI run kept), and orders a list longest first,
+//! so the long tests start first and the short ones fill the gaps at the end.
+//!
+//! A timing file is ciq's own (`ciq run --timings-out`, `ciq report --timings-out`: one line per
+//! test, `<milliseconds><TAB><test id>`, under a `# ciq timings v1` header) or a JUnit XML report
+//! of an earlier run, whose `time` attributes are read by test id.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::runner::junit;
+use crate::test_id::TestId;
+
+/// The first line of ciq's timing file.
+const HEADER: &str = "# ciq timings v1";
+
+/// Why a timing file could not be used.
+#[derive(Debug, Error)]
+pub enum TimingsError {
+    /// It could not be read or written.
+    #[error("cannot {action} timing file `{path}`")]
+    Io {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is neither ciq's timing file nor JUnit XML.
+    #[error("timing file `{path}`, line {line}: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Estimated durations of tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timings {
+    estimates: HashMap<TestId, Duration>,
+}
+
+impl Timings {
+    /// Timings from `estimates`.
+    pub fn new(estimates: HashMap<TestId, Duration>) -> Self {
+        Self { estimates }
+    }
+
+    /// How many tests have an estimate.
+    pub fn len(&self) -> usize {
+        self.estimates.len()
+    }
+
+    /// Whether no test has one.
+    pub fn is_empty(&self) -> bool {
+        self.estimates.is_empty()
+    }
+
+    /// The estimate of `id`, if it has one.
+    pub fn get(&self, id: &TestId) -> Option<Duration> {
+        self.estimates.get(id).copied()
+    }
+
+    /// Adds the estimates of `other` for tests that have none here (a file fills in what the
+    /// store does not know).
+    pub fn fill_from(&mut self, other: Timings) {
+        for (id, estimate) in other.estimates {
+            self.estimates.entry(id).or_insert(estimate);
+        }
+    }
+
+    /// What a test without an estimate is taken to last: the median of the known ones, or
+    /// `fallback` when none is known.
+    pub fn default_estimate(&self, fallback: Duration) -> Duration {
+        let mut known: Vec<Duration> = self.estimates.values().copied().collect();
+        if known.is_empty() {
+            return fallback;
+        }
+        known.sort_unstable();
+        known[known.len() / 2]
+    }
+
+    /// Reads a timing file: ciq's own, or JUnit XML (by the test ids in `ids`, which JUnit
+    /// names in its own ways).
+    pub fn read(path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TimingsError::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        })?;
+        if text.trim_start().starts_with('<') {
+            return Self::from_junit(&text, path, ids);
+        }
+        let malformed = |line: usize, reason: &str| TimingsError::Malformed {
+            path: path.to_owned(),
+            line,
+            reason: reason.to_owned(),
+        };
+        let mut estimates = HashMap::new();
+        for (at, line) in text.lines().enumerate() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (millis, id) = line
+                .split_once('\t')
+                .ok_or_else(|| malformed(at + 1, "expected `<milliseconds><TAB><test id>`"))?;
+            let millis: u64 = millis.trim().parse().map_err(|_| {
+                malformed(at + 1, "the duration is not a whole number of milliseconds")
+            })?;
+            let id = TestId::new(id).map_err(|err| malformed(at + 1, &format!("test id {err}")))?;
+            estimates.insert(id, Duration::from_millis(millis));
+        }
+        Ok(Self { estimates })
+    }
+
+    fn from_junit(xml: &str, path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
+        let cases = junit::parse(xml).map_err(|err| TimingsError::Malformed {
+            path: path.to_owned(),
+            line: 1,
+            reason: err.to_string(),
+        })?;
+        let estimates = ids
+            .iter()
+            .filter_map(|id| Some((id.clone(), cases.find(id.as_str())?.duration)))
+            .collect();
+        Ok(Self { estimates })
+    }
+}
+
+/// How a list is ordered before it is queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheduling {
+    /// A timing file of an earlier run (`--timings`), for tests the store does not know.
+    pub timings_file: Option<PathBuf>,
+    /// What a test is taken to last when no test has an estimate (`--default-duration`).
+    pub default_duration: Duration,
+}
+
+impl Default for Scheduling {
+    /// No timing file; a second per test.
+    fn default() -> Self {
+        Self {
+            timings_file: None,
+            default_duration: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Scheduling {
+    /// `ids` longest estimated first, by `known` estimates (the store's, or none) filled from the
+    /// timing file. A timing file that is missing or unreadable is a warning, never an error:
+    /// estimates only make the build faster.
+    pub fn order<'a>(&self, ids: &'a [TestId], mut known: Timings) -> Vec<&'a TestId> {
+        if let Some(path) = &self.timings_file {
+            match Timings::read(path, ids) {
+                Ok(file) => known.fill_from(file),
+                Err(err) => crate::say!(
+                    "ciq: warning: {}; tests are ordered without it",
+                    crate::human::error_chain(&err)
+                ),
+            }
+        }
+        let mut ordered: Vec<&TestId> = ids.iter().collect();
+        if known.is_empty() {
+            // Every test takes the default: the list's own order is as good as any.
+            return ordered;
+        }
+        let default = known.default_estimate(self.default_duration);
+        ordered.sort_by_cached_key(|id| std::cmp::Reverse(known.get(id).unwrap_or(default)));
+        let estimated = ids.iter().filter(|id| known.get(id).is_some()).count();
+        crate::say!(
+            "ciq: ordered {} tests longest first ({estimated} with an estimate from earlier runs, the others taken as {})",
+            ids.len(),
+            crate::human::duration(default)
+        );
+        ordered
+    }
+}
+
+/// Writes ciq's timing file at `path`: one line per test of `durations`.
+pub fn write(
+    path: &Path,
+    durations: impl IntoIterator<Item = (TestId, Duration)>,
+) -> Result<(), TimingsError> {
+    let io = |source| TimingsError::Io {
+        action: "write",
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "{HEADER}").map_err(io)?;
+    for (id, duration) in durations {
+        writeln!(out, "{}\t{id}", duration.as_millis()).map_err(io)?;
+    }
+    out.flush().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> TestId {
+        TestId::new(name).unwrap()
+    }
+
+    #[test]
+    fn the_longest_go_first_and_unknown_tests_take_the_median() {
+        let timings = Timings::new(HashMap::from([
+            (id("short"), Duration::from_millis(10)),
+            (id("long"), Duration::from_secs(3)),
+            (id("mid"), Duration::from_millis(500)),
+        ]));
+        let default = timings.default_estimate(Duration::from_secs(1));
+        assert_eq!(default, Duration::from_millis(500));
+        let ids = vec![id("short"), id("new"), id("long"), id("mid")];
+        let scheduling = Scheduling {
+            timings_file: None,
+            default_duration: Duration::from_secs(1),
+        };
+        let order: Vec<&str> = scheduling
+            .order(&ids, timings)
+            .into_iter()
+            .map(TestId::as_str)
+            .collect();
+        assert_eq!(order, ["long", "new", "mid", "short"]);
+        assert_eq!(
+            Timings::default().default_estimate(Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn timing_files_round_trip_and_junit_is_read_by_test_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timings.tsv");
+        write(
+            &path,
+            [
+                (id("a b\tc"), Duration::from_millis(1500)),
+                (id("t"), Duration::from_millis(7)),
+            ],
+        )
+        .unwrap();
+        let read = Timings::read(&path, &[]).unwrap();
+        assert_eq!(read.get(&id("a b\tc")), Some(Duration::from_millis(1500)));
+        assert_eq!(read.len(), 2);
+        let junit = dir.path().join("junit.xml");
+        std::fs::write(
+            &junit,
+            r#"<testsuite><testcase classname="tests.test_x" name="test_a" time="0.25"/></testsuite>"#,
+        )
+        .unwrap();
+        let read = Timings::read(&junit, &[id("tests/test_x.py::test_a"), id("gone")]).unwrap();
+        assert_eq!(
+            read.get(&id("tests/test_x.py::test_a")),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(read.len(), 1);
+        std::fs::write(&path, "# ciq timings v1\nfast\tt\n").unwrap();
+        let err = Timings::read(&path, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2: the duration is not a whole number"),
+            "{err}"
+        );
+    }
+}
