@@ -354,6 +354,29 @@ mod tests {
         assert_eq!(results[0].output, "");
     }
 
+    /// Without a report's own times, a batch's time is shared out over its tests, so a batch
+    /// of short tests does not make each look as long as the batch.
+    #[tokio::test]
+    async fn a_batch_time_is_shared_out_and_a_report_times_each_test() {
+        let results = runner(&["sh", "-c", "sleep 0.4", "sh"])
+            .run(&batch(&["a", "b", "c", "d"]))
+            .await
+            .unwrap();
+        for result in &results {
+            assert!(
+                (Duration::from_millis(100)..Duration::from_millis(400)).contains(&result.duration),
+                "{result:?}"
+            );
+        }
+        let timed = r#"printf '<testsuite><testcase name="a" time="2.5"/><testcase name="b" time="0.01"/></testsuite>' > "$CIQ_JUNIT_PATH""#;
+        let results = runner(&["sh", "-c", timed, "sh"])
+            .run(&batch(&["a", "b"]))
+            .await
+            .unwrap();
+        assert_eq!(results[0].duration, Duration::from_millis(2500));
+        assert_eq!(results[1].duration, Duration::from_millis(10));
+    }
+
     #[tokio::test]
     async fn timeout_is_an_error_not_a_failure() {
         let mut hanging = runner(&["sh", "-c", "sleep 30", "sh"]);

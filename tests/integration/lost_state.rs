@@ -68,13 +68,15 @@ const MAY_VANISH: [&str; 3] = ["workers", "stats", "requeued-by"];
 fn build_losing(server: &RedisServer, name: &str) -> Vec<Output> {
     let scratch = Scratch::new();
     let build = format!("lose-{name}");
+    // Ids of this build only: the builds share one Redis, whose store of durations would
+    // otherwise order each build's queue by the others' runs.
     let mut tests = vec![
-        "fail/a".to_owned(),
-        "flaky/a".to_owned(),
-        "fail/b".to_owned(),
-        "flaky/b".to_owned(),
+        format!("fail/a-{name}"),
+        format!("flaky/a-{name}"),
+        format!("fail/b-{name}"),
+        format!("flaky/b-{name}"),
     ];
-    tests.extend((0..20).map(|n| format!("pass/{n:02}@100")));
+    tests.extend((0..20).map(|n| format!("pass/{name}-{n:02}@100")));
     let list = scratch.tests(&tests);
     let args = |worker: &str| {
         with_command(

@@ -19,5 +19,6 @@ mod per_test_scripts;
 mod persistent;
 mod processes;
 mod redis_load;
+mod timings;
 mod tls;
 mod workers;

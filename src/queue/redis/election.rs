@@ -425,9 +425,7 @@ impl RedisQueue {
                 Timings::default()
             }
         };
-        if !known.is_empty()
-            && let Err(err) = store.forget_gone(ids).await
-        {
+        if let Err(err) = store.forget_gone(ids).await {
             crate::say!("ciq: warning: cannot drop departed tests' durations: {err}");
         }
         self.settings.scheduling.order(ids, known)

@@ -1,0 +1,243 @@
+//! Durations: measured by the workers, remembered in the namespace's store and in timing files,
+//! and used to queue the longest tests first.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ciq_testkit::{Proc, RedisServer, Scratch, with_command, worker_args};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// The store of the default namespace.
+const STORE: &str = "ciq:{timings:}:estimates";
+
+/// Six short tests, then two of 400 ms listed last: list order puts the long ones at the end.
+fn skewed() -> Vec<String> {
+    let mut tests: Vec<String> = (0..6).map(|n| format!("pass/short{n}")).collect();
+    tests.extend((0..2).map(|n| format!("pass/long{n}@400")));
+    tests
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|arg| (*arg).to_owned()).collect()
+}
+
+/// The tests `worker` ran, in the order it started them.
+fn order_of(scratch: &Scratch, worker: &str) -> Vec<String> {
+    scratch
+        .runs()
+        .into_iter()
+        .filter(|(ran_on, _)| ran_on == worker)
+        .map(|(_, test)| test)
+        .collect()
+}
+
+/// A timing file's lines, test id -> milliseconds.
+fn timing_file(path: &std::path::Path) -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.starts_with("# ciq timings v1\n"), "{text}");
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let (ms, id) = line.split_once('\t').unwrap();
+            (id.to_owned(), ms.parse().unwrap())
+        })
+        .collect()
+}
+
+fn assert_long_first(order: &[String]) {
+    assert_eq!(order.len(), 8, "{order:?}");
+    assert!(
+        order[..2].iter().all(|test| test.starts_with("pass/long")),
+        "the long tests start first: {order:?}"
+    );
+}
+
+#[test]
+fn a_build_remembers_its_durations_and_the_next_starts_the_long_tests_first() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&skewed());
+    let written = scratch.path("timings.tsv");
+    let first = Proc::spawn(
+        "first",
+        &scratch,
+        &with_command(worker_args(&server, "b1", "first", &list)),
+    );
+    let mut report = ciq_testkit::report_args(&server, "b1");
+    report.extend(["--timings-out".to_owned(), written.display().to_string()]);
+    let report = Proc::spawn("report", &scratch, &report);
+    let out = first.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr.contains("wrote the durations of 8 tests"),
+        "{}",
+        out.both()
+    );
+    assert_eq!(
+        order_of(&scratch, "first")[6..],
+        ["pass/long0@400", "pass/long1@400"],
+        "without history the list's order stands"
+    );
+
+    // The report's timing file holds every test, as measured.
+    let file = timing_file(&written);
+    assert_eq!(file.len(), 8, "{file:?}");
+    assert!(file["pass/long0@400"] >= 400, "{file:?}");
+    assert!(file["pass/short0"] < 400, "{file:?}");
+
+    // The namespace's store holds every test for the next build.
+    let stored: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(STORE)
+        .query(&mut server.conn())
+        .unwrap();
+    assert_eq!(stored.len(), 8, "{stored:?}");
+
+    let next = Proc::spawn(
+        "next",
+        &scratch,
+        &with_command(worker_args(&server, "b2", "next", &list)),
+    );
+    let out = next.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("ordered 8 tests longest first (8 with an estimate from earlier runs"),
+        "{}",
+        out.both()
+    );
+    assert_long_first(&order_of(&scratch, "next"));
+}
+
+#[test]
+fn departed_tests_leave_the_store_and_recent_ones_stay() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let mut seed = redis::cmd("HSET");
+    seed.arg(STORE);
+    for n in 0..300 {
+        // Last run at the epoch: long gone.
+        seed.arg(format!("gone/{n}")).arg("10:1:10");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    seed.arg("other/suite").arg(format!("10:{now}:10"));
+    let _: i64 = seed.query(&mut server.conn()).unwrap();
+
+    let list = scratch.tests(&["pass/a".to_owned(), "pass/b".to_owned()]);
+    let out = Proc::spawn(
+        "w",
+        &scratch,
+        &with_command(worker_args(&server, "b", "w", &list)),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    let stored: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(STORE)
+        .query(&mut server.conn())
+        .unwrap();
+    let names: Vec<&str> = stored.keys().map(String::as_str).collect();
+    assert_eq!(names, ["other/suite", "pass/a", "pass/b"]);
+}
+
+#[test]
+fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&skewed());
+    let written = scratch.path("timings.tsv");
+    let local = |worker: &str, extra: &[String]| {
+        let mut args = strings(&["run", "-j", "1", "--build", worker, "--tests"]);
+        args.push(list.display().to_string());
+        args.extend(extra.iter().cloned());
+        Proc::spawn(worker, &scratch, &with_command(args)).wait(LONG)
+    };
+
+    // No timing file yet (a CI cache's first run): a warning, and the list's order.
+    let out = local(
+        "local-1",
+        &[
+            "--timings".to_owned(),
+            scratch.path("absent.tsv").display().to_string(),
+            "--timings-out".to_owned(),
+            written.display().to_string(),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr.contains("warning: cannot read timing file"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains("wrote the durations of 8 tests"),
+        "{}",
+        out.both()
+    );
+    assert!(timing_file(&written)["pass/long1@400"] >= 400);
+
+    let out = local(
+        "local-2",
+        &["--timings".to_owned(), written.display().to_string()],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    let order: Vec<String> = scratch
+        .runs()
+        .into_iter()
+        .skip(8)
+        .map(|(_, test)| test)
+        .collect();
+    assert_long_first(&order);
+
+    // A JUnit report of an earlier run: its times order the tests it names, and tests it does
+    // not name take the median of the known ones (300 ms here).
+    let junit = scratch.path("junit.xml");
+    std::fs::write(
+        &junit,
+        r#"<testsuites><testsuite name="earlier">
+             <testcase name="pass/short2" time="9.5"/>
+             <testcase name="pass/short3" time="0.3"/>
+             <testcase name="pass/short4" time="0.001"/>
+             <testcase name="pass/short5" time="0.002"/>
+           </testsuite></testsuites>"#,
+    )
+    .unwrap();
+    let out = local(
+        "local-3",
+        &["--timings".to_owned(), junit.display().to_string()],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    let order: Vec<String> = scratch
+        .runs()
+        .into_iter()
+        .skip(16)
+        .map(|(_, test)| test)
+        .collect();
+    assert_eq!(order.first().map(String::as_str), Some("pass/short2"));
+    assert_eq!(
+        order[6..],
+        ["pass/short5", "pass/short4"],
+        "the shortest known go last, after the unknown ones: {order:?}"
+    );
+}
+
+#[test]
+fn a_timing_file_that_cannot_be_written_is_refused_before_the_build() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&skewed());
+    let mut args = strings(&["run", "-j", "1", "--tests"]);
+    args.push(list.display().to_string());
+    args.extend(strings(&["--timings-out", "/nonexistent-dir/timings.tsv"]));
+    let out = Proc::spawn("w", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("error: cannot write timing file `/nonexistent-dir/timings.tsv`"),
+        "{}",
+        out.both()
+    );
+    assert!(scratch.runs().is_empty(), "nothing ran");
+}
