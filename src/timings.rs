@@ -80,15 +80,12 @@ impl Timings {
         }
     }
 
-    /// What a test without an estimate is taken to last: the median of the known ones, or
-    /// `fallback` when none is known.
-    pub fn default_estimate(&self, fallback: Duration) -> Duration {
+    /// What a test without an estimate is taken to last: the median of the known ones (`None`
+    /// when none is known, and every test is alike).
+    pub fn default_estimate(&self) -> Option<Duration> {
         let mut known: Vec<Duration> = self.estimates.values().copied().collect();
-        if known.is_empty() {
-            return fallback;
-        }
         known.sort_unstable();
-        known[known.len() / 2]
+        known.get(known.len() / 2).copied()
     }
 
     /// Reads a timing file: ciq's own, or JUnit XML (by the test ids in `ids`, which JUnit
@@ -139,22 +136,13 @@ impl Timings {
 }
 
 /// How a list is ordered before it is queued.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scheduling {
     /// A timing file of an earlier run (`--timings`), for tests the store does not know.
     pub timings_file: Option<PathBuf>,
-    /// What a test is taken to last when no test has an estimate (`--default-duration`).
-    pub default_duration: Duration,
-}
-
-impl Default for Scheduling {
-    /// No timing file; a second per test.
-    fn default() -> Self {
-        Self {
-            timings_file: None,
-            default_duration: Duration::from_secs(1),
-        }
-    }
+    /// Keep each module's tests together (pytest: the part of the id before `::`), so batches
+    /// share its fixtures: modules are ordered longest first, their tests in list order.
+    pub keep_modules_together: bool,
 }
 
 impl Scheduling {
@@ -171,21 +159,52 @@ impl Scheduling {
                 ),
             }
         }
-        let mut ordered: Vec<&TestId> = ids.iter().collect();
-        if known.is_empty() {
-            // Every test takes the default: the list's own order is as good as any.
-            return ordered;
-        }
-        let default = known.default_estimate(self.default_duration);
-        ordered.sort_by_cached_key(|id| std::cmp::Reverse(known.get(id).unwrap_or(default)));
+        let Some(default) = known.default_estimate() else {
+            // Every test is alike: the list's own order is as good as any.
+            return ids.iter().collect();
+        };
+        let estimate = |id: &TestId| known.get(id).unwrap_or(default);
+        let ordered = if self.keep_modules_together {
+            by_module(ids, estimate)
+        } else {
+            let mut ordered: Vec<&TestId> = ids.iter().collect();
+            ordered.sort_by_cached_key(|id| std::cmp::Reverse(estimate(id)));
+            ordered
+        };
         let estimated = ids.iter().filter(|id| known.get(id).is_some()).count();
         crate::say!(
-            "ciq: ordered {} tests longest first ({estimated} with an estimate from earlier runs, the others taken as {})",
+            "ciq: ordered {} tests longest first{} ({estimated} with an estimate from earlier runs, the others taken as {})",
             ids.len(),
+            if self.keep_modules_together {
+                " by module"
+            } else {
+                ""
+            },
             crate::human::duration(default)
         );
         ordered
     }
+}
+
+/// `ids` grouped by module (the id up to its first `::`), modules longest first by the sum of
+/// their tests' estimates, each module's tests in list order.
+fn by_module(ids: &[TestId], estimate: impl Fn(&TestId) -> Duration) -> Vec<&TestId> {
+    let mut modules: Vec<(&str, Duration, Vec<&TestId>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for id in ids {
+        let module = id.as_str().split("::").next().unwrap_or_default();
+        let at = *index.entry(module).or_insert_with(|| {
+            modules.push((module, Duration::ZERO, Vec::new()));
+            modules.len() - 1
+        });
+        modules[at].1 += estimate(id);
+        modules[at].2.push(id);
+    }
+    modules.sort_by_key(|(_, total, _)| std::cmp::Reverse(*total));
+    modules
+        .into_iter()
+        .flat_map(|(_, _, tests)| tests)
+        .collect()
 }
 
 /// Writes ciq's timing file at `path`: one line per test of `durations`.
@@ -222,22 +241,58 @@ mod tests {
             (id("long"), Duration::from_secs(3)),
             (id("mid"), Duration::from_millis(500)),
         ]));
-        let default = timings.default_estimate(Duration::from_secs(1));
-        assert_eq!(default, Duration::from_millis(500));
+        assert_eq!(timings.default_estimate(), Some(Duration::from_millis(500)));
         let ids = vec![id("short"), id("new"), id("long"), id("mid")];
-        let scheduling = Scheduling {
-            timings_file: None,
-            default_duration: Duration::from_secs(1),
-        };
+        let scheduling = Scheduling::default();
         let order: Vec<&str> = scheduling
             .order(&ids, timings)
             .into_iter()
             .map(TestId::as_str)
             .collect();
         assert_eq!(order, ["long", "new", "mid", "short"]);
+        assert_eq!(Timings::default().default_estimate(), None);
         assert_eq!(
-            Timings::default().default_estimate(Duration::from_secs(2)),
-            Duration::from_secs(2)
+            scheduling.order(&ids, Timings::default()),
+            ids.iter().collect::<Vec<_>>(),
+            "without estimates the list's order stands"
+        );
+    }
+
+    /// pytest: a module's tests stay together and in list order (its fixtures are shared by
+    /// the batches that take them), modules longest first.
+    #[test]
+    fn modules_stay_together_longest_module_first() {
+        let timings = Timings::new(HashMap::from([
+            (id("a.py::t1"), Duration::from_millis(100)),
+            (id("a.py::t2"), Duration::from_millis(100)),
+            (id("b.py::C::slow"), Duration::from_secs(2)),
+            (id("b.py::C::fast"), Duration::from_millis(1)),
+        ]));
+        let ids = vec![
+            id("a.py::t1"),
+            id("a.py::t2"),
+            id("b.py::C::fast"),
+            id("b.py::C::slow"),
+            id("c.py::new"),
+        ];
+        let scheduling = Scheduling {
+            keep_modules_together: true,
+            ..Scheduling::default()
+        };
+        let order: Vec<&str> = scheduling
+            .order(&ids, timings)
+            .into_iter()
+            .map(TestId::as_str)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "b.py::C::fast",
+                "b.py::C::slow",
+                "a.py::t1",
+                "a.py::t2",
+                "c.py::new"
+            ]
         );
     }
 

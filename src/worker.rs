@@ -12,6 +12,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::{Instant, sleep};
 
+use crate::batching::{BatchSize, Batcher};
 use crate::outcome::{Outcome, TestResult};
 use crate::queue::{Ack, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::Summary;
@@ -22,7 +23,7 @@ use crate::test_id::TestId;
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     /// Tests per reservation.
-    pub batch_size: usize,
+    pub batch_size: BatchSize,
     /// The runner's per-batch timeout; heartbeats for a batch stop when it passes, so a hung
     /// test can never be held forever.
     pub test_timeout: Option<Duration>,
@@ -121,9 +122,9 @@ async fn work<Q: Queue, R: Runner>(
     measured: &mut HashMap<TestId, Duration>,
 ) -> Result<(), WorkerError> {
     let pacing = queue.pacing();
-    let max = options.batch_size;
+    let mut batcher = Batcher::new(options.batch_size, options.test_timeout);
     runner.prepare().await?;
-    let mut next = queue.reserve(max).await?;
+    let mut next = queue.reserve(batcher.next(queue.queued_hint())).await?;
     *finished_before = next == Reservation::Done;
     let mut poll = Duration::from_millis(10);
     loop {
@@ -141,7 +142,10 @@ async fn work<Q: Queue, R: Runner>(
                 *held.lock().unwrap_or_else(PoisonError::into_inner) =
                     batch.iter().map(|r| (r.clone(), deadline)).collect();
                 let ids: Vec<TestId> = batch.iter().map(|r| r.id.clone()).collect();
+                let started = Instant::now();
                 let results = runner.run(&ids).await?;
+                let tests_time = results.iter().map(|result| result.duration).sum();
+                batcher.observe(ids.len(), started.elapsed(), tests_time);
                 held.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 let acks = pair(&batch, results);
                 let durations: HashMap<_, _> = acks
@@ -149,7 +153,7 @@ async fn work<Q: Queue, R: Runner>(
                     .map(|ack| (ack.result.id.clone(), ack.result.duration))
                     .collect();
                 measured.extend(durations.iter().map(|(id, d)| (id.clone(), *d)));
-                let reply = queue.ack(acks, max).await?;
+                let reply = queue.ack(acks, batcher.next(queue.queued_hint())).await?;
                 for (id, recorded) in &reply.recorded {
                     let duration = durations.get(id).copied().unwrap_or_default();
                     print_line(queue.worker_id(), id.as_str(), *recorded, duration);
@@ -159,12 +163,12 @@ async fn work<Q: Queue, R: Runner>(
             Reservation::Empty => {
                 sleep(poll).await;
                 poll = (poll * 2).min(pacing.max_poll_interval);
-                next = queue.reserve(max).await?;
+                next = queue.reserve(batcher.next(queue.queued_hint())).await?;
             }
             Reservation::Done => return Ok(()),
             Reservation::Stale => {
                 queue.rejoin().await?;
-                next = queue.reserve(max).await?;
+                next = queue.reserve(batcher.next(queue.queued_hint())).await?;
             }
         }
     }

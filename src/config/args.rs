@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::batching::BatchSize;
+
 /// ciq: a distributed test queue. Workers on many CI machines pull one test suite from Redis,
 /// so no machine idles while another runs a long tail, and a machine that dies takes no tests
 /// with it.
@@ -88,18 +90,16 @@ pub struct RunArgs {
     /// shell would, but not run through one).
     #[arg(long, env = "CIQ_LIST_COMMAND", value_name = "CMD")]
     pub list_command: Option<String>,
-    /// Tests per run of the command (at most 1000: a batch travels in one script call).
-    #[arg(long, env = "CIQ_BATCH_SIZE", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub batch_size: u32,
+    /// Tests per reservation and per run of the command: a count (at most 1000), or `auto`,
+    /// sized by time (about 2 s of tests, by what this worker's batches took), shrinking as the
+    /// queue empties [default: auto for pytest, nextest and --persistent; 1 for a command,
+    /// which may take one id only]
+    #[arg(long, env = "CIQ_BATCH_SIZE", value_name = "N|auto")]
+    pub batch_size: Option<BatchSize>,
     /// A timing file of an earlier run, to order tests longest first: ciq's own (from
     /// --timings-out) or a JUnit XML report. Adds to what the Redis store remembers.
     #[arg(long, env = "CIQ_TIMINGS", value_name = "FILE")]
     pub timings: Option<PathBuf>,
-    /// What a test is taken to last when no test has an estimate yet (with some known, the
-    /// median of the known ones).
-    #[arg(long, env = "CIQ_DEFAULT_DURATION", value_parser = duration, default_value = "1s")]
-    pub default_duration: Duration,
     /// Local mode: write every test's duration to this timing file at the end, for --timings
     /// next time (with --queue, `ciq report --timings-out` writes the build's).
     #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]

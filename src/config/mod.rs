@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::batching::BatchSize;
 use crate::discovery::{DiscoveryError, ListFormat, TestSource};
 use crate::frameworks::{nextest, pytest};
 use crate::queue::budget::RequeueBudget;
@@ -209,9 +210,17 @@ impl RunConfig {
             tolerance: args.requeue_tolerance,
         };
         let discovery_timeout = args.build.queue_init_timeout;
+        // A batch command may take one id only; a framework or the persistent protocol takes
+        // any number.
+        let batch_size = args.batch_size.unwrap_or(match runner {
+            RunnerSpec::Command(_) => BatchSize::Fixed(1),
+            RunnerSpec::Persistent(_) | RunnerSpec::Nextest(_) | RunnerSpec::Pytest { .. } => {
+                BatchSize::Auto
+            }
+        });
         let scheduling = Scheduling {
             timings_file: args.timings.clone(),
-            default_duration: args.default_duration,
+            keep_modules_together: matches!(runner, RunnerSpec::Pytest { .. }),
         };
         if args.queue.is_some() && args.timings_out.is_some() {
             return Err(ConfigError::TimingsOutWithQueue);
@@ -276,7 +285,7 @@ impl RunConfig {
             test_timeout: args.test_timeout,
             output_limit: args.output_limit as usize,
             worker: WorkerOptions {
-                batch_size: args.batch_size as usize,
+                batch_size,
                 test_timeout: Some(args.test_timeout),
             },
             budget,

@@ -337,6 +337,10 @@ impl Queue for LocalWorker {
         Ok(())
     }
 
+    fn queued_hint(&self) -> Option<usize> {
+        Some(self.queue.lock().queue.len())
+    }
+
     async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
         let mut state = self.queue.lock();
         state.durations.extend(durations.iter().cloned());

@@ -145,6 +145,10 @@ pub trait Queue: Send + Sync {
     /// there is none to follow.
     fn rejoin(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
 
+    /// How many tests were still queued after this worker's last hand-out, when the backend
+    /// says: auto batches shrink by it toward the end of the build.
+    fn queued_hint(&self) -> Option<usize>;
+
     /// Keeps what this worker measured (each test's last run) for the build's timing file and
     /// for ordering later builds. Estimates only: losing them costs speed, never a verdict.
     fn record_durations(

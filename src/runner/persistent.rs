@@ -27,7 +27,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Request<'a> {
-    Run { id: &'a str },
+    Run {
+        id: &'a str,
+        /// The id sent next in this batch, so the framework may keep what both tests share.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<&'a str>,
+    },
     Shutdown,
 }
 
@@ -215,6 +220,7 @@ impl PersistentRunner {
         &self,
         session: &mut Option<Session>,
         id: &TestId,
+        next: Option<&TestId>,
     ) -> Result<TestResult, RunnerError> {
         let live = match session {
             Some(live) => live,
@@ -229,7 +235,10 @@ impl PersistentRunner {
         };
         *live.stderr.lock().unwrap_or_else(PoisonError::into_inner) =
             Bounded::new(self.output_limit);
-        let request = Request::Run { id: id.as_str() };
+        let request = Request::Run {
+            id: id.as_str(),
+            next: next.map(TestId::as_str),
+        };
         if live.send(&request).await.is_err() {
             let status = live.ended().await;
             let output = format!(
@@ -403,8 +412,8 @@ impl Runner for PersistentRunner {
     async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
         let mut session = self.session.lock().await;
         let mut results = Vec::with_capacity(batch.len());
-        for id in batch {
-            results.push(self.run_one(&mut session, id).await?);
+        for (at, id) in batch.iter().enumerate() {
+            results.push(self.run_one(&mut session, id, batch.get(at + 1)).await?);
         }
         Ok(results)
     }

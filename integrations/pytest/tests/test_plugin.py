@@ -124,8 +124,11 @@ class Worker:
         assert set(message) == {"type", "message"}, message
         return message["message"]
 
-    def run(self, test_id: str) -> dict[str, Any]:
-        self.send({"type": "run", "id": test_id})
+    def run(self, test_id: str, next_id: str | None = None) -> dict[str, Any]:
+        message = {"type": "run", "id": test_id}
+        if next_id is not None:
+            message["next"] = next_id
+        self.send(message)
         result = self.recv()
         assert result is not None, f"EOF instead of a result; stderr:\n{self.stderr()}"
         assert result["type"] == "result" and result["id"] == test_id, result
@@ -526,6 +529,23 @@ def test_session_fixtures_live_until_shutdown_narrower_scopes_per_test(start, tm
     assert scope_log(log) == ["session-setup"] + ["module-setup", "module-teardown"] * 3
     assert worker.shutdown() == 0
     assert scope_log(log)[-1] == "session-teardown"
+
+
+def test_a_module_stays_set_up_while_the_next_test_is_in_it(start, tmp_path, monkeypatch):
+    """ciq names the next test of a batch: what both share stays up, as in plain pytest."""
+    log = tmp_path / "scopes.log"
+    monkeypatch.setenv("SCOPE_LOG", str(log))
+    worker = start(write_suite(tmp_path, SCOPES))
+    worker.ready()
+    assert worker.run("test_scopes.py::test_one", "test_scopes.py::test_two")["outcome"] == "passed"
+    assert worker.run("test_scopes.py::test_two", "test_scopes.py::test_one")["outcome"] == "passed"
+    # The last of the batch: nothing named next, so its module is torn down.
+    assert worker.run("test_scopes.py::test_one")["outcome"] == "passed"
+    assert scope_log(log) == ["session-setup", "module-setup", "module-teardown"]
+    # A next id the framework does not know tears down as if none was named.
+    assert worker.run("test_scopes.py::test_two", "test_scopes.py::gone")["outcome"] == "passed"
+    assert scope_log(log)[-2:] == ["module-setup", "module-teardown"]
+    assert worker.shutdown() == 0
 
 
 @pytest.mark.parametrize(

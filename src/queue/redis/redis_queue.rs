@@ -4,7 +4,7 @@
 //! trip), HEARTBEAT, RELEASE. Each request carries a sequence number, so a request re-sent after
 //! a lost reply gets the first reply back instead of being applied twice.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ pub struct RedisQueue {
     /// so processes that share a worker id never speak for each other.
     pub(super) session: String,
     seq: AtomicU64,
+    /// Tests left in the queue after this worker's last hand-out (`usize::MAX` before one).
+    queued: AtomicUsize,
     current: Mutex<Option<Arc<Followed>>>,
     /// When this session's liveness was last recorded by a per-test call.
     seen_at: Mutex<Option<Instant>>,
@@ -56,6 +58,7 @@ impl RedisQueue {
             worker,
             session: uuid::Uuid::new_v4().simple().to_string(),
             seq: AtomicU64::new(0),
+            queued: AtomicUsize::new(usize::MAX),
             current: Mutex::new(None),
             seen_at: Mutex::new(None),
             leading: Mutex::new(None),
@@ -105,7 +108,12 @@ impl RedisQueue {
 
     async fn handed(&self, handed: Handed) -> Result<Reservation, QueueError> {
         match handed {
-            Handed::Reservation(reservation) => Ok(reservation),
+            Handed::Reservation(reservation, queued) => {
+                if let Some(queued) = queued {
+                    self.queued.store(queued, Ordering::Relaxed);
+                }
+                Ok(reservation)
+            }
             Handed::Lost(why) => Err(self.state_lost(&why).await),
         }
     }
@@ -168,6 +176,10 @@ impl Queue for RedisQueue {
         );
         self.follow(&generation);
         Ok(())
+    }
+
+    fn queued_hint(&self) -> Option<usize> {
+        Some(self.queued.load(Ordering::Relaxed)).filter(|&queued| queued != usize::MAX)
     }
 
     async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {

@@ -142,9 +142,11 @@ class PersistentWorker:
             if item is None:
                 self.channel.send(unknown_test(test_id, len(session.items)))
             else:
-                self.channel.send(self._run(item, session))
+                following = message.get("next")
+                next_item = items.get(following) if isinstance(following, str) else None
+                self.channel.send(self._run(item, next_item or session))
 
-    def _run(self, item: pytest.Item, session: Session) -> dict[str, Any]:
+    def _run(self, item: pytest.Item, nextitem: pytest.Item | Session) -> dict[str, Any]:
         self.reports = []
         try:
             # The full hook rather than runner.runtestprotocol alone, as pytest's own loop
@@ -152,12 +154,14 @@ class PersistentWorker:
             # wrappers (pytest-timeout, ...) all apply. Reports come back through
             # pytest_runtest_logreport.
             #
-            # nextitem: ciq has not said what runs next, so everything this test set up is
-            # torn down after it (its class, module and package scopes, reported in its own
-            # teardown phase), except the session, which every test shares: passing the
-            # session as "next" keeps session-scoped fixtures alive across tests, as in a
-            # plain pytest run. They are torn down at shutdown (_teardown_session).
-            item.ihook.pytest_runtest_protocol(item=item, nextitem=session)
+            # nextitem: the test ciq said it sends next in this batch, as pytest's own loop
+            # passes the next item, so what both share (a module's or class's fixtures) stays
+            # up between them. Without one, everything this test set up is torn down after it
+            # (its class, module and package scopes, reported in its own teardown phase),
+            # except the session, which every test shares: passing the session as "next" keeps
+            # session-scoped fixtures alive across tests, as in a plain pytest run. They are
+            # torn down at shutdown (_teardown_session).
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             return result_message(item.nodeid, self.reports)
         finally:
             self.reports = None

@@ -178,7 +178,7 @@ end
 -- must be processed and counted: anything less means Redis lost part of the build (a key
 -- evicted or expired), which must never pass for a finished build.
 local function reservation(tests, ctx)
-  if #tests > 0 then return {status = 'tests', tests = tests} end
+  if #tests > 0 then return {status = 'tests', tests = tests, queued = redis.call('LLEN', K.queue)} end
   if redis.call('LLEN', K.queue) > 0 or redis.call('ZCARD', K.running) > 1 then
     return {status = 'empty'}
   end

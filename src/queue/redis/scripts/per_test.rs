@@ -53,12 +53,15 @@ pub(super) struct Handout {
     tests: Vec<(String, String)>,
     #[serde(default)]
     why: String,
+    /// Tests left in the queue after this hand-out (with tests only).
+    #[serde(default)]
+    queued: Option<usize>,
 }
 
 /// What a reservation came to, for the queue.
 pub(in crate::queue::redis) enum Handed {
-    /// A reservation to pass on.
-    Reservation(Reservation),
+    /// A reservation to pass on, and the tests left in the queue when it says.
+    Reservation(Reservation, Option<usize>),
     /// Redis lost part of the build: what did not add up.
     Lost(String),
 }
@@ -93,6 +96,6 @@ impl Handout {
                 )));
             }
         };
-        Ok(Handed::Reservation(reservation))
+        Ok(Handed::Reservation(reservation, self.queued))
     }
 }
