@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: wall time of 1,000 trivial pytest tests on 4 local ciq workers, persistent mode
 against batch mode (auto batches, the default, and batch sizes 1 and 20), against one plain
-pytest process.
+pytest process; then 20 tests sharing a slow module-scoped fixture on one worker.
 
 Prints one line per mode and the ratios to plain pytest, all measured in this one run (the
 machines are shared and noisy: compare ratios, not seconds across runs). Needs pytest and the
@@ -25,6 +25,17 @@ def write_suite(directory, tests):
         with open(os.path.join(directory, f"test_bench_{start // per_file:03}.py"), "w") as f:
             for i in range(start, min(start + per_file, tests)):
                 f.write(f"def test_trivial_{i}():\n    assert {i} + 1 == {i + 1}\n\n")
+    with open(os.path.join(directory, "pytest.ini"), "w") as f:
+        f.write("[pytest]\n")
+
+
+def write_fixture_suite(directory, tests=20, setup_seconds=0.2):
+    """`tests` tests sharing one module-scoped fixture that takes `setup_seconds` to set up."""
+    with open(os.path.join(directory, "test_fixture.py"), "w") as f:
+        f.write("import time\nimport pytest\n\n\n@pytest.fixture(scope='module')\n")
+        f.write(f"def shared():\n    time.sleep({setup_seconds})\n    return 1\n\n")
+        for i in range(tests):
+            f.write(f"\ndef test_uses_fixture_{i}(shared):\n    assert shared == 1\n")
     with open(os.path.join(directory, "pytest.ini"), "w") as f:
         f.write("[pytest]\n")
 
@@ -70,11 +81,28 @@ def main():
         for name, _ in modes:
             print(f"  {name:<26} {best[name]:7.2f} s   {best[name] / plain:6.2f} x plain pytest")
         persistent = best["ciq persistent (auto)"]
+        print_fixture_suite(ciq, args.repeat)
         print(
             f"  batch mode with auto batches takes {best['ciq batch auto (default)'] / persistent:.2f}x"
             f" persistent mode's time (batch size 1: {best['ciq batch size 1'] / persistent:.1f}x,"
             f" batch size 20: {best['ciq batch size 20'] / persistent:.1f}x)"
         )
+
+
+def print_fixture_suite(ciq, repeat):
+    with tempfile.TemporaryDirectory() as suite:
+        write_fixture_suite(suite)
+        modes = [
+            ("plain pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]),
+            ("ciq persistent -j 1", [ciq, "run", "-j", "1", "pytest", "--persistent"]),
+            ("ciq batch -j 1", [ciq, "run", "-j", "1", "pytest"]),
+            ("ciq persistent -j 1, size 1", [ciq, "run", "-j", "1", "--batch-size", "1", "pytest", "--persistent"]),
+        ]
+        best = {name: min(timed(command, suite)[0] for _ in range(repeat)) for name, command in modes}
+        plain = best["plain pytest"]
+        print("20 tests sharing a 0.2 s module-scoped fixture:")
+        for name, _ in modes:
+            print(f"  {name:<30} {best[name]:7.2f} s   {best[name] / plain:6.2f} x plain pytest")
 
 
 if __name__ == "__main__":

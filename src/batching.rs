@@ -1,15 +1,17 @@
 //! How many tests a worker asks for at a time: a fixed count, or [`BatchSize::Auto`], which
 //! sizes batches by time instead of count.
 //!
-//! A batch pays its costs once for all its tests (a batch command's process start, a Redis
-//! round trip), so short tests want big batches; but a worker holding a big batch near the end
-//! of the build keeps it alone while the others idle. An auto batch holds about [`TARGET`] of
-//! tests, by the time per test this worker measured, and near the end at most a
-//! [`SHARE_OF_QUEUE`]th of the tests still queued, so batches shrink as the queue empties; but
-//! never so few that the batch's own cost (what a batch took beyond its tests' times) outweighs
-//! its tests. Its first batch is one test: with the queue ordered longest first, the first tests
-//! are the longest, and nothing is known yet.
+//! A batch pays its costs once for all its tests (a batch command's process start, a module's
+//! fixtures, a Redis round trip), so short tests want big batches; but a worker holding a big
+//! batch near the end of the build keeps it alone while the others idle. An auto batch holds
+//! about [`TARGET`] of tests, by the typical test this worker ran (the median of its last
+//! runs, which a fixture's setup in a batch's first test does not sway), and near the end at
+//! most a [`SHARE_OF_QUEUE`]th of the tests still queued, so batches shrink as the queue
+//! empties; but never less than [`TAIL_FLOOR`] of tests, nor so few that the batch's own cost
+//! (what it took beyond its tests' typical time) outweighs them. Its first batch is one test:
+//! with the queue ordered longest first, the first tests are the longest, and nothing is known.
 
+use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,9 +19,13 @@ use std::time::Duration;
 pub const MAX: usize = 1000;
 /// How much test time an auto batch aims to hold.
 const TARGET: Duration = Duration::from_secs(2);
-/// Near the end, an auto batch takes at most this fraction (1/n) of the tests still queued.
+/// Near the end, an auto batch takes at most this fraction (1/n) of the tests still queued...
 const SHARE_OF_QUEUE: usize = 8;
-/// Weight of the newest batch in the running estimates.
+/// ...but still this much test time: a shorter tail would not be noticed, more batches would.
+const TAIL_FLOOR: Duration = Duration::from_millis(500);
+/// How many of the latest test runs the typical test is taken from.
+const SAMPLES: usize = 64;
+/// Weight of the newest batch in the running cost per batch.
 const ALPHA: f64 = 0.5;
 
 /// `--batch-size`.
@@ -52,14 +58,10 @@ impl FromStr for BatchSize {
 pub struct Batcher {
     size: BatchSize,
     target: Duration,
-    /// Time per test, as the runner measured its tests.
-    per_test: Option<f64>,
-    /// Time per batch beyond its tests' own (a process start, a collection).
+    /// The latest tests' times, as the runner measured them, in seconds.
+    samples: VecDeque<f64>,
+    /// Time per batch beyond its tests' typical time (a process start, fixtures), seconds.
     per_batch: Option<f64>,
-}
-
-fn smooth(before: Option<f64>, now: f64) -> f64 {
-    before.map_or(now, |before| before * (1.0 - ALPHA) + now * ALPHA)
 }
 
 impl Batcher {
@@ -70,9 +72,16 @@ impl Batcher {
         Self {
             size,
             target,
-            per_test: None,
+            samples: VecDeque::with_capacity(SAMPLES),
             per_batch: None,
         }
+    }
+
+    /// The typical test's time: the lower median of the latest runs.
+    fn typical(&self) -> Option<f64> {
+        let mut sorted: Vec<f64> = self.samples.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len().saturating_sub(1) / 2).copied()
     }
 
     /// How many tests to ask for next, with `queued` tests left in the queue (when known).
@@ -80,27 +89,41 @@ impl Batcher {
         if let BatchSize::Fixed(n) = self.size {
             return n;
         }
-        let Some(per_test) = self.per_test else {
+        let Some(per_test) = self.typical() else {
             return 1;
         };
         let per_test = per_test.max(1e-6);
         let by_time = self.target.as_secs_f64() / per_test;
-        // A batch worth its own cost: its tests take at least as long as the cost.
-        let worth_it = (self.per_batch.unwrap_or(0.0) / per_test).min(by_time);
+        let floor = (TAIL_FLOOR.min(self.target).as_secs_f64() / per_test)
+            .max(self.per_batch.unwrap_or(0.0) / per_test)
+            .min(by_time);
         let by_queue = queued.map_or(f64::MAX, |queued| queued.div_ceil(SHARE_OF_QUEUE) as f64);
-        let n = by_time.min(by_queue.max(worth_it));
+        let n = by_time.min(by_queue.max(floor));
         (n as usize).clamp(1, MAX)
     }
 
-    /// Records that a batch took `took` from start to end, and its `tests` took `tests_time`
-    /// by the runner's measure.
-    pub fn observe(&mut self, tests: usize, took: Duration, tests_time: Duration) {
+    /// Records a batch that took `took` from start to end, its tests `times` by the runner's
+    /// measure.
+    pub fn observe(&mut self, took: Duration, times: impl IntoIterator<Item = Duration>) {
+        let mut tests = 0usize;
+        for time in times {
+            if self.samples.len() == SAMPLES {
+                self.samples.pop_front();
+            }
+            self.samples.push_back(time.as_secs_f64());
+            tests += 1;
+        }
+        let Some(typical) = self.typical() else {
+            return;
+        };
         if tests == 0 {
             return;
         }
-        let tests_time = tests_time.min(took).as_secs_f64();
-        self.per_test = Some(smooth(self.per_test, tests_time / tests as f64));
-        self.per_batch = Some(smooth(self.per_batch, took.as_secs_f64() - tests_time));
+        let cost = (took.as_secs_f64() - typical * tests as f64).max(0.0);
+        self.per_batch = Some(
+            self.per_batch
+                .map_or(cost, |before| before * (1.0 - ALPHA) + cost * ALPHA),
+        );
     }
 }
 
@@ -120,7 +143,7 @@ mod tests {
     #[test]
     fn a_fixed_size_is_kept() {
         let mut batcher = Batcher::new(BatchSize::Fixed(20), None);
-        batcher.observe(20, Duration::from_secs(60), Duration::from_secs(60));
+        batcher.observe(Duration::from_secs(60), [Duration::from_secs(3); 20]);
         assert_eq!(batcher.next(Some(3)), 20);
     }
 
@@ -136,7 +159,7 @@ mod tests {
                 tests_time <= TARGET,
                 "a batch of {n} holds {tests_time:?} of tests"
             );
-            batcher.observe(n, cost + tests_time, tests_time);
+            batcher.observe(cost + tests_time, vec![test; n]);
             sizes.push(n);
             queued -= n;
         }
@@ -144,7 +167,7 @@ mod tests {
     }
 
     /// Tests of 50 ms run by a persistent runner (no cost per batch): batches grow to the
-    /// target's worth and shrink to single tests as the queue empties.
+    /// target's worth and shrink to the tail's floor as the queue empties.
     #[test]
     fn auto_batches_stay_within_their_time_and_shrink_at_the_end() {
         let sizes = drain(2000, Duration::from_millis(50), Duration::ZERO);
@@ -155,7 +178,10 @@ mod tests {
         );
         let tail: Vec<usize> = sizes.iter().rev().take(12).copied().collect();
         assert!(tail.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
-        assert_eq!(sizes.last(), Some(&1), "{sizes:?}");
+        assert!(
+            sizes[sizes.len() - 3..].iter().all(|&n| n == 10),
+            "the last batches hold the tail's 500 ms: {sizes:?}"
+        );
     }
 
     /// A batch command that starts in 300 ms, with 1 ms tests: batches hold hundreds of tests,
@@ -170,10 +196,24 @@ mod tests {
         );
     }
 
+    /// A module fixture's setup charged to the first test of every batch does not make the
+    /// typical test look long, so batches stay big instead of setting it up again and again.
+    #[test]
+    fn a_fixture_setup_in_each_batch_does_not_shrink_batches() {
+        let mut batcher = Batcher::new(BatchSize::Auto, None);
+        let setup = Duration::from_millis(200);
+        let test = Duration::from_millis(1);
+        batcher.observe(setup, [setup]);
+        let n = batcher.next(Some(19));
+        batcher.observe(setup + test * 2, [setup, test, test]);
+        assert!(n >= 2, "{n}");
+        assert!(batcher.next(Some(16)) >= 16, "{}", batcher.next(Some(16)));
+    }
+
     #[test]
     fn a_short_test_timeout_keeps_auto_batches_shorter() {
         let mut batcher = Batcher::new(BatchSize::Auto, Some(Duration::from_secs(1)));
-        batcher.observe(1, Duration::from_millis(10), Duration::from_millis(10));
+        batcher.observe(Duration::from_millis(10), [Duration::from_millis(10)]);
         assert_eq!(
             batcher.next(None),
             25,

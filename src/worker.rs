@@ -144,8 +144,10 @@ async fn work<Q: Queue, R: Runner>(
                 let ids: Vec<TestId> = batch.iter().map(|r| r.id.clone()).collect();
                 let started = Instant::now();
                 let results = runner.run(&ids).await?;
-                let tests_time = results.iter().map(|result| result.duration).sum();
-                batcher.observe(ids.len(), started.elapsed(), tests_time);
+                batcher.observe(
+                    started.elapsed(),
+                    results.iter().map(|result| result.duration),
+                );
                 held.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 let acks = pair(&batch, results);
                 let durations: HashMap<_, _> = acks

@@ -382,3 +382,49 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
         leader.both()
     );
 }
+
+/// 20 tests sharing one module-scoped fixture that logs each setup to `setups.log`.
+fn module_fixture_suite(dir: &Path) {
+    let mut source = String::from(
+        "import os\nimport pytest\n\n\n@pytest.fixture(scope='module')\ndef shared():\n    with open(os.path.join(os.path.dirname(__file__), 'setups.log'), 'a') as log:\n        log.write('setup\\n')\n    return 1\n",
+    );
+    for n in 0..20 {
+        source.push_str(&format!(
+            "\n\ndef test_{n:02}(shared):\n    assert shared == 1\n"
+        ));
+    }
+    std::fs::write(dir.join("test_shared.py"), source).unwrap();
+    std::fs::write(dir.join("pytest.ini"), "[pytest]\n").unwrap();
+}
+
+/// Out of the box (auto batches), a module's fixture is set up a few times, not once per test:
+/// a batch holds many of its tests, and the persistent plugin is told the next one.
+#[test]
+fn auto_batches_share_a_modules_fixture() {
+    require_pytest();
+    for (mode, setups_allowed) in [
+        (&["pytest"][..], 1..=4),
+        (&["pytest", "--persistent"][..], 1..=4),
+        // What it was before: one setup per test.
+        (
+            &["--batch-size", "1", "pytest", "--persistent"][..],
+            20..=20,
+        ),
+    ] {
+        let scratch = Scratch::new();
+        module_fixture_suite(scratch.dir.path());
+        let mut args = strings(&["run", "-j", "1"]);
+        args.extend(strings(mode));
+        let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
+        assert_eq!(out.code, Some(0), "{mode:?}: {}", out.both());
+        assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+        let setups = std::fs::read_to_string(scratch.path("setups.log"))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(
+            setups_allowed.contains(&setups),
+            "{mode:?}: the fixture was set up {setups} times"
+        );
+    }
+}
