@@ -45,47 +45,26 @@ pub enum TimingsError {
     },
 }
 
-/// Estimated durations of tests.
+/// Durations of tests, from a timing file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timings {
     estimates: HashMap<TestId, Duration>,
 }
 
 impl Timings {
-    /// Timings from `estimates`.
-    pub fn new(estimates: HashMap<TestId, Duration>) -> Self {
-        Self { estimates }
-    }
-
-    /// How many tests have an estimate.
+    /// How many tests have one.
     pub fn len(&self) -> usize {
         self.estimates.len()
     }
 
-    /// Whether no test has one.
+    /// Whether none has one.
     pub fn is_empty(&self) -> bool {
         self.estimates.is_empty()
     }
 
-    /// The estimate of `id`, if it has one.
+    /// The duration of `id`, if the file has one.
     pub fn get(&self, id: &TestId) -> Option<Duration> {
         self.estimates.get(id).copied()
-    }
-
-    /// Adds the estimates of `other` for tests that have none here (a file fills in what the
-    /// store does not know).
-    pub fn fill_from(&mut self, other: Timings) {
-        for (id, estimate) in other.estimates {
-            self.estimates.entry(id).or_insert(estimate);
-        }
-    }
-
-    /// What a test without an estimate is taken to last: the median of the known ones (`None`
-    /// when none is known, and every test is alike).
-    pub fn default_estimate(&self) -> Option<Duration> {
-        let mut known: Vec<Duration> = self.estimates.values().copied().collect();
-        known.sort_unstable();
-        known.get(known.len() / 2).copied()
     }
 
     /// Reads a timing file: ciq's own, or JUnit XML (by the test ids in `ids`, which JUnit
@@ -146,65 +125,77 @@ pub struct Scheduling {
 }
 
 impl Scheduling {
-    /// `ids` longest estimated first, by `known` estimates (the store's, or none) filled from the
-    /// timing file. A timing file that is missing or unreadable is a warning, never an error:
+    /// `ids` longest estimated first, by `stored` estimates (the store's, one per id, or none)
+    /// filled in from the timing file; a test known to neither counts as the median of the
+    /// known ones. A timing file that is missing or unreadable is a warning, never an error:
     /// estimates only make the build faster.
-    pub fn order<'a>(&self, ids: &'a [TestId], mut known: Timings) -> Vec<&'a TestId> {
+    pub fn order<'a>(&self, ids: &'a [TestId], stored: Vec<Option<Duration>>) -> Vec<&'a TestId> {
+        let mut estimates = stored;
+        estimates.resize(ids.len(), None);
         if let Some(path) = &self.timings_file {
             match Timings::read(path, ids) {
-                Ok(file) => known.fill_from(file),
+                Ok(file) => {
+                    for (estimate, id) in estimates.iter_mut().zip(ids) {
+                        if estimate.is_none() {
+                            *estimate = file.get(id);
+                        }
+                    }
+                }
                 Err(err) => crate::say!(
                     "ciq: warning: {}; tests are ordered without it",
                     crate::human::error_chain(&err)
                 ),
             }
         }
-        let Some(default) = known.default_estimate() else {
+        let mut known: Vec<Duration> = estimates.iter().flatten().copied().collect();
+        if known.is_empty() {
             // Every test is alike: the list's own order is as good as any.
             return ids.iter().collect();
-        };
-        let estimate = |id: &TestId| known.get(id).unwrap_or(default);
-        let ordered = if self.keep_modules_together {
-            by_module(ids, estimate)
+        }
+        let middle = (known.len() - 1) / 2;
+        let default = *known.select_nth_unstable(middle).1;
+        let estimates: Vec<Duration> = estimates
+            .into_iter()
+            .map(|estimate| estimate.unwrap_or(default))
+            .collect();
+        let order = if self.keep_modules_together {
+            by_module(ids, &estimates)
         } else {
-            let mut ordered: Vec<&TestId> = ids.iter().collect();
-            ordered.sort_by_cached_key(|id| std::cmp::Reverse(estimate(id)));
-            ordered
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            order.sort_by_key(|&at| std::cmp::Reverse(estimates[at]));
+            order
         };
-        let estimated = ids.iter().filter(|id| known.get(id).is_some()).count();
         crate::say!(
-            "ciq: ordered {} tests longest first{} ({estimated} with an estimate from earlier runs, the others taken as {})",
+            "ciq: ordered {} tests longest first{} ({} with an estimate from earlier runs, the others taken as {})",
             ids.len(),
             if self.keep_modules_together {
                 " by module"
             } else {
                 ""
             },
+            known.len(),
             crate::human::duration(default)
         );
-        ordered
+        order.into_iter().map(|at| &ids[at]).collect()
     }
 }
 
-/// `ids` grouped by module (the id up to its first `::`), modules longest first by the sum of
-/// their tests' estimates, each module's tests in list order.
-fn by_module(ids: &[TestId], estimate: impl Fn(&TestId) -> Duration) -> Vec<&TestId> {
-    let mut modules: Vec<(&str, Duration, Vec<&TestId>)> = Vec::new();
+/// Positions of `ids` grouped by module (the id up to its first `::`), modules longest first by
+/// the sum of their tests' `estimates`, each module's tests in list order.
+fn by_module(ids: &[TestId], estimates: &[Duration]) -> Vec<usize> {
+    let mut modules: Vec<(Duration, Vec<usize>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for id in ids {
+    for (at, id) in ids.iter().enumerate() {
         let module = id.as_str().split("::").next().unwrap_or_default();
-        let at = *index.entry(module).or_insert_with(|| {
-            modules.push((module, Duration::ZERO, Vec::new()));
+        let group = *index.entry(module).or_insert_with(|| {
+            modules.push((Duration::ZERO, Vec::new()));
             modules.len() - 1
         });
-        modules[at].1 += estimate(id);
-        modules[at].2.push(id);
+        modules[group].0 += estimates[at];
+        modules[group].1.push(at);
     }
-    modules.sort_by_key(|(_, total, _)| std::cmp::Reverse(*total));
-    modules
-        .into_iter()
-        .flat_map(|(_, _, tests)| tests)
-        .collect()
+    modules.sort_by_key(|(total, _)| std::cmp::Reverse(*total));
+    modules.into_iter().flat_map(|(_, tests)| tests).collect()
 }
 
 /// Writes ciq's timing file at `path`: one line per test of `durations`.
@@ -234,25 +225,25 @@ mod tests {
         TestId::new(name).unwrap()
     }
 
+    fn ms(ms: u64) -> Option<Duration> {
+        Some(Duration::from_millis(ms))
+    }
+
+    fn names(order: Vec<&TestId>) -> Vec<&str> {
+        order.into_iter().map(TestId::as_str).collect()
+    }
+
     #[test]
     fn the_longest_go_first_and_unknown_tests_take_the_median() {
-        let timings = Timings::new(HashMap::from([
-            (id("short"), Duration::from_millis(10)),
-            (id("long"), Duration::from_secs(3)),
-            (id("mid"), Duration::from_millis(500)),
-        ]));
-        assert_eq!(timings.default_estimate(), Some(Duration::from_millis(500)));
         let ids = vec![id("short"), id("new"), id("long"), id("mid")];
         let scheduling = Scheduling::default();
-        let order: Vec<&str> = scheduling
-            .order(&ids, timings)
-            .into_iter()
-            .map(TestId::as_str)
-            .collect();
-        assert_eq!(order, ["long", "new", "mid", "short"]);
-        assert_eq!(Timings::default().default_estimate(), None);
+        let stored = vec![ms(10), None, ms(3000), ms(500)];
         assert_eq!(
-            scheduling.order(&ids, Timings::default()),
+            names(scheduling.order(&ids, stored)),
+            ["long", "new", "mid", "short"]
+        );
+        assert_eq!(
+            scheduling.order(&ids, Vec::new()),
             ids.iter().collect::<Vec<_>>(),
             "without estimates the list's order stands"
         );
@@ -262,12 +253,6 @@ mod tests {
     /// the batches that take them), modules longest first.
     #[test]
     fn modules_stay_together_longest_module_first() {
-        let timings = Timings::new(HashMap::from([
-            (id("a.py::t1"), Duration::from_millis(100)),
-            (id("a.py::t2"), Duration::from_millis(100)),
-            (id("b.py::C::slow"), Duration::from_secs(2)),
-            (id("b.py::C::fast"), Duration::from_millis(1)),
-        ]));
         let ids = vec![
             id("a.py::t1"),
             id("a.py::t2"),
@@ -279,13 +264,9 @@ mod tests {
             keep_modules_together: true,
             ..Scheduling::default()
         };
-        let order: Vec<&str> = scheduling
-            .order(&ids, timings)
-            .into_iter()
-            .map(TestId::as_str)
-            .collect();
+        let stored = vec![ms(100), ms(100), ms(1), ms(2000), None];
         assert_eq!(
-            order,
+            names(scheduling.order(&ids, stored)),
             [
                 "b.py::C::fast",
                 "b.py::C::slow",

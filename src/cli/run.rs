@@ -18,7 +18,7 @@ use crate::runner::persistent::{Hints, PersistentRunner};
 use crate::runner::{Runner, RunnerError};
 use crate::signal;
 use crate::test_id::TestId;
-use crate::timings::{self, Timings};
+use crate::timings;
 use crate::worker::{self, WorkerEnd};
 
 pub async fn run(args: RunArgs) -> Result<i32, Failed> {
@@ -99,7 +99,7 @@ async fn run_local(
         // A path that cannot be written is found before the tests run, not after.
         timings::write(path, [])?;
     }
-    let ordered = config.scheduling.order(&list.ids, Timings::default());
+    let ordered = config.scheduling.order(&list.ids, Vec::new());
     let ordered = ordered.into_iter().cloned().collect();
     let queue = LocalQueue::new(ordered, config.budget, timing);
     let mut workers = JoinSet::new();

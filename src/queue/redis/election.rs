@@ -29,7 +29,6 @@ use crate::queue::redis::state::BuildState;
 use crate::queue::redis::{RedisQueue, millis};
 use crate::queue::{ListSource, QueueError};
 use crate::test_id::TestId;
-use crate::timings::Timings;
 
 /// How a worker joined the build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,6 +401,7 @@ impl RedisQueue {
                     self.worker,
                     started.elapsed().as_secs_f64()
                 );
+                self.forget_gone(&list.ids).await;
                 Ok(Led::Committed)
             }
             Committed::LostLock => Ok(Led::LostLock),
@@ -413,22 +413,25 @@ impl RedisQueue {
 
     /// `ids` in the order to queue them: longest estimated first, by the namespace's store and
     /// the timing file. The store only makes the build faster, so a store that cannot be read
-    /// is a warning; tests that left the suite long ago leave the store here.
+    /// is a warning.
     async fn order<'a>(&self, ids: &'a [TestId]) -> Vec<&'a TestId> {
         let store = Estimates::new(&self.conn, &self.settings.namespace);
-        let known = match store.read(ids).await {
-            Ok(known) => known,
-            Err(err) => {
-                crate::say!(
-                    "ciq: warning: cannot read earlier builds' durations, tests are ordered without them: {err}"
-                );
-                Timings::default()
-            }
-        };
+        let stored = store.read(ids).await.unwrap_or_else(|err| {
+            crate::say!(
+                "ciq: warning: cannot read earlier builds' durations, tests are ordered without them: {err}"
+            );
+            Vec::new()
+        });
+        self.settings.scheduling.order(ids, stored)
+    }
+
+    /// Drops from the store the tests that left the suite long ago: after the commit, off the
+    /// path to the first test, and only a warning when it fails.
+    async fn forget_gone(&self, ids: &[TestId]) {
+        let store = Estimates::new(&self.conn, &self.settings.namespace);
         if let Err(err) = store.forget_gone(ids).await {
             crate::say!("ciq: warning: cannot drop departed tests' durations: {err}");
         }
-        self.settings.scheduling.order(ids, known)
     }
 
     /// Aborts the build for every worker and the report, under `rule`; returns the error this

@@ -14,10 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
 use crate::test_id::TestId;
-use crate::timings::Timings;
 
 /// Ids read or written per command.
 const CHUNK: usize = 1000;
+/// Commands of [`CHUNK`] ids sent in one round trip when reading.
+const CHUNKS_PER_TRIP: usize = 20;
 /// Weight of the newest run in the smoothed estimate.
 const ALPHA: f64 = 0.3;
 /// Runs kept per test, newest last.
@@ -117,24 +118,28 @@ impl<'a> Estimates<'a> {
         Ok(entries)
     }
 
-    /// The estimates of `ids` that the store holds.
-    pub(super) async fn read(&self, ids: &[TestId]) -> Result<Timings, QueueError> {
+    /// The store's estimate of each of `ids` (empty when it holds none).
+    pub(super) async fn read(&self, ids: &[TestId]) -> Result<Vec<Option<Duration>>, QueueError> {
         // Most builds of a fresh namespace, and every build without history, stop here.
         let held: usize = self.conn.query(redis::cmd("HLEN").arg(&self.key)).await?;
         if held == 0 {
-            return Ok(Timings::default());
+            return Ok(Vec::new());
         }
-        let names: Vec<&str> = ids.iter().map(TestId::as_str).collect();
-        let entries = self.entries(&names).await?;
-        let estimates = ids
-            .iter()
-            .zip(entries)
-            .filter_map(|(id, entry)| {
-                let ms = entry?.estimate_ms.max(0.0) as u64;
-                Some((id.clone(), Duration::from_millis(ms)))
-            })
-            .collect();
-        Ok(Timings::new(estimates))
+        let mut estimates = Vec::with_capacity(ids.len());
+        // A few chunks per round trip: a million ids cost tens of round trips, not a thousand.
+        for chunks in ids.chunks(CHUNK * CHUNKS_PER_TRIP) {
+            let mut read = redis::pipe();
+            for chunk in chunks.chunks(CHUNK) {
+                let names: Vec<&str> = chunk.iter().map(TestId::as_str).collect();
+                read.cmd("HMGET").arg(&self.key).arg(names);
+            }
+            let raw: Vec<Vec<Option<String>>> = self.conn.pipeline(&read).await?;
+            estimates.extend(raw.iter().flatten().map(|raw| {
+                let ms: f64 = raw.as_deref()?.split(':').next()?.parse().ok()?;
+                Some(Duration::from_millis(ms.max(0.0) as u64))
+            }));
+        }
+        Ok(estimates)
     }
 
     /// Folds one run of each of `durations` into the store.
