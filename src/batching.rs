@@ -65,10 +65,10 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Batches of `size`; an auto batch also stays within a quarter of `test_timeout`, which a
-    /// batch command's whole run must fit in.
-    pub fn new(size: BatchSize, test_timeout: Option<Duration>) -> Self {
-        let target = test_timeout.map_or(TARGET, |timeout| TARGET.min(timeout / 4));
+    /// Batches of `size`; an auto batch also stays within a quarter of `test_timeout` (the
+    /// limit of a test without history), so a batch whose tests are unknown is no risk.
+    pub fn new(size: BatchSize, test_timeout: Duration) -> Self {
+        let target = TARGET.min(test_timeout / 4);
         Self {
             size,
             target,
@@ -131,6 +131,8 @@ impl Batcher {
 mod tests {
     use super::*;
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     #[test]
     fn parses_auto_or_a_count() {
         assert_eq!("auto".parse(), Ok(BatchSize::Auto));
@@ -142,14 +144,14 @@ mod tests {
 
     #[test]
     fn a_fixed_size_is_kept() {
-        let mut batcher = Batcher::new(BatchSize::Fixed(20), None);
+        let mut batcher = Batcher::new(BatchSize::Fixed(20), HOUR);
         batcher.observe(Duration::from_secs(60), [Duration::from_secs(3); 20]);
         assert_eq!(batcher.next(Some(3)), 20);
     }
 
     /// Drains `queued` tests of `test` each, with `cost` per batch, and returns the sizes.
     fn drain(mut queued: usize, test: Duration, cost: Duration) -> Vec<usize> {
-        let mut batcher = Batcher::new(BatchSize::Auto, None);
+        let mut batcher = Batcher::new(BatchSize::Auto, HOUR);
         assert_eq!(batcher.next(None), 1, "nothing known: one test");
         let mut sizes = Vec::new();
         while queued > 0 {
@@ -200,7 +202,7 @@ mod tests {
     /// typical test look long, so batches stay big instead of setting it up again and again.
     #[test]
     fn a_fixture_setup_in_each_batch_does_not_shrink_batches() {
-        let mut batcher = Batcher::new(BatchSize::Auto, None);
+        let mut batcher = Batcher::new(BatchSize::Auto, HOUR);
         let setup = Duration::from_millis(200);
         let test = Duration::from_millis(1);
         batcher.observe(setup, [setup]);
@@ -212,7 +214,7 @@ mod tests {
 
     #[test]
     fn a_short_test_timeout_keeps_auto_batches_shorter() {
-        let mut batcher = Batcher::new(BatchSize::Auto, Some(Duration::from_secs(1)));
+        let mut batcher = Batcher::new(BatchSize::Auto, Duration::from_secs(1));
         batcher.observe(Duration::from_millis(10), [Duration::from_millis(10)]);
         assert_eq!(
             batcher.next(None),

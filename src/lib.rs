@@ -28,5 +28,6 @@ pub mod report;
 pub mod runner;
 pub mod signal;
 pub mod test_id;
+pub mod time_limits;
 pub mod timings;
 pub mod worker;

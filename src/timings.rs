@@ -67,6 +67,11 @@ impl Timings {
         self.estimates.get(id).copied()
     }
 
+    /// Every test's duration.
+    pub fn into_map(self) -> HashMap<TestId, Duration> {
+        self.estimates
+    }
+
     /// Reads a timing file: ciq's own, or JUnit XML (by the test ids in `ids`, which JUnit
     /// names in its own ways).
     pub fn read(path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
@@ -125,26 +130,35 @@ pub struct Scheduling {
 }
 
 impl Scheduling {
+    /// The timing file's durations of `ids` (none without a file). A timing file that is
+    /// missing or unreadable is a warning, never an error: estimates only make the build faster.
+    pub fn read_file(&self, ids: &[TestId]) -> Timings {
+        let Some(path) = &self.timings_file else {
+            return Timings::default();
+        };
+        Timings::read(path, ids).unwrap_or_else(|err| {
+            crate::say!(
+                "ciq: warning: {}; tests are ordered without it",
+                crate::human::error_chain(&err)
+            );
+            Timings::default()
+        })
+    }
+
     /// `ids` longest estimated first, by `stored` estimates (the store's, one per id, or none)
-    /// filled in from the timing file; a test known to neither counts as the median of the
-    /// known ones. A timing file that is missing or unreadable is a warning, never an error:
-    /// estimates only make the build faster.
-    pub fn order<'a>(&self, ids: &'a [TestId], stored: Vec<Option<Duration>>) -> Vec<&'a TestId> {
+    /// filled in from the timing `file`; a test known to neither counts as the median of the
+    /// known ones.
+    pub fn order<'a>(
+        &self,
+        ids: &'a [TestId],
+        stored: Vec<Option<Duration>>,
+        file: &Timings,
+    ) -> Vec<&'a TestId> {
         let mut estimates = stored;
         estimates.resize(ids.len(), None);
-        if let Some(path) = &self.timings_file {
-            match Timings::read(path, ids) {
-                Ok(file) => {
-                    for (estimate, id) in estimates.iter_mut().zip(ids) {
-                        if estimate.is_none() {
-                            *estimate = file.get(id);
-                        }
-                    }
-                }
-                Err(err) => crate::say!(
-                    "ciq: warning: {}; tests are ordered without it",
-                    crate::human::error_chain(&err)
-                ),
+        for (estimate, id) in estimates.iter_mut().zip(ids) {
+            if estimate.is_none() {
+                *estimate = file.get(id);
             }
         }
         let mut known: Vec<Duration> = estimates.iter().flatten().copied().collect();
@@ -152,7 +166,7 @@ impl Scheduling {
             // Every test is alike: the list's own order is as good as any.
             return ids.iter().collect();
         }
-        let middle = (known.len() - 1) / 2;
+        let middle = known.len() / 2;
         let default = *known.select_nth_unstable(middle).1;
         let estimates: Vec<Duration> = estimates
             .into_iter()
@@ -239,11 +253,11 @@ mod tests {
         let scheduling = Scheduling::default();
         let stored = vec![ms(10), None, ms(3000), ms(500)];
         assert_eq!(
-            names(scheduling.order(&ids, stored)),
+            names(scheduling.order(&ids, stored, &Timings::default())),
             ["long", "new", "mid", "short"]
         );
         assert_eq!(
-            scheduling.order(&ids, Vec::new()),
+            scheduling.order(&ids, Vec::new(), &Timings::default()),
             ids.iter().collect::<Vec<_>>(),
             "without estimates the list's order stands"
         );
@@ -266,7 +280,7 @@ mod tests {
         };
         let stored = vec![ms(100), ms(100), ms(1), ms(2000), None];
         assert_eq!(
-            names(scheduling.order(&ids, stored)),
+            names(scheduling.order(&ids, stored, &Timings::default())),
             [
                 "b.py::C::fast",
                 "b.py::C::slow",

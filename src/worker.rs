@@ -18,15 +18,16 @@ use crate::queue::{Ack, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::Summary;
 use crate::runner::{Runner, RunnerError};
 use crate::test_id::TestId;
+use crate::time_limits::TestTimeout;
 
 /// How a worker runs its tests.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     /// Tests per reservation.
     pub batch_size: BatchSize,
-    /// The runner's per-batch timeout; heartbeats for a batch stop when it passes, so a hung
-    /// test can never be held forever.
-    pub test_timeout: Option<Duration>,
+    /// Each test's time limit; heartbeats for a batch stop when its limits have passed, so a
+    /// hung test can never be held forever.
+    pub test_timeout: TestTimeout,
 }
 
 /// How a worker's loop ended.
@@ -122,7 +123,7 @@ async fn work<Q: Queue, R: Runner>(
     measured: &mut HashMap<TestId, Duration>,
 ) -> Result<(), WorkerError> {
     let pacing = queue.pacing();
-    let mut batcher = Batcher::new(options.batch_size, options.test_timeout);
+    let mut batcher = Batcher::new(options.batch_size, options.test_timeout.overall());
     runner.prepare().await?;
     let mut next = queue.reserve(batcher.next(queue.queued_hint())).await?;
     *finished_before = next == Reservation::Done;
@@ -131,19 +132,21 @@ async fn work<Q: Queue, R: Runner>(
         match next {
             Reservation::Tests(batch) => {
                 poll = Duration::from_millis(10);
-                // Runners apply the timeout per test (nextest, persistent) or per batch, and a
-                // persistent framework may restart once: heartbeats stop after that much.
-                let deadline = options.test_timeout.and_then(|timeout| {
-                    let tests = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-                    timeout
-                        .checked_mul(tests.saturating_add(1))
-                        .and_then(|d| Instant::now().checked_add(d + Duration::from_secs(1)))
-                });
+                let ids: Vec<TestId> = batch.iter().map(|r| r.id.clone()).collect();
+                let limits = limits(queue, options.test_timeout, &ids).await;
+                // Runners apply the limits per test (nextest, persistent) or their sum per
+                // batch, and a persistent framework may restart once: heartbeats stop after
+                // that much.
+                let total = limits
+                    .iter()
+                    .fold(Duration::ZERO, |sum, limit| sum.saturating_add(*limit));
+                let longest = limits.iter().max().copied().unwrap_or_default();
+                let deadline = Instant::now()
+                    .checked_add(total.saturating_add(longest) + Duration::from_secs(1));
                 *held.lock().unwrap_or_else(PoisonError::into_inner) =
                     batch.iter().map(|r| (r.clone(), deadline)).collect();
-                let ids: Vec<TestId> = batch.iter().map(|r| r.id.clone()).collect();
                 let started = Instant::now();
-                let results = runner.run(&ids).await?;
+                let results = runner.run(&ids, &limits).await?;
                 batcher.observe(
                     started.elapsed(),
                     results.iter().map(|result| result.duration),
@@ -174,6 +177,17 @@ async fn work<Q: Queue, R: Runner>(
             }
         }
     }
+}
+
+/// Each test's time limit under `timeout`, from its history when the limit is `auto`.
+async fn limits<Q: Queue>(queue: &Q, timeout: TestTimeout, ids: &[TestId]) -> Vec<Duration> {
+    let history = match timeout {
+        TestTimeout::Fixed(_) => Vec::new(),
+        TestTimeout::Auto => queue.slowest_runs(ids).await,
+    };
+    (0..ids.len())
+        .map(|at| timeout.limit(history.get(at).copied().flatten()))
+        .collect()
 }
 
 /// One acknowledgement per reserved test: its result, or an error when the runner gave none.

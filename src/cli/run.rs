@@ -1,5 +1,7 @@
 //! `ciq run`: local workers over an in-memory queue, or one worker of a Redis build.
 
+use std::time::Duration;
+
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -99,9 +101,11 @@ async fn run_local(
         // A path that cannot be written is found before the tests run, not after.
         timings::write(path, [])?;
     }
-    let ordered = config.scheduling.order(&list.ids, Vec::new());
+    let file = config.scheduling.read_file(&list.ids);
+    let ordered = config.scheduling.order(&list.ids, Vec::new(), &file);
     let ordered = ordered.into_iter().cloned().collect();
     let queue = LocalQueue::new(ordered, config.budget, timing);
+    queue.remember(file.into_map());
     let mut workers = JoinSet::new();
     for n in 1..=jobs {
         let id = format!("local-{n}");
@@ -168,11 +172,15 @@ enum AnyRunner {
 }
 
 impl Runner for AnyRunner {
-    async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+    ) -> Result<Vec<TestResult>, RunnerError> {
         match self {
-            AnyRunner::Command(runner) => runner.run(batch).await,
-            AnyRunner::Nextest(runner) => runner.run(batch).await,
-            AnyRunner::Persistent(runner) => runner.run(batch).await,
+            AnyRunner::Command(runner) => runner.run(batch, limits).await,
+            AnyRunner::Nextest(runner) => runner.run(batch, limits).await,
+            AnyRunner::Persistent(runner) => runner.run(batch, limits).await,
         }
     }
 
@@ -200,7 +208,7 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
         ("CIQ_BUILD".to_owned(), config.build.clone()),
         ("CIQ_WORKER".to_owned(), worker.to_owned()),
     ];
-    let timeout = Some(config.test_timeout);
+    let timeout = Some(config.test_timeout.overall());
     let output_limit = config.output_limit;
     let mut preflight = None;
     let mut hints = Hints::default();
@@ -224,7 +232,6 @@ fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
                 args.clone(),
                 env,
                 config.discovery_timeout,
-                timeout,
                 output_limit,
             ));
         }

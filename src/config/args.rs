@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::batching::BatchSize;
+use crate::time_limits::TestTimeout;
 
 /// ciq: a distributed test queue. Workers on many CI machines pull one test suite from Redis,
 /// so no machine idles while another runs a long tail, and a machine that dies takes no tests
@@ -104,9 +105,17 @@ pub struct RunArgs {
     /// next time (with --queue, `ciq report --timings-out` writes the build's).
     #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
-    /// Kill a run's whole process group after this long and record its tests as errored.
-    #[arg(long, env = "CIQ_TEST_TIMEOUT", value_parser = duration, default_value = "30m")]
-    pub test_timeout: Duration,
+    /// Kill a test's process group after this long and record it as errored (a batch command
+    /// gets the sum of its tests' limits). `auto`: five times the slowest of the test's recent
+    /// runs in the namespace's store (local mode: the --timings file), at least 5s; 30m for a
+    /// test without history.
+    #[arg(
+        long,
+        env = "CIQ_TEST_TIMEOUT",
+        value_name = "DURATION|auto",
+        default_value = "30m"
+    )]
+    pub test_timeout: TestTimeout,
     /// The command speaks ciq's persistent protocol (docs/persistent-protocol.md): it is started once per
     /// worker and fed test ids over stdin, instead of once per batch.
     #[arg(long, env = "CIQ_PERSISTENT")]
@@ -190,7 +199,7 @@ pub struct ReportArgs {
 }
 
 /// Parses `30s`, `500ms`, `15m`, `8h`, or a bare number of seconds.
-fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     let parsed = match text.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
         Err(_) => humantime::parse_duration(text)

@@ -19,6 +19,7 @@ use crate::queue::budget::RequeueBudget;
 use crate::queue::local::LocalTiming;
 use crate::queue::redis::RedisSettings;
 use crate::queue::redis::supervisor::ReportSettings;
+use crate::time_limits::TestTimeout;
 use crate::timings::Scheduling;
 use crate::worker::WorkerOptions;
 use args::{BuildArgs, Framework, ReportArgs, RunArgs};
@@ -138,8 +139,8 @@ pub struct RunConfig {
     pub source: SourceSpec,
     /// How tests are run.
     pub runner: RunnerSpec,
-    /// Per-run timeout.
-    pub test_timeout: Duration,
+    /// Per-test time limits.
+    pub test_timeout: TestTimeout,
     /// Most bytes of a failing run's output kept.
     pub output_limit: usize,
     /// Batch size and timeouts.
@@ -286,7 +287,7 @@ impl RunConfig {
             output_limit: args.output_limit as usize,
             worker: WorkerOptions {
                 batch_size,
-                test_timeout: Some(args.test_timeout),
+                test_timeout: args.test_timeout,
             },
             budget,
             build,

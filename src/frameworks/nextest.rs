@@ -267,7 +267,6 @@ pub struct NextestRunner {
     args: Vec<String>,
     env: Vec<(String, String)>,
     list_timeout: Duration,
-    timeout: Option<Duration>,
     output_limit: usize,
     listing: OnceCell<Listing>,
 }
@@ -279,14 +278,12 @@ impl NextestRunner {
         args: Vec<String>,
         env: Vec<(String, String)>,
         list_timeout: Duration,
-        timeout: Option<Duration>,
         output_limit: usize,
     ) -> Self {
         Self {
             args,
             env,
             list_timeout,
-            timeout,
             output_limit,
             listing: OnceCell::new(),
         }
@@ -302,7 +299,12 @@ impl NextestRunner {
             .await
     }
 
-    async fn run_one(&self, id: &TestId, listing: &Listing) -> Result<TestResult, RunnerError> {
+    async fn run_one(
+        &self,
+        id: &TestId,
+        listing: &Listing,
+        limit: Duration,
+    ) -> Result<TestResult, RunnerError> {
         let result =
             |outcome, duration, output| TestResult::new(id.clone(), outcome, duration, output);
         let Some(test) = listing.tests.get(id.as_str()) else {
@@ -325,7 +327,7 @@ impl NextestRunner {
                 "--nocapture".to_owned(),
             ],
             env,
-            timeout: self.timeout,
+            timeout: Some(limit),
             cwd: Some(test.cwd.clone()),
         };
         let finished = process::run(
@@ -352,11 +354,15 @@ impl Runner for NextestRunner {
         self.listing().await.map(|_| ())
     }
 
-    async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+    ) -> Result<Vec<TestResult>, RunnerError> {
         let listing = self.listing().await?;
         let mut results = Vec::with_capacity(batch.len());
-        for id in batch {
-            results.push(self.run_one(id, listing).await?);
+        for (id, limit) in batch.iter().zip(limits) {
+            results.push(self.run_one(id, listing, *limit).await?);
         }
         Ok(results)
     }

@@ -61,6 +61,8 @@ struct State {
     workers: HashMap<String, Instant>,
     /// Each test's last run, as its worker measured it.
     durations: HashMap<TestId, Duration>,
+    /// Each test's run in an earlier build (the timing file), for auto time limits.
+    history: HashMap<TestId, Duration>,
     left: HashSet<String>,
 }
 
@@ -150,6 +152,11 @@ impl LocalQueue {
             taken_over: state.taken_over,
             mismatches: Vec::new(),
         }
+    }
+
+    /// Keeps `history`, each test's run in an earlier build, for `--test-timeout auto`.
+    pub fn remember(&self, history: HashMap<TestId, Duration>) {
+        self.lock().history = history;
     }
 
     /// Each test's last run, as the workers measured it (for a timing file).
@@ -339,6 +346,13 @@ impl Queue for LocalWorker {
 
     fn queued_hint(&self) -> Option<usize> {
         Some(self.queue.lock().queue.len())
+    }
+
+    async fn slowest_runs(&self, ids: &[TestId]) -> Vec<Option<Duration>> {
+        let state = self.queue.lock();
+        ids.iter()
+            .map(|id| state.history.get(id).copied())
+            .collect()
     }
 
     async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {

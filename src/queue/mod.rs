@@ -149,6 +149,10 @@ pub trait Queue: Send + Sync {
     /// says: auto batches shrink by it toward the end of the build.
     fn queued_hint(&self) -> Option<usize>;
 
+    /// The slowest recent run of each of `ids` in earlier builds, when known: what
+    /// `--test-timeout auto` limits each test by. Best effort: history only narrows a limit.
+    fn slowest_runs(&self, ids: &[TestId]) -> impl Future<Output = Vec<Option<Duration>>> + Send;
+
     /// Keeps what this worker measured (each test's last run) for the build's timing file and
     /// for ordering later builds. Estimates only: losing them costs speed, never a verdict.
     fn record_durations(

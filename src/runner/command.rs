@@ -29,7 +29,7 @@ pub struct CommandRunner {
     pub command: Vec<String>,
     /// Environment given to every run (build and worker ids).
     pub env: Vec<(String, String)>,
-    /// Per-batch timeout.
+    /// Bound on the preflight check; a batch's own comes with it.
     pub timeout: Option<Duration>,
     /// Most bytes of output kept per batch.
     pub output_limit: usize,
@@ -202,7 +202,11 @@ impl Runner for CommandRunner {
         Err(missing(format!("it ended with {}: {said}", finished.exit)))
     }
 
-    async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+    ) -> Result<Vec<TestResult>, RunnerError> {
         let junit =
             std::env::temp_dir().join(format!("ciq-junit-{}.xml", uuid::Uuid::new_v4().simple()));
         let mut env = self.env.clone();
@@ -213,7 +217,11 @@ impl Runner for CommandRunner {
         let spec = Spec {
             argv: self.argv(batch, &junit),
             env,
-            timeout: self.timeout,
+            timeout: Some(
+                limits
+                    .iter()
+                    .fold(Duration::ZERO, |sum, limit| sum.saturating_add(*limit)),
+            ),
             cwd: None,
         };
         let finished = process::run(
@@ -234,6 +242,15 @@ mod tests {
 
     fn batch(ids: &[&str]) -> Vec<TestId> {
         ids.iter().map(|id| TestId::new(*id).unwrap()).collect()
+    }
+
+    impl CommandRunner {
+        /// Runs `ids` in one batch whose limits add up to this runner's timeout.
+        async fn run_ids(&self, ids: &[&str]) -> Result<Vec<TestResult>, RunnerError> {
+            let tests = batch(ids);
+            let each = self.timeout.unwrap_or(Duration::from_secs(20)) / ids.len() as u32;
+            self.run(&tests, &vec![each; ids.len()]).await
+        }
     }
 
     fn runner(command: &[&str]) -> CommandRunner {
@@ -266,7 +283,7 @@ mod tests {
     async fn junit_reports_give_per_test_outcomes() {
         let script = r#"printf '<testsuite><testcase name="a"/><testcase name="b"><failure message="nope">trace</failure></testcase></testsuite>' > "$CIQ_JUNIT_PATH"; exit 1"#;
         let results = runner(&["sh", "-c", script, "sh"])
-            .run(&batch(&["a", "b", "c"]))
+            .run_ids(&["a", "b", "c"])
             .await
             .unwrap();
         let outcomes: Vec<_> = results.iter().map(|r| r.outcome).collect();
@@ -282,7 +299,7 @@ mod tests {
             "echo '<testsuite><testcase' > \"$CIQ_JUNIT_PATH\"",
             "sh",
         ]);
-        let results = broken.run(&batch(&["a"])).await.unwrap();
+        let results = broken.run_ids(&["a"]).await.unwrap();
         assert_eq!(results[0].outcome, Outcome::Errored);
         assert!(
             results[0].output.contains("malformed JUnit XML"),
@@ -290,7 +307,7 @@ mod tests {
             results[0].output
         );
         let silent = runner(&["true", "--junit={junit}"]);
-        let results = silent.run(&batch(&["a"])).await.unwrap();
+        let results = silent.run_ids(&["a"]).await.unwrap();
         assert_eq!(results[0].outcome, Outcome::Errored);
         assert!(
             results[0].output.contains("wrote no JUnit report"),
@@ -312,7 +329,7 @@ mod tests {
         ] {
             let mut command = runner(&["sh", "-c", &format!("{report}; {end}"), "sh"]);
             command.timeout = Some(Duration::from_millis(300));
-            let results = command.run(&batch(&["a", "b"])).await.unwrap();
+            let results = command.run_ids(&["a", "b"]).await.unwrap();
             for result in &results {
                 assert_eq!(result.outcome, Outcome::Errored, "{end}: {result:?}");
                 assert!(result.output.contains(said), "{end}: {}", result.output);
@@ -326,7 +343,7 @@ mod tests {
         // A failure in the report explains a non-zero exit: the report stands.
         let failing = r#"printf '<testsuite><testcase name="a"/><testcase name="b"><failure/></testcase></testsuite>' > "$CIQ_JUNIT_PATH"; exit 1"#;
         let results = runner(&["sh", "-c", failing, "sh"])
-            .run(&batch(&["a", "b"]))
+            .run_ids(&["a", "b"])
             .await
             .unwrap();
         let outcomes: Vec<_> = results.iter().map(|r| r.outcome).collect();
@@ -334,7 +351,7 @@ mod tests {
         // A crash after part of the batch: what the report does not show finished is errored.
         let partial = r#"printf '<testsuite><testcase name="a"/></testsuite>' > "$CIQ_JUNIT_PATH"; kill -KILL $$"#;
         let results = runner(&["sh", "-c", partial, "sh"])
-            .run(&batch(&["a", "b"]))
+            .run_ids(&["a", "b"])
             .await
             .unwrap();
         let outcomes: Vec<_> = results.iter().map(|r| r.outcome).collect();
@@ -344,12 +361,12 @@ mod tests {
     #[tokio::test]
     async fn exit_code_decides_and_failures_keep_output() {
         let failing = runner(&["sh", "-c", "echo boom; exit 3", "sh"]);
-        let results = failing.run(&batch(&["t1", "t2"])).await.unwrap();
+        let results = failing.run_ids(&["t1", "t2"]).await.unwrap();
         assert_eq!(results.len(), 2);
         assert!(results.iter().all(|r| r.outcome == Outcome::Failed));
         assert_eq!(results[0].output, "boom\n[ciq: exit code 3]\n");
         let passing = runner(&["sh", "-c", "echo fine", "sh"]);
-        let results = passing.run(&batch(&["t1"])).await.unwrap();
+        let results = passing.run_ids(&["t1"]).await.unwrap();
         assert_eq!(results[0].outcome, Outcome::Passed);
         assert_eq!(results[0].output, "");
     }
@@ -359,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_time_is_shared_out_and_a_report_times_each_test() {
         let results = runner(&["sh", "-c", "sleep 0.4", "sh"])
-            .run(&batch(&["a", "b", "c", "d"]))
+            .run_ids(&["a", "b", "c", "d"])
             .await
             .unwrap();
         for result in &results {
@@ -370,7 +387,7 @@ mod tests {
         }
         let timed = r#"printf '<testsuite><testcase name="a" time="2.5"/><testcase name="b" time="0.01"/></testsuite>' > "$CIQ_JUNIT_PATH""#;
         let results = runner(&["sh", "-c", timed, "sh"])
-            .run(&batch(&["a", "b"]))
+            .run_ids(&["a", "b"])
             .await
             .unwrap();
         assert_eq!(results[0].duration, Duration::from_millis(2500));
@@ -381,7 +398,7 @@ mod tests {
     async fn timeout_is_an_error_not_a_failure() {
         let mut hanging = runner(&["sh", "-c", "sleep 30", "sh"]);
         hanging.timeout = Some(Duration::from_millis(200));
-        let results = hanging.run(&batch(&["t"])).await.unwrap();
+        let results = hanging.run_ids(&["t"]).await.unwrap();
         assert_eq!(results[0].outcome, Outcome::Errored);
         assert!(
             results[0].output.contains("timed out after 200ms"),

@@ -11,6 +11,7 @@ pub mod junit;
 pub mod persistent;
 
 use std::future::Future;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -40,12 +41,14 @@ pub enum RunnerError {
 
 /// Runs batches of tests.
 pub trait Runner: Send + Sync {
-    /// Runs `batch` and returns one result per test, in any order. A test that breaks the
-    /// runner (crash, timeout) is an errored result, not an `Err`: `Err` is for failures that
-    /// would repeat on every test.
+    /// Runs `batch`, each test within its `limits` (one per test: a runner that runs the batch
+    /// in one process allows their sum), and returns one result per test, in any order. A test
+    /// that breaks the runner (crash, timeout) is an errored result, not an `Err`: `Err` is for
+    /// failures that would repeat on every test.
     fn run(
         &self,
         batch: &[TestId],
+        limits: &[Duration],
     ) -> impl Future<Output = Result<Vec<TestResult>, RunnerError>> + Send;
 
     /// Does the slow set-up (a build and listing, a framework's start) before the worker takes

@@ -221,6 +221,7 @@ impl PersistentRunner {
         session: &mut Option<Session>,
         id: &TestId,
         next: Option<&TestId>,
+        limit: Duration,
     ) -> Result<TestResult, RunnerError> {
         let live = match session {
             Some(live) => live,
@@ -248,7 +249,7 @@ impl PersistentRunner {
             *session = None;
             return Ok(errored(output));
         }
-        let deadline = deadline_after(self.timeout);
+        let deadline = deadline_after(Some(limit));
         let broken = loop {
             match live.receive(deadline).await {
                 Received::Message(message) if message.kind == "result" => {
@@ -276,7 +277,7 @@ impl PersistentRunner {
                     let output = format!(
                         "{}[ciq: timed out after {}; process group killed, restarting it]\n",
                         live.stderr_tail(),
-                        crate::human::duration(self.timeout.unwrap_or_default())
+                        crate::human::duration(limit)
                     );
                     *session = None;
                     return Ok(errored(output));
@@ -409,11 +410,18 @@ impl Runner for PersistentRunner {
         Ok(())
     }
 
-    async fn run(&self, batch: &[TestId]) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+    ) -> Result<Vec<TestResult>, RunnerError> {
         let mut session = self.session.lock().await;
         let mut results = Vec::with_capacity(batch.len());
-        for (at, id) in batch.iter().enumerate() {
-            results.push(self.run_one(&mut session, id, batch.get(at + 1)).await?);
+        for (at, (id, limit)) in batch.iter().zip(limits).enumerate() {
+            results.push(
+                self.run_one(&mut session, id, batch.get(at + 1), *limit)
+                    .await?,
+            );
         }
         Ok(results)
     }

@@ -241,3 +241,57 @@ fn a_timing_file_that_cannot_be_written_is_refused_before_the_build() {
     );
     assert!(scratch.runs().is_empty(), "nothing ran");
 }
+
+/// `--test-timeout auto`: a test that normally takes 200 ms and hangs is killed after the
+/// 5 s floor; one that takes a little longer than usual, and one without history, are spared.
+fn assert_auto_limits(out: &ciq_testkit::Output) {
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout.contains("3 tests: 2 passed, 1 errored"),
+        "{}",
+        out.both()
+    );
+    assert!(out.stdout.contains("slow/hung"), "{}", out.both());
+    assert!(out.stdout.contains("timed out after 5s"), "{}", out.both());
+}
+
+fn auto_limit_tests(scratch: &Scratch) -> std::path::PathBuf {
+    scratch.tests(&strings(&["slow/hung", "pass/usual@1500", "pass/new@100"]))
+}
+
+#[test]
+fn auto_time_limits_in_local_mode_come_from_the_timing_file() {
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "60");
+    let list = auto_limit_tests(&scratch);
+    let file = scratch.path("timings.tsv");
+    std::fs::write(
+        &file,
+        "# ciq timings v1\n200\tslow/hung\n1000\tpass/usual@1500\n",
+    )
+    .unwrap();
+    let mut args = strings(&["run", "-j", "2", "--max-requeues", "0", "--tests"]);
+    args.push(list.display().to_string());
+    args.extend(strings(&["--test-timeout", "auto", "--timings"]));
+    args.push(file.display().to_string());
+    assert_auto_limits(&Proc::spawn("local", &scratch, &with_command(args)).wait(LONG));
+}
+
+#[test]
+fn auto_time_limits_through_redis_come_from_the_store() {
+    let server = RedisServer::start();
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "60");
+    let list = auto_limit_tests(&scratch);
+    let _: i64 = redis::cmd("HSET")
+        .arg(STORE)
+        .arg("slow/hung")
+        .arg("200:1:150,200")
+        .arg("pass/usual@1500")
+        .arg("1000:1:900,1000")
+        .query(&mut server.conn())
+        .unwrap();
+    let mut args = worker_args(&server, "auto", "w", &list);
+    args.extend(strings(&["--max-requeues", "0", "--test-timeout", "auto"]));
+    assert_auto_limits(&Proc::spawn("w", &scratch, &with_command(args)).wait(LONG));
+}

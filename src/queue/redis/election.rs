@@ -422,7 +422,8 @@ impl RedisQueue {
             );
             Vec::new()
         });
-        self.settings.scheduling.order(ids, stored)
+        let file = self.settings.scheduling.read_file(ids);
+        self.settings.scheduling.order(ids, stored, &file)
     }
 
     /// Drops from the store the tests that left the suite long ago: after the commit, off the

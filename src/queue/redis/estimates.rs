@@ -142,6 +142,22 @@ impl<'a> Estimates<'a> {
         Ok(estimates)
     }
 
+    /// The slowest of the recent runs of each of `ids` that the store holds.
+    pub(super) async fn slowest(
+        &self,
+        ids: &[TestId],
+    ) -> Result<Vec<Option<Duration>>, QueueError> {
+        let names: Vec<&str> = ids.iter().map(TestId::as_str).collect();
+        let entries = self.entries(&names).await?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| {
+                let slowest = entry?.samples.into_iter().max()?;
+                Some(Duration::from_millis(slowest))
+            })
+            .collect())
+    }
+
     /// Folds one run of each of `durations` into the store.
     pub(super) async fn fold(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
         let now = now_s();

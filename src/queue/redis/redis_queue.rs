@@ -182,6 +182,18 @@ impl Queue for RedisQueue {
         Some(self.queued.load(Ordering::Relaxed)).filter(|&queued| queued != usize::MAX)
     }
 
+    async fn slowest_runs(&self, ids: &[TestId]) -> Vec<Option<Duration>> {
+        Estimates::new(&self.conn, &self.settings.namespace)
+            .slowest(ids)
+            .await
+            .unwrap_or_else(|err| {
+                crate::say!(
+                    "ciq: warning: cannot read earlier runs' durations, tests get the limit of a test without history: {err}"
+                );
+                Vec::new()
+            })
+    }
+
     async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
         let followed = self.followed()?;
         let key = &followed.generation.durations;
