@@ -212,6 +212,46 @@ fn by_module(ids: &[TestId], estimates: &[Duration]) -> Vec<usize> {
     modules.into_iter().flat_map(|(_, tests)| tests).collect()
 }
 
+/// A run that took much longer than the test's recent runs: worth a line in the report, as a
+/// sign of a test (or a machine) going bad before it times out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slower {
+    /// The test.
+    pub id: TestId,
+    /// This run.
+    pub took: Duration,
+    /// The slowest of its recent runs (or its time in the timing file).
+    pub usual: Duration,
+}
+
+impl std::fmt::Display for Slower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} took {} (its earlier runs: at most {})",
+            self.id,
+            crate::human::duration(self.took),
+            crate::human::duration(self.usual)
+        )
+    }
+}
+
+/// Whether a run of `took` is much longer than `usual`: three times as long, and a second
+/// longer at least (a 10 ms test taking 40 ms is noise).
+pub fn much_slower(took: Duration, usual: Duration) -> bool {
+    took >= usual.saturating_mul(3) && took >= usual + Duration::from_secs(1)
+}
+
+/// The `most` slowest of `slower` relative to their usual time, for a report's few lines.
+pub fn worst(mut slower: Vec<Slower>, most: usize) -> Vec<Slower> {
+    slower.sort_by(|a, b| {
+        let ratio = |s: &Slower| s.took.as_secs_f64() / s.usual.as_secs_f64().max(1e-3);
+        ratio(b).total_cmp(&ratio(a))
+    });
+    slower.truncate(most);
+    slower
+}
+
 /// Writes ciq's timing file at `path`: one line per test of `durations`.
 pub fn write(
     path: &Path,

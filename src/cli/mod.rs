@@ -10,6 +10,7 @@ use clap::Parser;
 
 use crate::config::args::{Cli, Command};
 use crate::exit_code;
+use crate::timings::{self, Slower};
 
 /// How long ciq waits at exit for its queued lines to reach a slow log pipe.
 const FLUSH_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
@@ -83,6 +84,23 @@ fn exit(code: i32) -> ExitCode {
 fn print_last(text: &str) {
     crate::console::flush(FLUSH_WITHIN);
     print!("{text}");
+}
+
+/// Most runs much longer than usual the report names.
+const SLOWER_SHOWN: usize = 10;
+
+/// Names the runs that took much longer than their test's recent ones.
+fn show_slower(slower: Vec<Slower>) {
+    let count = slower.len();
+    for run in timings::worst(slower, SLOWER_SHOWN) {
+        crate::say!("ciq: ran much longer than usual: {run}");
+    }
+    if count > SLOWER_SHOWN {
+        crate::say!(
+            "ciq: ... and {} more runs much longer than usual",
+            count - SLOWER_SHOWN
+        );
+    }
 }
 
 /// `error: outer: inner: root`, then each `(hint: ...)` of the chain on its own line.

@@ -13,9 +13,8 @@ use super::Failed;
 use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
-use crate::queue::redis::supervisor::{
-    Ending, ReportSettings, Status, measured_durations, supervise,
-};
+use crate::queue::redis::supervisor::{Ending, Status, measured, supervise};
+use crate::test_id::TestId;
 use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
@@ -45,33 +44,39 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             summary.not_run_count
         ),
     }
-    if let Some(path) = &timings_out {
-        write_timings(&settings, path).await;
+    // Workers write what they measured as they leave; a report that timed out does not wait
+    // for them unless it must write their durations.
+    if ending != Ending::TimedOut || timings_out.is_some() {
+        match measured(&settings, timings_out.is_some()).await {
+            Ok(measured) => {
+                super::show_slower(measured.slower);
+                if let Some(path) = &timings_out {
+                    write_timings(path, measured.durations);
+                }
+            }
+            Err(err) => crate::say!(
+                "ciq report: warning: cannot read what the workers measured{}: {err}",
+                if timings_out.is_some() {
+                    ", no timing file written"
+                } else {
+                    ""
+                }
+            ),
+        }
     }
     super::print_last(&summary.render());
     Ok(exit_code::for_verdict(summary.verdict()))
 }
 
 /// Writes the build's durations to `path`. A failure here is a warning: the verdict stands.
-async fn write_timings(settings: &ReportSettings, path: &Path) {
-    let written = match measured_durations(settings).await {
-        Ok(durations) => {
-            let count = durations.len();
-            timings::write(path, durations)
-                .map(|()| count)
-                .map_err(anyhow::Error::new)
-        }
-        Err(err) => Err(anyhow::Error::new(err)),
-    };
-    match written {
-        Ok(count) => crate::say!(
+fn write_timings(path: &Path, durations: Vec<(TestId, Duration)>) {
+    let count = durations.len();
+    match timings::write(path, durations) {
+        Ok(()) => crate::say!(
             "ciq report: wrote the durations of {count} tests to `{}`",
             path.display()
         ),
-        Err(err) => crate::say!(
-            "ciq report: warning: no timing file written to `{}`: {err:#}",
-            path.display()
-        ),
+        Err(err) => crate::say!("ciq report: warning: {}", crate::human::error_chain(&err)),
     }
 }
 

@@ -149,6 +149,7 @@ async fn run_local(
             Err(err) => crate::say!("ciq: warning: {}", crate::human::error_chain(&err)),
         }
     }
+    super::show_slower(queue.slower());
     let summary = queue.summary();
     super::print_last(&summary.render());
     Ok(match interrupted {

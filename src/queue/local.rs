@@ -19,6 +19,7 @@ use crate::queue::{
 use crate::report::Summary;
 use crate::report::summary::{self, Listed};
 use crate::test_id::TestId;
+use crate::timings::{Slower, much_slower};
 
 /// How the local queue's workers are timed.
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +158,23 @@ impl LocalQueue {
     /// Keeps `history`, each test's run in an earlier build, for `--test-timeout auto`.
     pub fn remember(&self, history: HashMap<TestId, Duration>) {
         self.lock().history = history;
+    }
+
+    /// The runs that took much longer than the test's time in the timing file.
+    pub fn slower(&self) -> Vec<Slower> {
+        let state = self.lock();
+        state
+            .durations
+            .iter()
+            .filter_map(|(id, took)| {
+                let usual = *state.history.get(id)?;
+                much_slower(*took, usual).then(|| Slower {
+                    id: id.clone(),
+                    took: *took,
+                    usual,
+                })
+            })
+            .collect()
     }
 
     /// Each test's last run, as the workers measured it (for a timing file).

@@ -295,3 +295,59 @@ fn auto_time_limits_through_redis_come_from_the_store() {
     args.extend(strings(&["--max-requeues", "0", "--test-timeout", "auto"]));
     assert_auto_limits(&Proc::spawn("w", &scratch, &with_command(args)).wait(LONG));
 }
+
+/// A run three times longer than the test's earlier runs (and a second longer at least) is
+/// named: by the report through Redis, by the local run itself.
+#[test]
+fn runs_much_longer_than_usual_are_named() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&strings(&["pass/drifting@1500", "pass/steady@1500"]));
+    let named = "ran much longer than usual: pass/drifting@1500 took 1.5s (its earlier runs: at most 100ms)";
+
+    let file = scratch.path("timings.tsv");
+    std::fs::write(
+        &file,
+        "# ciq timings v1\n100\tpass/drifting@1500\n1400\tpass/steady@1500\n",
+    )
+    .unwrap();
+    let mut args = strings(&["run", "-j", "2", "--tests"]);
+    args.push(list.display().to_string());
+    args.extend(["--timings".to_owned(), file.display().to_string()]);
+    let out = Proc::spawn("local", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stderr.contains(named), "{}", out.both());
+    assert!(
+        !out.stderr.contains("pass/steady@1500 took"),
+        "{}",
+        out.both()
+    );
+
+    let server = RedisServer::start();
+    let _: i64 = redis::cmd("HSET")
+        .arg(STORE)
+        .arg("pass/drifting@1500")
+        .arg("100:1:90,100")
+        .arg("pass/steady@1500")
+        .arg("1400:1:1400")
+        .query(&mut server.conn())
+        .unwrap();
+    let report = Proc::spawn(
+        "report",
+        &scratch,
+        &ciq_testkit::report_args(&server, "drift"),
+    );
+    let worker = Proc::spawn(
+        "w",
+        &scratch,
+        &with_command(worker_args(&server, "drift", "w", &list)),
+    );
+    assert_eq!(worker.wait(LONG).code, Some(0));
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stderr.contains(named), "{}", out.both());
+    assert!(
+        !out.stderr.contains("pass/steady@1500 took"),
+        "{}",
+        out.both()
+    );
+}

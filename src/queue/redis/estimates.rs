@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
 use crate::test_id::TestId;
+use crate::timings::{Slower, much_slower};
 
 /// Ids read or written per command.
 const CHUNK: usize = 1000;
@@ -159,14 +160,31 @@ impl<'a> Estimates<'a> {
     }
 
     /// Folds one run of each of `durations` into the store.
-    pub(super) async fn fold(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
+    /// Returns the runs that took much longer than the test's recent ones
+    /// ([`crate::timings::much_slower`]).
+    pub(super) async fn fold(
+        &self,
+        durations: &[(TestId, Duration)],
+    ) -> Result<Vec<Slower>, QueueError> {
         let now = now_s();
+        let mut slower = Vec::new();
         for chunk in durations.chunks(CHUNK) {
             let names: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
             let entries = self.entries(&names).await?;
             let mut write = redis::cmd("HSET");
             write.arg(&self.key);
             for ((id, duration), entry) in chunk.iter().zip(entries) {
+                let usual = entry
+                    .as_ref()
+                    .and_then(|entry| entry.samples.iter().max())
+                    .map(|ms| Duration::from_millis(*ms));
+                if let Some(usual) = usual.filter(|usual| much_slower(*duration, *usual)) {
+                    slower.push(Slower {
+                        id: id.clone(),
+                        took: *duration,
+                        usual,
+                    });
+                }
                 let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
                 write
                     .arg(id.as_str())
@@ -182,7 +200,7 @@ impl<'a> Estimates<'a> {
                     .arg(u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX)),
             )
             .await?;
-        Ok(())
+        Ok(slower)
     }
 
     /// Drops the tests that are not in `suite` and were not run for [`FORGET_AFTER`], once the

@@ -37,6 +37,9 @@ pub struct GenKeys {
     /// Test -> its last run in ms, as its worker measured it; written when the worker ends
     /// (hash).
     pub durations: String,
+    /// Test -> `<ms>:<usual ms>` of a run much longer than its recent ones, at most a few per
+    /// worker; written when the worker ends (hash).
+    pub slower: String,
 }
 
 impl BuildKeys {
@@ -105,6 +108,7 @@ impl BuildKeys {
             failed: key("failed"),
             flaky: key("flaky"),
             durations: key("durations"),
+            slower: key("slower"),
         }
     }
 }
@@ -133,7 +137,7 @@ impl BuildKeys {
 
 impl GenKeys {
     /// Every key a generation may own, to delete when its leader abandons it.
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.queue,
             &self.running,
@@ -144,6 +148,7 @@ impl GenKeys {
             &self.failed,
             &self.flaky,
             &self.durations,
+            &self.slower,
         ]
     }
 }

@@ -20,6 +20,10 @@ use crate::queue::redis::{RedisSettings, millis};
 use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved};
 use crate::report::Summary;
 use crate::test_id::TestId;
+use crate::timings;
+
+/// Most runs much longer than usual that one worker records for the report.
+const SLOWER_PER_WORKER: usize = 20;
 
 /// One worker's connection to a build.
 pub struct RedisQueue {
@@ -196,6 +200,10 @@ impl Queue for RedisQueue {
 
     async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
         let followed = self.followed()?;
+        let ttl = i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX);
+        let folded = Estimates::new(&self.conn, &self.settings.namespace)
+            .fold(durations)
+            .await;
         let key = &followed.generation.durations;
         for chunk in durations.chunks(1000) {
             let mut write = redis::pipe();
@@ -203,18 +211,25 @@ impl Queue for RedisQueue {
             for (id, duration) in chunk {
                 write.arg(id.as_str()).arg(duration.as_millis().to_string());
             }
-            write
-                .ignore()
-                .pexpire(
-                    key,
-                    i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX),
-                )
-                .ignore();
+            write.ignore().pexpire(key, ttl).ignore();
             let () = self.conn.pipeline(&write).await?;
         }
-        Estimates::new(&self.conn, &self.settings.namespace)
-            .fold(durations)
-            .await
+        let slower = timings::worst(folded?, SLOWER_PER_WORKER);
+        if !slower.is_empty() {
+            let key = &followed.generation.slower;
+            let mut write = redis::pipe();
+            write.atomic().cmd("HSET").arg(key);
+            for run in &slower {
+                write.arg(run.id.as_str()).arg(format!(
+                    "{}:{}",
+                    run.took.as_millis(),
+                    run.usual.as_millis()
+                ));
+            }
+            write.ignore().pexpire(key, ttl).ignore();
+            let () = self.conn.pipeline(&write).await?;
+        }
+        Ok(())
     }
 
     async fn summary(&self) -> Result<Summary, QueueError> {

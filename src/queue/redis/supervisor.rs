@@ -21,6 +21,7 @@ use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
 use crate::report::Summary;
 use crate::test_id::TestId;
+use crate::timings::Slower;
 
 /// TTL of an abort record the report writes: it does not know the workers' --redis-ttl, so it
 /// uses that flag's default.
@@ -214,13 +215,21 @@ async fn watch(
     Ok((summary, ending))
 }
 
-/// Each test's last run in the build, as its worker measured it, for a timing file. Workers
-/// write theirs as they leave, so this first waits until no worker of the build is alive, at
-/// most one heartbeat timeout: a worker still running then is a stalled build, and the
-/// durations so far are what there is.
-pub async fn measured_durations(
-    settings: &ReportSettings,
-) -> Result<Vec<(TestId, Duration)>, QueueError> {
+/// What the workers write as they leave: the durations they measured and their runs much
+/// longer than usual.
+#[derive(Debug, Default)]
+pub struct Measured {
+    /// Each test's last run in the build (when asked for).
+    pub durations: Vec<(TestId, Duration)>,
+    /// Runs much longer than the test's recent ones.
+    pub slower: Vec<Slower>,
+}
+
+/// What the build's workers measured, once they left: it first waits until no worker of the
+/// build is alive, at most one heartbeat timeout (a worker still running then is a stalled
+/// build, and what was written so far is what there is). Every test's duration is read only
+/// when `durations` is set: a big build has many.
+pub async fn measured(settings: &ReportSettings, durations: bool) -> Result<Measured, QueueError> {
     let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
     let keys = BuildKeys::new(&settings.namespace, &settings.build);
     let started = Instant::now();
@@ -232,7 +241,7 @@ pub async fn measured_durations(
         };
         let seen = scripts::run(&conn, &progress).await?;
         let BuildState::Ready { generation: ready } = seen.state else {
-            return Ok(Vec::new());
+            return Ok(Measured::default());
         };
         if generation.as_ref() != Some(&ready) {
             generation = Some(ready);
@@ -243,22 +252,37 @@ pub async fn measured_durations(
         }
         sleep(settings.poll_interval).await;
     }
-    let key = keys
-        .generation(generation.as_deref().unwrap_or_default())
-        .durations;
-    let mut durations = Vec::new();
+    let keys = keys.generation(generation.as_deref().unwrap_or_default());
+    let slower: Vec<(String, String)> = conn.query(redis::cmd("HGETALL").arg(&keys.slower)).await?;
+    let mut measured = Measured {
+        durations: Vec::new(),
+        slower: slower
+            .into_iter()
+            .filter_map(|(id, times)| {
+                let (took, usual) = times.split_once(':')?;
+                Some(Slower {
+                    id: TestId::new(id).ok()?,
+                    took: Duration::from_millis(took.parse().ok()?),
+                    usual: Duration::from_millis(usual.parse().ok()?),
+                })
+            })
+            .collect(),
+    };
+    if !durations {
+        return Ok(measured);
+    }
     let mut cursor = 0u64;
     loop {
         let (next, page): (u64, Vec<(String, u64)>) = conn
             .query(
                 redis::cmd("HSCAN")
-                    .arg(&key)
+                    .arg(&keys.durations)
                     .arg(cursor)
                     .arg("COUNT")
                     .arg(1000),
             )
             .await?;
-        durations.extend(
+        measured.durations.extend(
             page.into_iter()
                 .filter_map(|(id, ms)| Some((TestId::new(id).ok()?, Duration::from_millis(ms)))),
         );
@@ -267,6 +291,6 @@ pub async fn measured_durations(
         }
         cursor = next;
     }
-    durations.sort();
-    Ok(durations)
+    measured.durations.sort();
+    Ok(measured)
 }
