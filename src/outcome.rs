@@ -11,6 +11,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::test_id::TestId;
 
+/// A test's time as a framework or a report gave it, in seconds: negative, not a number or
+/// past any real run (`1e30`) counts as unknown, `None`, never a panic.
+pub fn reported_duration(seconds: f64) -> Option<Duration> {
+    if seconds.is_finite() && seconds >= 0.0 {
+        Duration::try_from_secs_f64(seconds).ok()
+    } else {
+        None
+    }
+}
+
 /// A test's final outcome, or the outcome of one run of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

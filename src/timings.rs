@@ -205,7 +205,7 @@ fn by_module(ids: &[TestId], estimates: &[Duration]) -> Vec<usize> {
             modules.push((Duration::ZERO, Vec::new()));
             modules.len() - 1
         });
-        modules[group].0 += estimates[at];
+        modules[group].0 = modules[group].0.saturating_add(estimates[at]);
         modules[group].1.push(at);
     }
     modules.sort_by_key(|(total, _)| std::cmp::Reverse(*total));
@@ -239,7 +239,7 @@ impl std::fmt::Display for Slower {
 /// Whether a run of `took` is much longer than `usual`: three times as long, and a second
 /// longer at least (a 10 ms test taking 40 ms is noise).
 pub fn much_slower(took: Duration, usual: Duration) -> bool {
-    took >= usual.saturating_mul(3) && took >= usual + Duration::from_secs(1)
+    took >= usual.saturating_mul(3) && took >= usual.saturating_add(Duration::from_secs(1))
 }
 
 /// The `most` slowest of `slower` relative to their usual time, for a report's few lines.
@@ -252,7 +252,23 @@ pub fn worst(mut slower: Vec<Slower>, most: usize) -> Vec<Slower> {
     slower
 }
 
-/// Writes ciq's timing file at `path`: one line per test of `durations`.
+/// Checks that a timing file can be written at `path` before a build's worth of waiting,
+/// without touching what it holds (it may be the `--timings` being read).
+pub fn check_writable(path: &Path) -> Result<(), TimingsError> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(drop)
+        .map_err(|source| TimingsError::Io {
+            action: "write",
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Writes ciq's timing file at `path`: one line per test of `durations`. It is written beside
+/// and renamed into place, so a reader never sees half a file and a failed write keeps the old.
 pub fn write(
     path: &Path,
     durations: impl IntoIterator<Item = (TestId, Duration)>,
@@ -262,13 +278,18 @@ pub fn write(
         path: path.to_owned(),
         source,
     };
-    let file = std::fs::File::create(path).map_err(io)?;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial).map_err(io)?;
     let mut out = std::io::BufWriter::new(file);
     writeln!(out, "{HEADER}").map_err(io)?;
     for (id, duration) in durations {
         writeln!(out, "{}\t{id}", duration.as_millis()).map_err(io)?;
     }
-    out.flush().map_err(io)
+    out.flush().map_err(io)?;
+    drop(out);
+    std::fs::rename(&partial, path).map_err(io)
 }
 
 #[cfg(test)]

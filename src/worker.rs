@@ -73,15 +73,12 @@ pub async fn run<Q: Queue, R: Runner>(
         err = heartbeats(queue, &held) => Err(err.into()),
         signal = shutdown => Ok(Some(signal)),
     };
-    // Before leaving: a report that writes the build's timings waits for its workers to leave.
-    if !measured.is_empty() {
-        let measured: Vec<(TestId, Duration)> = measured.into_iter().collect();
-        if let Err(err) = queue.record_durations(&measured).await {
-            crate::say!(
-                "ciq: warning: worker `{}` could not keep its tests' durations for later builds: {err}",
-                queue.worker_id()
-            );
-        }
+    let measured: Vec<(TestId, Duration)> = measured.into_iter().collect();
+    let done = matches!(ended, Ok(None));
+    // A drained build's report waits for its workers to leave before it reads what they
+    // measured; a worker stopped early gives its tests back first, then keeps what it can.
+    if done {
+        record(queue, &measured).await;
     }
     let held: Vec<Reserved> = held
         .lock()
@@ -91,6 +88,16 @@ pub async fn run<Q: Queue, R: Runner>(
         .collect();
     let released = queue.release(&held).await;
     runner.shutdown().await;
+    if !done
+        && tokio::time::timeout(RECORD_WHEN_STOPPED, record(queue, &measured))
+            .await
+            .is_err()
+    {
+        crate::say!(
+            "ciq: warning: worker `{}` stopped before it could keep its tests' durations",
+            queue.worker_id()
+        );
+    }
     if released.is_ok() && !held.is_empty() {
         crate::say!(
             "ciq: worker `{}` gave {} test(s) back to the queue",
@@ -176,6 +183,22 @@ async fn work<Q: Queue, R: Runner>(
                 next = queue.reserve(batcher.next(queue.queued_hint())).await?;
             }
         }
+    }
+}
+
+/// How long a worker that was stopped early spends keeping its tests' durations.
+const RECORD_WHEN_STOPPED: Duration = Duration::from_secs(5);
+
+/// Keeps the durations this worker measured (best effort: they only steer later builds).
+async fn record<Q: Queue>(queue: &Q, measured: &[(TestId, Duration)]) {
+    if measured.is_empty() {
+        return;
+    }
+    if let Err(err) = queue.record_durations(measured).await {
+        crate::say!(
+            "ciq: warning: worker `{}` could not keep its tests' durations for later builds: {err}",
+            queue.worker_id()
+        );
     }
 }
 

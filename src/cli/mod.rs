@@ -4,16 +4,19 @@
 mod report;
 mod run;
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
 use crate::config::args::{Cli, Command};
 use crate::exit_code;
+use crate::test_id::TestId;
 use crate::timings::{self, Slower};
 
 /// How long ciq waits at exit for its queued lines to reach a slow log pipe.
-const FLUSH_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+const FLUSH_WITHIN: Duration = Duration::from_secs(30);
 
 /// Runs ciq with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
@@ -100,6 +103,26 @@ fn show_slower(slower: Vec<Slower>) {
             "ciq: ... and {} more runs much longer than usual",
             count - SLOWER_SHOWN
         );
+    }
+}
+
+/// Writes the durations measured to the timing file `path`; none keeps the file as it was (the
+/// history it held is better than nothing). A failure here is a warning: the verdict stands.
+fn write_timings(path: &Path, durations: Vec<(TestId, Duration)>) {
+    let count = durations.len();
+    if count == 0 {
+        crate::say!(
+            "ciq: no durations measured; `{}` left as it was",
+            path.display()
+        );
+        return;
+    }
+    match timings::write(path, durations) {
+        Ok(()) => crate::say!(
+            "ciq: wrote the durations of {count} tests to `{}`",
+            path.display()
+        ),
+        Err(err) => crate::say!("ciq: warning: {}", crate::human::error_chain(&err)),
     }
 }
 

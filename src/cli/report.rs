@@ -4,7 +4,6 @@
 //! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
 
 use std::io::IsTerminal;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,7 +13,6 @@ use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
 use crate::queue::redis::supervisor::{Ending, Status, measured, supervise};
-use crate::test_id::TestId;
 use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
@@ -23,7 +21,7 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let settings = report_settings(args, &ids)?;
     if let Some(path) = &timings_out {
         // A path that cannot be written is found now, not after a build's worth of waiting.
-        timings::write(path, [])?;
+        timings::check_writable(path)?;
     }
     let mut progress = Progress::new();
     let (summary, ending) = supervise(&settings, |status| progress.show(status))
@@ -51,7 +49,7 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             Ok(measured) => {
                 super::show_slower(measured.slower);
                 if let Some(path) = &timings_out {
-                    write_timings(path, measured.durations);
+                    super::write_timings(path, measured.durations);
                 }
             }
             Err(err) => crate::say!(
@@ -66,18 +64,6 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     }
     super::print_last(&summary.render());
     Ok(exit_code::for_verdict(summary.verdict()))
-}
-
-/// Writes the build's durations to `path`. A failure here is a warning: the verdict stands.
-fn write_timings(path: &Path, durations: Vec<(TestId, Duration)>) {
-    let count = durations.len();
-    match timings::write(path, durations) {
-        Ok(()) => crate::say!(
-            "ciq report: wrote the durations of {count} tests to `{}`",
-            path.display()
-        ),
-        Err(err) => crate::say!("ciq report: warning: {}", crate::human::error_chain(&err)),
-    }
 }
 
 struct Progress {

@@ -99,7 +99,7 @@ async fn run_local(
     );
     if let Some(path) = &config.timings_out {
         // A path that cannot be written is found before the tests run, not after.
-        timings::write(path, [])?;
+        timings::check_writable(path)?;
     }
     let file = config.scheduling.read_file(&list.ids);
     let ordered = config.scheduling.order(&list.ids, Vec::new(), &file);
@@ -139,15 +139,7 @@ async fn run_local(
         return Err(err.into());
     }
     if let Some(path) = &config.timings_out {
-        let durations = queue.durations();
-        match timings::write(path, durations.iter().cloned()) {
-            Ok(()) => crate::say!(
-                "ciq: wrote the durations of {} tests to `{}`",
-                durations.len(),
-                path.display()
-            ),
-            Err(err) => crate::say!("ciq: warning: {}", crate::human::error_chain(&err)),
-        }
+        super::write_timings(path, queue.durations());
     }
     super::show_slower(queue.slower());
     let summary = queue.summary();

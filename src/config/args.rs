@@ -102,8 +102,9 @@ pub struct RunArgs {
     #[arg(long, env = "CIQ_TIMINGS", value_name = "FILE")]
     pub timings: Option<PathBuf>,
     /// Local mode: write every test's duration to this timing file at the end, for --timings
-    /// next time (with --queue, `ciq report --timings-out` writes the build's).
-    #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]
+    /// next time (with --queue, `ciq report --timings-out` writes the build's; its variable is
+    /// CIQ_TIMINGS_OUT, this one's is another, so a job-wide setting reaches the report only).
+    #[arg(long, env = "CIQ_LOCAL_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
     /// Kill a test's process group after this long and record it as errored (a batch command
     /// gets the sum of its tests' limits). `auto`: five times the slowest of the test's recent

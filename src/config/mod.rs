@@ -62,7 +62,7 @@ pub enum ConfigError {
     HeartbeatTooSlow(Duration, Duration),
     /// A worker of a shared build writes only its own share of the durations.
     #[error(
-        "--timings-out (CIQ_TIMINGS_OUT) on `ciq run` is for local mode; with --queue, `ciq report --timings-out FILE` writes the whole build's durations"
+        "--timings-out (CIQ_LOCAL_TIMINGS_OUT) on `ciq run` is for local mode; with --queue, `ciq report --timings-out FILE` writes the whole build's durations"
     )]
     TimingsOutWithQueue,
     /// An id flag is blank.

@@ -13,7 +13,7 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 use thiserror::Error;
 
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, reported_duration};
 
 /// One `<testcase>`.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,16 +179,16 @@ impl State {
 }
 
 fn start_case(element: &BytesStart<'_>) -> Result<Case, JunitError> {
-    let seconds = attribute(element, "time")?
+    let duration = attribute(element, "time")?
         .and_then(|time| time.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(0.0);
+        .and_then(reported_duration)
+        .unwrap_or_default();
     Ok(Case {
         classname: attribute(element, "classname")?.unwrap_or_default(),
         name: attribute(element, "name")?
             .ok_or_else(|| JunitError("a <testcase> has no name".to_owned()))?,
         outcome: Outcome::Passed,
-        duration: Duration::from_secs_f64(seconds),
+        duration,
         output: String::new(),
     })
 }
@@ -280,6 +280,19 @@ mod tests {
         ] {
             assert!(parse(xml).is_err(), "{xml:?} parsed");
         }
+    }
+
+    /// Regression: `time="1e30"` (a timing file from anywhere) panicked.
+    #[test]
+    fn absurd_times_are_unknown_not_panics() {
+        let cases = parse(r#"<testsuite><testcase name="a" time="1e30"/><testcase name="b" time="-1"/><testcase name="c" time="NaN"/><testcase name="d" time="0.25"/></testsuite>"#).unwrap();
+        for name in ["a", "b", "c"] {
+            assert_eq!(cases.find(name).unwrap().duration, Duration::ZERO, "{name}");
+        }
+        assert_eq!(
+            cases.find("d").unwrap().duration,
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::outcome::{Outcome, TestResult};
+use crate::outcome::{Outcome, TestResult, reported_duration};
 use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
 use crate::runner::{Runner, RunnerError};
 use crate::test_id::TestId;
@@ -332,8 +332,8 @@ fn result_of(
 ) -> Result<TestResult, Option<String>> {
     let duration = message
         .duration
-        .filter(|d| d.is_finite() && *d >= 0.0)
-        .map_or_else(|| started.elapsed(), Duration::from_secs_f64);
+        .and_then(reported_duration)
+        .unwrap_or_else(|| started.elapsed());
     let outcome = match message.outcome.as_deref() {
         Some("passed") => Outcome::Passed,
         Some("failed") => Outcome::Failed,

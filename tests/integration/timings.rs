@@ -179,11 +179,18 @@ fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
     );
     assert!(timing_file(&written)["pass/long1@400"] >= 400);
 
+    // The same file in and out (a CI cache): read before it is written again.
     let out = local(
         "local-2",
-        &["--timings".to_owned(), written.display().to_string()],
+        &[
+            "--timings".to_owned(),
+            written.display().to_string(),
+            "--timings-out".to_owned(),
+            written.display().to_string(),
+        ],
     );
     assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(timing_file(&written).len(), 8);
     let order: Vec<String> = scratch
         .runs()
         .into_iter()

@@ -28,6 +28,8 @@ const SAMPLES: usize = 5;
 const TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// A test not run for this long, and not in the list being queued, leaves the store.
 const FORGET_AFTER: Duration = Duration::from_secs(14 * 24 * 3600);
+/// How often the store is swept of departed tests.
+const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// One test's entry: `<estimate ms>:<last run, unix s>:<ms>,<ms>,...`.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +89,8 @@ impl Entry {
 pub(super) struct Estimates<'a> {
     conn: &'a RedisConn,
     key: String,
+    /// Set for a day when the store was last swept of departed tests.
+    swept: String,
 }
 
 fn now_s() -> u64 {
@@ -101,6 +105,7 @@ impl<'a> Estimates<'a> {
         Self {
             conn,
             key: format!("ciq:{{timings:{namespace}}}:estimates"),
+            swept: format!("ciq:{{timings:{namespace}}}:swept"),
         }
     }
 
@@ -204,11 +209,26 @@ impl<'a> Estimates<'a> {
     }
 
     /// Drops the tests that are not in `suite` and were not run for [`FORGET_AFTER`], once the
-    /// store holds noticeably more tests than the suite: test ids that left the suite leave the
-    /// store in time, and the common case costs one HLEN.
+    /// store holds noticeably more tests than the suite, at most once a day per namespace:
+    /// test ids that left the suite leave the store in time, and the common case costs one
+    /// HLEN (a store that stays big because other branches' tests are recent, one more SET).
     pub(super) async fn forget_gone(&self, suite: &[TestId]) -> Result<(), QueueError> {
         let held: usize = self.conn.query(redis::cmd("HLEN").arg(&self.key)).await?;
         if held <= suite.len() + suite.len() / 5 + 100 {
+            return Ok(());
+        }
+        let due: Option<String> = self
+            .conn
+            .query(
+                redis::cmd("SET")
+                    .arg(&self.swept)
+                    .arg(now_s())
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(SWEEP_EVERY.as_secs()),
+            )
+            .await?;
+        if due.is_none() {
             return Ok(());
         }
         let keep: HashSet<&str> = suite.iter().map(TestId::as_str).collect();
