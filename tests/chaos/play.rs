@@ -231,7 +231,9 @@ pub fn play(plan: &Plan) -> Played {
                     }
                     Fault::Twin { worker } => {
                         let id = slots[worker].worker.clone();
-                        let mut twin = slot(format!("{id}-twin"), id, Fate::Survives);
+                        // Named by its slot: two twins of one worker keep separate outputs.
+                        let name = format!("{id}-twin{}", slots.len());
+                        let mut twin = slot(name, id, Fate::Survives);
                         spawn(&mut twin, &[]);
                         slots.push(twin);
                     }
