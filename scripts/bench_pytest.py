@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchkit import ciq_binary
 
 
 def write_suite(directory, tests):
@@ -56,8 +56,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs per mode; the best is kept")
     args = parser.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    ciq = os.path.join(ROOT, "target", "release", "ciq")
+    ciq = ciq_binary(None)
     with tempfile.TemporaryDirectory() as suite:
         write_suite(suite, args.tests)
         jobs = ["-j", str(args.workers), "--max-requeues", "0"]

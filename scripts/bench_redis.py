@@ -20,64 +20,12 @@ Without --ciq it builds this checkout in release mode. Pass another build's bina
 """
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    def __init__(self, scratch):
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", scratch],
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            if self.cli("ping").strip() == "PONG":
-                return
-            time.sleep(0.1)
-        sys.exit("redis-server did not start")
-
-    def cli(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                              text=True).stdout
-
-    def info(self, section):
-        fields = {}
-        for line in self.cli("info", section).splitlines():
-            if ":" in line and not line.startswith("#"):
-                key, value = line.split(":", 1)
-                fields[key] = value.strip()
-        return fields
-
-    def cpu_seconds(self):
-        cpu = self.info("cpu")
-        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
-
-    def script_usec(self):
-        """Time inside scripts (EVALSHA's usec, which includes the commands the scripts run:
-        those are also listed on their own, so they are not added again)."""
-        total = 0
-        for key, value in self.info("commandstats").items():
-            if key in ("cmdstat_evalsha", "cmdstat_eval"):
-                parts = dict(p.split("=") for p in value.split(","))
-                total += int(parts["usec"])
-        return total
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
+from benchkit import Redis, ciq_binary
 
 
 NOOP_FRAMEWORK = """#!/usr/bin/env python3
@@ -171,10 +119,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per batch size; the lowest CPU figure is printed")
     args = parser.parse_args()
-    ciq = args.ciq
-    if not ciq:
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        ciq = os.path.join(ROOT, "target", "release", "ciq")
+    ciq = ciq_binary(args.ciq)
     print(f"{args.tests} no-op tests, {args.workers} workers, {args.runner} runner, {ciq}")
     print("batch | round trips/test | script commands/test | Redis CPU us/test (INFO cpu) | in scripts us/test | wall s")
     for batch in [int(b) for b in args.batch_sizes.split(",")]:

@@ -18,19 +18,12 @@ peak RSS.
 """
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from benchkit import Redis, ciq_binary
 
 
 def wait_rss(proc):
@@ -109,23 +102,11 @@ def main():
                         help="skip the million-test build; measure only the population")
     args = parser.parse_args()
 
-    ciq = args.ciq
-    if not ciq:
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        ciq = os.path.join(ROOT, "target", "release", "ciq")
+    ciq = ciq_binary(args.ciq)
     scratch = tempfile.mkdtemp(prefix="ciq-bench-scale-")
-    port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", scratch],
-        stdout=subprocess.DEVNULL,
-    )
+    redis = Redis(scratch)
     try:
-        for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        url = f"redis://127.0.0.1:{port}/0"
+        url = redis.url
         tests = os.path.join(scratch, "tests.txt")
         with open(tests, "w") as f:
             for i in range(args.tests):
@@ -159,8 +140,7 @@ def main():
         print(summary.strip().splitlines()[-2])
         print_population(ciq, url, scratch)
     finally:
-        redis.terminate()
-        redis.wait()
+        redis.stop()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from bench_redis import ROOT, Redis
+from benchkit import Redis, ciq_binary
 
 # Sleeps the milliseconds after the id's `@`, and logs `<id> <start ns> <end ns>`.
 TEST_COMMAND = """#!/bin/sh
@@ -92,10 +92,7 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    ciq = args.ciq
-    if not ciq:
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        ciq = os.path.join(ROOT, "target", "release", "ciq")
+    ciq = ciq_binary(args.ciq)
     scratch = tempfile.mkdtemp(prefix="ciq-bench-schedule-")
     command = os.path.join(scratch, "sleep-test")
     with open(command, "w") as f:

@@ -32,6 +32,16 @@ fn order_of(scratch: &Scratch, worker: &str) -> Vec<String> {
         .collect()
 }
 
+/// The tests run after the first `earlier` runs, in the order they started.
+fn runs_after(scratch: &Scratch, earlier: usize) -> Vec<String> {
+    scratch
+        .runs()
+        .into_iter()
+        .skip(earlier)
+        .map(|(_, test)| test)
+        .collect()
+}
+
 /// A timing file's lines, test id -> milliseconds.
 fn timing_file(path: &std::path::Path) -> BTreeMap<String, u64> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -43,6 +53,11 @@ fn timing_file(path: &std::path::Path) -> BTreeMap<String, u64> {
             (id.to_owned(), ms.parse().unwrap())
         })
         .collect()
+}
+
+/// Asserts that `out`'s stderr says `text`.
+fn assert_said(out: &ciq_testkit::Output, text: &str) {
+    assert!(out.stderr.contains(text), "{}", out.both());
 }
 
 fn assert_long_first(order: &[String]) {
@@ -71,11 +86,7 @@ fn a_build_remembers_its_durations_and_the_next_starts_the_long_tests_first() {
     assert_eq!(out.code, Some(0), "{}", out.both());
     let out = report.wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
-    assert!(
-        out.stderr.contains("wrote the durations of 8 tests"),
-        "{}",
-        out.both()
-    );
+    assert_said(&out, "wrote the durations of 8 tests");
     assert_eq!(
         order_of(&scratch, "first")[6..],
         ["pass/long0@400", "pass/long1@400"],
@@ -102,11 +113,9 @@ fn a_build_remembers_its_durations_and_the_next_starts_the_long_tests_first() {
     );
     let out = next.wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
-    assert!(
-        out.stderr
-            .contains("ordered 8 tests longest first (8 with an estimate from earlier runs"),
-        "{}",
-        out.both()
+    assert_said(
+        &out,
+        "ordered 8 tests longest first (8 with an estimate from earlier runs",
     );
     assert_long_first(&order_of(&scratch, "next"));
 }
@@ -167,16 +176,8 @@ fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
         ],
     );
     assert_eq!(out.code, Some(0), "{}", out.both());
-    assert!(
-        out.stderr.contains("warning: cannot read timing file"),
-        "{}",
-        out.both()
-    );
-    assert!(
-        out.stderr.contains("wrote the durations of 8 tests"),
-        "{}",
-        out.both()
-    );
+    assert_said(&out, "warning: cannot read timing file");
+    assert_said(&out, "wrote the durations of 8 tests");
     assert!(timing_file(&written)["pass/long1@400"] >= 400);
 
     // The same file in and out (a CI cache): read before it is written again.
@@ -191,12 +192,7 @@ fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
     );
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert_eq!(timing_file(&written).len(), 8);
-    let order: Vec<String> = scratch
-        .runs()
-        .into_iter()
-        .skip(8)
-        .map(|(_, test)| test)
-        .collect();
+    let order = runs_after(&scratch, 8);
     assert_long_first(&order);
 
     // A JUnit report of an earlier run: its times order the tests it names, and tests it does
@@ -217,12 +213,7 @@ fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
         &["--timings".to_owned(), junit.display().to_string()],
     );
     assert_eq!(out.code, Some(0), "{}", out.both());
-    let order: Vec<String> = scratch
-        .runs()
-        .into_iter()
-        .skip(16)
-        .map(|(_, test)| test)
-        .collect();
+    let order = runs_after(&scratch, 16);
     assert_eq!(order.first().map(String::as_str), Some("pass/short2"));
     assert_eq!(
         order[6..],
@@ -240,11 +231,9 @@ fn a_timing_file_that_cannot_be_written_is_refused_before_the_build() {
     args.extend(strings(&["--timings-out", "/nonexistent-dir/timings.tsv"]));
     let out = Proc::spawn("w", &scratch, &with_command(args)).wait(LONG);
     assert_eq!(out.code, Some(2), "{}", out.both());
-    assert!(
-        out.stderr
-            .contains("error: cannot write timing file `/nonexistent-dir/timings.tsv`"),
-        "{}",
-        out.both()
+    assert_said(
+        &out,
+        "error: cannot write timing file `/nonexistent-dir/timings.tsv`",
     );
     assert!(scratch.runs().is_empty(), "nothing ran");
 }
@@ -322,7 +311,7 @@ fn runs_much_longer_than_usual_are_named() {
     args.extend(["--timings".to_owned(), file.display().to_string()]);
     let out = Proc::spawn("local", &scratch, &with_command(args)).wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
-    assert!(out.stderr.contains(named), "{}", out.both());
+    assert_said(&out, named);
     assert!(
         !out.stderr.contains("pass/steady@1500 took"),
         "{}",
@@ -351,7 +340,7 @@ fn runs_much_longer_than_usual_are_named() {
     assert_eq!(worker.wait(LONG).code, Some(0));
     let out = report.wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
-    assert!(out.stderr.contains(named), "{}", out.both());
+    assert_said(&out, named);
     assert!(
         !out.stderr.contains("pass/steady@1500 took"),
         "{}",
