@@ -38,9 +38,43 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// A duration as people type it on a command line: `30s`, `500ms`, `15m`, `8h`, or a bare
+/// number of seconds; zero, and more than 30 days, are refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|err| format!("{err} (write e.g. 30s, 500ms, 15m or 2h)"))?,
+    };
+    if parsed.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    if parsed > Duration::from_secs(30 * 24 * 3600) {
+        return Err("must be at most 30 days".to_owned());
+    }
+    Ok(parsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_accept_units_and_seconds() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0s").is_err());
+        assert!(
+            parse_duration("18446744073709551615")
+                .unwrap_err()
+                .contains("at most 30 days")
+        );
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("write e.g. 30s")
+        );
+    }
 
     #[test]
     fn durations_are_rounded_for_people() {

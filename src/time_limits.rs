@@ -33,7 +33,7 @@ impl FromStr for TestTimeout {
         if text == "auto" {
             return Ok(TestTimeout::Auto);
         }
-        crate::config::args::duration(text)
+        crate::human::parse_duration(text)
             .map(TestTimeout::Fixed)
             .map_err(|err| format!("{err}, or `auto`"))
     }

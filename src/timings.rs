@@ -1,6 +1,7 @@
-//! How long tests take: [`Timings`] holds an estimate per test (from earlier builds: the
-//! namespace's store in Redis, or a timing file a CI run kept), and orders a list longest first,
-//! so the long tests start first and the short ones fill the gaps at the end.
+//! How long tests take, and what ciq does with it: [`Scheduling`] orders a list longest first
+//! by the estimates of earlier builds (the namespace's store in Redis, or [`Timings`] read from
+//! a timing file a CI run kept), so the long tests start first and the short ones fill the gaps
+//! at the end; [`Slower`] is a run much longer than its test's earlier ones.
 //!
 //! A timing file is ciq's own (`ciq run --timings-out`, `ciq report --timings-out`: one line per
 //! test, `<milliseconds><TAB><test id>`, under a `# ciq timings v1` header) or a JUnit XML report

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::batching::BatchSize;
+use crate::human::parse_duration;
 use crate::time_limits::TestTimeout;
 
 /// ciq: a distributed test queue. Workers on many CI machines pull one test suite from Redis,
@@ -55,14 +56,14 @@ pub struct BuildArgs {
     #[arg(long, env = "CIQ_NAMESPACE", default_value = "")]
     pub namespace: String,
     /// How long to keep retrying an unreachable Redis before failing.
-    #[arg(long, env = "CIQ_REDIS_TIMEOUT", value_parser = duration, default_value = "60s")]
+    #[arg(long, env = "CIQ_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
     pub redis_timeout: Duration,
     /// Give up with "lost leader" once this many elected leaders died before filling the queue.
     #[arg(long, env = "CIQ_MAX_ELECTION_ATTEMPTS", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_election_attempts: u32,
     /// Bound on the leader's test discovery, and on the report's wait for a leader.
-    #[arg(long, env = "CIQ_QUEUE_INIT_TIMEOUT", value_parser = duration, default_value = "15m")]
+    #[arg(long, env = "CIQ_QUEUE_INIT_TIMEOUT", value_parser = parse_duration, default_value = "15m")]
     pub queue_init_timeout: Duration,
 }
 
@@ -132,16 +133,16 @@ pub struct RunArgs {
     #[arg(long, env = "CIQ_REQUEUE_TOLERANCE", default_value_t = 0.1, value_parser = tolerance)]
     pub requeue_tolerance: f64,
     /// TTL of the leader's setup lock; it renews the lock every third of it.
-    #[arg(long, env = "CIQ_LOCK_TTL", value_parser = duration, default_value = "30s")]
+    #[arg(long, env = "CIQ_LOCK_TTL", value_parser = parse_duration, default_value = "30s")]
     pub lock_ttl: Duration,
     /// How often a worker tells Redis it is alive.
-    #[arg(long, env = "CIQ_HEARTBEAT_INTERVAL", value_parser = duration, default_value = "5s")]
+    #[arg(long, env = "CIQ_HEARTBEAT_INTERVAL", value_parser = parse_duration, default_value = "5s")]
     pub heartbeat_interval: Duration,
     /// How long a silent worker keeps its tests before another takes them over.
-    #[arg(long, env = "CIQ_HEARTBEAT_TIMEOUT", value_parser = duration, default_value = "30s")]
+    #[arg(long, env = "CIQ_HEARTBEAT_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub heartbeat_timeout: Duration,
     /// TTL of every key of the build.
-    #[arg(long, env = "CIQ_REDIS_TTL", value_parser = duration, default_value = "8h")]
+    #[arg(long, env = "CIQ_REDIS_TTL", value_parser = parse_duration, default_value = "8h")]
     pub redis_ttl: Duration,
     /// Where the build lives.
     #[command(flatten)]
@@ -190,29 +191,13 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub build: BuildArgs,
     /// How long to wait for the queue to drain, from the report's start.
-    #[arg(long, env = "CIQ_REPORT_TIMEOUT", value_parser = duration, default_value = "2h")]
+    #[arg(long, env = "CIQ_REPORT_TIMEOUT", value_parser = parse_duration, default_value = "2h")]
     pub report_timeout: Duration,
     /// Write each test's duration in this build to this timing file, for `ciq run --timings`
     /// in later builds (keep it as a CI artifact or in a cache). The report waits for the
     /// workers to leave first, at most a heartbeat timeout.
     #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
-}
-
-/// Parses `30s`, `500ms`, `15m`, `8h`, or a bare number of seconds.
-pub(crate) fn duration(text: &str) -> Result<Duration, String> {
-    let parsed = match text.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => humantime::parse_duration(text)
-            .map_err(|err| format!("{err} (write e.g. 30s, 500ms, 15m or 2h)"))?,
-    };
-    if parsed.is_zero() {
-        return Err("must be longer than zero".to_owned());
-    }
-    if parsed > Duration::from_secs(30 * 24 * 3600) {
-        return Err("must be at most 30 days".to_owned());
-    }
-    Ok(parsed)
 }
 
 fn tolerance(text: &str) -> Result<f64, String> {
@@ -254,18 +239,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn durations_accept_units_and_seconds() {
-        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
-        assert!(duration("0s").is_err());
-        assert!(
-            duration("18446744073709551615")
-                .unwrap_err()
-                .contains("at most 30 days")
-        );
-        assert!(duration("soon").unwrap_err().contains("write e.g. 30s"));
     }
 }
