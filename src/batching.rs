@@ -4,10 +4,10 @@
 //! A batch pays its costs once for all its tests (a batch command's process start, a module's
 //! fixtures, a Redis round trip), so short tests want big batches; but a worker holding a big
 //! batch near the end of the build keeps it alone while the others idle. An auto batch holds
-//! about [`TARGET`] of tests, by the typical test this worker ran (the median of its last
+//! about 2 seconds of tests, by the typical test this worker ran (the median of its last
 //! runs, which a fixture's setup in a batch's first test does not sway), and near the end at
-//! most a [`SHARE_OF_QUEUE`]th of the tests still queued, so batches shrink as the queue
-//! empties; but never less than [`TAIL_FLOOR`] of tests, nor so few that the batch's own cost
+//! most an eighth of the tests still queued, so batches shrink as the queue
+//! empties; but never less than half a second of tests, nor so few that the batch's own cost
 //! (what it took beyond its tests' typical time) outweighs them. Its first batch is one test:
 //! with the queue ordered longest first, the first tests are the longest, and nothing is known.
 
