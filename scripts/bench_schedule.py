@@ -8,7 +8,10 @@ store in Redis). Prints the makespan (from the first test's start to the last te
 the tests' own log; the wall time of the whole build is printed beside it) over the lower bound
 max(longest test, sum of test durations / workers), from the durations the tests measured.
 
-    python3 scripts/bench_schedule.py [--ciq PATH] [--workers 4] [--seed 1]
+    python3 scripts/bench_schedule.py [--ciq PATH] [--workers 4] [--seed 1] [--batch-size 1|auto]
+
+The test command takes any number of ids, so `--batch-size auto` applies: a batch starts one
+process for several short tests.
 
 Shapes (long tests listed last, the order that hurts a scheduler that does not know them):
   skewed: 60 tests of 0.05-0.4 s, then 3 of 2-4 s (the issue's example);
@@ -61,7 +64,7 @@ def figures(log, workers):
     return makespan, bound, len(runs)
 
 
-def run_local(ciq, scratch, tests_file, command, workers, log, extra):
+def run_local(ciq, tests_file, command, workers, log, extra):
     started = time.perf_counter()
     subprocess.run([ciq, "run", "-j", str(workers), "--tests", tests_file, *extra, "--", command],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -69,7 +72,7 @@ def run_local(ciq, scratch, tests_file, command, workers, log, extra):
     return time.perf_counter() - started
 
 
-def run_redis(ciq, redis, tests_file, command, workers, log, build, namespace):
+def run_redis(ciq, redis, tests_file, command, workers, log, build, namespace, extra):
     url = f"redis://127.0.0.1:{redis.port}/0"
     common = ["--queue", url, "--build", build, "--namespace", namespace]
     env = {**os.environ, "BENCH_LOG": log}
@@ -77,7 +80,7 @@ def run_redis(ciq, redis, tests_file, command, workers, log, build, namespace):
     report = subprocess.Popen([ciq, "report", *common], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     procs = [subprocess.Popen([ciq, "run", *common, "--worker", f"w{n}", "--tests", tests_file,
-                               "--", command],
+                               *extra, "--", command],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
              for n in range(workers)]
     codes = [p.wait() for p in procs] + [report.wait()]
@@ -91,6 +94,7 @@ def main():
     parser.add_argument("--ciq", help="a ciq binary (default: build this checkout)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--batch-size", default="1")
     args = parser.parse_args()
     ciq = ciq_binary(args.ciq)
     scratch = tempfile.mkdtemp(prefix="ciq-bench-schedule-")
@@ -99,7 +103,8 @@ def main():
         f.write(TEST_COMMAND)
     os.chmod(command, 0o755)
     redis = Redis(scratch)
-    print(f"{args.workers} workers, {ciq}")
+    print(f"{args.workers} workers, batch size {args.batch_size}, {ciq}")
+    batch = ["--batch-size", args.batch_size]
     print("shape  | mode  | history | tests | makespan s | bound s | makespan/bound | wall s")
     try:
         for name, tests in shapes(args.seed).items():
@@ -113,11 +118,11 @@ def main():
                     if mode == "local":
                         extra = (["--timings-out", timings] if history == "none"
                                  else ["--timings", timings])
-                        wall = run_local(ciq, scratch, tests_file, command, args.workers, log,
-                                         extra)
+                        wall = run_local(ciq, tests_file, command, args.workers, log,
+                                         batch + extra)
                     else:
                         wall = run_redis(ciq, redis, tests_file, command, args.workers, log,
-                                         f"{name}-{history[0]}", name)
+                                         f"{name}-{history[0]}", name, batch)
                     makespan, bound, ran = figures(log, args.workers)
                     print(f"{name:6} | {mode:5} | {history:7} | {ran:5} | {makespan:10.2f} | "
                           f"{bound:7.2f} | {makespan / bound:14.3f} | {wall:6.2f}")

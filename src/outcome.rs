@@ -93,8 +93,12 @@ pub struct TestResult {
     pub id: TestId,
     /// How the run ended. Never [`Outcome::Flaky`]: flakiness is decided by the queue.
     pub outcome: Outcome,
-    /// Wall time of the run (for a batch, the batch's time).
+    /// Wall time of the run: the test's own, or its share of a batch's (see `shared`).
     pub duration: Duration,
+    /// Whether `duration` is a share of a batch's time, not the test's own: a batch command
+    /// without a report's times. Shares size batches; only a test's own time is remembered for
+    /// later builds (a long test batched with short ones would look short).
+    pub shared: bool,
     /// Captured output, kept for failures and errors (already bounded by the runner).
     pub output: String,
 }
@@ -112,7 +116,16 @@ impl TestResult {
             id,
             outcome,
             duration,
+            shared: false,
             output,
+        }
+    }
+
+    /// This result with `duration` a share of its batch's time.
+    pub fn shared(self) -> Self {
+        Self {
+            shared: true,
+            ..self
         }
     }
 }

@@ -164,7 +164,11 @@ async fn work<Q: Queue, R: Runner>(
                     .iter()
                     .map(|ack| (ack.result.id.clone(), ack.result.duration))
                     .collect();
-                measured.extend(durations.iter().map(|(id, d)| (id.clone(), *d)));
+                measured.extend(
+                    acks.iter()
+                        .filter(|ack| !ack.result.shared)
+                        .map(|ack| (ack.result.id.clone(), ack.result.duration)),
+                );
                 let reply = queue.ack(acks, batcher.next(queue.queued_hint())).await?;
                 for (id, recorded) in &reply.recorded {
                     let duration = durations.get(id).copied().unwrap_or_default();
@@ -220,11 +224,14 @@ fn pair(batch: &[Reserved], results: Vec<TestResult>) -> Vec<Ack> {
         .iter()
         .map(|reserved| Ack {
             lease: reserved.lease.clone(),
-            result: by_id.remove(&reserved.id).unwrap_or_else(|| TestResult {
-                id: reserved.id.clone(),
-                outcome: Outcome::Errored,
-                duration: Duration::ZERO,
-                output: "[ciq: the runner reported no result for this test]\n".to_owned(),
+            result: by_id.remove(&reserved.id).unwrap_or_else(|| {
+                TestResult::new(
+                    reserved.id.clone(),
+                    Outcome::Errored,
+                    Duration::ZERO,
+                    "[ciq: the runner reported no result for this test]\n".to_owned(),
+                )
+                .shared()
             }),
         })
         .collect()

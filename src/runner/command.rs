@@ -83,9 +83,18 @@ impl CommandRunner {
         let (outcome, batch_output) = finished.outcome();
         // Without a report's own times, each test of the batch is taken to have had an equal
         // share of it: what later builds order and size batches by.
-        let shared = finished.duration / u32::try_from(batch.len()).unwrap_or(u32::MAX).max(1);
+        let share = finished.duration / u32::try_from(batch.len()).unwrap_or(u32::MAX).max(1);
         let result = |id: &TestId, outcome, duration, output| {
             TestResult::new(id.clone(), outcome, duration, output)
+        };
+        // A share of the batch's time is the test's own only in a batch of one.
+        let shared = |id: &TestId, outcome, output| {
+            let result = result(id, outcome, share, output);
+            if batch.len() > 1 {
+                result.shared()
+            } else {
+                result
+            }
         };
         match report {
             // A run that failed, crashed or timed out while its report says every test passed:
@@ -105,7 +114,7 @@ impl CommandRunner {
                 );
                 batch
                     .iter()
-                    .map(|id| result(id, Outcome::Errored, shared, output.clone()))
+                    .map(|id| shared(id, Outcome::Errored, output.clone()))
                     .collect()
             }
             Some(Ok(cases)) => batch
@@ -119,10 +128,9 @@ impl CommandRunner {
                         };
                         result(id, case.outcome, case.duration, output)
                     }
-                    None => result(
+                    None => shared(
                         id,
                         Outcome::Errored,
-                        shared,
                         format!(
                             "{batch_output}[ciq: this test is missing from the JUnit report]\n"
                         ),
@@ -133,7 +141,7 @@ impl CommandRunner {
                 .iter()
                 .map(|id| {
                     let output = format!("{batch_output}[ciq: {err} in `{}`]\n", junit.display());
-                    result(id, Outcome::Errored, shared, output)
+                    shared(id, Outcome::Errored, output)
                 })
                 .collect(),
             None => {
@@ -149,7 +157,7 @@ impl CommandRunner {
                 };
                 batch
                     .iter()
-                    .map(|id| result(id, outcome, shared, output.clone()))
+                    .map(|id| shared(id, outcome, output.clone()))
                     .collect()
             }
         }
@@ -384,6 +392,7 @@ mod tests {
                 (Duration::from_millis(100)..Duration::from_millis(400)).contains(&result.duration),
                 "{result:?}"
             );
+            assert!(result.shared, "a share is not remembered as the test's own");
         }
         let timed = r#"printf '<testsuite><testcase name="a" time="2.5"/><testcase name="b" time="0.01"/></testsuite>' > "$CIQ_JUNIT_PATH""#;
         let results = runner(&["sh", "-c", timed, "sh"])
@@ -392,6 +401,7 @@ mod tests {
             .unwrap();
         assert_eq!(results[0].duration, Duration::from_millis(2500));
         assert_eq!(results[1].duration, Duration::from_millis(10));
+        assert!(results.iter().all(|result| !result.shared));
     }
 
     #[tokio::test]

@@ -228,11 +228,8 @@ impl PersistentRunner {
             None => session.insert(self.start().await?),
         };
         let started = Instant::now();
-        let errored = |output: String| TestResult {
-            id: id.clone(),
-            outcome: Outcome::Errored,
-            duration: started.elapsed(),
-            output,
+        let errored = |output: String| {
+            TestResult::new(id.clone(), Outcome::Errored, started.elapsed(), output)
         };
         *live.stderr.lock().unwrap_or_else(PoisonError::into_inner) =
             Bounded::new(self.output_limit);
