@@ -10,8 +10,9 @@ max(longest test, sum of test durations / workers), from the durations the tests
 
     python3 scripts/bench_schedule.py [--ciq PATH] [--workers 4] [--seed 1] [--batch-size 1|auto]
 
-The test command takes any number of ids, so `--batch-size auto` applies: a batch starts one
-process for several short tests.
+The test command takes any number of ids and reports each test's time in JUnit XML, as a test
+framework does, so `--batch-size auto` applies: a batch starts one process for several short
+tests, and history holds each test's own time.
 
 Shapes (long tests listed last, the order that hurts a scheduler that does not know them):
   skewed: 60 tests of 0.05-0.4 s, then 3 of 2-4 s (the issue's example);
@@ -27,14 +28,20 @@ import time
 
 from benchkit import Redis, ciq_binary
 
-# Sleeps the milliseconds after the id's `@`, and logs `<id> <start ns> <end ns>`.
+# Sleeps the milliseconds after the id's `@`, logs `<id> <start ns> <end ns>`, and reports each
+# test's time in JUnit XML, as a test framework would.
 TEST_COMMAND = """#!/bin/sh
+cases=""
 for t in "$@"; do
   start=$(date +%s%N)
   ms=${t##*@}
   sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
-  echo "$t $start $(date +%s%N)" >> "$BENCH_LOG"
+  end=$(date +%s%N)
+  echo "$t $start $end" >> "$BENCH_LOG"
+  took=$(( (end - start) / 1000000 ))
+  cases="$cases<testcase name='$t' time='$((took / 1000)).$(printf %03d $((took % 1000)))'/>"
 done
+echo "<testsuite>$cases</testsuite>" > "$CIQ_JUNIT_PATH"
 """
 
 
