@@ -27,9 +27,6 @@ const TAIL_FLOOR: Duration = Duration::from_millis(500);
 const SAMPLES: usize = 64;
 /// Weight of the newest batch in the running cost per batch.
 const ALPHA: f64 = 0.5;
-/// Runs shorter than this say nothing of a test's time (a skip, an ignored test, a result the
-/// runner never gave), so they are not samples.
-const MEANINGFUL: Duration = Duration::from_millis(1);
 
 /// `--batch-size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +62,6 @@ pub struct Batcher {
     samples: VecDeque<f64>,
     /// Time per batch beyond its tests' typical time (a process start, fixtures), seconds.
     per_batch: Option<f64>,
-    /// A batch's time over its tests, seconds: the typical test when no run was meaningful.
-    wall_per_test: Option<f64>,
 }
 
 impl Batcher {
@@ -79,19 +74,14 @@ impl Batcher {
             target,
             samples: VecDeque::with_capacity(SAMPLES),
             per_batch: None,
-            wall_per_test: None,
         }
     }
 
-    /// The typical test's time: the lower median of the latest meaningful runs, else what
-    /// batches took per test.
+    /// The typical test's time: the lower median of the latest runs.
     fn typical(&self) -> Option<f64> {
         let mut sorted: Vec<f64> = self.samples.iter().copied().collect();
         sorted.sort_by(f64::total_cmp);
-        sorted
-            .get(sorted.len().saturating_sub(1) / 2)
-            .copied()
-            .or(self.wall_per_test)
+        sorted.get(sorted.len().saturating_sub(1) / 2).copied()
     }
 
     /// How many tests to ask for next, with `queued` tests left in the queue (when known).
@@ -118,23 +108,12 @@ impl Batcher {
         let mut tests = 0usize;
         for time in times {
             tests += 1;
-            if time < MEANINGFUL {
-                continue;
-            }
             if self.samples.len() == SAMPLES {
                 self.samples.pop_front();
             }
             self.samples.push_back(time.as_secs_f64());
         }
-        if tests == 0 {
-            return;
-        }
-        let wall = took.as_secs_f64() / tests as f64;
-        self.wall_per_test = Some(
-            self.wall_per_test
-                .map_or(wall, |before| before * (1.0 - ALPHA) + wall * ALPHA),
-        );
-        let Some(typical) = self.typical() else {
+        let Some(typical) = self.typical().filter(|_| tests > 0) else {
             return;
         };
         let cost = (took.as_secs_f64() - typical * tests as f64).max(0.0);
@@ -228,25 +207,6 @@ mod tests {
         batcher.observe(setup + test * 2, [setup, test, test]);
         assert!(n >= 2, "{n}");
         assert!(batcher.next(Some(16)) >= 16, "{}", batcher.next(Some(16)));
-    }
-
-    /// Skipped tests take no time: they must not make the typical test look free, which would
-    /// hand out the largest batches even at the end.
-    #[test]
-    fn runs_of_no_time_are_not_samples() {
-        let mut batcher = Batcher::new(BatchSize::Auto, HOUR);
-        batcher.observe(Duration::from_millis(200), [Duration::ZERO; 4]);
-        assert_eq!(
-            batcher.next(Some(80)),
-            10,
-            "an eighth of the queue, by wall time"
-        );
-        batcher.observe(Duration::from_millis(500), [Duration::from_millis(50); 10]);
-        assert_eq!(
-            batcher.next(None),
-            40,
-            "the meaningful runs decide once there are some"
-        );
     }
 
     #[test]
