@@ -7,11 +7,13 @@
 //! about 2 seconds of tests, by the typical test this worker ran (the median of its last
 //! runs, which a fixture's setup in a batch's first test does not sway), and near the end at
 //! most an eighth of the tests still queued, so batches shrink as the queue
-//! empties; but never less than half a second of tests, nor so few that the batch's own cost
-//! (what it took beyond its tests' typical time) outweighs them. Its first batch is one test:
+//! empties; but never so few that the batch's own cost (what it took beyond its tests' typical
+//! time: a process start, a module's fixtures) outweighs them. Its first batch is one test:
 //! with the queue ordered longest first, the first tests are the longest, and nothing is known.
 
 use std::collections::VecDeque;
+
+use crate::queue::Want;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -19,10 +21,8 @@ use std::time::Duration;
 pub const MAX: usize = 1000;
 /// How much test time an auto batch aims to hold.
 const TARGET: Duration = Duration::from_secs(2);
-/// Near the end, an auto batch takes at most this fraction (1/n) of the tests still queued...
+/// Near the end, an auto batch takes at most this fraction (1/n) of the tests still queued.
 const SHARE_OF_QUEUE: usize = 8;
-/// ...but still this much test time: a shorter tail would not be noticed, more batches would.
-const TAIL_FLOOR: Duration = Duration::from_millis(500);
 /// How many of the latest test runs the typical test is taken from.
 const SAMPLES: usize = 64;
 /// Weight of the newest batch in the running cost per batch.
@@ -84,22 +84,25 @@ impl Batcher {
         sorted.get(sorted.len().saturating_sub(1) / 2).copied()
     }
 
-    /// How many tests to ask for next, with `queued` tests left in the queue (when known).
-    pub fn next(&self, queued: Option<usize>) -> usize {
+    /// What to ask for next. The share of the queue is applied by the queue as it hands the
+    /// tests out: it knows how many are left then.
+    pub fn next(&self) -> Want {
         if let BatchSize::Fixed(n) = self.size {
-            return n;
+            return Want::up_to(n);
         }
         let Some(per_test) = self.typical() else {
-            return 1;
+            return Want::up_to(1);
         };
         let per_test = per_test.max(1e-6);
         let by_time = self.target.as_secs_f64() / per_test;
-        let floor = (TAIL_FLOOR.min(self.target).as_secs_f64() / per_test)
-            .max(self.per_batch.unwrap_or(0.0) / per_test)
-            .min(by_time);
-        let by_queue = queued.map_or(f64::MAX, |queued| queued.div_ceil(SHARE_OF_QUEUE) as f64);
-        let n = by_time.min(by_queue.max(floor));
-        (n as usize).clamp(1, MAX)
+        // A batch worth its own cost: its tests take at least as long as the cost.
+        let worth_it = (self.per_batch.unwrap_or(0.0) / per_test).min(by_time);
+        let count = |n: f64| (n as usize).clamp(1, MAX);
+        Want {
+            max: count(by_time),
+            share: Some(SHARE_OF_QUEUE),
+            at_least: count(worth_it),
+        }
     }
 
     /// Records a batch that took `took` from start to end, its tests `times` by the runner's
@@ -143,16 +146,16 @@ mod tests {
     fn a_fixed_size_is_kept() {
         let mut batcher = Batcher::new(BatchSize::Fixed(20), HOUR);
         batcher.observe(Duration::from_secs(60), [Duration::from_secs(3); 20]);
-        assert_eq!(batcher.next(Some(3)), 20);
+        assert_eq!(batcher.next().of(3), 20);
     }
 
     /// Drains `queued` tests of `test` each, with `cost` per batch, and returns the sizes.
     fn drain(mut queued: usize, test: Duration, cost: Duration) -> Vec<usize> {
         let mut batcher = Batcher::new(BatchSize::Auto, HOUR);
-        assert_eq!(batcher.next(None), 1, "nothing known: one test");
+        assert_eq!(batcher.next().of(usize::MAX), 1, "nothing known: one test");
         let mut sizes = Vec::new();
         while queued > 0 {
-            let n = batcher.next(Some(queued)).min(queued);
+            let n = batcher.next().of(queued).min(queued);
             let tests_time = test * u32::try_from(n).unwrap();
             assert!(
                 tests_time <= TARGET,
@@ -166,7 +169,7 @@ mod tests {
     }
 
     /// Tests of 50 ms run by a persistent runner (no cost per batch): batches grow to the
-    /// target's worth and shrink to the tail's floor as the queue empties.
+    /// target's worth and shrink to single tests as the queue empties.
     #[test]
     fn auto_batches_stay_within_their_time_and_shrink_at_the_end() {
         let sizes = drain(2000, Duration::from_millis(50), Duration::ZERO);
@@ -178,8 +181,8 @@ mod tests {
         let tail: Vec<usize> = sizes.iter().rev().take(12).copied().collect();
         assert!(tail.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
         assert!(
-            sizes[sizes.len() - 3..].iter().all(|&n| n == 10),
-            "the last batches hold the tail's 500 ms: {sizes:?}"
+            sizes[sizes.len() - 3..].iter().all(|&n| n == 1),
+            "the last batches are single tests: {sizes:?}"
         );
     }
 
@@ -203,10 +206,10 @@ mod tests {
         let setup = Duration::from_millis(200);
         let test = Duration::from_millis(1);
         batcher.observe(setup, [setup]);
-        let n = batcher.next(Some(19));
+        let n = batcher.next().of(19);
         batcher.observe(setup + test * 2, [setup, test, test]);
         assert!(n >= 2, "{n}");
-        assert!(batcher.next(Some(16)) >= 16, "{}", batcher.next(Some(16)));
+        assert!(batcher.next().of(16) >= 16, "{}", batcher.next().of(16));
     }
 
     #[test]
@@ -214,7 +217,7 @@ mod tests {
         let mut batcher = Batcher::new(BatchSize::Auto, Duration::from_secs(1));
         batcher.observe(Duration::from_millis(10), [Duration::from_millis(10)]);
         assert_eq!(
-            batcher.next(None),
+            batcher.next().of(usize::MAX),
             25,
             "a quarter of the timeout, 10 ms a test"
         );

@@ -132,7 +132,7 @@ async fn work<Q: Queue, R: Runner>(
     let pacing = queue.pacing();
     let mut batcher = Batcher::new(options.batch_size, options.test_timeout.overall());
     runner.prepare().await?;
-    let mut next = queue.reserve(batcher.next(queue.queued_hint())).await?;
+    let mut next = queue.reserve(batcher.next()).await?;
     *finished_before = next == Reservation::Done;
     let mut poll = Duration::from_millis(10);
     loop {
@@ -169,7 +169,7 @@ async fn work<Q: Queue, R: Runner>(
                         .filter(|ack| !ack.result.shared)
                         .map(|ack| (ack.result.id.clone(), ack.result.duration)),
                 );
-                let reply = queue.ack(acks, batcher.next(queue.queued_hint())).await?;
+                let reply = queue.ack(acks, batcher.next()).await?;
                 for (id, recorded) in &reply.recorded {
                     let duration = durations.get(id).copied().unwrap_or_default();
                     print_line(queue.worker_id(), id.as_str(), *recorded, duration);
@@ -179,12 +179,12 @@ async fn work<Q: Queue, R: Runner>(
             Reservation::Empty => {
                 sleep(poll).await;
                 poll = (poll * 2).min(pacing.max_poll_interval);
-                next = queue.reserve(batcher.next(queue.queued_hint())).await?;
+                next = queue.reserve(batcher.next()).await?;
             }
             Reservation::Done => return Ok(()),
             Reservation::Stale => {
                 queue.rejoin().await?;
-                next = queue.reserve(batcher.next(queue.queued_hint())).await?;
+                next = queue.reserve(batcher.next()).await?;
             }
         }
     }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::budget::RequeueBudget;
 use crate::queue::{
-    Ack, AckReply, Lease, Pacing, Queue, QueueError, Recorded, Reservation, Reserved,
+    Ack, AckReply, Lease, Pacing, Queue, QueueError, Recorded, Reservation, Reserved, Want,
 };
 use crate::report::Summary;
 use crate::report::summary::{self, Listed};
@@ -214,7 +214,8 @@ impl State {
             .any(|(other, seen)| other != worker && now.duration_since(*seen) < timeout)
     }
 
-    fn reserve(&mut self, worker: &str, max: usize, timing: LocalTiming) -> Reservation {
+    fn reserve(&mut self, worker: &str, want: Want, timing: LocalTiming) -> Reservation {
+        let max = want.of(self.queue.len());
         let now = Instant::now();
         self.workers.insert(worker.to_owned(), now);
         let mut taken = Vec::new();
@@ -302,11 +303,11 @@ impl State {
 }
 
 impl Queue for LocalWorker {
-    async fn reserve(&self, max: usize) -> Result<Reservation, QueueError> {
-        Ok(self.queue.lock().reserve(&self.id, max, self.queue.timing))
+    async fn reserve(&self, want: Want) -> Result<Reservation, QueueError> {
+        Ok(self.queue.lock().reserve(&self.id, want, self.queue.timing))
     }
 
-    async fn ack(&self, acks: Vec<Ack>, max: usize) -> Result<AckReply, QueueError> {
+    async fn ack(&self, acks: Vec<Ack>, want: Want) -> Result<AckReply, QueueError> {
         let mut state = self.queue.lock();
         let recorded = acks
             .into_iter()
@@ -321,7 +322,7 @@ impl Queue for LocalWorker {
                 (id, what)
             })
             .collect();
-        let next = state.reserve(&self.id, max, self.queue.timing);
+        let next = state.reserve(&self.id, want, self.queue.timing);
         Ok(AckReply { recorded, next })
     }
 
@@ -360,10 +361,6 @@ impl Queue for LocalWorker {
 
     async fn rejoin(&self) -> Result<(), QueueError> {
         Ok(())
-    }
-
-    fn queued_hint(&self) -> Option<usize> {
-        Some(self.queue.lock().queue.len())
     }
 
     async fn slowest_runs(&self, ids: &[TestId]) -> Vec<Option<Duration>> {

@@ -37,6 +37,41 @@ pub trait ListSource: Sync {
     fn held(&self) -> Option<&TestList>;
 }
 
+/// How many tests a worker asks for: at most `max`; with a `share`, at most that fraction
+/// (1/share) of the tests still queued when they are handed out, but never fewer than
+/// `at_least` (a batch worth its own cost). The queue applies the share when it hands out, not
+/// the worker from what it saw a batch ago, so batches shrink as the queue really empties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// The most tests.
+    pub max: usize,
+    /// The fraction (1/share) of the queue to take at most, if any.
+    pub share: Option<usize>,
+    /// The fewest tests the share may leave (when as many are queued).
+    pub at_least: usize,
+}
+
+impl Want {
+    /// Up to `max` tests, whatever the queue holds.
+    pub fn up_to(max: usize) -> Self {
+        Self {
+            max,
+            share: None,
+            at_least: max,
+        }
+    }
+
+    /// How many to take of `queued` tests.
+    pub fn of(self, queued: usize) -> usize {
+        match self.share {
+            Some(share) if share > 0 => self
+                .max
+                .min(queued.div_ceil(share).max(self.at_least).max(1)),
+            _ => self.max,
+        }
+    }
+}
+
 /// A fencing token, unique to one hand-out of one test: only that hand-out's holder can
 /// acknowledge, heartbeat or release the test, so a worker whose test was taken over changes
 /// nothing.
@@ -120,15 +155,15 @@ pub struct Pacing {
 /// Every method is safe to call again after an error the backend reported as retryable; the
 /// backends retry lost connections themselves and only return errors that end the worker.
 pub trait Queue: Send + Sync {
-    /// Reserves up to `max` tests.
-    fn reserve(&self, max: usize) -> impl Future<Output = Result<Reservation, QueueError>> + Send;
+    /// Reserves the tests `want` asks for.
+    fn reserve(&self, want: Want) -> impl Future<Output = Result<Reservation, QueueError>> + Send;
 
-    /// Acknowledges results, then reserves up to `max` more in the same step (one round trip
-    /// per test in steady state).
+    /// Acknowledges results, then reserves what `want` asks for in the same step (one round
+    /// trip per batch in steady state).
     fn ack(
         &self,
         acks: Vec<Ack>,
-        max: usize,
+        want: Want,
     ) -> impl Future<Output = Result<AckReply, QueueError>> + Send;
 
     /// Tells the queue this worker is alive and still running `held`; returns the tests whose
@@ -144,10 +179,6 @@ pub trait Queue: Send + Sync {
     /// After [`Reservation::Stale`]: follows the build's current generation, or fails when
     /// there is none to follow.
     fn rejoin(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
-
-    /// How many tests were still queued after this worker's last hand-out, when the backend
-    /// says: auto batches shrink by it toward the end of the build.
-    fn queued_hint(&self) -> Option<usize>;
 
     /// The slowest recent run of each of `ids` in earlier builds, when known: what
     /// `--test-timeout auto` limits each test by. Best effort: history only narrows a limit.

@@ -10,7 +10,7 @@ use ciq::outcome::{Outcome, TestResult};
 use ciq::queue::budget::RequeueBudget;
 use ciq::queue::local::{LocalQueue, LocalTiming};
 use ciq::queue::redis::{RedisQueue, RedisSettings};
-use ciq::queue::{Ack, Queue, Recorded, Reservation, Reserved};
+use ciq::queue::{Ack, Queue, Recorded, Reservation, Reserved, Want};
 use ciq::test_id::{TestId, TestList};
 
 use ciq_testkit::RedisServer;
@@ -108,7 +108,7 @@ fn names(reserved: &[Reserved]) -> Vec<&str> {
 async fn reserve_within(queue: &impl Queue, max: usize, within: Duration) -> Vec<Reserved> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        match queue.reserve(max).await.unwrap() {
+        match queue.reserve(Want::up_to(max)).await.unwrap() {
             Reservation::Tests(tests) => return tests,
             Reservation::Empty if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -129,14 +129,17 @@ async fn the_per_test_budget_binds<B: Backend>(backend: B) {
     let (solo, gone) = (&queues[0], &queues[1]);
     gone.release(&[]).await.unwrap();
     let mut recorded = Vec::new();
-    let mut next = solo.reserve(1).await.unwrap();
+    let mut next = solo.reserve(Want::up_to(1)).await.unwrap();
     while let Reservation::Tests(tests) = next {
         let outcome = if tests[0].id.as_str() == "x" {
             Outcome::Failed
         } else {
             Outcome::Passed
         };
-        let reply = solo.ack(vec![ack(&tests[0], outcome)], 1).await.unwrap();
+        let reply = solo
+            .ack(vec![ack(&tests[0], outcome)], Want::up_to(1))
+            .await
+            .unwrap();
         recorded.extend(reply.recorded);
         next = reply.next;
     }
@@ -169,10 +172,10 @@ async fn requeue_budgets<B: Backend>(backend: B) {
     let queues = backend.build(&["x", "y"], 1, budget).await;
     let solo = &queues[0];
     let mut recorded = Vec::new();
-    let mut next = solo.reserve(1).await.unwrap();
+    let mut next = solo.reserve(Want::up_to(1)).await.unwrap();
     while let Reservation::Tests(tests) = next {
         let reply = solo
-            .ack(vec![ack(&tests[0], Outcome::Failed)], 1)
+            .ack(vec![ack(&tests[0], Outcome::Failed)], Want::up_to(1))
             .await
             .unwrap();
         recorded.extend(reply.recorded);
@@ -192,17 +195,17 @@ async fn requeue_budgets<B: Backend>(backend: B) {
 async fn flaky_after_a_retry_elsewhere<B: Backend>(backend: B) {
     let queues = backend.build(&["t"], 2, GENEROUS).await;
     let (a, b) = (&queues[0], &queues[1]);
-    let first = held(a.reserve(1).await.unwrap());
+    let first = held(a.reserve(Want::up_to(1)).await.unwrap());
     let reply = a
-        .ack(vec![ack(&first[0], Outcome::Failed)], 1)
+        .ack(vec![ack(&first[0], Outcome::Failed)], Want::up_to(1))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Requeued);
     assert_eq!(reply.next, Reservation::Empty, "a left its failure to b");
-    let retry = held(b.reserve(1).await.unwrap());
+    let retry = held(b.reserve(Want::up_to(1)).await.unwrap());
     assert_eq!(names(&retry), ["t"]);
     let reply = b
-        .ack(vec![ack(&retry[0], Outcome::Passed)], 1)
+        .ack(vec![ack(&retry[0], Outcome::Passed)], Want::up_to(1))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Flaky));
@@ -221,13 +224,13 @@ async fn flaky_after_a_retry_elsewhere<B: Backend>(backend: B) {
 async fn a_skip_after_a_failure_stays_failed<B: Backend>(backend: B) {
     let queues = backend.build(&["t"], 2, GENEROUS).await;
     let (a, b) = (&queues[0], &queues[1]);
-    let first = held(a.reserve(1).await.unwrap());
-    a.ack(vec![ack(&first[0], Outcome::Failed)], 0)
+    let first = held(a.reserve(Want::up_to(1)).await.unwrap());
+    a.ack(vec![ack(&first[0], Outcome::Failed)], Want::up_to(0))
         .await
         .unwrap();
-    let retry = held(b.reserve(1).await.unwrap());
+    let retry = held(b.reserve(Want::up_to(1)).await.unwrap());
     let reply = b
-        .ack(vec![ack(&retry[0], Outcome::Skipped)], 1)
+        .ack(vec![ack(&retry[0], Outcome::Skipped)], Want::up_to(1))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Failed));
@@ -241,9 +244,9 @@ async fn a_skip_after_a_failure_stays_failed<B: Backend>(backend: B) {
 async fn stale_leases_are_fenced<B: Backend>(backend: B) {
     let queues = backend.build(&["t", "u"], 2, GENEROUS).await;
     let (a, b) = (&queues[0], &queues[1]);
-    let first = held(a.reserve(1).await.unwrap());
+    let first = held(a.reserve(Want::up_to(1)).await.unwrap());
     a.release(&first).await.unwrap();
-    let again = held(b.reserve(1).await.unwrap());
+    let again = held(b.reserve(Want::up_to(1)).await.unwrap());
     assert_eq!(
         names(&again),
         ["t"],
@@ -251,18 +254,18 @@ async fn stale_leases_are_fenced<B: Backend>(backend: B) {
     );
     assert_ne!(again[0].lease, first[0].lease);
     let reply = a
-        .ack(vec![ack(&first[0], Outcome::Failed)], 0)
+        .ack(vec![ack(&first[0], Outcome::Failed)], Want::up_to(0))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Discarded);
     let reply = b
-        .ack(vec![ack(&again[0], Outcome::Passed)], 0)
+        .ack(vec![ack(&again[0], Outcome::Passed)], Want::up_to(0))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Passed));
     // The same acknowledgement again: the lease is spent.
     let reply = b
-        .ack(vec![ack(&again[0], Outcome::Failed)], 0)
+        .ack(vec![ack(&again[0], Outcome::Failed)], Want::up_to(0))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Discarded);
@@ -276,7 +279,7 @@ async fn stale_leases_are_fenced<B: Backend>(backend: B) {
 async fn takeover_after_the_heartbeat_timeout<B: Backend>(backend: B) {
     let queues = backend.build(&["t"], 2, GENEROUS).await;
     let (a, b) = (&queues[0], &queues[1]);
-    let lost = held(a.reserve(1).await.unwrap());
+    let lost = held(a.reserve(Want::up_to(1)).await.unwrap());
     let started = tokio::time::Instant::now();
     let taken = reserve_within(b, 1, Duration::from_secs(30)).await;
     assert!(
@@ -287,12 +290,12 @@ async fn takeover_after_the_heartbeat_timeout<B: Backend>(backend: B) {
     assert_eq!(names(&taken), ["t"]);
     assert_eq!(a.heartbeat(&lost).await.unwrap(), [lost[0].id.clone()]);
     let reply = a
-        .ack(vec![ack(&lost[0], Outcome::Passed)], 0)
+        .ack(vec![ack(&lost[0], Outcome::Passed)], Want::up_to(0))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Discarded);
     let reply = b
-        .ack(vec![ack(&taken[0], Outcome::Passed)], 1)
+        .ack(vec![ack(&taken[0], Outcome::Passed)], Want::up_to(1))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Passed));
@@ -305,17 +308,17 @@ async fn takeover_after_the_heartbeat_timeout<B: Backend>(backend: B) {
 async fn heartbeats_keep_a_test_and_empty_turns_done<B: Backend>(backend: B) {
     let queues = backend.build(&["long"], 2, GENEROUS).await;
     let (a, b) = (&queues[0], &queues[1]);
-    let long = held(a.reserve(1).await.unwrap());
+    let long = held(a.reserve(Want::up_to(1)).await.unwrap());
     let until = tokio::time::Instant::now() + HEARTBEAT_TIMEOUT * 2;
     while tokio::time::Instant::now() < until {
         tokio::time::sleep(HEARTBEAT_INTERVAL).await;
         assert!(a.heartbeat(&long).await.unwrap().is_empty());
-        assert_eq!(b.reserve(1).await.unwrap(), Reservation::Empty);
+        assert_eq!(b.reserve(Want::up_to(1)).await.unwrap(), Reservation::Empty);
     }
-    a.ack(vec![ack(&long[0], Outcome::Passed)], 0)
+    a.ack(vec![ack(&long[0], Outcome::Passed)], Want::up_to(0))
         .await
         .unwrap();
-    assert_eq!(b.reserve(1).await.unwrap(), Reservation::Done);
+    assert_eq!(b.reserve(Want::up_to(1)).await.unwrap(), Reservation::Done);
     assert_eq!(b.summary().await.unwrap().taken_over, 0);
 }
 
@@ -324,12 +327,12 @@ async fn heartbeats_keep_a_test_and_empty_turns_done<B: Backend>(backend: B) {
 async fn a_failure_waits_for_others_only_a_while<B: Backend>(backend: B) {
     let queues = backend.build(&["busy", "t"], 2, GENEROUS).await;
     let (a, b) = (&queues[0], &queues[1]);
-    let busy = held(b.reserve(1).await.unwrap());
+    let busy = held(b.reserve(Want::up_to(1)).await.unwrap());
     assert_eq!(names(&busy), ["busy"]);
-    let first = held(a.reserve(1).await.unwrap());
+    let first = held(a.reserve(Want::up_to(1)).await.unwrap());
     let failed_at = tokio::time::Instant::now();
     let reply = a
-        .ack(vec![ack(&first[0], Outcome::Failed)], 1)
+        .ack(vec![ack(&first[0], Outcome::Failed)], Want::up_to(1))
         .await
         .unwrap();
     assert_eq!(reply.next, Reservation::Empty, "left to b at first");
@@ -348,14 +351,14 @@ async fn a_failure_waits_for_others_only_a_while<B: Backend>(backend: B) {
 async fn batches_hand_out_and_record_each_test<B: Backend>(backend: B) {
     let queues = backend.build(&["a", "b", "c", "d", "e"], 1, GENEROUS).await;
     let solo = &queues[0];
-    let first = held(solo.reserve(3).await.unwrap());
+    let first = held(solo.reserve(Want::up_to(3)).await.unwrap());
     assert_eq!(names(&first), ["a", "b", "c"]);
     let acks = vec![
         ack(&first[0], Outcome::Passed),
         ack(&first[1], Outcome::Skipped),
         ack(&first[2], Outcome::Errored),
     ];
-    let reply = solo.ack(acks, 3).await.unwrap();
+    let reply = solo.ack(acks, Want::up_to(3)).await.unwrap();
     let recorded: Vec<_> = reply.recorded.iter().map(|(_, r)| *r).collect();
     assert_eq!(
         recorded,
@@ -368,7 +371,7 @@ async fn batches_hand_out_and_record_each_test<B: Backend>(backend: B) {
     let rest = held(reply.next);
     assert_eq!(names(&rest), ["c", "d", "e"], "the requeued test first");
     let acks = rest.iter().map(|r| ack(r, Outcome::Passed)).collect();
-    let reply = solo.ack(acks, 3).await.unwrap();
+    let reply = solo.ack(acks, Want::up_to(3)).await.unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Flaky));
     assert_eq!(reply.next, Reservation::Done);
     let summary = solo.summary().await.unwrap();
@@ -377,6 +380,33 @@ async fn batches_hand_out_and_record_each_test<B: Backend>(backend: B) {
         .map(|o| summary.count(*o))
         .collect();
     assert_eq!(counts, [3, 1, 1]);
+}
+
+/// A share of the queue is taken of what is queued when the tests are handed out, within the
+/// most asked for and never below the fewest: auto batches shrink as the queue empties.
+async fn a_share_of_the_queue_shrinks_as_it_empties<B: Backend>(backend: B) {
+    let tests: Vec<String> = (0..20).map(|n| format!("t{n:02}")).collect();
+    let tests: Vec<&str> = tests.iter().map(String::as_str).collect();
+    let queues = backend.build(&tests, 1, GENEROUS).await;
+    let solo = &queues[0];
+    let share = |max, at_least| Want {
+        max,
+        share: Some(4),
+        at_least,
+    };
+    let mut sizes = Vec::new();
+    let mut next = solo.reserve(share(100, 1)).await.unwrap();
+    while let Reservation::Tests(batch) = next {
+        sizes.push(batch.len());
+        let acks = batch.iter().map(|r| ack(r, Outcome::Passed)).collect();
+        // The last asks want at least 3: a batch worth its cost.
+        let at_least = if sizes.len() >= 4 { 3 } else { 1 };
+        next = solo.ack(acks, share(4, at_least)).await.unwrap().next;
+    }
+    assert_eq!(next, Reservation::Done);
+    // A quarter of 20 is 5; of 15, 4 (at most 4 from then on); of 11, 3; of 8, 2; then at
+    // least 3: of 6, 3; of the last 3, 3.
+    assert_eq!(sizes, [5, 4, 3, 2, 3, 3]);
 }
 
 macro_rules! both_queues {
@@ -410,4 +440,5 @@ both_queues!(
     heartbeats_keep_a_test_and_empty_turns_done,
     a_failure_waits_for_others_only_a_while,
     batches_hand_out_and_record_each_test,
+    a_share_of_the_queue_shrinks_as_it_empties,
 );

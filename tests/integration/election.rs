@@ -10,7 +10,7 @@ use ciq::queue::error::AbortKind;
 use ciq::queue::redis::keys::BuildKeys;
 use ciq::queue::redis::supervisor::{Ending, ReportSettings, Status, supervise};
 use ciq::queue::redis::{RedisQueue, RedisSettings};
-use ciq::queue::{Ack, Queue, QueueError, Reservation, Reserved};
+use ciq::queue::{Ack, Queue, QueueError, Reservation, Reserved, Want};
 use ciq::report::Summary;
 use ciq::test_id::TestList;
 use redis::Commands;
@@ -151,7 +151,7 @@ async fn leader_dies(server: &RedisServer, build: &str, name: &str, report: Opti
 /// Drains the queue with `queue`, passing every test.
 async fn pass_all(queue: &RedisQueue) -> usize {
     let mut ran = 0;
-    let mut next = queue.reserve(1).await.unwrap();
+    let mut next = queue.reserve(Want::up_to(1)).await.unwrap();
     loop {
         match next {
             Reservation::Tests(tests) => {
@@ -160,11 +160,11 @@ async fn pass_all(queue: &RedisQueue) -> usize {
                     .iter()
                     .map(|reserved| ack(reserved, Outcome::Passed))
                     .collect();
-                next = queue.ack(acks, 1).await.unwrap().next;
+                next = queue.ack(acks, Want::up_to(1)).await.unwrap().next;
             }
             Reservation::Empty => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                next = queue.reserve(1).await.unwrap();
+                next = queue.reserve(Want::up_to(1)).await.unwrap();
             }
             Reservation::Done => return ran,
             Reservation::Stale => panic!("unexpected stale generation"),
@@ -218,9 +218,9 @@ async fn acknowledged_test_is_not_taken_over_after_its_deadline() {
     );
     let joined = a.join(&list(&["done", "other"])).await.unwrap();
     b.join(&list(&["other", "done"])).await.unwrap();
-    let held = tests(a.reserve(1).await.unwrap());
+    let held = tests(a.reserve(Want::up_to(1)).await.unwrap());
     let reply = a
-        .ack(vec![ack(&held[0], Outcome::Passed)], 0)
+        .ack(vec![ack(&held[0], Outcome::Passed)], Want::up_to(0))
         .await
         .unwrap();
     assert_eq!(
@@ -236,7 +236,7 @@ async fn acknowledged_test_is_not_taken_over_after_its_deadline() {
         .unwrap();
     // Lost tests are looked for at most every tenth of the heartbeat timeout.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = tests(b.reserve(5).await.unwrap());
+    let got = tests(b.reserve(Want::up_to(5)).await.unwrap());
     let got: Vec<_> = got.iter().map(|r| r.id.as_str().to_owned()).collect();
     assert_eq!(got, ["other"], "the acknowledged test was taken over");
     let lingering: Option<f64> = conn
@@ -416,7 +416,7 @@ async fn staleness_is_noticed_after_the_generation_changed() {
         &["r1", "r2", "r3"]
     ));
     let mut conn = server.conn();
-    assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
+    assert_eq!(a.reserve(Want::up_to(1)).await.unwrap(), Reservation::Stale);
     a.rejoin().await.unwrap();
     assert_eq!(pass_all(&a).await, 3, "works the new generation");
     let old_queue: Vec<String> = conn
@@ -437,7 +437,7 @@ async fn stale_heartbeat_keeps_the_worker_alive_for_the_report() {
     let server = RedisServer::start();
     let a = worker(&server, "b9", "a").await;
     a.join(&list(&["long", "t2"])).await.unwrap();
-    let held = tests(a.reserve(1).await.unwrap());
+    let held = tests(a.reserve(Want::up_to(1)).await.unwrap());
     assert!(replace_generation(
         &server,
         "b9",
@@ -455,7 +455,7 @@ async fn stale_heartbeat_keeps_the_worker_alive_for_the_report() {
             "the report took a live worker for gone"
         );
     }
-    assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
+    assert_eq!(a.reserve(Want::up_to(1)).await.unwrap(), Reservation::Stale);
     a.rejoin().await.unwrap();
     assert_eq!(pass_all(&a).await, 2);
     let (summary, ending) = report.await.unwrap().unwrap();
@@ -482,9 +482,12 @@ async fn report_that_missed_the_commit_learns_the_state_was_lost() {
     let _: () = conn.del(keys.state()).unwrap();
     let a = worker(&server, "b10", "a").await;
     a.join(&list(&["t1", "t2"])).await.unwrap();
-    assert!(matches!(a.reserve(1).await.unwrap(), Reservation::Tests(_)));
+    assert!(matches!(
+        a.reserve(Want::up_to(1)).await.unwrap(),
+        Reservation::Tests(_)
+    ));
     lose_build(&server, "b10");
-    assert_eq!(a.reserve(1).await.unwrap(), Reservation::Stale);
+    assert_eq!(a.reserve(Want::up_to(1)).await.unwrap(), Reservation::Stale);
     assert!(matches!(a.rejoin().await, Err(QueueError::StateLost(_))));
     let ended = tokio::time::timeout(Duration::from_secs(20), report.task)
         .await
@@ -579,7 +582,7 @@ async fn fresh_election_after_lost_state_is_not_followed() {
     let mut server = RedisServer::start();
     let a = worker(&server, "b10", "a").await;
     a.join(&list(&["t1", "t2"])).await.unwrap();
-    let held = tests(a.reserve(1).await.unwrap());
+    let held = tests(a.reserve(Want::up_to(1)).await.unwrap());
     let report = Report::spawn(report_settings(&server, "b10"));
     report
         .saw("the first generation running", |status| {
@@ -591,7 +594,7 @@ async fn fresh_election_after_lost_state_is_not_followed() {
     let joined = late.join(&list(&["t1", "t2"])).await.unwrap();
     assert!(joined.led, "the late worker starts a fresh build");
     assert_eq!(
-        a.ack(vec![ack(&held[0], Outcome::Failed)], 1)
+        a.ack(vec![ack(&held[0], Outcome::Failed)], Want::up_to(1))
             .await
             .unwrap()
             .next,

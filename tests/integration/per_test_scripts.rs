@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ciq::outcome::Outcome;
 use ciq::queue::redis::keys::BuildKeys;
-use ciq::queue::{Queue, Recorded, Reservation};
+use ciq::queue::{Queue, Recorded, Reservation, Want};
 use redis::Commands;
 
 use crate::election::{ack, list, tests, worker};
@@ -23,11 +23,11 @@ async fn late_acknowledgement_after_take_over_changes_nothing() {
     );
     let joined = a.join(&list(&["t"])).await.unwrap();
     b.join(&list(&["t"])).await.unwrap();
-    let held_by_a = tests(a.reserve(1).await.unwrap()).remove(0);
+    let held_by_a = tests(a.reserve(Want::up_to(1)).await.unwrap()).remove(0);
     // a goes silent; b waits, then takes the test over after the heartbeat timeout (1.5 s).
     let started = std::time::Instant::now();
     let held_by_b = loop {
-        match b.reserve(1).await.unwrap() {
+        match b.reserve(Want::up_to(1)).await.unwrap() {
             Reservation::Tests(mut tests) => break tests.remove(0),
             Reservation::Empty => tokio::time::sleep(Duration::from_millis(50)).await,
             other => panic!("{other:?}"),
@@ -46,7 +46,7 @@ async fn late_acknowledgement_after_take_over_changes_nothing() {
         std::slice::from_ref(&held_by_a.id)
     );
     let reply = a
-        .ack(vec![ack(&held_by_a, Outcome::Failed)], 0)
+        .ack(vec![ack(&held_by_a, Outcome::Failed)], Want::up_to(0))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Discarded);
@@ -60,7 +60,7 @@ async fn late_acknowledgement_after_take_over_changes_nothing() {
         "the new holder's entry was removed"
     );
     let reply = b
-        .ack(vec![ack(&held_by_b, Outcome::Passed)], 1)
+        .ack(vec![ack(&held_by_b, Outcome::Passed)], Want::up_to(1))
         .await
         .unwrap();
     assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Passed));

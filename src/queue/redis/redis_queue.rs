@@ -4,7 +4,7 @@
 //! trip), HEARTBEAT, RELEASE. Each request carries a sequence number, so a request re-sent after
 //! a lost reply gets the first reply back instead of being applied twice.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
 use crate::queue::redis::scripts::per_test::{Caller, Handed};
 use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summarize};
 use crate::queue::redis::{RedisSettings, millis};
-use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved};
+use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved, Want};
 use crate::report::Summary;
 use crate::test_id::TestId;
 use crate::timings;
@@ -35,8 +35,6 @@ pub struct RedisQueue {
     /// so processes that share a worker id never speak for each other.
     pub(super) session: String,
     seq: AtomicU64,
-    /// Tests left in the queue after this worker's last hand-out (`usize::MAX` before one).
-    queued: AtomicUsize,
     current: Mutex<Option<Arc<Followed>>>,
     /// When this session's liveness was last recorded by a per-test call.
     seen_at: Mutex<Option<Instant>>,
@@ -62,7 +60,6 @@ impl RedisQueue {
             worker,
             session: uuid::Uuid::new_v4().simple().to_string(),
             seq: AtomicU64::new(0),
-            queued: AtomicUsize::new(usize::MAX),
             current: Mutex::new(None),
             seen_at: Mutex::new(None),
             leading: Mutex::new(None),
@@ -112,33 +109,28 @@ impl RedisQueue {
 
     async fn handed(&self, handed: Handed) -> Result<Reservation, QueueError> {
         match handed {
-            Handed::Reservation(reservation, queued) => {
-                if let Some(queued) = queued {
-                    self.queued.store(queued, Ordering::Relaxed);
-                }
-                Ok(reservation)
-            }
+            Handed::Reservation(reservation) => Ok(reservation),
             Handed::Lost(why) => Err(self.state_lost(&why).await),
         }
     }
 }
 
 impl Queue for RedisQueue {
-    async fn reserve(&self, max: usize) -> Result<Reservation, QueueError> {
+    async fn reserve(&self, want: Want) -> Result<Reservation, QueueError> {
         let followed = self.followed()?;
         let caller = self.caller(&followed);
-        let handed = scripts::run(&self.conn, &Reserve { caller, max }).await?;
+        let handed = scripts::run(&self.conn, &Reserve { caller, want }).await?;
         self.handed(handed).await
     }
 
-    async fn ack(&self, acks: Vec<Ack>, max: usize) -> Result<AckReply, QueueError> {
+    async fn ack(&self, acks: Vec<Ack>, want: Want) -> Result<AckReply, QueueError> {
         let followed = self.followed()?;
         let caller = self.caller(&followed);
         let acked = scripts::run(
             &self.conn,
             &ack::Ack {
                 caller,
-                max,
+                want,
                 results: &acks,
             },
         )
@@ -180,10 +172,6 @@ impl Queue for RedisQueue {
         );
         self.follow(&generation);
         Ok(())
-    }
-
-    fn queued_hint(&self) -> Option<usize> {
-        Some(self.queued.load(Ordering::Relaxed)).filter(|&queued| queued != usize::MAX)
     }
 
     async fn slowest_runs(&self, ids: &[TestId]) -> Vec<Option<Duration>> {

@@ -1,5 +1,5 @@
 -- ACK(results) + RESERVE(k) in one round trip.
--- ARGV[7] k, then one group of four per result: test id, lease, outcome, failure detail (JSON,
+-- ARGV[7] k (as RESERVE's), then one group of four per result: test id, lease, outcome, failure detail (JSON,
 -- empty for a pass). Invariants:
 --  * Lease fencing: a result whose running entry is no longer there (the test was taken over,
 --    released, or already acknowledged) changes nothing, so a late worker never removes the new
@@ -67,6 +67,6 @@ end
 
 local recorded = {}
 for i, result in ipairs(results) do recorded[i] = {result.test, statuses[i]} end
-local reply = reservation(reserve(tonumber(ARGV[7]), ctx), ctx)
+local reply = reservation(reserve(wanted(ARGV[7]), ctx), ctx)
 reply.recorded = recorded
 return close(cjson.encode(reply), true)

@@ -1,5 +1,15 @@
 -- handout.lua: how RESERVE and ACK hand tests out and record outcomes (after per_test.lua).
 
+-- How many tests a request wants: `max`, or `max:share:at_least`: at most 1/share of the tests
+-- queued now (so batches shrink as the queue empties), but never fewer than at_least.
+local function wanted(arg)
+  local max, share, at_least = string.match(arg, '^(%d+):(%d+):(%d+)$')
+  if not max then return tonumber(arg) end
+  local queued = redis.call('LLEN', K.queue)
+  return math.min(tonumber(max),
+    math.max(math.ceil(queued / math.max(tonumber(share), 1)), tonumber(at_least), 1))
+end
+
 -- Whether another session than this one was heard from within the heartbeat timeout.
 local function others_alive(now, heartbeat_timeout)
   local found = false
@@ -178,7 +188,7 @@ end
 -- must be processed and counted: anything less means Redis lost part of the build (a key
 -- evicted or expired), which must never pass for a finished build.
 local function reservation(tests, ctx)
-  if #tests > 0 then return {status = 'tests', tests = tests, queued = redis.call('LLEN', K.queue)} end
+  if #tests > 0 then return {status = 'tests', tests = tests} end
   if redis.call('LLEN', K.queue) > 0 or redis.call('ZCARD', K.running) > 1 then
     return {status = 'empty'}
   end

@@ -3,19 +3,19 @@
 use redis::Value;
 use serde::Deserialize;
 
-use super::per_test::{Caller, Handed, Handout};
+use super::per_test::{Caller, Handed, Handout, want_arg};
 use super::summarize::stored_id;
 use super::{Step, json, lua_list};
 use crate::outcome::{FailureDetail, Outcome};
-use crate::queue::{QueueError, Recorded};
+use crate::queue::{QueueError, Recorded, Want};
 use crate::test_id::TestId;
 
 pub(super) const SOURCE: &str = lua!("per_test.lua", "handout.lua", "ack.lua");
 
-/// ACK of `results` (run by `caller.worker`), then RESERVE of up to `max`.
+/// ACK of `results` (run by `caller.worker`), then RESERVE of what `want` asks for.
 pub(in crate::queue::redis) struct Ack<'a> {
     pub caller: Caller<'a>,
-    pub max: usize,
+    pub want: Want,
     pub results: &'a [crate::queue::Ack],
 }
 
@@ -47,7 +47,7 @@ impl Step for Ack<'_> {
 
     fn args(&self) -> Vec<String> {
         let mut args = self.caller.args();
-        args.push(self.max.to_string());
+        args.push(want_arg(self.want));
         for ack in self.results {
             let result = &ack.result;
             args.push(result.id.as_str().to_owned());

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::lua_list;
 use super::summarize::stored_id;
-use crate::queue::{Lease, QueueError, Reservation, Reserved};
+use crate::queue::{Lease, QueueError, Reservation, Reserved, Want};
 
 /// Who calls, in which generation, with which request: ARGV[1..6] of every per-test script.
 pub(in crate::queue::redis) struct Caller<'a> {
@@ -45,6 +45,15 @@ impl Caller<'_> {
     }
 }
 
+/// How RESERVE and ACK are told what a worker wants: `max`, or `max:share:at_least` when the
+/// script is to take at most that share of the queue (see `lua/handout.lua`'s `wanted`).
+pub(super) fn want_arg(want: Want) -> String {
+    match want.share {
+        Some(share) => format!("{}:{share}:{}", want.max, want.at_least),
+        None => want.max.to_string(),
+    }
+}
+
 /// RESERVE's and ACK's hand-out.
 #[derive(Deserialize)]
 pub(super) struct Handout {
@@ -53,15 +62,12 @@ pub(super) struct Handout {
     tests: Vec<(String, String)>,
     #[serde(default)]
     why: String,
-    /// Tests left in the queue after this hand-out (with tests only).
-    #[serde(default)]
-    queued: Option<usize>,
 }
 
 /// What a reservation came to, for the queue.
 pub(in crate::queue::redis) enum Handed {
-    /// A reservation to pass on, and the tests left in the queue when it says.
-    Reservation(Reservation, Option<usize>),
+    /// A reservation to pass on.
+    Reservation(Reservation),
     /// Redis lost part of the build: what did not add up.
     Lost(String),
 }
@@ -96,6 +102,6 @@ impl Handout {
                 )));
             }
         };
-        Ok(Handed::Reservation(reservation, self.queued))
+        Ok(Handed::Reservation(reservation))
     }
 }

@@ -2,16 +2,16 @@
 
 use redis::Value;
 
-use super::per_test::{Caller, Handed, Handout};
+use super::per_test::{Caller, Handed, Handout, want_arg};
 use super::{Step, json};
-use crate::queue::QueueError;
+use crate::queue::{QueueError, Want};
 
 pub(super) const SOURCE: &str = lua!("per_test.lua", "handout.lua", "reserve.lua");
 
-/// RESERVE of up to `max` tests.
+/// RESERVE of the tests `want` asks for.
 pub(in crate::queue::redis) struct Reserve<'a> {
     pub caller: Caller<'a>,
-    pub max: usize,
+    pub want: Want,
 }
 
 impl Step for Reserve<'_> {
@@ -26,7 +26,7 @@ impl Step for Reserve<'_> {
 
     fn args(&self) -> Vec<String> {
         let mut args = self.caller.args();
-        args.push(self.max.to_string());
+        args.push(want_arg(self.want));
         args
     }
 
