@@ -383,10 +383,11 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
     );
 }
 
-/// 20 tests sharing one module-scoped fixture that logs each setup to `setups.log`.
+/// 20 tests sharing one module-scoped fixture that takes 0.1 s to set up (a cost auto batches
+/// see) and logs each setup to `setups.log`.
 fn module_fixture_suite(dir: &Path) {
     let mut source = String::from(
-        "import os\nimport pytest\n\n\n@pytest.fixture(scope='module')\ndef shared():\n    with open(os.path.join(os.path.dirname(__file__), 'setups.log'), 'a') as log:\n        log.write('setup\\n')\n    return 1\n",
+        "import os\nimport time\nimport pytest\n\n\n@pytest.fixture(scope='module')\ndef shared():\n    time.sleep(0.1)\n    with open(os.path.join(os.path.dirname(__file__), 'setups.log'), 'a') as log:\n        log.write('setup\\n')\n    return 1\n",
     );
     for n in 0..20 {
         source.push_str(&format!(
