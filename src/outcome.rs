@@ -121,6 +121,13 @@ impl TestResult {
         }
     }
 
+    /// Whether `duration` tells how long this test usually takes, to remember for later
+    /// builds: its own time (not a share of its batch's), of a run that ended by itself (not
+    /// errored: a timeout, a crash, a test the runner could not find) and ran (not skipped).
+    pub fn is_own_run(&self) -> bool {
+        !self.shared && !matches!(self.outcome, Outcome::Errored | Outcome::Skipped)
+    }
+
     /// This result with `duration` a share of its batch's time.
     pub fn shared(self) -> Self {
         Self {
@@ -141,4 +148,31 @@ pub struct FailureDetail {
     pub duration_ms: u64,
     /// Captured output, bounded.
     pub output: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a later build's limits and order are made of: a test's own time of a run that
+    /// ended by itself.
+    #[test]
+    fn only_own_runs_that_ended_by_themselves_are_remembered() {
+        let run = |outcome| {
+            TestResult::new(
+                TestId::new("t").unwrap(),
+                outcome,
+                Duration::from_secs(1),
+                String::new(),
+            )
+        };
+        assert!(run(Outcome::Passed).is_own_run());
+        assert!(run(Outcome::Failed).is_own_run());
+        assert!(
+            !run(Outcome::Errored).is_own_run(),
+            "a timeout is not a usual time"
+        );
+        assert!(!run(Outcome::Skipped).is_own_run());
+        assert!(!run(Outcome::Passed).shared().is_own_run());
+    }
 }

@@ -16,6 +16,8 @@ pub const AUTO_FACTOR: u32 = 5;
 pub const AUTO_FLOOR: Duration = Duration::from_secs(5);
 /// The limit of a test with no history.
 pub const AUTO_UNKNOWN: Duration = Duration::from_secs(30 * 60);
+/// No auto limit is longer (as no `--test-timeout` may be): absurd history stays bounded.
+const AUTO_CEILING: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// `--test-timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +48,8 @@ impl TestTimeout {
             (TestTimeout::Fixed(limit), _) => limit,
             (TestTimeout::Auto, None) => AUTO_UNKNOWN,
             (TestTimeout::Auto, Some(slowest)) => slowest
-                .checked_mul(AUTO_FACTOR)
-                .unwrap_or(AUTO_UNKNOWN)
-                .max(AUTO_FLOOR),
+                .saturating_mul(AUTO_FACTOR)
+                .clamp(AUTO_FLOOR, AUTO_CEILING),
         }
     }
 
@@ -72,6 +73,7 @@ mod tests {
         );
         assert_eq!(auto.limit(Some(Duration::from_millis(10))), AUTO_FLOOR);
         assert_eq!(auto.limit(None), AUTO_UNKNOWN);
+        assert_eq!(auto.limit(Some(Duration::MAX)), AUTO_CEILING);
         let fixed: TestTimeout = "90s".parse().unwrap();
         assert_eq!(
             fixed.limit(Some(Duration::from_secs(1))),

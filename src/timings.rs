@@ -114,7 +114,7 @@ impl Timings {
         })?;
         let estimates = ids
             .iter()
-            .filter_map(|id| Some((id.clone(), cases.find(id.as_str())?.duration)))
+            .filter_map(|id| Some((id.clone(), cases.find(id.as_str())?.duration?)))
             .collect();
         Ok(Self { estimates })
     }

@@ -147,9 +147,14 @@ async fn work<Q: Queue, R: Runner>(
                 let total = limits
                     .iter()
                     .fold(Duration::ZERO, |sum, limit| sum.saturating_add(*limit));
-                let longest = limits.iter().max().copied().unwrap_or_default();
-                let deadline = Instant::now()
-                    .checked_add(total.saturating_add(longest) + Duration::from_secs(1));
+                // A framework restarted after a crash gets the limit of a test without history
+                // to start.
+                let restart = options.test_timeout.overall();
+                let deadline = Instant::now().checked_add(
+                    total
+                        .saturating_add(restart)
+                        .saturating_add(Duration::from_secs(1)),
+                );
                 *held.lock().unwrap_or_else(PoisonError::into_inner) =
                     batch.iter().map(|r| (r.clone(), deadline)).collect();
                 let started = Instant::now();
@@ -166,7 +171,7 @@ async fn work<Q: Queue, R: Runner>(
                     .collect();
                 measured.extend(
                     acks.iter()
-                        .filter(|ack| !ack.result.shared)
+                        .filter(|ack| ack.result.is_own_run())
                         .map(|ack| (ack.result.id.clone(), ack.result.duration)),
                 );
                 let reply = queue.ack(acks, batcher.next()).await?;

@@ -112,7 +112,7 @@ fn write_timings(path: &Path, durations: Vec<(TestId, Duration)>) {
     let count = durations.len();
     if count == 0 {
         crate::say!(
-            "ciq: no durations measured; `{}` left as it was",
+            "ciq: no durations measured; nothing written to `{}`",
             path.display()
         );
         return;

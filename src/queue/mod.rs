@@ -64,10 +64,11 @@ impl Want {
     /// How many to take of `queued` tests.
     pub fn of(self, queued: usize) -> usize {
         match self.share {
-            Some(share) if share > 0 => self
+            // A share of 0 counts as 1, as the Redis scripts take it.
+            Some(share) => self
                 .max
-                .min(queued.div_ceil(share).max(self.at_least).max(1)),
-            _ => self.max,
+                .min(queued.div_ceil(share.max(1)).max(self.at_least).max(1)),
+            None => self.max,
         }
     }
 }

@@ -126,7 +126,11 @@ impl CommandRunner {
                         } else {
                             process::bounded(&case.output, self.output_limit)
                         };
-                        result(id, case.outcome, case.duration, output)
+                        match case.duration {
+                            Some(duration) => result(id, case.outcome, duration, output),
+                            // No time in the report: the test's share of the batch.
+                            None => shared(id, case.outcome, output),
+                        }
                     }
                     None => shared(
                         id,

@@ -24,8 +24,8 @@ pub struct Case {
     pub name: String,
     /// `failure` -> failed, `error` -> errored, `skipped` -> skipped, none -> passed.
     pub outcome: Outcome,
-    /// Its `time` attribute.
-    pub duration: Duration,
+    /// Its `time` attribute, when it has a usable one.
+    pub duration: Option<Duration>,
     /// Failure or skip message and text, then `system-out` and `system-err`.
     pub output: String,
 }
@@ -181,8 +181,7 @@ impl State {
 fn start_case(element: &BytesStart<'_>) -> Result<Case, JunitError> {
     let duration = attribute(element, "time")?
         .and_then(|time| time.trim().parse::<f64>().ok())
-        .and_then(reported_duration)
-        .unwrap_or_default();
+        .and_then(reported_duration);
     Ok(Case {
         classname: attribute(element, "classname")?.unwrap_or_default(),
         name: attribute(element, "name")?
@@ -244,7 +243,7 @@ mod tests {
         let ok = cases.find("tests/test_x.py::test_ok").unwrap();
         assert_eq!(ok.outcome, Outcome::Passed);
         let param = cases.find("tests/test_x.py::TestC::test_p[a b-é]").unwrap();
-        assert_eq!(param.duration, Duration::from_millis(250));
+        assert_eq!(param.duration, Some(Duration::from_millis(250)));
         assert_eq!(param.output, "hello & bye\n");
         let bad = cases.find("tests/test_x.py::test_bad").unwrap();
         assert_eq!(bad.outcome, Outcome::Failed);
@@ -287,11 +286,11 @@ mod tests {
     fn absurd_times_are_unknown_not_panics() {
         let cases = parse(r#"<testsuite><testcase name="a" time="1e30"/><testcase name="b" time="-1"/><testcase name="c" time="NaN"/><testcase name="d" time="0.25"/></testsuite>"#).unwrap();
         for name in ["a", "b", "c"] {
-            assert_eq!(cases.find(name).unwrap().duration, Duration::ZERO, "{name}");
+            assert_eq!(cases.find(name).unwrap().duration, None, "{name}");
         }
         assert_eq!(
             cases.find("d").unwrap().duration,
-            Duration::from_millis(250)
+            Some(Duration::from_millis(250))
         );
     }
 
