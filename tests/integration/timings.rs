@@ -292,6 +292,16 @@ fn auto_time_limits_through_redis_come_from_the_store() {
     assert_auto_limits(&Proc::spawn("w", &scratch, &with_command(args)).wait(LONG));
 }
 
+fn assert_named_only_the_drifting_test(out: &ciq_testkit::Output, named: &str) {
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_said(out, named);
+    assert!(
+        !out.stderr.contains("pass/steady@1500 took"),
+        "{}",
+        out.both()
+    );
+}
+
 /// A run three times longer than the test's earlier runs (and a second longer at least) is
 /// named: by the report through Redis, by the local run itself.
 #[test]
@@ -310,13 +320,7 @@ fn runs_much_longer_than_usual_are_named() {
     args.push(list.display().to_string());
     args.extend(["--timings".to_owned(), file.display().to_string()]);
     let out = Proc::spawn("local", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
-    assert_said(&out, named);
-    assert!(
-        !out.stderr.contains("pass/steady@1500 took"),
-        "{}",
-        out.both()
-    );
+    assert_named_only_the_drifting_test(&out, named);
 
     let server = RedisServer::start();
     let _: i64 = redis::cmd("HSET")
@@ -339,11 +343,5 @@ fn runs_much_longer_than_usual_are_named() {
     );
     assert_eq!(worker.wait(LONG).code, Some(0));
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
-    assert_said(&out, named);
-    assert!(
-        !out.stderr.contains("pass/steady@1500 took"),
-        "{}",
-        out.both()
-    );
+    assert_named_only_the_drifting_test(&out, named);
 }
