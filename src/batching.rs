@@ -12,10 +12,10 @@
 //! with the queue ordered longest first, the first tests are the longest, and nothing is known.
 
 use std::collections::VecDeque;
-
-use crate::queue::Want;
 use std::str::FromStr;
 use std::time::Duration;
+
+use crate::queue::Want;
 
 /// The most tests in one batch: a batch travels in one script call.
 pub const MAX: usize = 1000;

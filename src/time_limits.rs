@@ -60,6 +60,13 @@ impl TestTimeout {
     }
 }
 
+/// What a batch run in one process may take: its tests' limits added up.
+pub fn total(limits: &[Duration]) -> Duration {
+    limits
+        .iter()
+        .fold(Duration::ZERO, |sum, limit| sum.saturating_add(*limit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

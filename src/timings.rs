@@ -237,10 +237,18 @@ impl std::fmt::Display for Slower {
     }
 }
 
-/// Whether a run of `took` is much longer than `usual`: three times as long, and a second
-/// longer at least (a 10 ms test taking 40 ms is noise).
-pub fn much_slower(took: Duration, usual: Duration) -> bool {
-    took >= usual.saturating_mul(3) && took >= usual.saturating_add(Duration::from_secs(1))
+impl Slower {
+    /// The run of `id` that took `took`, if that is much longer than `usual`: three times as
+    /// long, and a second longer at least (a 10 ms test taking 40 ms is noise).
+    pub fn of(id: &TestId, took: Duration, usual: Duration) -> Option<Self> {
+        let much =
+            took >= usual.saturating_mul(3) && took >= usual.saturating_add(Duration::from_secs(1));
+        much.then(|| Self {
+            id: id.clone(),
+            took,
+            usual,
+        })
+    }
 }
 
 /// The `most` slowest of `slower` relative to their usual time, for a report's few lines.

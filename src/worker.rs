@@ -18,7 +18,7 @@ use crate::queue::{Ack, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::Summary;
 use crate::runner::{Runner, RunnerError};
 use crate::test_id::TestId;
-use crate::time_limits::TestTimeout;
+use crate::time_limits::{self, TestTimeout};
 
 /// How a worker runs its tests.
 #[derive(Debug, Clone)]
@@ -144,9 +144,7 @@ async fn work<Q: Queue, R: Runner>(
                 // Runners apply the limits per test (nextest, persistent) or their sum per
                 // batch, and a persistent framework may restart once: heartbeats stop after
                 // that much.
-                let total = limits
-                    .iter()
-                    .fold(Duration::ZERO, |sum, limit| sum.saturating_add(*limit));
+                let total = time_limits::total(&limits);
                 // A framework restarted after a crash gets the limit of a test without history
                 // to start.
                 let restart = options.test_timeout.overall();
@@ -236,7 +234,6 @@ fn pair(batch: &[Reserved], results: Vec<TestResult>) -> Vec<Ack> {
                     Duration::ZERO,
                     "[ciq: the runner reported no result for this test]\n".to_owned(),
                 )
-                .shared()
             }),
         })
         .collect()

@@ -19,7 +19,7 @@ use crate::queue::{
 use crate::report::Summary;
 use crate::report::summary::{self, Listed};
 use crate::test_id::TestId;
-use crate::timings::{Slower, much_slower};
+use crate::timings::Slower;
 
 /// How the local queue's workers are timed.
 #[derive(Debug, Clone, Copy)]
@@ -166,14 +166,7 @@ impl LocalQueue {
         state
             .durations
             .iter()
-            .filter_map(|(id, took)| {
-                let usual = *state.history.get(id)?;
-                much_slower(*took, usual).then(|| Slower {
-                    id: id.clone(),
-                    took: *took,
-                    usual,
-                })
-            })
+            .filter_map(|(id, took)| Slower::of(id, *took, *state.history.get(id)?))
             .collect()
     }
 

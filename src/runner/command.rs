@@ -15,6 +15,7 @@ use crate::process::{self, Capture, Exit, Finished, Spec};
 use crate::runner::junit::{self, Cases, JunitError};
 use crate::runner::{Runner, RunnerError};
 use crate::test_id::TestId;
+use crate::time_limits;
 
 /// The argument replaced by the batch's test ids.
 pub const PLACEHOLDER: &str = "{}";
@@ -82,7 +83,7 @@ impl CommandRunner {
     ) -> Vec<TestResult> {
         let (outcome, batch_output) = finished.outcome();
         // Without a report's own times, each test of the batch is taken to have had an equal
-        // share of it: what later builds order and size batches by.
+        // share of it: enough to size batches by, never remembered as the test's own time.
         let share = finished.duration / u32::try_from(batch.len()).unwrap_or(u32::MAX).max(1);
         let result = |id: &TestId, outcome, duration, output| {
             TestResult::new(id.clone(), outcome, duration, output)
@@ -229,11 +230,7 @@ impl Runner for CommandRunner {
         let spec = Spec {
             argv: self.argv(batch, &junit),
             env,
-            timeout: Some(
-                limits
-                    .iter()
-                    .fold(Duration::ZERO, |sum, limit| sum.saturating_add(*limit)),
-            ),
+            timeout: Some(time_limits::total(limits)),
             cwd: None,
         };
         let finished = process::run(

@@ -384,14 +384,14 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
 }
 
 /// 20 tests sharing one module-scoped fixture that takes 0.1 s to set up (a cost auto batches
-/// see) and logs each setup to `setups.log`.
+/// see) and logs each setup to `setups.log`; each test logs its run to `ran.log`.
 fn module_fixture_suite(dir: &Path) {
     let mut source = String::from(
         "import os\nimport time\nimport pytest\n\n\n@pytest.fixture(scope='module')\ndef shared():\n    time.sleep(0.1)\n    with open(os.path.join(os.path.dirname(__file__), 'setups.log'), 'a') as log:\n        log.write('setup\\n')\n    return 1\n",
     );
     for n in 0..20 {
         source.push_str(&format!(
-            "\n\ndef test_{n:02}(shared):\n    assert shared == 1\n"
+            "\n\ndef test_{n:02}(shared):\n    with open(os.path.join(os.path.dirname(__file__), 'ran.log'), 'a') as log:\n        log.write('test_{n:02}\\n')\n    assert shared == 1\n"
         ));
     }
     std::fs::write(dir.join("test_shared.py"), source).unwrap();
@@ -419,6 +419,14 @@ fn auto_batches_share_a_modules_fixture() {
         let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
         assert_eq!(out.code, Some(0), "{mode:?}: {}", out.both());
         assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+        let mut ran: Vec<String> = std::fs::read_to_string(scratch.path("ran.log"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        ran.sort();
+        let expected: Vec<String> = (0..20).map(|n| format!("test_{n:02}")).collect();
+        assert_eq!(ran, expected, "{mode:?}: each test ran once");
         let setups = std::fs::read_to_string(scratch.path("setups.log"))
             .unwrap()
             .lines()

@@ -86,6 +86,7 @@ fn a_build_remembers_its_durations_and_the_next_starts_the_long_tests_first() {
     assert_eq!(out.code, Some(0), "{}", out.both());
     let out = report.wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
+    scratch.assert_each_ran_once(8);
     assert_said(&out, "wrote the durations of 8 tests");
     assert_eq!(
         order_of(&scratch, "first")[6..],
@@ -145,6 +146,7 @@ fn departed_tests_leave_the_store_and_recent_ones_stay() {
     )
     .wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
+    scratch.assert_each_ran_once(2);
     let stored: BTreeMap<String, String> = redis::cmd("HGETALL")
         .arg(STORE)
         .query(&mut server.conn())
@@ -176,6 +178,7 @@ fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
         ],
     );
     assert_eq!(out.code, Some(0), "{}", out.both());
+    scratch.assert_each_ran_once(8);
     assert_said(&out, "warning: cannot read timing file");
     assert_said(&out, "wrote the durations of 8 tests");
     assert!(timing_file(&written)["pass/long1@400"] >= 400);
@@ -240,8 +243,9 @@ fn a_timing_file_that_cannot_be_written_is_refused_before_the_build() {
 
 /// `--test-timeout auto`: a test that normally takes 200 ms and hangs is killed after the
 /// 5 s floor; one that takes a little longer than usual, and one without history, are spared.
-fn assert_auto_limits(out: &ciq_testkit::Output) {
+fn assert_auto_limits(out: &ciq_testkit::Output, scratch: &Scratch) {
     assert_eq!(out.code, Some(1), "{}", out.both());
+    scratch.assert_each_ran_once(3);
     assert!(
         out.stdout.contains("3 tests: 2 passed, 1 errored"),
         "{}",
@@ -270,7 +274,10 @@ fn auto_time_limits_in_local_mode_come_from_the_timing_file() {
     args.push(list.display().to_string());
     args.extend(strings(&["--test-timeout", "auto", "--timings"]));
     args.push(file.display().to_string());
-    assert_auto_limits(&Proc::spawn("local", &scratch, &with_command(args)).wait(LONG));
+    assert_auto_limits(
+        &Proc::spawn("local", &scratch, &with_command(args)).wait(LONG),
+        &scratch,
+    );
 }
 
 #[test]
@@ -289,7 +296,10 @@ fn auto_time_limits_through_redis_come_from_the_store() {
         .unwrap();
     let mut args = worker_args(&server, "auto", "w", &list);
     args.extend(strings(&["--max-requeues", "0", "--test-timeout", "auto"]));
-    assert_auto_limits(&Proc::spawn("w", &scratch, &with_command(args)).wait(LONG));
+    assert_auto_limits(
+        &Proc::spawn("w", &scratch, &with_command(args)).wait(LONG),
+        &scratch,
+    );
 }
 
 fn assert_named_only_the_drifting_test(out: &ciq_testkit::Output, named: &str) {
@@ -321,6 +331,7 @@ fn runs_much_longer_than_usual_are_named() {
     args.extend(["--timings".to_owned(), file.display().to_string()]);
     let out = Proc::spawn("local", &scratch, &with_command(args)).wait(LONG);
     assert_named_only_the_drifting_test(&out, named);
+    scratch.assert_each_ran_once(2);
 
     let server = RedisServer::start();
     let _: i64 = redis::cmd("HSET")
@@ -344,4 +355,9 @@ fn runs_much_longer_than_usual_are_named() {
     assert_eq!(worker.wait(LONG).code, Some(0));
     let out = report.wait(LONG);
     assert_named_only_the_drifting_test(&out, named);
+    let counts = scratch.run_counts();
+    assert!(
+        counts.len() == 2 && counts.values().all(|&n| n == 2),
+        "each test ran once in each build: {counts:?}"
+    );
 }

@@ -14,11 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
 use crate::test_id::TestId;
-use crate::timings::{Slower, much_slower};
+use crate::timings::Slower;
 
 /// Ids read or written per command.
 const CHUNK: usize = 1000;
-/// Commands of [`CHUNK`] ids sent in one round trip when reading.
+/// Commands of [`CHUNK`] ids sent in one round trip.
 const CHUNKS_PER_TRIP: usize = 20;
 /// Weight of the newest run in the smoothed estimate.
 const ALPHA: f64 = 0.3;
@@ -109,19 +109,24 @@ impl<'a> Estimates<'a> {
         }
     }
 
-    async fn entries(&self, ids: &[&str]) -> Result<Vec<Option<Entry>>, QueueError> {
-        let mut entries = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let raw: Vec<Option<String>> = self
-                .conn
-                .query(redis::cmd("HMGET").arg(&self.key).arg(chunk))
-                .await?;
-            entries.extend(
-                raw.into_iter()
-                    .map(|raw| raw.as_deref().and_then(Entry::parse)),
-            );
+    /// The store's entry of each of `ids`, as `parse` reads it: [`CHUNK`] ids per `HMGET`, a
+    /// few of them per round trip, so a million ids cost tens of round trips.
+    async fn read_each<T>(
+        &self,
+        ids: impl ExactSizeIterator<Item = &TestId>,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Vec<Option<T>>, QueueError> {
+        let mut read = Vec::with_capacity(ids.len());
+        let names: Vec<&str> = ids.map(TestId::as_str).collect();
+        for chunks in names.chunks(CHUNK * CHUNKS_PER_TRIP) {
+            let mut pipe = redis::pipe();
+            for chunk in chunks.chunks(CHUNK) {
+                pipe.cmd("HMGET").arg(&self.key).arg(chunk);
+            }
+            let raw: Vec<Vec<Option<String>>> = self.conn.pipeline(&pipe).await?;
+            read.extend(raw.iter().flatten().map(|raw| parse(raw.as_deref()?)));
         }
-        Ok(entries)
+        Ok(read)
     }
 
     /// The store's estimate of each of `ids` (empty when it holds none).
@@ -131,21 +136,12 @@ impl<'a> Estimates<'a> {
         if held == 0 {
             return Ok(Vec::new());
         }
-        let mut estimates = Vec::with_capacity(ids.len());
-        // A few chunks per round trip: a million ids cost tens of round trips, not a thousand.
-        for chunks in ids.chunks(CHUNK * CHUNKS_PER_TRIP) {
-            let mut read = redis::pipe();
-            for chunk in chunks.chunks(CHUNK) {
-                let names: Vec<&str> = chunk.iter().map(TestId::as_str).collect();
-                read.cmd("HMGET").arg(&self.key).arg(names);
-            }
-            let raw: Vec<Vec<Option<String>>> = self.conn.pipeline(&read).await?;
-            estimates.extend(raw.iter().flatten().map(|raw| {
-                let ms: f64 = raw.as_deref()?.split(':').next()?.parse().ok()?;
-                Some(Duration::from_millis(ms.max(0.0) as u64))
-            }));
-        }
-        Ok(estimates)
+        // Only the estimate, the entry's first field: no samples kept for a million ids.
+        self.read_each(ids.iter(), |entry| {
+            let ms: f64 = entry.split(':').next()?.parse().ok()?;
+            Some(Duration::from_millis(ms.max(0.0) as u64))
+        })
+        .await
     }
 
     /// The slowest of the recent runs of each of `ids` that the store holds.
@@ -153,49 +149,36 @@ impl<'a> Estimates<'a> {
         &self,
         ids: &[TestId],
     ) -> Result<Vec<Option<Duration>>, QueueError> {
-        let names: Vec<&str> = ids.iter().map(TestId::as_str).collect();
-        let entries = self.entries(&names).await?;
-        Ok(entries
-            .into_iter()
-            .map(|entry| {
-                let slowest = entry?.samples.into_iter().max()?;
-                Some(Duration::from_millis(slowest))
-            })
-            .collect())
+        self.read_each(ids.iter(), |entry| {
+            let slowest = Entry::parse(entry)?.samples.into_iter().max()?;
+            Some(Duration::from_millis(slowest))
+        })
+        .await
     }
 
-    /// Folds one run of each of `durations` into the store.
-    /// Returns the runs that took much longer than the test's recent ones
-    /// ([`crate::timings::much_slower`]).
+    /// Folds one run of each of `durations` into the store; returns the runs that took much
+    /// longer than the test's recent ones ([`Slower::of`]).
     pub(super) async fn fold(
         &self,
         durations: &[(TestId, Duration)],
     ) -> Result<Vec<Slower>, QueueError> {
         let now = now_s();
+        let entries = self
+            .read_each(durations.iter().map(|(id, _)| id), Entry::parse)
+            .await?;
         let mut slower = Vec::new();
-        for chunk in durations.chunks(CHUNK) {
-            let names: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
-            let entries = self.entries(&names).await?;
-            let mut write = redis::cmd("HSET");
-            write.arg(&self.key);
-            for ((id, duration), entry) in chunk.iter().zip(entries) {
-                let usual = entry
-                    .as_ref()
-                    .and_then(|entry| entry.samples.iter().max())
-                    .map(|ms| Duration::from_millis(*ms));
-                if let Some(usual) = usual.filter(|usual| much_slower(*duration, *usual)) {
-                    slower.push(Slower {
-                        id: id.clone(),
-                        took: *duration,
-                        usual,
-                    });
-                }
-                let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-                write
-                    .arg(id.as_str())
-                    .arg(Entry::fold(entry, ms, now).render());
-            }
-            let _: i64 = self.conn.query(&write).await?;
+        let mut fields = Vec::with_capacity(durations.len());
+        for ((id, took), entry) in durations.iter().zip(entries) {
+            let usual = entry.as_ref().and_then(|entry| entry.samples.iter().max());
+            slower.extend(usual.and_then(|ms| Slower::of(id, *took, Duration::from_millis(*ms))));
+            let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+            fields.push((id.as_str(), Entry::fold(entry, ms, now).render()));
+        }
+        for chunk in fields.chunks(CHUNK) {
+            let _: i64 = self
+                .conn
+                .query(redis::cmd("HSET").arg(&self.key).arg(chunk))
+                .await?;
         }
         let _: i64 = self
             .conn
