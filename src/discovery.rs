@@ -14,6 +14,8 @@ use std::borrow::Cow;
 use crate::frameworks::{nextest, pytest};
 use crate::listing::{self, ListingError};
 use crate::queue::{ListFailure, ListSource};
+use crate::runner::RunnerError;
+use crate::runner::persistent::PersistentRunner;
 use crate::test_id::{TestList, TestListError};
 
 /// Where the test ids come from.
@@ -59,6 +61,9 @@ pub enum DiscoveryError {
     /// The list is malformed.
     #[error(transparent)]
     List(#[from] TestListError),
+    /// The framework process that was to list its suite could not.
+    #[error(transparent)]
+    Framework(#[from] RunnerError),
 }
 
 impl TestSource {
@@ -120,5 +125,52 @@ impl ListSource for TestSource {
             TestSource::List(list) => Some(list),
             TestSource::Command { .. } => None,
         }
+    }
+}
+
+/// A pytest suite listed by the persistent pytest that will run it, when its plugin lists:
+/// one collection instead of two (a collection can take longer than the tests). Any other
+/// source, or a plugin that does not list, is listed as [`TestSource::discover`] does.
+pub struct FrameworkListing<'a> {
+    /// Where the list comes from otherwise.
+    pub source: &'a TestSource,
+    /// The worker's framework process, when it is a persistent one.
+    pub framework: Option<&'a PersistentRunner>,
+}
+
+impl FrameworkListing<'_> {
+    /// Whether the framework lists the suite (so other workers' frameworks may start now).
+    pub fn by_framework(&self) -> bool {
+        self.framework.is_some()
+            && matches!(
+                self.source,
+                TestSource::Command {
+                    format: ListFormat::PytestCollect,
+                    ..
+                }
+            )
+    }
+
+    /// The test list, within `timeout`.
+    pub async fn discover(&self, timeout: Duration) -> Result<TestList, DiscoveryError> {
+        if let (true, Some(framework)) = (self.by_framework(), self.framework)
+            && let Some(ids) = framework.list(timeout).await?
+        {
+            return Ok(TestList::parse(&ids, "pytest's collection")?);
+        }
+        self.source.discover(timeout).await
+    }
+}
+
+impl ListSource for FrameworkListing<'_> {
+    async fn produce(&self, timeout: Duration) -> Result<Cow<'_, TestList>, ListFailure> {
+        match self.source.held() {
+            Some(list) => Ok(Cow::Borrowed(list)),
+            None => Ok(Cow::Owned(self.discover(timeout).await?)),
+        }
+    }
+
+    fn held(&self) -> Option<&TestList> {
+        self.source.held()
     }
 }

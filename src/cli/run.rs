@@ -1,5 +1,6 @@
 //! `ciq run`: local workers over an in-memory queue, or one worker of a Redis build.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -8,7 +9,7 @@ use tokio::task::JoinSet;
 use super::Failed;
 use crate::config::args::RunArgs;
 use crate::config::{Mode, RunConfig, RunnerSpec, ci};
-use crate::discovery::TestSource;
+use crate::discovery::{FrameworkListing, TestSource};
 use crate::exit_code;
 use crate::frameworks::nextest::NextestRunner;
 use crate::frameworks::pytest;
@@ -41,8 +42,13 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                 queue = RedisQueue::connect(*settings, worker.clone()) => queue?,
                 signal = &mut shutdown => return Ok(interrupted(signal, &worker)),
             };
+            let runner = runner_for(&config, &worker);
+            let listing = FrameworkListing {
+                source: &source,
+                framework: runner.framework(),
+            };
             tokio::select! {
-                joined = queue.join(&source) => {
+                joined = queue.join(&listing) => {
                     joined?;
                 }
                 signal = &mut shutdown => {
@@ -54,7 +60,6 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     return Ok(interrupted(signal, &worker));
                 }
             }
-            let runner = runner_for(&config, &worker);
             let end = worker::run(&queue, &runner, &config.worker, shutdown)
                 .await
                 .map_err(|err| {
@@ -85,8 +90,24 @@ async fn run_local(
     let signals = tokio::spawn(async move {
         let _ = stop_tx.send(Some(signal::shutdown().await));
     });
+    let runners: Vec<Arc<AnyRunner>> = (1..=jobs)
+        .map(|n| Arc::new(runner_for(&config, &local_worker(n))))
+        .collect();
+    let listing = FrameworkListing {
+        source: &source,
+        framework: runners.first().and_then(|runner| runner.framework()),
+    };
+    // While the first framework lists the suite, the others collect it too, side by side; a
+    // framework that fails here fails again, and says why, in its worker.
+    let mut starting = JoinSet::new();
+    if listing.by_framework() {
+        for runner in runners.iter().skip(1) {
+            let runner = Arc::clone(runner);
+            starting.spawn(async move { runner.prepare().await.is_ok() });
+        }
+    }
     let list = tokio::select! {
-        list = source.discover(config.discovery_timeout) => list?,
+        list = listing.discover(config.discovery_timeout) => list?,
         signal = stopped(stop_rx.clone()) => return Ok(interrupted(signal, "local")),
     };
     if let Some(warning) = list.duplicate_warning() {
@@ -107,13 +128,11 @@ async fn run_local(
     let queue = LocalQueue::new(ordered, config.budget, timing);
     queue.remember(file.into_map());
     let mut workers = JoinSet::new();
-    for n in 1..=jobs {
-        let id = format!("local-{n}");
-        let handle = queue.worker(&id);
-        let runner = runner_for(&config, &id);
+    for (n, runner) in (1..).zip(runners) {
+        let handle = queue.worker(local_worker(n));
         let options = config.worker.clone();
         let stop = stop_rx.clone();
-        workers.spawn(async move { worker::run(&handle, &runner, &options, stopped(stop)).await });
+        workers.spawn(async move { worker::run(&handle, &*runner, &options, stopped(stop)).await });
     }
     let mut interrupted = None;
     let mut failure = None;
@@ -150,6 +169,11 @@ async fn run_local(
     })
 }
 
+/// The id of local worker `n` (from 1).
+fn local_worker(n: usize) -> String {
+    format!("local-{n}")
+}
+
 /// The runner the command line chose.
 #[expect(
     clippy::large_enum_variant,
@@ -162,6 +186,16 @@ enum AnyRunner {
     Nextest(NextestRunner),
     /// A persistent framework process.
     Persistent(PersistentRunner),
+}
+
+impl AnyRunner {
+    /// The framework process of a persistent runner, which may list the suite it runs.
+    fn framework(&self) -> Option<&PersistentRunner> {
+        match self {
+            AnyRunner::Persistent(runner) => Some(runner),
+            AnyRunner::Command(_) | AnyRunner::Nextest(_) => None,
+        }
+    }
 }
 
 impl Runner for AnyRunner {

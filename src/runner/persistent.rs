@@ -33,6 +33,8 @@ enum Request<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         next: Option<&'a str>,
     },
+    /// Asks for the collected ids, when the framework said at `ready` that it lists.
+    List,
     Shutdown,
 }
 
@@ -52,6 +54,12 @@ struct Message {
     duration: Option<f64>,
     #[serde(default)]
     output: Option<String>,
+    /// With `ready`: whether the framework answers `list`.
+    #[serde(default)]
+    lists: bool,
+    /// With `list`: the collected ids, in collection order.
+    #[serde(default)]
+    ids: Option<Vec<String>>,
 }
 
 /// What a framework adapter adds to the runner's errors when its process will not start.
@@ -81,6 +89,8 @@ struct Session {
     /// Copies the process's stderr into `stderr` until the pipe closes.
     stderr_task: tokio::task::JoinHandle<()>,
     group: GroupGuard,
+    /// Whether the framework answers `list`.
+    lists: bool,
 }
 
 /// What waiting for a message produced.
@@ -162,6 +172,7 @@ impl PersistentRunner {
             stderr,
             stderr_task,
             group,
+            lists: false,
         };
         let deadline = deadline_after(self.timeout);
         loop {
@@ -173,6 +184,7 @@ impl PersistentRunner {
                             "it speaks protocol version {version}; this ciq speaks {PROTOCOL_VERSION}"
                         )));
                     }
+                    session.lists = message.lists;
                     return Ok(session);
                 }
                 Received::Message(message) if message.kind == "fatal" => {
@@ -291,6 +303,39 @@ impl PersistentRunner {
     }
 }
 
+impl PersistentRunner {
+    /// The ids the framework collected, one per line, from the process that will run them
+    /// (started now, within `timeout`): a framework that collects once for both saves a
+    /// collection per build. `None` when the framework does not list (an older plugin).
+    pub async fn list(&self, timeout: Duration) -> Result<Option<Vec<u8>>, RunnerError> {
+        let listed = tokio::time::timeout(timeout, async {
+            let mut guard = self.session.lock().await;
+            let session = match guard.as_mut() {
+                Some(session) => session,
+                None => guard.insert(self.start().await?),
+            };
+            if !session.lists {
+                return Ok(None);
+            }
+            let listed = session.list().await;
+            if listed.is_err() {
+                session.group.kill();
+                *guard = None;
+            }
+            listed
+                .map(Some)
+                .map_err(|detail| self.framework_error(detail))
+        })
+        .await;
+        listed.unwrap_or_else(|_| {
+            Err(self.framework_error(format!(
+                "it did not list its tests within {}",
+                crate::human::duration(timeout)
+            )))
+        })
+    }
+}
+
 /// A protocol line short enough to quote in a message.
 fn clip(line: &str) -> String {
     const MAX: usize = 200;
@@ -343,6 +388,43 @@ fn result_of(
 }
 
 impl Session {
+    /// Asks the framework for its ids: one per line, or why it could not give them.
+    async fn list(&mut self) -> Result<Vec<u8>, String> {
+        if self.send(&Request::List).await.is_err() {
+            return Err(format!(
+                "it died before listing its tests ({})",
+                self.ended().await
+            ));
+        }
+        loop {
+            match self.receive(None).await {
+                Received::Message(message) if message.kind == "list" => {
+                    let ids = message.ids.ok_or("it answered `list` without `ids`")?;
+                    let mut listed = Vec::new();
+                    for id in ids {
+                        listed.extend_from_slice(id.as_bytes());
+                        listed.push(b'\n');
+                    }
+                    return Ok(listed);
+                }
+                Received::Message(_) => {}
+                Received::Garbage(line) => {
+                    return Err(format!(
+                        "it broke the protocol while listing, writing `{}` to stdout",
+                        clip(&line)
+                    ));
+                }
+                Received::Closed | Received::TimedOut => {
+                    let status = self.ended().await;
+                    return Err(format!(
+                        "it exited while listing its tests ({status}): {}",
+                        key_line(&self.stderr_tail())
+                    ));
+                }
+            }
+        }
+    }
+
     async fn send(&mut self, request: &Request<'_>) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
         line.push(b'\n');

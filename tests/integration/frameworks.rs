@@ -437,3 +437,45 @@ fn auto_batches_share_a_modules_fixture() {
         );
     }
 }
+
+/// Persistent pytest collects the suite once per worker: the framework that runs the tests
+/// also lists them (the leader's, or the first local worker's), instead of a listing run of its
+/// own before it.
+#[test]
+fn persistent_pytest_collects_once_per_worker() {
+    require_pytest();
+    let collections = |dir: &Path| {
+        std::fs::read_to_string(dir.join("collections.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let suite = |dir: &Path| {
+        module_fixture_suite(dir);
+        std::fs::write(
+            dir.join("conftest.py"),
+            "import os\n\n\ndef pytest_collection_finish(session):\n    with open(os.path.join(os.path.dirname(__file__), 'collections.log'), 'a') as log:\n        log.write(f'{len(session.items)}\\n')\n",
+        )
+        .unwrap();
+    };
+
+    let scratch = Scratch::new();
+    suite(scratch.dir.path());
+    let args = strings(&["run", "-j", "2", "pytest", "--persistent"]);
+    let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+    assert_eq!(collections(scratch.dir.path()), 2, "local: one per worker");
+
+    let dir = Scratch::new();
+    suite(dir.dir.path());
+    let out = distributed(
+        dir.dir.path(),
+        "collect-once",
+        &["pytest", "--persistent"],
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+    assert_eq!(collections(dir.dir.path()), 2, "Redis: one per worker");
+}

@@ -216,6 +216,7 @@ def test_ready_message(suite_results):
         "framework": "pytest",
         "framework_version": pytest.__version__,
         "tests": EXPECTED["tests"],
+        "lists": True,
     }
 
 
@@ -303,6 +304,19 @@ def test_unknown_message_types_and_fields_are_ignored(start):
     worker.send({"type": "run", "id": "test_basic.py::test_addition", "priority": 7})
     result = worker.recv()
     assert result is not None and result["type"] == "result" and result["outcome"] == "passed"
+    assert worker.shutdown() == 0
+
+
+@pytest.mark.parametrize("args", [(), ("-k", "test_params")])
+def test_list_gives_what_collect_only_prints(start, args):
+    # ciq queues these ids and sends them back in `run`: byte for byte the batch listing's.
+    listing = run_pytest("--collect-only", "-p", "no:cacheprovider", *args, "--verbosity=-1")
+    expected = listing.stdout.split("\n\n")[0].splitlines()
+    worker = start(SUITE, *args)
+    assert worker.ready()["tests"] == len(expected)
+    worker.send({"type": "list"})
+    assert worker.recv() == {"type": "list", "ids": expected}
+    assert worker.run(expected[-1])["outcome"] in ("passed", "failed", "skipped", "errored")
     assert worker.shutdown() == 0
 
 

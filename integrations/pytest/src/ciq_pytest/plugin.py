@@ -127,12 +127,17 @@ class PersistentWorker:
                 "framework": "pytest",
                 "framework_version": pytest.__version__,
                 "tests": len(session.items),
+                # ciq may ask for the collected ids instead of collecting them again itself.
+                "lists": True,
             }
         )
         while True:
             message = self.channel.receive()
             if message is None or message.get("type") == "shutdown":
                 return
+            if message.get("type") == "list":
+                self.channel.send({"type": "list", "ids": [item.nodeid for item in session.items]})
+                continue
             if message.get("type") != "run":
                 continue  # unknown types are ignored: a newer ciq may send more
             test_id = message.get("id")
