@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark: wall time of 1,000 trivial pytest tests on 4 local ciq workers, persistent mode
-against batch mode (auto batches, the default, and batch sizes 1 and 20), against one plain
+(the default with the plugin installed) against batch mode (auto batches, and batch sizes 1 and 20), against one plain
 pytest process; then 20 tests sharing a slow module-scoped fixture on one worker.
 
 Prints one line per mode and the ratios to plain pytest, all measured in this one run (the
@@ -62,11 +62,11 @@ def main():
         jobs = ["-j", str(args.workers), "--max-requeues", "0"]
         modes = [
             ("plain pytest (1 process)", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]),
-            ("ciq persistent (auto)", [ciq, "run", *jobs, "pytest", "--persistent"]),
+            ("ciq persistent (default)", [ciq, "run", *jobs, "pytest"]),
             ("ciq persistent size 1", [ciq, "run", *jobs, "--batch-size", "1", "pytest", "--persistent"]),
-            ("ciq batch auto (default)", [ciq, "run", *jobs, "pytest"]),
-            ("ciq batch size 20", [ciq, "run", *jobs, "--batch-size", "20", "pytest"]),
-            ("ciq batch size 1", [ciq, "run", *jobs, "--batch-size", "1", "pytest"]),
+            ("ciq batch auto", [ciq, "run", *jobs, "pytest", "--batch"]),
+            ("ciq batch size 20", [ciq, "run", *jobs, "--batch-size", "20", "pytest", "--batch"]),
+            ("ciq batch size 1", [ciq, "run", *jobs, "--batch-size", "1", "pytest", "--batch"]),
         ]
         best = {}
         for name, command in modes:
@@ -79,10 +79,10 @@ def main():
         print(f"pytest benchmark: {args.tests} trivial tests, {args.workers} ciq workers, best of {args.repeat}")
         for name, _ in modes:
             print(f"  {name:<26} {best[name]:7.2f} s   {best[name] / plain:6.2f} x plain pytest")
-        persistent = best["ciq persistent (auto)"]
+        persistent = best["ciq persistent (default)"]
         print_fixture_suite(ciq, args.repeat)
         print(
-            f"  batch mode with auto batches takes {best['ciq batch auto (default)'] / persistent:.2f}x"
+            f"  batch mode with auto batches takes {best['ciq batch auto'] / persistent:.2f}x"
             f" persistent mode's time (batch size 1: {best['ciq batch size 1'] / persistent:.1f}x,"
             f" batch size 20: {best['ciq batch size 20'] / persistent:.1f}x)"
         )
@@ -94,7 +94,7 @@ def print_fixture_suite(ciq, repeat):
         modes = [
             ("plain pytest", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]),
             ("ciq persistent -j 1", [ciq, "run", "-j", "1", "pytest", "--persistent"]),
-            ("ciq batch -j 1", [ciq, "run", "-j", "1", "pytest"]),
+            ("ciq batch -j 1", [ciq, "run", "-j", "1", "pytest", "--batch"]),
             ("ciq persistent -j 1, size 1", [ciq, "run", "-j", "1", "--batch-size", "1", "pytest", "--persistent"]),
         ]
         best = {name: min(timed(command, suite)[0] for _ in range(repeat)) for name, command in modes}

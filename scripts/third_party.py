@@ -139,7 +139,7 @@ def main():
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=package_dir, capture_output=True, text=True
             )
             own = pytest_counts(plain.stdout)
-            ok &= compare(f"{args.package} (pytest, batch mode)", own, through_ciq(url, "py-batch", package_dir, ["--batch-size", "20", "pytest"]))
+            ok &= compare(f"{args.package} (pytest, batch mode)", own, through_ciq(url, "py-batch", package_dir, ["--batch-size", "20", "pytest", "--batch"]))
             ok &= compare(f"{args.package} (pytest, persistent mode)", own, through_ciq(url, "py-persistent", package_dir, ["pytest", "--persistent"]))
 
             name, version = args.crate.split("@")

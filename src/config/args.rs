@@ -167,14 +167,18 @@ pub enum Framework {
         #[arg(last = true, value_name = "NEXTEST_ARGS")]
         args: Vec<String>,
     },
-    /// Python tests through pytest: the leader lists node ids (`pytest --collect-only`); each
-    /// batch is one pytest run read back through JUnit XML, or, with --persistent, one pytest
-    /// process per worker runs them in-process.
+    /// Python tests through pytest. Where ciq's pytest plugin is installed, one pytest process
+    /// per worker collects the suite once and runs the tests it is sent (persistent mode);
+    /// elsewhere the leader lists node ids (`pytest --collect-only`) and each batch is one
+    /// pytest run read back through JUnit XML (batch mode).
     Pytest {
-        /// Keep one pytest process per worker and feed it test ids over ciq's protocol
-        /// (needs the plugin: pip install ./integrations/pytest).
-        #[arg(long, env = "CIQ_PYTEST_PERSISTENT")]
+        /// Persistent mode, required: fail when the plugin is missing instead of falling back to
+        /// batch mode (the plugin: pip install ./integrations/pytest).
+        #[arg(long, env = "CIQ_PYTEST_PERSISTENT", conflicts_with = "batch")]
         persistent: bool,
+        /// Batch mode even where the plugin is installed: a fresh pytest per batch.
+        #[arg(long, env = "CIQ_PYTEST_BATCH")]
+        batch: bool,
         /// Arguments for pytest: paths and options for collection; runs keep the options.
         #[arg(last = true, value_name = "PYTEST_ARGS")]
         args: Vec<String>,

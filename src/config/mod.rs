@@ -178,9 +178,17 @@ impl RunConfig {
             (None, false) if args.persistent => RunnerSpec::Persistent(args.command),
             (None, false) => RunnerSpec::Command(args.command),
             (Some(Framework::Nextest { args }), true) => RunnerSpec::Nextest(args),
-            (Some(Framework::Pytest { args, persistent }), true) => {
-                RunnerSpec::Pytest { args, persistent }
-            }
+            (
+                Some(Framework::Pytest {
+                    args,
+                    persistent,
+                    batch,
+                }),
+                true,
+            ) => RunnerSpec::Pytest {
+                args,
+                persistent: persistent || (!batch && pytest::plugin_installed()),
+            },
         };
         let source = match (&args.tests, &args.list_command, &runner) {
             (Some(path), _, _) => SourceSpec::File(path.to_string_lossy().into_owned()),

@@ -84,6 +84,23 @@ pub fn pytest_missing(output: &str) -> bool {
     output.contains("No module named pytest") || output.contains("No module named 'pytest'")
 }
 
+/// Whether ciq's pytest plugin is installed for the interpreter ciq starts pytest with (found,
+/// not imported: importing pytest would cost a worker a fraction of a second):
+/// `ciq run pytest` then runs in persistent mode, which collects once per worker instead of
+/// once per batch.
+pub fn plugin_installed() -> bool {
+    std::process::Command::new(python())
+        .args([
+            "-c",
+            "import importlib.util, sys; sys.exit(importlib.util.find_spec('ciq_pytest') is None)",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// The check a pytest batch runner makes before taking tests: a worker whose interpreter has
 /// no pytest would error every test it took.
 pub fn preflight() -> Preflight {

@@ -149,7 +149,7 @@ fn pytest_counts_equal_pytest(build: &str, mode: &[&str]) {
 
 #[test]
 fn pytest_batch_mode_counts_equal_pytest() {
-    pytest_counts_equal_pytest("pytest-batch", &["--batch-size", "3", "pytest"]);
+    pytest_counts_equal_pytest("pytest-batch", &["--batch-size", "3", "pytest", "--batch"]);
 }
 
 #[test]
@@ -163,9 +163,14 @@ fn pytest_collection_errors_fail_the_build_clearly() {
     let scratch = Scratch::new();
     for persistent in [false, true] {
         let mut args = strings(&["run", "-j", "2", "pytest"]);
-        if persistent {
-            args.push("--persistent".to_owned());
-        }
+        args.push(
+            if persistent {
+                "--persistent"
+            } else {
+                "--batch"
+            }
+            .to_owned(),
+        );
         let out = Proc::spawn_in(
             "local",
             &scratch,
@@ -243,7 +248,7 @@ fn pytest_addopts_cannot_reshape_the_listing() {
         let project = Scratch::new();
         pytest_project(project.dir.path(), addopts, 2, 5);
         let expected = "10 tests: 10 passed\nverdict: green";
-        for mode in [&["pytest"][..], &["pytest", "--persistent"]] {
+        for mode in [&["pytest", "--batch"][..], &["pytest", "--persistent"]] {
             let mut args = strings(&["run", "-j", "2", "--batch-size", "5"]);
             args.extend(strings(mode));
             let out = Proc::spawn_in("local", &project, &args, &[], project.dir.path()).wait(LONG);
@@ -283,7 +288,7 @@ fn pytest_listing_lines_that_are_not_node_ids_fail_the_build() {
     let out = Proc::spawn_in(
         "local",
         &project,
-        &strings(&["run", "-j", "2", "pytest"]),
+        &strings(&["run", "-j", "2", "pytest", "--batch"]),
         &[],
         project.dir.path(),
     )
@@ -321,7 +326,12 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
         ("/nonexistent/python3", "`/nonexistent/python3`: not found"),
         (bare.as_str(), "No module named"),
     ] {
-        for mode in [&["pytest"][..], &["pytest", "--persistent"]] {
+        // Out of the box too: without the plugin, batch mode, which says what is missing.
+        for mode in [
+            &["pytest"][..],
+            &["pytest", "--batch"],
+            &["pytest", "--persistent"],
+        ] {
             let mut args = strings(&["run", "-j", "2"]);
             args.extend(strings(mode));
             let out = Proc::spawn_in(
@@ -404,7 +414,7 @@ fn module_fixture_suite(dir: &Path) {
 fn auto_batches_share_a_modules_fixture() {
     require_pytest();
     for (mode, setups_allowed) in [
-        (&["pytest"][..], 1..=4),
+        (&["pytest", "--batch"][..], 1..=4),
         (&["pytest", "--persistent"][..], 1..=4),
         // What it was before: one setup per test.
         (
@@ -440,7 +450,7 @@ fn auto_batches_share_a_modules_fixture() {
 
 /// Persistent pytest collects the suite once per worker: the framework that runs the tests
 /// also lists them (the leader's, or the first local worker's), instead of a listing run of its
-/// own before it.
+/// own before it. Where the plugin is installed (as here), `ciq run pytest` is persistent.
 #[test]
 fn persistent_pytest_collects_once_per_worker() {
     require_pytest();
@@ -461,7 +471,7 @@ fn persistent_pytest_collects_once_per_worker() {
 
     let scratch = Scratch::new();
     suite(scratch.dir.path());
-    let args = strings(&["run", "-j", "2", "pytest", "--persistent"]);
+    let args = strings(&["run", "-j", "2", "pytest"]);
     let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
