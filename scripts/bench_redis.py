@@ -15,14 +15,21 @@ that pass every test): a process started per test would load the 2-core machines
 come from so much that Redis's own CPU per command grows several times over, and the figures
 would measure the machine, not the protocol. `--runner command` starts `true` per batch instead.
 
+Then the floor under those figures on this machine: the Redis CPU of one script call per test
+shaped like ciq's (14 KEYS, 8 ARGV) from as many connections as workers, each waiting for its
+reply, for a script that does nothing and for one that runs only the commands a per-test call
+cannot do without (TIME, GET, HMGET, ZREM, SADD, HSETNX, ZADD, HSET).
+
 Without --ciq it builds this checkout in release mode. Pass another build's binary to compare
 (e.g. a worktree of an older commit): the figures are measured in one run, on one machine.
 """
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from benchkit import Redis, ciq_binary
@@ -109,6 +116,60 @@ def measure(ciq, tests, workers, batch, runner_kind):
         redis.stop()
 
 
+FLOOR_SCRIPTS = [
+    ("a script that does nothing", "return 1"),
+    ("only the unavoidable commands",
+     "redis.call('TIME') redis.call('GET', KEYS[1]) redis.call('HMGET', KEYS[12], 'a', 'b', 'c') "
+     "redis.call('ZREM', KEYS[8], 'x') redis.call('SADD', KEYS[9], 't') "
+     "redis.call('HSETNX', KEYS[3], 't', 'passed') redis.call('ZADD', KEYS[8], 1, 'y') "
+     "redis.call('HSET', KEYS[12], 'reply', 'r') return 1"),
+]
+
+
+def resp(*args):
+    """A command in the Redis protocol."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts.append(f"${len(data)}\r\n".encode() + data + b"\r\n")
+    return b"".join(parts)
+
+
+def floor(calls, connections):
+    """Redis CPU µs per call of each FLOOR_SCRIPTS entry: the lowest of three runs."""
+    scratch = tempfile.mkdtemp(prefix="ciq-bench-floor-")
+    redis = Redis(scratch)
+    keys = [f"ciq:{{b}}:k{i}" for i in range(14)]
+    try:
+        figures = []
+        for name, source in FLOOR_SCRIPTS:
+            sha = redis.cli("script", "load", source).strip()
+            call = resp("EVALSHA", sha, "14", *keys, "gen", "w1", "session", "7", "600000", "0",
+                        "1", "noop/1")
+
+            def connection():
+                with socket.create_connection(("127.0.0.1", redis.port)) as sock:
+                    for _ in range(calls // connections):
+                        sock.sendall(call)
+                        if not sock.recv(4096):
+                            sys.exit("redis-server closed the connection")
+
+            best = None
+            for _ in range(3):
+                cpu = redis.cpu_seconds()
+                threads = [threading.Thread(target=connection) for _ in range(connections)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                usec = (redis.cpu_seconds() - cpu) * 1e6 / calls
+                best = usec if best is None else min(best, usec)
+            figures.append((name, best))
+        return figures
+    finally:
+        redis.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ciq", help="a ciq binary (default: build this checkout)")
@@ -116,6 +177,8 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--runner", choices=["persistent", "command"], default="persistent")
+    parser.add_argument("--floor-calls", type=int, default=8000,
+                        help="script calls per run of the floor figures")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per batch size; the lowest CPU figure is printed")
     args = parser.parse_args()
@@ -127,6 +190,9 @@ def main():
                  for _ in range(args.repeat)), key=lambda m: m["cpu us"])
         print(f"{batch:5} | {m['round trips']:16.2f} | {m['script commands']:20.1f} | "
               f"{m['cpu us']:28.1f} | {m['script us']:18.1f} | {m['wall s']:6.1f}")
+    print(f"floor: one script call per test, {args.floor_calls} calls from {args.workers} connections")
+    for name, usec in floor(args.floor_calls, args.workers):
+        print(f"  {name:<32} {usec:6.1f} us Redis CPU per call")
 
 
 if __name__ == "__main__":

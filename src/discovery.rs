@@ -139,21 +139,26 @@ pub struct FrameworkListing<'a> {
 }
 
 impl FrameworkListing<'_> {
+    /// The framework to ask for the list: only one that stands for pytest's own listing.
+    fn lister(&self) -> Option<&PersistentRunner> {
+        let pytest_listing = matches!(
+            self.source,
+            TestSource::Command {
+                format: ListFormat::PytestCollect,
+                ..
+            }
+        );
+        self.framework.filter(|_| pytest_listing)
+    }
+
     /// Whether the framework lists the suite (so other workers' frameworks may start now).
     pub fn by_framework(&self) -> bool {
-        self.framework.is_some()
-            && matches!(
-                self.source,
-                TestSource::Command {
-                    format: ListFormat::PytestCollect,
-                    ..
-                }
-            )
+        self.lister().is_some()
     }
 
     /// The test list, within `timeout`.
     pub async fn discover(&self, timeout: Duration) -> Result<TestList, DiscoveryError> {
-        if let (true, Some(framework)) = (self.by_framework(), self.framework)
+        if let Some(framework) = self.lister()
             && let Some(ids) = framework.list(timeout).await?
         {
             return Ok(TestList::parse(&ids, "pytest's collection")?);

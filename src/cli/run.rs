@@ -103,7 +103,9 @@ async fn run_local(
     if listing.by_framework() {
         for runner in runners.iter().skip(1) {
             let runner = Arc::clone(runner);
-            starting.spawn(async move { runner.prepare().await.is_ok() });
+            starting.spawn(async move {
+                let _ = runner.prepare().await;
+            });
         }
     }
     let list = tokio::select! {

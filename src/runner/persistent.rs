@@ -301,9 +301,7 @@ impl PersistentRunner {
         *session = None;
         Ok(errored(output))
     }
-}
 
-impl PersistentRunner {
     /// The ids the framework collected, one per line, from the process that will run them
     /// (started now, within `timeout`): a framework that collects once for both saves a
     /// collection per build. `None` when the framework does not list (an older plugin).

@@ -408,6 +408,18 @@ fn module_fixture_suite(dir: &Path) {
     std::fs::write(dir.join("pytest.ini"), "[pytest]\n").unwrap();
 }
 
+/// Every test of [`module_fixture_suite`] in `dir` ran exactly once, by its own log.
+fn assert_each_ran_once(dir: &Path, context: &str) {
+    let mut ran: Vec<String> = std::fs::read_to_string(dir.join("ran.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    let expected: Vec<String> = (0..20).map(|n| format!("test_{n:02}")).collect();
+    assert_eq!(ran, expected, "{context}: each test ran once");
+}
+
 /// Out of the box (auto batches), a module's fixture is set up a few times, not once per test:
 /// a batch holds many of its tests, and the persistent plugin is told the next one.
 #[test]
@@ -429,14 +441,7 @@ fn auto_batches_share_a_modules_fixture() {
         let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
         assert_eq!(out.code, Some(0), "{mode:?}: {}", out.both());
         assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
-        let mut ran: Vec<String> = std::fs::read_to_string(scratch.path("ran.log"))
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        ran.sort();
-        let expected: Vec<String> = (0..20).map(|n| format!("test_{n:02}")).collect();
-        assert_eq!(ran, expected, "{mode:?}: each test ran once");
+        assert_each_ran_once(scratch.dir.path(), &format!("{mode:?}"));
         let setups = std::fs::read_to_string(scratch.path("setups.log"))
             .unwrap()
             .lines()
@@ -475,6 +480,7 @@ fn persistent_pytest_collects_once_per_worker() {
     let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+    assert_each_ran_once(scratch.dir.path(), "local");
     assert_eq!(collections(scratch.dir.path()), 2, "local: one per worker");
 
     let dir = Scratch::new();
@@ -487,5 +493,6 @@ fn persistent_pytest_collects_once_per_worker() {
     );
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+    assert_each_ran_once(dir.dir.path(), "Redis");
     assert_eq!(collections(dir.dir.path()), 2, "Redis: one per worker");
 }
