@@ -135,6 +135,8 @@ async fn work<Q: Queue, R: Runner>(
     let mut next = queue.reserve(batcher.next()).await?;
     *finished_before = next == Reservation::Done;
     let mut poll = Duration::from_millis(10);
+    // A test that ran, whose result waits for the runner's final word (Ran::provisional).
+    let mut provisional: Option<Ack> = None;
     loop {
         match next {
             Reservation::Tests(batch) => {
@@ -153,31 +155,45 @@ async fn work<Q: Queue, R: Runner>(
                         .saturating_add(restart)
                         .saturating_add(Duration::from_secs(1)),
                 );
-                *held.lock().unwrap_or_else(PoisonError::into_inner) =
-                    batch.iter().map(|r| (r.clone(), deadline)).collect();
+                *held.lock().unwrap_or_else(PoisonError::into_inner) = batch
+                    .iter()
+                    .chain(provisional.as_ref().map(Ack::reserved).as_ref())
+                    .map(|r| (r.clone(), deadline))
+                    .collect();
                 let started = Instant::now();
-                let results = runner.run(&ids, &limits).await?;
+                let ran = runner.run(&ids, &limits).await?;
                 batcher.observe(
                     started.elapsed(),
-                    results.iter().map(|result| result.duration),
+                    ran.results.iter().map(|result| result.duration),
                 );
-                held.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                let acks = pair(&batch, results);
-                let durations: HashMap<_, _> = acks
-                    .iter()
-                    .map(|ack| (ack.result.id.clone(), ack.result.duration))
-                    .collect();
-                measured.extend(
-                    acks.iter()
-                        .filter(|ack| ack.result.is_own_run())
-                        .map(|ack| (ack.result.id.clone(), ack.result.duration)),
-                );
-                let reply = queue.ack(acks, batcher.next()).await?;
-                for (id, recorded) in &reply.recorded {
-                    let duration = durations.get(id).copied().unwrap_or_default();
-                    print_line(queue.worker_id(), id.as_str(), *recorded, duration);
+                let mut acks = pair(&batch, ran.results);
+                let kept = ran
+                    .provisional
+                    .and_then(|id| acks.iter().position(|ack| ack.result.id == id))
+                    .map(|at| acks.remove(at));
+                if let Some(mut ack) = provisional.take() {
+                    if let Some(settled) = ran.settled {
+                        ack.result = settled;
+                    }
+                    acks.push(ack);
                 }
-                next = reply.next;
+                *held.lock().unwrap_or_else(PoisonError::into_inner) = kept
+                    .as_ref()
+                    .map(|ack| (ack.reserved(), deadline))
+                    .into_iter()
+                    .collect();
+                provisional = kept;
+                next = acknowledge(queue, acks, &batcher, measured).await?;
+            }
+            Reservation::Empty | Reservation::Done if provisional.is_some() => {
+                // Nothing follows for now: the runner's final word on the kept test, which
+                // keeps the queue from ending until it is acknowledged.
+                let mut acks: Vec<Ack> = provisional.take().into_iter().collect();
+                if let (Some(settled), Some(ack)) = (runner.settle().await, acks.first_mut()) {
+                    ack.result = settled;
+                }
+                held.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                next = acknowledge(queue, acks, &batcher, measured).await?;
             }
             Reservation::Empty => {
                 sleep(poll).await;
@@ -186,11 +202,40 @@ async fn work<Q: Queue, R: Runner>(
             }
             Reservation::Done => return Ok(()),
             Reservation::Stale => {
+                // The kept test's lease went with the old state: its result cannot count.
+                if provisional.take().is_some() {
+                    runner.settle().await;
+                    held.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                }
                 queue.rejoin().await?;
                 next = queue.reserve(batcher.next()).await?;
             }
         }
     }
+}
+
+/// Acknowledges `acks` (printing a line for each) and asks for the next batch.
+async fn acknowledge<Q: Queue>(
+    queue: &Q,
+    acks: Vec<Ack>,
+    batcher: &Batcher,
+    measured: &mut HashMap<TestId, Duration>,
+) -> Result<Reservation, WorkerError> {
+    let durations: HashMap<_, _> = acks
+        .iter()
+        .map(|ack| (ack.result.id.clone(), ack.result.duration))
+        .collect();
+    measured.extend(
+        acks.iter()
+            .filter(|ack| ack.result.is_own_run())
+            .map(|ack| (ack.result.id.clone(), ack.result.duration)),
+    );
+    let reply = queue.ack(acks, batcher.next()).await?;
+    for (id, recorded) in &reply.recorded {
+        let duration = durations.get(id).copied().unwrap_or_default();
+        print_line(queue.worker_id(), id.as_str(), *recorded, duration);
+    }
+    Ok(reply.next)
 }
 
 /// How long a worker that was stopped early spends keeping its tests' durations.

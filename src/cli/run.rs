@@ -18,7 +18,7 @@ use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{RedisQueue, connection};
 use crate::runner::command::CommandRunner;
 use crate::runner::persistent::{Hints, PersistentRunner};
-use crate::runner::{Runner, RunnerError};
+use crate::runner::{Ran, Runner, RunnerError};
 use crate::signal;
 use crate::test_id::TestId;
 use crate::timings;
@@ -201,15 +201,19 @@ impl AnyRunner {
 }
 
 impl Runner for AnyRunner {
-    async fn run(
-        &self,
-        batch: &[TestId],
-        limits: &[Duration],
-    ) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(&self, batch: &[TestId], limits: &[Duration]) -> Result<Ran, RunnerError> {
         match self {
             AnyRunner::Command(runner) => runner.run(batch, limits).await,
             AnyRunner::Nextest(runner) => runner.run(batch, limits).await,
             AnyRunner::Persistent(runner) => runner.run(batch, limits).await,
+        }
+    }
+
+    async fn settle(&self) -> Option<TestResult> {
+        match self {
+            AnyRunner::Command(runner) => runner.settle().await,
+            AnyRunner::Nextest(runner) => runner.settle().await,
+            AnyRunner::Persistent(runner) => runner.settle().await,
         }
     }
 

@@ -120,6 +120,16 @@ pub struct Ack {
     pub result: TestResult,
 }
 
+impl Ack {
+    /// The reservation this acknowledges.
+    pub fn reserved(&self) -> Reserved {
+        Reserved {
+            id: self.result.id.clone(),
+            lease: self.lease.clone(),
+        }
+    }
+}
+
 /// What the queue did with one acknowledged result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {

@@ -39,17 +39,47 @@ pub enum RunnerError {
     Listing(#[source] ListingError),
 }
 
+/// What a runner gives back for a batch.
+#[derive(Debug, Default)]
+pub struct Ran {
+    /// One result per test of the batch, in any order.
+    pub results: Vec<TestResult>,
+    /// A test of the batch (its last) whose framework kept some of what it set up (a module's
+    /// fixtures) for a test that may follow, as a plain run of the suite would: tearing that
+    /// down may still fail it, so its result is final only once the next [`Runner::run`] or
+    /// [`Runner::settle`] hands it back as `settled`.
+    pub provisional: Option<TestId>,
+    /// The final result of the previous batch's provisional test.
+    pub settled: Option<TestResult>,
+}
+
+impl From<Vec<TestResult>> for Ran {
+    fn from(results: Vec<TestResult>) -> Self {
+        Ran {
+            results,
+            ..Ran::default()
+        }
+    }
+}
+
 /// Runs batches of tests.
 pub trait Runner: Send + Sync {
     /// Runs `batch`, each test within its `limits` (one per test: a runner that runs the batch
-    /// in one process allows their sum), and returns one result per test, in any order. A test
-    /// that breaks the runner (crash, timeout) is an errored result, not an `Err`: `Err` is for
-    /// failures that would repeat on every test.
+    /// in one process allows their sum), and returns one result per test. A test that breaks
+    /// the runner (crash, timeout) is an errored result, not an `Err`: `Err` is for failures
+    /// that would repeat on every test.
     fn run(
         &self,
         batch: &[TestId],
         limits: &[Duration],
-    ) -> impl Future<Output = Result<Vec<TestResult>, RunnerError>> + Send;
+    ) -> impl Future<Output = Result<Ran, RunnerError>> + Send;
+
+    /// The final result of the last batch's provisional test ([`Ran::provisional`]), once the
+    /// framework tore down what it kept for it; `None` when there is none. Called when no
+    /// batch follows (the queue is empty for now, or the worker must rejoin).
+    fn settle(&self) -> impl Future<Output = Option<TestResult>> + Send {
+        async { None }
+    }
 
     /// Does the slow set-up (a build and listing, a framework's start) before the worker takes
     /// any test, so no test's heartbeat budget is spent on it.

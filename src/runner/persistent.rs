@@ -15,7 +15,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use crate::outcome::{Outcome, TestResult, reported_duration};
 use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
-use crate::runner::{Runner, RunnerError};
+use crate::runner::{Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 
 /// The protocol version this ciq speaks.
@@ -32,10 +32,21 @@ enum Request<'a> {
         /// The id sent next in this batch, so the framework may keep what both tests share.
         #[serde(skip_serializing_if = "Option::is_none")]
         next: Option<&'a str>,
+        /// The next test is not known yet: the framework may keep what a likely next test
+        /// would share, and say so (`kept`); ciq then holds the result until the next `run`
+        /// or `settle` says whether tearing it down went well.
+        #[serde(skip_serializing_if = "is_false")]
+        keep: bool,
     },
     /// Asks for the collected ids, when the framework said at `ready` that it lists.
     List,
+    /// No test follows for now: tear down what the last test kept.
+    Settle,
     Shutdown,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +71,38 @@ struct Message {
     /// With `list`: the collected ids, in collection order.
     #[serde(default)]
     ids: Option<Vec<String>>,
+    /// With `result`: the framework kept some of what this test set up.
+    #[serde(default)]
+    kept: bool,
+    /// With `result` or `settled`: tearing down what the kept test set up failed.
+    #[serde(default)]
+    previous: Option<Previous>,
+}
+
+/// What failed a kept test after its result: the teardown of what it kept.
+#[derive(Debug, Deserialize)]
+struct Previous {
+    #[serde(default)]
+    output: Option<String>,
+}
+
+/// One `run` answered.
+struct Answer {
+    result: TestResult,
+    /// The framework kept some of what the test set up for a test that may follow.
+    kept: bool,
+    /// How tearing down what the previous test kept failed, if it did.
+    previous: Option<Previous>,
+}
+
+impl From<TestResult> for Answer {
+    fn from(result: TestResult) -> Self {
+        Answer {
+            result,
+            kept: false,
+            previous: None,
+        }
+    }
 }
 
 /// What a framework adapter adds to the runner's errors when its process will not start.
@@ -79,6 +122,9 @@ pub struct PersistentRunner {
     timeout: Option<Duration>,
     output_limit: usize,
     session: AsyncMutex<Option<Session>>,
+    /// The result of the last test run if the framework kept what it set up: final once
+    /// the next `run` or `settle` says how tearing that down went. Used under `session`'s lock.
+    provisional: Mutex<Option<TestResult>>,
 }
 
 struct Session {
@@ -119,11 +165,18 @@ impl PersistentRunner {
             output_limit,
             hints,
             session: AsyncMutex::new(None),
+            provisional: Mutex::new(None),
         }
     }
 
     fn command_line(&self) -> String {
         self.argv.join(" ")
+    }
+
+    fn provisional(&self) -> std::sync::MutexGuard<'_, Option<TestResult>> {
+        self.provisional
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn framework_error(&self, detail: String) -> RunnerError {
@@ -234,7 +287,7 @@ impl PersistentRunner {
         id: &TestId,
         next: Option<&TestId>,
         limit: Duration,
-    ) -> Result<TestResult, RunnerError> {
+    ) -> Result<Answer, RunnerError> {
         let live = match session {
             Some(live) => live,
             None => session.insert(self.start().await?),
@@ -248,6 +301,7 @@ impl PersistentRunner {
         let request = Request::Run {
             id: id.as_str(),
             next: next.map(TestId::as_str),
+            keep: next.is_none(),
         };
         if live.send(&request).await.is_err() {
             let status = live.ended().await;
@@ -256,17 +310,24 @@ impl PersistentRunner {
                 live.stderr_tail()
             );
             *session = None;
-            return Ok(errored(output));
+            return Ok(errored(output).into());
         }
         let deadline = deadline_after(Some(limit));
         let broken = loop {
             match live.receive(deadline).await {
-                Received::Message(message) if message.kind == "result" => {
+                Received::Message(mut message) if message.kind == "result" => {
                     if message.id.as_deref() != Some(id.as_str()) {
                         break format!("a result for another test, {}", quoted(message.id));
                     }
+                    let (kept, previous) = (message.kept, message.previous.take());
                     match result_of(id, message, started, self.output_limit) {
-                        Ok(result) => return Ok(result),
+                        Ok(result) => {
+                            return Ok(Answer {
+                                result,
+                                kept,
+                                previous,
+                            });
+                        }
                         Err(outcome) => break format!("an unknown outcome, {}", quoted(outcome)),
                     }
                 }
@@ -279,7 +340,7 @@ impl PersistentRunner {
                         live.stderr_tail()
                     );
                     *session = None;
-                    return Ok(errored(output));
+                    return Ok(errored(output).into());
                 }
                 Received::TimedOut => {
                     live.group.kill();
@@ -289,7 +350,7 @@ impl PersistentRunner {
                         crate::human::duration(limit)
                     );
                     *session = None;
-                    return Ok(errored(output));
+                    return Ok(errored(output).into());
                 }
             }
         };
@@ -299,7 +360,53 @@ impl PersistentRunner {
             live.stderr_tail()
         );
         *session = None;
-        Ok(errored(output))
+        Ok(errored(output).into())
+    }
+
+    /// Asks the framework to tear down what the provisional test kept; its final result.
+    async fn settle_in(&self, session: &mut Option<Session>, kept: TestResult) -> TestResult {
+        let Some(live) = session else {
+            return kept; // the process is gone, and what it kept with it
+        };
+        let broken = if live.send(&Request::Settle).await.is_err() {
+            format!("the framework process died ({})", live.ended().await)
+        } else {
+            let deadline = deadline_after(self.timeout);
+            loop {
+                match live.receive(deadline).await {
+                    Received::Message(message) if message.kind == "settled" => {
+                        return amended(kept, message.previous, self.output_limit);
+                    }
+                    Received::Message(_) => {}
+                    Received::Garbage(line) => {
+                        live.group.kill();
+                        break format!(
+                            "the framework broke the protocol (`{}` on stdout)",
+                            clip(&line)
+                        );
+                    }
+                    Received::Closed => {
+                        break format!("the framework process died ({})", live.ended().await);
+                    }
+                    Received::TimedOut => {
+                        live.group.kill();
+                        break "the framework timed out".to_owned();
+                    }
+                }
+            }
+        };
+        let output = format!(
+            "{}[ciq: {broken} tearing down what this test set up]\n",
+            live.stderr_tail()
+        );
+        *session = None;
+        amended(
+            kept,
+            Some(Previous {
+                output: Some(output),
+            }),
+            self.output_limit,
+        )
     }
 
     /// The ids the framework collected, one per line, from the process that will run them
@@ -361,6 +468,20 @@ fn key_line(stderr: &str) -> &str {
 /// `timeout` from now, or no deadline for none (or one too far to represent).
 fn deadline_after(timeout: Option<Duration>) -> Option<tokio::time::Instant> {
     timeout.and_then(|t| tokio::time::Instant::now().checked_add(t))
+}
+
+/// A kept test's result once tearing down what it kept failed (`previous`): errored, unless it
+/// failed on its own, with what the teardown said after its own output.
+fn amended(mut result: TestResult, previous: Option<Previous>, limit: usize) -> TestResult {
+    let Some(previous) = previous else {
+        return result;
+    };
+    if result.outcome != Outcome::Failed {
+        result.outcome = Outcome::Errored;
+    }
+    result.output.push_str(&previous.output.unwrap_or_default());
+    result.output = crate::process::bounded(&result.output, limit);
+    result
 }
 
 /// The test result a `result` message gives, or the unknown outcome it named.
@@ -487,20 +608,32 @@ impl Runner for PersistentRunner {
         Ok(())
     }
 
-    async fn run(
-        &self,
-        batch: &[TestId],
-        limits: &[Duration],
-    ) -> Result<Vec<TestResult>, RunnerError> {
+    async fn run(&self, batch: &[TestId], limits: &[Duration]) -> Result<Ran, RunnerError> {
         let mut session = self.session.lock().await;
-        let mut results = Vec::with_capacity(batch.len());
+        let mut provisional = self.provisional().take();
+        let mut ran = Ran::from(Vec::with_capacity(batch.len()));
         for (at, (id, limit)) in batch.iter().zip(limits).enumerate() {
-            results.push(
-                self.run_one(&mut session, id, batch.get(at + 1), *limit)
-                    .await?,
-            );
+            let next = batch.get(at + 1);
+            let answer = self.run_one(&mut session, id, next, *limit).await?;
+            if let Some(kept) = provisional.take() {
+                ran.settled = Some(amended(kept, answer.previous, self.output_limit));
+            }
+            if answer.kept && next.is_none() && session.is_some() {
+                ran.provisional = Some(id.clone());
+                *self.provisional() = Some(answer.result.clone());
+            }
+            ran.results.push(answer.result);
         }
-        Ok(results)
+        if let Some(kept) = provisional {
+            ran.settled = Some(self.settle_in(&mut session, kept).await);
+        }
+        Ok(ran)
+    }
+
+    async fn settle(&self) -> Option<TestResult> {
+        let mut session = self.session.lock().await;
+        let kept = self.provisional().take()?;
+        Some(self.settle_in(&mut session, kept).await)
     }
 
     async fn shutdown(&self) {

@@ -420,19 +420,18 @@ fn assert_each_ran_once(dir: &Path, context: &str) {
     assert_eq!(ran, expected, "{context}: each test ran once");
 }
 
-/// Out of the box (auto batches), a module's fixture is set up a few times, not once per test:
-/// a batch holds many of its tests, and the persistent plugin is told the next one.
+/// A module's fixture is set up a few times, not once per test: in batch mode a batch holds
+/// many of its tests; the persistent plugin is told the next test of a batch, and keeps the
+/// module up past a batch's end (ciq holds the last result until it is torn down), so one
+/// worker sets it up once, whatever the batch size.
 #[test]
-fn auto_batches_share_a_modules_fixture() {
+fn batches_share_a_modules_fixture() {
     require_pytest();
     for (mode, setups_allowed) in [
         (&["pytest", "--batch"][..], 1..=4),
-        (&["pytest", "--persistent"][..], 1..=4),
-        // What it was before: one setup per test.
-        (
-            &["--batch-size", "1", "pytest", "--persistent"][..],
-            20..=20,
-        ),
+        (&["pytest", "--persistent"][..], 1..=1),
+        // Before the plugin kept the module past a batch's end: one setup per test.
+        (&["--batch-size", "1", "pytest", "--persistent"][..], 1..=1),
     ] {
         let scratch = Scratch::new();
         module_fixture_suite(scratch.dir.path());
@@ -451,6 +450,45 @@ fn auto_batches_share_a_modules_fixture() {
             "{mode:?}: the fixture was set up {setups} times"
         );
     }
+}
+
+/// A module teardown that fails after the last test of a batch (kept up for a test that might
+/// follow) errors that test, as plain pytest would: the build is red, never green. Here
+/// `test_one` fails once, and its retry, the last test the worker runs, breaks the module's
+/// teardown: the module stays up after it until the worker settles, and that teardown fails.
+#[test]
+fn a_failing_kept_module_teardown_makes_the_build_red() {
+    require_pytest();
+    let scratch = Scratch::new();
+    std::fs::write(
+        scratch.path("test_breaks.py"),
+        "import os\nimport pytest\n\n\n@pytest.fixture(scope='module')\ndef shared():\n    yield 1\n    if os.path.exists('break-teardown'):\n        raise RuntimeError('module teardown went wrong')\n\n\ndef test_one(shared):\n    if os.path.exists('failed-once'):\n        open('break-teardown', 'w').close()\n    else:\n        open('failed-once', 'w').close()\n        assert False, 'fails the first time'\n\n\ndef test_two(shared):\n    pass\n",
+    )
+    .unwrap();
+    std::fs::write(scratch.path("pytest.ini"), "[pytest]\n").unwrap();
+    let args = strings(&[
+        "run",
+        "-j",
+        "1",
+        "--batch-size",
+        "1",
+        "--requeue-tolerance",
+        "1",
+        "pytest",
+        "--persistent",
+    ]);
+    let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(out.stdout.contains("verdict: failed"), "{}", out.both());
+    assert!(
+        out.stdout.contains("ERRORED test_breaks.py::test_one")
+            && out
+                .stdout
+                .contains("kept up for the test that might follow it")
+            && out.stdout.contains("module teardown went wrong"),
+        "the kept test is errored with the teardown's error: {}",
+        out.both()
+    );
 }
 
 /// Persistent pytest collects the suite once per worker: the framework that runs the tests

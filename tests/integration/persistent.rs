@@ -185,6 +185,26 @@ fn a_framework_failing_at_shutdown_is_a_warning_and_results_stand() {
     }
 }
 
+/// A held test (its framework kept what it set up) whose teardown kills the framework is
+/// errored with what the framework said, not passed: the result was held until then.
+#[test]
+fn a_framework_dying_while_settling_errors_the_held_test() {
+    let (out, _scratch) = run("keep-then-die", &["pass/1"]);
+    assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+    assert!(
+        out.stdout.contains("ERRORED pass/1")
+            && out.stdout.contains("the database would not close")
+            && out.stdout.contains("tearing down what this test set up"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("1 tests: 0 passed, 1 errored"),
+        "{}",
+        out.both()
+    );
+}
+
 #[test]
 fn a_fatal_before_ready_ends_the_worker_with_its_message() {
     let (out, scratch) = run("fatal", &["pass/1"]);

@@ -124,10 +124,12 @@ class Worker:
         assert set(message) == {"type", "message"}, message
         return message["message"]
 
-    def run(self, test_id: str, next_id: str | None = None) -> dict[str, Any]:
-        message = {"type": "run", "id": test_id}
+    def run(self, test_id: str, next_id: str | None = None, keep: bool = False) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": "run", "id": test_id}
         if next_id is not None:
             message["next"] = next_id
+        if keep:
+            message["keep"] = True
         self.send(message)
         result = self.recv()
         assert result is not None, f"EOF instead of a result; stderr:\n{self.stderr()}"
@@ -543,6 +545,94 @@ def test_session_fixtures_live_until_shutdown_narrower_scopes_per_test(start, tm
     assert scope_log(log) == ["session-setup"] + ["module-setup", "module-teardown"] * 3
     assert worker.shutdown() == 0
     assert scope_log(log)[-1] == "session-teardown"
+
+
+KEPT = {
+    "conftest.py": """
+        import os
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def module_resource(request):
+            with open(os.environ["SCOPE_LOG"], "a") as f:
+                f.write(f"setup-{request.module.__name__}\\n")
+            yield
+            with open(os.environ["SCOPE_LOG"], "a") as f:
+                f.write(f"teardown-{request.module.__name__}\\n")
+            if os.environ.get("FAIL_MODULE_TEARDOWN") == request.module.__name__:
+                raise RuntimeError("module teardown went wrong")
+    """,
+    "test_a.py": """
+        def test_one(module_resource):
+            pass
+
+        def test_two(module_resource):
+            pass
+    """,
+    "test_b.py": """
+        def test_three(module_resource):
+            pass
+    """,
+}
+
+
+def kept_worker(start, tmp_path, monkeypatch, fail_teardown=False):
+    monkeypatch.setenv("SCOPE_LOG", str(tmp_path / "scopes.log"))
+    if fail_teardown:
+        monkeypatch.setenv("FAIL_MODULE_TEARDOWN", "test_a")
+    worker = start(write_suite(tmp_path, KEPT))
+    worker.ready()
+    return worker
+
+
+def test_keep_leaves_a_module_up_for_the_next_test_in_it(start, tmp_path, monkeypatch):
+    """ciq does not know the next test yet (the end of a batch) and lets the plugin keep."""
+    worker = kept_worker(start, tmp_path, monkeypatch)
+    first = worker.run("test_a.py::test_one", keep=True)
+    assert first["outcome"] == "passed" and first["kept"] is True, first
+    assert scope_log(tmp_path / "scopes.log") == ["setup-test_a"]
+    second = worker.run("test_a.py::test_two")
+    assert second["outcome"] == "passed" and "previous" not in second, second
+    assert scope_log(tmp_path / "scopes.log") == ["setup-test_a", "teardown-test_a"]
+    assert worker.shutdown() == 0
+
+
+def test_settle_tears_down_what_was_kept(start, tmp_path, monkeypatch):
+    worker = kept_worker(start, tmp_path, monkeypatch)
+    assert worker.run("test_a.py::test_one", keep=True)["kept"] is True
+    worker.send({"type": "settle"})
+    assert worker.recv() == {"type": "settled"}
+    assert scope_log(tmp_path / "scopes.log") == ["setup-test_a", "teardown-test_a"]
+    # Nothing kept: settle answers all the same.
+    worker.send({"type": "settle"})
+    assert worker.recv() == {"type": "settled"}
+    assert worker.shutdown() == 0
+
+
+def test_without_keep_nothing_is_kept(start, tmp_path, monkeypatch):
+    """An older ciq never sends keep, and could not hear about a failed teardown later."""
+    worker = kept_worker(start, tmp_path, monkeypatch)
+    result = worker.run("test_a.py::test_one")
+    assert "kept" not in result, result
+    assert scope_log(tmp_path / "scopes.log") == ["setup-test_a", "teardown-test_a"]
+    assert worker.shutdown() == 0
+
+
+@pytest.mark.parametrize("then", ["run", "settle"])
+def test_a_kept_teardown_that_fails_errors_the_kept_test(start, tmp_path, monkeypatch, then):
+    worker = kept_worker(start, tmp_path, monkeypatch, fail_teardown=True)
+    assert worker.run("test_a.py::test_one", keep=True)["outcome"] == "passed"
+    if then == "run":
+        answer = worker.run("test_b.py::test_three")
+        assert answer["outcome"] == "passed", answer  # its own run went well
+    else:
+        worker.send({"type": "settle"})
+        answer = worker.recv()
+        assert answer is not None and answer["type"] == "settled", answer
+    previous = answer["previous"]
+    assert previous["id"] == "test_a.py::test_one" and previous["outcome"] == "errored", previous
+    assert "module teardown went wrong" in previous["output"], previous
+    assert worker.shutdown() == 0
 
 
 def test_a_module_stays_set_up_while_the_next_test_is_in_it(start, tmp_path, monkeypatch):

@@ -55,6 +55,9 @@ class PersistentWorker:
         self.session_teardown_failed = False
         self.exitstatus: int | None = None
         self.session: Session | None = None  # while serving
+        # The test whose narrower scopes stay up for a test that may follow it (ciq holds its
+        # result until the next run or settle says whether tearing them down went well).
+        self.kept: pytest.Item | None = None
         self.usage_error: str | None = None
 
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -116,8 +119,10 @@ class PersistentWorker:
         # Node ids are what `pytest --collect-only -q` prints, so ciq's batch and persistent
         # modes share one test list.
         items: dict[str, pytest.Item] = {}
-        for item in session.items:
-            items.setdefault(item.nodeid, item)
+        following: dict[str, pytest.Item] = {}
+        for at, item in enumerate(session.items):
+            if items.setdefault(item.nodeid, item) is item and at + 1 < len(session.items):
+                following[item.nodeid] = session.items[at + 1]
 
         self.started = True
         self.channel.send(
@@ -138,6 +143,9 @@ class PersistentWorker:
             if message.get("type") == "list":
                 self.channel.send({"type": "list", "ids": [item.nodeid for item in session.items]})
                 continue
+            if message.get("type") == "settle":
+                self.channel.send({"type": "settled", **self._settle(session)})
+                continue
             if message.get("type") != "run":
                 continue  # unknown types are ignored: a newer ciq may send more
             test_id = message.get("id")
@@ -145,11 +153,52 @@ class PersistentWorker:
                 raise ProtocolError(f"run message without a string id: {message!r}")
             item = items.get(test_id)
             if item is None:
-                self.channel.send(unknown_test(test_id, len(session.items)))
-            else:
-                following = message.get("next")
-                next_item = items.get(following) if isinstance(following, str) else None
-                self.channel.send(self._run(item, next_item or session))
+                self.channel.send({**unknown_test(test_id, len(session.items)), **self._settle(session)})
+                continue
+            settled = self._settle(item)
+            named = message.get("next")
+            next_item = items.get(named) if isinstance(named, str) else None
+            kept = False
+            if next_item is None and message.get("keep") is True:
+                next_item = self._likely_next(item, following.get(item.nodeid))
+                kept = next_item is not None
+            result = self._run(item, next_item or session)
+            if kept:
+                self.kept = item
+                result["kept"] = True
+            self.channel.send({**result, **settled})
+
+    @staticmethod
+    def _likely_next(item: pytest.Item, after: pytest.Item | None) -> pytest.Item | None:
+        """The test after `item` in collection order, if it shares more than the session.
+
+        ciq asked to keep what may be shared: it hands a module's tests out together, so the
+        test it sends next is most likely this one, or one sharing the same scopes.
+        """
+        if after is None:
+            return None
+        shared = set(item.listchain()[1:]) & set(after.listchain()[1:])
+        return after if shared else None
+
+    def _settle(self, upto: pytest.Item | Session) -> dict[str, Any]:
+        """Tears down what the kept test left up and `upto` does not share.
+
+        Returns the field that amends the kept test's result (``previous``) when that fails,
+        as pytest would have failed that test's teardown phase; else nothing.
+        """
+        kept, self.kept = self.kept, None
+        if kept is None:
+            return {}
+        try:
+            upto.session._setupstate.teardown_exact(upto)
+        # BaseException: several failing finalizers come as a BaseExceptionGroup.
+        except BaseException:  # noqa: BLE001
+            output = (
+                f"ciq: tearing down what {kept.nodeid} set up (kept up for the test that might "
+                f"follow it) failed:\n{traceback.format_exc()}"
+            )
+            return {"previous": {"id": kept.nodeid, "outcome": "errored", "output": output}}
+        return {}
 
     def _run(self, item: pytest.Item, nextitem: pytest.Item | Session) -> dict[str, Any]:
         self.reports = []
@@ -161,7 +210,8 @@ class PersistentWorker:
             #
             # nextitem: the test ciq said it sends next in this batch, as pytest's own loop
             # passes the next item, so what both share (a module's or class's fixtures) stays
-            # up between them. Without one, everything this test set up is torn down after it
+            # up between them; or, when ciq does not know it yet and lets us keep, the likely
+            # next test (_likely_next). Without one, everything this test set up is torn down after it
             # (its class, module and package scopes, reported in its own teardown phase),
             # except the session, which every test shares: passing the session as "next" keeps
             # session-scoped fixtures alive across tests, as in a plain pytest run. They are
