@@ -120,6 +120,17 @@ impl Timings {
     }
 }
 
+/// What the namespace's store knows of a list's tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stored {
+    /// Its estimate of each test of the list, in order (empty when it knows none).
+    pub each: Vec<Option<Duration>>,
+    /// What the tests it gives no estimate for take at most, when it only gave the longest
+    /// tests' (a big store, read by its longest only); otherwise they count as the median of
+    /// the known ones.
+    pub rest: Option<Duration>,
+}
+
 /// How a list is ordered before it is queued.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scheduling {
@@ -146,16 +157,11 @@ impl Scheduling {
         })
     }
 
-    /// `ids` longest estimated first, by `stored` estimates (the store's, one per id, or none)
-    /// filled in from the timing `file`; a test known to neither counts as the median of the
-    /// known ones.
-    pub fn order<'a>(
-        &self,
-        ids: &'a [TestId],
-        stored: Vec<Option<Duration>>,
-        file: &Timings,
-    ) -> Vec<&'a TestId> {
-        let mut estimates = stored;
+    /// `ids` longest estimated first, by `stored` estimates filled in from the timing `file`;
+    /// a test known to neither counts as the store's `rest`, else as the median of the known
+    /// ones.
+    pub fn order<'a>(&self, ids: &'a [TestId], stored: Stored, file: &Timings) -> Vec<&'a TestId> {
+        let mut estimates = stored.each;
         estimates.resize(ids.len(), None);
         for (estimate, id) in estimates.iter_mut().zip(ids) {
             if estimate.is_none() {
@@ -168,7 +174,9 @@ impl Scheduling {
             return ids.iter().collect();
         }
         let middle = known.len() / 2;
-        let default = *known.select_nth_unstable(middle).1;
+        let default = stored
+            .rest
+            .unwrap_or_else(|| *known.select_nth_unstable(middle).1);
         let estimates: Vec<Duration> = estimates
             .into_iter()
             .map(|estimate| estimate.unwrap_or(default))
@@ -321,15 +329,25 @@ mod tests {
     fn the_longest_go_first_and_unknown_tests_take_the_median() {
         let ids = vec![id("short"), id("new"), id("long"), id("mid")];
         let scheduling = Scheduling::default();
-        let stored = vec![ms(10), None, ms(3000), ms(500)];
+        let each = vec![ms(10), None, ms(3000), ms(500)];
+        let stored = Stored {
+            each: each.clone(),
+            rest: None,
+        };
         assert_eq!(
             names(scheduling.order(&ids, stored, &Timings::default())),
             ["long", "new", "mid", "short"]
         );
         assert_eq!(
-            scheduling.order(&ids, Vec::new(), &Timings::default()),
+            scheduling.order(&ids, Stored::default(), &Timings::default()),
             ids.iter().collect::<Vec<_>>(),
             "without estimates the list's order stands"
+        );
+        // A store read by its longest tests only: the others take at most its shortest of those.
+        let stored = Stored { each, rest: ms(1) };
+        assert_eq!(
+            names(scheduling.order(&ids, stored, &Timings::default())),
+            ["long", "mid", "short", "new"]
         );
     }
 
@@ -348,7 +366,10 @@ mod tests {
             keep_modules_together: true,
             ..Scheduling::default()
         };
-        let stored = vec![ms(100), ms(100), ms(1), ms(2000), None];
+        let stored = Stored {
+            each: vec![ms(100), ms(100), ms(1), ms(2000), None],
+            rest: None,
+        };
         assert_eq!(
             names(scheduling.order(&ids, stored, &Timings::default())),
             [

@@ -125,7 +125,9 @@ async fn run_local(
         timings::check_writable(path)?;
     }
     let file = config.scheduling.read_file(&list.ids);
-    let ordered = config.scheduling.order(&list.ids, Vec::new(), &file);
+    let ordered = config
+        .scheduling
+        .order(&list.ids, timings::Stored::default(), &file);
     let ordered = ordered.into_iter().cloned().collect();
     let queue = LocalQueue::new(ordered, config.budget, timing);
     queue.remember(file.into_map());

@@ -121,6 +121,40 @@ fn a_build_remembers_its_durations_and_the_next_starts_the_long_tests_first() {
     assert_long_first(&order_of(&scratch, "next"));
 }
 
+/// A big suite's leader reads only the store's longest estimates (ten thousand), not one entry
+/// per test: the long tests still start first, and the others count as the shortest of those.
+#[test]
+fn a_big_suites_leader_reads_the_longest_estimates_only() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let mut tests: Vec<String> = (0..10_050).map(|n| format!("pass/short{n}~1")).collect();
+    tests.extend((0..20).map(|n| format!("pass/long{n}~5000")));
+    let list = scratch.tests(&tests);
+    let framework = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/protocol-framework")
+        .display()
+        .to_string();
+    let build = |build: &str| {
+        let mut args = worker_args(&server, build, build, &list);
+        args.extend(strings(&["--persistent", "--", &framework]));
+        let out = Proc::spawn(build, &scratch, &args).wait(LONG);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        out
+    };
+    build("first");
+    let out = build("next");
+    assert_said(
+        &out,
+        "ordered 10070 tests longest first (10000 with an estimate from earlier runs, the others taken as 1ms)",
+    );
+    let order = order_of(&scratch, "next");
+    assert!(
+        order[..20].iter().all(|test| test.starts_with("pass/long")),
+        "the long tests start first: {:?}",
+        &order[..25]
+    );
+}
+
 #[test]
 fn departed_tests_leave_the_store_and_recent_ones_stay() {
     let server = RedisServer::start();

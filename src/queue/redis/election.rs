@@ -29,6 +29,7 @@ use crate::queue::redis::state::BuildState;
 use crate::queue::redis::{RedisQueue, millis};
 use crate::queue::{ListSource, QueueError};
 use crate::test_id::TestId;
+use crate::timings::Stored;
 
 /// How a worker joined the build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,7 +421,7 @@ impl RedisQueue {
             crate::say!(
                 "ciq: warning: cannot read earlier builds' durations, tests are ordered without them: {err}"
             );
-            Vec::new()
+            Stored::default()
         });
         let file = self.settings.scheduling.read_file(ids);
         self.settings.scheduling.order(ids, stored, &file)

@@ -7,6 +7,12 @@
 //! commands, never inside the per-test scripts. The leader reads it to order the queue; each
 //! worker folds the durations it measured into it when it ends. It only holds estimates: losing
 //! it slows a build down, never changes a verdict.
+//!
+//! Beside it, a sorted set tracks the [`LONGEST`] longest estimates. The leader reads that
+//! instead of a million entries (the difference between the first test starting a second after
+//! the list is known and a fraction of one): the long tests are the ones whose place in the
+//! queue matters, and every other test takes at most the shortest of them. While the store
+//! holds fewer tests than that, the set holds them all.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
 use crate::test_id::TestId;
-use crate::timings::Slower;
+use crate::timings::{Slower, Stored};
 
 /// Ids read or written per command.
 const CHUNK: usize = 1000;
@@ -30,6 +36,8 @@ const TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const FORGET_AFTER: Duration = Duration::from_secs(14 * 24 * 3600);
 /// How often the store is swept of departed tests.
 const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How many of the longest estimates the sorted set tracks.
+const LONGEST: usize = 10_000;
 
 /// One test's entry: `<estimate ms>:<last run, unix s>:<ms>,<ms>,...`.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,10 +93,22 @@ impl Entry {
     }
 }
 
+/// One test's estimate changed by a fold, for the sorted set of the longest: small, since a
+/// fold may hold a million (milliseconds as `f32` are exact to the millisecond for hours).
+struct Change {
+    /// The estimate before, `NAN` for a test the store did not know.
+    before: f32,
+    after: f32,
+    /// Where the test is among the fold's.
+    at: u32,
+}
+
 /// The store of one namespace.
 pub(super) struct Estimates<'a> {
     conn: &'a RedisConn,
     key: String,
+    /// The sorted set of the longest estimates, scored in milliseconds.
+    longest: String,
     /// Set for a day when the store was last swept of departed tests.
     swept: String,
 }
@@ -105,6 +125,7 @@ impl<'a> Estimates<'a> {
         Self {
             conn,
             key: format!("ciq:{{timings:{namespace}}}:estimates"),
+            longest: format!("ciq:{{timings:{namespace}}}:longest"),
             swept: format!("ciq:{{timings:{namespace}}}:swept"),
         }
     }
@@ -129,19 +150,49 @@ impl<'a> Estimates<'a> {
         Ok(read)
     }
 
-    /// The store's estimate of each of `ids` (empty when it holds none).
-    pub(super) async fn read(&self, ids: &[TestId]) -> Result<Vec<Option<Duration>>, QueueError> {
+    /// What the store knows of `ids`, from the sorted set of the longest estimates.
+    pub(super) async fn read(&self, ids: &[TestId]) -> Result<Stored, QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HLEN").arg(&self.key);
+        pipe.cmd("ZCARD").arg(&self.longest);
+        let (held, tracked): (usize, usize) = self.conn.pipeline(&pipe).await?;
         // Most builds of a fresh namespace, and every build without history, stop here.
-        let held: usize = self.conn.query(redis::cmd("HLEN").arg(&self.key)).await?;
         if held == 0 {
-            return Ok(Vec::new());
+            return Ok(Stored::default());
         }
-        // Only the estimate, the entry's first field: no samples kept for a million ids.
-        self.read_each(ids.iter(), |entry| {
-            let ms: f64 = entry.split(':').next()?.parse().ok()?;
-            Some(Duration::from_millis(ms.max(0.0) as u64))
-        })
-        .await
+        if tracked == 0 {
+            // A store an older ciq wrote, without the sorted set: every entry, by id. Only the
+            // estimate, the entry's first field: no samples kept for a million ids.
+            let each = self
+                .read_each(ids.iter(), |entry| {
+                    let ms: f64 = entry.split(':').next()?.parse().ok()?;
+                    Some(Duration::from_millis(ms.max(0.0) as u64))
+                })
+                .await?;
+            return Ok(Stored { each, rest: None });
+        }
+        let longest: Vec<(String, f64)> = self
+            .conn
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(&self.longest)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        let millis = |ms: f64| Duration::from_millis(ms.max(0.0) as u64);
+        // Full, the set leaves out shorter tests: they take at most its shortest.
+        let rest = (tracked >= LONGEST)
+            .then(|| longest.iter().map(|(_, ms)| *ms).reduce(f64::min))
+            .flatten()
+            .map(millis);
+        let by_id: HashMap<&str, f64> = longest.iter().map(|(id, ms)| (id.as_str(), *ms)).collect();
+        let each = ids
+            .iter()
+            .map(|id| by_id.get(id.as_str()).copied().map(millis))
+            .collect();
+        Ok(Stored { each, rest })
     }
 
     /// The slowest of the recent runs of each of `ids` that the store holds.
@@ -168,11 +219,19 @@ impl<'a> Estimates<'a> {
             .await?;
         let mut slower = Vec::new();
         let mut fields = Vec::with_capacity(durations.len());
+        let mut changes = Vec::with_capacity(durations.len());
         for ((id, took), entry) in durations.iter().zip(entries) {
             let usual = entry.as_ref().and_then(|entry| entry.samples.iter().max());
             slower.extend(usual.and_then(|ms| Slower::of(id, *took, Duration::from_millis(*ms))));
             let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-            fields.push((id.as_str(), Entry::fold(entry, ms, now).render()));
+            let before = entry.as_ref().map(|entry| entry.estimate_ms);
+            let folded = Entry::fold(entry, ms, now);
+            changes.push(Change {
+                before: before.map_or(f32::NAN, |ms| ms as f32),
+                after: folded.estimate_ms as f32,
+                at: u32::try_from(fields.len()).unwrap_or(u32::MAX),
+            });
+            fields.push((id.as_str(), folded.render()));
         }
         for chunk in fields.chunks(CHUNK) {
             let _: i64 = self
@@ -180,15 +239,72 @@ impl<'a> Estimates<'a> {
                 .query(redis::cmd("HSET").arg(&self.key).arg(chunk))
                 .await?;
         }
-        let _: i64 = self
-            .conn
-            .query(
-                redis::cmd("PEXPIRE")
-                    .arg(&self.key)
-                    .arg(u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX)),
-            )
-            .await?;
+        self.track_longest(changes, |at| {
+            fields.get(at as usize).map_or("", |field| field.0)
+        })
+        .await?;
+        let ttl = u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.cmd("PEXPIRE").arg(&self.key).arg(ttl).ignore();
+        pipe.cmd("PEXPIRE").arg(&self.longest).arg(ttl).ignore();
+        let () = self.conn.pipeline(&pipe).await?;
         Ok(slower)
+    }
+
+    /// Keeps the sorted set of the [`LONGEST`] estimates up to date with `changes`, whose tests
+    /// are named by `id`. Only this fold's longest can enter it; the others leave it if they may
+    /// be in it (their estimate was above its shortest).
+    async fn track_longest<'i>(
+        &self,
+        mut changes: Vec<Change>,
+        id: impl Fn(u32) -> &'i str,
+    ) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZCARD").arg(&self.longest);
+        pipe.cmd("ZRANGE")
+            .arg(&self.longest)
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES");
+        let (tracked, shortest): (usize, Vec<(String, f64)>) = self.conn.pipeline(&pipe).await?;
+        let floor = shortest
+            .first()
+            .map(|(_, ms)| *ms as f32)
+            .filter(|_| tracked >= LONGEST);
+        let longest_first = |a: &Change, b: &Change| b.after.total_cmp(&a.after);
+        if changes.len() > LONGEST {
+            changes.select_nth_unstable_by(LONGEST, longest_first);
+        }
+        let (enter, others) = changes.split_at(changes.len().min(LONGEST));
+        let entering: Vec<(f32, &str)> = enter
+            .iter()
+            .filter(|change| floor.is_none_or(|floor| change.after >= floor))
+            .map(|change| (change.after.round(), id(change.at)))
+            .collect();
+        // Above the floor only: many tests may share the shortest estimate (a suite of alike
+        // tests), and one left at it is the first to go. NAN (new to the store) is not above.
+        let leaving: Vec<&str> = others
+            .iter()
+            .filter(|change| {
+                tracked > 0
+                    && !change.before.is_nan()
+                    && floor.is_none_or(|floor| change.before > floor)
+            })
+            .map(|change| id(change.at))
+            .collect();
+        let mut pipe = redis::pipe();
+        for chunk in entering.chunks(CHUNK) {
+            pipe.cmd("ZADD").arg(&self.longest).arg(chunk).ignore();
+        }
+        for chunk in leaving.chunks(CHUNK) {
+            pipe.cmd("ZREM").arg(&self.longest).arg(chunk).ignore();
+        }
+        pipe.cmd("ZREMRANGEBYRANK")
+            .arg(&self.longest)
+            .arg(0)
+            .arg(-(LONGEST as i64) - 1)
+            .ignore();
+        self.conn.pipeline(&pipe).await
     }
 
     /// Drops the tests that are not in `suite` and were not run for [`FORGET_AFTER`], once the
@@ -237,10 +353,10 @@ impl<'a> Estimates<'a> {
                 .map(|(id, _)| id)
                 .collect();
             if !gone.is_empty() {
-                let _: i64 = self
-                    .conn
-                    .query(redis::cmd("HDEL").arg(&self.key).arg(gone))
-                    .await?;
+                let mut pipe = redis::pipe();
+                pipe.cmd("HDEL").arg(&self.key).arg(&gone).ignore();
+                pipe.cmd("ZREM").arg(&self.longest).arg(&gone).ignore();
+                let () = self.conn.pipeline(&pipe).await?;
             }
             if next == 0 {
                 return Ok(());
