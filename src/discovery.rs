@@ -106,8 +106,7 @@ impl TestSource {
                 .join("\n")
                 .into_bytes(),
         };
-        let command =
-            shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
+        let command = listing::shown(argv);
         Ok(TestList::parse(&ids, &format!("list command `{command}`"))?)
     }
 }

@@ -114,6 +114,20 @@ impl Listed {
     }
 }
 
+/// `sh -c command`: the argv of a list command the user wrote as shell text.
+pub fn shell(command: &str) -> Vec<String> {
+    vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()]
+}
+
+/// List command `argv` as the user would write it: the text given to `sh -c`, or its words
+/// quoted as a shell would need them.
+pub fn shown(argv: &[String]) -> String {
+    match argv {
+        [sh, dash_c, text] if sh == "sh" && dash_c == "-c" => text.clone(),
+        _ => shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")),
+    }
+}
+
 /// Runs list command `argv`, killed after `timeout`.
 pub async fn run(argv: &[String], timeout: Duration) -> Result<Listed, ListingError> {
     let spec = Spec {
@@ -130,7 +144,8 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<Listed, ListingEr
     )
     .await
     .map_err(ListingError::Spawn)?;
-    let command =
-        shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "));
-    Ok(Listed { command, finished })
+    Ok(Listed {
+        command: shown(argv),
+        finished,
+    })
 }

@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::batching::BatchSize;
 use crate::discovery::{DiscoveryError, ListFormat, TestSource};
 use crate::frameworks::{nextest, pytest};
+use crate::listing;
 use crate::queue::budget::RequeueBudget;
 use crate::queue::local::LocalTiming;
 use crate::queue::redis::RedisSettings;
@@ -54,9 +55,9 @@ pub enum ConfigError {
         "-j/--jobs runs local workers without Redis; with --queue, run one `ciq run` per CI machine"
     )]
     JobsWithQueue,
-    /// The list command does not split.
-    #[error("cannot split --list-command `{0}` into arguments (unbalanced quotes?)")]
-    BadListCommand(String),
+    /// The list command is blank.
+    #[error("--list-command is empty: give the command that prints the test ids")]
+    EmptyListCommand,
     /// Heartbeats too slow for their timeout would let healthy workers lose their tests.
     #[error("--heartbeat-interval ({}) must be at most half of --heartbeat-timeout ({}), so a live worker is heard at least twice before its tests are taken over", crate::human::duration(*.0), crate::human::duration(*.1))]
     HeartbeatTooSlow(Duration, Duration),
@@ -193,10 +194,10 @@ impl RunConfig {
         let source = match (&args.tests, &args.list_command, &runner) {
             (Some(path), _, _) => SourceSpec::File(path.to_string_lossy().into_owned()),
             (None, Some(command), _) => {
-                let argv = shlex::split(command)
-                    .filter(|argv| !argv.is_empty())
-                    .ok_or_else(|| ConfigError::BadListCommand(command.clone()))?;
-                SourceSpec::Command(argv, ListFormat::Lines)
+                if command.trim().is_empty() {
+                    return Err(ConfigError::EmptyListCommand);
+                }
+                SourceSpec::Command(listing::shell(command), ListFormat::Lines)
             }
             (None, None, RunnerSpec::Nextest(nextest_args)) => {
                 SourceSpec::Command(nextest::list_argv(nextest_args), ListFormat::NextestJson)

@@ -279,3 +279,47 @@ fn report_names_tests_never_run_when_every_worker_is_gone() {
     );
     std::fs::write(scratch.path("open-only"), "").unwrap();
 }
+
+/// `--list-command` runs with `sh -c`: users write pipelines there, and the leader's listing is
+/// what the shell prints.
+#[test]
+fn a_pipeline_list_command_lists_what_the_shell_prints() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ids("pass", 6));
+    let args = with_command(with_list_command(
+        worker_args(&server, "pipeline", "w", &list),
+        format!("cat '{}' | grep -v 0003 | sort -r", list.display()),
+    ));
+    let out = Proc::spawn("w", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("5 tests: 5 passed"), "{}", out.both());
+    let mut ran: Vec<String> = scratch.runs().into_iter().map(|(_, test)| test).collect();
+    ran.sort();
+    assert_eq!(
+        ran,
+        [
+            "pass/0000",
+            "pass/0001",
+            "pass/0002",
+            "pass/0004",
+            "pass/0005"
+        ]
+    );
+
+    let out = Proc::spawn(
+        "empty",
+        &scratch,
+        &with_command(with_list_command(
+            worker_args(&server, "empty", "w", &list),
+            " ".to_owned(),
+        )),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(ciq::exit_code::USAGE), "{}", out.both());
+    assert!(
+        out.stderr.contains("--list-command is empty"),
+        "{}",
+        out.both()
+    );
+}

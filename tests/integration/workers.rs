@@ -162,6 +162,49 @@ fn processes_sharing_a_worker_id_live_and_leave_on_their_own() {
     assert_eq!(counts.len(), 24, "{counts:?}");
 }
 
+/// Worker ids repeat across retried CI jobs. Three live processes calling themselves one
+/// worker, one killed outright mid-test: only what that process held is taken over (a batch of
+/// one test), the others' leases are untouched (neither is told it lost a test), and every
+/// test ends with one outcome.
+#[test]
+fn processes_sharing_a_worker_id_keep_their_own_leases_when_one_is_killed() {
+    let server = RedisServer::start();
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "0.2");
+    let build = "shared-id-killed";
+    let list = scratch.tests(&ids("slow", 30));
+    let args = with_command(worker_args(&server, build, "same", &list));
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let procs: Vec<Proc> = ["first", "second", "third"]
+        .iter()
+        .map(|name| Proc::spawn(name, &scratch, &args))
+        .collect();
+    wait_until("a few tests done", LONG, || scratch.runs().len() >= 8);
+    procs[0].signal(Signal::SIGKILL);
+    let mut procs = procs.into_iter();
+    drop(procs.next());
+    for out in procs.map(|p| p.wait(LONG)).chain([report.wait(LONG)]) {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(out.stdout.contains("30 tests: 30 passed"), "{}", out.both());
+        assert!(
+            !out.both().contains("lost test"),
+            "a live twin lost a test: {}",
+            out.both()
+        );
+        assert!(
+            !out.stdout.contains("taken over") || out.stdout.contains("1 taken over"),
+            "at most the killed process's one test is taken over: {}",
+            out.both()
+        );
+    }
+    let results = ciq_testkit::results(&server, build);
+    assert_eq!(results.len(), 30, "{results:?}");
+    assert!(
+        results.values().all(|outcome| outcome == "passed"),
+        "{results:?}"
+    );
+}
+
 /// A list command that waits until `gate` exists, then prints `ids`.
 fn gated_listing(scratch: &Scratch, gate: &str, ids: &[String]) -> String {
     let script = scratch.path("list.sh");
