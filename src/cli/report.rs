@@ -1,4 +1,5 @@
-//! `ciq report`: wait for the build, show progress, print the verdict.
+//! `ciq report`: wait for the build, show progress, print the verdict (and put it on the CI's
+//! page, [`ci_pages`]).
 //!
 //! On a terminal the progress is an indicatif bar; in a CI log (no terminal) it is a line when
 //! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
@@ -13,6 +14,7 @@ use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
 use crate::queue::redis::supervisor::{Ending, Status, measured, supervise};
+use crate::report::ci_pages;
 use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
@@ -62,6 +64,10 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             ),
         }
     }
+    ci_pages::publish(&summary, &settings.build, &settings.namespace, |name| {
+        std::env::var(name).ok()
+    })
+    .await;
     super::print_last(&summary.render());
     Ok(exit_code::for_verdict(summary.verdict()))
 }

@@ -186,7 +186,7 @@ impl Summary {
 }
 
 impl Listed {
-    fn suffix(&self) -> String {
+    pub(crate) fn suffix(&self) -> String {
         let mut parts = Vec::new();
         if let Some(detail) = &self.detail {
             let seconds = detail.duration_ms as f64 / 1000.0;

@@ -323,3 +323,91 @@ fn a_pipeline_list_command_lists_what_the_shell_prints() {
         out.both()
     );
 }
+
+/// On GitHub Actions the report appends the summary to `$GITHUB_STEP_SUMMARY`; on Buildkite it
+/// annotates the build through `buildkite-agent` (a stub here, logging what it got); off CI it
+/// writes nothing, even with the variable set.
+#[test]
+fn the_report_puts_its_summary_on_the_ci_page() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "ci-pages".to_owned();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = worker_args(
+        &server,
+        &build,
+        "w1",
+        format!("{root}/examples/demo/tests.txt").as_ref(),
+    );
+    args.push("--".into());
+    args.push(format!("{root}/examples/demo/run-test"));
+    let out = Proc::spawn("w1", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+
+    let summary = scratch.path("step-summary.md");
+    let summary_path = summary.display().to_string();
+    let out = Proc::spawn_with_env(
+        "off-ci",
+        &scratch,
+        &report_args(&server, &build),
+        &[("GITHUB_STEP_SUMMARY", &summary_path)],
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(!summary.exists(), "off CI nothing is written");
+
+    let out = Proc::spawn_with_env(
+        "github",
+        &scratch,
+        &report_args(&server, &build),
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_STEP_SUMMARY", &summary_path),
+        ],
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    let page = std::fs::read_to_string(&summary).unwrap();
+    for expected in [
+        "### ciq build ci-pages: failed",
+        "20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued",
+        "<details><summary>FAILED math/divide\\_by\\_zero",
+        "math/divide_by_zero: expected 'division by zero' error, got 'inf'",
+        "#### Flaky (failed, then passed on a retry)\n\n- `net/retry_backoff`",
+    ] {
+        assert!(page.contains(expected), "{expected:?} in:\n{page}");
+    }
+
+    let bin = scratch.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let agent = bin.join("buildkite-agent");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\necho \"$@\" > '{dir}/agent-args'\ncat > '{dir}/agent-stdin'\n",
+            dir = scratch.dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&agent).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&agent, permissions).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Proc::spawn_with_env(
+        "buildkite",
+        &scratch,
+        &report_args(&server, &build),
+        &[("BUILDKITE", "true"), ("PATH", &path)],
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        std::fs::read_to_string(scratch.path("agent-args")).unwrap(),
+        "annotate --style error --context ciq\n"
+    );
+    let annotation = std::fs::read_to_string(scratch.path("agent-stdin")).unwrap();
+    assert!(
+        annotation.contains("<details><summary>FAILED math/divide\\_by\\_zero"),
+        "{annotation}"
+    );
+}

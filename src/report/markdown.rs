@@ -1,0 +1,221 @@
+//! The build's summary in Markdown, for the CI's own page: GitHub Actions' job summary and
+//! Buildkite's annotations render it above the log, where a user looks first.
+//!
+//! Failures come first, each folded (`<details>`) with its output cut to [`OUTPUT_LINES`]
+//! lines; then the flaky tests, the tests not run, and the counts. The whole stays far below
+//! the 1 MiB both providers accept, whatever the build's size: the summary already names at
+//! most a few hundred tests.
+
+use std::fmt::Write as _;
+
+use crate::outcome::Outcome;
+use crate::report::summary::{Listed, Summary, Verdict};
+
+/// Most failures shown with their output; the rest are named.
+const WITH_OUTPUT: usize = 30;
+/// Most lines of one failure's output; the rest are counted.
+const OUTPUT_LINES: usize = 60;
+/// Most characters of one output line.
+const LINE_CHARS: usize = 300;
+
+impl Summary {
+    /// The summary as Markdown, headed by `title` (which build it is).
+    pub fn markdown(&self, title: &str) -> String {
+        let mut out = String::new();
+        let verdict = match self.verdict() {
+            Verdict::Green => "green",
+            Verdict::Failed => "failed",
+            Verdict::Incomplete => "incomplete: tests not run",
+            Verdict::ListMismatch => "failed: a worker had another test list",
+        };
+        let _ = writeln!(out, "### {}: {verdict}\n", escape(title));
+        let _ = writeln!(out, "{}\n", escape(&self.counts_line()));
+        if !self.failing.is_empty() {
+            let _ = writeln!(out, "#### Failed\n");
+            for (at, listed) in self.failing.iter().enumerate() {
+                failure(&mut out, listed, at < WITH_OUTPUT);
+            }
+            let failing = self.count(Outcome::Failed) + self.count(Outcome::Errored);
+            if failing > self.failing.len() {
+                let _ = writeln!(
+                    out,
+                    "... and {} more failed or errored tests (see the log)\n",
+                    failing - self.failing.len()
+                );
+            }
+        }
+        if !self.flaky.is_empty() {
+            let _ = writeln!(out, "#### Flaky (failed, then passed on a retry)\n");
+            for listed in &self.flaky {
+                let _ = writeln!(out, "- `{}`", code(listed.id.as_str()));
+            }
+            let flaky = self.count(Outcome::Flaky);
+            if flaky > self.flaky.len() {
+                let _ = writeln!(out, "- ... and {} more", flaky - self.flaky.len());
+            }
+            out.push('\n');
+        }
+        if self.not_run_count > 0 {
+            let _ = writeln!(out, "#### Not run ({})\n", self.not_run_count);
+            for id in &self.not_run {
+                let _ = writeln!(out, "- `{}`", code(id.as_str()));
+            }
+            if self.not_run_count > self.not_run.len() {
+                let _ = writeln!(
+                    out,
+                    "- ... and {} more",
+                    self.not_run_count - self.not_run.len()
+                );
+            }
+            out.push('\n');
+        }
+        if !self.mismatches.is_empty() {
+            let _ = writeln!(
+                out,
+                "#### Workers with another test list (they ran nothing)\n"
+            );
+            for mismatch in &self.mismatches {
+                let _ = writeln!(out, "- {}", escape(mismatch));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// One failing test: folded with its output, or named.
+fn failure(out: &mut String, listed: &Listed, with_output: bool) {
+    let title = match listed.outcome {
+        Outcome::Errored => "ERRORED",
+        _ => "FAILED",
+    };
+    let head = format!("{title} {}{}", listed.id, listed.suffix());
+    let Some(detail) = listed.detail.as_ref().filter(|_| with_output) else {
+        let _ = writeln!(out, "- {}", escape(&head));
+        return;
+    };
+    let _ = writeln!(out, "<details><summary>{}</summary>\n", escape(&head));
+    let lines: Vec<&str> = detail.output.lines().collect();
+    let shown: Vec<String> = lines
+        .iter()
+        .take(OUTPUT_LINES)
+        .map(|line| match line.char_indices().nth(LINE_CHARS) {
+            Some((cut, _)) => format!("{}...", &line[..cut]),
+            None => (*line).to_owned(),
+        })
+        .collect();
+    let fence = fence_for(&shown);
+    let _ = writeln!(out, "{fence}\n{}\n{fence}", shown.join("\n"));
+    if lines.len() > OUTPUT_LINES {
+        let _ = writeln!(
+            out,
+            "\n... {} more lines in the log",
+            lines.len() - OUTPUT_LINES
+        );
+    }
+    let _ = writeln!(out, "\n</details>\n");
+}
+
+/// A code fence longer than any run of backticks in `lines`, so output cannot close it.
+fn fence_for(lines: &[String]) -> String {
+    let longest = lines
+        .iter()
+        .flat_map(|line| line.split(|c| c != '`'))
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    "`".repeat((longest + 1).max(3))
+}
+
+/// Text safe in Markdown and in HTML (`<summary>`): markup characters escaped.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text inside an inline code span: a backtick would end it, so it becomes a quote.
+fn code(text: &str) -> String {
+    text.replace('`', "'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::FailureDetail;
+    use crate::test_id::TestId;
+
+    fn listed(id: &str, outcome: Outcome, output: &str) -> Listed {
+        Listed {
+            id: TestId::new(id).unwrap(),
+            outcome,
+            detail: Some(FailureDetail {
+                outcome,
+                worker: "w1".into(),
+                duration_ms: 250,
+                output: output.into(),
+            }),
+            requeues: 0,
+        }
+    }
+
+    #[test]
+    fn failures_fold_their_output_and_markup_is_escaped() {
+        let summary = Summary {
+            total: 3,
+            counts: [
+                (Outcome::Passed, 1),
+                (Outcome::Failed, 1),
+                (Outcome::Flaky, 1),
+            ]
+            .into_iter()
+            .collect(),
+            failing: vec![listed(
+                "t.py::test_x[<a>|b]",
+                Outcome::Failed,
+                "```\nassert 1 == 2",
+            )],
+            flaky: vec![listed("t.py::test_`y`", Outcome::Flaky, "")],
+            ..Summary::default()
+        };
+        let text = summary.markdown("build 7");
+        assert!(text.starts_with("### build 7: failed\n"), "{text}");
+        assert!(
+            text.contains("<details><summary>FAILED t.py::test\\_x\\[&lt;a&gt;\\|b\\] (worker w1, 0.25s)</summary>"),
+            "{text}"
+        );
+        assert!(text.contains("````\n```\nassert 1 == 2\n````"), "{text}");
+        assert!(text.contains("- `t.py::test_'y'`"), "{text}");
+        assert!(
+            text.contains("3 tests: 1 passed, 1 flaky, 1 failed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn long_output_is_cut_and_counted() {
+        let output: Vec<String> = (0..100).map(|n| format!("line {n}")).collect();
+        let summary = Summary {
+            total: 1,
+            counts: [(Outcome::Errored, 1)].into_iter().collect(),
+            failing: vec![listed("t", Outcome::Errored, &output.join("\n"))],
+            ..Summary::default()
+        };
+        let text = summary.markdown("b");
+        assert!(text.contains("line 59\n```"), "{text}");
+        assert!(!text.contains("line 60\n"), "{text}");
+        assert!(text.contains("... 40 more lines in the log"), "{text}");
+    }
+}
