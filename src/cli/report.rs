@@ -5,6 +5,7 @@
 //! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,16 +14,21 @@ use super::Failed;
 use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
-use crate::queue::redis::supervisor::{Ending, Status, measured, supervise};
+use crate::queue::redis::supervisor::{
+    Ending, ReportSettings, Status, each_recorded, measured, supervise,
+};
+use crate::report::Summary;
 use crate::report::ci_pages;
+use crate::report::junit::JunitReport;
 use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
     let timings_out = args.timings_out.clone();
+    let junit_out = args.junit.clone();
     let settings = report_settings(args, &ids)?;
-    if let Some(path) = &timings_out {
-        // A path that cannot be written is found now, not after a build's worth of waiting.
+    // A path that cannot be written is found now, not after a build's worth of waiting.
+    for path in timings_out.iter().chain(&junit_out) {
         timings::check_writable(path)?;
     }
     let mut progress = Progress::new();
@@ -46,18 +52,27 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     }
     // Workers write what they measured as they leave; a report that timed out does not wait
     // for them unless it must write their durations.
-    if ending != Ending::TimedOut || timings_out.is_some() {
+    if ending != Ending::TimedOut || timings_out.is_some() || junit_out.is_some() {
         match measured(&settings, timings_out.is_some()).await {
             Ok(measured) => {
                 super::show_slower(measured.slower);
                 if let Some(path) = &timings_out {
                     super::write_timings(path, measured.durations);
                 }
+                match (&junit_out, &measured.generation) {
+                    (Some(path), Some(generation)) => {
+                        write_junit(&settings, generation, &summary, path).await;
+                    }
+                    (Some(_), None) => crate::say!(
+                        "ciq report: warning: no JUnit report: the build's queue was never filled"
+                    ),
+                    (None, _) => {}
+                }
             }
             Err(err) => crate::say!(
                 "ciq report: warning: cannot read what the workers measured{}: {err}",
-                if timings_out.is_some() {
-                    ", no timing file written"
+                if timings_out.is_some() || junit_out.is_some() {
+                    ", no timing file or JUnit report written"
                 } else {
                     ""
                 }
@@ -70,6 +85,31 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     .await;
     super::print_last(&summary.render());
     Ok(exit_code::for_verdict(summary.verdict()))
+}
+
+/// The build as one JUnit report at `path`, read from the queue page by page. A report that
+/// cannot be written is a warning: the verdict stands, and the log has every failure.
+async fn write_junit(settings: &ReportSettings, generation: &str, summary: &Summary, path: &Path) {
+    let written = async {
+        let mut report = JunitReport::create(path, &settings.build, summary)?;
+        each_recorded(settings, generation, |records| report.add(&records)).await??;
+        report.finish()?;
+        anyhow::Ok(())
+    };
+    match written.await {
+        Ok(()) => crate::say!(
+            "ciq report: wrote the JUnit report of {} tests to `{}`",
+            summary.decided(),
+            path.display()
+        ),
+        Err(err) => crate::say!(
+            "ciq report: warning: no JUnit report: {}",
+            err.chain()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": ")
+        ),
+    }
 }
 
 struct Progress {

@@ -202,6 +202,11 @@ pub struct ReportArgs {
     /// workers to leave first, at most a heartbeat timeout.
     #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
+    /// Write the whole build as one JUnit XML report to this file, for the CI's test view:
+    /// every test with an outcome once, with its failure's output and its time; retries as
+    /// Surefire writes them (flakyFailure, rerunFailure). Waits for the workers to leave first.
+    #[arg(long, env = "CIQ_REPORT_JUNIT", value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 fn tolerance(text: &str) -> Result<f64, String> {

@@ -3,6 +3,7 @@
 //! ([`markdown`], published by [`ci_pages`]).
 
 pub mod ci_pages;
+pub mod junit;
 pub mod markdown;
 pub mod summary;
 

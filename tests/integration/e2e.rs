@@ -411,3 +411,112 @@ fn the_report_puts_its_summary_on_the_ci_page() {
         "{annotation}"
     );
 }
+
+/// Checks a JUnit report against the rules of the JUnit schema CI tools use (Jenkins' junit-10:
+/// `testsuites` holds `testsuite`s with a name and their counts, each `testcase` a name and
+/// only failure/error/skipped/rerun/flaky/system-out/system-err children, Surefire's rerun
+/// elements a type), and prints what it holds as JSON.
+const CHECK_JUNIT: &str = r#"
+import json, re, sys
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "testsuites", root.tag
+time = re.compile(r"(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?$")
+allowed = {"skipped", "error", "failure", "rerunFailure", "rerunError", "flakyFailure",
+           "flakyError", "system-out", "system-err"}
+out = {"cases": {}, "suites": []}
+for suite in root:
+    assert suite.tag == "testsuite", suite.tag
+    for attr in ("name", "tests", "failures", "errors"):
+        assert attr in suite.attrib, (attr, suite.attrib)
+    assert time.match(suite.get("time", "")), suite.get("time")
+    out["suites"].append(suite.attrib)
+    for case in suite:
+        if case.tag == "properties":
+            continue
+        assert case.tag == "testcase", case.tag
+        assert "name" in case.attrib, case.attrib
+        assert time.match(case.get("time", "")), case.get("time")
+        kids = []
+        for kid in case:
+            assert kid.tag in allowed, kid.tag
+            if kid.tag.startswith(("rerun", "flaky")):
+                assert "type" in kid.attrib, kid.attrib
+            text = (kid.text or "") + "".join(k.text or "" for k in kid)
+            kids.append([kid.tag, kid.get("message", ""), text])
+        out["cases"][case.get("name")] = kids
+print(json.dumps(out))
+"#;
+
+/// `ciq report --junit` writes every test once, as the report counts them, in a form the JUnit
+/// schema accepts: the failure with its output and its retry, the flaky test's failing run.
+#[test]
+fn the_report_writes_the_build_as_one_junit_report() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "junit".to_owned();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let junit = scratch.path("build.xml");
+    let mut report = report_args(&server, &build);
+    report.extend(["--junit".to_owned(), junit.display().to_string()]);
+    let report = Proc::spawn("report", &scratch, &report);
+    let workers: Vec<Proc> = (1..=2)
+        .map(|n| {
+            let mut args = worker_args(
+                &server,
+                &build,
+                &format!("w{n}"),
+                format!("{root}/examples/demo/tests.txt").as_ref(),
+            );
+            args.push("--".into());
+            args.push(format!("{root}/examples/demo/run-test"));
+            Proc::spawn(&format!("w{n}"), &scratch, &args)
+        })
+        .collect();
+    for worker in workers {
+        assert_eq!(worker.wait(LONG).code, Some(1));
+    }
+    let out = report.wait(LONG);
+    assert_demo_summary(&out);
+    assert!(
+        out.stderr.contains("wrote the JUnit report of 20 tests"),
+        "{}",
+        out.both()
+    );
+    let checked = std::process::Command::new("python3")
+        .args(["-c", CHECK_JUNIT])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    let suite = &report["suites"][0];
+    assert_eq!(
+        (&suite["tests"], &suite["failures"], &suite["errors"]),
+        (&"20".into(), &"1".into(), &"0".into())
+    );
+    let cases = report["cases"].as_object().unwrap();
+    assert_eq!(cases.len(), 20, "every test once: {cases:?}");
+    let failed = cases["math/divide_by_zero"].as_array().unwrap();
+    assert_eq!(failed[0][0], "failure", "{failed:?}");
+    assert!(
+        failed[0][2]
+            .as_str()
+            .unwrap()
+            .contains("expected 'division by zero' error, got 'inf'"),
+        "{failed:?}"
+    );
+    assert_eq!(failed[1][0], "rerunFailure", "its retry: {failed:?}");
+    let flaky = cases["net/retry_backoff"].as_array().unwrap();
+    assert_eq!(flaky.len(), 1, "{flaky:?}");
+    assert_eq!(flaky[0][0], "flakyFailure", "{flaky:?}");
+    let passed = cases
+        .values()
+        .filter(|kids| kids.as_array().unwrap().is_empty())
+        .count();
+    assert_eq!(passed, 18);
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
+use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
@@ -223,6 +224,84 @@ pub struct Measured {
     pub durations: Vec<(TestId, Duration)>,
     /// Runs much longer than the test's recent ones.
     pub slower: Vec<Slower>,
+    /// The build's generation, once it was ready.
+    pub generation: Option<String>,
+}
+
+/// One test of a finished build, as the queue holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The test.
+    pub id: String,
+    /// Its final outcome.
+    pub outcome: Outcome,
+    /// Its last run, as its worker measured it (when the worker could keep it).
+    pub duration: Option<Duration>,
+    /// Its last failing run.
+    pub failure: Option<FailureDetail>,
+    /// How often it was requeued.
+    pub requeues: u32,
+}
+
+/// Every test of `generation` that has an outcome, [`PAGE`] at a time to `visit`, so a
+/// million-test build is read in constant memory.
+pub async fn each_recorded<E>(
+    settings: &ReportSettings,
+    generation: &str,
+    mut visit: impl FnMut(Vec<Recorded>) -> Result<(), E>,
+) -> Result<Result<(), E>, QueueError> {
+    const PAGE: usize = 1000;
+    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+    let build = BuildKeys::new(&settings.namespace, &settings.build);
+    let keys = build.generation(generation);
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<(String, String)>) = conn
+            .query(
+                redis::cmd("HSCAN")
+                    .arg(build.results())
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(PAGE),
+            )
+            .await?;
+        if !page.is_empty() {
+            let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+            let mut pipe = redis::pipe();
+            pipe.cmd("HMGET").arg(&keys.durations).arg(&ids);
+            pipe.cmd("HMGET").arg(build.failures()).arg(&ids);
+            pipe.cmd("HMGET").arg(&keys.requeues).arg(&ids);
+            type Columns = (Vec<Option<u64>>, Vec<Option<String>>, Vec<Option<u32>>);
+            let (durations, failures, requeues): Columns = conn.pipeline(&pipe).await?;
+            let mut records = Vec::with_capacity(page.len());
+            for (at, (id, outcome)) in page.into_iter().enumerate() {
+                let outcome = outcome.parse::<Outcome>().map_err(|err| {
+                    QueueError::Protocol(format!("test `{id}` has an unknown outcome: {err}"))
+                })?;
+                records.push(Recorded {
+                    id,
+                    outcome,
+                    duration: durations
+                        .get(at)
+                        .copied()
+                        .flatten()
+                        .map(Duration::from_millis),
+                    failure: failures
+                        .get(at)
+                        .and_then(Option::as_deref)
+                        .and_then(|json| serde_json::from_str(json).ok()),
+                    requeues: requeues.get(at).copied().flatten().unwrap_or(0),
+                });
+            }
+            if let Err(err) = visit(records) {
+                return Ok(Err(err));
+            }
+        }
+        if next == 0 {
+            return Ok(Ok(()));
+        }
+        cursor = next;
+    }
 }
 
 /// What the build's workers measured, once they left: it first waits until no worker of the
@@ -255,6 +334,7 @@ pub async fn measured(settings: &ReportSettings, durations: bool) -> Result<Meas
     let keys = keys.generation(generation.as_deref().unwrap_or_default());
     let slower: Vec<(String, String)> = conn.query(redis::cmd("HGETALL").arg(&keys.slower)).await?;
     let mut measured = Measured {
+        generation: generation.clone(),
         durations: Vec::new(),
         slower: slower
             .into_iter()

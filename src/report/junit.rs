@@ -1,0 +1,221 @@
+//! The whole build as one JUnit XML report (`ciq report --junit FILE`), for the CI's test view.
+//!
+//! Every test with an outcome is one `testcase`, written as the queue is read, page by page, so
+//! a million-test build is written in constant memory. Retries follow Surefire's conventions,
+//! which Jenkins, GitLab and the test views built on them read: a flaky test passed, with a
+//! `flakyFailure` holding its failing run; a test that failed after retries has its `failure`
+//! and one `rerunFailure` per retry. The file is written next to its destination and renamed
+//! into place, so a reader never sees half of it.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use thiserror::Error;
+
+use crate::outcome::{FailureDetail, Outcome};
+use crate::queue::redis::supervisor::Recorded;
+use crate::report::Summary;
+
+/// Why the report could not be written.
+#[derive(Debug, Error)]
+#[error("cannot write the JUnit report `{path}`")]
+pub struct JunitWriteError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// A JUnit report being written.
+pub struct JunitReport {
+    writer: Writer<BufWriter<File>>,
+    path: PathBuf,
+    partial: PathBuf,
+}
+
+impl JunitReport {
+    /// Starts the report of `build` at `path`, its counts from `summary`: the tests with an
+    /// outcome (tests not run are counted in a property, since they have none).
+    pub fn create(path: &Path, build: &str, summary: &Summary) -> Result<Self, JunitWriteError> {
+        let partial = path.with_extension("partial");
+        let file = File::create(&partial).map_err(|source| JunitWriteError {
+            path: partial.clone(),
+            source,
+        })?;
+        let mut report = JunitReport {
+            writer: Writer::new_with_indent(BufWriter::new(file), b' ', 2),
+            path: path.to_owned(),
+            partial,
+        };
+        let tests = summary.decided().to_string();
+        let failures = summary.count(Outcome::Failed).to_string();
+        let errors = summary.count(Outcome::Errored).to_string();
+        let skipped = summary.count(Outcome::Skipped).to_string();
+        let counts = [
+            ("tests", tests.as_str()),
+            ("failures", failures.as_str()),
+            ("errors", errors.as_str()),
+        ];
+        report.io(|w| {
+            w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+            w.write_event(Event::Start(
+                BytesStart::new("testsuites")
+                    .with_attributes([("name", "ciq")])
+                    .with_attributes(counts),
+            ))?;
+            w.write_event(Event::Start(
+                BytesStart::new("testsuite")
+                    .with_attributes([("name", build)])
+                    .with_attributes(counts)
+                    .with_attributes([("skipped", skipped.as_str())]),
+            ))?;
+            if summary.missing() > 0 {
+                w.create_element("properties").write_inner_content(|w| {
+                    let missing = summary.missing().to_string();
+                    w.create_element("property")
+                        .with_attributes([("name", "ciq.not-run"), ("value", missing.as_str())])
+                        .write_empty()?;
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })?;
+        Ok(report)
+    }
+
+    /// Adds the tests of `records`.
+    pub fn add(&mut self, records: &[Recorded]) -> Result<(), JunitWriteError> {
+        self.io(|w| {
+            for record in records {
+                case(w, record)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Ends the report and puts it in place.
+    pub fn finish(mut self) -> Result<(), JunitWriteError> {
+        self.io(|w| {
+            w.write_event(Event::End(BytesEnd::new("testsuite")))?;
+            w.write_event(Event::End(BytesEnd::new("testsuites")))?;
+            w.get_mut().write_all(b"\n")?;
+            w.get_mut().flush()
+        })?;
+        std::fs::rename(&self.partial, &self.path).map_err(|source| JunitWriteError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn io(
+        &mut self,
+        write: impl FnOnce(&mut Writer<BufWriter<File>>) -> std::io::Result<()>,
+    ) -> Result<(), JunitWriteError> {
+        write(&mut self.writer).map_err(|source| JunitWriteError {
+            path: self.partial.clone(),
+            source,
+        })
+    }
+}
+
+/// `text` with what XML 1.0 cannot hold (control characters other than tab and line breaks,
+/// such as a colour escape in a test's output) replaced by U+FFFD.
+fn xml_text(text: &str) -> Cow<'_, str> {
+    let allowed = |c: char| !c.is_control() || matches!(c, '\t' | '\n' | '\r');
+    if text.chars().all(allowed) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(
+            text.chars()
+                .map(|c| if allowed(c) { c } else { '\u{FFFD}' })
+                .collect(),
+        )
+    }
+}
+
+/// One `testcase`: its name is the test id, its class the id's module (before `::`), if any.
+fn case(w: &mut Writer<impl Write>, record: &Recorded) -> std::io::Result<()> {
+    let id = xml_text(&record.id);
+    let mut start = BytesStart::new("testcase").with_attributes([("name", id.as_ref())]);
+    if let Some((module, _)) = id.split_once("::") {
+        start.push_attribute(("classname", module));
+    }
+    if let Some(duration) = record.duration {
+        start.push_attribute(("time", format!("{:.3}", duration.as_secs_f64()).as_str()));
+    }
+    let detail = record.failure.as_ref();
+    match record.outcome {
+        Outcome::Passed => w.write_event(Event::Empty(start)),
+        Outcome::Skipped => {
+            w.write_event(Event::Start(start))?;
+            w.create_element("skipped").write_empty()?;
+            w.write_event(Event::End(BytesEnd::new("testcase")))
+        }
+        Outcome::Flaky => {
+            w.write_event(Event::Start(start))?;
+            let message = detail.map_or_else(
+                || "failed, then passed on a retry".to_owned(),
+                |detail| {
+                    format!(
+                        "{} on worker {}, then passed on a retry",
+                        detail.outcome, detail.worker
+                    )
+                },
+            );
+            rerun(w, "flakyFailure", &message, detail)?;
+            w.write_event(Event::End(BytesEnd::new("testcase")))
+        }
+        Outcome::Failed | Outcome::Errored => {
+            w.write_event(Event::Start(start))?;
+            let (element, kind) = match record.outcome {
+                Outcome::Errored => ("error", "errored"),
+                _ => ("failure", "failed"),
+            };
+            let message = detail.map_or_else(
+                || kind.to_owned(),
+                |detail| format!("{kind} on worker {}", detail.worker),
+            );
+            let output = xml_text(detail.map_or("", |detail| detail.output.as_str()));
+            w.create_element(element)
+                .with_attributes([("type", kind), ("message", xml_text(&message).as_ref())])
+                .write_text_content(BytesText::new(&output))?;
+            for _ in 0..record.requeues {
+                rerun(
+                    w,
+                    "rerunFailure",
+                    &format!("{kind} on a retry too (the output above is the last run's)"),
+                    None,
+                )?;
+            }
+            w.write_event(Event::End(BytesEnd::new("testcase")))
+        }
+    }
+}
+
+/// A Surefire rerun element (`flakyFailure`, `rerunFailure`), with the run's output if kept.
+fn rerun(
+    w: &mut Writer<impl Write>,
+    element: &str,
+    message: &str,
+    detail: Option<&FailureDetail>,
+) -> std::io::Result<()> {
+    let failure = w
+        .create_element(element)
+        .with_attributes([("type", "failure"), ("message", xml_text(message).as_ref())]);
+    match detail.filter(|detail| !detail.output.is_empty()) {
+        Some(detail) => {
+            failure.write_inner_content(|w| {
+                w.create_element("stackTrace")
+                    .write_text_content(BytesText::new(&xml_text(&detail.output)))?;
+                Ok(())
+            })?;
+        }
+        None => {
+            failure.write_empty()?;
+        }
+    }
+    Ok(())
+}
