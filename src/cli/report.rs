@@ -19,16 +19,19 @@ use crate::queue::redis::supervisor::{
 };
 use crate::report::Summary;
 use crate::report::ci_pages;
+use crate::report::json::JsonReport;
 use crate::report::junit::JunitReport;
+use crate::report::output_file::OutputError;
 use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
     let timings_out = args.timings_out.clone();
     let junit_out = args.junit.clone();
+    let json_out = args.json.clone();
     let settings = report_settings(args, &ids)?;
     // A path that cannot be written is found now, not after a build's worth of waiting.
-    for path in timings_out.iter().chain(&junit_out) {
+    for path in timings_out.iter().chain(&junit_out).chain(&json_out) {
         timings::check_writable(path)?;
     }
     let mut progress = Progress::new();
@@ -52,27 +55,35 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     }
     // Workers write what they measured as they leave; a report that timed out does not wait
     // for them unless it must write their durations.
-    if ending != Ending::TimedOut || timings_out.is_some() || junit_out.is_some() {
+    let outputs = junit_out.is_some() || json_out.is_some();
+    if ending != Ending::TimedOut || timings_out.is_some() || outputs {
         match measured(&settings, timings_out.is_some()).await {
             Ok(measured) => {
                 super::show_slower(measured.slower);
                 if let Some(path) = &timings_out {
                     super::write_timings(path, measured.durations);
                 }
-                match (&junit_out, &measured.generation) {
-                    (Some(path), Some(generation)) => {
-                        write_junit(&settings, generation, &summary, path).await;
+                match (outputs, &measured.generation) {
+                    (true, Some(generation)) => {
+                        write_outputs(
+                            &settings,
+                            generation,
+                            &summary,
+                            junit_out.as_deref(),
+                            json_out.as_deref(),
+                        )
+                        .await;
                     }
-                    (Some(_), None) => crate::say!(
-                        "ciq report: warning: no JUnit report: the build's queue was never filled"
+                    (true, None) => crate::say!(
+                        "ciq report: warning: no JUnit or JSON report: the build's queue was never filled"
                     ),
-                    (None, _) => {}
+                    (false, _) => {}
                 }
             }
             Err(err) => crate::say!(
                 "ciq report: warning: cannot read what the workers measured{}: {err}",
-                if timings_out.is_some() || junit_out.is_some() {
-                    ", no timing file or JUnit report written"
+                if timings_out.is_some() || outputs {
+                    ", no timing file or JUnit or JSON report written"
                 } else {
                     ""
                 }
@@ -87,28 +98,57 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     Ok(exit_code::for_verdict(summary.verdict()))
 }
 
-/// The build as one JUnit report at `path`, read from the queue page by page. A report that
-/// cannot be written is a warning: the verdict stands, and the log has every failure.
-async fn write_junit(settings: &ReportSettings, generation: &str, summary: &Summary, path: &Path) {
+/// The build's outputs (`--junit`, `--json`), read from the queue page by page in one pass. An
+/// output that cannot be written is a warning: the verdict stands, and the log has every
+/// failure.
+async fn write_outputs(
+    settings: &ReportSettings,
+    generation: &str,
+    summary: &Summary,
+    junit_path: Option<&Path>,
+    json_path: Option<&Path>,
+) {
     let written = async {
-        let mut report = JunitReport::create(path, &settings.build, summary)?;
-        each_recorded(settings, generation, |records| report.add(&records)).await??;
-        report.finish()?;
+        let mut junit = junit_path
+            .map(|path| JunitReport::create(path, &settings.build, summary))
+            .transpose()?;
+        let mut json = json_path
+            .map(|path| JsonReport::create(path, &settings.build, &settings.namespace, summary))
+            .transpose()?;
+        each_recorded(settings, generation, |records| {
+            if let Some(junit) = &mut junit {
+                junit.add(&records)?;
+            }
+            if let Some(json) = &mut json {
+                json.add(&records)?;
+            }
+            Ok::<_, OutputError>(())
+        })
+        .await??;
+        let finished = [
+            (junit.map(JunitReport::finish), "JUnit", junit_path),
+            (json.map(JsonReport::finish), "JSON", json_path),
+        ];
+        for (report, kind, path) in finished {
+            if let (Some(finished), Some(path)) = (report, path) {
+                finished?;
+                crate::say!(
+                    "ciq report: wrote the {kind} report of {} tests to `{}`",
+                    summary.decided(),
+                    path.display()
+                );
+            }
+        }
         anyhow::Ok(())
     };
-    match written.await {
-        Ok(()) => crate::say!(
-            "ciq report: wrote the JUnit report of {} tests to `{}`",
-            summary.decided(),
-            path.display()
-        ),
-        Err(err) => crate::say!(
-            "ciq report: warning: no JUnit report: {}",
+    if let Err(err) = written.await {
+        crate::say!(
+            "ciq report: warning: {}",
             err.chain()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(": ")
-        ),
+        );
     }
 }
 

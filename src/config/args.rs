@@ -207,6 +207,11 @@ pub struct ReportArgs {
     /// Surefire writes them (flakyFailure, rerunFailure). Waits for the workers to leave first.
     #[arg(long, env = "CIQ_REPORT_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write the whole build as one JSON document to this file: the verdict, the counts, and
+    /// every test with an outcome (attempts, duration, last failing run). Its shape is
+    /// versioned and documented in docs/report-json.md. Waits for the workers to leave first.
+    #[arg(long, env = "CIQ_REPORT_JSON", value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 fn tolerance(text: &str) -> Result<f64, String> {

@@ -4,51 +4,31 @@
 //! a million-test build is written in constant memory. Retries follow Surefire's conventions,
 //! which Jenkins, GitLab and the test views built on them read: a flaky test passed, with a
 //! `flakyFailure` holding its failing run; a test that failed after retries has its `failure`
-//! and one `rerunFailure` per retry. The file is written next to its destination and renamed
-//! into place, so a reader never sees half of it.
+//! and one `rerunFailure` per retry. The file is written as an [`OutputFile`].
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-use thiserror::Error;
 
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::redis::supervisor::Recorded;
 use crate::report::Summary;
-
-/// Why the report could not be written.
-#[derive(Debug, Error)]
-#[error("cannot write the JUnit report `{path}`")]
-pub struct JunitWriteError {
-    path: PathBuf,
-    #[source]
-    source: std::io::Error,
-}
+use crate::report::output_file::{OutputError, OutputFile};
 
 /// A JUnit report being written.
 pub struct JunitReport {
-    writer: Writer<BufWriter<File>>,
-    path: PathBuf,
-    partial: PathBuf,
+    xml: Writer<OutputFile>,
 }
 
 impl JunitReport {
     /// Starts the report of `build` at `path`, its counts from `summary`: the tests with an
     /// outcome (tests not run are counted in a property, since they have none).
-    pub fn create(path: &Path, build: &str, summary: &Summary) -> Result<Self, JunitWriteError> {
-        let partial = path.with_extension("partial");
-        let file = File::create(&partial).map_err(|source| JunitWriteError {
-            path: partial.clone(),
-            source,
-        })?;
+    pub fn create(path: &Path, build: &str, summary: &Summary) -> Result<Self, OutputError> {
         let mut report = JunitReport {
-            writer: Writer::new_with_indent(BufWriter::new(file), b' ', 2),
-            path: path.to_owned(),
-            partial,
+            xml: Writer::new_with_indent(OutputFile::create(path)?, b' ', 2),
         };
         let tests = summary.decided().to_string();
         let failures = summary.count(Outcome::Failed).to_string();
@@ -87,7 +67,7 @@ impl JunitReport {
     }
 
     /// Adds the tests of `records`.
-    pub fn add(&mut self, records: &[Recorded]) -> Result<(), JunitWriteError> {
+    pub fn add(&mut self, records: &[Recorded]) -> Result<(), OutputError> {
         self.io(|w| {
             for record in records {
                 case(w, record)?;
@@ -97,27 +77,20 @@ impl JunitReport {
     }
 
     /// Ends the report and puts it in place.
-    pub fn finish(mut self) -> Result<(), JunitWriteError> {
+    pub fn finish(mut self) -> Result<(), OutputError> {
         self.io(|w| {
             w.write_event(Event::End(BytesEnd::new("testsuite")))?;
             w.write_event(Event::End(BytesEnd::new("testsuites")))?;
-            w.get_mut().write_all(b"\n")?;
-            w.get_mut().flush()
+            w.get_mut().write_all(b"\n")
         })?;
-        std::fs::rename(&self.partial, &self.path).map_err(|source| JunitWriteError {
-            path: self.path.clone(),
-            source,
-        })
+        self.xml.into_inner().finish()
     }
 
     fn io(
         &mut self,
-        write: impl FnOnce(&mut Writer<BufWriter<File>>) -> std::io::Result<()>,
-    ) -> Result<(), JunitWriteError> {
-        write(&mut self.writer).map_err(|source| JunitWriteError {
-            path: self.partial.clone(),
-            source,
-        })
+        write: impl FnOnce(&mut Writer<OutputFile>) -> std::io::Result<()>,
+    ) -> Result<(), OutputError> {
+        write(&mut self.xml).map_err(|source| self.xml.get_ref().failed(source))
     }
 }
 

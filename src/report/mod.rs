@@ -3,8 +3,10 @@
 //! ([`markdown`], published by [`ci_pages`]).
 
 pub mod ci_pages;
+pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod output_file;
 pub mod summary;
 
 pub use summary::{Summary, Verdict};

@@ -520,3 +520,61 @@ fn the_report_writes_the_build_as_one_junit_report() {
         .count();
     assert_eq!(passed, 18);
 }
+
+/// `ciq report --json` writes the documented shape (docs/report-json.md): the verdict and counts
+/// of the report, and every test once with its attempts and its last failing run.
+#[test]
+fn the_report_writes_the_build_as_one_json_document() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "json".to_owned();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = worker_args(
+        &server,
+        &build,
+        "w1",
+        format!("{root}/examples/demo/tests.txt").as_ref(),
+    );
+    args.push("--".into());
+    args.push(format!("{root}/examples/demo/run-test"));
+    assert_eq!(Proc::spawn("w1", &scratch, &args).wait(LONG).code, Some(1));
+    let json = scratch.path("build.json");
+    let mut report = report_args(&server, &build);
+    report.extend(["--json".to_owned(), json.display().to_string()]);
+    let out = Proc::spawn("report", &scratch, &report).wait(LONG);
+    assert_demo_summary(&out);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["build"], "json");
+    assert_eq!(doc["verdict"], "failed");
+    assert_eq!(
+        doc["counts"],
+        serde_json::json!({"total": 20, "passed": 18, "flaky": 1, "skipped": 0, "failed": 1,
+            "errored": 0, "not_run": 0, "requeued": 2, "taken_over": 0})
+    );
+    let tests = doc["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 20);
+    let by_id = |id: &str| tests.iter().find(|t| t["id"] == id).unwrap().clone();
+    let failed = by_id("math/divide_by_zero");
+    assert_eq!(
+        (&failed["outcome"], &failed["attempts"]),
+        (&"failed".into(), &2.into())
+    );
+    assert_eq!(failed["failure"]["worker"], "w1");
+    assert!(
+        failed["failure"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("got 'inf'")
+    );
+    let flaky = by_id("net/retry_backoff");
+    assert_eq!(
+        (&flaky["outcome"], &flaky["attempts"]),
+        (&"flaky".into(), &2.into())
+    );
+    assert_eq!(flaky["failure"]["outcome"], "failed");
+    let passed = by_id("math/add");
+    assert!(passed["duration_ms"].as_u64().unwrap() >= 300, "{passed}");
+    assert!(passed.get("failure").is_none(), "{passed}");
+}
