@@ -28,6 +28,9 @@ pub struct WorkerOptions {
     /// Each test's time limit; heartbeats for a batch stop when its limits have passed, so a
     /// hung test can never be held forever.
     pub test_timeout: TestTimeout,
+    /// Stop taking tests after this many failed or errored runs in a row: the machine is more
+    /// likely broken than the tests.
+    pub max_consecutive_failures: Option<u32>,
 }
 
 /// How a worker's loop ended.
@@ -42,6 +45,15 @@ pub enum WorkerEnd {
     },
     /// A shutdown signal arrived; held tests were given back.
     Interrupted(i32),
+    /// A breaker tripped (why); held tests were given back for the other workers.
+    Stopped(String),
+}
+
+/// How [`work`] ended, when it did not fail.
+enum Ended {
+    Drained,
+    Signal(i32),
+    Stopped(String),
 }
 
 /// What ends a worker early.
@@ -67,14 +79,12 @@ pub async fn run<Q: Queue, R: Runner>(
     let mut finished_before = false;
     let mut measured = HashMap::new();
     let ended = tokio::select! {
-        done = work(queue, runner, options, &held, &mut finished_before, &mut measured) => {
-            done.map(|()| None)
-        }
+        done = work(queue, runner, options, &held, &mut finished_before, &mut measured) => done,
         err = heartbeats(queue, &held) => Err(err.into()),
-        signal = shutdown => Ok(Some(signal)),
+        signal = shutdown => Ok(Ended::Signal(signal)),
     };
     let measured: Vec<(TestId, Duration)> = measured.into_iter().collect();
-    let done = matches!(ended, Ok(None));
+    let done = matches!(ended, Ok(Ended::Drained));
     // A drained build's report waits for its workers to leave before it reads what they
     // measured; a worker stopped early gives its tests back first, then keeps what it can.
     if done {
@@ -106,16 +116,25 @@ pub async fn run<Q: Queue, R: Runner>(
         );
     }
     match ended {
-        Ok(None) => {
+        Ok(Ended::Drained) => {
             released?;
             Ok(WorkerEnd::Done {
                 summary: queue.summary().await?,
                 finished_before,
             })
         }
-        Ok(Some(signal)) => {
+        Ok(Ended::Signal(signal)) => {
             released?;
             Ok(WorkerEnd::Interrupted(signal))
+        }
+        Ok(Ended::Stopped(why)) => {
+            released?;
+            crate::say!(
+                "ciq: worker `{}` stops taking tests: {why}",
+                queue.worker_id()
+            );
+            queue.record_stop(&why).await?;
+            Ok(WorkerEnd::Stopped(why))
         }
         Err(err) => Err(err),
     }
@@ -128,8 +147,9 @@ async fn work<Q: Queue, R: Runner>(
     held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
     finished_before: &mut bool,
     measured: &mut HashMap<TestId, Duration>,
-) -> Result<(), WorkerError> {
+) -> Result<Ended, WorkerError> {
     let pacing = queue.pacing();
+    let mut failures_in_a_row = 0u32;
     let mut batcher = Batcher::new(options.batch_size, options.test_timeout.overall());
     runner.prepare().await?;
     let mut next = queue.reserve(batcher.next()).await?;
@@ -167,6 +187,12 @@ async fn work<Q: Queue, R: Runner>(
                     ran.results.iter().map(|result| result.duration),
                 );
                 let mut acks = pair(&batch, ran.results);
+                for ack in &acks {
+                    failures_in_a_row = match ack.result.outcome {
+                        Outcome::Failed | Outcome::Errored => failures_in_a_row + 1,
+                        _ => 0,
+                    };
+                }
                 let kept = ran
                     .provisional
                     .and_then(|id| acks.iter().position(|ack| ack.result.id == id))
@@ -184,6 +210,20 @@ async fn work<Q: Queue, R: Runner>(
                     .collect();
                 provisional = kept;
                 next = acknowledge(queue, acks, &batcher, measured).await?;
+                if let Some(limit) = options
+                    .max_consecutive_failures
+                    .filter(|limit| failures_in_a_row >= *limit)
+                {
+                    // What the acknowledgement reserved goes back with what is held.
+                    if let Reservation::Tests(batch) = next {
+                        held.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .extend(batch.into_iter().map(|reserved| (reserved, None)));
+                    }
+                    return Ok(Ended::Stopped(format!(
+                        "{limit} tests failed in a row on it (--max-consecutive-failures): a broken machine?"
+                    )));
+                }
             }
             Reservation::Empty | Reservation::Done if provisional.is_some() => {
                 // Nothing follows for now: the runner's final word on the kept test, which
@@ -200,7 +240,7 @@ async fn work<Q: Queue, R: Runner>(
                 poll = (poll * 2).min(pacing.max_poll_interval);
                 next = queue.reserve(batcher.next()).await?;
             }
-            Reservation::Done => return Ok(()),
+            Reservation::Done => return Ok(Ended::Drained),
             Reservation::Stale => {
                 // The kept test's lease went with the old state: its result cannot count.
                 if provisional.take().is_some() {

@@ -148,7 +148,7 @@ async fn run_local(
             Err(err) => return Err(crate::error::Error::Panicked(err).into()),
         };
         match ended {
-            Ok(WorkerEnd::Done { .. }) => {}
+            Ok(WorkerEnd::Done { .. } | WorkerEnd::Stopped(_)) => {}
             Ok(WorkerEnd::Interrupted(signal)) => interrupted = Some(signal),
             Err(err) => {
                 // One worker's fatal error (a missing command) would repeat in every worker.
@@ -314,5 +314,11 @@ fn finish(end: WorkerEnd, worker: &str) -> i32 {
             exit_code::for_verdict(summary.verdict())
         }
         WorkerEnd::Interrupted(signal) => interrupted(signal, worker),
+        WorkerEnd::Stopped(_) => {
+            crate::say!(
+                "ciq: the other workers take its tests; `ciq report` gives the build's verdict"
+            );
+            exit_code::TESTS_FAILED
+        }
     }
 }

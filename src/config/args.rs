@@ -118,6 +118,11 @@ pub struct RunArgs {
         default_value = "30m"
     )]
     pub test_timeout: TestTimeout,
+    /// A worker whose runs fail this many times in a row stops taking tests (its machine is
+    /// likely broken: a full disk, a dead service) and gives back what it holds; the other
+    /// workers take over, and the summary names it [default: never]
+    #[arg(long, env = "CIQ_MAX_CONSECUTIVE_FAILURES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_consecutive_failures: Option<u32>,
     /// The command speaks ciq's persistent protocol (docs/persistent-protocol.md): it is started once per
     /// worker and fed test ids over stdin, instead of once per batch.
     #[arg(long, env = "CIQ_PERSISTENT")]

@@ -297,6 +297,7 @@ impl RunConfig {
             worker: WorkerOptions {
                 batch_size,
                 test_timeout: args.test_timeout,
+                max_consecutive_failures: args.max_consecutive_failures,
             },
             budget,
             build,

@@ -65,6 +65,8 @@ struct State {
     /// Each test's run in an earlier build (the timing file), for auto time limits.
     history: HashMap<TestId, Duration>,
     left: HashSet<String>,
+    /// Workers that stopped taking tests, and why.
+    stopped: Vec<String>,
 }
 
 /// One worker's handle on a [`LocalQueue`].
@@ -152,6 +154,7 @@ impl LocalQueue {
             not_run_count: unfinished.count(),
             taken_over: state.taken_over,
             mismatches: Vec::new(),
+            stopped: state.stopped.clone(),
         }
     }
 
@@ -366,6 +369,12 @@ impl Queue for LocalWorker {
     async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
         let mut state = self.queue.lock();
         state.durations.extend(durations.iter().cloned());
+        Ok(())
+    }
+
+    async fn record_stop(&self, why: &str) -> Result<(), QueueError> {
+        let line = format!("worker `{}`: {why}", self.id);
+        self.queue.lock().stopped.push(line);
         Ok(())
     }
 

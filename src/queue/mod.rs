@@ -202,6 +202,10 @@ pub trait Queue: Send + Sync {
         durations: &[(TestId, Duration)],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
+    /// Records that this worker stops taking tests, and `why` (a breaker tripped), for the
+    /// build's summary: the others take its tests over.
+    fn record_stop(&self, why: &str) -> impl Future<Output = Result<(), QueueError>> + Send;
+
     /// The build's outcomes so far (final once a reserve answered [`Reservation::Done`]).
     fn summary(&self) -> impl Future<Output = Result<Summary, QueueError>> + Send;
 

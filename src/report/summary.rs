@@ -40,6 +40,8 @@ pub struct Summary {
     pub taken_over: u64,
     /// Workers that refused to run because their test list was not the build's.
     pub mismatches: Vec<String>,
+    /// Workers that stopped taking tests (a breaker tripped), and why.
+    pub stopped: Vec<String>,
 }
 
 /// A failing or flaky test, named in the summary.
@@ -166,6 +168,12 @@ impl Summary {
                     "    ... and {} more",
                     self.not_run_count - self.not_run.len()
                 );
+            }
+        }
+        if !self.stopped.is_empty() {
+            let _ = writeln!(out, "\nWORKERS THAT STOPPED TAKING TESTS:");
+            for stopped in &self.stopped {
+                let _ = writeln!(out, "    {stopped}");
             }
         }
         if !self.mismatches.is_empty() {

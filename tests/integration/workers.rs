@@ -332,3 +332,78 @@ fn a_failure_is_retried_by_its_own_worker_when_the_others_stay_busy() {
         );
     }
 }
+
+/// `--max-consecutive-failures`: a worker on a broken machine (every run fails) stops after
+/// that many failures in a row and gives its tests back; the healthy workers retry what it
+/// failed, every test ends with one outcome, and the summary names the worker that stopped.
+#[test]
+fn a_worker_failing_in_a_row_stops_and_the_others_take_over() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "breaker";
+    let wrapper = scratch.path("broken-on-one-machine");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$CIQ_WORKER\" = broken ]; then echo 'No space left on device'; exit 1; fi\nexec {} \"$@\"\n",
+            ciq_testkit::record_test()
+        ),
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&wrapper, permissions).unwrap();
+    let tests: Vec<String> = (0..30).map(|n| format!("pass/{n:02}@100")).collect();
+    let list = scratch.tests(&tests);
+    let args = |worker: &str| {
+        let mut args = worker_args(&server, build, worker, &list);
+        args.extend(
+            [
+                "--max-consecutive-failures",
+                "3",
+                "--requeue-tolerance",
+                "0.5",
+                "--",
+            ]
+            .map(str::to_owned),
+        );
+        args.push(wrapper.display().to_string());
+        args
+    };
+    // The healthy workers first: a failure is retried by another live worker.
+    let healthy: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| Proc::spawn(w, &scratch, &args(w)))
+        .collect();
+    wait_until("the queue to be filled", LONG, || scratch.runs().len() >= 2);
+    let broken = Proc::spawn("broken", &scratch, &args("broken"));
+    let out = broken.wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("worker `broken` stops taking tests: 3 tests failed in a row"),
+        "{}",
+        out.both()
+    );
+    for proc in healthy {
+        let out = proc.wait(LONG);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+    }
+    let out = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stdout
+            .contains("30 tests: 27 passed, 3 flaky; 3 requeued"),
+        "the broken machine's failures were retried elsewhere: {}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains(
+            "WORKERS THAT STOPPED TAKING TESTS:\n    worker `broken`: 3 tests failed in a row"
+        ),
+        "{}",
+        out.both()
+    );
+    let results = ciq_testkit::results(&server, build);
+    assert_eq!(results.len(), 30, "{results:?}");
+}

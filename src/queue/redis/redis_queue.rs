@@ -186,6 +186,25 @@ impl Queue for RedisQueue {
             })
     }
 
+    async fn record_stop(&self, why: &str) -> Result<(), QueueError> {
+        let stats = self.keys.stats();
+        let mut write = redis::pipe();
+        write
+            .atomic()
+            .hset(
+                &stats,
+                format!("stopped:{}", self.session),
+                format!("worker `{}`: {why}", self.worker_id()),
+            )
+            .ignore()
+            .pexpire(
+                &stats,
+                i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX),
+            )
+            .ignore();
+        self.conn.pipeline(&write).await
+    }
+
     async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
         let followed = self.followed()?;
         let ttl = i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX);

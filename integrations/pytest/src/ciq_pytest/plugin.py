@@ -177,7 +177,14 @@ class PersistentWorker:
         """
         if after is None:
             return None
-        shared = set(item.listchain()[1:]) & set(after.listchain()[1:])
+        # pytest >= 8 puts every test under directory nodes (Dir), which hold no fixtures of
+        # their own: sharing one is sharing nothing to keep.
+        directory = getattr(pytest, "Dir", ())
+        shared = [
+            node
+            for node in set(item.listchain()[1:]) & set(after.listchain()[1:])
+            if not isinstance(node, directory)
+        ]
         return after if shared else None
 
     def _settle(self, upto: pytest.Item | Session) -> dict[str, Any]:

@@ -11,7 +11,8 @@
 -- KEYS[11] mismatched.
 -- Replies JSON {lost = why} or {total, counts = {outcome = n}, requeued, taken_over,
 -- failed = {{id, outcome, detail, requeues}...}, flaky = {...}, not_run = {ids},
--- not_run_count, mismatches = {lines}}.
+-- not_run_count, mismatches = {lines}, stopped = {lines}} (stopped: the stats' `stopped:<session>`
+-- fields, workers that stopped taking tests).
 local limit, not_run_limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 -- Passes are not counted: they are the processed tests that are nothing else.
 local names = {'failed', 'skipped', 'flaky', 'errored'}
@@ -69,6 +70,14 @@ local function listed(set)
   return out
 end
 
+local function stopped_workers()
+  local out, stats = {}, redis.call('HGETALL', KEYS[8])
+  for i = 1, #stats, 2 do
+    if string.sub(stats[i], 1, 8) == 'stopped:' then out[#out + 1] = stats[i + 1] end
+  end
+  return out
+end
+
 local not_run = {}
 if not_run_limit > 0 then
   not_run = redis.call('LRANGE', KEYS[2], 0, not_run_limit - 1)
@@ -84,4 +93,5 @@ return cjson.encode({
   failed = listed(KEYS[9]), flaky = listed(KEYS[10]),
   not_run = not_run, not_run_count = queued + running,
   mismatches = redis.call('HVALS', KEYS[11]),
+  stopped = stopped_workers(),
 })

@@ -44,6 +44,8 @@ struct Raw {
     not_run_count: usize,
     #[serde(default, deserialize_with = "lua_list")]
     mismatches: Vec<String>,
+    #[serde(default, deserialize_with = "lua_list")]
+    stopped: Vec<String>,
 }
 
 impl Step for Summarize<'_> {
@@ -97,6 +99,7 @@ impl Step for Summarize<'_> {
             not_run_count: raw.not_run_count,
             taken_over: raw.taken_over,
             mismatches: raw.mismatches,
+            stopped: raw.stopped,
         })
     }
 }
