@@ -31,6 +31,9 @@ pub struct WorkerOptions {
     /// Stop taking tests after this many failed or errored runs in a row: the machine is more
     /// likely broken than the tests.
     pub max_consecutive_failures: Option<u32>,
+    /// Stop taking tests once this long has passed since the worker started; what is left is
+    /// reported as not run.
+    pub max_duration: Option<Duration>,
 }
 
 /// How a worker's loop ended.
@@ -45,15 +48,40 @@ pub enum WorkerEnd {
     },
     /// A shutdown signal arrived; held tests were given back.
     Interrupted(i32),
-    /// A breaker tripped (why); held tests were given back for the other workers.
-    Stopped(String),
+    /// A breaker tripped; held tests were given back for the other workers.
+    Stopped(Stop),
+}
+
+/// Why a worker stopped taking tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// `--max-consecutive-failures` tests failed in a row on it.
+    Failures(u32),
+    /// `--max-duration` passed.
+    OutOfTime(Duration),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Failures(n) => write!(
+                f,
+                "{n} tests failed in a row on it (--max-consecutive-failures): a broken machine?"
+            ),
+            Stop::OutOfTime(limit) => write!(
+                f,
+                "--max-duration {} passed; the tests left are not run",
+                crate::human::duration(*limit)
+            ),
+        }
+    }
 }
 
 /// How [`work`] ended, when it did not fail.
 enum Ended {
     Drained,
     Signal(i32),
-    Stopped(String),
+    Stopped(Stop),
 }
 
 /// What ends a worker early.
@@ -127,14 +155,14 @@ pub async fn run<Q: Queue, R: Runner>(
             released?;
             Ok(WorkerEnd::Interrupted(signal))
         }
-        Ok(Ended::Stopped(why)) => {
+        Ok(Ended::Stopped(stop)) => {
             released?;
             crate::say!(
-                "ciq: worker `{}` stops taking tests: {why}",
+                "ciq: worker `{}` stops taking tests: {stop}",
                 queue.worker_id()
             );
-            queue.record_stop(&why).await?;
-            Ok(WorkerEnd::Stopped(why))
+            queue.record_stop(&stop.to_string()).await?;
+            Ok(WorkerEnd::Stopped(stop))
         }
         Err(err) => Err(err),
     }
@@ -150,6 +178,13 @@ async fn work<Q: Queue, R: Runner>(
 ) -> Result<Ended, WorkerError> {
     let pacing = queue.pacing();
     let mut failures_in_a_row = 0u32;
+    let began = Instant::now();
+    let out_of_time = |now: Instant| {
+        options
+            .max_duration
+            .filter(|limit| now.duration_since(began) >= *limit)
+            .map(Stop::OutOfTime)
+    };
     let mut batcher = Batcher::new(options.batch_size, options.test_timeout.overall());
     runner.prepare().await?;
     let mut next = queue.reserve(batcher.next()).await?;
@@ -210,19 +245,19 @@ async fn work<Q: Queue, R: Runner>(
                     .collect();
                 provisional = kept;
                 next = acknowledge(queue, acks, &batcher, measured).await?;
-                if let Some(limit) = options
+                let stop = options
                     .max_consecutive_failures
                     .filter(|limit| failures_in_a_row >= *limit)
-                {
+                    .map(Stop::Failures)
+                    .or_else(|| out_of_time(Instant::now()));
+                if let Some(stop) = stop {
                     // What the acknowledgement reserved goes back with what is held.
                     if let Reservation::Tests(batch) = next {
                         held.lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .extend(batch.into_iter().map(|reserved| (reserved, None)));
                     }
-                    return Ok(Ended::Stopped(format!(
-                        "{limit} tests failed in a row on it (--max-consecutive-failures): a broken machine?"
-                    )));
+                    return Ok(Ended::Stopped(stop));
                 }
             }
             Reservation::Empty | Reservation::Done if provisional.is_some() => {
@@ -236,6 +271,9 @@ async fn work<Q: Queue, R: Runner>(
                 next = acknowledge(queue, acks, &batcher, measured).await?;
             }
             Reservation::Empty => {
+                if let Some(stop) = out_of_time(Instant::now()) {
+                    return Ok(Ended::Stopped(stop));
+                }
                 sleep(poll).await;
                 poll = (poll * 2).min(pacing.max_poll_interval);
                 next = queue.reserve(batcher.next()).await?;

@@ -22,7 +22,7 @@ use crate::runner::{Ran, Runner, RunnerError};
 use crate::signal;
 use crate::test_id::TestId;
 use crate::timings;
-use crate::worker::{self, WorkerEnd};
+use crate::worker::{self, Stop, WorkerEnd};
 
 pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
@@ -314,11 +314,12 @@ fn finish(end: WorkerEnd, worker: &str) -> i32 {
             exit_code::for_verdict(summary.verdict())
         }
         WorkerEnd::Interrupted(signal) => interrupted(signal, worker),
-        WorkerEnd::Stopped(_) => {
+        WorkerEnd::Stopped(Stop::Failures(_)) => {
             crate::say!(
                 "ciq: the other workers take its tests; `ciq report` gives the build's verdict"
             );
             exit_code::TESTS_FAILED
         }
+        WorkerEnd::Stopped(Stop::OutOfTime(_)) => exit_code::TESTS_NOT_RUN,
     }
 }

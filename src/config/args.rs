@@ -123,6 +123,11 @@ pub struct RunArgs {
     /// workers take over, and the summary names it [default: never]
     #[arg(long, env = "CIQ_MAX_CONSECUTIVE_FAILURES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_consecutive_failures: Option<u32>,
+    /// A worker stops taking tests once this long has passed since it started (say, under the
+    /// CI job's own time limit, so the report still runs); the tests left are reported as not
+    /// run and the build is incomplete, exit 3 [default: no limit]
+    #[arg(long, env = "CIQ_MAX_DURATION", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_duration: Option<Duration>,
     /// The command speaks ciq's persistent protocol (docs/persistent-protocol.md): it is started once per
     /// worker and fed test ids over stdin, instead of once per batch.
     #[arg(long, env = "CIQ_PERSISTENT")]

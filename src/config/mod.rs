@@ -298,6 +298,7 @@ impl RunConfig {
                 batch_size,
                 test_timeout: args.test_timeout,
                 max_consecutive_failures: args.max_consecutive_failures,
+                max_duration: args.max_duration,
             },
             budget,
             build,

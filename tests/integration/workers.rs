@@ -407,3 +407,42 @@ fn a_worker_failing_in_a_row_stops_and_the_others_take_over() {
     let results = ciq_testkit::results(&server, build);
     assert_eq!(results.len(), 30, "{results:?}");
 }
+
+/// `--max-duration`: a worker stops taking tests once its time is up; the tests left are
+/// reported as not run, by name, and the build is incomplete (exit 3), never green.
+#[test]
+fn a_worker_out_of_time_stops_and_the_rest_are_not_run() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "out-of-time";
+    let tests: Vec<String> = (0..20).map(|n| format!("pass/{n:02}@200")).collect();
+    let list = scratch.tests(&tests);
+    let mut args = worker_args(&server, build, "w", &list);
+    args.extend(["--max-duration".to_owned(), "1s".to_owned()]);
+    let out = Proc::spawn("w", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(3), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("worker `w` stops taking tests: --max-duration 1s passed"),
+        "{}",
+        out.both()
+    );
+    let ran = scratch.runs().len();
+    assert!((2..20).contains(&ran), "it ran {ran} tests");
+    let out = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
+    assert_eq!(out.code, Some(3), "{}", out.both());
+    assert!(
+        out.stdout
+            .contains(&format!("20 tests: {ran} passed, {} not run", 20 - ran)),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains(
+            "WORKERS THAT STOPPED TAKING TESTS:\n    worker `w`: --max-duration 1s passed"
+        ),
+        "{}",
+        out.both()
+    );
+    assert!(out.stdout.contains("verdict: incomplete"), "{}", out.both());
+}
