@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use crate::outcome::Outcome;
-use crate::report::summary::{Listed, Summary, Verdict};
+use crate::report::summary::{Listed, Summary};
 
 /// Most failures shown with their output; the rest are named.
 const WITH_OUTPUT: usize = 30;
@@ -22,13 +22,12 @@ impl Summary {
     /// The summary as Markdown, headed by `title` (which build it is).
     pub fn markdown(&self, title: &str) -> String {
         let mut out = String::new();
-        let verdict = match self.verdict() {
-            Verdict::Green => "green",
-            Verdict::Failed => "failed",
-            Verdict::Incomplete => "incomplete: tests not run",
-            Verdict::ListMismatch => "failed: a worker had another test list",
-        };
-        let _ = writeln!(out, "### {}: {verdict}\n", escape(title));
+        let _ = writeln!(
+            out,
+            "### {}: {}\n",
+            escape(title),
+            escape(self.verdict().describe())
+        );
         let _ = writeln!(out, "{}\n", escape(&self.counts_line()));
         if !self.failing.is_empty() {
             let _ = writeln!(out, "#### Failed\n");

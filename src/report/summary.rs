@@ -71,6 +71,18 @@ pub enum Verdict {
     ListMismatch,
 }
 
+impl Verdict {
+    /// The verdict as the summary's last line says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Verdict::Green => "green",
+            Verdict::Failed => "failed",
+            Verdict::Incomplete => "incomplete (tests not run)",
+            Verdict::ListMismatch => "failed (a worker had another test list)",
+        }
+    }
+}
+
 impl Summary {
     /// How many tests ended with `outcome`.
     pub fn count(&self, outcome: Outcome) -> usize {
@@ -182,13 +194,12 @@ impl Summary {
                 let _ = writeln!(out, "    {mismatch}");
             }
         }
-        let verdict = match self.verdict() {
-            Verdict::Green => "green",
-            Verdict::Failed => "failed",
-            Verdict::Incomplete => "incomplete (tests not run)",
-            Verdict::ListMismatch => "failed (a worker had another test list)",
-        };
-        let _ = writeln!(out, "\n{}\nverdict: {verdict}", self.counts_line());
+        let _ = writeln!(
+            out,
+            "\n{}\nverdict: {}",
+            self.counts_line(),
+            self.verdict().describe()
+        );
         out
     }
 }

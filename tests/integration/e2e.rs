@@ -25,24 +25,30 @@ fn assert_demo_summary(out: &Output) {
     }
 }
 
+/// `ciq run` arguments of worker `worker` of `build` over the demo suite (`examples/demo`).
+fn demo_args(server: &RedisServer, build: &str, worker: &str) -> Vec<String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args = worker_args(
+        server,
+        build,
+        worker,
+        format!("{root}/examples/demo/tests.txt").as_ref(),
+    );
+    args.push("--".into());
+    args.push(format!("{root}/examples/demo/run-test"));
+    args
+}
+
 #[test]
 fn demo_suite_on_four_processes_and_a_report() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let build = "demo".to_owned();
-    let root = env!("CARGO_MANIFEST_DIR");
     let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
     let workers: Vec<Proc> = (1..=4)
         .map(|n| {
-            let mut args = worker_args(
-                &server,
-                &build,
-                &format!("w{n}"),
-                format!("{root}/examples/demo/tests.txt").as_ref(),
-            );
-            args.push("--".into());
-            args.push(format!("{root}/examples/demo/run-test"));
-            Proc::spawn(&format!("w{n}"), &scratch, &args)
+            let worker = format!("w{n}");
+            Proc::spawn(&worker, &scratch, &demo_args(&server, &build, &worker))
         })
         .collect();
     for worker in workers {
@@ -332,16 +338,7 @@ fn the_report_puts_its_summary_on_the_ci_page() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let build = "ci-pages".to_owned();
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut args = worker_args(
-        &server,
-        &build,
-        "w1",
-        format!("{root}/examples/demo/tests.txt").as_ref(),
-    );
-    args.push("--".into());
-    args.push(format!("{root}/examples/demo/run-test"));
-    let out = Proc::spawn("w1", &scratch, &args).wait(LONG);
+    let out = Proc::spawn("w1", &scratch, &demo_args(&server, &build, "w1")).wait(LONG);
     assert_eq!(out.code, Some(1), "{}", out.both());
 
     let summary = scratch.path("step-summary.md");
@@ -455,22 +452,14 @@ fn the_report_writes_the_build_as_one_junit_report() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let build = "junit".to_owned();
-    let root = env!("CARGO_MANIFEST_DIR");
     let junit = scratch.path("build.xml");
     let mut report = report_args(&server, &build);
     report.extend(["--junit".to_owned(), junit.display().to_string()]);
     let report = Proc::spawn("report", &scratch, &report);
     let workers: Vec<Proc> = (1..=2)
         .map(|n| {
-            let mut args = worker_args(
-                &server,
-                &build,
-                &format!("w{n}"),
-                format!("{root}/examples/demo/tests.txt").as_ref(),
-            );
-            args.push("--".into());
-            args.push(format!("{root}/examples/demo/run-test"));
-            Proc::spawn(&format!("w{n}"), &scratch, &args)
+            let worker = format!("w{n}");
+            Proc::spawn(&worker, &scratch, &demo_args(&server, &build, &worker))
         })
         .collect();
     for worker in workers {
@@ -528,16 +517,8 @@ fn the_report_writes_the_build_as_one_json_document() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let build = "json".to_owned();
-    let root = env!("CARGO_MANIFEST_DIR");
-    let mut args = worker_args(
-        &server,
-        &build,
-        "w1",
-        format!("{root}/examples/demo/tests.txt").as_ref(),
-    );
-    args.push("--".into());
-    args.push(format!("{root}/examples/demo/run-test"));
-    assert_eq!(Proc::spawn("w1", &scratch, &args).wait(LONG).code, Some(1));
+    let worker = Proc::spawn("w1", &scratch, &demo_args(&server, &build, "w1"));
+    assert_eq!(worker.wait(LONG).code, Some(1));
     let json = scratch.path("build.json");
     let mut report = report_args(&server, &build);
     report.extend(["--json".to_owned(), json.display().to_string()]);
