@@ -41,6 +41,16 @@ impl Scratch {
         path
     }
 
+    /// Writes an executable script `name` holding `text` and returns its path.
+    pub fn script(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write script");
+        let mut permissions = std::fs::metadata(&path).expect("script").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&path, permissions).expect("make script executable");
+        path
+    }
+
     /// The fixture's log: one `worker test` line per run started, in order.
     pub fn runs(&self) -> Vec<(String, String)> {
         std::fs::read_to_string(self.path("runs.log"))

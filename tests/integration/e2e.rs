@@ -375,20 +375,15 @@ fn the_report_puts_its_summary_on_the_ci_page() {
         assert!(page.contains(expected), "{expected:?} in:\n{page}");
     }
 
+    std::fs::create_dir(scratch.path("bin")).unwrap();
     let bin = scratch.path("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let agent = bin.join("buildkite-agent");
-    std::fs::write(
-        &agent,
-        format!(
+    scratch.script(
+        "bin/buildkite-agent",
+        &format!(
             "#!/bin/sh\necho \"$@\" > '{dir}/agent-args'\ncat > '{dir}/agent-stdin'\n",
             dir = scratch.dir.path().display()
         ),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&agent).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&agent, permissions).unwrap();
+    );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = Proc::spawn_with_env(
         "buildkite",

@@ -341,18 +341,13 @@ fn a_worker_failing_in_a_row_stops_and_the_others_take_over() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let build = "breaker";
-    let wrapper = scratch.path("broken-on-one-machine");
-    std::fs::write(
-        &wrapper,
-        format!(
+    let wrapper = scratch.script(
+        "broken-on-one-machine",
+        &format!(
             "#!/bin/sh\nif [ \"$CIQ_WORKER\" = broken ]; then echo 'No space left on device'; exit 1; fi\nexec {} \"$@\"\n",
             ciq_testkit::record_test()
         ),
-    )
-    .unwrap();
-    let mut permissions = std::fs::metadata(&wrapper).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&wrapper, permissions).unwrap();
+    );
     let tests: Vec<String> = (0..30).map(|n| format!("pass/{n:02}@100")).collect();
     let list = scratch.tests(&tests);
     let args = |worker: &str| {
