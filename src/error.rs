@@ -7,6 +7,7 @@ use thiserror::Error;
 use crate::config::ConfigError;
 use crate::discovery::DiscoveryError;
 use crate::queue::QueueError;
+use crate::report::output_file::OutputError;
 use crate::runner::RunnerError;
 use crate::timings::TimingsError;
 use crate::worker::WorkerError;
@@ -29,6 +30,9 @@ pub enum Error {
     /// A timing file to write cannot be written (checked before the build).
     #[error(transparent)]
     Timings(#[from] TimingsError),
+    /// A report file to write (`--junit`, `--json`) cannot be written (checked before the build).
+    #[error(transparent)]
+    Output(#[from] OutputError),
     /// A local worker task panicked (a bug).
     #[error("a local worker panicked")]
     Panicked(#[source] tokio::task::JoinError),

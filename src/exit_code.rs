@@ -40,7 +40,11 @@ pub fn for_verdict(verdict: Verdict) -> i32 {
 pub fn for_error(err: &Error) -> i32 {
     match err {
         Error::Queue(err) => for_queue_error(err),
-        Error::Config(_) | Error::Discovery(_) | Error::Runner(_) | Error::Timings(_) => USAGE,
+        Error::Config(_)
+        | Error::Discovery(_)
+        | Error::Runner(_)
+        | Error::Timings(_)
+        | Error::Output(_) => USAGE,
         Error::Panicked(_) | Error::Runtime(_) => INFRASTRUCTURE,
     }
 }

@@ -114,16 +114,32 @@ impl Listed {
     }
 }
 
-/// `sh -c command`: the argv of a list command the user wrote as shell text.
+/// The argv of a list command the user wrote as shell text: `bash -o pipefail -c command`
+/// where there is a bash, so a pipeline whose first step fails (a collection error piped into
+/// `grep`) fails the listing instead of queueing part of the suite; `sh -c command` elsewhere.
 pub fn shell(command: &str) -> Vec<String> {
-    vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()]
+    let shell: &[&str] = if which::which("bash").is_ok() {
+        &["bash", "-o", "pipefail", "-c"]
+    } else {
+        &["sh", "-c"]
+    };
+    shell
+        .iter()
+        .map(|word| (*word).to_owned())
+        .chain([command.to_owned()])
+        .collect()
 }
 
-/// List command `argv` as the user would write it: the text given to `sh -c`, or its words
+/// List command `argv` as the user would write it: the text given to the shell, or its words
 /// quoted as a shell would need them.
 pub fn shown(argv: &[String]) -> String {
     match argv {
         [sh, dash_c, text] if sh == "sh" && dash_c == "-c" => text.clone(),
+        [bash, dash_o, pipefail, dash_c, text]
+            if bash == "bash" && dash_o == "-o" && pipefail == "pipefail" && dash_c == "-c" =>
+        {
+            text.clone()
+        }
         _ => shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")),
     }
 }

@@ -264,6 +264,10 @@ async fn work<Q: Queue, R: Runner>(
                 // Nothing follows for now: the runner's final word on the kept test, which
                 // keeps the queue from ending until it is acknowledged.
                 let mut acks: Vec<Ack> = provisional.take().into_iter().collect();
+                // Held while the framework tears down, within a test's limit.
+                let deadline = Instant::now().checked_add(options.test_timeout.overall());
+                *held.lock().unwrap_or_else(PoisonError::into_inner) =
+                    acks.iter().map(|ack| (ack.reserved(), deadline)).collect();
                 if let (Some(settled), Some(ack)) = (runner.settle().await, acks.first_mut()) {
                     ack.result = settled;
                 }

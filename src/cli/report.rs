@@ -21,7 +21,7 @@ use crate::report::Summary;
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
 use crate::report::junit::JunitReport;
-use crate::report::output_file::OutputError;
+use crate::report::output_file::{OutputError, OutputFile};
 use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
@@ -31,8 +31,11 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let json_out = args.json.clone();
     let settings = report_settings(args, &ids)?;
     // A path that cannot be written is found now, not after a build's worth of waiting.
-    for path in timings_out.iter().chain(&junit_out).chain(&json_out) {
+    if let Some(path) = &timings_out {
         timings::check_writable(path)?;
+    }
+    for path in junit_out.iter().chain(&json_out) {
+        OutputFile::check(path)?;
     }
     let mut progress = Progress::new();
     let (summary, ending) = supervise(&settings, |status| progress.show(status))
@@ -142,6 +145,9 @@ async fn write_outputs(
         anyhow::Ok(())
     };
     if let Err(err) = written.await {
+        for path in junit_path.into_iter().chain(json_path) {
+            OutputFile::discard(path);
+        }
         crate::say!(
             "ciq report: warning: {}",
             err.chain()

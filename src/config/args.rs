@@ -88,8 +88,10 @@ pub struct RunArgs {
         conflicts_with = "list_command"
     )]
     pub tests: Option<PathBuf>,
-    /// Command printing one test id per line, run with `sh -c`, so pipes, quotes and variables
-    /// work as in a shell (`cargo nextest list ... | grep ...`); only the elected leader runs it.
+    /// Command printing one test id per line, run by a shell, so pipes, quotes and variables
+    /// work (`cargo nextest list ... | grep ...`): `bash -o pipefail -c` (a failing step of a
+    /// pipeline fails the listing), or `sh -c` where there is no bash. Only the elected leader
+    /// runs it.
     #[arg(long, env = "CIQ_LIST_COMMAND", value_name = "CMD")]
     pub list_command: Option<String>,
     /// Tests per reservation and per run of the command: a count (at most 1000), or `auto`,

@@ -4,7 +4,7 @@
 //! a million-test build is written in constant memory. Retries follow Surefire's conventions,
 //! which Jenkins, GitLab and the test views built on them read: a flaky test passed, with a
 //! `flakyFailure` holding its failing run; a test that failed after retries has its `failure`
-//! and one `rerunFailure` per retry. The file is written as an [`OutputFile`].
+//! and one `rerunFailure` (`rerunError`) per retry. The file is written as an [`OutputFile`].
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -95,9 +95,12 @@ impl JunitReport {
 }
 
 /// `text` with what XML 1.0 cannot hold (control characters other than tab and line breaks,
-/// such as a colour escape in a test's output) replaced by U+FFFD.
+/// such as a colour escape in a test's output, and U+FFFE/U+FFFF) replaced by U+FFFD.
 fn xml_text(text: &str) -> Cow<'_, str> {
-    let allowed = |c: char| !c.is_control() || matches!(c, '\t' | '\n' | '\r');
+    let allowed = |c: char| {
+        (!c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+            && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    };
     if text.chars().all(allowed) {
         Cow::Borrowed(text)
     } else {
@@ -155,10 +158,14 @@ fn case(w: &mut Writer<impl Write>, record: &Recorded) -> std::io::Result<()> {
             w.create_element(element)
                 .with_attributes([("type", kind), ("message", xml_text(&message).as_ref())])
                 .write_text_content(BytesText::new(&output))?;
+            let again = match record.outcome {
+                Outcome::Errored => "rerunError",
+                _ => "rerunFailure",
+            };
             for _ in 0..record.requeues {
                 rerun(
                     w,
-                    "rerunFailure",
+                    again,
                     &format!("{kind} on a retry too (the output above is the last run's)"),
                     None,
                 )?;
@@ -168,7 +175,8 @@ fn case(w: &mut Writer<impl Write>, record: &Recorded) -> std::io::Result<()> {
     }
 }
 
-/// A Surefire rerun element (`flakyFailure`, `rerunFailure`), with the run's output if kept.
+/// A Surefire rerun element (`flakyFailure`, `rerunFailure`, `rerunError`), with the run's
+/// output if kept.
 fn rerun(
     w: &mut Writer<impl Write>,
     element: &str,

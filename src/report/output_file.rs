@@ -24,10 +24,29 @@ pub struct OutputFile {
     partial: PathBuf,
 }
 
+/// `path` with `.partial` after its whole name: each output has its own.
+fn partial(path: &Path) -> PathBuf {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    PathBuf::from(partial)
+}
+
 impl OutputFile {
+    /// Checks that `path` can be written (before a build's worth of waiting), leaving nothing
+    /// behind: an empty report would fail the CI step reading it.
+    pub fn check(path: &Path) -> Result<(), OutputError> {
+        let probe = partial(path);
+        File::create(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|source| OutputError {
+                path: path.to_owned(),
+                source,
+            })
+    }
+
     /// Starts writing what will be `path`.
     pub fn create(path: &Path) -> Result<Self, OutputError> {
-        let partial = path.with_extension("partial");
+        let partial = partial(path);
         let file = File::create(&partial).map_err(|source| OutputError {
             path: partial.clone(),
             source,
@@ -45,6 +64,11 @@ impl OutputFile {
             path: self.partial.clone(),
             source,
         }
+    }
+
+    /// Drops what was written of `path`, if anything (a report that failed half-way).
+    pub fn discard(path: &Path) {
+        let _ = std::fs::remove_file(partial(path));
     }
 
     /// Flushes the content and puts the file in place.

@@ -313,6 +313,23 @@ fn a_pipeline_list_command_lists_what_the_shell_prints() {
         ]
     );
 
+    // A failing first step fails the listing (pipefail), instead of queueing what was printed.
+    let out = Proc::spawn(
+        "failing",
+        &scratch,
+        &with_command(with_list_command(
+            worker_args(&server, "failing", "w", &list),
+            format!("cat '{}' && false | cat", list.display()),
+        )),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(ciq::exit_code::USAGE), "{}", out.both());
+    assert!(
+        out.stderr.contains("failed (exit code 1)"),
+        "{}",
+        out.both()
+    );
+
     let out = Proc::spawn(
         "empty",
         &scratch,
@@ -368,7 +385,7 @@ fn the_report_puts_its_summary_on_the_ci_page() {
     for expected in [
         "### ciq build ci-pages: failed",
         "20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued",
-        "<details><summary>FAILED math/divide\\_by\\_zero",
+        "<details><summary>FAILED math/divide_by_zero (worker w1",
         "math/divide_by_zero: expected 'division by zero' error, got 'inf'",
         "#### Flaky (failed, then passed on a retry)\n\n- `net/retry_backoff`",
     ] {
@@ -399,7 +416,7 @@ fn the_report_puts_its_summary_on_the_ci_page() {
     );
     let annotation = std::fs::read_to_string(scratch.path("agent-stdin")).unwrap();
     assert!(
-        annotation.contains("<details><summary>FAILED math/divide\\_by\\_zero"),
+        annotation.contains("<details><summary>FAILED math/divide_by_zero"),
         "{annotation}"
     );
 }

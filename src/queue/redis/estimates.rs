@@ -11,8 +11,9 @@
 //! Beside it, a sorted set tracks the [`LONGEST`] longest estimates. The leader reads that
 //! instead of a million entries (the difference between the first test starting a second after
 //! the list is known and a fraction of one): the long tests are the ones whose place in the
-//! queue matters, and every other test takes at most the shortest of them. While the store
-//! holds fewer tests than that, the set holds them all.
+//! queue matters, and every other test counts as the last fold's typical (median) test, at
+//! most the shortest of them. While the store holds fewer tests than that, the set holds them
+//! all.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -109,6 +110,8 @@ pub(super) struct Estimates<'a> {
     key: String,
     /// The sorted set of the longest estimates, scored in milliseconds.
     longest: String,
+    /// The median estimate of the last fold, in milliseconds.
+    typical: String,
     /// Set for a day when the store was last swept of departed tests.
     swept: String,
 }
@@ -126,6 +129,7 @@ impl<'a> Estimates<'a> {
             conn,
             key: format!("ciq:{{timings:{namespace}}}:estimates"),
             longest: format!("ciq:{{timings:{namespace}}}:longest"),
+            typical: format!("ciq:{{timings:{namespace}}}:typical"),
             swept: format!("ciq:{{timings:{namespace}}}:swept"),
         }
     }
@@ -155,14 +159,17 @@ impl<'a> Estimates<'a> {
         let mut pipe = redis::pipe();
         pipe.cmd("HLEN").arg(&self.key);
         pipe.cmd("ZCARD").arg(&self.longest);
-        let (held, tracked): (usize, usize) = self.conn.pipeline(&pipe).await?;
+        pipe.cmd("GET").arg(&self.typical);
+        let (held, tracked, typical): (usize, usize, Option<f64>) =
+            self.conn.pipeline(&pipe).await?;
         // Most builds of a fresh namespace, and every build without history, stop here.
         if held == 0 {
             return Ok(Stored::default());
         }
-        if tracked == 0 {
-            // A store an older ciq wrote, without the sorted set: every entry, by id. Only the
-            // estimate, the entry's first field: no samples kept for a million ids.
+        if tracked < held.min(LONGEST) {
+            // The set does not cover the store's longest (a store an older ciq wrote, or one
+            // whose set lost members to a sweep): every entry, by id, until a fold fills it.
+            // Only the estimate, the entry's first field: no samples kept for a million ids.
             let each = self
                 .read_each(ids.iter(), |entry| {
                     let ms: f64 = entry.split(':').next()?.parse().ok()?;
@@ -182,9 +189,14 @@ impl<'a> Estimates<'a> {
             )
             .await?;
         let millis = |ms: f64| Duration::from_millis(ms.max(0.0) as u64);
-        // Full, the set leaves out shorter tests: they take at most its shortest.
-        let rest = (tracked >= LONGEST)
-            .then(|| longest.iter().map(|(_, ms)| *ms).reduce(f64::min))
+        // The store knows more tests than the set: the others take the last fold's typical
+        // test, at most the set's shortest (module sums stay near their real size).
+        let shortest = longest.iter().map(|(_, ms)| *ms).reduce(f64::min);
+        let rest = (held > tracked)
+            .then(|| match (typical, shortest) {
+                (Some(typical), Some(shortest)) => Some(typical.min(shortest)),
+                (typical, shortest) => typical.or(shortest),
+            })
             .flatten()
             .map(millis);
         let by_id: HashMap<&str, f64> = longest.iter().map(|(id, ms)| (id.as_str(), *ms)).collect();
@@ -272,13 +284,22 @@ impl<'a> Estimates<'a> {
             .map(|(_, ms)| *ms as f32)
             .filter(|_| tracked >= LONGEST);
         let longest_first = |a: &Change, b: &Change| b.after.total_cmp(&a.after);
+        // The fold's typical test, for the tests outside the set when it is read.
+        let typical = (!changes.is_empty()).then(|| {
+            let middle = changes.len() / 2;
+            changes
+                .select_nth_unstable_by(middle, longest_first)
+                .1
+                .after
+        });
         if changes.len() > LONGEST {
             changes.select_nth_unstable_by(LONGEST, longest_first);
         }
         let (enter, others) = changes.split_at(changes.len().min(LONGEST));
+        // All of them, even below the floor: a member whose estimate fell gets its new score,
+        // and the trim below drops what is no longer among the longest.
         let entering: Vec<(f32, &str)> = enter
             .iter()
-            .filter(|change| floor.is_none_or(|floor| change.after >= floor))
             .map(|change| (change.after.round(), id(change.at)))
             .collect();
         // Above the floor only: many tests may share the shortest estimate (a suite of alike
@@ -304,6 +325,14 @@ impl<'a> Estimates<'a> {
             .arg(0)
             .arg(-(LONGEST as i64) - 1)
             .ignore();
+        if let Some(typical) = typical {
+            pipe.cmd("SET")
+                .arg(&self.typical)
+                .arg(typical.round())
+                .arg("PX")
+                .arg(u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX))
+                .ignore();
+        }
         self.conn.pipeline(&pipe).await
     }
 
