@@ -8,19 +8,21 @@ use tokio::task::JoinSet;
 
 use super::Failed;
 use crate::config::args::RunArgs;
-use crate::config::{Mode, RunConfig, RunnerSpec, ci};
+use crate::config::ci::{self, Share};
+use crate::config::{Mode, RunConfig, RunnerSpec};
 use crate::discovery::{FrameworkListing, TestSource};
 use crate::exit_code;
 use crate::frameworks::nextest::NextestRunner;
 use crate::frameworks::pytest;
 use crate::outcome::TestResult;
+use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{RedisQueue, connection};
 use crate::runner::command::CommandRunner;
 use crate::runner::persistent::{Hints, PersistentRunner};
 use crate::runner::{Ran, Runner, RunnerError};
 use crate::signal;
-use crate::test_id::TestId;
+use crate::test_id::{TestId, TestList};
 use crate::timings;
 use crate::worker::{self, Stop, WorkerEnd};
 
@@ -32,15 +34,37 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     }
     let source = config.source.load()?;
     match config.mode.clone() {
-        Mode::Local { jobs, timing } => run_local(config, source, jobs, timing).await,
-        Mode::Redis { settings, worker } => {
+        Mode::Local { jobs, timing } => run_local(config, source, jobs, timing, None).await,
+        Mode::Redis {
+            settings,
+            worker,
+            fallback,
+        } => {
             let build = settings.build.clone();
+            let timing = LocalTiming {
+                heartbeat_interval: settings.heartbeat_interval,
+                heartbeat_timeout: settings.heartbeat_timeout,
+            };
             // Signals are handled from the start: a leader stopped while it lists its tests
             // kills the list command instead of leaving it behind.
             let mut shutdown = std::pin::pin!(signal::shutdown());
-            let queue = tokio::select! {
-                queue = RedisQueue::connect(*settings, worker.clone()) => queue?,
+            let connected = tokio::select! {
+                queue = RedisQueue::connect(*settings, worker.clone()) => queue,
                 signal = &mut shutdown => return Ok(interrupted(signal, &worker)),
+            };
+            let queue = match (connected, fallback) {
+                (Ok(queue), _) => queue,
+                (Err(err @ QueueError::Unreachable { .. }), Some(share)) => {
+                    crate::say!(
+                        "ciq: WARNING: {err}\nciq: WARNING: --fallback static: worker `{worker}` runs share {} of {} of the suite without Redis (the sorted list's tests {}, {}, ...): no retries on other machines, no take-over if one dies, and its verdict covers only its share",
+                        share.index + 1,
+                        share.count,
+                        share.index + 1,
+                        share.index + 1 + share.count
+                    );
+                    return run_local(config, source, 1, timing, Some(share)).await;
+                }
+                (Err(err), _) => return Err(Failed::from(err)),
             };
             let runner = runner_for(&config, &worker);
             let listing = FrameworkListing {
@@ -80,11 +104,14 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     }
 }
 
+/// Runs the build in this process with `jobs` workers; with `share`, only that share of the
+/// sorted list (`--fallback static`).
 async fn run_local(
     config: RunConfig,
     source: TestSource,
     jobs: usize,
     timing: LocalTiming,
+    share: Option<Share>,
 ) -> Result<i32, Failed> {
     let (stop_tx, stop_rx) = watch::channel(None::<i32>);
     let signals = tokio::spawn(async move {
@@ -115,6 +142,31 @@ async fn run_local(
     if let Some(warning) = list.duplicate_warning() {
         crate::say!("ciq: {warning}");
     }
+    let list = match share {
+        None => list,
+        Some(share) => {
+            let mut ids = list.ids;
+            ids.sort();
+            let all = ids.len();
+            let ids: Vec<TestId> = ids
+                .into_iter()
+                .enumerate()
+                .filter(|(at, _)| share.holds(*at))
+                .map(|(_, id)| id)
+                .collect();
+            crate::say!(
+                "ciq: --fallback static: {} of the {all} tests are this machine's (share {} of {})",
+                ids.len(),
+                share.index + 1,
+                share.count
+            );
+            TestList {
+                ids,
+                duplicates: 0,
+                first_duplicate: None,
+            }
+        }
+    };
     crate::say!(
         "ciq: running {} tests on {jobs} local worker{}",
         list.ids.len(),

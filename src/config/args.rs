@@ -74,6 +74,19 @@ pub struct RunArgs {
     /// Without it, tests run locally with -j workers.
     #[arg(long, env = "CIQ_QUEUE")]
     pub queue: Option<String>,
+    /// What to do when Redis is unreachable at the start (after --redis-timeout): `static`
+    /// runs this machine's fixed share of the suite (every N-th test of the sorted list, by
+    /// --worker-index/--worker-count or the CI's parallelism variables) and exits with its
+    /// own verdict [default: fail with exit code 5]
+    #[arg(long, env = "CIQ_FALLBACK", value_enum, value_name = "static")]
+    pub fallback: Option<Fallback>,
+    /// This machine's index among --worker-count machines, from 0, for --fallback static
+    /// [default: BUILDKITE_PARALLEL_JOB, CIRCLE_NODE_INDEX, or CI_NODE_INDEX - 1]
+    #[arg(long, env = "CIQ_WORKER_INDEX", requires = "worker_count")]
+    pub worker_index: Option<usize>,
+    /// How many machines share the suite, for --fallback static [default: from the CI]
+    #[arg(long, env = "CIQ_WORKER_COUNT", requires = "worker_index", value_parser = clap::value_parser!(u32).range(1..))]
+    pub worker_count: Option<u32>,
     /// Local workers, when no --queue is given [default: number of CPUs]
     #[arg(short = 'j', long, env = "CIQ_JOBS", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
@@ -224,6 +237,13 @@ pub struct ReportArgs {
     /// versioned and documented in docs/report-json.md. Waits for the workers to leave first.
     #[arg(long, env = "CIQ_REPORT_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// `--fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    /// Run a fixed share of the suite on each machine.
+    Static,
 }
 
 fn tolerance(text: &str) -> Result<f64, String> {

@@ -15,6 +15,40 @@ pub struct CiIds {
     pub worker: Option<String>,
 }
 
+/// This machine's place among the CI job's parallel machines: a static share of the suite for
+/// `--fallback static`, 0-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// This machine, from 0.
+    pub index: usize,
+    /// How many machines.
+    pub count: usize,
+}
+
+impl Share {
+    /// Whether the test at `position` of the sorted list is this machine's.
+    pub fn holds(self, position: usize) -> bool {
+        position % self.count == self.index
+    }
+}
+
+/// The share the CI's parallelism variables give (Buildkite, CircleCI: 0-based; GitLab:
+/// 1-based), read through `var`; `None` elsewhere or when they do not add up.
+pub fn share(var: impl Fn(&str) -> Option<String>) -> Option<Share> {
+    let number = |name: &str| var(name)?.trim().parse::<usize>().ok();
+    let (index, count) = if let Some(index) = number("BUILDKITE_PARALLEL_JOB") {
+        (index, number("BUILDKITE_PARALLEL_JOB_COUNT")?)
+    } else if let Some(index) = number("CIRCLE_NODE_INDEX") {
+        (index, number("CIRCLE_NODE_TOTAL")?)
+    } else {
+        (
+            number("CI_NODE_INDEX")?.checked_sub(1)?,
+            number("CI_NODE_TOTAL")?,
+        )
+    };
+    (index < count).then_some(Share { index, count })
+}
+
 /// Reads ids through `var` (the process environment in production).
 pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
     let get = |name: &str| var(name).filter(|v| !v.is_empty());
@@ -152,5 +186,43 @@ mod tests {
     #[test]
     fn nothing_outside_ci() {
         assert_eq!(detect_in(&[("HOME", "/root")]), CiIds::default());
+    }
+
+    fn share_in(pairs: &[(&str, &str)]) -> Option<Share> {
+        let env: HashMap<&str, &str> = pairs.iter().copied().collect();
+        share(|name| env.get(name).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn each_provider_gives_a_zero_based_share() {
+        let expected = Some(Share { index: 1, count: 3 });
+        let buildkite = [
+            ("BUILDKITE_PARALLEL_JOB", "1"),
+            ("BUILDKITE_PARALLEL_JOB_COUNT", "3"),
+        ];
+        assert_eq!(share_in(&buildkite), expected);
+        assert_eq!(
+            share_in(&[("CIRCLE_NODE_INDEX", "1"), ("CIRCLE_NODE_TOTAL", "3")]),
+            expected
+        );
+        // GitLab counts from 1.
+        assert_eq!(
+            share_in(&[("CI_NODE_INDEX", "2"), ("CI_NODE_TOTAL", "3")]),
+            expected
+        );
+        for bad in [
+            &[("CI_NODE_INDEX", "0"), ("CI_NODE_TOTAL", "3")][..],
+            &[("CIRCLE_NODE_INDEX", "3"), ("CIRCLE_NODE_TOTAL", "3")],
+            &[
+                ("BUILDKITE_PARALLEL_JOB", "x"),
+                ("BUILDKITE_PARALLEL_JOB_COUNT", "3"),
+            ],
+            &[("HOME", "/root")],
+        ] {
+            assert_eq!(share_in(bad), None, "{bad:?}");
+        }
+        let share = Share { index: 1, count: 3 };
+        let held: Vec<usize> = (0..7).filter(|at| share.holds(*at)).collect();
+        assert_eq!(held, [1, 4]);
     }
 }

@@ -23,8 +23,8 @@ use crate::queue::redis::supervisor::ReportSettings;
 use crate::time_limits::TestTimeout;
 use crate::timings::Scheduling;
 use crate::worker::WorkerOptions;
-use args::{BuildArgs, Framework, ReportArgs, RunArgs};
-use ci::CiIds;
+use args::{BuildArgs, Fallback, Framework, ReportArgs, RunArgs};
+use ci::{CiIds, Share};
 
 /// A command line that parses but cannot be used.
 #[derive(Debug, Error)]
@@ -42,6 +42,14 @@ pub enum ConfigError {
     /// No test list.
     #[error("no test list: pass --tests FILE (`-` for stdin) or --list-command CMD")]
     NoTestList,
+    /// `--fallback static` without this machine's place among the others.
+    #[error(
+        "--fallback static needs this machine's share: pass --worker-index I --worker-count N (I from 0), or run where the CI sets its parallelism (Buildkite parallelism, CircleCI parallelism, GitLab parallel:)"
+    )]
+    NoShare,
+    /// `--worker-index` not below `--worker-count`.
+    #[error("--worker-index {0} must be below --worker-count {1} (indexes count from 0)")]
+    BadShare(usize, u32),
     /// No way to run tests.
     #[error(
         "no test command: put it after `--` (ciq run --tests FILE -- ./run-test), or name a framework (ciq run nextest, ciq run pytest)"
@@ -110,6 +118,9 @@ pub enum Mode {
         settings: Box<RedisSettings>,
         /// This worker's id.
         worker: String,
+        /// With `--fallback static`: this machine's share, run alone when Redis is
+        /// unreachable at the start.
+        fallback: Option<Share>,
     },
 }
 
@@ -279,10 +290,17 @@ impl RunConfig {
                     redis_timeout: args.build.redis_timeout,
                     scheduling: scheduling.clone(),
                 };
+                let fallback = match args.fallback {
+                    None => None,
+                    Some(Fallback::Static) => {
+                        Some(fallback_share(args.worker_index, args.worker_count)?)
+                    }
+                };
                 (
                     Mode::Redis {
                         settings: Box::new(settings),
                         worker,
+                        fallback,
                     },
                     build,
                 )
@@ -321,4 +339,16 @@ pub fn report_settings(args: ReportArgs, ids: &CiIds) -> Result<ReportSettings, 
         redis_timeout: args.build.redis_timeout,
         poll_interval: Duration::from_millis(500),
     })
+}
+
+/// This machine's share for `--fallback static`: the flags, else the CI's parallelism.
+fn fallback_share(index: Option<usize>, count: Option<u32>) -> Result<Share, ConfigError> {
+    match (index, count) {
+        (Some(index), Some(count)) if index < count as usize => Ok(Share {
+            index,
+            count: count as usize,
+        }),
+        (Some(index), Some(count)) => Err(ConfigError::BadShare(index, count)),
+        _ => ci::share(|name| std::env::var(name).ok()).ok_or(ConfigError::NoShare),
+    }
 }

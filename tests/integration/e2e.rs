@@ -571,3 +571,73 @@ fn the_report_writes_the_build_as_one_json_document() {
     assert!(passed["duration_ms"].as_u64().unwrap() >= 300, "{passed}");
     assert!(passed.get("failure").is_none(), "{passed}");
 }
+
+/// `--fallback static`: with Redis unreachable, three machines each run their own share of the
+/// suite, and together every test exactly once; each says loudly what it did.
+#[test]
+fn with_redis_down_a_static_fallback_runs_each_test_once_across_machines() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ids("pass", 20));
+    let url = format!("redis://127.0.0.1:{}", ciq_testkit::free_port());
+    let machines: Vec<Proc> = (0..3)
+        .map(|index| {
+            let mut args = worker_args_to(&url, &list, &format!("m{index}"));
+            for (flag, value) in [
+                ("--fallback", "static".to_owned()),
+                ("--worker-index", index.to_string()),
+                ("--worker-count", "3".to_owned()),
+            ] {
+                args.extend([flag.to_owned(), value]);
+            }
+            Proc::spawn(&format!("m{index}"), &scratch, &with_command(args))
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for machine in machines {
+        let out = machine.wait(LONG);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stderr.contains("WARNING: --fallback static"),
+            "{}",
+            out.both()
+        );
+        counts.push(out.stdout.clone());
+    }
+    scratch.assert_each_ran_once(20);
+    assert!(
+        counts.iter().any(|out| out.contains("7 tests: 7 passed"))
+            && counts.iter().any(|out| out.contains("6 tests: 6 passed")),
+        "shares of 7, 7 and 6: {counts:?}"
+    );
+
+    let mut args = worker_args_to(&url, &list, "w");
+    args.extend(["--fallback".to_owned(), "static".to_owned()]);
+    let out = Proc::spawn("no-share", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(ciq::exit_code::USAGE), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("--fallback static needs this machine's share"),
+        "{}",
+        out.both()
+    );
+}
+
+/// Arguments of `worker` of build `down` at `url`, giving up on Redis after a second.
+fn worker_args_to(url: &str, list: &std::path::Path, worker: &str) -> Vec<String> {
+    [
+        "run",
+        "--queue",
+        url,
+        "--build",
+        "down",
+        "--worker",
+        worker,
+        "--tests",
+        &list.display().to_string(),
+        "--redis-timeout",
+        "1s",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
