@@ -336,9 +336,16 @@ fn auto_time_limits_through_redis_come_from_the_store() {
     );
 }
 
+/// The drifting test is named with its usual time; the time it took depends on the machine's
+/// load (a loaded one stretches a 1.5 s sleep), so only its start is checked.
 fn assert_named_only_the_drifting_test(out: &ciq_testkit::Output, named: &str) {
     assert_eq!(out.code, Some(0), "{}", out.both());
-    assert_said(out, named);
+    let line = out
+        .stderr
+        .lines()
+        .find(|line| line.contains("ran much longer than usual: pass/drifting@1500 took "))
+        .unwrap_or_else(|| panic!("the drifting test is named: {}", out.both()));
+    assert!(line.ends_with(named), "{line}");
     assert!(
         !out.stderr.contains("pass/steady@1500 took"),
         "{}",
@@ -352,7 +359,7 @@ fn assert_named_only_the_drifting_test(out: &ciq_testkit::Output, named: &str) {
 fn runs_much_longer_than_usual_are_named() {
     let scratch = Scratch::new();
     let list = scratch.tests(&strings(&["pass/drifting@1500", "pass/steady@1500"]));
-    let named = "ran much longer than usual: pass/drifting@1500 took 1.5s (its earlier runs: at most 100ms)";
+    let named = "(its earlier runs: at most 100ms)";
 
     let file = scratch.path("timings.tsv");
     std::fs::write(
