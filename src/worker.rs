@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ pub struct WorkerOptions {
     /// Stop taking tests once this long has passed since the worker started; what is left is
     /// reported as not run.
     pub max_duration: Option<Duration>,
+    /// Stop taking tests once this many tests of the build finally failed or errored (checked
+    /// when this worker records a failure, and at every heartbeat for the others').
+    pub max_failures: Option<usize>,
 }
 
 /// How a worker's loop ended.
@@ -59,6 +63,8 @@ pub enum Stop {
     Failures(u32),
     /// `--max-duration` passed.
     OutOfTime(Duration),
+    /// `--max-failures` tests of the build failed.
+    BuildFailing(usize),
 }
 
 impl std::fmt::Display for Stop {
@@ -72,6 +78,10 @@ impl std::fmt::Display for Stop {
                 f,
                 "--max-duration {} passed; the tests left are not run",
                 crate::human::duration(*limit)
+            ),
+            Stop::BuildFailing(failed) => write!(
+                f,
+                "the build has {failed} failed tests (--max-failures); the tests left are not run"
             ),
         }
     }
@@ -106,9 +116,15 @@ pub async fn run<Q: Queue, R: Runner>(
     let held = Mutex::new(Vec::<(Reserved, Option<Instant>)>::new());
     let mut finished_before = false;
     let mut measured = HashMap::new();
+    let failing = AtomicBool::new(false);
+    let watch = Watch {
+        held: &held,
+        max_failures: options.max_failures,
+        failing: &failing,
+    };
     let ended = tokio::select! {
-        done = work(queue, runner, options, &held, &mut finished_before, &mut measured) => done,
-        err = heartbeats(queue, &held) => Err(err.into()),
+        done = work(queue, runner, options, &watch, &mut finished_before, &mut measured) => done,
+        err = heartbeats(queue, &watch) => Err(err.into()),
         signal = shutdown => Ok(Ended::Signal(signal)),
     };
     let measured: Vec<(TestId, Duration)> = measured.into_iter().collect();
@@ -168,15 +184,40 @@ pub async fn run<Q: Queue, R: Runner>(
     }
 }
 
+/// What the worker loop and its heartbeats share: the tests held, and whether the build has
+/// reached `--max-failures` (the heartbeats look for the other workers' failures).
+struct Watch<'a> {
+    held: &'a Mutex<Vec<(Reserved, Option<Instant>)>>,
+    max_failures: Option<usize>,
+    failing: &'a AtomicBool,
+}
+
+impl Watch<'_> {
+    /// Whether the build's failures reached `--max-failures`, asking the queue when `ask`.
+    async fn too_many<Q: Queue>(&self, queue: &Q, ask: bool) -> Result<Option<Stop>, QueueError> {
+        let Some(max) = self.max_failures else {
+            return Ok(None);
+        };
+        if ask || self.failing.load(Ordering::Relaxed) {
+            let failed = queue.failures().await?;
+            if failed >= max {
+                return Ok(Some(Stop::BuildFailing(failed)));
+            }
+        }
+        Ok(None)
+    }
+}
+
 async fn work<Q: Queue, R: Runner>(
     queue: &Q,
     runner: &R,
     options: &WorkerOptions,
-    held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
+    watch: &Watch<'_>,
     finished_before: &mut bool,
     measured: &mut HashMap<TestId, Duration>,
 ) -> Result<Ended, WorkerError> {
     let pacing = queue.pacing();
+    let held = watch.held;
     let mut failures_in_a_row = 0u32;
     let began = Instant::now();
     let out_of_time = |now: Instant| {
@@ -244,12 +285,17 @@ async fn work<Q: Queue, R: Runner>(
                     .into_iter()
                     .collect();
                 provisional = kept;
-                next = acknowledge(queue, acks, &batcher, measured).await?;
-                let stop = options
+                let failed_here;
+                (next, failed_here) = acknowledge(queue, acks, &batcher, measured).await?;
+                let stop = match options
                     .max_consecutive_failures
                     .filter(|limit| failures_in_a_row >= *limit)
                     .map(Stop::Failures)
-                    .or_else(|| out_of_time(Instant::now()));
+                    .or_else(|| out_of_time(Instant::now()))
+                {
+                    Some(stop) => Some(stop),
+                    None => watch.too_many(queue, failed_here).await?,
+                };
                 if let Some(stop) = stop {
                     // What the acknowledgement reserved goes back with what is held.
                     if let Reservation::Tests(batch) = next {
@@ -272,10 +318,13 @@ async fn work<Q: Queue, R: Runner>(
                     ack.result = settled;
                 }
                 held.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                next = acknowledge(queue, acks, &batcher, measured).await?;
+                (next, _) = acknowledge(queue, acks, &batcher, measured).await?;
             }
             Reservation::Empty => {
                 if let Some(stop) = out_of_time(Instant::now()) {
+                    return Ok(Ended::Stopped(stop));
+                }
+                if let Some(stop) = watch.too_many(queue, false).await? {
                     return Ok(Ended::Stopped(stop));
                 }
                 sleep(poll).await;
@@ -296,13 +345,14 @@ async fn work<Q: Queue, R: Runner>(
     }
 }
 
-/// Acknowledges `acks` (printing a line for each) and asks for the next batch.
+/// Acknowledges `acks` (printing a line for each) and asks for the next batch; also says
+/// whether one of them was recorded as finally failed.
 async fn acknowledge<Q: Queue>(
     queue: &Q,
     acks: Vec<Ack>,
     batcher: &Batcher,
     measured: &mut HashMap<TestId, Duration>,
-) -> Result<Reservation, WorkerError> {
+) -> Result<(Reservation, bool), WorkerError> {
     let durations: HashMap<_, _> = acks
         .iter()
         .map(|ack| (ack.result.id.clone(), ack.result.duration))
@@ -313,11 +363,16 @@ async fn acknowledge<Q: Queue>(
             .map(|ack| (ack.result.id.clone(), ack.result.duration)),
     );
     let reply = queue.ack(acks, batcher.next()).await?;
+    let mut failed = false;
     for (id, recorded) in &reply.recorded {
         let duration = durations.get(id).copied().unwrap_or_default();
         print_line(queue.worker_id(), id.as_str(), *recorded, duration);
+        failed |= matches!(
+            recorded,
+            Recorded::Final(Outcome::Failed | Outcome::Errored)
+        );
     }
-    Ok(reply.next)
+    Ok((reply.next, failed))
 }
 
 /// How long a worker that was stopped early spends keeping its tests' durations.
@@ -366,13 +421,18 @@ fn pair(batch: &[Reserved], results: Vec<TestResult>) -> Vec<Ack> {
         .collect()
 }
 
-async fn heartbeats<Q: Queue>(
-    queue: &Q,
-    held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
-) -> QueueError {
+async fn heartbeats<Q: Queue>(queue: &Q, watch: &Watch<'_>) -> QueueError {
+    let held = watch.held;
     let interval = queue.pacing().heartbeat_interval;
     loop {
         sleep(interval).await;
+        if watch.max_failures.is_some() && !watch.failing.load(Ordering::Relaxed) {
+            match watch.too_many(queue, true).await {
+                Ok(Some(_)) => watch.failing.store(true, Ordering::Relaxed),
+                Ok(None) => {}
+                Err(err) => return err,
+            }
+        }
         let now = Instant::now();
         let alive: Vec<Reserved> = held
             .lock()

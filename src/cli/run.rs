@@ -366,6 +366,7 @@ fn finish(end: WorkerEnd, worker: &str) -> i32 {
             exit_code::for_verdict(summary.verdict())
         }
         WorkerEnd::Interrupted(signal) => interrupted(signal, worker),
+        WorkerEnd::Stopped(Stop::BuildFailing(_)) => exit_code::TESTS_FAILED,
         WorkerEnd::Stopped(Stop::Failures(_)) => {
             crate::say!(
                 "ciq: the other workers take its tests; `ciq report` gives the build's verdict"

@@ -143,6 +143,11 @@ pub struct RunArgs {
     /// run and the build is incomplete, exit 3 [default: no limit]
     #[arg(long, env = "CIQ_MAX_DURATION", value_name = "DURATION", value_parser = parse_duration)]
     pub max_duration: Option<Duration>,
+    /// Every worker stops taking tests once this many tests of the build finally failed (a
+    /// broken build need not run to its end): the tests left are reported as not run, the
+    /// build is red [default: no limit]
+    #[arg(long, env = "CIQ_MAX_FAILURES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failures: Option<u32>,
     /// The command speaks ciq's persistent protocol (docs/persistent-protocol.md): it is started once per
     /// worker and fed test ids over stdin, instead of once per batch.
     #[arg(long, env = "CIQ_PERSISTENT")]

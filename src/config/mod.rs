@@ -317,6 +317,7 @@ impl RunConfig {
                 test_timeout: args.test_timeout,
                 max_consecutive_failures: args.max_consecutive_failures,
                 max_duration: args.max_duration,
+                max_failures: args.max_failures.map(|max| max as usize),
             },
             budget,
             build,

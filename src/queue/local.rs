@@ -372,6 +372,15 @@ impl Queue for LocalWorker {
         Ok(())
     }
 
+    async fn failures(&self) -> Result<usize, QueueError> {
+        let state = self.queue.lock();
+        Ok(state
+            .outcomes
+            .values()
+            .filter(|outcome| matches!(outcome, Outcome::Failed | Outcome::Errored))
+            .count())
+    }
+
     async fn record_stop(&self, why: &str) -> Result<(), QueueError> {
         let line = format!("worker `{}`: {why}", self.id);
         self.queue.lock().stopped.push(line);

@@ -202,6 +202,9 @@ pub trait Queue: Send + Sync {
         durations: &[(TestId, Duration)],
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
+    /// How many tests of the build finally failed or errored so far (for `--max-failures`).
+    fn failures(&self) -> impl Future<Output = Result<usize, QueueError>> + Send;
+
     /// Records that this worker stops taking tests, and `why` (a breaker tripped), for the
     /// build's summary: the others take its tests over.
     fn record_stop(&self, why: &str) -> impl Future<Output = Result<(), QueueError>> + Send;

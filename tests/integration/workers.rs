@@ -441,3 +441,52 @@ fn a_worker_out_of_time_stops_and_the_rest_are_not_run() {
     );
     assert!(out.stdout.contains("verdict: incomplete"), "{}", out.both());
 }
+
+/// `--max-failures`: once the build has that many failed tests, every worker stops taking
+/// tests; the rest are reported as not run, the build is red, and nothing is counted twice.
+#[test]
+fn the_build_stops_at_max_failures() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "max-failures";
+    let mut tests: Vec<String> = (0..4).map(|n| format!("fail/{n}")).collect();
+    tests.extend((0..40).map(|n| format!("pass/{n:02}@100")));
+    let list = scratch.tests(&tests);
+    let args = |worker: &str| {
+        let mut args = worker_args(&server, build, worker, &list);
+        args.extend(["--max-failures", "3", "--max-requeues", "0"].map(str::to_owned));
+        with_command(args)
+    };
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| Proc::spawn(w, &scratch, &args(w)))
+        .collect();
+    for worker in workers {
+        let out = worker.wait(LONG);
+        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert!(
+            out.stderr
+                .contains("failed tests (--max-failures); the tests left are not run"),
+            "{}",
+            out.both()
+        );
+    }
+    let out = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(out.stdout.contains("not run"), "{}", out.both());
+    assert!(
+        out.stdout.contains("WORKERS THAT STOPPED TAKING TESTS:"),
+        "{}",
+        out.both()
+    );
+    let results = ciq_testkit::results(&server, build);
+    assert!(
+        results.len() < 20,
+        "the build stopped early: {} outcomes",
+        results.len()
+    );
+    let failed = results.values().filter(|o| *o == "failed").count();
+    assert!(failed >= 3, "{results:?}");
+    let counts = scratch.run_counts();
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}

@@ -186,6 +186,20 @@ impl Queue for RedisQueue {
             })
     }
 
+    async fn failures(&self) -> Result<usize, QueueError> {
+        let followed = self.followed()?;
+        let counts: Vec<Option<usize>> = self
+            .conn
+            .query(
+                redis::cmd("HMGET")
+                    .arg(&followed.generation.meta)
+                    .arg("n:failed")
+                    .arg("n:errored"),
+            )
+            .await?;
+        Ok(counts.into_iter().flatten().sum())
+    }
+
     async fn record_stop(&self, why: &str) -> Result<(), QueueError> {
         let stats = self.keys.stats();
         let mut write = redis::pipe();
