@@ -9,9 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::outcome::{FailureDetail, Outcome};
-use crate::queue::redis::supervisor::Recorded;
 use crate::report::output_file::{OutputError, OutputFile};
-use crate::report::{Summary, Verdict};
+use crate::report::{Summary, TestRecord, Verdict};
 
 /// The shape's version.
 pub const VERSION: u32 = 1;
@@ -105,7 +104,7 @@ impl JsonReport {
     }
 
     /// Adds the tests of `records`.
-    pub fn add(&mut self, records: &[Recorded]) -> Result<(), OutputError> {
+    pub fn add(&mut self, records: &[TestRecord]) -> Result<(), OutputError> {
         for record in records {
             let test = Test {
                 id: &record.id,

@@ -14,9 +14,8 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use crate::outcome::{FailureDetail, Outcome};
-use crate::queue::redis::supervisor::Recorded;
-use crate::report::Summary;
 use crate::report::output_file::{OutputError, OutputFile};
+use crate::report::{Summary, TestRecord};
 
 /// A JUnit report being written.
 pub struct JunitReport {
@@ -67,7 +66,7 @@ impl JunitReport {
     }
 
     /// Adds the tests of `records`.
-    pub fn add(&mut self, records: &[Recorded]) -> Result<(), OutputError> {
+    pub fn add(&mut self, records: &[TestRecord]) -> Result<(), OutputError> {
         self.io(|w| {
             for record in records {
                 case(w, record)?;
@@ -113,7 +112,7 @@ fn xml_text(text: &str) -> Cow<'_, str> {
 }
 
 /// One `testcase`: its name is the test id, its class the id's module (before `::`), if any.
-fn case(w: &mut Writer<impl Write>, record: &Recorded) -> std::io::Result<()> {
+fn case(w: &mut Writer<impl Write>, record: &TestRecord) -> std::io::Result<()> {
     let id = xml_text(&record.id);
     let mut start = BytesStart::new("testcase").with_attributes([("name", id.as_ref())]);
     if let Some((module, _)) = id.split_once("::") {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use crate::outcome::{FailureDetail, Outcome};
+use crate::outcome::Outcome;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
@@ -22,7 +22,7 @@ use crate::queue::redis::scripts::abort::Rule;
 use crate::queue::redis::scripts::progress::Progress;
 use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
-use crate::report::Summary;
+use crate::report::{Summary, TestRecord};
 use crate::test_id::TestId;
 use crate::timings::Slower;
 
@@ -230,28 +230,13 @@ pub struct Measured {
     pub generation: Option<String>,
 }
 
-/// One test of a finished build, as the queue holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recorded {
-    /// The test.
-    pub id: String,
-    /// Its final outcome.
-    pub outcome: Outcome,
-    /// Its last run, as its worker measured it (when the worker could keep it).
-    pub duration: Option<Duration>,
-    /// Its last failing run.
-    pub failure: Option<FailureDetail>,
-    /// How often it was requeued.
-    pub requeues: u32,
-}
-
 /// Every test of `generation` that has an outcome, once, a page at a time to `visit`, so a
 /// million-test build is read in little memory (a 64-bit hash per test, to drop the repeats
 /// HSCAN may return while Redis resizes the hash).
 pub async fn each_recorded<E>(
     settings: &ReportSettings,
     generation: &str,
-    mut visit: impl FnMut(Vec<Recorded>) -> Result<(), E>,
+    mut visit: impl FnMut(Vec<TestRecord>) -> Result<(), E>,
 ) -> Result<Result<(), E>, QueueError> {
     const PAGE: usize = 1000;
     let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
@@ -290,7 +275,7 @@ pub async fn each_recorded<E>(
                 let outcome = outcome.parse::<Outcome>().map_err(|err| {
                     QueueError::Protocol(format!("test `{id}` has an unknown outcome: {err}"))
                 })?;
-                records.push(Recorded {
+                records.push(TestRecord {
                     id,
                     outcome,
                     duration: durations
