@@ -14,9 +14,9 @@ use thiserror::Error;
 use tokio::time::{Instant, sleep};
 
 use crate::batching::{BatchSize, Batcher};
-use crate::outcome::{Outcome, TestResult};
+use crate::outcome::{FailureDetail, Outcome, TestResult};
 use crate::queue::{Ack, Queue, QueueError, Recorded, Reservation, Reserved};
-use crate::report::Summary;
+use crate::report::{Summary, TestRecord};
 use crate::runner::{Runner, RunnerError};
 use crate::test_id::TestId;
 use crate::time_limits::{self, TestTimeout};
@@ -112,10 +112,14 @@ pub async fn run<Q: Queue, R: Runner>(
     runner: &R,
     options: &WorkerOptions,
     shutdown: impl Future<Output = i32>,
+    decided: Option<&mut Vec<TestRecord>>,
 ) -> Result<WorkerEnd, WorkerError> {
     let held = Mutex::new(Vec::<(Reserved, Option<Instant>)>::new());
     let mut finished_before = false;
-    let mut measured = HashMap::new();
+    let mut kept = Kept {
+        measured: HashMap::new(),
+        decided: decided.is_some().then(Vec::new),
+    };
     let failing = AtomicBool::new(false);
     let watch = Watch {
         held: &held,
@@ -123,11 +127,14 @@ pub async fn run<Q: Queue, R: Runner>(
         failing: &failing,
     };
     let ended = tokio::select! {
-        done = work(queue, runner, options, &watch, &mut finished_before, &mut measured) => done,
+        done = work(queue, runner, options, &watch, &mut finished_before, &mut kept) => done,
         err = heartbeats(queue, &watch) => Err(err.into()),
         signal = shutdown => Ok(Ended::Signal(signal)),
     };
-    let measured: Vec<(TestId, Duration)> = measured.into_iter().collect();
+    if let (Some(out), Some(decided)) = (decided, kept.decided.take()) {
+        *out = decided;
+    }
+    let measured: Vec<(TestId, Duration)> = kept.measured.into_iter().collect();
     let done = matches!(ended, Ok(Ended::Drained));
     // A drained build's report waits for its workers to leave before it reads what they
     // measured; a worker stopped early gives its tests back first, then keeps what it can.
@@ -214,7 +221,7 @@ async fn work<Q: Queue, R: Runner>(
     options: &WorkerOptions,
     watch: &Watch<'_>,
     finished_before: &mut bool,
-    measured: &mut HashMap<TestId, Duration>,
+    keep: &mut Kept,
 ) -> Result<Ended, WorkerError> {
     let pacing = queue.pacing();
     let held = watch.held;
@@ -286,7 +293,7 @@ async fn work<Q: Queue, R: Runner>(
                     .collect();
                 provisional = kept;
                 let failed_here;
-                (next, failed_here) = acknowledge(queue, acks, &batcher, measured).await?;
+                (next, failed_here) = acknowledge(queue, acks, &batcher, keep).await?;
                 let stop = match options
                     .max_consecutive_failures
                     .filter(|limit| failures_in_a_row >= *limit)
@@ -318,7 +325,7 @@ async fn work<Q: Queue, R: Runner>(
                     ack.result = settled;
                 }
                 held.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                (next, _) = acknowledge(queue, acks, &batcher, measured).await?;
+                (next, _) = acknowledge(queue, acks, &batcher, keep).await?;
             }
             Reservation::Empty => {
                 if let Some(stop) = out_of_time(Instant::now()) {
@@ -345,19 +352,26 @@ async fn work<Q: Queue, R: Runner>(
     }
 }
 
+/// What a worker keeps of its runs: each test's time (for later builds), and, for
+/// `ciq run --junit`, the tests whose final outcome it recorded.
+struct Kept {
+    measured: HashMap<TestId, Duration>,
+    decided: Option<Vec<TestRecord>>,
+}
+
 /// Acknowledges `acks` (printing a line for each) and asks for the next batch; also says
 /// whether one of them was recorded as finally failed.
 async fn acknowledge<Q: Queue>(
     queue: &Q,
     acks: Vec<Ack>,
     batcher: &Batcher,
-    measured: &mut HashMap<TestId, Duration>,
+    kept: &mut Kept,
 ) -> Result<(Reservation, bool), WorkerError> {
-    let durations: HashMap<_, _> = acks
+    let results: HashMap<TestId, TestResult> = acks
         .iter()
-        .map(|ack| (ack.result.id.clone(), ack.result.duration))
+        .map(|ack| (ack.result.id.clone(), ack.result.clone()))
         .collect();
-    measured.extend(
+    kept.measured.extend(
         acks.iter()
             .filter(|ack| ack.result.is_own_run())
             .map(|ack| (ack.result.id.clone(), ack.result.duration)),
@@ -365,8 +379,14 @@ async fn acknowledge<Q: Queue>(
     let reply = queue.ack(acks, batcher.next()).await?;
     let mut failed = false;
     for (id, recorded) in &reply.recorded {
-        let duration = durations.get(id).copied().unwrap_or_default();
+        let result = results.get(id);
+        let duration = result.map(|result| result.duration).unwrap_or_default();
         print_line(queue.worker_id(), id.as_str(), *recorded, duration);
+        if let (Recorded::Final(outcome), Some(decided), Some(result)) =
+            (recorded, kept.decided.as_mut(), result)
+        {
+            decided.push(record_of(queue.worker_id(), *outcome, result));
+        }
         failed |= matches!(
             recorded,
             Recorded::Final(Outcome::Failed | Outcome::Errored)
@@ -419,6 +439,24 @@ fn pair(batch: &[Reserved], results: Vec<TestResult>) -> Vec<Ack> {
             }),
         })
         .collect()
+}
+
+/// The record of a test whose final outcome this worker's run decided.
+fn record_of(worker: &str, outcome: Outcome, result: &TestResult) -> TestRecord {
+    let failure = matches!(outcome, Outcome::Failed | Outcome::Errored).then(|| FailureDetail {
+        outcome: result.outcome,
+        worker: worker.to_owned(),
+        duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+        output: result.output.clone(),
+    });
+    TestRecord {
+        id: result.id.as_str().to_owned(),
+        outcome,
+        duration: Some(result.duration),
+        failure,
+        // A flaky test was retried at least once; how often is the build's to say.
+        requeues: u32::from(outcome == Outcome::Flaky),
+    }
 }
 
 async fn heartbeats<Q: Queue>(queue: &Q, watch: &Watch<'_>) -> QueueError {

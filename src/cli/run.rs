@@ -18,6 +18,9 @@ use crate::outcome::TestResult;
 use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{RedisQueue, connection};
+use crate::report::junit::JunitReport;
+use crate::report::output_file::OutputFile;
+use crate::report::{Summary, TestRecord};
 use crate::runner::command::CommandRunner;
 use crate::runner::persistent::{Hints, PersistentRunner};
 use crate::runner::{Ran, Runner, RunnerError};
@@ -31,6 +34,10 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     let config = RunConfig::new(args, &ids)?;
     if let Mode::Redis { settings, .. } = &config.mode {
         connection::client(&settings.url)?;
+    }
+    if let Some(path) = &config.junit {
+        // Found now, not after the build.
+        OutputFile::check(path)?;
     }
     let source = config.source.load()?;
     match config.mode.clone() {
@@ -84,12 +91,28 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     return Ok(interrupted(signal, &worker));
                 }
             }
-            let end = worker::run(&queue, &runner, &config.worker, shutdown)
-                .await
-                .map_err(|err| {
-                    Failed::from(err)
-                        .context(format!("worker `{worker}` of build `{build}` stopped"))
-                })?;
+            let mut decided = Vec::new();
+            let end = worker::run(
+                &queue,
+                &runner,
+                &config.worker,
+                shutdown,
+                config.junit.is_some().then_some(&mut decided),
+            )
+            .await
+            .map_err(|err| {
+                Failed::from(err).context(format!("worker `{worker}` of build `{build}` stopped"))
+            })?;
+            if let Some(path) = &config.junit {
+                let mut summary = Summary {
+                    total: decided.len(),
+                    ..Summary::default()
+                };
+                for record in &decided {
+                    *summary.counts.entry(record.outcome).or_insert(0) += 1;
+                }
+                write_junit(path, &worker, &summary, &decided);
+            }
             if let WorkerEnd::Done {
                 finished_before: true,
                 ..
@@ -188,7 +211,9 @@ async fn run_local(
         let handle = queue.worker(local_worker(n));
         let options = config.worker.clone();
         let stop = stop_rx.clone();
-        workers.spawn(async move { worker::run(&handle, &*runner, &options, stopped(stop)).await });
+        workers.spawn(async move {
+            worker::run(&handle, &*runner, &options, stopped(stop), None).await
+        });
     }
     let mut interrupted = None;
     let mut failure = None;
@@ -218,11 +243,35 @@ async fn run_local(
     }
     super::show_slower(queue.slower());
     let summary = queue.summary();
+    if let Some(path) = &config.junit {
+        write_junit(path, &config.build, &summary, &queue.records());
+    }
     super::print_last(&summary.render());
     Ok(match interrupted {
         Some(signal) => exit_code::SIGNAL_BASE + signal,
         None => exit_code::for_verdict(summary.verdict()),
     })
+}
+
+/// A JUnit report of `records` named `name` at `path`; a warning if it cannot be written: the
+/// verdict stands, and the log has every failure.
+fn write_junit(path: &std::path::Path, name: &str, summary: &Summary, records: &[TestRecord]) {
+    let written = JunitReport::create(path, name, summary)
+        .and_then(|mut report| report.add(records).and_then(|()| report.finish()));
+    match written {
+        Ok(()) => crate::say!(
+            "ciq: wrote the JUnit report of {} tests to `{}`",
+            records.len(),
+            path.display()
+        ),
+        Err(err) => {
+            OutputFile::discard(path);
+            crate::say!(
+                "ciq: warning: no JUnit report: {}",
+                crate::human::error_chain(&err)
+            );
+        }
+    }
 }
 
 /// The id of local worker `n` (from 1).

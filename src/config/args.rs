@@ -122,6 +122,11 @@ pub struct RunArgs {
     /// CIQ_TIMINGS_OUT, this one's is another, so a job-wide setting reaches the report only).
     #[arg(long, env = "CIQ_LOCAL_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
+    /// Write a JUnit XML report to this file when done: in local mode the whole build; with
+    /// --queue the tests whose final outcome this worker recorded, so the files of all the
+    /// workers hold every test once (as a CI that merges its jobs' reports wants)
+    #[arg(long, env = "CIQ_RUN_JUNIT", value_name = "FILE")]
+    pub junit: Option<PathBuf>,
     /// Kill a test's process group after this long and record it as errored (a batch command
     /// gets the sum of its tests' limits). `auto`: five times the slowest of the test's recent
     /// runs in the namespace's store (local mode: the --timings file), at least 5s; 30m for a

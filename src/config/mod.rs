@@ -167,6 +167,8 @@ pub struct RunConfig {
     pub scheduling: Scheduling,
     /// Local mode: where to write every test's duration at the end.
     pub timings_out: Option<PathBuf>,
+    /// Where to write a JUnit report at the end (`ciq run --junit`).
+    pub junit: Option<PathBuf>,
 }
 
 fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
@@ -324,6 +326,7 @@ impl RunConfig {
             discovery_timeout,
             scheduling,
             timings_out: args.timings_out,
+            junit: args.junit,
         })
     }
 }

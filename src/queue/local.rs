@@ -16,8 +16,8 @@ use crate::queue::budget::RequeueBudget;
 use crate::queue::{
     Ack, AckReply, Lease, Pacing, Queue, QueueError, Recorded, Reservation, Reserved, Want,
 };
-use crate::report::Summary;
 use crate::report::summary::{self, Listed};
+use crate::report::{Summary, TestRecord};
 use crate::test_id::TestId;
 use crate::timings::Slower;
 
@@ -116,6 +116,22 @@ impl LocalQueue {
             queue: Arc::clone(self),
             id,
         }
+    }
+
+    /// Every test with an outcome, for a JUnit report of the build.
+    pub fn records(&self) -> Vec<TestRecord> {
+        let state = self.lock();
+        state
+            .outcomes
+            .iter()
+            .map(|(id, outcome)| TestRecord {
+                id: id.as_str().to_owned(),
+                outcome: *outcome,
+                duration: state.durations.get(id).copied(),
+                failure: state.failures.get(id).cloned(),
+                requeues: state.requeues.get(id).copied().unwrap_or(0),
+            })
+            .collect()
     }
 
     /// The build's outcomes so far.

@@ -484,17 +484,7 @@ fn the_report_writes_the_build_as_one_junit_report() {
         "{}",
         out.both()
     );
-    let checked = std::process::Command::new("python3")
-        .args(["-c", CHECK_JUNIT])
-        .arg(&junit)
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    let report = checked_junit(&junit);
     let suite = &report["suites"][0];
     assert_eq!(
         (&suite["tests"], &suite["failures"], &suite["errors"]),
@@ -640,4 +630,79 @@ fn worker_args_to(url: &str, list: &std::path::Path, worker: &str) -> Vec<String
     .iter()
     .map(|s| (*s).to_owned())
     .collect()
+}
+
+/// `ciq run --junit`: each worker writes the tests whose final outcome it recorded, so the
+/// workers' files together hold every test once (what a CI merging its jobs' reports needs);
+/// in local mode the one file holds the whole build.
+#[test]
+fn each_worker_writes_the_tests_it_decided_as_junit() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "run-junit".to_owned();
+    let workers: Vec<(Proc, std::path::PathBuf)> = (1..=2)
+        .map(|n| {
+            let worker = format!("w{n}");
+            let junit = scratch.path(&format!("{worker}.xml"));
+            let mut args = demo_args(&server, &build, &worker);
+            let at = args.iter().position(|arg| arg == "--").unwrap();
+            args.splice(at..at, ["--junit".to_owned(), junit.display().to_string()]);
+            (Proc::spawn(&worker, &scratch, &args), junit)
+        })
+        .collect();
+    let mut cases = serde_json::Map::new();
+    for (worker, junit) in workers {
+        let out = worker.wait(LONG);
+        assert_eq!(out.code, Some(1), "{}", out.both());
+        for (id, kids) in checked_junit(&junit)["cases"].as_object().unwrap() {
+            assert!(
+                cases.insert(id.clone(), kids.clone()).is_none(),
+                "{id} in both files"
+            );
+        }
+    }
+    assert_eq!(
+        cases.len(),
+        20,
+        "every test once across the files: {cases:?}"
+    );
+    assert_eq!(cases["math/divide_by_zero"][0][0], "failure");
+    assert_eq!(cases["net/retry_backoff"][0][0], "flakyFailure");
+
+    let junit = scratch.path("local.xml");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let args: Vec<String> = [
+        "run",
+        "-j",
+        "2",
+        "--junit",
+        &junit.display().to_string(),
+        "--tests",
+        &format!("{root}/examples/demo/tests.txt"),
+        "--",
+        &format!("{root}/examples/demo/run-test"),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let out = Proc::spawn("local", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    let local = checked_junit(&junit);
+    assert_eq!(local["cases"].as_object().unwrap().len(), 20);
+    assert_eq!(local["suites"][0]["failures"], "1");
+}
+
+/// [`CHECK_JUNIT`]'s reading of the JUnit report at `path`, once it passed.
+fn checked_junit(path: &std::path::Path) -> serde_json::Value {
+    let checked = std::process::Command::new("python3")
+        .args(["-c", CHECK_JUNIT])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    serde_json::from_slice(&checked.stdout).unwrap()
 }
