@@ -367,10 +367,18 @@ async fn acknowledge<Q: Queue>(
     batcher: &Batcher,
     kept: &mut Kept,
 ) -> Result<(Reservation, bool), WorkerError> {
-    let results: HashMap<TestId, TestResult> = acks
+    let durations: HashMap<TestId, Duration> = acks
         .iter()
-        .map(|ack| (ack.result.id.clone(), ack.result.clone()))
+        .map(|ack| (ack.result.id.clone(), ack.result.duration))
         .collect();
+    // Whole results (their output) are copied only for `ciq run --junit`: not on every ack.
+    let results: HashMap<TestId, TestResult> = match kept.decided {
+        Some(_) => acks
+            .iter()
+            .map(|ack| (ack.result.id.clone(), ack.result.clone()))
+            .collect(),
+        None => HashMap::new(),
+    };
     kept.measured.extend(
         acks.iter()
             .filter(|ack| ack.result.is_own_run())
@@ -379,11 +387,10 @@ async fn acknowledge<Q: Queue>(
     let reply = queue.ack(acks, batcher.next()).await?;
     let mut failed = false;
     for (id, recorded) in &reply.recorded {
-        let result = results.get(id);
-        let duration = result.map(|result| result.duration).unwrap_or_default();
+        let duration = durations.get(id).copied().unwrap_or_default();
         print_line(queue.worker_id(), id.as_str(), *recorded, duration);
         if let (Recorded::Final(outcome), Some(decided), Some(result)) =
-            (recorded, kept.decided.as_mut(), result)
+            (recorded, kept.decided.as_mut(), results.get(id))
         {
             decided.push(record_of(queue.worker_id(), *outcome, result));
         }

@@ -148,13 +148,7 @@ async fn write_outputs(
         for path in junit_path.into_iter().chain(json_path) {
             OutputFile::discard(path);
         }
-        crate::say!(
-            "ciq report: warning: {}",
-            err.chain()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(": ")
-        );
+        crate::say!("ciq report: warning: {err:#}");
     }
 }
 

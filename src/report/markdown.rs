@@ -34,7 +34,7 @@ impl Summary {
             for (at, listed) in self.failing.iter().enumerate() {
                 failure(&mut out, listed, at < WITH_OUTPUT);
             }
-            let failing = self.count(Outcome::Failed) + self.count(Outcome::Errored);
+            let failing = self.failed_count();
             if failing > self.failing.len() {
                 let _ = writeln!(
                     out,

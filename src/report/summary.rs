@@ -89,6 +89,11 @@ impl Summary {
         self.counts.get(&outcome).copied().unwrap_or(0)
     }
 
+    /// How many tests failed or errored.
+    pub fn failed_count(&self) -> usize {
+        self.count(Outcome::Failed) + self.count(Outcome::Errored)
+    }
+
     /// How many tests have an outcome.
     pub fn decided(&self) -> usize {
         self.counts.values().sum()
@@ -103,7 +108,7 @@ impl Summary {
     pub fn verdict(&self) -> Verdict {
         if !self.mismatches.is_empty() {
             Verdict::ListMismatch
-        } else if self.count(Outcome::Failed) + self.count(Outcome::Errored) > 0 {
+        } else if self.failed_count() > 0 {
             Verdict::Failed
         } else if self.missing() > 0 {
             Verdict::Incomplete
@@ -151,7 +156,7 @@ impl Summary {
                 }
             }
         }
-        let failing = self.count(Outcome::Failed) + self.count(Outcome::Errored);
+        let failing = self.failed_count();
         if failing > self.failing.len() {
             let _ = writeln!(
                 out,

@@ -153,6 +153,11 @@ fn a_big_suites_leader_reads_the_longest_estimates_only() {
         "the long tests start first: {:?}",
         &order[..25]
     );
+    let counts = scratch.run_counts();
+    assert!(
+        counts.len() == tests.len() && counts.values().all(|&n| n == 2),
+        "each test ran once in each build"
+    );
 }
 
 #[test]

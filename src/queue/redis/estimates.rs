@@ -191,7 +191,8 @@ impl<'a> Estimates<'a> {
         let millis = |ms: f64| Duration::from_millis(ms.max(0.0) as u64);
         // The store knows more tests than the set: the others take the last fold's typical
         // test, at most the set's shortest (module sums stay near their real size).
-        let shortest = longest.iter().map(|(_, ms)| *ms).reduce(f64::min);
+        // ZRANGE answers lowest score first.
+        let shortest = longest.first().map(|(_, ms)| *ms);
         let rest = (held > tracked)
             .then(|| match (typical, shortest) {
                 (Some(typical), Some(shortest)) => Some(typical.min(shortest)),

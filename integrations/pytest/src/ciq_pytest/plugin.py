@@ -170,7 +170,7 @@ class PersistentWorker:
 
     @staticmethod
     def _likely_next(item: pytest.Item, after: pytest.Item | None) -> pytest.Item | None:
-        """The test after `item` in collection order, if it shares more than the session.
+        """The test after `item` in collection order, if it shares a package, module or class.
 
         ciq asked to keep what may be shared: it hands a module's tests out together, so the
         test it sends next is most likely this one, or one sharing the same scopes.
