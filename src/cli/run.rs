@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use super::Failed;
 use crate::config::args::RunArgs;
 use crate::config::ci::{self, Share};
-use crate::config::{Mode, RunConfig, RunnerSpec};
+use crate::config::{ConfigError, Mode, RunConfig, RunnerSpec, SourceSpec};
 use crate::discovery::{FrameworkListing, TestSource};
 use crate::exit_code;
 use crate::frameworks::nextest::NextestRunner;
@@ -17,7 +17,7 @@ use crate::frameworks::pytest;
 use crate::outcome::TestResult;
 use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
-use crate::queue::redis::{RedisQueue, connection};
+use crate::queue::redis::{FailedOf, RedisQueue, RetryRound, Retrying, connection};
 use crate::report::junit::JunitReport;
 use crate::report::output_file::OutputFile;
 use crate::report::{Summary, TestRecord};
@@ -41,11 +41,15 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     }
     let source = config.source.load()?;
     match config.mode.clone() {
-        Mode::Local { jobs, timing } => run_local(config, source, jobs, timing, None).await,
+        Mode::Local { jobs, timing } => {
+            let source = source.ok_or(ConfigError::NoTestList)?;
+            run_local(config, source, jobs, timing, None).await
+        }
         Mode::Redis {
             settings,
             worker,
             fallback,
+            retry,
         } => {
             let build = settings.build.clone();
             let timing = LocalTiming {
@@ -59,8 +63,20 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                 queue = RedisQueue::connect(*settings, worker.clone()) => queue,
                 signal = &mut shutdown => return Ok(interrupted(signal, &worker)),
             };
+            // A retry's failed tests are in Redis: no share of the whole suite stands in for them.
+            let retry_of = match &config.source {
+                SourceSpec::Earlier(earlier) => Some(earlier.clone()),
+                _ => None,
+            };
+            let retrying = matches!(retry, Some(RetryRound::Named(_))) || retry_of.is_some();
             let queue = match (connected, fallback) {
                 (Ok(queue), _) => queue,
+                (Err(err @ QueueError::Unreachable { .. }), Some(_)) if retrying => {
+                    crate::say!(
+                        "ciq: --fallback static is not used on a retry: the failed tests to re-run are in Redis"
+                    );
+                    return Err(Failed::from(err));
+                }
                 (Err(err @ QueueError::Unreachable { .. }), Some(share)) => {
                     crate::say!(
                         "ciq: WARNING: {err}\nciq: WARNING: --fallback static: worker `{worker}` runs share {} of {} of the suite without Redis (the sorted list's tests {}, {}, ...): no retries on other machines, no take-over if one dies, and its verdict covers only its share",
@@ -69,10 +85,53 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                         share.index + 1,
                         share.index + 1 + share.count
                     );
+                    let source = source.ok_or(ConfigError::NoTestList)?;
                     return run_local(config, source, 1, timing, Some(share)).await;
                 }
                 (Err(err), _) => return Err(Failed::from(err)),
             };
+            let source = match (source, &retry_of) {
+                (Some(source), _) => source,
+                (None, None) => return Err(Failed::from(ConfigError::NoTestList)),
+                (None, Some(earlier)) => match queue.failed_of(earlier).await? {
+                    FailedOf::Tests(Some(list)) => {
+                        crate::say!(
+                            "ciq: build `{build}` runs the {} failed test(s) of build `{earlier}`",
+                            list.ids.len()
+                        );
+                        TestSource::List(list)
+                    }
+                    FailedOf::Tests(None) => {
+                        crate::say!("ciq: nothing to retry: no test of build `{earlier}` failed");
+                        return Ok(exit_code::SUCCESS);
+                    }
+                    FailedOf::Unknown => {
+                        return Err(Failed::from(ConfigError::RetryOfUnknown(earlier.clone())));
+                    }
+                    FailedOf::Unfinished => {
+                        return Err(Failed::from(ConfigError::RetryOfUnfinished(
+                            earlier.clone(),
+                        )));
+                    }
+                },
+            };
+            if let Some(round) = &retry {
+                match queue.retry(round).await? {
+                    Retrying::Join => {}
+                    Retrying::Nothing { round } => {
+                        crate::say!(
+                            "ciq: nothing to retry: no test of build `{build}` failed (retry `{round}`)"
+                        );
+                        return Ok(exit_code::SUCCESS);
+                    }
+                    Retrying::Reopened { round, tests } if tests > 0 => crate::say!(
+                        "ciq: retry `{round}` of build `{build}`: its {tests} failed test(s) run again (passed tests do not); a pass now makes a test flaky"
+                    ),
+                    Retrying::Reopened { round, .. } => crate::say!(
+                        "ciq: retry `{round}` of build `{build}`: worker `{worker}` joins the re-run of its failed tests"
+                    ),
+                }
+            }
             let runner = runner_for(&config, &worker);
             let listing = FrameworkListing {
                 source: &source,

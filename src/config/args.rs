@@ -80,6 +80,20 @@ pub struct RunArgs {
     /// own verdict [default: fail with exit code 5]
     #[arg(long, env = "CIQ_FALLBACK", value_enum, value_name = "static")]
     pub fallback: Option<Fallback>,
+    /// This job is a retry of a build that already finished: run only the build's failed tests
+    /// (a pass now makes a test flaky), shared by every job of the retry, or exit 0 at once with
+    /// "nothing to retry". A build still running is joined as usual. ROUND tells retries apart:
+    /// the jobs of one retry give the same one [default ROUND: 1; default: on when
+    /// BUILDKITE_RETRY_COUNT > 0 or GITHUB_RUN_ATTEMPT > 1; on GitLab, when this worker id
+    /// already took part in the finished build]
+    #[arg(long, env = "CIQ_RETRY", value_name = "ROUND", num_args = 0..=1,
+          default_missing_value = "1", requires = "queue")]
+    pub retry: Option<String>,
+    /// Run the failed tests of an earlier finished build (same --namespace) instead of listing
+    /// the suite: CircleCI's "rerun failed tests" starts a new workflow, so a new build id
+    #[arg(long, env = "CIQ_RETRY_OF", value_name = "BUILD", requires = "queue",
+          conflicts_with_all = ["retry", "tests", "list_command"])]
+    pub retry_of: Option<String>,
     /// This machine's index among --worker-count machines, from 0, for --fallback static
     /// [default: BUILDKITE_PARALLEL_JOB, CIRCLE_NODE_INDEX, or CI_NODE_INDEX - 1]
     #[arg(long, env = "CIQ_WORKER_INDEX", requires = "worker_count")]

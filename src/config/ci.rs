@@ -1,8 +1,11 @@
 //! Build and worker ids from the CI provider's environment, so `ciq run` needs no `--build` or
-//! `--worker` on the common CI systems.
+//! `--worker` on the common CI systems, and whether the job is a retry.
 //!
-//! The build id must be the same on every machine of one CI run (and differ between runs and
-//! retries of the run); the worker id must differ between the machines.
+//! The build id must be the same on every machine of one CI run, differ between runs, and stay
+//! the same when a job is retried (so the retry can re-run the build's failed tests); the worker
+//! id must differ between the machines.
+
+use crate::queue::redis::RetryRound;
 
 /// Ids found in the environment, and the provider they came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub struct CiIds {
     pub build: Option<String>,
     /// This machine's id within the run.
     pub worker: Option<String>,
+    /// Set when the CI retried this job: which retry.
+    pub retry: Option<RetryRound>,
 }
 
 /// This machine's place among the CI job's parallel machines: a static share of the suite for
@@ -52,6 +57,7 @@ pub fn share(var: impl Fn(&str) -> Option<String>) -> Option<Share> {
 /// Reads ids through `var` (the process environment in production).
 pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
     let get = |name: &str| var(name).filter(|v| !v.is_empty());
+    let count = |name: &str| get(name)?.trim().parse::<u64>().ok();
     let join = |a: Option<String>, b: Option<String>| match (a, b) {
         (Some(a), Some(b)) => Some(format!("{a}-{b}")),
         (a, None) => a,
@@ -62,6 +68,9 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
             provider: Some("Buildkite"),
             build: get("BUILDKITE_BUILD_ID"),
             worker: get("BUILDKITE_PARALLEL_JOB").or_else(|| get("BUILDKITE_JOB_ID")),
+            retry: count("BUILDKITE_RETRY_COUNT")
+                .filter(|&n| n > 0)
+                .map(|n| RetryRound::Named(format!("buildkite-{n}"))),
         };
     }
     if get("GITHUB_ACTIONS").is_some() {
@@ -70,11 +79,15 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
         let leg = uuid::Uuid::new_v4().simple().to_string();
         return CiIds {
             provider: Some("GitHub Actions"),
-            build: join(get("GITHUB_RUN_ID"), get("GITHUB_RUN_ATTEMPT")),
+            // A re-run keeps the run id and counts up the attempt: it retries the run's build.
+            build: get("GITHUB_RUN_ID"),
             worker: join(
                 join(get("GITHUB_JOB"), get("RUNNER_NAME")),
                 Some(leg[..8].to_owned()),
             ),
+            retry: count("GITHUB_RUN_ATTEMPT")
+                .filter(|&n| n > 1)
+                .map(|n| RetryRound::Named(format!("attempt-{n}"))),
         };
     }
     if get("GITLAB_CI").is_some() {
@@ -82,6 +95,9 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
             provider: Some("GitLab CI"),
             build: get("CI_PIPELINE_ID"),
             worker: get("CI_NODE_INDEX").or_else(|| get("CI_JOB_ID")),
+            // GitLab says nothing of retries: a job whose worker id already took part in the
+            // finished build is one.
+            retry: Some(RetryRound::Rejoined),
         };
     }
     if get("CIRCLECI").is_some() {
@@ -91,6 +107,7 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
             // new workflow with a new id.
             build: get("CIRCLE_WORKFLOW_ID").or_else(|| get("CIRCLE_BUILD_NUM")),
             worker: get("CIRCLE_NODE_INDEX"),
+            retry: None,
         };
     }
     if get("JENKINS_URL").is_some() {
@@ -98,6 +115,7 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
             provider: Some("Jenkins"),
             build: get("BUILD_TAG"),
             worker: join(get("NODE_NAME"), get("EXECUTOR_NUMBER")),
+            retry: None,
         };
     }
     CiIds::default()
@@ -127,6 +145,12 @@ mod tests {
             (ids.build.as_deref(), ids.worker.as_deref()),
             (Some("b-1"), Some("3"))
         );
+        assert_eq!(ids.retry, None);
+        let retried = detect_in(&[("BUILDKITE", "true"), ("BUILDKITE_RETRY_COUNT", "2")]);
+        assert_eq!(
+            retried.retry,
+            Some(RetryRound::Named("buildkite-2".to_owned()))
+        );
         let ids = detect_in(&[
             ("GITHUB_ACTIONS", "true"),
             ("GITHUB_RUN_ID", "99"),
@@ -134,7 +158,11 @@ mod tests {
             ("GITHUB_JOB", "test"),
             ("RUNNER_NAME", "runner 4"),
         ]);
-        assert_eq!(ids.build.as_deref(), Some("99-2"));
+        // A re-run is a retry of the run's build, not a build of its own.
+        assert_eq!(ids.build.as_deref(), Some("99"));
+        assert_eq!(ids.retry, Some(RetryRound::Named("attempt-2".to_owned())));
+        let first = detect_in(&[("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ATTEMPT", "1")]);
+        assert_eq!(first.retry, None);
         let worker = ids.worker.unwrap_or_default();
         assert!(worker.starts_with("test-runner 4-"), "{worker}");
         // Regression: the legs of a matrix all got the same id.
@@ -151,6 +179,7 @@ mod tests {
             (ids.build.as_deref(), ids.worker.as_deref()),
             (Some("7"), Some("1"))
         );
+        assert_eq!(ids.retry, Some(RetryRound::Rejoined));
         let ids = detect_in(&[
             ("CIRCLECI", "true"),
             ("CIRCLE_BUILD_NUM", "12"),

@@ -18,8 +18,8 @@ use crate::frameworks::{nextest, pytest};
 use crate::listing;
 use crate::queue::budget::RequeueBudget;
 use crate::queue::local::LocalTiming;
-use crate::queue::redis::RedisSettings;
 use crate::queue::redis::supervisor::ReportSettings;
+use crate::queue::redis::{RedisSettings, RetryRound};
 use crate::time_limits::TestTimeout;
 use crate::timings::Scheduling;
 use crate::worker::WorkerOptions;
@@ -42,6 +42,16 @@ pub enum ConfigError {
     /// No test list.
     #[error("no test list: pass --tests FILE (`-` for stdin) or --list-command CMD")]
     NoTestList,
+    /// `--retry-of` names a build this Redis does not hold.
+    #[error(
+        "--retry-of: build `{0}` is not in this Redis (never run here, run under another --namespace, or its keys expired after --redis-ttl), so its failed tests are unknown"
+    )]
+    RetryOfUnknown(String),
+    /// `--retry-of` names a build still running.
+    #[error(
+        "--retry-of: build `{0}` has not finished: its failed tests are not known yet (run its report first)"
+    )]
+    RetryOfUnfinished(String),
     /// `--fallback static` without this machine's place among the others.
     #[error(
         "--fallback static needs this machine's share: pass --worker-index I --worker-count N (I from 0), or run where the CI sets its parallelism (Buildkite parallelism, CircleCI parallelism, GitLab parallel:)"
@@ -86,18 +96,22 @@ pub enum SourceSpec {
     File(String),
     /// A list command (`--list-command`, or a framework's), split into argv.
     Command(Vec<String>, ListFormat),
+    /// The failed tests of an earlier build (`--retry-of`), read from Redis once connected.
+    Earlier(String),
 }
 
 impl SourceSpec {
     /// Reads a file list now (every worker checks it before joining); a command stays a
-    /// command for the leader to run.
-    pub fn load(&self) -> Result<TestSource, DiscoveryError> {
+    /// command for the leader to run. `None` for an earlier build's failed tests: only Redis
+    /// has them.
+    pub fn load(&self) -> Result<Option<TestSource>, DiscoveryError> {
         match self {
-            SourceSpec::File(path) => TestSource::read(path),
-            SourceSpec::Command(argv, format) => Ok(TestSource::Command {
+            SourceSpec::File(path) => TestSource::read(path).map(Some),
+            SourceSpec::Command(argv, format) => Ok(Some(TestSource::Command {
                 argv: argv.clone(),
                 format: *format,
-            }),
+            })),
+            SourceSpec::Earlier(_) => Ok(None),
         }
     }
 }
@@ -121,6 +135,8 @@ pub enum Mode {
         /// With `--fallback static`: this machine's share, run alone when Redis is
         /// unreachable at the start.
         fallback: Option<Share>,
+        /// When this job is a retry of a finished build: which retry.
+        retry: Option<RetryRound>,
     },
 }
 
@@ -205,6 +221,7 @@ impl RunConfig {
             },
         };
         let source = match (&args.tests, &args.list_command, &runner) {
+            _ if let Some(earlier) = &args.retry_of => SourceSpec::Earlier(earlier.clone()),
             (Some(path), _, _) => SourceSpec::File(path.to_string_lossy().into_owned()),
             (None, Some(command), _) => {
                 if command.trim().is_empty() {
@@ -298,11 +315,18 @@ impl RunConfig {
                         Some(fallback_share(args.worker_index, args.worker_count)?)
                     }
                 };
+                let retry = match (&args.retry, &args.retry_of) {
+                    (Some(round), _) => Some(RetryRound::Named(round.clone())),
+                    // A new build of an earlier one's failures: nothing of it to retry.
+                    (None, Some(_)) => None,
+                    (None, None) => ids.retry.clone(),
+                };
                 (
                     Mode::Redis {
                         settings: Box::new(settings),
                         worker,
                         fallback,
+                        retry,
                     },
                     build,
                 )

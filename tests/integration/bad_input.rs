@@ -424,7 +424,7 @@ fn a_redis_user_missing_a_permission_is_told_which() {
     }
 }
 
-/// The README's least-privilege user (`ACL_RULE`) runs a whole build and its report.
+/// The README's least-privilege user (`ACL_RULE`) runs a whole build, its report and a retry.
 #[test]
 fn a_user_with_only_the_documented_permissions_runs_a_build() {
     let server = RedisServer::start();
@@ -467,4 +467,15 @@ fn a_user_with_only_the_documented_permissions_runs_a_build() {
             out.both()
         );
     }
+    // A retry of the build needs no other permission.
+    let mut args = worker_args(&server, "least", "w1", &list);
+    args[2] = url;
+    args.extend(["--retry", "--", &record_test()].map(str::to_owned));
+    let out = Proc::spawn("retry", &scratch, &args).wait(WITHIN);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stderr.contains("its 1 failed test(s) run again"),
+        "{}",
+        out.both()
+    );
 }

@@ -600,6 +600,35 @@ fn with_redis_down_a_static_fallback_runs_each_test_once_across_machines() {
         "shares of 7, 7 and 6: {counts:?}"
     );
 
+    // A retry's failed tests are in Redis: no share of the suite stands in for them.
+    let before = scratch.runs().len();
+    let mut args = worker_args_to(&url, &list, "m0");
+    for flag in [
+        "--fallback",
+        "static",
+        "--worker-index",
+        "0",
+        "--worker-count",
+        "3",
+        "--retry",
+    ] {
+        args.push(flag.to_owned());
+    }
+    let out = Proc::spawn("retry", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(
+        out.code,
+        Some(ciq::exit_code::INFRASTRUCTURE),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr
+            .contains("--fallback static is not used on a retry"),
+        "{}",
+        out.both()
+    );
+    assert_eq!(scratch.runs().len(), before);
+
     let mut args = worker_args_to(&url, &list, "w");
     args.extend(["--fallback".to_owned(), "static".to_owned()]);
     let out = Proc::spawn("no-share", &scratch, &with_command(args)).wait(LONG);

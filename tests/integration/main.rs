@@ -19,6 +19,7 @@ mod per_test_scripts;
 mod persistent;
 mod processes;
 mod redis_load;
+mod retries;
 mod timings;
 mod tls;
 mod workers;

@@ -12,6 +12,7 @@ mod estimates;
 pub mod keys;
 mod list_check;
 mod redis_queue;
+mod retry;
 mod scripts;
 pub mod state;
 pub mod supervisor;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 pub use election::Joined;
 pub use redis_queue::RedisQueue;
+pub use retry::{FailedOf, RetryRound, Retrying};
 
 use crate::queue::budget::RequeueBudget;
 use crate::timings::Scheduling;
@@ -55,7 +57,7 @@ pub struct RedisSettings {
 
 /// The ACL rule a Redis user needs to run ciq (README, "Redis permissions"): ciq's keys only,
 /// and the commands ciq sends or its scripts call (`config|get` only for the eviction warning).
-pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hscan +hdel +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zscore +info +config|get";
+pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hscan +hdel +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +srem +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zscore +info +config|get";
 
 fn millis(duration: Duration) -> String {
     duration.as_millis().max(1).to_string()

@@ -37,6 +37,7 @@ pub(super) mod release;
 pub(super) mod renew;
 pub(super) mod reserve;
 pub(super) mod resign;
+pub(super) mod retry;
 pub(super) mod stage;
 pub(super) mod summarize;
 
@@ -88,7 +89,7 @@ pub(super) async fn run<S: Step>(conn: &RedisConn, step: &S) -> Result<S::Reply,
 
 /// Every script's name and source, to name the command a script was running when Redis refused
 /// it ([`command_at`]).
-fn sources() -> [(&'static str, &'static str); 14] {
+fn sources() -> [(&'static str, &'static str); 15] {
     [
         (abort::Abort::NAME, abort::SOURCE),
         (ack::Ack::NAME, ack::SOURCE),
@@ -102,6 +103,7 @@ fn sources() -> [(&'static str, &'static str); 14] {
         (renew::Renew::NAME, renew::SOURCE),
         (reserve::Reserve::NAME, reserve::SOURCE),
         (resign::Resign::NAME, resign::SOURCE),
+        (retry::Retry::NAME, retry::SOURCE),
         (stage::Stage::NAME, stage::SOURCE),
         (summarize::Summarize::NAME, summarize::SOURCE),
     ]

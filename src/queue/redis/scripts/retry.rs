@@ -1,0 +1,88 @@
+//! RETRY: a CI job retried after its build ended re-opens the build's failed tests
+//! (`lua/retry.lua`).
+
+use redis::Value;
+use serde::Deserialize;
+
+use super::{Step, json};
+use crate::queue::QueueError;
+
+pub(super) const SOURCE: &str = lua!("retry.lua");
+
+/// RETRY of round `round` (`None`: the job is a retry when its worker id already took part).
+pub(in crate::queue::redis) struct Retry<'a> {
+    pub keys: &'a [String; 14],
+    pub generation: &'a str,
+    pub worker: &'a str,
+    pub session: &'a str,
+    pub round: Option<&'a str>,
+    pub key_ttl_ms: String,
+}
+
+/// What RETRY did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::queue::redis) enum Retried {
+    /// The build moved to another generation since it was read: read it again.
+    Stale,
+    /// No earlier session of this worker id: not a retried job.
+    First,
+    /// The generation is not finished: the job joins it as any worker.
+    Running,
+    /// Another job of the round already re-opened the failed tests.
+    Again { round: String },
+    /// Nothing failed.
+    Nothing { round: String },
+    /// `tests` failed tests are queued again.
+    Retrying { round: String, tests: u64 },
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    status: String,
+    #[serde(default)]
+    round: String,
+    #[serde(default)]
+    tests: u64,
+}
+
+impl Step for Retry<'_> {
+    const NAME: &'static str = "retry";
+    type Reply = Retried;
+
+    hashed!();
+
+    fn keys(&self) -> Vec<String> {
+        self.keys.to_vec()
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            self.generation.to_owned(),
+            self.worker.to_owned(),
+            self.session.to_owned(),
+            self.round.unwrap_or_default().to_owned(),
+            self.key_ttl_ms.clone(),
+        ]
+    }
+
+    fn reply(raw: Value) -> Result<Retried, QueueError> {
+        let Raw {
+            status,
+            round,
+            tests,
+        } = json(Self::NAME, raw)?;
+        Ok(match status.as_str() {
+            "stale" => Retried::Stale,
+            "first" => Retried::First,
+            "running" => Retried::Running,
+            "again" => Retried::Again { round },
+            "nothing" => Retried::Nothing { round },
+            "retrying" => Retried::Retrying { round, tests },
+            other => {
+                return Err(QueueError::Protocol(format!(
+                    "retry replied status `{other}`"
+                )));
+            }
+        })
+    }
+}

@@ -1,0 +1,277 @@
+//! Job retries: a CI job retried after its build ended re-runs the build's failed tests only,
+//! once across the retried jobs, and the report's verdict changes; `--retry-of` makes a new
+//! build of an earlier one's failures.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ciq_testkit::{Proc, RedisServer, Scratch, report_args, with_command, worker_args};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// How often each test ran since `from` runs were logged.
+fn runs_since(scratch: &Scratch, from: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (_, test) in scratch.runs().into_iter().skip(from) {
+        *counts.entry(test).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Runs workers `names` of `build` with `extra` flags (and `env`) to the end; returns their
+/// outputs.
+fn workers(
+    server: &RedisServer,
+    scratch: &Scratch,
+    build: &str,
+    list: &std::path::Path,
+    names: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<ciq_testkit::Output> {
+    let procs: Vec<Proc> = names
+        .iter()
+        .map(|name| {
+            let mut args = worker_args(server, build, name, list);
+            args.extend(["--max-requeues", "0"].map(str::to_owned));
+            args.extend(extra.iter().map(|s| (*s).to_owned()));
+            Proc::spawn_with_env(
+                &format!("{build}-{name}-{}", scratch.runs().len()),
+                scratch,
+                &with_command(args),
+                env,
+            )
+        })
+        .collect();
+    procs.into_iter().map(|p| p.wait(LONG)).collect()
+}
+
+fn expected(ids: &[&str]) -> BTreeMap<String, usize> {
+    ids.iter().map(|id| ((*id).to_owned(), 1)).collect()
+}
+
+/// The build fails with one broken and two flaky tests; a retry of its two jobs re-runs those
+/// three only, each once across both jobs; the flaky ones now pass and are reported flaky, the
+/// broken one still fails. The same retry started again runs nothing; a second retry re-runs
+/// the broken test alone.
+#[test]
+fn a_retried_build_reruns_only_its_failed_tests_once_across_jobs() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "retried";
+    let mut tests: Vec<String> = (0..20).map(|n| format!("pass/{n:02}")).collect();
+    tests.extend(["fail/0", "flaky/0", "flaky/1"].map(str::to_owned));
+    let list = scratch.tests(&tests);
+    for out in workers(&server, &scratch, build, &list, &["w1", "w2"], &[], &[]) {
+        assert_eq!(out.code, Some(1), "{}", out.both());
+    }
+    assert_eq!(scratch.runs().len(), 23);
+    let out = Proc::spawn("report-1", &scratch, &report_args(&server, build)).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout.contains("23 tests: 20 passed, 3 failed"),
+        "{}",
+        out.both()
+    );
+
+    let before = scratch.runs().len();
+    let outs = workers(
+        &server,
+        &scratch,
+        build,
+        &list,
+        &["w1", "w2"],
+        &["--retry"],
+        &[],
+    );
+    assert_eq!(
+        runs_since(&scratch, before),
+        expected(&["fail/0", "flaky/0", "flaky/1"]),
+        "a retry runs the failed tests, each once across its jobs"
+    );
+    let said: String = outs.iter().map(|o| o.both()).collect();
+    assert!(
+        said.contains("ciq: retry `1` of build `retried`: its 3 failed test(s) run again"),
+        "{said}"
+    );
+    let out = Proc::spawn("report-2", &scratch, &report_args(&server, build)).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout
+            .contains("23 tests: 20 passed, 2 flaky, 1 failed; 3 requeued"),
+        "{}",
+        out.both()
+    );
+
+    // The same retry started late runs nothing more.
+    let before = scratch.runs().len();
+    for out in workers(&server, &scratch, build, &list, &["w1"], &["--retry"], &[]) {
+        assert_eq!(out.code, Some(1), "{}", out.both());
+    }
+    assert!(runs_since(&scratch, before).is_empty());
+
+    // A second retry (its own round) re-runs what still fails.
+    let before = scratch.runs().len();
+    for out in workers(
+        &server,
+        &scratch,
+        build,
+        &list,
+        &["w2"],
+        &["--retry=2"],
+        &[],
+    ) {
+        assert_eq!(out.code, Some(1), "{}", out.both());
+    }
+    assert_eq!(runs_since(&scratch, before), expected(&["fail/0"]));
+    let out = Proc::spawn("report-3", &scratch, &report_args(&server, build)).wait(LONG);
+    assert!(
+        out.stdout
+            .contains("23 tests: 20 passed, 2 flaky, 1 failed; 4 requeued"),
+        "{}",
+        out.both()
+    );
+}
+
+/// A retried job of a green build exits 0 at once, saying there is nothing to retry; the CI's
+/// own retry counter (here Buildkite's) is enough to make a job a retry.
+#[test]
+fn nothing_to_retry_exits_zero_at_once() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "green";
+    let tests: Vec<String> = (0..5).map(|n| format!("pass/{n}")).collect();
+    let list = scratch.tests(&tests);
+    for out in workers(&server, &scratch, build, &list, &["w1"], &[], &[]) {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+    }
+    let before = scratch.runs().len();
+    let started = Instant::now();
+    let env = [
+        ("BUILDKITE", "true"),
+        ("BUILDKITE_BUILD_ID", build),
+        ("BUILDKITE_RETRY_COUNT", "1"),
+    ];
+    let outs = workers(&server, &scratch, build, &list, &["w1"], &[], &env);
+    assert_eq!(outs[0].code, Some(0), "{}", outs[0].both());
+    assert!(
+        outs[0].stderr.contains(
+            "ciq: nothing to retry: no test of build `green` failed (retry `buildkite-1`)"
+        ),
+        "{}",
+        outs[0].both()
+    );
+    assert!(runs_since(&scratch, before).is_empty());
+    // Printed by a human-scale bound, not a tight one: it must not wait for anything.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// On GitLab (which says nothing of retries), a job whose worker id already took part in the
+/// finished build is a retry; a new worker id joining late is not, and runs nothing.
+#[test]
+fn a_gitlab_job_run_again_retries_its_build() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "gitlab";
+    let tests: Vec<String> = ["pass/0", "pass/1", "flaky/0"].map(str::to_owned).to_vec();
+    let list = scratch.tests(&tests);
+    let gitlab = |node: &'static str| {
+        [
+            ("GITLAB_CI", "true"),
+            ("CI_PIPELINE_ID", "77"),
+            ("CI_NODE_INDEX", node),
+        ]
+    };
+    let run = |node: &'static str| {
+        let mut args = worker_args(&server, build, "unused", &list);
+        // The worker and build ids come from GitLab's variables.
+        args.drain(3..7);
+        args.extend(["--max-requeues", "0"].map(str::to_owned));
+        Proc::spawn_with_env(
+            &format!("gitlab-{node}-{}", scratch.runs().len()),
+            &scratch,
+            &with_command(args),
+            &gitlab(node),
+        )
+        .wait(LONG)
+    };
+    assert_eq!(run("1").code, Some(1));
+    let before = scratch.runs().len();
+    let late = run("2");
+    assert_eq!(late.code, Some(1), "{}", late.both());
+    assert!(runs_since(&scratch, before).is_empty(), "{}", late.both());
+    let retried = run("1");
+    assert_eq!(retried.code, Some(0), "{}", retried.both());
+    assert_eq!(runs_since(&scratch, before), expected(&["flaky/0"]));
+}
+
+/// `--retry-of`: a new build (CircleCI's rerun of failed tests is a new workflow) runs the
+/// failed tests of an earlier one; an unknown earlier build is an error, not a green run.
+#[test]
+fn retry_of_runs_an_earlier_builds_failures() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let tests: Vec<String> = ["pass/0", "pass/1", "fail/0", "flaky/0"]
+        .map(str::to_owned)
+        .to_vec();
+    let list = scratch.tests(&tests);
+    for out in workers(&server, &scratch, "first", &list, &["w1"], &[], &[]) {
+        assert_eq!(out.code, Some(1), "{}", out.both());
+    }
+    let before = scratch.runs().len();
+    let rerun = |build: &str, of: &str| {
+        let mut args = worker_args(&server, build, "w1", &list);
+        // No list of its own: the earlier build's failures are the list.
+        args.drain(7..9);
+        args.extend(["--retry-of", of, "--max-requeues", "0"].map(str::to_owned));
+        Proc::spawn(&format!("rerun-{build}"), &scratch, &with_command(args)).wait(LONG)
+    };
+    let out = rerun("second", "first");
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        runs_since(&scratch, before),
+        expected(&["fail/0", "flaky/0"])
+    );
+    let out = Proc::spawn("report-second", &scratch, &report_args(&server, "second")).wait(LONG);
+    assert!(
+        out.stdout.contains("2 tests: 1 passed, 1 failed"),
+        "{}",
+        out.both()
+    );
+    let out = rerun("third", "no-such-build");
+    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("--retry-of: build `no-such-build` is not in this Redis"),
+        "{}",
+        out.both()
+    );
+}
+
+/// A job retried while its build still runs (an agent lost mid-build, retried at once) joins
+/// the build as any worker: it takes tests from the queue, and every test runs once.
+#[test]
+fn a_job_retried_mid_build_joins_it() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "mid-build";
+    let tests: Vec<String> = (0..16).map(|n| format!("pass/{n:02}@150")).collect();
+    let list = scratch.tests(&tests);
+    let args = |worker: &str, extra: &[&str]| {
+        let mut args = worker_args(&server, build, worker, &list);
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        with_command(args)
+    };
+    let first = Proc::spawn("first", &scratch, &args("w1", &[]));
+    ciq_testkit::wait_until("the build runs", LONG, || !scratch.runs().is_empty());
+    let retried = Proc::spawn("retried", &scratch, &args("w2", &["--retry"]));
+    for out in [first.wait(LONG), retried.wait(LONG)] {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+    }
+    scratch.assert_each_ran_once(16);
+    assert!(
+        scratch.runs().iter().any(|(worker, _)| worker == "w2"),
+        "the retried job took tests: {:?}",
+        scratch.runs()
+    );
+}
