@@ -4,7 +4,7 @@
 -- queued now (so batches shrink as the queue empties), but never fewer than at_least.
 local function wanted(arg)
   local max, share, at_least = string.match(arg, '^(%d+):(%d+):(%d+)$')
-  if not max then return tonumber(arg) end
+  if not max then return arg + 0 end
   local queued = redis.call('LLEN', K.queue)
   return math.min(tonumber(max),
     math.max(math.ceil(queued / math.max(tonumber(share), 1)), tonumber(at_least), 1))
