@@ -38,7 +38,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime.block_on(async {
             match cli.command {
                 Command::Run(args) => run::run(*args).await,
-                Command::Report(args) => report::report(args).await,
+                Command::Report(args) => report::report(*args).await,
             }
         }),
         Err(err) => Err(Failed::from(crate::error::Error::Runtime(err))),

@@ -17,6 +17,7 @@ use crate::exit_code;
 use crate::queue::redis::supervisor::{
     Ending, ReportSettings, Status, each_recorded, measured, supervise,
 };
+use crate::queue::redis::{RetryRound, Retrying, reopen_for_report};
 use crate::report::Summary;
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
@@ -29,6 +30,10 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let timings_out = args.timings_out.clone();
     let junit_out = args.junit.clone();
     let json_out = args.json.clone();
+    let round = match (&args.retry, &ids.retry) {
+        (Some(round), _) | (None, Some(RetryRound::Named(round))) => Some(round.clone()),
+        _ => None,
+    };
     let settings = report_settings(args, &ids)?;
     // A path that cannot be written is found now, not after a build's worth of waiting.
     if let Some(path) = &timings_out {
@@ -36,6 +41,19 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     }
     for path in junit_out.iter().chain(&json_out) {
         OutputFile::check(path)?;
+    }
+    if let Some(round) = &round {
+        let reopened = reopen_for_report(&settings, round).await.map_err(|err| {
+            Failed::from(err).context(format!("report for build `{}`", settings.build))
+        })?;
+        if let Retrying::Reopened { tests, .. } = reopened
+            && tests > 0
+        {
+            crate::say!(
+                "ciq report: retry `{round}` of build `{}`: its {tests} failed test(s) run again",
+                settings.build
+            );
+        }
     }
     let mut progress = Progress::new();
     let (summary, ending) = supervise(&settings, |status| progress.show(status))

@@ -108,9 +108,10 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     FailedOf::Unknown => {
                         return Err(Failed::from(ConfigError::RetryOfUnknown(earlier.clone())));
                     }
-                    FailedOf::Unfinished => {
-                        return Err(Failed::from(ConfigError::RetryOfUnfinished(
+                    FailedOf::Unusable(why) => {
+                        return Err(Failed::from(ConfigError::RetryOfUnusable(
                             earlier.clone(),
+                            why,
                         )));
                     }
                 },
@@ -118,12 +119,10 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
             if let Some(round) = &retry {
                 match queue.retry(round).await? {
                     Retrying::Join => {}
-                    Retrying::Nothing { round } => {
-                        crate::say!(
-                            "ciq: nothing to retry: no test of build `{build}` failed (retry `{round}`)"
-                        );
-                        return Ok(exit_code::SUCCESS);
-                    }
+                    // Joining the finished build ends at once, with its verdict.
+                    Retrying::Nothing { round } => crate::say!(
+                        "ciq: nothing to retry: no test of build `{build}` failed (retry `{round}`)"
+                    ),
                     Retrying::Reopened { round, tests } if tests > 0 => crate::say!(
                         "ciq: retry `{round}` of build `{build}`: its {tests} failed test(s) run again (passed tests do not); a pass now makes a test flaky"
                     ),

@@ -30,7 +30,7 @@ pub enum Command {
     /// Wait for a build's queue to drain and print its verdict: failures with their output,
     /// flaky tests, tests not run. Run it once per build, in its own CI step.
     #[command(after_help = EXIT_CODES)]
-    Report(ReportArgs),
+    Report(Box<ReportArgs>),
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -246,6 +246,12 @@ pub struct ReportArgs {
     /// How long to wait for the queue to drain, from the report's start.
     #[arg(long, env = "CIQ_REPORT_TIMEOUT", value_parser = parse_duration, default_value = "2h")]
     pub report_timeout: Duration,
+    /// The report of a retry (as `ciq run --retry`): it re-opens the finished build's failed
+    /// tests when it comes before the retried workers, then reports their re-run [default: on
+    /// when BUILDKITE_RETRY_COUNT > 0 or GITHUB_RUN_ATTEMPT > 1]
+    #[arg(long, env = "CIQ_RETRY", value_name = "ROUND", num_args = 0..=1,
+          default_missing_value = "1")]
+    pub retry: Option<String>,
     /// Write each test's duration in this build to this timing file, for `ciq run --timings`
     /// in later builds (keep it as a CI artifact or in a cache). The report waits for the
     /// workers to leave first, at most a heartbeat timeout.

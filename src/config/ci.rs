@@ -95,9 +95,9 @@ pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
             provider: Some("GitLab CI"),
             build: get("CI_PIPELINE_ID"),
             worker: get("CI_NODE_INDEX").or_else(|| get("CI_JOB_ID")),
-            // GitLab says nothing of retries: a job whose worker id already took part in the
-            // finished build is one.
-            retry: Some(RetryRound::Rejoined),
+            // GitLab says nothing of retries: a job whose worker id (its place among the
+            // parallel jobs, which a retry keeps) already took part in the finished build is one.
+            retry: get("CI_NODE_INDEX").map(|_| RetryRound::Rejoined),
         };
     }
     if get("CIRCLECI").is_some() {

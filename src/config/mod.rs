@@ -47,11 +47,9 @@ pub enum ConfigError {
         "--retry-of: build `{0}` is not in this Redis (never run here, run under another --namespace, or its keys expired after --redis-ttl), so its failed tests are unknown"
     )]
     RetryOfUnknown(String),
-    /// `--retry-of` names a build still running.
-    #[error(
-        "--retry-of: build `{0}` has not finished: its failed tests are not known yet (run its report first)"
-    )]
-    RetryOfUnfinished(String),
+    /// `--retry-of` names a build whose failures alone cannot stand for it.
+    #[error("--retry-of: the failed tests of build `{0}` cannot be re-run alone: {1}")]
+    RetryOfUnusable(String, String),
     /// `--fallback static` without this machine's place among the others.
     #[error(
         "--fallback static needs this machine's share: pass --worker-index I --worker-count N (I from 0), or run where the CI sets its parallelism (Buildkite parallelism, CircleCI parallelism, GitLab parallel:)"
@@ -319,7 +317,11 @@ impl RunConfig {
                     (Some(round), _) => Some(RetryRound::Named(round.clone())),
                     // A new build of an earlier one's failures: nothing of it to retry.
                     (None, Some(_)) => None,
-                    (None, None) => ids.retry.clone(),
+                    // Ids given by hand may repeat for other reasons than a retry.
+                    (None, None) => ids.retry.clone().filter(|round| {
+                        *round != RetryRound::Rejoined
+                            || (args.worker.is_none() && args.build.build.is_none())
+                    }),
                 };
                 (
                     Mode::Redis {

@@ -275,3 +275,106 @@ fn a_job_retried_mid_build_joins_it() {
         scratch.runs()
     );
 }
+
+/// Regression: with thousands of failed tests, RETRY unpacked them all at once (Lua refuses
+/// about 8,000) after recording the round, so the retry could never run. Every failure of a
+/// build where all 9,000 tests failed is queued again, each once, and a pass makes it flaky.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_reopens_thousands_of_failures() {
+    use ciq::outcome::Outcome;
+    use ciq::queue::redis::{RetryRound, Retrying};
+    use ciq::queue::{Queue, Reservation, Want};
+
+    use crate::election::{ack, worker};
+
+    let server = RedisServer::start();
+    let names: Vec<String> = (0..9000).map(|n| format!("t/{n:05}")).collect();
+    let source = ciq::discovery::TestSource::List(
+        ciq::test_id::TestList::parse(names.join("\n").as_bytes(), "test").unwrap(),
+    );
+    let drain = |queue: ciq::queue::redis::RedisQueue, outcome: Outcome| async move {
+        let mut acked = 0;
+        let mut reservation = queue.reserve(Want::up_to(1000)).await.unwrap();
+        loop {
+            match reservation {
+                Reservation::Tests(tests) => {
+                    acked += tests.len();
+                    let acks = tests.iter().map(|t| ack(t, outcome)).collect();
+                    reservation = queue.ack(acks, Want::up_to(1000)).await.unwrap().next;
+                }
+                Reservation::Done => return (queue, acked),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let first = worker(&server, "many", "w1").await;
+    first.join(&source).await.unwrap();
+    let (first, _) = drain(first, Outcome::Failed).await;
+    assert_eq!(first.summary().await.unwrap().failed_count(), 9000);
+
+    let retried = worker(&server, "many", "w1").await;
+    let round = RetryRound::Named("1".to_owned());
+    assert_eq!(
+        retried.retry(&round).await.unwrap(),
+        Retrying::Reopened {
+            round: "1".to_owned(),
+            tests: 9000
+        }
+    );
+    let joined = retried.join(&source).await.unwrap();
+    // The sets RETRY emptied, made again by the next acknowledgement, expire like the rest.
+    let Reservation::Tests(some) = retried.reserve(Want::up_to(10)).await.unwrap() else {
+        panic!("the failures are queued");
+    };
+    let acks = some.iter().map(|t| ack(t, Outcome::Passed)).collect();
+    let first_ten = retried.ack(acks, Want::up_to(0)).await.unwrap();
+    assert_eq!(first_ten.recorded.len(), 10);
+    let keys = ciq::queue::redis::keys::BuildKeys::new("", "many");
+    let generation = keys.generation(&joined.generation);
+    let mut conn = server.conn();
+    for key in [keys.results(), generation.processed, generation.flaky] {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        assert!(ttl > 0, "{key} has no TTL ({ttl})");
+    }
+    let (retried, acked) = drain(retried, Outcome::Passed).await;
+    assert_eq!(acked + 10, 9000, "each failure runs once more");
+    let summary = retried.summary().await.unwrap();
+    assert_eq!(summary.failed_count(), 0);
+    assert_eq!(summary.counts.get(&Outcome::Flaky).copied(), Some(9000));
+}
+
+/// The report of a retry may start before the retried workers (GitHub re-runs a failed report
+/// job with the failed test jobs): it re-opens the failures itself, then waits for their re-run
+/// and gives the new verdict, never the old one read too early.
+#[test]
+fn the_report_of_a_retry_waits_for_the_rerun() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "report-first";
+    let tests: Vec<String> = ["pass/0", "pass/1", "flaky/0"].map(str::to_owned).to_vec();
+    let list = scratch.tests(&tests);
+    for out in workers(&server, &scratch, build, &list, &["w1"], &[], &[]) {
+        assert_eq!(out.code, Some(1), "{}", out.both());
+    }
+    let env = [("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ATTEMPT", "2")];
+    let report = Proc::spawn_with_env("report", &scratch, &report_args(&server, build), &env);
+    report.wait_for_stderr("its 1 failed test(s) run again", LONG);
+    let before = scratch.runs().len();
+    for out in workers(&server, &scratch, build, &list, &["w1"], &[], &env) {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stderr
+                .contains("retry `attempt-2` of build `report-first`: worker `w1` joins"),
+            "{}",
+            out.both()
+        );
+    }
+    assert_eq!(runs_since(&scratch, before), expected(&["flaky/0"]));
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stdout.contains("3 tests: 2 passed, 1 flaky"),
+        "{}",
+        out.both()
+    );
+}

@@ -3,10 +3,12 @@
 //! ([`RedisQueue::failed_of`]).
 
 use crate::queue::QueueError;
+use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::scripts::retry::{Retried, Retry};
 use crate::queue::redis::scripts::{self, observe::Observe};
 use crate::queue::redis::state::BuildState;
+use crate::queue::redis::supervisor::ReportSettings;
 use crate::queue::redis::{RedisQueue, millis};
 use crate::test_id::{TestList, TestListError};
 
@@ -27,7 +29,8 @@ pub enum Retrying {
     /// The build is not finished, never started, or this job is not a retry: it joins the
     /// build like any worker.
     Join,
-    /// The build finished with no failed test: there is nothing to run.
+    /// The build finished with no failed test: there is nothing to run, and joining it gives
+    /// its verdict (green, or red for another reason than a failure).
     Nothing {
         /// The round.
         round: String,
@@ -42,53 +45,30 @@ pub enum Retrying {
     },
 }
 
-/// Why an earlier build's failed tests cannot be read (`--retry-of`).
+/// An earlier build's failed tests (`--retry-of`), or why they cannot be known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailedOf {
     /// The failed tests, sorted; `None` when nothing failed.
     Tests(Option<TestList>),
     /// The build is unknown to this Redis (never run here, or its keys expired).
     Unknown,
-    /// The build has not finished.
-    Unfinished,
+    /// The build did not end with every test decided and counted: re-running its failures
+    /// alone could call a build green whose other tests never ran.
+    Unusable(String),
 }
 
 impl RedisQueue {
     /// Before joining, a retried job re-opens the build's failed tests once per `round` (the
     /// other jobs of the round find them re-opened). Passed tests are never run again.
     pub async fn retry(&self, round: &RetryRound) -> Result<Retrying, QueueError> {
-        loop {
-            let observed = scripts::run(
-                &self.conn,
-                &Observe {
-                    keys: &self.keys,
-                    previous_meta: None,
-                },
-            )
-            .await?;
-            let generation = match observed.state {
-                BuildState::Ready { generation } if observed.abort.is_none() => generation,
-                _ => return Ok(Retrying::Join),
-            };
-            let genkeys = self.keys.generation(&generation);
-            let retry = Retry {
-                keys: &self.keys.per_test(&genkeys),
-                generation: &generation,
-                worker: &self.worker,
-                session: &self.session,
-                round: match round {
-                    RetryRound::Named(name) => Some(name),
-                    RetryRound::Rejoined => None,
-                },
-                key_ttl_ms: millis(self.settings.key_ttl),
-            };
-            return Ok(match scripts::run(&self.conn, &retry).await? {
-                Retried::Stale => continue,
-                Retried::First | Retried::Running => Retrying::Join,
-                Retried::Nothing { round } => Retrying::Nothing { round },
-                Retried::Again { round } => Retrying::Reopened { round, tests: 0 },
-                Retried::Retrying { round, tests } => Retrying::Reopened { round, tests },
-            });
+        let by = By {
+            worker: &self.worker,
+            session: &self.session,
+            key_ttl_ms: Some(millis(self.settings.key_ttl)),
+        };
+        match reopen(&self.conn, &self.keys, &by, round).await {
+            Err(QueueError::StateLost(why)) => Err(self.state_lost(&why).await),
+            reopened => reopened,
         }
     }
 
@@ -106,24 +86,62 @@ impl RedisQueue {
         )
         .await?;
         if let Some(abort) = observed.abort {
-            return Err(QueueError::Aborted(abort));
+            return Ok(FailedOf::Unusable(format!(
+                "it was aborted by worker `{}`: {}",
+                abort.worker, abort.message
+            )));
         }
         let generation = match observed.state {
             BuildState::Absent => return Ok(FailedOf::Unknown),
-            BuildState::Setup { .. } => return Ok(FailedOf::Unfinished),
+            BuildState::Setup { .. } => {
+                return Ok(FailedOf::Unusable(
+                    "its queue is still being filled".to_owned(),
+                ));
+            }
             BuildState::Ready { generation } => keys.generation(&generation),
         };
-        let (queued, running, mut failed): (u64, u64, Vec<String>) = self
-            .conn
-            .pipeline(
-                redis::pipe()
-                    .llen(&generation.queue)
-                    .zcard(&generation.running)
-                    .smembers(&generation.failed),
-            )
-            .await?;
-        if queued > 0 || running > 1 {
-            return Ok(FailedOf::Unfinished);
+        type Read = (
+            (Option<u64>, Option<u64>, Option<u64>),
+            u64,
+            u64,
+            u64,
+            u64,
+            Vec<String>,
+        );
+        let ((total, failed_count, errored), queued, running, processed, mismatched, mut failed): Read =
+            self.conn
+                .pipeline(
+                    redis::pipe()
+                        .cmd("HMGET")
+                        .arg(&generation.meta)
+                        .arg(&["total", "n:failed", "n:errored"])
+                        .llen(&generation.queue)
+                        .zcard(&generation.running)
+                        .scard(&generation.processed)
+                        .hlen(keys.mismatched())
+                        .smembers(&generation.failed),
+                )
+                .await?;
+        let Some(total) = total else {
+            return Ok(FailedOf::Unusable(
+                "its metadata is gone from Redis".to_owned(),
+            ));
+        };
+        if queued > 0 || running != 1 || processed != total {
+            return Ok(FailedOf::Unusable(format!(
+                "only {processed} of its {total} tests have an outcome (still running, stopped early, or part of it lost)"
+            )));
+        }
+        if failed.len() as u64 != failed_count.unwrap_or(0) + errored.unwrap_or(0) {
+            return Ok(FailedOf::Unusable(
+                "its failing tests do not match their counts (Redis lost part of it)".to_owned(),
+            ));
+        }
+        if mismatched > 0 {
+            return Ok(FailedOf::Unusable(
+                "a worker with another test list ran nothing (exit 6): that is no failure to re-run"
+                    .to_owned(),
+            ));
         }
         if failed.is_empty() {
             return Ok(FailedOf::Tests(None));
@@ -132,5 +150,71 @@ impl RedisQueue {
         let list = TestList::parse(failed.join("\n").as_bytes(), &format!("build `{build}`"))
             .map_err(|err: TestListError| QueueError::Protocol(err.to_string()))?;
         Ok(FailedOf::Tests(Some(list)))
+    }
+}
+
+/// Who runs RETRY: a worker's session, or the report.
+struct By<'a> {
+    worker: &'a str,
+    session: &'a str,
+    /// The TTL the keys get; `None` leaves theirs (the report does not know the workers').
+    key_ttl_ms: Option<String>,
+}
+
+/// The report of a retried job re-opens the failed tests itself when it comes first: otherwise it
+/// could read the finished build before any retried worker did, and give its old verdict.
+/// Only a named round: the report has no worker id of its own to tell a GitLab retry by.
+pub async fn reopen_for_report(
+    settings: &ReportSettings,
+    round: &str,
+) -> Result<Retrying, QueueError> {
+    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+    let keys = BuildKeys::new(&settings.namespace, &settings.build);
+    let by = By {
+        worker: "report",
+        session: "report",
+        key_ttl_ms: None,
+    };
+    reopen(&conn, &keys, &by, &RetryRound::Named(round.to_owned())).await
+}
+
+async fn reopen(
+    conn: &RedisConn,
+    keys: &BuildKeys,
+    by: &By<'_>,
+    round: &RetryRound,
+) -> Result<Retrying, QueueError> {
+    loop {
+        let observed = scripts::run(
+            conn,
+            &Observe {
+                keys,
+                previous_meta: None,
+            },
+        )
+        .await?;
+        let generation = match observed.state {
+            BuildState::Ready { generation } if observed.abort.is_none() => generation,
+            _ => return Ok(Retrying::Join),
+        };
+        let retry = Retry {
+            keys: &keys.per_test(&keys.generation(&generation)),
+            generation: &generation,
+            worker: by.worker,
+            session: by.session,
+            round: match round {
+                RetryRound::Named(name) => Some(name),
+                RetryRound::Rejoined => None,
+            },
+            key_ttl_ms: by.key_ttl_ms.clone(),
+        };
+        return match scripts::run(conn, &retry).await? {
+            Retried::Stale => continue,
+            Retried::First | Retried::Running => Ok(Retrying::Join),
+            Retried::Nothing { round } => Ok(Retrying::Nothing { round }),
+            Retried::Again { round } => Ok(Retrying::Reopened { round, tests: 0 }),
+            Retried::Retrying { round, tests } => Ok(Retrying::Reopened { round, tests }),
+            Retried::Lost(why) => Err(QueueError::StateLost(why)),
+        };
     }
 }

@@ -16,7 +16,8 @@ pub(in crate::queue::redis) struct Retry<'a> {
     pub worker: &'a str,
     pub session: &'a str,
     pub round: Option<&'a str>,
-    pub key_ttl_ms: String,
+    /// `None`: the keys keep their TTL.
+    pub key_ttl_ms: Option<String>,
 }
 
 /// What RETRY did.
@@ -34,6 +35,8 @@ pub(in crate::queue::redis) enum Retried {
     Nothing { round: String },
     /// `tests` failed tests are queued again.
     Retrying { round: String, tests: u64 },
+    /// The failing tests do not match their counters: Redis lost part of the build.
+    Lost(String),
 }
 
 #[derive(Deserialize)]
@@ -43,6 +46,8 @@ struct Raw {
     round: String,
     #[serde(default)]
     tests: u64,
+    #[serde(default)]
+    why: String,
 }
 
 impl Step for Retry<'_> {
@@ -61,7 +66,7 @@ impl Step for Retry<'_> {
             self.worker.to_owned(),
             self.session.to_owned(),
             self.round.unwrap_or_default().to_owned(),
-            self.key_ttl_ms.clone(),
+            self.key_ttl_ms.clone().unwrap_or_default(),
         ]
     }
 
@@ -70,6 +75,7 @@ impl Step for Retry<'_> {
             status,
             round,
             tests,
+            why,
         } = json(Self::NAME, raw)?;
         Ok(match status.as_str() {
             "stale" => Retried::Stale,
@@ -78,6 +84,7 @@ impl Step for Retry<'_> {
             "again" => Retried::Again { round },
             "nothing" => Retried::Nothing { round },
             "retrying" => Retried::Retrying { round, tests },
+            "lost" => Retried::Lost(why),
             other => {
                 return Err(QueueError::Protocol(format!(
                     "retry replied status `{other}`"
