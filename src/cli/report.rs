@@ -34,7 +34,7 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
         (Some(round), _) | (None, Some(RetryRound::Named(round))) => Some(round.clone()),
         _ => None,
     };
-    let settings = report_settings(args, &ids)?;
+    let mut settings = report_settings(args, &ids)?;
     // A path that cannot be written is found now, not after a build's worth of waiting.
     if let Some(path) = &timings_out {
         timings::check_writable(path)?;
@@ -46,13 +46,19 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
         let reopened = reopen_for_report(&settings, round).await.map_err(|err| {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
         })?;
-        if let Retrying::Reopened { tests, .. } = reopened
-            && tests > 0
-        {
-            crate::say!(
+        match reopened {
+            Retrying::Reopened { tests, .. } if tests > 0 => crate::say!(
                 "ciq report: retry `{round}` of build `{}`: its {tests} failed test(s) run again",
                 settings.build
-            );
+            ),
+            Retrying::Aborted { fresh, .. } => {
+                crate::say!(
+                    "ciq report: build `{}` was aborted, so retry `{round}` is build `{fresh}`",
+                    settings.build
+                );
+                settings.build = fresh;
+            }
+            _ => {}
         }
     }
     let mut progress = Progress::new();

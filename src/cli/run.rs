@@ -17,7 +17,7 @@ use crate::frameworks::pytest;
 use crate::outcome::TestResult;
 use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
-use crate::queue::redis::{FailedOf, RedisQueue, RetryRound, Retrying, connection};
+use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
 use crate::report::junit::JunitReport;
 use crate::report::output_file::OutputFile;
 use crate::report::{Summary, TestRecord};
@@ -59,6 +59,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
             // Signals are handled from the start: a leader stopped while it lists its tests
             // kills the list command instead of leaving it behind.
             let mut shutdown = std::pin::pin!(signal::shutdown());
+            let retry_settings = (*settings).clone();
             let connected = tokio::select! {
                 queue = RedisQueue::connect(*settings, worker.clone()) => queue,
                 signal = &mut shutdown => return Ok(interrupted(signal, &worker)),
@@ -116,21 +117,10 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     }
                 },
             };
-            if let Some(round) = &retry {
-                match queue.retry(round).await? {
-                    Retrying::Join => {}
-                    // Joining the finished build ends at once, with its verdict.
-                    Retrying::Nothing { round } => crate::say!(
-                        "ciq: nothing to retry: no test of build `{build}` failed (retry `{round}`)"
-                    ),
-                    Retrying::Reopened { round, tests } if tests > 0 => crate::say!(
-                        "ciq: retry `{round}` of build `{build}`: its {tests} failed test(s) run again (passed tests do not); a pass now makes a test flaky"
-                    ),
-                    Retrying::Reopened { round, .. } => crate::say!(
-                        "ciq: retry `{round}` of build `{build}`: worker `{worker}` joins the re-run of its failed tests"
-                    ),
-                }
-            }
+            let (queue, build) = match &retry {
+                Some(round) => retried(queue, &retry_settings, round, &worker).await?,
+                None => (queue, build),
+            };
             let runner = runner_for(&config, &worker);
             let listing = FrameworkListing {
                 source: &source,
@@ -183,6 +173,44 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
             Ok(finish(end, &worker))
         }
     }
+}
+
+/// Before joining, a retried job re-opens its finished build's failed tests (or finds them
+/// re-opened). A build aborted for everyone cannot be re-run in place: the retry starts a build
+/// of its own, `<build>-retry-<round>`, which every job and the report of the round derive
+/// alike. Returns the queue to join and its build id.
+async fn retried(
+    queue: RedisQueue,
+    settings: &RedisSettings,
+    round: &RetryRound,
+    worker: &str,
+) -> Result<(RedisQueue, String), Failed> {
+    let build = settings.build.clone();
+    match queue.retry(round).await? {
+        Retrying::Join => {}
+        // Joining the finished build ends at once, with its verdict.
+        Retrying::Nothing { round } => crate::say!(
+            "ciq: nothing to retry: no test of build `{build}` failed (retry `{round}`)"
+        ),
+        Retrying::Reopened { round, tests } if tests > 0 => crate::say!(
+            "ciq: retry `{round}` of build `{build}`: its {tests} failed test(s) run again (passed tests do not); a pass now makes a test flaky"
+        ),
+        Retrying::Reopened { round, .. } => crate::say!(
+            "ciq: retry `{round}` of build `{build}`: worker `{worker}` joins the re-run of its failed tests"
+        ),
+        Retrying::Aborted { round, fresh } => {
+            crate::say!(
+                "ciq: build `{build}` was aborted, so retry `{round}` runs the whole suite as build `{fresh}`"
+            );
+            let settings = RedisSettings {
+                build: fresh.clone(),
+                ..settings.clone()
+            };
+            let queue = RedisQueue::connect(settings, worker.to_owned()).await?;
+            return Ok((queue, fresh));
+        }
+    }
+    Ok((queue, build))
 }
 
 /// Runs the build in this process with `jobs` workers; with `share`, only that share of the

@@ -378,3 +378,36 @@ fn the_report_of_a_retry_waits_for_the_rerun() {
         out.both()
     );
 }
+
+/// A build aborted for everyone (here its list command failed) keeps its abort record for
+/// hours; its retry runs the whole suite as a fresh build that its jobs and report share.
+#[test]
+fn a_retry_of_an_aborted_build_runs_the_suite_afresh() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "aborted";
+    let tests: Vec<String> = (0..4).map(|n| format!("pass/{n}")).collect();
+    let list = scratch.tests(&tests);
+    let mut args = worker_args(&server, build, "w1", &list);
+    args.drain(7..9);
+    args.extend(["--list-command", "exit 3"].map(str::to_owned));
+    let out = Proc::spawn("broken", &scratch, &with_command(args)).wait(LONG);
+    assert_ne!(out.code, Some(0), "{}", out.both());
+    assert!(scratch.runs().is_empty());
+
+    let outs = workers(&server, &scratch, build, &list, &["w1"], &["--retry"], &[]);
+    assert_eq!(outs[0].code, Some(0), "{}", outs[0].both());
+    assert!(
+        outs[0]
+            .stderr
+            .contains("retry `1` runs the whole suite as build `aborted-retry-1`"),
+        "{}",
+        outs[0].both()
+    );
+    scratch.assert_each_ran_once(4);
+    let mut report = report_args(&server, build);
+    report.push("--retry".to_owned());
+    let out = Proc::spawn("report", &scratch, &report).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("4 tests: 4 passed"), "{}", out.both());
+}

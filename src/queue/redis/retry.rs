@@ -43,6 +43,14 @@ pub enum Retrying {
         /// How many tests this job queued again.
         tests: u64,
     },
+    /// The build was aborted for everyone (a failed listing, lost state, a spent election
+    /// budget): a named retry runs the whole suite as the fresh build `fresh` instead.
+    Aborted {
+        /// The round.
+        round: String,
+        /// The build id the retry's jobs and report share.
+        fresh: String,
+    },
 }
 
 /// An earlier build's failed tests (`--retry-of`), or why they cannot be known.
@@ -62,6 +70,7 @@ impl RedisQueue {
     /// other jobs of the round find them re-opened). Passed tests are never run again.
     pub async fn retry(&self, round: &RetryRound) -> Result<Retrying, QueueError> {
         let by = By {
+            build: &self.settings.build,
             worker: &self.worker,
             session: &self.session,
             key_ttl_ms: Some(millis(self.settings.key_ttl)),
@@ -155,6 +164,7 @@ impl RedisQueue {
 
 /// Who runs RETRY: a worker's session, or the report.
 struct By<'a> {
+    build: &'a str,
     worker: &'a str,
     session: &'a str,
     /// The TTL the keys get; `None` leaves theirs (the report does not know the workers').
@@ -171,6 +181,7 @@ pub async fn reopen_for_report(
     let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
     let keys = BuildKeys::new(&settings.namespace, &settings.build);
     let by = By {
+        build: &settings.build,
         worker: "report",
         session: "report",
         key_ttl_ms: None,
@@ -193,6 +204,14 @@ async fn reopen(
             },
         )
         .await?;
+        if observed.abort.is_some()
+            && let RetryRound::Named(round) = round
+        {
+            return Ok(Retrying::Aborted {
+                round: round.clone(),
+                fresh: format!("{}-retry-{round}", by.build),
+            });
+        }
         let generation = match observed.state {
             BuildState::Ready { generation } if observed.abort.is_none() => generation,
             _ => return Ok(Retrying::Join),
