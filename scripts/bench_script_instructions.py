@@ -128,14 +128,14 @@ def measure(source, calls, workers=4):
                     held = reply["tests"]
 
         subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if int(call(admin, "SCARD", keys[8]).lstrip(":")) != calls:
             sys.exit("not every test was acknowledged: the script under test is broken")
         call(admin, "SHUTDOWN", "NOSAVE")
