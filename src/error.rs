@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::discovery::DiscoveryError;
+use crate::quarantine::QuarantineError;
 use crate::queue::QueueError;
 use crate::report::output_file::OutputError;
 use crate::runner::RunnerError;
@@ -33,6 +34,9 @@ pub enum Error {
     /// A report file to write (`--junit`, `--json`) cannot be written (checked before the build).
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The quarantine file cannot be used.
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
     /// A local worker task panicked (a bug).
     #[error("a local worker panicked")]
     Panicked(#[source] tokio::task::JoinError),

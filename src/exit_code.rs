@@ -44,7 +44,8 @@ pub fn for_error(err: &Error) -> i32 {
         | Error::Discovery(_)
         | Error::Runner(_)
         | Error::Timings(_)
-        | Error::Output(_) => USAGE,
+        | Error::Output(_)
+        | Error::Quarantine(_) => USAGE,
         Error::Panicked(_) | Error::Runtime(_) => INFRASTRUCTURE,
     }
 }

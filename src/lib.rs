@@ -23,6 +23,7 @@ pub mod listing;
 pub mod outcome;
 pub mod pause_point;
 pub mod process;
+pub mod quarantine;
 pub mod queue;
 pub mod report;
 pub mod runner;

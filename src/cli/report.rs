@@ -14,6 +14,7 @@ use super::Failed;
 use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
+use crate::quarantine::Quarantine;
 use crate::queue::redis::supervisor::{
     Ending, ReportSettings, Status, each_recorded, measured, supervise,
 };
@@ -30,6 +31,12 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let timings_out = args.timings_out.clone();
     let junit_out = args.junit.clone();
     let json_out = args.json.clone();
+    let quarantine = args
+        .quarantine
+        .as_deref()
+        .map(Quarantine::read)
+        .transpose()?
+        .unwrap_or_default();
     let round = match (&args.retry, &ids.retry) {
         (Some(round), _) | (None, Some(RetryRound::Named(round))) => Some(round.clone()),
         _ => None,
@@ -62,11 +69,12 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
         }
     }
     let mut progress = Progress::new();
-    let (summary, ending) = supervise(&settings, |status| progress.show(status))
+    let (mut summary, ending) = supervise(&settings, |status| progress.show(status))
         .await
         .map_err(|err| {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
         })?;
+    summary.quarantine(&quarantine);
     progress.finish();
     match ending {
         Ending::Drained => {}

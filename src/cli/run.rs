@@ -15,6 +15,7 @@ use crate::exit_code;
 use crate::frameworks::nextest::NextestRunner;
 use crate::frameworks::pytest;
 use crate::outcome::TestResult;
+use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
@@ -31,6 +32,11 @@ use crate::worker::{self, Stop, WorkerEnd};
 
 pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
+    let quarantine = args
+        .quarantine
+        .as_deref()
+        .map(Quarantine::read)
+        .transpose()?;
     let config = RunConfig::new(args, &ids)?;
     if let Mode::Redis { settings, .. } = &config.mode {
         connection::client(&settings.url)?;
@@ -40,10 +46,14 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
         OutputFile::check(path)?;
     }
     let source = config.source.load()?;
+    if let (Some(quarantine), Some(TestSource::List(list))) = (&quarantine, &source) {
+        quarantine.warn_unknown(&list.ids);
+    }
+    let quarantine = quarantine.unwrap_or_default();
     match config.mode.clone() {
         Mode::Local { jobs, timing } => {
             let source = source.ok_or(ConfigError::NoTestList)?;
-            run_local(config, source, jobs, timing, None).await
+            run_local(config, source, jobs, timing, None, &quarantine).await
         }
         Mode::Redis {
             settings,
@@ -87,7 +97,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                         share.index + 1 + share.count
                     );
                     let source = source.ok_or(ConfigError::NoTestList)?;
-                    return run_local(config, source, 1, timing, Some(share)).await;
+                    return run_local(config, source, 1, timing, Some(share), &quarantine).await;
                 }
                 (Err(err), _) => return Err(Failed::from(err)),
             };
@@ -170,7 +180,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     "ciq: build `{build}` had already finished when worker `{worker}` joined: it ran nothing, and the verdict below is the build's"
                 );
             }
-            Ok(finish(end, &worker))
+            Ok(finish(end, &worker, &quarantine))
         }
     }
 }
@@ -221,6 +231,7 @@ async fn run_local(
     jobs: usize,
     timing: LocalTiming,
     share: Option<Share>,
+    quarantine: &Quarantine,
 ) -> Result<i32, Failed> {
     let (stop_tx, stop_rx) = watch::channel(None::<i32>);
     let signals = tokio::spawn(async move {
@@ -328,7 +339,8 @@ async fn run_local(
         super::write_timings(path, queue.durations());
     }
     super::show_slower(queue.slower());
-    let summary = queue.summary();
+    let mut summary = queue.summary();
+    summary.quarantine(quarantine);
     if let Some(path) = &config.junit {
         write_junit(path, &config.build, &summary, &queue.records());
     }
@@ -494,9 +506,10 @@ fn interrupted(signal: i32, worker: &str) -> i32 {
     exit_code::SIGNAL_BASE + signal
 }
 
-fn finish(end: WorkerEnd, worker: &str) -> i32 {
+fn finish(end: WorkerEnd, worker: &str, quarantine: &Quarantine) -> i32 {
     match end {
-        WorkerEnd::Done { summary, .. } => {
+        WorkerEnd::Done { mut summary, .. } => {
+            summary.quarantine(quarantine);
             super::print_last(&summary.render());
             exit_code::for_verdict(summary.verdict())
         }

@@ -141,6 +141,10 @@ pub struct RunArgs {
     /// workers hold every test once (as a CI that merges its jobs' reports wants)
     #[arg(long, env = "CIQ_RUN_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Test ids (one per line, `#` comment lines) whose failures do not make the build red: they
+    /// still run and are reported under QUARANTINED. Ids not in the test list are warned about
+    #[arg(long, env = "CIQ_QUARANTINE", value_name = "FILE")]
+    pub quarantine: Option<PathBuf>,
     /// Kill a test's process group after this long and record it as errored (a batch command
     /// gets the sum of its tests' limits). `auto`: five times the slowest of the test's recent
     /// runs in the namespace's store (local mode: the --timings file), at least 5s; 30m for a
@@ -262,6 +266,10 @@ pub struct ReportArgs {
     /// Surefire writes them (flakyFailure, rerunFailure). Waits for the workers to leave first.
     #[arg(long, env = "CIQ_REPORT_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Test ids (one per line, `#` comment lines) whose failures do not make the build red: they
+    /// still run and are reported under QUARANTINED. (as for `ciq run`)
+    #[arg(long, env = "CIQ_QUARANTINE", value_name = "FILE")]
+    pub quarantine: Option<PathBuf>,
     /// Write the whole build as one JSON document to this file: the verdict, the counts, and
     /// every test with an outcome (attempts, duration, last failing run). Its shape is
     /// versioned and documented in docs/report-json.md. Waits for the workers to leave first.

@@ -171,6 +171,7 @@ impl LocalQueue {
             taken_over: state.taken_over,
             mismatches: Vec::new(),
             stopped: state.stopped.clone(),
+            quarantined: Vec::new(),
         }
     }
 

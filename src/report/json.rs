@@ -24,6 +24,8 @@ struct Head<'a> {
     verdict: &'static str,
     counts: Counts,
     not_run: Vec<&'a str>,
+    /// The failing tests `--quarantine` kept from making the build red.
+    quarantined: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -88,6 +90,11 @@ impl JsonReport {
                 taken_over: summary.taken_over,
             },
             not_run: summary.not_run.iter().map(|id| id.as_str()).collect(),
+            quarantined: summary
+                .quarantined
+                .iter()
+                .map(|listed| listed.id.as_str())
+                .collect(),
         };
         let mut report = JsonReport {
             file: OutputFile::create(path)?,

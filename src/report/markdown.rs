@@ -34,7 +34,7 @@ impl Summary {
             for (at, listed) in self.failing.iter().enumerate() {
                 failure(&mut out, listed, at < WITH_OUTPUT);
             }
-            let failing = self.failed_count();
+            let failing = self.failed_count() - self.quarantined.len();
             if failing > self.failing.len() {
                 let _ = writeln!(
                     out,
@@ -42,6 +42,16 @@ impl Summary {
                     failing - self.failing.len()
                 );
             }
+        }
+        if !self.quarantined.is_empty() {
+            let _ = writeln!(
+                out,
+                "#### Quarantined (failed, not counted against the build)\n"
+            );
+            for listed in &self.quarantined {
+                let _ = writeln!(out, "- `{}` ({})", code(listed.id.as_str()), listed.outcome);
+            }
+            out.push('\n');
         }
         if !self.flaky.is_empty() {
             let _ = writeln!(out, "#### Flaky (failed, then passed on a retry)\n");

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::outcome::{FailureDetail, Outcome};
+use crate::quarantine::Quarantine;
 use crate::test_id::TestId;
 
 /// Most failing (and most flaky) tests a summary names; the rest are counted.
@@ -17,6 +18,8 @@ pub const LISTED: usize = 200;
 pub const NOT_RUN_LISTED: usize = 20;
 /// Most failing tests whose output is printed; the rest are named.
 const WITH_OUTPUT: usize = 50;
+/// Lines of output printed per quarantined failure: enough to see it is the known failure.
+const QUARANTINED_LINES: usize = 10;
 
 /// Everything known about a build's tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +45,9 @@ pub struct Summary {
     pub mismatches: Vec<String>,
     /// Workers that stopped taking tests (a breaker tripped), and why.
     pub stopped: Vec<String>,
+    /// Failed and errored tests under `--quarantine`, moved out of `failing`: reported, not
+    /// counted against the build.
+    pub quarantined: Vec<Listed>,
 }
 
 /// A failing or flaky test, named in the summary.
@@ -104,11 +110,23 @@ impl Summary {
         self.total.saturating_sub(self.decided())
     }
 
-    /// The verdict: a foreign list first, then failures, then completeness.
+    /// Moves the failing tests `quarantine` names out of `failing`, so they no longer count
+    /// against the build. Only named failures can be: a failure past the [`LISTED`] named
+    /// ones, unknown by id, still makes the build red.
+    pub fn quarantine(&mut self, quarantine: &Quarantine) {
+        let (quarantined, failing) = std::mem::take(&mut self.failing)
+            .into_iter()
+            .partition(|listed| quarantine.contains(&listed.id));
+        self.failing = failing;
+        self.quarantined.extend(quarantined);
+    }
+
+    /// The verdict: a foreign list first, then failures (quarantined ones aside), then
+    /// completeness.
     pub fn verdict(&self) -> Verdict {
         if !self.mismatches.is_empty() {
             Verdict::ListMismatch
-        } else if self.failed_count() > 0 {
+        } else if self.failed_count() > self.quarantined.len() {
             Verdict::Failed
         } else if self.missing() > 0 {
             Verdict::Incomplete
@@ -137,6 +155,13 @@ impl Summary {
         if self.taken_over > 0 {
             let _ = write!(line, "; {} taken over from lost workers", self.taken_over);
         }
+        if !self.quarantined.is_empty() {
+            let _ = write!(
+                line,
+                "; {} of the failures quarantined",
+                self.quarantined.len()
+            );
+        }
         line
     }
 
@@ -156,13 +181,33 @@ impl Summary {
                 }
             }
         }
-        let failing = self.failed_count();
+        let failing = self.failed_count() - self.quarantined.len();
         if failing > self.failing.len() {
             let _ = writeln!(
                 out,
                 "\n... and {} more failed or errored tests",
                 failing - self.failing.len()
             );
+        }
+        if !self.quarantined.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nQUARANTINED (failed, not counted against the build):"
+            );
+            for listed in &self.quarantined {
+                let _ = writeln!(
+                    out,
+                    "    {} {}{}",
+                    listed.outcome,
+                    listed.id,
+                    listed.suffix()
+                );
+                if let Some(detail) = &listed.detail {
+                    for line in detail.output.lines().take(QUARANTINED_LINES) {
+                        let _ = writeln!(out, "    | {line}");
+                    }
+                }
+            }
         }
         if !self.flaky.is_empty() {
             let _ = writeln!(out, "\nFLAKY (failed, then passed on a retry):");

@@ -18,6 +18,7 @@ mod network;
 mod per_test_scripts;
 mod persistent;
 mod processes;
+mod quarantine;
 mod redis_load;
 mod retries;
 mod timings;

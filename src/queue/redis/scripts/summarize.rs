@@ -100,6 +100,7 @@ impl Step for Summarize<'_> {
             taken_over: raw.taken_over,
             mismatches: raw.mismatches,
             stopped: raw.stopped,
+            quarantined: Vec::new(),
         })
     }
 }

@@ -1,0 +1,127 @@
+//! [`Quarantine`]: tests whose failures do not make the build red (`--quarantine FILE`).
+//!
+//! A team that knows a test is flaky or broken, and will fix it later, keeps it running and
+//! reported (its failures stay visible, under their own heading) without holding every build
+//! red meanwhile.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::test_id::{InvalidTestId, TestId};
+
+/// The quarantined test ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quarantine {
+    ids: BTreeSet<TestId>,
+}
+
+/// Why a quarantine file cannot be used.
+#[derive(Debug, Error)]
+pub enum QuarantineError {
+    /// The file cannot be read.
+    #[error("cannot read the quarantine file `{}`", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not a test id.
+    #[error("quarantine file `{}`, line {line}: {reason}", .path.display())]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: InvalidTestId,
+    },
+}
+
+impl Quarantine {
+    /// Reads one test id per line; blank lines and lines starting with `#` are skipped (test ids
+    /// may hold a `#`, so a comment takes a whole line).
+    pub fn read(path: &Path) -> Result<Self, QuarantineError> {
+        let text = std::fs::read_to_string(path).map_err(|source| QuarantineError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut ids = BTreeSet::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let id = TestId::new(line).map_err(|reason| QuarantineError::BadLine {
+                path: path.to_owned(),
+                line: index + 1,
+                reason,
+            })?;
+            ids.insert(id);
+        }
+        Ok(Self { ids })
+    }
+
+    /// Whether `id` is quarantined.
+    pub fn contains(&self, id: &TestId) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// The quarantined ids that are not in `listed`: a renamed or deleted test, whose
+    /// quarantine no longer shelters anything.
+    pub fn unknown(&self, listed: &[TestId]) -> Vec<&TestId> {
+        let listed: BTreeSet<&TestId> = listed.iter().collect();
+        self.ids.iter().filter(|id| !listed.contains(id)).collect()
+    }
+
+    /// Warns about [`Quarantine::unknown`] ids, a few by name.
+    pub fn warn_unknown(&self, listed: &[TestId]) {
+        let unknown = self.unknown(listed);
+        if unknown.is_empty() {
+            return;
+        }
+        let named: Vec<&str> = unknown.iter().take(5).map(|id| id.as_str()).collect();
+        crate::say!(
+            "ciq: warning: {} quarantined test(s) are not in the test list (renamed or deleted?): {}{}",
+            unknown.len(),
+            named.join(", "),
+            if unknown.len() > named.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_and_blank_lines_are_skipped_and_bad_lines_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quarantine.txt");
+        std::fs::write(
+            &path,
+            "# flaky since March\n\nnet/retry\n  db/slow[a#b]  \n",
+        )
+        .unwrap();
+        let quarantine = Quarantine::read(&path).unwrap();
+        assert!(quarantine.contains(&TestId::new("net/retry").unwrap()));
+        assert!(quarantine.contains(&TestId::new("db/slow[a#b]").unwrap()));
+        let listed = [TestId::new("net/retry").unwrap()];
+        assert_eq!(
+            quarantine.unknown(&listed),
+            [&TestId::new("db/slow[a#b]").unwrap()]
+        );
+        std::fs::write(&path, "ok\nbad\0id\n").unwrap();
+        let err = Quarantine::read(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        let err = Quarantine::read(&dir.path().join("none")).unwrap_err();
+        assert!(err.to_string().contains("cannot read the quarantine file"));
+    }
+}

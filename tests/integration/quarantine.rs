@@ -1,0 +1,100 @@
+//! `--quarantine FILE`: a quarantined test still runs and is reported, but its failure does not
+//! make the build red; a failure outside the quarantine still does.
+
+use std::time::Duration;
+
+use ciq_testkit::{
+    Proc, RedisServer, Scratch, record_test, report_args, with_command, worker_args,
+};
+
+const LONG: Duration = Duration::from_secs(120);
+
+#[test]
+fn a_quarantined_failure_is_reported_and_the_build_stays_green() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "quarantined";
+    let tests: Vec<String> = ["pass/0", "pass/1", "fail/known"]
+        .map(str::to_owned)
+        .to_vec();
+    let list = scratch.tests(&tests);
+    let quarantine = scratch.path("quarantine.txt");
+    std::fs::write(
+        &quarantine,
+        "# broken since the upgrade\nfail/known\nfail/renamed\n",
+    )
+    .unwrap();
+    let flag = [
+        "--quarantine".to_owned(),
+        quarantine.to_string_lossy().into_owned(),
+    ];
+    let mut args = worker_args(&server, build, "w1", &list);
+    args.extend(flag.clone());
+    let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr.contains(
+            "warning: 1 quarantined test(s) are not in the test list (renamed or deleted?): fail/renamed"
+        ),
+        "{}",
+        out.both()
+    );
+    // Quarantined, it still runs, and is still retried like any failure.
+    let counts = scratch.run_counts();
+    assert_eq!(counts.get("fail/known"), Some(&2), "{counts:?}");
+    assert_eq!(counts.len(), 3, "{counts:?}");
+
+    let mut report = report_args(&server, build);
+    report.extend(flag);
+    let out = Proc::spawn("report", &scratch, &report).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    for expected in [
+        "QUARANTINED (failed, not counted against the build):\n    failed fail/known",
+        "| fail/known failed on w1",
+        "3 tests: 2 passed, 1 failed; 1 requeued; 1 of the failures quarantined",
+        "verdict: green",
+    ] {
+        assert!(out.stdout.contains(expected), "{expected}\n{}", out.both());
+    }
+
+    // Without the quarantine the same build is red.
+    let out = Proc::spawn("plain", &scratch, &report_args(&server, build)).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+}
+
+/// Locally too, and a failure the file does not name keeps the build red.
+#[test]
+fn only_the_quarantined_failures_are_forgiven() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["fail/known".to_owned(), "fail/new".to_owned()]);
+    let quarantine = scratch.path("quarantine.txt");
+    std::fs::write(&quarantine, "fail/known\n").unwrap();
+    let args: Vec<String> = [
+        "run",
+        "-j",
+        "2",
+        "--tests",
+        &list.to_string_lossy(),
+        "--quarantine",
+        &quarantine.to_string_lossy(),
+        "--",
+        &record_test(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = Proc::spawn("local", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(out.stdout.contains("FAILED fail/new"), "{}", out.both());
+    assert!(
+        out.stdout.contains(
+            "QUARANTINED (failed, not counted against the build):\n    failed fail/known"
+        ),
+        "{}",
+        out.both()
+    );
+
+    std::fs::write(&quarantine, "fail/known\nbad\0line\n").unwrap();
+    let out = Proc::spawn("bad", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert!(out.stderr.contains("line 2"), "{}", out.both());
+}
