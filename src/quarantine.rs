@@ -65,6 +65,11 @@ impl Quarantine {
         Ok(Self { ids })
     }
 
+    /// The quarantined ids, sorted.
+    pub fn ids(&self) -> impl Iterator<Item = &TestId> {
+        self.ids.iter()
+    }
+
     /// Whether `id` is quarantined.
     pub fn contains(&self, id: &TestId) -> bool {
         self.ids.contains(id)

@@ -46,7 +46,7 @@ pub enum WorkerEnd {
     /// The queue is drained.
     Done {
         /// The build's summary.
-        summary: Summary,
+        summary: Box<Summary>,
         /// The build was already done when this worker first asked for tests.
         finished_before: bool,
     },
@@ -170,7 +170,7 @@ pub async fn run<Q: Queue, R: Runner>(
         Ok(Ended::Drained) => {
             released?;
             Ok(WorkerEnd::Done {
-                summary: queue.summary().await?,
+                summary: Box::new(queue.summary().await?),
                 finished_before,
             })
         }

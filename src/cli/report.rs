@@ -15,6 +15,9 @@ use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
 use crate::quarantine::Quarantine;
+use crate::queue::QueueError;
+use crate::queue::redis::connection::RedisConn;
+use crate::queue::redis::history::{self, History};
 use crate::queue::redis::supervisor::{
     Ending, ReportSettings, Status, each_recorded, measured, supervise,
 };
@@ -75,6 +78,9 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
         })?;
     summary.quarantine(&quarantine);
+    if let Err(err) = with_history(&settings, &mut summary, &quarantine).await {
+        crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
+    }
     progress.finish();
     match ending {
         Ending::Drained => {}
@@ -251,4 +257,27 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Records the build in its namespace's flakiness history, then marks the failures of tests
+/// that were flaky in other recent builds and names the quarantined tests that stopped failing.
+async fn with_history(
+    settings: &ReportSettings,
+    summary: &mut Summary,
+    quarantine: &Quarantine,
+) -> Result<(), QueueError> {
+    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+    let history = History::new(&conn, &settings.namespace);
+    history.record(&settings.build, summary).await?;
+    let builds = history.builds().await?;
+    let all = history.all().await?;
+    summary.marks = history::marks(
+        &builds,
+        &all,
+        &settings.build,
+        summary.failing.iter().map(|listed| &listed.id),
+    );
+    summary.ready_to_leave = history::quiet(&builds, &all, quarantine.ids());
+    summary.ready_after = history::QUIET_BUILDS;
+    Ok(())
 }

@@ -31,6 +31,26 @@ pub enum Command {
     /// flaky tests, tests not run. Run it once per build, in its own CI step.
     #[command(after_help = EXIT_CODES)]
     Report(Box<ReportArgs>),
+    /// List a namespace's flakiest tests over its recent builds (as `ciq report` recorded
+    /// them): how many builds each was flaky and failed in, and the last one.
+    Flaky(FlakyArgs),
+}
+
+/// `ciq flaky`.
+#[derive(Debug, Args)]
+pub struct FlakyArgs {
+    /// Redis URL of the shared queue.
+    #[arg(long, env = "CIQ_QUEUE")]
+    pub queue: String,
+    /// The namespace whose builds to look at.
+    #[arg(long, env = "CIQ_NAMESPACE", default_value = "")]
+    pub namespace: String,
+    /// How many tests to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// How long to keep retrying an unreachable Redis before failing.
+    #[arg(long, env = "CIQ_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub redis_timeout: Duration,
 }
 
 const RUN_EXAMPLES: &str = "\

@@ -172,6 +172,9 @@ impl LocalQueue {
             mismatches: Vec::new(),
             stopped: state.stopped.clone(),
             quarantined: Vec::new(),
+            marks: BTreeMap::new(),
+            ready_to_leave: Vec::new(),
+            ready_after: 0,
         }
     }
 

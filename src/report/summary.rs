@@ -48,6 +48,13 @@ pub struct Summary {
     /// Failed and errored tests under `--quarantine`, moved out of `failing`: reported, not
     /// counted against the build.
     pub quarantined: Vec<Listed>,
+    /// Failing tests that were flaky in other recent builds, and how often (from the
+    /// namespace's history; the report only).
+    pub marks: BTreeMap<TestId, String>,
+    /// Quarantined tests with no failure in the recent builds: ready to leave quarantine.
+    pub ready_to_leave: Vec<TestId>,
+    /// How many recent builds `ready_to_leave` looked at.
+    pub ready_after: usize,
 }
 
 /// A failing or flaky test, named in the summary.
@@ -174,7 +181,12 @@ impl Summary {
                 Outcome::Errored => "ERRORED",
                 _ => "FAILED",
             };
-            let _ = writeln!(out, "\n{title} {}{}", listed.id, listed.suffix());
+            let mark = self
+                .marks
+                .get(&listed.id)
+                .map(|mark| format!(" [often flaky: {mark}]"))
+                .unwrap_or_default();
+            let _ = writeln!(out, "\n{title} {}{}{mark}", listed.id, listed.suffix());
             if let Some(detail) = listed.detail.as_ref().filter(|_| at < WITH_OUTPUT) {
                 for line in detail.output.lines() {
                     let _ = writeln!(out, "    | {line}");
@@ -207,6 +219,16 @@ impl Summary {
                         let _ = writeln!(out, "    | {line}");
                     }
                 }
+            }
+        }
+        if !self.ready_to_leave.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nQUARANTINED, NO FAILURE IN THE LAST {} BUILDS (ready to leave quarantine?):",
+                self.ready_after
+            );
+            for id in &self.ready_to_leave {
+                let _ = writeln!(out, "    {id}");
             }
         }
         if !self.flaky.is_empty() {

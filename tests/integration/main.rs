@@ -13,6 +13,7 @@ mod e2e;
 mod election;
 mod faults;
 mod frameworks;
+mod history;
 mod lost_state;
 mod network;
 mod per_test_scripts;

@@ -9,6 +9,7 @@ pub mod connection;
 mod dead_leaders;
 mod election;
 mod estimates;
+pub mod history;
 pub mod keys;
 mod list_check;
 mod redis_queue;
@@ -57,7 +58,7 @@ pub struct RedisSettings {
 
 /// The ACL rule a Redis user needs to run ciq (README, "Redis permissions"): ciq's keys only,
 /// and the commands ciq sends or its scripts call (`config|get` only for the eviction warning).
-pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hscan +hdel +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +srem +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zscore +info +config|get";
+pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hscan +hdel +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +srem +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyrank +zscore +info +config|get";
 
 fn millis(duration: Duration) -> String {
     duration.as_millis().max(1).to_string()

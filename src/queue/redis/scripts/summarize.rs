@@ -101,6 +101,9 @@ impl Step for Summarize<'_> {
             mismatches: raw.mismatches,
             stopped: raw.stopped,
             quarantined: Vec::new(),
+            marks: BTreeMap::new(),
+            ready_to_leave: Vec::new(),
+            ready_after: 0,
         })
     }
 }

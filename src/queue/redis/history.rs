@@ -1,0 +1,303 @@
+//! [`History`]: which tests failed or were flaky in a namespace's recent builds, so that a team
+//! can see its flakiest tests (`ciq flaky`), a failure of a test that is often flaky is marked,
+//! and a quarantined test that stopped failing is pointed out.
+//!
+//! Like the durations store it has a hash tag of its own (`ciq:{history:<namespace>}:...`) and
+//! is written once per build, by `ciq report`, with plain commands, never inside the per-test
+//! scripts. It holds only the builds (a sorted set, by when they were first recorded, the last
+//! [`WINDOW`] of them) and, per test that failed or was flaky in one of them, those events
+//! (`<build>=f` failed or errored, `<build>=y` flaky, `;`-separated): a green test costs
+//! nothing. Losing it loses marks, never changes a verdict.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::queue::QueueError;
+use crate::queue::redis::connection::RedisConn;
+use crate::report::Summary;
+use crate::test_id::TestId;
+
+/// How many recent builds the history covers.
+pub const WINDOW: usize = 50;
+/// How long the history lives without a build recording into it.
+const TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What happened to one test in one build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Its final outcome was failed or errored.
+    Failed,
+    /// It failed, then passed on a retry.
+    Flaky,
+}
+
+/// One test's record over the recent builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestHistory {
+    /// The test.
+    pub id: String,
+    /// Builds in which it was flaky.
+    pub flaky: usize,
+    /// Builds in which it failed.
+    pub failed: usize,
+    /// The most recent build in which it failed or was flaky.
+    pub last_seen: String,
+}
+
+/// A namespace's history.
+pub struct History<'a> {
+    conn: &'a RedisConn,
+    builds: String,
+    events: String,
+}
+
+impl<'a> History<'a> {
+    /// The history of `namespace` (empty for none).
+    pub fn new(conn: &'a RedisConn, namespace: &str) -> Self {
+        let prefix = format!("ciq:{{history:{namespace}}}:");
+        Self {
+            conn,
+            builds: format!("{prefix}builds"),
+            events: format!("{prefix}events"),
+        }
+    }
+
+    /// Records `build`'s failing and flaky tests (those `summary` names). A build recorded
+    /// again (the report of a retry) replaces its own events.
+    pub async fn record(&self, build: &str, summary: &Summary) -> Result<(), QueueError> {
+        let mut happened: BTreeMap<&str, Event> = BTreeMap::new();
+        for listed in summary.failing.iter().chain(&summary.quarantined) {
+            happened.insert(listed.id.as_str(), Event::Failed);
+        }
+        for listed in &summary.flaky {
+            happened.insert(listed.id.as_str(), Event::Flaky);
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let ttl = i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX);
+        let window = i64::try_from(WINDOW).unwrap_or(i64::MAX);
+        let mut add = redis::pipe();
+        add.cmd("ZADD")
+            .arg(&self.builds)
+            .arg("NX")
+            .arg(now_ms.to_string())
+            .arg(build)
+            .ignore()
+            .cmd("ZREMRANGEBYRANK")
+            .arg(&self.builds)
+            .arg(0)
+            .arg(-window - 1)
+            .ignore()
+            .pexpire(&self.builds, ttl)
+            .ignore()
+            .zrange(&self.builds, 0, -1);
+        let (kept,): (Vec<String>,) = self.conn.pipeline(&add).await?;
+        // Tests of this build, and those that had an event in it before (a retry may have made
+        // a failure flaky).
+        let mut tests: Vec<String> = happened.keys().map(|id| (*id).to_owned()).collect();
+        let all = self.all().await?;
+        for (id, events) in &all {
+            if events.iter().any(|(b, _)| b == build) && !happened.contains_key(id.as_str()) {
+                tests.push(id.clone());
+            }
+        }
+        if tests.is_empty() {
+            return Ok(());
+        }
+        let mut write = redis::pipe();
+        write.atomic();
+        for id in &tests {
+            let mut events: Vec<(String, Event)> = all
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter(|(b, _)| b != build && kept.contains(b))
+                .cloned()
+                .collect();
+            if let Some(event) = happened.get(id.as_str()) {
+                events.push((build.to_owned(), *event));
+            }
+            if events.is_empty() {
+                write.hdel(&self.events, id).ignore();
+            } else {
+                write.hset(&self.events, id, render(&events)).ignore();
+            }
+        }
+        write.pexpire(&self.events, ttl).ignore();
+        self.conn.pipeline(&write).await
+    }
+
+    /// The recent builds, oldest first.
+    pub async fn builds(&self) -> Result<Vec<String>, QueueError> {
+        self.conn
+            .query(redis::cmd("ZRANGE").arg(&self.builds).arg(0).arg(-1))
+            .await
+    }
+
+    /// Every test with an event, and its events (build, what happened), oldest first.
+    pub async fn all(&self) -> Result<HashMap<String, Vec<(String, Event)>>, QueueError> {
+        let raw: HashMap<String, String> = self
+            .conn
+            .query(redis::cmd("HGETALL").arg(&self.events))
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|(id, text)| (id, parse(&text)))
+            .collect())
+    }
+
+    /// Each test's record over the recent builds, the flakiest first (then the most failing).
+    pub async fn ranked(&self) -> Result<(usize, Vec<TestHistory>), QueueError> {
+        let builds = self.builds().await?;
+        let order: HashMap<&str, usize> = builds
+            .iter()
+            .enumerate()
+            .map(|(at, b)| (b.as_str(), at))
+            .collect();
+        let mut ranked: Vec<TestHistory> = self
+            .all()
+            .await?
+            .into_iter()
+            .filter_map(|(id, events)| {
+                let events: Vec<&(String, Event)> = events
+                    .iter()
+                    .filter(|(b, _)| order.contains_key(b.as_str()))
+                    .collect();
+                let last = events.iter().max_by_key(|(b, _)| order[b.as_str()])?;
+                Some(TestHistory {
+                    flaky: events.iter().filter(|(_, e)| *e == Event::Flaky).count(),
+                    failed: events.iter().filter(|(_, e)| *e == Event::Failed).count(),
+                    last_seen: last.0.clone(),
+                    id,
+                })
+            })
+            .collect();
+        ranked.sort_by(|a, b| (b.flaky, b.failed, &a.id).cmp(&(a.flaky, a.failed, &b.id)));
+        Ok((builds.len(), ranked))
+    }
+}
+
+/// How many recent builds without a failure make a quarantined test ready to leave.
+pub const QUIET_BUILDS: usize = 10;
+
+/// Marks `failing` tests that were flaky in other recent builds than `build`, e.g. `flaky in 3
+/// of the last 12 builds`.
+pub fn marks<'t>(
+    builds: &[String],
+    all: &HashMap<String, Vec<(String, Event)>>,
+    build: &str,
+    failing: impl Iterator<Item = &'t TestId>,
+) -> BTreeMap<TestId, String> {
+    failing
+        .filter_map(|id| {
+            let flaky = all
+                .get(id.as_str())?
+                .iter()
+                .filter(|(b, e)| *e == Event::Flaky && b != build && builds.contains(b))
+                .count();
+            (flaky > 0).then(|| {
+                (
+                    id.clone(),
+                    format!("flaky in {flaky} of the last {} builds", builds.len()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The `ids` with no failure and no flake in the last [`QUIET_BUILDS`] builds; none while the
+/// history holds fewer builds. (The history cannot tell a test that passed from one that did
+/// not run: one deselected for that long looks quiet too.)
+pub fn quiet<'t>(
+    builds: &[String],
+    all: &HashMap<String, Vec<(String, Event)>>,
+    ids: impl Iterator<Item = &'t TestId>,
+) -> Vec<TestId> {
+    let Some(recent) = builds
+        .len()
+        .checked_sub(QUIET_BUILDS)
+        .map(|from| &builds[from..])
+    else {
+        return Vec::new();
+    };
+    ids.filter(|id| {
+        all.get(id.as_str())
+            .is_none_or(|events| !events.iter().any(|(b, _)| recent.contains(b)))
+    })
+    .cloned()
+    .collect()
+}
+
+fn render(events: &[(String, Event)]) -> String {
+    events
+        .iter()
+        .map(|(build, event)| {
+            let tag = match event {
+                Event::Failed => 'f',
+                Event::Flaky => 'y',
+            };
+            format!("{build}={tag}")
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn parse(text: &str) -> Vec<(String, Event)> {
+    text.split(';')
+        .filter_map(|part| {
+            let (build, tag) = part.rsplit_once('=')?;
+            let event = match tag {
+                "f" => Event::Failed,
+                "y" => Event::Flaky,
+                _ => return None,
+            };
+            Some((build.to_owned(), event))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_back_as_written_and_junk_is_skipped() {
+        let events = vec![
+            ("b-1".to_owned(), Event::Failed),
+            ("a=b".to_owned(), Event::Flaky),
+        ];
+        assert_eq!(parse(&render(&events)), events);
+        assert_eq!(parse("x=q;;b-2=y"), [("b-2".to_owned(), Event::Flaky)]);
+    }
+
+    #[test]
+    fn marks_count_other_builds_and_quiet_needs_enough_builds() {
+        let builds: Vec<String> = (1..=12).map(|n| format!("b{n}")).collect();
+        let id = |s: &str| TestId::new(s).unwrap();
+        let mut all = HashMap::new();
+        all.insert(
+            "net".to_owned(),
+            vec![
+                ("b1".to_owned(), Event::Flaky),
+                ("b5".to_owned(), Event::Flaky),
+                ("b12".to_owned(), Event::Flaky),
+                ("gone".to_owned(), Event::Flaky),
+            ],
+        );
+        all.insert("disk".to_owned(), vec![("b2".to_owned(), Event::Failed)]);
+        let failing = [id("net"), id("disk")];
+        let marks = marks(&builds, &all, "b12", failing.iter());
+        assert_eq!(
+            marks.into_iter().collect::<Vec<_>>(),
+            [(id("net"), "flaky in 2 of the last 12 builds".to_owned())]
+        );
+        let quarantined = [id("net"), id("disk"), id("never")];
+        // disk last failed in b2, before the last 10 builds; net was flaky in b5.
+        assert_eq!(
+            quiet(&builds, &all, quarantined.iter()),
+            [id("disk"), id("never")]
+        );
+        assert!(quiet(&builds[..9], &all, quarantined.iter()).is_empty());
+    }
+}

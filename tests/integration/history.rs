@@ -1,0 +1,105 @@
+//! A namespace's flakiness history: each build's report records its failing and flaky tests,
+//! `ciq flaky` ranks them over the recent builds, and a report marks the failure of a test that
+//! was flaky in earlier builds.
+
+use std::time::Duration;
+
+use ciq_testkit::{Proc, RedisServer, Scratch, report_args, with_command, worker_args};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// Runs build `build` of namespace `ns` (its own scratch directory, so `flaky/*` fails its
+/// first run again) to the end, then its report; returns the report's output.
+fn build_and_report(
+    server: &RedisServer,
+    build: &str,
+    tests: &[&str],
+    extra: &[&str],
+) -> ciq_testkit::Output {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&tests.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>());
+    let mut args = worker_args(server, build, "w1", &list);
+    args.extend(["--namespace", "ns"].map(str::to_owned));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
+    let mut report = report_args(server, build);
+    report.extend(["--namespace", "ns"].map(str::to_owned));
+    Proc::spawn("report", &scratch, &report).wait(LONG)
+}
+
+#[test]
+fn flakiness_accumulates_across_builds_and_marks_failures() {
+    let server = RedisServer::start();
+    let tests = ["pass/0", "flaky/net", "fail/disk"];
+    for build in ["b1", "b2"] {
+        let out = build_and_report(&server, build, &tests, &[]);
+        assert_eq!(out.code, Some(1), "{}", out.both());
+    }
+    // Without a retry, the flaky test fails for good this time: the report says it is often
+    // flaky, which a plain failure is not.
+    let out = build_and_report(&server, "b3", &tests, &["--max-requeues", "0"]);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout.contains("FAILED flaky/net (worker w1, ")
+            && out
+                .stdout
+                .contains("[often flaky: flaky in 2 of the last 3 builds]"),
+        "{}",
+        out.both()
+    );
+    let plain = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("FAILED fail/disk"));
+    assert!(
+        plain.is_some_and(|l| !l.contains("often flaky")),
+        "{}",
+        out.both()
+    );
+
+    // Another namespace's history is its own.
+    let scratch = Scratch::new();
+    let flaky = |namespace: &str| {
+        let args: Vec<String> = ["flaky", "--queue", &server.url(), "--namespace", namespace]
+            .map(str::to_owned)
+            .to_vec();
+        Proc::spawn(&format!("flaky-{namespace}"), &scratch, &args).wait(LONG)
+    };
+    let out = flaky("ns");
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "the flakiest tests of the last 3 build(s) of namespace `ns`:"
+    );
+    let row = |test: &str| {
+        lines
+            .iter()
+            .find(|l| l.ends_with(test))
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        row("flaky/net"),
+        Some(vec!["2/3", "1/3", "b3"]),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        row("fail/disk"),
+        Some(vec!["0/3", "3/3", "b3"]),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[2].ends_with("flaky/net"),
+        "flakiest first: {}",
+        out.stdout
+    );
+    let out = flaky("other");
+    assert!(
+        out.stdout
+            .contains("no test failed or was flaky in the 0 recorded build(s)"),
+        "{}",
+        out.both()
+    );
+}
