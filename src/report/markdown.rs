@@ -34,14 +34,15 @@ impl Summary {
             for (at, listed) in self.failing.iter().enumerate() {
                 failure(&mut out, listed, at < WITH_OUTPUT);
             }
-            let failing = self.failed_count() - self.quarantined.len();
-            if failing > self.failing.len() {
-                let _ = writeln!(
-                    out,
-                    "... and {} more failed or errored tests (see the log)\n",
-                    failing - self.failing.len()
-                );
-            }
+        }
+        // Failures past the named ones, shown even when every named one is quarantined.
+        let failing = self.failed_count().saturating_sub(self.quarantined.len());
+        if failing > self.failing.len() {
+            let _ = writeln!(
+                out,
+                "... and {} more failed or errored tests (see the log)\n",
+                failing - self.failing.len()
+            );
         }
         if !self.quarantined.is_empty() {
             let _ = writeln!(

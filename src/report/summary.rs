@@ -193,7 +193,7 @@ impl Summary {
                 }
             }
         }
-        let failing = self.failed_count() - self.quarantined.len();
+        let failing = self.failed_count().saturating_sub(self.quarantined.len());
         if failing > self.failing.len() {
             let _ = writeln!(
                 out,

@@ -103,3 +103,50 @@ fn flakiness_accumulates_across_builds_and_marks_failures() {
         out.both()
     );
 }
+
+/// A build recorded again (the report of its retry) replaces its own events; the history keeps
+/// the last 50 builds and forgets the events of older ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_recorded_again_replaces_its_events_and_old_builds_leave() {
+    use ciq::outcome::Outcome;
+    use ciq::queue::redis::connection::RedisConn;
+    use ciq::queue::redis::history::{Event, History, WINDOW};
+    use ciq::report::Summary;
+    use ciq::report::summary::Listed;
+    use ciq::test_id::TestId;
+
+    let server = RedisServer::start();
+    let conn = RedisConn::open(&server.url(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let history = History::new(&conn, "");
+    let listed = |id: &str, outcome| Listed {
+        id: TestId::new(id).unwrap(),
+        outcome,
+        detail: None,
+        requeues: 0,
+    };
+    let failing = Summary {
+        failing: vec![listed("net", Outcome::Failed)],
+        ..Summary::default()
+    };
+    history.record("b;=0", &failing).await.unwrap();
+    let retried = Summary {
+        flaky: vec![listed("net", Outcome::Flaky)],
+        ..Summary::default()
+    };
+    history.record("b;=0", &retried).await.unwrap();
+    assert_eq!(
+        history.all().await.unwrap()["net"],
+        [("b;=0".to_owned(), Event::Flaky)]
+    );
+    for n in 1..=WINDOW + 2 {
+        history.record(&format!("b{n}"), &failing).await.unwrap();
+    }
+    let builds = history.builds().await.unwrap();
+    assert_eq!(builds.len(), WINDOW);
+    assert_eq!(builds.first().map(String::as_str), Some("b3"));
+    let events = &history.all().await.unwrap()["net"];
+    assert_eq!(events.len(), WINDOW, "{events:?}");
+    assert!(events.iter().all(|(build, _)| builds.contains(build)));
+}

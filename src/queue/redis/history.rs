@@ -4,13 +4,17 @@
 //!
 //! Like the durations store it has a hash tag of its own (`ciq:{history:<namespace>}:...`) and
 //! is written once per build, by `ciq report`, with plain commands, never inside the per-test
-//! scripts. It holds only the builds (a sorted set, by when they were first recorded, the last
-//! [`WINDOW`] of them) and, per test that failed or was flaky in one of them, those events
-//! (`<build>=f` failed or errored, `<build>=y` flaky, `;`-separated): a green test costs
-//! nothing. Losing it loses marks, never changes a verdict.
+//! scripts. It holds the builds (a sorted set, by the Redis time they were first recorded, in
+//! microseconds, the
+//! last [`WINDOW`] of them), one hash field per test and build that failed or was flaky
+//! (`<test>\n<build>` -> `f` failed or errored, `y` flaky), and per build the set of its
+//! fields' tests, so a build recorded again (the report of a retry) replaces exactly its own
+//! fields, and a build leaving the window takes its fields along. Reports of different builds
+//! never write the same field. A green test costs nothing. Losing it all loses marks, never
+//! changes a verdict.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
@@ -31,6 +35,15 @@ pub enum Event {
     Flaky,
 }
 
+impl Event {
+    fn tag(self) -> &'static str {
+        match self {
+            Event::Failed => "f",
+            Event::Flaky => "y",
+        }
+    }
+}
+
 /// One test's record over the recent builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestHistory {
@@ -44,9 +57,13 @@ pub struct TestHistory {
     pub last_seen: String,
 }
 
+/// Each test with an event, and its events (build, what happened).
+pub type Events = HashMap<String, Vec<(String, Event)>>;
+
 /// A namespace's history.
 pub struct History<'a> {
     conn: &'a RedisConn,
+    prefix: String,
     builds: String,
     events: String,
 }
@@ -59,11 +76,17 @@ impl<'a> History<'a> {
             conn,
             builds: format!("{prefix}builds"),
             events: format!("{prefix}events"),
+            prefix,
         }
     }
 
-    /// Records `build`'s failing and flaky tests (those `summary` names). A build recorded
-    /// again (the report of a retry) replaces its own events.
+    /// The set of the tests `build` has fields for.
+    fn build_tests(&self, build: &str) -> String {
+        format!("{}build:{build}", self.prefix)
+    }
+
+    /// Records `build`'s failing and flaky tests (those `summary` names), replacing what it
+    /// recorded before, and forgets the builds that left the window.
     pub async fn record(&self, build: &str, summary: &Summary) -> Result<(), QueueError> {
         let mut happened: BTreeMap<&str, Event> = BTreeMap::new();
         for listed in summary.failing.iter().chain(&summary.quarantined) {
@@ -72,59 +95,57 @@ impl<'a> History<'a> {
         for listed in &summary.flaky {
             happened.insert(listed.id.as_str(), Event::Flaky);
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
         let ttl = i64::try_from(TTL.as_millis()).unwrap_or(i64::MAX);
-        let window = i64::try_from(WINDOW).unwrap_or(i64::MAX);
-        let mut add = redis::pipe();
-        add.cmd("ZADD")
-            .arg(&self.builds)
-            .arg("NX")
-            .arg(now_ms.to_string())
-            .arg(build)
-            .ignore()
-            .cmd("ZREMRANGEBYRANK")
-            .arg(&self.builds)
-            .arg(0)
-            .arg(-window - 1)
-            .ignore()
-            .pexpire(&self.builds, ttl)
-            .ignore()
-            .zrange(&self.builds, 0, -1);
-        let (kept,): (Vec<String>,) = self.conn.pipeline(&add).await?;
-        // Tests of this build, and those that had an event in it before (a retry may have made
-        // a failure flaky).
-        let mut tests: Vec<String> = happened.keys().map(|id| (*id).to_owned()).collect();
-        let all = self.all().await?;
-        for (id, events) in &all {
-            if events.iter().any(|(b, _)| b == build) && !happened.contains_key(id.as_str()) {
-                tests.push(id.clone());
-            }
-        }
-        if tests.is_empty() {
-            return Ok(());
-        }
+        let (time, before): ((String, String), Vec<String>) = self
+            .conn
+            .pipeline(redis::pipe().cmd("TIME").smembers(self.build_tests(build)))
+            .await?;
+        // Microseconds: two builds recorded within one millisecond still keep their order.
+        let now_us =
+            time.0.parse::<u128>().unwrap_or(0) * 1_000_000 + time.1.parse::<u128>().unwrap_or(0);
+        let window = isize::try_from(WINDOW).unwrap_or(isize::MAX);
+        let (dropped,): (Vec<String>,) = self
+            .conn
+            .pipeline(
+                redis::pipe()
+                    .cmd("ZADD")
+                    .arg(&self.builds)
+                    .arg("NX")
+                    .arg(now_us.to_string())
+                    .arg(build)
+                    .ignore()
+                    .zrange(&self.builds, 0, -window - 1),
+            )
+            .await?;
         let mut write = redis::pipe();
         write.atomic();
-        for id in &tests {
-            let mut events: Vec<(String, Event)> = all
-                .get(id)
-                .into_iter()
-                .flatten()
-                .filter(|(b, _)| b != build && kept.contains(b))
-                .cloned()
-                .collect();
-            if let Some(event) = happened.get(id.as_str()) {
-                events.push((build.to_owned(), *event));
+        for gone in &dropped {
+            let tests: Vec<String> = self
+                .conn
+                .query(redis::cmd("SMEMBERS").arg(self.build_tests(gone)))
+                .await?;
+            for test in tests {
+                write.hdel(&self.events, field(&test, gone)).ignore();
             }
-            if events.is_empty() {
-                write.hdel(&self.events, id).ignore();
-            } else {
-                write.hset(&self.events, id, render(&events)).ignore();
+            write.del(self.build_tests(gone)).ignore();
+            write.zrem(&self.builds, gone).ignore();
+        }
+        for test in before.iter().filter(|t| !happened.contains_key(t.as_str())) {
+            write.hdel(&self.events, field(test, build)).ignore();
+        }
+        write.del(self.build_tests(build)).ignore();
+        if !happened.is_empty() {
+            let tests = self.build_tests(build);
+            for (test, event) in &happened {
+                write
+                    .hset(&self.events, field(test, build), event.tag())
+                    .ignore();
+                write.sadd(&tests, *test).ignore();
             }
+            write.pexpire(&tests, ttl).ignore();
         }
         write.pexpire(&self.events, ttl).ignore();
+        write.pexpire(&self.builds, ttl).ignore();
         self.conn.pipeline(&write).await
     }
 
@@ -135,16 +156,28 @@ impl<'a> History<'a> {
             .await
     }
 
-    /// Every test with an event, and its events (build, what happened), oldest first.
-    pub async fn all(&self) -> Result<HashMap<String, Vec<(String, Event)>>, QueueError> {
+    /// Every test with an event, and its events.
+    pub async fn all(&self) -> Result<Events, QueueError> {
         let raw: HashMap<String, String> = self
             .conn
             .query(redis::cmd("HGETALL").arg(&self.events))
             .await?;
-        Ok(raw
-            .into_iter()
-            .map(|(id, text)| (id, parse(&text)))
-            .collect())
+        let mut events = Events::new();
+        for (key, tag) in raw {
+            let Some((test, build)) = key.split_once('\n') else {
+                continue;
+            };
+            let event = match tag.as_str() {
+                "f" => Event::Failed,
+                "y" => Event::Flaky,
+                _ => continue,
+            };
+            events
+                .entry(test.to_owned())
+                .or_default()
+                .push((build.to_owned(), event));
+        }
+        Ok(events)
     }
 
     /// Each test's record over the recent builds, the flakiest first (then the most failing).
@@ -178,6 +211,11 @@ impl<'a> History<'a> {
     }
 }
 
+/// The events hash's field of `test` in `build`: test ids hold no line break.
+fn field(test: &str, build: &str) -> String {
+    format!("{test}\n{build}")
+}
+
 /// How many recent builds without a failure make a quarantined test ready to leave.
 pub const QUIET_BUILDS: usize = 10;
 
@@ -185,7 +223,7 @@ pub const QUIET_BUILDS: usize = 10;
 /// of the last 12 builds`.
 pub fn marks<'t>(
     builds: &[String],
-    all: &HashMap<String, Vec<(String, Event)>>,
+    all: &Events,
     build: &str,
     failing: impl Iterator<Item = &'t TestId>,
 ) -> BTreeMap<TestId, String> {
@@ -211,7 +249,7 @@ pub fn marks<'t>(
 /// not run: one deselected for that long looks quiet too.)
 pub fn quiet<'t>(
     builds: &[String],
-    all: &HashMap<String, Vec<(String, Event)>>,
+    all: &Events,
     ids: impl Iterator<Item = &'t TestId>,
 ) -> Vec<TestId> {
     let Some(recent) = builds
@@ -229,47 +267,9 @@ pub fn quiet<'t>(
     .collect()
 }
 
-fn render(events: &[(String, Event)]) -> String {
-    events
-        .iter()
-        .map(|(build, event)| {
-            let tag = match event {
-                Event::Failed => 'f',
-                Event::Flaky => 'y',
-            };
-            format!("{build}={tag}")
-        })
-        .collect::<Vec<_>>()
-        .join(";")
-}
-
-fn parse(text: &str) -> Vec<(String, Event)> {
-    text.split(';')
-        .filter_map(|part| {
-            let (build, tag) = part.rsplit_once('=')?;
-            let event = match tag {
-                "f" => Event::Failed,
-                "y" => Event::Flaky,
-                _ => return None,
-            };
-            Some((build.to_owned(), event))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn events_read_back_as_written_and_junk_is_skipped() {
-        let events = vec![
-            ("b-1".to_owned(), Event::Failed),
-            ("a=b".to_owned(), Event::Flaky),
-        ];
-        assert_eq!(parse(&render(&events)), events);
-        assert_eq!(parse("x=q;;b-2=y"), [("b-2".to_owned(), Event::Flaky)]);
-    }
 
     #[test]
     fn marks_count_other_builds_and_quiet_needs_enough_builds() {
