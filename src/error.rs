@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use crate::config::ConfigError;
 use crate::discovery::DiscoveryError;
+use crate::order_log::OrderLogError;
 use crate::quarantine::QuarantineError;
 use crate::queue::QueueError;
 use crate::report::output_file::OutputError;
@@ -34,6 +35,9 @@ pub enum Error {
     /// A report file to write (`--junit`, `--json`) cannot be written (checked before the build).
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The order log cannot be written or read.
+    #[error(transparent)]
+    OrderLog(#[from] OrderLogError),
     /// The quarantine file cannot be used.
     #[error(transparent)]
     Quarantine(#[from] QuarantineError),

@@ -45,7 +45,8 @@ pub fn for_error(err: &Error) -> i32 {
         | Error::Runner(_)
         | Error::Timings(_)
         | Error::Output(_)
-        | Error::Quarantine(_) => USAGE,
+        | Error::Quarantine(_)
+        | Error::OrderLog(_) => USAGE,
         Error::Panicked(_) | Error::Runtime(_) => INFRASTRUCTURE,
     }
 }

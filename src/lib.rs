@@ -20,6 +20,7 @@ pub mod frameworks;
 pub mod guard;
 pub mod human;
 pub mod listing;
+pub mod order_log;
 pub mod outcome;
 pub mod pause_point;
 pub mod process;

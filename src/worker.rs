@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::time::{Instant, sleep};
 
 use crate::batching::{BatchSize, Batcher};
+use crate::order_log::OrderLog;
 use crate::outcome::{FailureDetail, Outcome, TestResult};
 use crate::queue::{Ack, Queue, QueueError, Recorded, Reservation, Reserved};
 use crate::report::{Summary, TestRecord};
@@ -38,6 +39,8 @@ pub struct WorkerOptions {
     /// Stop taking tests once this many tests of the build finally failed or errored (checked
     /// when this worker records a failure, and at every heartbeat for the others').
     pub max_failures: Option<usize>,
+    /// Where the order tests run in is logged, for `ciq bisect`.
+    pub order_log: Option<Arc<OrderLog>>,
 }
 
 /// How a worker's loop ended.
@@ -263,6 +266,9 @@ async fn work<Q: Queue, R: Runner>(
                     .chain(provisional.as_ref().map(Ack::reserved).as_ref())
                     .map(|r| (r.clone(), deadline))
                     .collect();
+                if let Some(log) = &options.order_log {
+                    log.record(queue.worker_id(), &ids);
+                }
                 let started = Instant::now();
                 let ran = runner.run(&ids, &limits).await?;
                 batcher.observe(

@@ -1,6 +1,7 @@
 //! The command-line edge: parse, run a subcommand, print errors on one line with their hints,
 //! and turn the outcome into an exit code (see [`crate::exit_code`]).
 
+mod bisect;
 mod flaky;
 mod report;
 mod run;
@@ -41,6 +42,7 @@ pub fn main() -> ExitCode {
                 Command::Run(args) => run::run(*args).await,
                 Command::Report(args) => report::report(*args).await,
                 Command::Flaky(args) => flaky::flaky(args).await,
+                Command::Bisect(args) => bisect::bisect(*args).await,
             }
         }),
         Err(err) => Err(Failed::from(crate::error::Error::Runtime(err))),

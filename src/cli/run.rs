@@ -14,6 +14,7 @@ use crate::discovery::{FrameworkListing, TestSource};
 use crate::exit_code;
 use crate::frameworks::nextest::NextestRunner;
 use crate::frameworks::pytest;
+use crate::order_log::OrderLog;
 use crate::outcome::TestResult;
 use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
@@ -37,7 +38,17 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
         .as_deref()
         .map(Quarantine::read)
         .transpose()?;
-    let config = RunConfig::new(args, &ids)?;
+    let order_log = args
+        .order_log
+        .clone()
+        .unwrap_or_else(OrderLog::default_path);
+    let mut config = RunConfig::new(args, &ids)?;
+    let order_log = OrderLog::create(&order_log)?;
+    crate::say!(
+        "ciq: the order tests run in is logged to {} (for ciq bisect)",
+        order_log.path().display()
+    );
+    config.worker.order_log = Some(Arc::new(order_log));
     if let Mode::Redis { settings, .. } = &config.mode {
         connection::client(&settings.url)?;
     }
@@ -382,7 +393,7 @@ fn local_worker(n: usize) -> String {
     clippy::large_enum_variant,
     reason = "one runner per worker, built once and never moved on a hot path"
 )]
-enum AnyRunner {
+pub(super) enum AnyRunner {
     /// A command per batch.
     Command(CommandRunner),
     /// cargo-nextest's binaries, one process per test.
@@ -437,7 +448,7 @@ impl Runner for AnyRunner {
 
 /// The runner of one worker: the configured kind, with the build and worker ids in its
 /// environment.
-fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
+pub(super) fn runner_for(config: &RunConfig, worker: &str) -> AnyRunner {
     let env = vec![
         ("CIQ_BUILD".to_owned(), config.build.clone()),
         ("CIQ_WORKER".to_owned(), worker.to_owned()),

@@ -34,6 +34,30 @@ pub enum Command {
     /// List a namespace's flakiest tests over its recent builds (as `ciq report` recorded
     /// them): how many builds each was flaky and failed in, and the last one.
     Flaky(FlakyArgs),
+    /// Find which tests that ran before a failing test, in one worker's process, make it fail:
+    /// replays the worker's order log with `ciq run`'s runner flags, then narrows by halves.
+    #[command(after_help = BISECT_EXAMPLES)]
+    Bisect(Box<BisectArgs>),
+}
+
+const BISECT_EXAMPLES: &str = "\
+Examples:
+  ciq bisect --order-log /tmp/ciq-order-4242.log --failing-test tests/test_b.py::test_x pytest
+  ciq bisect --order-log order.log --failing-test t/42 --worker w3 -- ./run-test {}
+
+Exit codes: 0 culprit found, 1 the failure does not reproduce (it passes after the tests
+before it, or fails alone), 2 bad input.";
+
+/// `ciq bisect`.
+#[derive(Debug, Args)]
+pub struct BisectArgs {
+    /// The test that failed after others ran in its process.
+    #[arg(long, value_name = "ID")]
+    pub failing_test: String,
+    /// The runner, as for `ciq run` (`--order-log` names the log to replay, `--worker` whose
+    /// order to replay [default: the first worker that ran the test]).
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `ciq flaky`.
@@ -161,6 +185,10 @@ pub struct RunArgs {
     /// workers hold every test once (as a CI that merges its jobs' reports wants)
     #[arg(long, env = "CIQ_RUN_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Log the order this worker runs its tests in (for `ciq bisect`) to this file
+    /// [default: a file of its own in the temporary directory, whose path it prints]
+    #[arg(long, env = "CIQ_ORDER_LOG", value_name = "FILE")]
+    pub order_log: Option<PathBuf>,
     /// Test ids (one per line, `#` comment lines) whose failures do not make the build red: they
     /// still run and are reported under QUARANTINED. Ids not in the test list are warned about
     #[arg(long, env = "CIQ_QUARANTINE", value_name = "FILE")]

@@ -47,6 +47,20 @@ pub enum ConfigError {
         "--retry-of: build `{0}` is not in this Redis (never run here, run under another --namespace, or its keys expired after --redis-ttl), so its failed tests are unknown"
     )]
     RetryOfUnknown(String),
+    /// `ciq bisect --failing-test` is not a test id.
+    #[error("--failing-test: {0}")]
+    BadFailingTest(String),
+    /// `ciq bisect` without the log to replay.
+    #[error(
+        "ciq bisect needs --order-log FILE: the order log of the run where the test failed (each `ciq run` prints where it writes one)"
+    )]
+    NoOrderLog,
+    /// `ciq bisect` with a queue.
+    #[error("ciq bisect replays tests locally: drop --queue")]
+    BisectWithQueue,
+    /// `ciq bisect` cannot write its scratch files.
+    #[error("cannot write ciq bisect's scratch files: {0}")]
+    Scratch(String),
     /// `--retry-of` names a build whose failures alone cannot stand for it.
     #[error("--retry-of: the failed tests of build `{0}` cannot be re-run alone: {1}")]
     RetryOfUnusable(String, String),
@@ -346,6 +360,7 @@ impl RunConfig {
                 max_consecutive_failures: args.max_consecutive_failures,
                 max_duration: args.max_duration,
                 max_failures: args.max_failures.map(|max| max as usize),
+                order_log: None,
             },
             budget,
             build,

@@ -8,6 +8,7 @@
 )]
 
 mod bad_input;
+mod bisect;
 mod conformance;
 mod e2e;
 mod election;

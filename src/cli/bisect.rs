@@ -1,0 +1,208 @@
+//! `ciq bisect`: finds which of the tests that ran before a failing test, in one worker's
+//! process, make it fail.
+//!
+//! It replays the worker's order (from its order log) with a fresh runner per trial: the tests
+//! before, then the failing test, in one process for the persistent runners and nextest's
+//! batches, one command per batch otherwise. It first checks the failure reproduces after all
+//! of them and not alone, then narrows the set by halves and complements (delta debugging), so
+//! it also finds two tests that only break the failing one together.
+
+use std::path::Path;
+
+use super::Failed;
+use super::run::{AnyRunner, runner_for};
+use crate::batching::BatchSize;
+use crate::config::args::BisectArgs;
+use crate::config::ci::CiIds;
+use crate::config::{ConfigError, RunConfig};
+use crate::exit_code;
+use crate::order_log;
+use crate::outcome::Outcome;
+use crate::runner::Runner;
+use crate::test_id::TestId;
+
+/// Exit code when the failure does not reproduce as an order dependency.
+pub const NOT_REPRODUCED: i32 = 1;
+
+pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
+    let BisectArgs {
+        failing_test,
+        mut run,
+    } = args;
+    let failing = TestId::new(&failing_test)
+        .map_err(|reason| ConfigError::BadFailingTest(reason.to_string()))?;
+    let log = run.order_log.clone().ok_or(ConfigError::NoOrderLog)?;
+    if run.queue.is_some() {
+        return Err(Failed::from(ConfigError::BisectWithQueue));
+    }
+    let Some((worker, before)) = order_log::before(&log, &failing, run.worker.as_deref())? else {
+        crate::say!(
+            "ciq bisect: `{failing}` never ran in the order log `{}`{}",
+            log.display(),
+            run.worker
+                .as_deref()
+                .map(|w| format!(" on worker `{w}`"))
+                .unwrap_or_default()
+        );
+        return Ok(exit_code::USAGE);
+    };
+    // The runner's configuration is `ciq run`'s. Its list would need `--tests` for a plain
+    // command; the replay's tests come from the order log, so that names it (kept, not read).
+    run.tests = Some(log.clone());
+    run.list_command = None;
+    run.jobs = Some(1);
+    let config = RunConfig::new(run, &CiIds::default())?;
+    crate::say!(
+        "ciq bisect: `{failing}` ran after {} test(s) on worker `{worker}`; replaying them",
+        before.len()
+    );
+    let mut trials = 0;
+    if !fails(&config, &before, &failing, &mut trials).await? {
+        crate::say!(
+            "ciq bisect: does not reproduce: `{failing}` passed after the {} test(s) that ran before it",
+            before.len()
+        );
+        return Ok(NOT_REPRODUCED);
+    }
+    if fails(&config, &[], &failing, &mut trials).await? {
+        crate::say!(
+            "ciq bisect: does not reproduce as an order dependency: `{failing}` fails when run alone"
+        );
+        return Ok(NOT_REPRODUCED);
+    }
+    let culprits = narrow(&config, before, &failing, &mut trials).await?;
+    let minimal = log.with_extension("bisect.log");
+    let lines: String = culprits
+        .iter()
+        .chain([&failing])
+        .map(|id| format!("{worker}\t{id}\n"))
+        .collect();
+    if let Err(err) = std::fs::write(&minimal, lines) {
+        crate::say!("ciq bisect: cannot write `{}`: {err}", minimal.display());
+    }
+    println!(
+        "ciq bisect: `{failing}` fails after {} (found in {trials} trials):",
+        if culprits.len() == 1 {
+            "this test"
+        } else {
+            "these tests, run in this order"
+        }
+    );
+    for culprit in &culprits {
+        println!("    {culprit}");
+    }
+    println!("to reproduce:\n    {}", reproduce(&log, &minimal));
+    Ok(exit_code::SUCCESS)
+}
+
+/// Delta debugging: the smallest subsequence of `tests` (in their order) after which `failing`
+/// still fails, found by trying chunks, then their complements, at finer and finer grain.
+async fn narrow(
+    config: &RunConfig,
+    mut tests: Vec<TestId>,
+    failing: &TestId,
+    trials: &mut usize,
+) -> Result<Vec<TestId>, Failed> {
+    let mut parts = 2;
+    while tests.len() >= 2 {
+        let size = tests.len().div_ceil(parts);
+        let chunks: Vec<Vec<TestId>> = tests.chunks(size).map(<[TestId]>::to_vec).collect();
+        let mut narrowed = None;
+        for chunk in &chunks {
+            if fails(config, chunk, failing, trials).await? {
+                narrowed = Some((chunk.clone(), 2));
+                break;
+            }
+        }
+        if narrowed.is_none() && chunks.len() > 2 {
+            for skip in 0..chunks.len() {
+                let rest: Vec<TestId> = chunks
+                    .iter()
+                    .enumerate()
+                    .filter(|(at, _)| *at != skip)
+                    .flat_map(|(_, chunk)| chunk.iter().cloned())
+                    .collect();
+                if fails(config, &rest, failing, trials).await? {
+                    narrowed = Some((rest, (parts - 1).max(2)));
+                    break;
+                }
+            }
+        }
+        match narrowed {
+            Some((smaller, next)) => {
+                tests = smaller;
+                parts = next;
+            }
+            None if parts >= tests.len() => break,
+            None => parts = (parts * 2).min(tests.len()),
+        }
+    }
+    Ok(tests)
+}
+
+/// Whether `failing` fails when run after `before` by a fresh runner.
+async fn fails(
+    config: &RunConfig,
+    before: &[TestId],
+    failing: &TestId,
+    trials: &mut usize,
+) -> Result<bool, Failed> {
+    *trials += 1;
+    let runner: AnyRunner = runner_for(config, "bisect");
+    runner.prepare().await?;
+    let ids: Vec<TestId> = before.iter().chain([failing]).cloned().collect();
+    let batch = match config.worker.batch_size {
+        BatchSize::Fixed(n) => n.max(1),
+        BatchSize::Auto => ids.len(),
+    };
+    let limit = config.test_timeout.overall();
+    let mut outcome = None;
+    for chunk in ids.chunks(batch) {
+        let ran = runner.run(chunk, &vec![limit; chunk.len()]).await?;
+        let settled = ran.settled.into_iter();
+        for result in ran.results.into_iter().chain(settled) {
+            if result.id == *failing {
+                outcome = Some(result.outcome);
+            }
+        }
+    }
+    if let Some(settled) = runner.settle().await
+        && settled.id == *failing
+    {
+        outcome = Some(settled.outcome);
+    }
+    runner.shutdown().await;
+    Ok(matches!(outcome, Some(Outcome::Failed | Outcome::Errored)))
+}
+
+/// This command line, reading `minimal` instead of `log`.
+fn reproduce(log: &Path, minimal: &Path) -> String {
+    let log = log.to_string_lossy();
+    std::env::args()
+        .map(|arg| {
+            let arg = if arg == log {
+                minimal.to_string_lossy().into_owned()
+            } else {
+                arg
+            };
+            shell_word(&arg.replace(
+                &format!("--order-log={log}"),
+                &format!("--order-log={}", minimal.display()),
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `arg` quoted for a POSIX shell when it needs to be.
+fn shell_word(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c))
+    {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,163 @@
+//! [`OrderLog`]: the order in which each worker ran its tests, one `<worker>\t<test>` line per
+//! test as its run starts, so `ciq bisect` can replay what ran before a failure in one process.
+//!
+//! A test that fails only after some other test ran in the same process (a module global, a
+//! file, an environment variable left behind) fails by the luck of the queue; the order it ran
+//! in is the one thing needed to find the culprit, and a worker knows it only while it runs.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use thiserror::Error;
+
+use crate::test_id::TestId;
+
+/// An order log being written.
+#[derive(Debug)]
+pub struct OrderLog {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+/// Why an order log cannot be written or read.
+#[derive(Debug, Error)]
+pub enum OrderLogError {
+    /// The file cannot be created, written or read.
+    #[error("order log `{}`", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not `<worker>\t<test>`.
+    #[error("order log `{}`, line {line}: not `<worker>\\t<test id>`", .path.display())]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
+}
+
+impl OrderLog {
+    /// Creates (or empties) the log at `path`.
+    pub fn create(path: &Path) -> Result<Self, OrderLogError> {
+        let file = File::create(path).map_err(|source| OrderLogError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            file: Mutex::new(file),
+        })
+    }
+
+    /// The default place: a file of its own in the temporary directory.
+    pub fn default_path() -> PathBuf {
+        std::env::temp_dir().join(format!("ciq-order-{}.log", std::process::id()))
+    }
+
+    /// Where the log is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Logs that `worker` starts running `ids`, in this order. A log that cannot be written is
+    /// a warning once, never a failed build.
+    pub fn record(&self, worker: &str, ids: &[TestId]) {
+        let mut lines = String::new();
+        for id in ids {
+            lines.push_str(worker);
+            lines.push('\t');
+            lines.push_str(id.as_str());
+            lines.push('\n');
+        }
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(err) = file.write_all(lines.as_bytes()) {
+            crate::say!(
+                "ciq: warning: cannot write the order log `{}`: {err}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// The tests `worker` ran before the first run of `failing`, in order, read from the log at
+/// `path`; `worker` defaults to the first worker that ran `failing`. `None` when the log holds
+/// no run of `failing` (by that worker).
+pub fn before(
+    path: &Path,
+    failing: &TestId,
+    worker: Option<&str>,
+) -> Result<Option<(String, Vec<TestId>)>, OrderLogError> {
+    let io = |source| OrderLogError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let mut runs: Vec<(String, TestId)> = Vec::new();
+    for (index, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io)?;
+        let bad = || OrderLogError::BadLine {
+            path: path.to_owned(),
+            line: index + 1,
+        };
+        let (who, test) = line.split_once('\t').ok_or_else(bad)?;
+        runs.push((who.to_owned(), TestId::new(test).map_err(|_| bad())?));
+    }
+    let Some(who) = worker.map(str::to_owned).or_else(|| {
+        runs.iter()
+            .find(|(_, test)| test == failing)
+            .map(|(who, _)| who.clone())
+    }) else {
+        return Ok(None);
+    };
+    let mine: Vec<TestId> = runs
+        .into_iter()
+        .filter(|(w, _)| *w == who)
+        .map(|(_, test)| test)
+        .collect();
+    Ok(mine
+        .iter()
+        .position(|test| test == failing)
+        .map(|at| (who, mine[..at].to_vec())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tests_before_a_failure_are_its_workers_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("order.log");
+        let log = OrderLog::create(&path).unwrap();
+        let ids = |names: &[&str]| -> Vec<TestId> {
+            names.iter().map(|n| TestId::new(*n).unwrap()).collect()
+        };
+        log.record("w1", &ids(&["a", "b"]));
+        log.record("w2", &ids(&["x", "t"]));
+        log.record("w1", &ids(&["c", "t", "d"]));
+        let t = TestId::new("t").unwrap();
+        // By default the first worker that ran it: w2.
+        assert_eq!(
+            before(&path, &t, None).unwrap(),
+            Some(("w2".to_owned(), ids(&["x"])))
+        );
+        assert_eq!(
+            before(&path, &t, Some("w1")).unwrap(),
+            Some(("w1".to_owned(), ids(&["a", "b", "c"])))
+        );
+        assert_eq!(before(&path, &t, Some("w3")).unwrap(), None);
+        std::fs::write(&path, "w1\ta\nno tab\n").unwrap();
+        let err = before(&path, &t, None).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}
