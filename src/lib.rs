@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod error;
 pub mod exit_code;
 pub mod frameworks;
+pub mod grind;
 pub mod guard;
 pub mod human;
 pub mod listing;

@@ -14,6 +14,7 @@ use super::Failed;
 use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
 use crate::exit_code;
+use crate::grind;
 use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
@@ -22,11 +23,11 @@ use crate::queue::redis::supervisor::{
     Ending, ReportSettings, Status, each_recorded, measured, supervise,
 };
 use crate::queue::redis::{RetryRound, Retrying, reopen_for_report};
-use crate::report::Summary;
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
 use crate::report::junit::JunitReport;
 use crate::report::output_file::{OutputError, OutputFile};
+use crate::report::{Summary, Verdict};
 use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
@@ -40,6 +41,10 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
         .map(Quarantine::read)
         .transpose()?
         .unwrap_or_default();
+    let grind = args.grind.then_some(GrindLimits {
+        min_pass_rate: args.grind_min_pass_rate,
+        max_p95: args.grind_max_p95,
+    });
     let round = match (&args.retry, &ids.retry) {
         (Some(round), _) | (None, Some(RetryRound::Named(round))) => Some(round.clone()),
         _ => None,
@@ -97,12 +102,16 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     // Workers write what they measured as they leave; a report that timed out does not wait
     // for them unless it must write their durations.
     let outputs = junit_out.is_some() || json_out.is_some();
-    if ending != Ending::TimedOut || timings_out.is_some() || outputs {
+    let mut grind_code = None;
+    if ending != Ending::TimedOut || timings_out.is_some() || outputs || grind.is_some() {
         match measured(&settings, timings_out.is_some()).await {
             Ok(measured) => {
                 super::show_slower(measured.slower);
                 if let Some(path) = &timings_out {
                     super::write_timings(path, measured.durations);
+                }
+                if let (Some(limits), Some(generation)) = (&grind, &measured.generation) {
+                    grind_code = Some(grind_report(&settings, generation, limits, &summary).await?);
                 }
                 match (outputs, &measured.generation) {
                     (true, Some(generation)) => {
@@ -136,7 +145,82 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     })
     .await;
     super::print_last(&summary.render());
-    Ok(exit_code::for_verdict(summary.verdict()))
+    Ok(grind_code.unwrap_or_else(|| exit_code::for_verdict(summary.verdict())))
+}
+
+/// The limits a grind's tests must keep (`ciq report --grind`).
+struct GrindLimits {
+    min_pass_rate: f64,
+    max_p95: Option<Duration>,
+}
+
+/// Prints each test's grind (pass rate, duration percentiles, a failing run's output) and
+/// returns the exit code: tests failed when one passed too rarely or ran too long at p95, else
+/// the build's own verdict for what it cannot forgive (tests not run, a foreign list).
+async fn grind_report(
+    settings: &ReportSettings,
+    generation: &str,
+    limits: &GrindLimits,
+    summary: &Summary,
+) -> Result<i32, Failed> {
+    let mut records = Vec::new();
+    each_recorded(settings, generation, |page| {
+        records.extend(page);
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await?
+    .unwrap_or_else(|never| match never {});
+    let stats = grind::stats(&records);
+    let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{}ms", d.as_millis()));
+    let mut failing = Vec::new();
+    println!("\nGRIND ({} tests):", stats.len());
+    println!(
+        "    {:>9} {:>9} {:>9} {:>9}  test",
+        "passed", "p50", "p95", "max"
+    );
+    for test in &stats {
+        let too_rare = test.pass_rate() < limits.min_pass_rate;
+        let too_slow = limits
+            .max_p95
+            .is_some_and(|max| test.p95.is_some_and(|p95| p95 > max));
+        println!(
+            "    {:>9} {:>9} {:>9} {:>9}  {}{}",
+            format!("{}/{}", test.passed, test.runs),
+            ms(test.p50),
+            ms(test.p95),
+            ms(test.max),
+            test.id,
+            match (too_rare, too_slow) {
+                (true, true) => "  <- passes too rarely, and too slow at p95",
+                (true, false) => "  <- passes too rarely",
+                (false, true) => "  <- too slow at p95",
+                (false, false) => "",
+            }
+        );
+        if let Some(failure) = test.failure.as_ref().filter(|_| test.passed < test.runs) {
+            for line in failure.output.lines().take(10) {
+                println!("        | {line}");
+            }
+        }
+        if too_rare || too_slow {
+            failing.push(test.id.clone());
+        }
+    }
+    let verdict = summary.verdict();
+    Ok(if !failing.is_empty() {
+        println!(
+            "grind verdict: failed ({} of {} tests below --grind-min-pass-rate {} or above --grind-max-p95)",
+            failing.len(),
+            stats.len(),
+            limits.min_pass_rate
+        );
+        exit_code::TESTS_FAILED
+    } else if matches!(verdict, Verdict::Incomplete | Verdict::ListMismatch) {
+        exit_code::for_verdict(verdict)
+    } else {
+        println!("grind verdict: green (every test kept the limits)");
+        exit_code::SUCCESS
+    })
 }
 
 /// The build's outputs (`--junit`, `--json`), read from the queue page by page in one pass. An

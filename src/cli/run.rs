@@ -14,6 +14,7 @@ use crate::discovery::{FrameworkListing, TestSource};
 use crate::exit_code;
 use crate::frameworks::nextest::NextestRunner;
 use crate::frameworks::pytest;
+use crate::grind::{GrindRunner, GrindSource};
 use crate::order_log::OrderLog;
 use crate::outcome::TestResult;
 use crate::quarantine::Quarantine;
@@ -38,6 +39,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
         .as_deref()
         .map(Quarantine::read)
         .transpose()?;
+    let grind = args.grind;
     let order_log = args
         .order_log
         .clone()
@@ -147,8 +149,14 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                 source: &source,
                 framework: runner.framework(),
             };
+            let joining = async {
+                match grind {
+                    Some(n) => queue.join(&GrindSource::new(&listing, n)).await,
+                    None => queue.join(&listing).await,
+                }
+            };
             tokio::select! {
-                joined = queue.join(&listing) => {
+                joined = joining => {
                     joined?;
                 }
                 signal = &mut shutdown => {
@@ -161,14 +169,14 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                 }
             }
             let mut decided = Vec::new();
-            let end = worker::run(
-                &queue,
-                &runner,
-                &config.worker,
-                shutdown,
-                config.junit.is_some().then_some(&mut decided),
-            )
-            .await
+            let decided_into = config.junit.is_some().then_some(&mut decided);
+            let end = match grind {
+                Some(_) => {
+                    let runner = GrindRunner::new(runner);
+                    worker::run(&queue, &runner, &config.worker, shutdown, decided_into).await
+                }
+                None => worker::run(&queue, &runner, &config.worker, shutdown, decided_into).await,
+            }
             .map_err(|err| {
                 Failed::from(err).context(format!("worker `{worker}` of build `{build}` stopped"))
             })?;

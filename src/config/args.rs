@@ -185,6 +185,11 @@ pub struct RunArgs {
     /// workers hold every test once (as a CI that merges its jobs' reports wants)
     #[arg(long, env = "CIQ_RUN_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Grind: queue each test of the list N times across the build's workers (no retries, one
+    /// test per batch); `ciq report --grind` gives each test's pass rate and durations
+    #[arg(long, env = "CIQ_GRIND", value_name = "N", requires = "queue",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub grind: Option<u32>,
     /// Log the order this worker runs its tests in (for `ciq bisect`) to this file
     /// [default: a file of its own in the temporary directory, whose path it prints]
     #[arg(long, env = "CIQ_ORDER_LOG", value_name = "FILE")]
@@ -298,6 +303,17 @@ pub struct ReportArgs {
     /// How long to wait for the queue to drain, from the report's start.
     #[arg(long, env = "CIQ_REPORT_TIMEOUT", value_parser = parse_duration, default_value = "2h")]
     pub report_timeout: Duration,
+    /// The build is a grind (`ciq run --grind N`): report each test's pass rate and duration
+    /// percentiles (p50, p95, max), and exit by --grind-min-pass-rate and --grind-max-p95
+    #[arg(long, env = "CIQ_REPORT_GRIND")]
+    pub grind: bool,
+    /// With --grind: the build fails when a test passed fewer than this share of its runs
+    #[arg(long, env = "CIQ_GRIND_MIN_PASS_RATE", default_value_t = 1.0, value_parser = pass_rate,
+          requires = "grind")]
+    pub grind_min_pass_rate: f64,
+    /// With --grind: the build fails when a test's 95th percentile duration is longer
+    #[arg(long, env = "CIQ_GRIND_MAX_P95", value_parser = parse_duration, requires = "grind")]
+    pub grind_max_p95: Option<Duration>,
     /// The report of a retry (as `ciq run --retry`): it re-opens the finished build's failed
     /// tests when it comes before the retried workers, then reports their re-run [default: on
     /// when BUILDKITE_RETRY_COUNT > 0 or GITHUB_RUN_ATTEMPT > 1]
@@ -330,6 +346,15 @@ pub struct ReportArgs {
 pub enum Fallback {
     /// Run a fixed share of the suite on each machine.
     Static,
+}
+
+fn pass_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "`{text}` is not a share between 0 and 1 (e.g. 0.95)"
+        )),
+    }
 }
 
 fn tolerance(text: &str) -> Result<f64, String> {

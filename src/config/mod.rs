@@ -257,19 +257,29 @@ impl RunConfig {
                 args.heartbeat_timeout,
             ));
         }
+        // A grind counts every run: a failure is not retried.
         let budget = RequeueBudget {
-            max_requeues: args.max_requeues,
+            max_requeues: if args.grind.is_some() {
+                0
+            } else {
+                args.max_requeues
+            },
             tolerance: args.requeue_tolerance,
         };
         let discovery_timeout = args.build.queue_init_timeout;
         // A batch command may take one id only; a framework or the persistent protocol takes
         // any number.
-        let batch_size = args.batch_size.unwrap_or(match runner {
-            RunnerSpec::Command(_) => BatchSize::Fixed(1),
-            RunnerSpec::Persistent(_) | RunnerSpec::Nextest(_) | RunnerSpec::Pytest { .. } => {
-                BatchSize::Auto
-            }
-        });
+        let batch_size = match (args.grind, args.batch_size) {
+            // A grind runs one copy per batch (grind::GrindRunner).
+            (Some(_), _) => BatchSize::Fixed(1),
+            (None, Some(size)) => size,
+            (None, None) => match runner {
+                RunnerSpec::Command(_) => BatchSize::Fixed(1),
+                RunnerSpec::Persistent(_) | RunnerSpec::Nextest(_) | RunnerSpec::Pytest { .. } => {
+                    BatchSize::Auto
+                }
+            },
+        };
         let scheduling = Scheduling {
             timings_file: args.timings.clone(),
             keep_modules_together: matches!(runner, RunnerSpec::Pytest { .. }),

@@ -14,6 +14,7 @@ mod e2e;
 mod election;
 mod faults;
 mod frameworks;
+mod grind;
 mod history;
 mod lost_state;
 mod network;
