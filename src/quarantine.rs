@@ -4,12 +4,15 @@
 //! reported (its failures stay visible, under their own heading) without holding every build
 //! red meanwhile.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::test_id::{InvalidTestId, TestId};
+use crate::queue::{ListFailure, ListSource};
+use crate::test_id::{InvalidTestId, TestId, TestList};
 
 /// The quarantined test ids.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +102,29 @@ impl Quarantine {
                 ""
             }
         );
+    }
+}
+
+/// A list source that warns about the quarantined ids its list lacks, where the list is
+/// produced (the leader's listing; a held list was checked when it was read).
+pub struct Checked<'a, S> {
+    /// The source.
+    pub inner: &'a S,
+    /// The quarantine to check.
+    pub quarantine: &'a Quarantine,
+}
+
+impl<S: ListSource> ListSource for Checked<'_, S> {
+    async fn produce(&self, timeout: Duration) -> Result<Cow<'_, TestList>, ListFailure> {
+        let list = self.inner.produce(timeout).await?;
+        if self.inner.held().is_none() {
+            self.quarantine.warn_unknown(&list.ids);
+        }
+        Ok(list)
+    }
+
+    fn held(&self) -> Option<&TestList> {
+        self.inner.held()
     }
 }
 

@@ -17,7 +17,7 @@ use crate::frameworks::pytest;
 use crate::grind::{GrindRunner, GrindSource};
 use crate::order_log::OrderLog;
 use crate::outcome::TestResult;
-use crate::quarantine::Quarantine;
+use crate::quarantine::{Checked, Quarantine};
 use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
@@ -149,10 +149,14 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                 source: &source,
                 framework: runner.framework(),
             };
+            let checked = Checked {
+                inner: &listing,
+                quarantine: &quarantine,
+            };
             let joining = async {
                 match grind {
-                    Some(n) => queue.join(&GrindSource::new(&listing, n)).await,
-                    None => queue.join(&listing).await,
+                    Some(n) => queue.join(&GrindSource::new(&checked, n)).await,
+                    None => queue.join(&checked).await,
                 }
             };
             tokio::select! {
@@ -280,6 +284,9 @@ async fn run_local(
     };
     if let Some(warning) = list.duplicate_warning() {
         crate::say!("ciq: {warning}");
+    }
+    if !matches!(source, TestSource::List(_)) {
+        quarantine.warn_unknown(&list.ids);
     }
     let list = match share {
         None => list,

@@ -84,6 +84,11 @@ fn only_the_quarantined_failures_are_forgiven() {
     .to_vec();
     let out = Proc::spawn("local", &scratch, &args).wait(LONG);
     assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        !out.stderr.contains("not in the test list"),
+        "{}",
+        out.both()
+    );
     assert!(out.stdout.contains("FAILED fail/new"), "{}", out.both());
     assert!(
         out.stdout.contains(
@@ -97,4 +102,37 @@ fn only_the_quarantined_failures_are_forgiven() {
     let out = Proc::spawn("bad", &scratch, &args).wait(LONG);
     assert_eq!(out.code, Some(2), "{}", out.both());
     assert!(out.stderr.contains("line 2"), "{}", out.both());
+}
+
+/// A list produced by a command (here the leader's `--list-command`) is checked too.
+#[test]
+fn quarantined_ids_missing_from_a_listed_suite_are_warned_about() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/0".to_owned()]);
+    let quarantine = scratch.path("quarantine.txt");
+    std::fs::write(
+        &quarantine,
+        "pass/0
+gone/1
+",
+    )
+    .unwrap();
+    let mut args = worker_args(&server, "listed", "w1", &list);
+    let at = args.iter().position(|a| a == "--tests").unwrap();
+    args[at] = "--list-command".to_owned();
+    args[at + 1] = format!("cat {}", list.display());
+    args.extend([
+        "--quarantine".to_owned(),
+        quarantine.to_string_lossy().into_owned(),
+    ]);
+    let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr.contains(
+            "1 quarantined test(s) are not in the test list (renamed or deleted?): gone/1"
+        ),
+        "{}",
+        out.both()
+    );
 }
