@@ -122,7 +122,12 @@ impl<R: Runner> Runner for GrindRunner<R> {
             if let (Some(result), Some(held)) = (ran.settled, held) {
                 settled = Some(Self::as_copy(result, &held));
             }
-            results.extend(ran.results.into_iter().map(|r| Self::as_copy(r, copy)));
+            results.extend(
+                ran.results
+                    .into_iter()
+                    .filter(|r| r.id == test)
+                    .map(|r| Self::as_copy(r, copy)),
+            );
             if ran.provisional.is_some() {
                 provisional = Some(copy.clone());
                 *self
@@ -199,10 +204,10 @@ pub fn stats(records: &[TestRecord]) -> Vec<TestGrind> {
         .map(|(id, runs)| {
             let mut durations: Vec<Duration> = runs.iter().filter_map(|r| r.duration).collect();
             durations.sort();
+            // Nearest rank: the smallest run at or above the share q of the runs.
             let at = |q: f64| -> Option<Duration> {
-                let last = durations.len().checked_sub(1)?;
-                let rank = (q * last as f64).ceil() as usize;
-                durations.get(rank.min(last)).copied()
+                let rank = (q * durations.len() as f64).ceil() as usize;
+                durations.get(rank.max(1) - 1).copied()
             };
             TestGrind {
                 id: id.to_owned(),
@@ -263,8 +268,8 @@ mod tests {
             .collect();
         let grind = &stats(&records)[0];
         assert_eq!((grind.id.as_str(), grind.runs, grind.passed), ("a", 20, 19));
-        assert_eq!(grind.p50, Some(Duration::from_millis(110)));
-        assert_eq!(grind.p95, Some(Duration::from_millis(200)));
+        assert_eq!(grind.p50, Some(Duration::from_millis(100)));
+        assert_eq!(grind.p95, Some(Duration::from_millis(190)));
         assert_eq!(grind.max, Some(Duration::from_millis(200)));
         assert!((grind.pass_rate() - 0.95).abs() < 1e-9);
     }

@@ -56,9 +56,30 @@ impl OrderLog {
         })
     }
 
-    /// The default place: a file of its own in the temporary directory.
-    pub fn default_path() -> PathBuf {
-        std::env::temp_dir().join(format!("ciq-order-{}.log", std::process::id()))
+    /// The default log: a new file of its own in the temporary directory, under a name nobody
+    /// can guess (created only if it does not exist, so a link planted there is never
+    /// followed). `None`, with a warning, when the directory takes no file: the run goes on
+    /// without a log.
+    pub fn create_default() -> Option<Self> {
+        let path =
+            std::env::temp_dir().join(format!("ciq-order-{}.log", uuid::Uuid::new_v4().simple()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => Some(Self {
+                path,
+                file: Mutex::new(file),
+            }),
+            Err(err) => {
+                crate::say!(
+                    "ciq: warning: no order log (for ciq bisect): cannot create `{}`: {err}",
+                    path.display()
+                );
+                None
+            }
+        }
     }
 
     /// Where the log is.
@@ -103,14 +124,25 @@ pub fn before(
     };
     let file = File::open(path).map_err(io)?;
     let mut runs: Vec<(String, TestId)> = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
-        let bad = || OrderLogError::BadLine {
-            path: path.to_owned(),
-            line: index + 1,
-        };
-        let (who, test) = line.split_once('\t').ok_or_else(bad)?;
-        runs.push((who.to_owned(), TestId::new(test).map_err(|_| bad())?));
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    for (index, line) in lines.iter().enumerate() {
+        let parsed = line
+            .split_once('\t')
+            .and_then(|(who, test)| Some((who.to_owned(), TestId::new(test).ok()?)));
+        match parsed {
+            Some(run) => runs.push(run),
+            // A worker killed while it wrote leaves its last line cut short.
+            None if index + 1 == lines.len() => {}
+            None => {
+                return Err(OrderLogError::BadLine {
+                    path: path.to_owned(),
+                    line: index + 1,
+                });
+            }
+        }
     }
     let Some(who) = worker.map(str::to_owned).or_else(|| {
         runs.iter()
@@ -156,8 +188,13 @@ mod tests {
             Some(("w1".to_owned(), ids(&["a", "b", "c"])))
         );
         assert_eq!(before(&path, &t, Some("w3")).unwrap(), None);
-        std::fs::write(&path, "w1\ta\nno tab\n").unwrap();
+        std::fs::write(&path, "w1\ta\nno tab\nw1\tt\n").unwrap();
         let err = before(&path, &t, None).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
+        std::fs::write(&path, "w1\ta\nw1\tt\nw1\tcut sho").unwrap();
+        assert_eq!(
+            before(&path, &t, None).unwrap(),
+            Some(("w1".to_owned(), ids(&["a"])))
+        );
     }
 }

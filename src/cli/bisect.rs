@@ -32,9 +32,8 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
     let failing = TestId::new(&failing_test)
         .map_err(|reason| ConfigError::BadFailingTest(reason.to_string()))?;
     let log = run.order_log.clone().ok_or(ConfigError::NoOrderLog)?;
-    if run.queue.is_some() {
-        return Err(Failed::from(ConfigError::BisectWithQueue));
-    }
+    // Bisect replays locally, whatever queue the job's environment names (CIQ_QUEUE).
+    run.queue = None;
     let Some((worker, before)) = order_log::before(&log, &failing, run.worker.as_deref())? else {
         crate::say!(
             "ciq bisect: `{failing}` never ran in the order log `{}`{}",

@@ -23,11 +23,11 @@ use crate::queue::redis::supervisor::{
     Ending, ReportSettings, Status, each_recorded, measured, supervise,
 };
 use crate::queue::redis::{RetryRound, Retrying, reopen_for_report};
+use crate::report::Summary;
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
 use crate::report::junit::JunitReport;
 use crate::report::output_file::{OutputError, OutputFile};
-use crate::report::{Summary, Verdict};
 use crate::timings;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
@@ -83,7 +83,10 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
         })?;
     summary.quarantine(&quarantine);
-    if let Err(err) = with_history(&settings, &mut summary, &quarantine).await {
+    // A grind's copies are not builds of the suite: its history would count them as tests.
+    if grind.is_none()
+        && let Err(err) = with_history(&settings, &mut summary, &quarantine).await
+    {
         crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
     }
     progress.finish();
@@ -206,7 +209,6 @@ async fn grind_report(
             failing.push(test.id.clone());
         }
     }
-    let verdict = summary.verdict();
     Ok(if !failing.is_empty() {
         println!(
             "grind verdict: failed ({} of {} tests below --grind-min-pass-rate {} or above --grind-max-p95)",
@@ -215,8 +217,14 @@ async fn grind_report(
             limits.min_pass_rate
         );
         exit_code::TESTS_FAILED
-    } else if matches!(verdict, Verdict::Incomplete | Verdict::ListMismatch) {
-        exit_code::for_verdict(verdict)
+    } else if !summary.mismatches.is_empty() {
+        exit_code::LIST_MISMATCH
+    } else if summary.missing() > 0 {
+        println!(
+            "grind verdict: incomplete ({} run(s) never got an outcome)",
+            summary.missing()
+        );
+        exit_code::TESTS_NOT_RUN
     } else {
         println!("grind verdict: green (every test kept the limits)");
         exit_code::SUCCESS

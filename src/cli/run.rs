@@ -40,17 +40,19 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
         .map(Quarantine::read)
         .transpose()?;
     let grind = args.grind;
-    let order_log = args
-        .order_log
-        .clone()
-        .unwrap_or_else(OrderLog::default_path);
+    let order_log = args.order_log.clone();
     let mut config = RunConfig::new(args, &ids)?;
-    let order_log = OrderLog::create(&order_log)?;
-    crate::say!(
-        "ciq: the order tests run in is logged to {} (for ciq bisect)",
-        order_log.path().display()
-    );
-    config.worker.order_log = Some(Arc::new(order_log));
+    let order_log = match order_log {
+        Some(path) => Some(OrderLog::create(&path)?),
+        None => OrderLog::create_default(),
+    };
+    if let Some(log) = &order_log {
+        crate::say!(
+            "ciq: the order tests run in is logged to {} (for ciq bisect)",
+            log.path().display()
+        );
+    }
+    config.worker.order_log = order_log.map(Arc::new);
     if let Mode::Redis { settings, .. } = &config.mode {
         connection::client(&settings.url)?;
     }

@@ -188,6 +188,7 @@ pub struct RunArgs {
     /// Grind: queue each test of the list N times across the build's workers (no retries, one
     /// test per batch); `ciq report --grind` gives each test's pass rate and durations
     #[arg(long, env = "CIQ_GRIND", value_name = "N", requires = "queue",
+          conflicts_with_all = ["retry", "retry_of"],
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub grind: Option<u32>,
     /// Log the order this worker runs its tests in (for `ciq bisect`) to this file

@@ -55,9 +55,6 @@ pub enum ConfigError {
         "ciq bisect needs --order-log FILE: the order log of the run where the test failed (each `ciq run` prints where it writes one)"
     )]
     NoOrderLog,
-    /// `ciq bisect` with a queue.
-    #[error("ciq bisect replays tests locally: drop --queue")]
-    BisectWithQueue,
     /// `ciq bisect` cannot write its scratch files.
     #[error("cannot write ciq bisect's scratch files: {0}")]
     Scratch(String),
@@ -282,7 +279,9 @@ impl RunConfig {
         };
         let scheduling = Scheduling {
             timings_file: args.timings.clone(),
-            keep_modules_together: matches!(runner, RunnerSpec::Pytest { .. }),
+            // A grind keeps its copy-by-copy order.
+            keep_modules_together: matches!(runner, RunnerSpec::Pytest { .. })
+                && args.grind.is_none(),
         };
         if args.queue.is_some() && args.timings_out.is_some() {
             return Err(ConfigError::TimingsOutWithQueue);
@@ -339,8 +338,10 @@ impl RunConfig {
                 };
                 let retry = match (&args.retry, &args.retry_of) {
                     (Some(round), _) => Some(RetryRound::Named(round.clone())),
-                    // A new build of an earlier one's failures: nothing of it to retry.
+                    // A new build of an earlier one's failures: nothing of it to retry. A grind
+                    // counts every run: a retry would overwrite its failures.
                     (None, Some(_)) => None,
+                    (None, None) if args.grind.is_some() => None,
                     // Ids given by hand may repeat for other reasons than a retry.
                     (None, None) => ids.retry.clone().filter(|round| {
                         *round != RetryRound::Rejoined

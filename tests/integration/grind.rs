@@ -89,3 +89,26 @@ fn grind_runs_each_test_n_times_across_workers_and_survives_a_kill() {
         out.both()
     );
 }
+
+/// Regression: a grind cut short (here by --max-duration) reported "green" when the runs that
+/// did finish kept the limits; copies that never ran make it incomplete, never green.
+#[test]
+fn a_grind_cut_short_is_incomplete() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "short-grind";
+    let list = scratch.tests(&["pass/a@300".to_owned(), "fail/b".to_owned()]);
+    let mut args = worker_args(&server, build, "w1", &list);
+    args.extend(["--grind", "10", "--max-duration", "1s"].map(str::to_owned));
+    let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
+    assert_ne!(out.code, Some(0), "{}", out.both());
+    let mut report = report_args(&server, build);
+    report.extend(["--grind", "--grind-min-pass-rate", "0"].map(str::to_owned));
+    let out = Proc::spawn("report", &scratch, &report).wait(LONG);
+    assert_eq!(out.code, Some(3), "{}", out.both());
+    assert!(
+        out.stdout.contains("grind verdict: incomplete"),
+        "{}",
+        out.both()
+    );
+}

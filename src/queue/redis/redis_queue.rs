@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::grind;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::estimates::Estimates;
 use crate::queue::redis::keys::{BuildKeys, GenKeys};
@@ -222,8 +223,15 @@ impl Queue for RedisQueue {
     async fn record_durations(&self, durations: &[(TestId, Duration)]) -> Result<(), QueueError> {
         let followed = self.followed()?;
         let ttl = i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX);
+        // A grind's copies stay out of the store: the next grind would order them by duration
+        // instead of copy by copy, and each would be an estimate of its own.
+        let own: Vec<(TestId, Duration)> = durations
+            .iter()
+            .filter(|(id, _)| grind::base(id.as_str()).1.is_none())
+            .cloned()
+            .collect();
         let folded = Estimates::new(&self.conn, &self.settings.namespace)
-            .fold(durations)
+            .fold(&own)
             .await;
         let key = &followed.generation.durations;
         for chunk in durations.chunks(1000) {
