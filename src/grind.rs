@@ -57,11 +57,24 @@ impl<'a, S: ListSource> GrindSource<'a, S> {
     /// `inner`'s list, each test `n` times.
     pub fn new(inner: &'a S, n: u32) -> Self {
         Self {
-            held: inner.held().map(|list| copies(list, n)),
+            held: inner.held().map(|list| warned(list, copies(list, n), n)),
             inner,
             n,
         }
     }
+}
+
+/// `copied`, after a warning naming how many tests could not be copied (an id within a few
+/// bytes of the longest allowed): they are not ground.
+fn warned(list: &TestList, copied: TestList, n: u32) -> TestList {
+    let expected = list.ids.len() * n as usize;
+    if copied.ids.len() < expected {
+        crate::say!(
+            "ciq: warning: {} test(s) are not ground: their ids are too long to add `{MARK}<k>` to",
+            (expected - copied.ids.len()) / n.max(1) as usize
+        );
+    }
+    copied
 }
 
 impl<S: ListSource> ListSource for GrindSource<'_, S> {
@@ -70,7 +83,7 @@ impl<S: ListSource> ListSource for GrindSource<'_, S> {
             return Ok(Cow::Borrowed(held));
         }
         let list = self.inner.produce(timeout).await?;
-        Ok(Cow::Owned(copies(&list, self.n)))
+        Ok(Cow::Owned(warned(&list, copies(&list, self.n), self.n)))
     }
 
     fn held(&self) -> Option<&TestList> {

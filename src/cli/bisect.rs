@@ -174,21 +174,35 @@ async fn fails(
     Ok(matches!(outcome, Some(Outcome::Failed | Outcome::Errored)))
 }
 
-/// This command line, reading `minimal` instead of `log`.
+/// This command line, reading `minimal` instead of `log` (named on the command line, or by
+/// `CIQ_ORDER_LOG`, which the printed command then overrides).
 fn reproduce(log: &Path, minimal: &Path) -> String {
     let log = log.to_string_lossy();
-    std::env::args()
+    let minimal = minimal.to_string_lossy();
+    let mut named = false;
+    let mut words: Vec<String> = std::env::args()
         .map(|arg| {
-            let arg = if arg == log {
-                minimal.to_string_lossy().into_owned()
+            if arg == log {
+                named = true;
+                minimal.clone().into_owned()
+            } else if arg == format!("--order-log={log}") {
+                named = true;
+                format!("--order-log={minimal}")
             } else {
                 arg
-            };
-            shell_word(&arg.replace(
-                &format!("--order-log={log}"),
-                &format!("--order-log={}", minimal.display()),
-            ))
+            }
         })
+        .collect();
+    if !named {
+        let at = words
+            .iter()
+            .position(|w| w == "bisect")
+            .map_or(words.len(), |at| at + 1);
+        words.splice(at..at, ["--order-log".to_owned(), minimal.into_owned()]);
+    }
+    words
+        .iter()
+        .map(|w| shell_word(w))
         .collect::<Vec<_>>()
         .join(" ")
 }

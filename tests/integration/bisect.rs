@@ -123,8 +123,37 @@ fn bisect_finds_the_test_that_leaves_a_file_and_says_when_it_does_not_reproduce(
     assert_eq!(out.code, Some(1), "{}", out.both());
     assert!(out.stdout.contains("FAILED victim/30"), "{}", out.both());
 
-    let out = bisect(&scratch, dir, &log, "victim/30", &["--", &command, "{}"]);
+    // The log named by CIQ_ORDER_LOG: the command printed to reproduce names the minimal one.
+    let args = strings(&[
+        "bisect",
+        "--failing-test",
+        "victim/30",
+        "--",
+        &command,
+        "{}",
+    ]);
+    let out = Proc::spawn_in(
+        "bisect-env",
+        &scratch,
+        &args,
+        &[("CIQ_ORDER_LOG", &log)],
+        dir,
+    )
+    .wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
+    let minimal = dir.join("order.bisect.log");
+    assert!(
+        out.stdout.contains(&format!(
+            "bisect --order-log {} --failing-test victim/30",
+            minimal.display()
+        )),
+        "{}",
+        out.both()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&minimal).unwrap(),
+        "local-1\tleak/07\nlocal-1\tvictim/30\n"
+    );
     assert!(
         out.stdout.contains("`victim/30` fails after this test")
             && out.stdout.contains("\n    leak/07\n"),
