@@ -12,6 +12,13 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// `ciq run` on one local worker, no retries, logging its order to `log`, then `rest`.
+fn recorded_run(log: &str, rest: &[&str]) -> Vec<String> {
+    let mut args = strings(&["run", "-j", "1", "--max-requeues", "0", "--order-log", log]);
+    args.extend(strings(rest));
+    args
+}
+
 /// Runs `ciq bisect` in `dir` with `args` after the common ones.
 fn bisect(
     scratch: &Scratch,
@@ -51,16 +58,7 @@ fn bisect_finds_the_test_that_leaks_a_module_global() {
     }
     std::fs::write(dir.join("test_suite.py"), suite).unwrap();
     let log = dir.join("order.log").to_string_lossy().into_owned();
-    let args = strings(&[
-        "run",
-        "-j",
-        "1",
-        "--max-requeues",
-        "0",
-        "--order-log",
-        &log,
-        "pytest",
-    ]);
+    let args = recorded_run(&log, &["pytest"]);
     let out = Proc::spawn_in("run", &scratch, &args, &[], dir).wait(LONG);
     assert_eq!(out.code, Some(1), "{}", out.both());
     assert!(
@@ -105,20 +103,7 @@ fn bisect_finds_the_test_that_leaves_a_file_and_says_when_it_does_not_reproduce(
     let log = dir.join("order.log").to_string_lossy().into_owned();
     let command = command.to_string_lossy().into_owned();
     let list = list.to_string_lossy().into_owned();
-    let args = strings(&[
-        "run",
-        "-j",
-        "1",
-        "--max-requeues",
-        "0",
-        "--order-log",
-        &log,
-        "--tests",
-        &list,
-        "--",
-        &command,
-        "{}",
-    ]);
+    let args = recorded_run(&log, &["--tests", &list, "--", &command, "{}"]);
     let out = Proc::spawn_in("run", &scratch, &args, &[], dir).wait(LONG);
     assert_eq!(out.code, Some(1), "{}", out.both());
     assert!(out.stdout.contains("FAILED victim/30"), "{}", out.both());
