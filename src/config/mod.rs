@@ -55,9 +55,6 @@ pub enum ConfigError {
         "ciq bisect needs --order-log FILE: the order log of the run where the test failed (each `ciq run` prints where it writes one)"
     )]
     NoOrderLog,
-    /// `ciq bisect` cannot write its scratch files.
-    #[error("cannot write ciq bisect's scratch files: {0}")]
-    Scratch(String),
     /// `--retry-of` names a build whose failures alone cannot stand for it.
     #[error("--retry-of: the failed tests of build `{0}` cannot be re-run alone: {1}")]
     RetryOfUnusable(String, String),
