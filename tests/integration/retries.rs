@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ciq_testkit::{Proc, RedisServer, Scratch, report_args, with_command, worker_args};
+use ciq_testkit::{
+    Proc, RedisServer, Scratch, replace_flag, report_args, with_command, worker_args,
+};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -34,7 +36,17 @@ fn workers(
         .map(|name| {
             let mut args = worker_args(server, build, name, list);
             args.extend(["--max-requeues", "0"].map(str::to_owned));
-            args.extend(extra.iter().map(|s| (*s).to_owned()));
+            // A flag the fast defaults already set takes the value given here.
+            let mut rest = extra.iter();
+            while let Some(flag) = rest.next() {
+                match rest.clone().next() {
+                    Some(value) if args.iter().any(|a| a == flag) => {
+                        rest.next();
+                        args = replace_flag(args, flag, [(*flag).to_owned(), (*value).to_owned()]);
+                    }
+                    _ => args.push((*flag).to_owned()),
+                }
+            }
             Proc::spawn_with_env(
                 &format!("{build}-{name}-{}", scratch.runs().len()),
                 scratch,
@@ -255,7 +267,8 @@ fn a_job_retried_mid_build_joins_it() {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let build = "mid-build";
-    let tests: Vec<String> = (0..16).map(|n| format!("pass/{n:02}@150")).collect();
+    // Long enough (6 s for one worker) that the retried job starts before the build ends.
+    let tests: Vec<String> = (0..30).map(|n| format!("pass/{n:02}@200")).collect();
     let list = scratch.tests(&tests);
     let args = |worker: &str, extra: &[&str]| {
         let mut args = worker_args(&server, build, worker, &list);
@@ -268,7 +281,7 @@ fn a_job_retried_mid_build_joins_it() {
     for out in [first.wait(LONG), retried.wait(LONG)] {
         assert_eq!(out.code, Some(0), "{}", out.both());
     }
-    scratch.assert_each_ran_once(16);
+    scratch.assert_each_ran_once(30);
     assert!(
         scratch.runs().iter().any(|(worker, _)| worker == "w2"),
         "the retried job took tests: {:?}",
@@ -353,7 +366,10 @@ fn the_report_of_a_retry_waits_for_the_rerun() {
     let build = "report-first";
     let tests: Vec<String> = ["pass/0", "pass/1", "flaky/0"].map(str::to_owned).to_vec();
     let list = scratch.tests(&tests);
-    for out in workers(&server, &scratch, build, &list, &["w1"], &[], &[]) {
+    // The report waits a heartbeat timeout for silent workers: long enough here for the
+    // retried worker to start on a loaded machine.
+    let slow = ["--heartbeat-timeout", "10s"];
+    for out in workers(&server, &scratch, build, &list, &["w1"], &slow, &[]) {
         assert_eq!(out.code, Some(1), "{}", out.both());
     }
     let env = [("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ATTEMPT", "2")];
