@@ -46,8 +46,32 @@ fn a_quarantined_failure_is_reported_and_the_build_stays_green() {
 
     let mut report = report_args(&server, build);
     report.extend(flag);
-    let out = Proc::spawn("report", &scratch, &report).wait(LONG);
+    let json = scratch.path("build.json");
+    report.extend(["--json".to_owned(), json.to_string_lossy().into_owned()]);
+    let page = scratch.path("step-summary.md");
+    let page_var = page.to_string_lossy().into_owned();
+    let env = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_STEP_SUMMARY", page_var.as_str()),
+    ];
+    let out = Proc::spawn_with_env("report", &scratch, &report, &env).wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
+    // The JSON report and the CI's page say it too.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(json["verdict"], "green", "{json}");
+    assert_eq!(
+        json["quarantined"],
+        serde_json::json!(["fail/known"]),
+        "{json}"
+    );
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        page.contains(
+            "#### Quarantined (failed, not counted against the build)\n\n- `fail/known` (failed)"
+        ),
+        "{page}"
+    );
     for expected in [
         "QUARANTINED (failed, not counted against the build):\n    failed fail/known",
         "| fail/known failed on w1",
@@ -111,13 +135,7 @@ fn quarantined_ids_missing_from_a_listed_suite_are_warned_about() {
     let scratch = Scratch::new();
     let list = scratch.tests(&["pass/0".to_owned()]);
     let quarantine = scratch.path("quarantine.txt");
-    std::fs::write(
-        &quarantine,
-        "pass/0
-gone/1
-",
-    )
-    .unwrap();
+    std::fs::write(&quarantine, "pass/0\ngone/1\n").unwrap();
     let mut args = worker_args(&server, "listed", "w1", &list);
     let at = args.iter().position(|a| a == "--tests").unwrap();
     args[at] = "--list-command".to_owned();
@@ -128,6 +146,7 @@ gone/1
     ]);
     let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
+    scratch.assert_each_ran_once(1);
     assert!(
         out.stderr.contains(
             "1 quarantined test(s) are not in the test list (renamed or deleted?): gone/1"

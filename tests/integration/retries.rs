@@ -157,6 +157,7 @@ fn nothing_to_retry_exits_zero_at_once() {
     for out in workers(&server, &scratch, build, &list, &["w1"], &[], &[]) {
         assert_eq!(out.code, Some(0), "{}", out.both());
     }
+    scratch.assert_each_ran_once(5);
     let before = scratch.runs().len();
     let started = Instant::now();
     let env = [
