@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
 
@@ -19,6 +20,8 @@ use crate::test_id::TestId;
 pub struct OrderLog {
     path: PathBuf,
     file: Mutex<File>,
+    /// Whether a failed write was warned about already.
+    warned: AtomicBool,
 }
 
 /// Why an order log cannot be written or read.
@@ -53,6 +56,7 @@ impl OrderLog {
         Ok(Self {
             path: path.to_owned(),
             file: Mutex::new(file),
+            warned: AtomicBool::new(false),
         })
     }
 
@@ -71,6 +75,7 @@ impl OrderLog {
             Ok(file) => Some(Self {
                 path,
                 file: Mutex::new(file),
+                warned: AtomicBool::new(false),
             }),
             Err(err) => {
                 crate::say!(
@@ -101,7 +106,9 @@ impl OrderLog {
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Err(err) = file.write_all(lines.as_bytes()) {
+        if let Err(err) = file.write_all(lines.as_bytes())
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
             crate::say!(
                 "ciq: warning: cannot write the order log `{}`: {err}",
                 self.path.display()
