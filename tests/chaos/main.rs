@@ -10,6 +10,9 @@
 //! non-zero when any of them is. A failing schedule keeps its scratch directory (the workers'
 //! output and the run log) and says where; `--keep` keeps every schedule's. `--cover` prints, of
 //! the seeds given, a few that between them draw everything (to choose [`DEFAULT_SEEDS`]).
+//! `--jobs N` plays N schedules at once (a schedule mostly waits on its workers and timeouts, so
+//! a long run goes N times faster on a small machine); lines then come in the order schedules
+//! end.
 
 #![expect(
     clippy::expect_used,
@@ -23,6 +26,8 @@ mod play;
 mod rng;
 
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use plan::Plan;
@@ -33,7 +38,13 @@ use plan::Plan;
 const DEFAULT_SEEDS: [u64; 6] = [7, 39, 42, 89, 184, 15];
 
 fn main() -> ExitCode {
-    let Some(Args { seeds, keep, cover }) = parse(std::env::args().skip(1).collect()) else {
+    let Some(Args {
+        seeds,
+        keep,
+        cover,
+        jobs,
+    }) = parse(std::env::args().skip(1).collect())
+    else {
         return ExitCode::SUCCESS;
     };
     if cover {
@@ -54,41 +65,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let (mut lost, mut double_counted, mut violations) = (0, 0, 0);
-    for &seed in &seeds {
-        let plan = Plan::new(seed);
-        let started = Instant::now();
-        let played = play::play(&plan);
-        let verdict = check::check(&plan, &played);
-        let took = started.elapsed().as_secs_f64();
-        let seen = format!(
-            "{} take-over(s) seen, {} late result(s) discarded, {} generation(s) replaced",
-            played.monitor.takeovers, played.discarded, played.replaced
-        );
-        lost += verdict.lost;
-        double_counted += verdict.double_counted;
-        violations += verdict.violations.len();
-        if verdict.is_clean() {
-            if keep {
-                let kept = played.scratch.dir.keep();
-                println!("{plan}: ok in {took:.1}s, {seen} (kept {})", kept.display());
-            } else {
-                println!("{plan}: ok in {took:.1}s, {seen}");
-            }
-        } else {
-            let kept = played.scratch.dir.keep();
-            println!(
-                "{plan}: FAILED in {took:.1}s, {seen}: {} lost, {} double-counted, {} violations (kept {})",
-                verdict.lost,
-                verdict.double_counted,
-                verdict.violations.len(),
-                kept.display()
-            );
-            for line in verdict.details.iter().chain(&verdict.violations) {
-                println!("    {line}");
-            }
+    let totals = Mutex::new((0, 0, 0));
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let (lines, counts) = run_one(seed, keep);
+                    let mut totals = totals.lock().expect("a schedule's thread panicked");
+                    totals.0 += counts.0;
+                    totals.1 += counts.1;
+                    totals.2 += counts.2;
+                    // Printed under the lock, so one schedule's lines stay together.
+                    for line in lines {
+                        println!("{line}");
+                    }
+                }
+            });
         }
-    }
+    });
+    let (lost, double_counted, violations) =
+        totals.into_inner().expect("a schedule's thread panicked");
     println!(
         "chaos: {} schedules, {lost} lost, {double_counted} double-counted, {violations} invariant violations",
         seeds.len()
@@ -100,12 +97,62 @@ fn main() -> ExitCode {
     }
 }
 
+/// Plays and checks one schedule: its report lines, and its lost, double-counted and violation
+/// counts.
+fn run_one(seed: u64, keep: bool) -> (Vec<String>, (usize, usize, usize)) {
+    let plan = Plan::new(seed);
+    let started = Instant::now();
+    let played = play::play(&plan);
+    let verdict = check::check(&plan, &played);
+    let took = started.elapsed().as_secs_f64();
+    let seen = format!(
+        "{} take-over(s) seen, {} late result(s) discarded, {} generation(s) replaced",
+        played.monitor.takeovers, played.discarded, played.replaced
+    );
+    let counts = (
+        verdict.lost,
+        verdict.double_counted,
+        verdict.violations.len(),
+    );
+    let mut lines = Vec::new();
+    if verdict.is_clean() {
+        if keep {
+            let kept = played.scratch.dir.keep();
+            lines.push(format!(
+                "{plan}: ok in {took:.1}s, {seen} (kept {})",
+                kept.display()
+            ));
+        } else {
+            lines.push(format!("{plan}: ok in {took:.1}s, {seen}"));
+        }
+    } else {
+        let kept = played.scratch.dir.keep();
+        lines.push(format!(
+            "{plan}: FAILED in {took:.1}s, {seen}: {} lost, {} double-counted, {} violations (kept {})",
+            verdict.lost,
+            verdict.double_counted,
+            verdict.violations.len(),
+            kept.display()
+        ));
+        lines.extend(
+            verdict
+                .details
+                .iter()
+                .chain(&verdict.violations)
+                .map(|line| format!("    {line}")),
+        );
+    }
+    (lines, counts)
+}
+
 struct Args {
     seeds: Vec<u64>,
     /// Keep every schedule's scratch directory, not only the failing ones'.
     keep: bool,
     /// Print a few of the seeds that between them draw every fault, instead of running any.
     cover: bool,
+    /// How many schedules play at once.
+    jobs: usize,
 }
 
 /// `--seed S --schedules N` (either may be left out, else the defaults) and `--keep`. Other
@@ -116,6 +163,7 @@ fn parse(args: Vec<String>) -> Option<Args> {
     let mut count = None;
     let mut keep = false;
     let mut cover = false;
+    let mut jobs = 1;
     let mut filters = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -132,6 +180,7 @@ fn parse(args: Vec<String>) -> Option<Args> {
         match flag.as_str() {
             "--seed" => first = Some(value("--seed")),
             "--schedules" => count = Some(value("--schedules")),
+            "--jobs" => jobs = value("--jobs").try_into().unwrap_or(usize::MAX),
             "--keep" => keep = true,
             "--cover" => cover = true,
             _ if arg.starts_with('-') => {}
@@ -148,5 +197,10 @@ fn parse(args: Vec<String>) -> Option<Args> {
             (first..first + count.unwrap_or(1)).collect()
         }
     };
-    Some(Args { seeds, keep, cover })
+    Some(Args {
+        seeds,
+        keep,
+        cover,
+        jobs,
+    })
 }
