@@ -1,5 +1,5 @@
 //! Test support for ciq's integration tests and its chaos runner: real redis-server processes
-//! ([`redis_server`]), a TCP fault proxy ([`proxy`]), real `ciq` processes ([`processes`]) in a
+//! ([`redis_server`]) and clusters of them ([`redis_cluster`]), a TCP fault proxy ([`proxy`]), real `ciq` processes ([`processes`]) in a
 //! scratch directory ([`scratch`]) with command lines ([`args`]), what they print
 //! ([`output`]), what they leave in Redis ([`inspect`]), and checks several tests share
 //! ([`scenarios`]).
@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod output;
 pub mod processes;
 pub mod proxy;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod scenarios;
 pub mod scratch;
@@ -23,6 +24,7 @@ pub use inspect::*;
 pub use output::*;
 pub use processes::*;
 pub use proxy::FaultProxy;
-pub use redis_server::{RedisServer, free_port};
+pub use redis_cluster::RedisCluster;
+pub use redis_server::{QueueUrl, RedisServer, free_port};
 pub use scenarios::*;
 pub use scratch::*;

@@ -169,6 +169,18 @@ impl RedisServer {
     }
 }
 
+/// Where a test's `--queue` points: one server, or a cluster.
+pub trait QueueUrl {
+    /// The URL ciq is given.
+    fn queue_url(&self) -> String;
+}
+
+impl QueueUrl for RedisServer {
+    fn queue_url(&self) -> String {
+        self.url()
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod bisect;
+mod cluster;
 mod conformance;
 mod e2e;
 mod election;

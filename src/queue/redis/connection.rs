@@ -4,23 +4,35 @@
 //! until `retry_for` has passed without success; then the error ends the worker as an
 //! infrastructure failure. Retrying is safe because every script of the protocol is safe to
 //! repeat after a lost reply (see `lua/`).
+//!
+//! The same connection speaks to a Redis Cluster: given a `redis+cluster://` (or
+//! `rediss+cluster://`) URL, or a plain URL of a node that says `cluster_enabled:1`, or one that
+//! answers MOVED, it becomes a cluster connection seeded by that node, which follows MOVED and
+//! ASK and re-reads the slot map after a failover. Every key of a build shares one hash tag, so
+//! each script runs on the one primary that holds its build.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{
-    AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind,
+    AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture,
+    Script, ServerErrorKind, Value,
 };
 use tokio::sync::Mutex;
 
 use crate::queue::QueueError;
 
-/// A self-healing connection to one Redis server.
+/// A self-healing connection to one Redis server or to a Redis Cluster.
 pub struct RedisConn {
     client: redis::Client,
+    /// The URL as given, for seeding a cluster client.
+    given: String,
     url: String,
     retry_for: Duration,
+    timeout: Duration,
     config: AsyncConnectionConfig,
     slot: Mutex<Slot>,
 }
@@ -28,7 +40,45 @@ pub struct RedisConn {
 #[derive(Default)]
 struct Slot {
     epoch: u64,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Link>,
+    /// Set once the server is known to be a cluster node.
+    cluster: Option<ClusterClient>,
+}
+
+/// The live connection: to one node, or to the cluster (which routes each command by its key's
+/// slot and follows redirections itself).
+#[derive(Clone)]
+enum Link {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Node(conn) => conn.req_packed_command(cmd),
+            Link::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Node(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Node(conn) => conn.get_db(),
+            Link::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 /// Longest wait for one reply before the connection is presumed dead and replaced.
@@ -42,16 +92,66 @@ impl RedisConn {
         let timeout = RESPONSE_TIMEOUT.min(retry_for.max(Duration::from_millis(500)));
         let conn = Self {
             client,
+            given: node_url(url).into_owned(),
             url: shown,
             retry_for,
+            timeout,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout)),
             slot: Mutex::new(Slot::default()),
         };
+        if is_cluster_url(url) || conn.node_says_cluster().await? {
+            conn.become_cluster().await?;
+        }
         conn.retrying(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
             .await?;
         Ok(conn)
+    }
+
+    /// Whether the node the URL names runs in cluster mode (`INFO cluster`); a server that will
+    /// not say (INFO refused) is taken as a single node until it answers MOVED.
+    async fn node_says_cluster(&self) -> Result<bool, QueueError> {
+        let info = self
+            .retrying(|mut c| async move {
+                redis::cmd("INFO")
+                    .arg("cluster")
+                    .query_async::<String>(&mut c)
+                    .await
+            })
+            .await;
+        match info {
+            Ok(info) => Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1")),
+            Err(QueueError::Permission { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Switches to a cluster connection seeded by the URL's node.
+    async fn become_cluster(&self) -> Result<(), QueueError> {
+        let invalid = |reason: String| QueueError::InvalidUrl {
+            url: self.url.clone(),
+            reason,
+        };
+        if self.client.get_connection_info().redis_settings().db() != 0 {
+            return Err(invalid(
+                "a Redis Cluster has only database 0: leave the number out or use /0".to_owned(),
+            ));
+        }
+        let cluster = ClusterClient::builder([self.given.as_str()])
+            .connection_timeout(self.timeout)
+            .response_timeout(self.timeout)
+            .build()
+            .map_err(|err| invalid(err.to_string()))?;
+        let mut slot = self.slot.lock().await;
+        slot.cluster = Some(cluster);
+        slot.conn = None;
+        Ok(())
+    }
+
+    /// Whether this is a cluster connection.
+    pub async fn is_cluster(&self) -> bool {
+        self.slot.lock().await.cluster.is_some()
     }
 
     /// The URL with its password hidden, for messages.
@@ -100,12 +200,24 @@ impl RedisConn {
             .await
     }
 
-    /// The server's version (`redis_version` of INFO), when it says.
+    /// The server's version (`redis_version` of INFO), when it says; on a cluster, where every
+    /// primary answers, the lowest of their versions.
     pub async fn server_version(&self) -> Option<String> {
-        let info: String = self.query(redis::cmd("INFO").arg("server")).await.ok()?;
-        info.lines()
-            .find_map(|line| line.strip_prefix("redis_version:"))
-            .map(|version| version.trim().to_owned())
+        let version = |info: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("redis_version:"))
+                .map(|version| version.trim().to_owned())
+        };
+        let info = redis::cmd("INFO").arg("server").clone();
+        if self.is_cluster().await {
+            let nodes: std::collections::HashMap<String, String> = self.query(&info).await.ok()?;
+            return nodes
+                .values()
+                .filter_map(|info| version(info))
+                .min_by_key(|v| version_key(v));
+        }
+        let info: String = self.query(&info).await.ok()?;
+        version(&info)
     }
 
     /// The server's `maxmemory-policy` when it may evict ciq's keys (a memory limit is set and
@@ -125,15 +237,19 @@ impl RedisConn {
         (limit > 0 && policy != "noeviction").then(|| policy.clone())
     }
 
-    async fn connection(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
+    async fn connection(&self) -> Result<(u64, Link), RedisError> {
         let mut slot = self.slot.lock().await;
         if let Some(conn) = &slot.conn {
             return Ok((slot.epoch, conn.clone()));
         }
-        let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+        let conn = match &slot.cluster {
+            Some(cluster) => Link::Cluster(cluster.get_async_connection().await?),
+            None => Link::Node(
+                self.client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await?,
+            ),
+        };
         slot.epoch += 1;
         slot.conn = Some(conn.clone());
         Ok((slot.epoch, conn))
@@ -148,7 +264,7 @@ impl RedisConn {
 
     async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, QueueError>
     where
-        F: FnMut(MultiplexedConnection) -> Fut,
+        F: FnMut(Link) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let mut outage: Option<Instant> = None;
@@ -167,6 +283,15 @@ impl RedisConn {
                 }
                 Err(err) => err,
             };
+            // A node of a cluster given by a plain URL: go through the cluster from now on.
+            if is_redirection(&err) && !self.is_cluster().await {
+                crate::say!(
+                    "ciq: Redis at `{}` is a cluster node; following the cluster",
+                    self.url
+                );
+                self.become_cluster().await?;
+                continue;
+            }
             if let Some((detail, script_line)) = permission_denied(&err) {
                 return Err(QueueError::Permission {
                     url: self.url.clone(),
@@ -221,15 +346,52 @@ pub fn client(url: &str) -> Result<redis::Client, QueueError> {
         url: redact(url),
         reason,
     };
-    if !["redis://", "rediss://", "unix://", "redis+unix://"]
-        .iter()
-        .any(|scheme| url.starts_with(scheme))
+    if ![
+        "redis://",
+        "rediss://",
+        "unix://",
+        "redis+unix://",
+        "redis+cluster://",
+        "rediss+cluster://",
+    ]
+    .iter()
+    .any(|scheme| url.starts_with(scheme))
     {
         return Err(invalid(
-            "the scheme must be redis://, rediss:// or unix://".to_owned(),
+            "the scheme must be redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://"
+                .to_owned(),
         ));
     }
-    redis::Client::open(url).map_err(|err| invalid(err.to_string()))
+    redis::Client::open(&*node_url(url)).map_err(|err| invalid(err.to_string()))
+}
+
+/// Whether the URL asks for a cluster by its scheme.
+fn is_cluster_url(url: &str) -> bool {
+    url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://")
+}
+
+/// The URL of the one node a `+cluster` URL names (the scheme without `+cluster`).
+fn node_url(url: &str) -> std::borrow::Cow<'_, str> {
+    match url.split_once("+cluster://") {
+        Some((scheme, rest)) => format!("{scheme}://{rest}").into(),
+        None => url.into(),
+    }
+}
+
+/// A version's numbers, for comparing `6.2.14` with `7.0.15`.
+fn version_key(version: &str) -> Vec<u32> {
+    version
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
+}
+
+/// A single node's answer that the key lives on another node of a cluster.
+fn is_redirection(err: &RedisError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+    )
 }
 
 fn is_auth_error(err: &RedisError) -> bool {

@@ -1,0 +1,231 @@
+//! Redis Cluster: builds against a real local cluster of three primaries, including the faults
+//! only a cluster has (the build's slot moved to another primary, the build's primary killed and
+//! its replica promoted).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use ciq::queue::redis::keys::BuildKeys;
+use ciq_testkit::{
+    Output, Proc, RedisCluster, Scratch, ids, replace_flag, report_args, wait_until, with_command,
+    with_list_command, worker_args,
+};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// The build's recorded outcomes, read through the cluster.
+fn results(cluster: &RedisCluster, build: &str) -> BTreeMap<String, String> {
+    redis::cmd("HGETALL")
+        .arg(BuildKeys::new("", build).results())
+        .query(&mut cluster.conn())
+        .expect("HGETALL results")
+}
+
+/// The slot every key of `build` lives in.
+fn build_slot(cluster: &RedisCluster, build: &str) -> u16 {
+    cluster.slot_of(&BuildKeys::new("", build).state())
+}
+
+/// Starts `workers` workers of `build` over `tests` (the fixture command) and a report.
+fn start(
+    cluster: &RedisCluster,
+    scratch: &Scratch,
+    build: &str,
+    workers: usize,
+    tests: &[String],
+) -> (Vec<Proc>, Proc) {
+    let list = scratch.tests(tests);
+    let report = Proc::spawn("report", scratch, &report_args(cluster, build));
+    let workers = (1..=workers)
+        .map(|n| {
+            let name = format!("w{n}");
+            Proc::spawn(
+                &name,
+                scratch,
+                &with_command(worker_args(cluster, build, &name, &list)),
+            )
+        })
+        .collect();
+    (workers, report)
+}
+
+/// Every worker and the report end green, and the report counts `n` passing tests.
+fn assert_green(workers: Vec<Proc>, report: Proc, n: usize) -> Output {
+    for worker in workers {
+        let out = worker.wait(LONG);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+    }
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stdout.contains(&format!("{n} tests: {n} passed")),
+        "{}",
+        out.both()
+    );
+    out
+}
+
+#[test]
+fn a_build_runs_on_a_cluster_and_a_plain_node_url_finds_it() {
+    let cluster = RedisCluster::start(0);
+    let scratch = Scratch::new();
+    let build = "on-a-cluster";
+    let tests = ids("pass", 40);
+    let (mut workers, report) = start(&cluster, &scratch, build, 2, &tests);
+    // A third worker is given one node's plain URL: it finds out the node is in a cluster.
+    let list = scratch.path("tests.txt");
+    let plain = replace_flag(
+        with_command(worker_args(&cluster, build, "w3", &list)),
+        "--queue",
+        ["--queue".to_owned(), cluster.plain_url()],
+    );
+    workers.push(Proc::spawn("w3", &scratch, &plain));
+    assert_green(workers, report, 40);
+    scratch.assert_each_ran_once(40);
+    assert_eq!(results(&cluster, build).len(), 40);
+}
+
+#[test]
+fn a_leader_killed_during_listing_is_replaced_on_a_cluster() {
+    let cluster = RedisCluster::start(0);
+    let scratch = Scratch::new();
+    let build = "cluster-killed-leader";
+    let list = scratch.tests(&ids("pass", 30));
+    let list_command = format!(
+        "sh -c 'if mkdir {dir}/first-listing 2>/dev/null; then sleep 60; fi; cat {list}'",
+        dir = scratch.dir.path().display(),
+        list = list.display()
+    );
+    let args = |worker: &str| {
+        with_command(with_list_command(
+            worker_args(&cluster, build, worker, &list),
+            list_command.clone(),
+        ))
+    };
+    let report = Proc::spawn("report", &scratch, &report_args(&cluster, build));
+    let first = Proc::spawn("w1", &scratch, &args("w1"));
+    first.wait_for_stderr("listing tests", LONG);
+    let others: Vec<Proc> = ["w2", "w3"]
+        .iter()
+        .map(|w| Proc::spawn(w, &scratch, &args(w)))
+        .collect();
+    for other in &others {
+        other.wait_for_stderr("waits for leader `w1`", LONG);
+    }
+    first.signal(Signal::SIGKILL);
+    let _ = first.wait(LONG);
+    assert_green(others, report, 30);
+    scratch.assert_each_ran_once(30);
+    assert_eq!(results(&cluster, build).len(), 30);
+}
+
+#[test]
+fn a_worker_killed_mid_test_is_taken_over_on_a_cluster() {
+    let cluster = RedisCluster::start(0);
+    let scratch = Scratch::new();
+    let build = "cluster-killed-worker";
+    let mut tests = vec!["gated/victim".to_owned()];
+    tests.extend(ids("pass", 10));
+    let (workers, report) = start(&cluster, &scratch, build, 2, &tests);
+    wait_until("the gated test to start", LONG, || {
+        scratch
+            .runs()
+            .iter()
+            .any(|(_, test)| test == "gated/victim")
+    });
+    let holder = scratch
+        .runs()
+        .into_iter()
+        .find(|(_, test)| test == "gated/victim")
+        .map(|(worker, _)| worker)
+        .unwrap();
+    let (victim, survivors): (Vec<Proc>, Vec<Proc>) =
+        workers.into_iter().partition(|p| p.name == holder);
+    for proc in &victim {
+        proc.signal(Signal::SIGKILL);
+    }
+    drop(victim);
+    for proc in &survivors {
+        std::fs::write(scratch.path(&format!("open-{}", proc.name)), "").unwrap();
+    }
+    let out = assert_green(survivors, report, 11);
+    assert!(out.stdout.contains("1 taken over"), "{}", out.both());
+    assert_eq!(scratch.run_counts()["gated/victim"], 2);
+    let outcomes = results(&cluster, build);
+    assert_eq!(outcomes.len(), 11);
+    assert_eq!(outcomes["gated/victim"], "passed");
+    std::fs::write(scratch.path(&format!("open-{holder}")), "").unwrap();
+}
+
+#[test]
+fn the_builds_slot_moved_to_another_primary_mid_build_loses_and_doubles_nothing() {
+    let cluster = RedisCluster::start(0);
+    let scratch = Scratch::new();
+    let build = "cluster-migrated";
+    // 60 tests of 100 ms on 3 workers: about 2 s of work, and the move starts after 10.
+    let tests: Vec<String> = ids("pass", 60)
+        .into_iter()
+        .map(|id| format!("{id}@100"))
+        .collect();
+    let (workers, report) = start(&cluster, &scratch, build, 3, &tests);
+    wait_until("ten tests to run", LONG, || scratch.runs().len() >= 10);
+    let slot = build_slot(&cluster, build);
+    let from = cluster.owner(slot);
+    let to = cluster.other_primary(slot);
+    // Key by key, with a pause between: workers meet ASK and TRYAGAIN while the slot moves.
+    cluster.migrate_slot(slot, to, Duration::from_millis(100));
+    assert_eq!(cluster.owner(slot), to, "the slot moved from {from}");
+    assert_green(workers, report, 60);
+    let outcomes = results(&cluster, build);
+    assert_eq!(outcomes.len(), 60, "{outcomes:?}");
+    assert!(outcomes.values().all(|o| o == "passed"), "{outcomes:?}");
+    // Every test ran; a test run twice (a take-over while the slot moved) is counted once.
+    assert_eq!(scratch.run_counts().len(), 60);
+}
+
+#[test]
+fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly() {
+    let mut cluster = RedisCluster::start(1);
+    let scratch = Scratch::new();
+    let build = "cluster-failover";
+    let tests: Vec<String> = ids("pass", 60)
+        .into_iter()
+        .map(|id| format!("{id}@100"))
+        .collect();
+    let (workers, report) = start(&cluster, &scratch, build, 3, &tests);
+    wait_until("ten tests to run", LONG, || scratch.runs().len() >= 10);
+    let slot = build_slot(&cluster, build);
+    let primary = cluster.owner(slot);
+    cluster.kill(primary);
+    wait_until("the replica to take the slot over", LONG, || {
+        cluster.wait_healthy();
+        cluster.owner(slot) != primary
+    });
+    // Writes the old primary acknowledged may be lost: each worker either carries on to the
+    // build's verdict or stops with the infrastructure code (5); never anything else.
+    for worker in workers {
+        let out = worker.wait(LONG);
+        assert!(
+            matches!(out.code, Some(0 | 5)),
+            "a worker ends green or with the infrastructure code\n{}",
+            out.both()
+        );
+    }
+    let out = report.wait(LONG);
+    let outcomes = results(&cluster, build);
+    match out.code {
+        Some(0) => {
+            // Green only when every test has its one outcome, each passing.
+            assert!(out.stdout.contains("60 tests: 60 passed"), "{}", out.both());
+            assert_eq!(outcomes.len(), 60, "{outcomes:?}");
+            assert!(outcomes.values().all(|o| o == "passed"), "{outcomes:?}");
+        }
+        Some(5) => {}
+        other => panic!(
+            "the report ends green or with the infrastructure code, not {other:?}\n{}",
+            out.both()
+        ),
+    }
+}
