@@ -63,8 +63,11 @@ pub fn ready_generation(server: &RedisServer, build: &str) -> Option<String> {
 }
 
 /// Stages a new generation `name` holding `ids`, with the current generation's settings, and
-/// makes it the build's, as an operator re-filling the queue would. False when the build has
-/// no ready generation yet.
+/// makes it the build's, as an operator re-filling the queue of a running build would. False
+/// when the build has no ready generation yet, or has finished it (every test processed): a
+/// queue re-filled after the workers left would rightly end the build incomplete. The check and
+/// the replacement are one transaction (WATCH), so an acknowledgement that finishes the build
+/// meanwhile cancels the replacement.
 pub fn replace_generation(server: &RedisServer, build: &str, name: &str, ids: &[&str]) -> bool {
     let Some(current) = ready_generation(server, build) else {
         return false;
@@ -73,18 +76,38 @@ pub fn replace_generation(server: &RedisServer, build: &str, name: &str, ids: &[
     let old = keys.generation(&current);
     let new = keys.generation(name);
     let mut conn = server.conn();
+    let _: () = redis::cmd("WATCH")
+        .arg(keys.state())
+        .arg(&old.processed)
+        .query(&mut conn)
+        .expect("WATCH");
     let settings: Vec<Option<String>> = redis::cmd("HMGET")
         .arg(&old.meta)
-        .arg(&["max-requeues", "requeue-limit", "heartbeat-timeout-ms"])
+        .arg(&[
+            "max-requeues",
+            "requeue-limit",
+            "heartbeat-timeout-ms",
+            "total",
+        ])
         .query(&mut conn)
         .expect("HMGET meta");
+    let processed: usize = redis::cmd("SCARD")
+        .arg(&old.processed)
+        .query(&mut conn)
+        .expect("SCARD processed");
+    let total: Option<usize> = settings[3].as_deref().and_then(|t| t.parse().ok());
+    if total.is_none_or(|total| processed >= total) {
+        let _: () = redis::cmd("UNWATCH").query(&mut conn).expect("UNWATCH");
+        return false;
+    }
     let setting = |at: usize, default: &str| settings[at].clone().unwrap_or(default.to_owned());
-    let _: () = redis::cmd("RPUSH")
+    let mut replace = redis::pipe();
+    replace
+        .atomic()
+        .cmd("RPUSH")
         .arg(&new.queue)
         .arg(ids)
-        .query(&mut conn)
-        .expect("RPUSH");
-    let _: () = redis::cmd("HSET")
+        .cmd("HSET")
         .arg(&new.meta)
         .arg("total")
         .arg(ids.len())
@@ -100,18 +123,14 @@ pub fn replace_generation(server: &RedisServer, build: &str, name: &str, ids: &[
         .arg(0)
         .arg("list-digest")
         .arg(ciq::test_id::digest(ids.iter().copied()))
-        .query(&mut conn)
-        .expect("HSET meta");
-    let _: () = redis::cmd("ZADD")
+        .cmd("ZADD")
         .arg(&new.running)
         .arg("+inf")
         .arg("")
-        .query(&mut conn)
-        .expect("ZADD running");
-    let _: () = redis::cmd("SET")
+        .cmd("SET")
         .arg(keys.state())
-        .arg(format!("ready:{name}"))
-        .query(&mut conn)
-        .expect("SET state");
-    true
+        .arg(format!("ready:{name}"));
+    // EXEC answers nil when a watched key changed: the build moved on, nothing was written.
+    let done: Option<redis::Value> = replace.query(&mut conn).expect("MULTI/EXEC");
+    done.is_some()
 }
