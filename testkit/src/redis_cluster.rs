@@ -231,6 +231,20 @@ impl RedisCluster {
             .expect("connect to the local cluster")
     }
 
+    /// Runs `cmd` on every live node (ACL users, for one, are each node's own).
+    pub fn on_every_node(&self, cmd: &redis::Cmd) {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let mut conn = self.node_conn(node.port).expect("a live node");
+            cmd.exec(&mut conn)
+                .unwrap_or_else(|err| panic!("{cmd:?} on {}: {err}", node.port));
+        }
+    }
+
+    /// The port of the first node, for URLs of other users.
+    pub fn seed_port(&self) -> u16 {
+        self.nodes[0].port
+    }
+
     /// The slot of `key`.
     pub fn slot_of(&self, key: &str) -> u16 {
         let mut conn = self.node_conn(self.live_port()).expect("a live node");

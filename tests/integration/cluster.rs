@@ -9,8 +9,8 @@ use nix::sys::signal::Signal;
 
 use ciq::queue::redis::keys::BuildKeys;
 use ciq_testkit::{
-    Output, Proc, RedisCluster, Scratch, ids, replace_flag, report_args, wait_until, with_command,
-    with_list_command, worker_args,
+    Output, Proc, RedisCluster, Scratch, ids, record_test, replace_flag, report_args, wait_until,
+    with_command, with_list_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -164,8 +164,8 @@ fn the_builds_slot_moved_to_another_primary_mid_build_loses_and_doubles_nothing(
     let cluster = RedisCluster::start(0);
     let scratch = Scratch::new();
     let build = "cluster-migrated";
-    // 60 tests of 100 ms on 3 workers: about 2 s of work, and the move starts after 10.
-    let tests: Vec<String> = ids("pass", 60)
+    // 90 tests of 100 ms on 3 workers: about 3 s of work, and the move starts after 10.
+    let tests: Vec<String> = ids("pass", 90)
         .into_iter()
         .map(|id| format!("{id}@100"))
         .collect();
@@ -175,14 +175,18 @@ fn the_builds_slot_moved_to_another_primary_mid_build_loses_and_doubles_nothing(
     let from = cluster.owner(slot);
     let to = cluster.other_primary(slot);
     // Key by key, with a pause between: workers meet ASK and TRYAGAIN while the slot moves.
-    cluster.migrate_slot(slot, to, Duration::from_millis(100));
+    cluster.migrate_slot(slot, to, Duration::from_millis(50));
     assert_eq!(cluster.owner(slot), to, "the slot moved from {from}");
-    assert_green(workers, report, 60);
+    assert!(
+        scratch.runs().len() < 90,
+        "tests still ran once the slot had moved"
+    );
+    assert_green(workers, report, 90);
     let outcomes = results(&cluster, build);
-    assert_eq!(outcomes.len(), 60, "{outcomes:?}");
+    assert_eq!(outcomes.len(), 90, "{outcomes:?}");
     assert!(outcomes.values().all(|o| o == "passed"), "{outcomes:?}");
     // Every test ran; a test run twice (a take-over while the slot moved) is counted once.
-    assert_eq!(scratch.run_counts().len(), 60);
+    assert_eq!(scratch.run_counts().len(), 90);
 }
 
 #[test]
@@ -228,4 +232,58 @@ fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly()
             out.both()
         ),
     }
+}
+
+#[test]
+fn a_user_with_only_the_documented_permissions_runs_a_build_on_a_cluster() {
+    let cluster = RedisCluster::start(0);
+    let rule = format!(
+        "{} {}",
+        ciq::queue::redis::ACL_RULE,
+        ciq::queue::redis::CLUSTER_ACL_EXTRA
+    );
+    cluster.on_every_node(
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("ci")
+            .arg("on")
+            .arg(">secret")
+            .arg(rule.split(' ').collect::<Vec<_>>()),
+    );
+    let scratch = Scratch::new();
+    let build = "cluster-least";
+    let list = scratch.tests(&[
+        "pass/a".to_owned(),
+        "fail/b".to_owned(),
+        "flaky/c".to_owned(),
+    ]);
+    let url = format!(
+        "redis+cluster://ci:secret@127.0.0.1:{}",
+        cluster.seed_port()
+    );
+    let as_ci =
+        |args: Vec<String>| replace_flag(args, "--queue", ["--queue".to_owned(), url.clone()]);
+    let report = Proc::spawn("report", &scratch, &as_ci(report_args(&cluster, build)));
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            let mut args = as_ci(worker_args(&cluster, build, w, &list));
+            args.extend(["--requeue-tolerance", "1", "--", &record_test()].map(str::to_owned));
+            Proc::spawn(w, &scratch, &args)
+        })
+        .collect();
+    for out in workers
+        .into_iter()
+        .map(|w| w.wait(LONG))
+        .chain([report.wait(LONG)])
+    {
+        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert!(
+            out.stdout.contains("3 tests: 1 passed, 1 flaky, 1 failed"),
+            "{}",
+            out.both()
+        );
+        assert!(!out.stderr.contains("warning"), "{}", out.both());
+    }
+    assert_eq!(results(&cluster, build).len(), 3);
 }

@@ -60,6 +60,10 @@ pub struct RedisSettings {
 /// and the commands ciq sends or its scripts call (`config|get` only for the eviction warning).
 pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hscan +hdel +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +srem +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyrank +zscore +info +config|get";
 
+/// What a user of a Redis Cluster needs beyond [`ACL_RULE`], on every node: the client reads the
+/// slot map (`CLUSTER SLOTS`) and follows a slot being moved (`ASKING`).
+pub const CLUSTER_ACL_EXTRA: &str = "+cluster|slots +asking";
+
 fn millis(duration: Duration) -> String {
     duration.as_millis().max(1).to_string()
 }
@@ -76,6 +80,10 @@ mod tests {
                 super::ACL_RULE
             )),
             "README lacks the ACL rule"
+        );
+        assert!(
+            readme.contains(&format!("`{}`", super::CLUSTER_ACL_EXTRA)),
+            "README lacks the cluster's ACL addition"
         );
     }
 }
