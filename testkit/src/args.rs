@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::processes::record_test;
 use crate::proxy::FaultProxy;
-use crate::redis_server::QueueUrl;
+use crate::redis_server::TestRedis;
 
 /// Fast timings for tests: short heartbeats and lock TTL, so faults resolve in seconds.
 pub fn fast_flags() -> Vec<String> {
@@ -26,7 +26,12 @@ pub fn fast_flags() -> Vec<String> {
 }
 
 /// `ciq run` arguments for one worker of `build`.
-pub fn worker_args(server: &impl QueueUrl, build: &str, worker: &str, tests: &Path) -> Vec<String> {
+pub fn worker_args(
+    server: &impl TestRedis,
+    build: &str,
+    worker: &str,
+    tests: &Path,
+) -> Vec<String> {
     let mut args = vec![
         "run".to_owned(),
         "--queue".to_owned(),
@@ -63,7 +68,7 @@ pub fn with_list_command(args: Vec<String>, command: String) -> Vec<String> {
 }
 
 /// `ciq report` arguments for `build`.
-pub fn report_args(server: &impl QueueUrl, build: &str) -> Vec<String> {
+pub fn report_args(server: &impl TestRedis, build: &str) -> Vec<String> {
     vec![
         "report".to_owned(),
         "--queue".to_owned(),

@@ -25,6 +25,6 @@ pub use output::*;
 pub use processes::*;
 pub use proxy::FaultProxy;
 pub use redis_cluster::RedisCluster;
-pub use redis_server::{QueueUrl, RedisServer, free_port};
+pub use redis_server::{RedisServer, TestRedis, free_port};
 pub use scenarios::*;
 pub use scratch::*;

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis_server::{QueueUrl, free_port};
+use crate::redis_server::{TestRedis, free_port};
 
 /// How long a node may be silent before the others count it failed; short, so that a failover
 /// takes a few seconds.
@@ -202,9 +202,24 @@ impl RedisCluster {
             .collect()
     }
 
-    /// A seed URL with the `redis+cluster://` scheme.
+    /// A `redis+cluster://` URL listing every node as a seed, as a CI configuration would, so a
+    /// process starting while one node is down still finds the cluster.
     pub fn url(&self) -> String {
-        format!("redis+cluster://127.0.0.1:{}", self.nodes[0].port)
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The `redis://` URL of every live node.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
     }
 
     /// A plain `redis://` URL of one primary, for ciq to find out it is a cluster.
@@ -219,13 +234,7 @@ impl RedisCluster {
 
     /// A connection that follows the cluster, for inspecting state.
     pub fn conn(&self) -> redis::cluster::ClusterConnection {
-        let seeds: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
-            .collect();
-        redis::cluster::ClusterClient::new(seeds)
+        redis::cluster::ClusterClient::new(self.node_urls())
             .expect("cluster client")
             .get_connection()
             .expect("connect to the local cluster")
@@ -238,11 +247,6 @@ impl RedisCluster {
             cmd.exec(&mut conn)
                 .unwrap_or_else(|err| panic!("{cmd:?} on {}: {err}", node.port));
         }
-    }
-
-    /// The port of the first node, for URLs of other users.
-    pub fn seed_port(&self) -> u16 {
-        self.nodes[0].port
     }
 
     /// The slot of `key`.
@@ -360,6 +364,23 @@ impl RedisCluster {
         }
     }
 
+    /// Waits until a replica holds `slot` in place of the killed primary on port `old`, and the
+    /// cluster is healthy again.
+    pub fn wait_failed_over(&self, slot: u16, old: u16) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            self.wait_healthy();
+            if self.owner(slot) != old {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no replica took slot {slot} over"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the primary on port `port` at once (SIGKILL: what its replica had not received is
     /// lost).
     pub fn kill(&mut self, port: u16) {
@@ -372,9 +393,14 @@ impl RedisCluster {
     }
 }
 
-impl QueueUrl for RedisCluster {
+impl TestRedis for RedisCluster {
     fn queue_url(&self) -> String {
         self.url()
+    }
+
+    fn conn_for(&self, key: &str) -> Box<dyn redis::ConnectionLike> {
+        let owner = self.owner(self.slot_of(key));
+        Box::new(self.node_conn(owner).expect("the key's primary"))
     }
 }
 

@@ -181,6 +181,25 @@ impl QueueUrl for RedisServer {
     }
 }
 
+/// A test's Redis, one server or a cluster: the URL ciq is given, and connections for reading
+/// and editing a build's keys.
+pub trait TestRedis {
+    /// The URL ciq is given.
+    fn queue_url(&self) -> String;
+    /// A plain connection to the node holding `key` (a transaction works on it).
+    fn conn_for(&self, key: &str) -> Box<dyn redis::ConnectionLike>;
+}
+
+impl TestRedis for RedisServer {
+    fn queue_url(&self) -> String {
+        self.url()
+    }
+
+    fn conn_for(&self, _key: &str) -> Box<dyn redis::ConnectionLike> {
+        Box::new(self.conn())
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

@@ -12,7 +12,9 @@
 //! the seeds given, a few that between them draw everything (to choose [`DEFAULT_SEEDS`]).
 //! `--jobs N` plays N schedules at once (a schedule mostly waits on its workers and timeouts, so
 //! a long run goes N times faster on a small machine); lines then come in the order schedules
-//! end.
+//! end. `--cluster` plays every schedule on a local Redis Cluster (three primaries with a
+//! replica each), whose own faults (the build's slot moved, its primary failed over) take the
+//! place of a dropped network and a restarted server.
 
 #![expect(
     clippy::expect_used,
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         keep,
         cover,
         jobs,
+        cluster,
     }) = parse(std::env::args().skip(1).collect())
     else {
         return ExitCode::SUCCESS;
@@ -54,8 +57,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if seeds == DEFAULT_SEEDS {
-        let plans: Vec<Plan> = seeds.iter().map(|&seed| Plan::new(seed)).collect();
+    if seeds == DEFAULT_SEEDS && !cluster {
+        let plans: Vec<Plan> = seeds.iter().map(|&seed| Plan::new(seed, false)).collect();
         let gaps = plan::coverage_gaps(&plans);
         if !gaps.is_empty() {
             println!(
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| {
                 while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let (lines, counts) = run_one(seed, keep);
+                    let (lines, counts) = run_one(seed, keep, cluster);
                     let mut totals = totals.lock().expect("a schedule's thread panicked");
                     totals.0 += counts.0;
                     totals.1 += counts.1;
@@ -99,8 +102,8 @@ fn main() -> ExitCode {
 
 /// Plays and checks one schedule: its report lines, and its lost, double-counted and violation
 /// counts.
-fn run_one(seed: u64, keep: bool) -> (Vec<String>, (usize, usize, usize)) {
-    let plan = Plan::new(seed);
+fn run_one(seed: u64, keep: bool, cluster: bool) -> (Vec<String>, (usize, usize, usize)) {
+    let plan = Plan::new(seed, cluster);
     let started = Instant::now();
     let played = play::play(&plan);
     let verdict = check::check(&plan, &played);
@@ -153,6 +156,8 @@ struct Args {
     cover: bool,
     /// How many schedules play at once.
     jobs: usize,
+    /// Play on a local Redis Cluster.
+    cluster: bool,
 }
 
 /// `--seed S --schedules N` (either may be left out, else the defaults) and `--keep`. Other
@@ -164,6 +169,7 @@ fn parse(args: Vec<String>) -> Option<Args> {
     let mut keep = false;
     let mut cover = false;
     let mut jobs = 1;
+    let mut cluster = false;
     let mut filters = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -182,6 +188,7 @@ fn parse(args: Vec<String>) -> Option<Args> {
             "--schedules" => count = Some(value("--schedules")),
             "--jobs" => jobs = value("--jobs").try_into().unwrap_or(usize::MAX),
             "--keep" => keep = true,
+            "--cluster" => cluster = true,
             "--cover" => cover = true,
             _ if arg.starts_with('-') => {}
             _ => filters.push(arg),
@@ -202,5 +209,6 @@ fn parse(args: Vec<String>) -> Option<Args> {
         keep,
         cover,
         jobs,
+        cluster,
     })
 }

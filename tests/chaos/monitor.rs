@@ -50,13 +50,48 @@ struct Held {
     requeues: u64,
 }
 
+/// Opens a connection for the monitor; `None` while Redis cannot be reached.
+type Connect = Box<dyn Fn() -> Option<Box<dyn redis::ConnectionLike>> + Send>;
+
 impl Monitor {
+    /// Watches `build` on the server at `url`.
     pub fn start(url: String, build: &str, timeout: Duration) -> Self {
+        let client = redis::Client::open(url).expect("redis url");
+        Self::spawn(
+            Box::new(move || {
+                let conn = client
+                    .get_connection_with_timeout(Duration::from_secs(1))
+                    .ok()?;
+                Some(Box::new(conn) as Box<dyn redis::ConnectionLike>)
+            }),
+            build,
+            timeout,
+        )
+    }
+
+    /// Watches `build` on the cluster of `nodes`, following its slot as it moves.
+    pub fn start_on_cluster(nodes: Vec<String>, build: &str, timeout: Duration) -> Self {
+        let client = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(Duration::from_secs(1))
+            .build()
+            .expect("cluster urls");
+        Self::spawn(
+            Box::new(move || {
+                let conn = client.get_connection().ok()?;
+                Some(Box::new(conn) as Box<dyn redis::ConnectionLike>)
+            }),
+            build,
+            timeout,
+        )
+    }
+
+    fn spawn(connect: Connect, build: &str, timeout: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let keys = BuildKeys::new("", build);
         let thread = std::thread::spawn({
             let stop = Arc::clone(&stop);
-            move || watch(&url, &keys, timeout.as_millis() as i64, &stop)
+            move || watch(&connect, &keys, timeout.as_millis() as i64, &stop)
         });
         Self { stop, thread }
     }
@@ -67,9 +102,8 @@ impl Monitor {
     }
 }
 
-fn watch(url: &str, keys: &BuildKeys, timeout_ms: i64, stop: &AtomicBool) -> Findings {
+fn watch(connect: &Connect, keys: &BuildKeys, timeout_ms: i64, stop: &AtomicBool) -> Findings {
     let script = redis::Script::new(SNAPSHOT);
-    let client = redis::Client::open(url).expect("redis url");
     let mut findings = Findings::default();
     let mut conn = None;
     let mut followed = String::new();
@@ -77,11 +111,11 @@ fn watch(url: &str, keys: &BuildKeys, timeout_ms: i64, stop: &AtomicBool) -> Fin
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(10));
         if conn.is_none() {
-            conn = client
-                .get_connection_with_timeout(Duration::from_secs(1))
-                .ok();
+            conn = connect();
         }
-        let Some(c) = conn.as_mut() else { continue };
+        let Some(c) = conn.as_deref_mut() else {
+            continue;
+        };
         let state: Option<String> = match redis::cmd("GET").arg(keys.state()).query(c) {
             Ok(state) => state,
             Err(_) => {

@@ -69,6 +69,12 @@ pub enum Fault {
     /// A second process joins under the worker id of slot `worker` (a CI matrix's shared
     /// default id): both must live and leave on their own.
     Twin { worker: usize },
+    /// On a cluster: the build's slot moves to another primary, key by key, while the build
+    /// runs (clients meet ASK, TRYAGAIN, then MOVED).
+    MoveSlot,
+    /// On a cluster: the build's primary is killed and its replica takes over; writes the
+    /// replica had not received are lost.
+    Failover,
 }
 
 impl Fault {
@@ -83,7 +89,9 @@ impl Fault {
             | Fault::RestartRedis
             | Fault::ReplaceGeneration
             | Fault::ForeignList
-            | Fault::Twin { .. } => None,
+            | Fault::Twin { .. }
+            | Fault::MoveSlot
+            | Fault::Failover => None,
         }
     }
 
@@ -91,7 +99,10 @@ impl Fault {
     /// After one, a worker no fault targeted is no longer required to keep every test it
     /// reserved; the monitor's timing check still applies.
     pub fn is_global(self) -> bool {
-        matches!(self, Fault::DropAll | Fault::RestartRedis)
+        matches!(
+            self,
+            Fault::DropAll | Fault::RestartRedis | Fault::MoveSlot | Fault::Failover
+        )
     }
 }
 
@@ -114,6 +125,10 @@ pub struct Plan {
     pub faults: Vec<Timed>,
     /// A `--redis-ttl` shorter than the build, which a working build must outlive.
     pub redis_ttl: Option<Duration>,
+    /// Played on a local Redis Cluster (three primaries with a replica each) instead of one
+    /// server: no fault proxies (a cluster client talks to every primary), and the cluster's
+    /// own faults instead of a dropped network or a restart.
+    pub cluster: bool,
 }
 
 const POINTS: [&str; 2] = ["elected", "before-commit"];
@@ -155,6 +170,8 @@ pub fn coverage_gaps(plans: &[Plan]) -> Vec<String> {
                     Fault::ReplaceGeneration => "replace generation",
                     Fault::ForeignList => "foreign list",
                     Fault::Twin { .. } => "twin",
+                    Fault::MoveSlot => "move slot",
+                    Fault::Failover => "failover",
                 }
                 .to_owned(),
             );
@@ -187,7 +204,7 @@ pub fn coverage_gaps(plans: &[Plan]) -> Vec<String> {
 /// A few of `seeds` that between them leave no coverage gap, short schedules first, chosen
 /// greedily; empty when `seeds` cannot cover everything.
 pub fn covering(seeds: &[u64]) -> Vec<u64> {
-    let mut plans: Vec<Plan> = seeds.iter().map(|&seed| Plan::new(seed)).collect();
+    let mut plans: Vec<Plan> = seeds.iter().map(|&seed| Plan::new(seed, false)).collect();
     plans.sort_by_key(|plan| plan.tests.len() + 4 * plan.faults.len());
     let mut chosen: Vec<Plan> = Vec::new();
     let mut gaps = coverage_gaps(&chosen).len();
@@ -215,8 +232,8 @@ pub fn covering(seeds: &[u64]) -> Vec<u64> {
 }
 
 impl Plan {
-    /// The schedule of `seed`.
-    pub fn new(seed: u64) -> Self {
+    /// The schedule of `seed`, on one server or on a cluster.
+    pub fn new(seed: u64, cluster: bool) -> Self {
         let mut rng = Rng::new(seed);
         let workers = rng.range(2, 4) as usize;
         let batch_size = [1, 1, 2, 3][rng.range(0, 3) as usize];
@@ -275,6 +292,7 @@ impl Plan {
         times.sort_unstable();
         let mut replaced = false;
         let mut foreign = false;
+        let mut failed_over = false;
         let faults: Vec<Timed> = times
             .into_iter()
             .map(|at| {
@@ -282,8 +300,14 @@ impl Plan {
                     .filter(|&w| free_at[w].is_some_and(|t| t <= at))
                     .collect();
                 // Kill, Stop, Term, Blackhole, DropAll, RestartRedis, ReplaceGeneration,
-                // ForeignList, Twin.
-                let mut weights = [15, 20, 10, 20, 15, 10, 10, 6, 8];
+                // ForeignList, Twin, MoveSlot, Failover.
+                let mut weights = [15, 20, 10, 20, 15, 10, 10, 6, 8, 0, 0];
+                if cluster {
+                    // A cluster has one replica per primary to fail over to.
+                    weights[3..6].fill(0);
+                    weights[9] = 20;
+                    weights[10] = if failed_over { 0 } else { 15 };
+                }
                 if free.is_empty() {
                     weights[..4].fill(0);
                 }
@@ -324,6 +348,11 @@ impl Plan {
                     7 => {
                         foreign = true;
                         Fault::ForeignList
+                    }
+                    9 => Fault::MoveSlot,
+                    10 => {
+                        failed_over = true;
+                        Fault::Failover
                     }
                     _ => Fault::Twin {
                         worker: rng.range(0, workers as u64 - 1) as usize,
@@ -372,6 +401,7 @@ impl Plan {
             start,
             faults,
             redis_ttl,
+            cluster,
         }
     }
 
@@ -409,6 +439,9 @@ impl fmt::Display for Plan {
             self.count(Kind::Flaky),
             self.batch_size
         )?;
+        if self.cluster {
+            write!(f, ", on a cluster")?;
+        }
         if let Some(ttl) = self.redis_ttl {
             write!(f, ", redis ttl {}", secs(ttl))?;
         }
@@ -443,6 +476,8 @@ impl fmt::Display for Plan {
                 Fault::ReplaceGeneration => write!(f, "; replace the generation at {at}")?,
                 Fault::ForeignList => write!(f, "; a worker with another list at {at}")?,
                 Fault::Twin { worker } => write!(f, "; a twin of w{worker} at {at}")?,
+                Fault::MoveSlot => write!(f, "; move the build's slot at {at}")?,
+                Fault::Failover => write!(f, "; fail the build's primary over at {at}")?,
             }
         }
         Ok(())

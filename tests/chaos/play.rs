@@ -1,17 +1,18 @@
-//! [`play`]: runs one [`Plan`] with real processes (a persistent redis-server, one fault proxy
-//! per worker, `ciq run` workers and a `ciq report`) and collects what happened.
+//! [`play`]: runs one [`Plan`] with real processes (a persistent redis-server and one fault proxy
+//! per worker, or a local Redis Cluster; `ciq run` workers and a `ciq report`) and collects what
+//! happened.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ciq::queue::redis::keys::BuildKeys;
 use nix::sys::signal::Signal;
-use redis::Commands;
 
 use crate::monitor::{Findings, Monitor};
 use crate::plan::{Fault, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, LOCK_TTL, Plan, Start};
 use ciq_testkit::{
-    FaultProxy, Output, Proc, RedisServer, Scratch, record_test, report_args, results,
+    FaultProxy, Output, Proc, RedisCluster, RedisServer, Scratch, TestRedis, record_test,
+    report_args, results,
 };
 
 /// How long every process together may take to end once the faults are injected.
@@ -59,12 +60,37 @@ pub struct Played {
     pub scratch: Scratch,
 }
 
+/// Where the build's keys live.
+enum Backend {
+    /// One persistent server, reached through a fault proxy per worker.
+    Node(RedisServer),
+    /// A cluster, reached directly: a cluster client talks to every primary.
+    Cluster(RedisCluster),
+}
+
+impl TestRedis for Backend {
+    fn queue_url(&self) -> String {
+        match self {
+            Backend::Node(server) => server.queue_url(),
+            Backend::Cluster(cluster) => cluster.queue_url(),
+        }
+    }
+
+    fn conn_for(&self, key: &str) -> Box<dyn redis::ConnectionLike> {
+        match self {
+            Backend::Node(server) => server.conn_for(key),
+            Backend::Cluster(cluster) => cluster.conn_for(key),
+        }
+    }
+}
+
 struct Slot {
     /// The process's name in the output.
     name: String,
     /// Its worker id (a twin shares another slot's).
     worker: String,
-    proxy: FaultProxy,
+    /// The worker's own way to Redis, on a single server.
+    proxy: Option<FaultProxy>,
     proc: Option<Proc>,
     fate: Fate,
     targeted: bool,
@@ -80,22 +106,32 @@ enum Event {
 }
 
 pub fn play(plan: &Plan) -> Played {
-    let mut server = RedisServer::start_persistent();
+    let mut server = if plan.cluster {
+        Backend::Cluster(RedisCluster::start(1))
+    } else {
+        Backend::Node(RedisServer::start_persistent())
+    };
     let scratch = Scratch::new();
     let build = format!("chaos-{}", plan.seed);
     let ids: Vec<String> = plan.tests.iter().map(|t| t.id.clone()).collect();
     let list = scratch.tests(&ids);
-    let monitor = Monitor::start(server.url(), &build, HEARTBEAT_TIMEOUT);
+    let monitor = match &server {
+        Backend::Node(node) => Monitor::start(node.url(), &build, HEARTBEAT_TIMEOUT),
+        Backend::Cluster(cluster) => {
+            Monitor::start_on_cluster(cluster.node_urls(), &build, HEARTBEAT_TIMEOUT)
+        }
+    };
     let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
     let foreign_list = scratch.path("foreign.txt");
     let mut foreign_ids: Vec<String> = ids[1..].to_vec();
     foreign_ids.extend(["pass/foreign-1".to_owned(), "pass/foreign-2".to_owned()]);
     std::fs::write(&foreign_list, foreign_ids.join("\n") + "\n").expect("foreign list");
-    let args = |name: &str, proxy: &FaultProxy, list: &std::path::Path| -> Vec<String> {
+    let cluster_url = server.queue_url();
+    let args = |name: &str, proxy: Option<&FaultProxy>, list: &std::path::Path| -> Vec<String> {
         let mut args: Vec<String> = [
             "run",
             "--queue",
-            &proxy.url(),
+            &proxy.map_or_else(|| cluster_url.clone(), FaultProxy::url),
             "--build",
             &build,
             "--worker",
@@ -128,11 +164,14 @@ pub fn play(plan: &Plan) -> Played {
         args.extend(["--".to_owned(), record_test()]);
         args
     };
-    let port = server.port;
+    let port = match &server {
+        Backend::Node(node) => Some(node.port),
+        Backend::Cluster(_) => None,
+    };
     let slot = |name: String, worker: String, fate: Fate| Slot {
         name,
         worker,
-        proxy: FaultProxy::start(port),
+        proxy: port.map(FaultProxy::start),
         proc: None,
         fate,
         targeted: false,
@@ -146,7 +185,7 @@ pub fn play(plan: &Plan) -> Played {
         } else {
             &list
         };
-        let args = args(&slot.worker, &slot.proxy, list);
+        let args = args(&slot.worker, slot.proxy.as_ref(), list);
         slot.proc = Some(Proc::spawn_with_env(&slot.name, &scratch, &args, env));
     };
     let mut events: Vec<(Duration, Event)> = Vec::new();
@@ -204,13 +243,38 @@ pub fn play(plan: &Plan) -> Played {
                         slots[worker].fate = Fate::Terminated;
                         signal(&slots[worker], Signal::SIGTERM);
                     }
-                    Fault::Blackhole { worker, .. } => slots[worker].proxy.blackhole(),
-                    Fault::DropAll => {
-                        for slot in &slots {
-                            slot.proxy.drop_connections();
+                    Fault::Blackhole { worker, .. } => {
+                        if let Some(proxy) = &slots[worker].proxy {
+                            proxy.blackhole();
                         }
                     }
-                    Fault::RestartRedis => server.restart(),
+                    Fault::DropAll => {
+                        for proxy in slots.iter().filter_map(|slot| slot.proxy.as_ref()) {
+                            proxy.drop_connections();
+                        }
+                    }
+                    Fault::RestartRedis => {
+                        if let Backend::Node(node) = &mut server {
+                            node.restart();
+                        }
+                    }
+                    Fault::MoveSlot => {
+                        if let Backend::Cluster(cluster) = &server {
+                            let slot = cluster.slot_of(&BuildKeys::new("", &build).state());
+                            let to = cluster.other_primary(slot);
+                            cluster.migrate_slot(slot, to, Duration::from_millis(20));
+                        }
+                    }
+                    Fault::Failover => {
+                        if let Backend::Cluster(cluster) = &mut server {
+                            let slot = cluster.slot_of(&BuildKeys::new("", &build).state());
+                            let primary = cluster.owner(slot);
+                            cluster.kill(primary);
+                            // The harness reads the build's keys again only once a replica
+                            // holds the slot.
+                            cluster.wait_failed_over(slot, primary);
+                        }
+                    }
                     Fault::ReplaceGeneration => {
                         if replace_generation(&server, &build, &ids, replaced) {
                             replaced += 1;
@@ -239,7 +303,11 @@ pub fn play(plan: &Plan) -> Played {
                     }
                 }
             }
-            Event::Resume(worker) => slots[worker].proxy.resume(),
+            Event::Resume(worker) => {
+                if let Some(proxy) = &slots[worker].proxy {
+                    proxy.resume();
+                }
+            }
             Event::Cont(worker) => signal(&slots[worker], Signal::SIGCONT),
             Event::ResumeLeader => signal(&slots[0], Signal::SIGCONT),
             Event::Spawn(worker) => {
@@ -273,9 +341,10 @@ pub fn play(plan: &Plan) -> Played {
     let monitor = monitor.finish();
     let keys = BuildKeys::new("", &build);
     let (committed, served_uncommitted) = generations(&server, &keys);
-    let discarded: Option<u64> = server
-        .conn()
-        .hget(keys.stats(), "discarded")
+    let discarded: Option<u64> = redis::cmd("HGET")
+        .arg(keys.stats())
+        .arg("discarded")
+        .query(&mut *server.conn_for(&keys.state()))
         .expect("HGET stats");
     Played {
         workers,
@@ -298,18 +367,18 @@ fn signal(slot: &Slot, signal: Signal) {
 }
 
 /// Replaces the build's generation with the same tests (see the support code), once ready.
-fn replace_generation(server: &RedisServer, build: &str, ids: &[String], n: usize) -> bool {
+fn replace_generation(server: &impl TestRedis, build: &str, ids: &[String], n: usize) -> bool {
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     ciq_testkit::replace_generation(server, build, &format!("replacement-{n}"), &ids)
 }
 
 /// Committed generations (those with a `meta`), and those never committed that hold anything
 /// beyond a staged queue: a generation nobody should ever have read.
-fn generations(server: &RedisServer, keys: &BuildKeys) -> (usize, Vec<String>) {
+fn generations(server: &impl TestRedis, keys: &BuildKeys) -> (usize, Vec<String>) {
     let prefix = keys.generation("").queue.replace(":queue", "");
     let found: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
-        .query(&mut server.conn())
+        .query(&mut *server.conn_for(&keys.state()))
         .expect("KEYS");
     let mut by_generation: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in found {

@@ -2,26 +2,17 @@
 //! only a cluster has (the build's slot moved to another primary, the build's primary killed and
 //! its replica promoted).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use ciq::queue::redis::keys::BuildKeys;
 use ciq_testkit::{
-    Output, Proc, RedisCluster, Scratch, ids, record_test, replace_flag, report_args, wait_until,
-    with_command, with_list_command, worker_args,
+    Output, Proc, RedisCluster, Scratch, ids, record_test, replace_flag, report_args, results,
+    wait_until, with_command, with_list_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
-
-/// The build's recorded outcomes, read through the cluster.
-fn results(cluster: &RedisCluster, build: &str) -> BTreeMap<String, String> {
-    redis::cmd("HGETALL")
-        .arg(BuildKeys::new("", build).results())
-        .query(&mut cluster.conn())
-        .expect("HGETALL results")
-}
 
 /// The slot every key of `build` lives in.
 fn build_slot(cluster: &RedisCluster, build: &str) -> u16 {
@@ -203,10 +194,7 @@ fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly()
     let slot = build_slot(&cluster, build);
     let primary = cluster.owner(slot);
     cluster.kill(primary);
-    wait_until("the replica to take the slot over", LONG, || {
-        cluster.wait_healthy();
-        cluster.owner(slot) != primary
-    });
+    cluster.wait_failed_over(slot, primary);
     // Writes the old primary acknowledged may be lost: each worker either carries on to the
     // build's verdict or stops with the infrastructure code (5); never anything else.
     for worker in workers {
@@ -257,10 +245,10 @@ fn a_user_with_only_the_documented_permissions_runs_a_build_on_a_cluster() {
         "fail/b".to_owned(),
         "flaky/c".to_owned(),
     ]);
-    let url = format!(
-        "redis+cluster://ci:secret@127.0.0.1:{}",
-        cluster.seed_port()
-    );
+    // One node given, with the user's credentials: they hold for every node it finds.
+    let url = cluster
+        .plain_url()
+        .replace("redis://", "redis+cluster://ci:secret@");
     let as_ci =
         |args: Vec<String>| replace_flag(args, "--queue", ["--queue".to_owned(), url.clone()]);
     let report = Proc::spawn("report", &scratch, &as_ci(report_args(&cluster, build)));

@@ -6,9 +6,11 @@
 //! repeat after a lost reply (see `lua/`).
 //!
 //! The same connection speaks to a Redis Cluster: given a `redis+cluster://` (or
-//! `rediss+cluster://`) URL, or a plain URL of a node that says `cluster_enabled:1`, or one that
-//! answers MOVED, it becomes a cluster connection seeded by that node, which follows MOVED and
-//! ASK and re-reads the slot map after a failover. Every key of a build shares one hash tag, so
+//! `rediss+cluster://`) URL, which may list several nodes (`redis+cluster://h1:p1,h2:p2/`), or
+//! a plain URL of a node that says `cluster_enabled:1`, or one that answers MOVED, it becomes a
+//! cluster connection seeded by those nodes, which follows MOVED and ASK and re-reads the slot
+//! map after a failover. A connection starts from the first seed that answers, so listing
+//! several nodes lets a process start while one of them is down. Every key of a build shares one hash tag, so
 //! each script runs on the one primary that holds its build.
 
 use std::future::Future;
@@ -28,8 +30,8 @@ use crate::queue::QueueError;
 /// A self-healing connection to one Redis server or to a Redis Cluster.
 pub struct RedisConn {
     client: redis::Client,
-    /// The URL as given, for seeding a cluster client.
-    given: String,
+    /// The nodes a cluster client starts from, one URL each.
+    seeds: Vec<String>,
     url: String,
     retry_for: Duration,
     timeout: Duration,
@@ -92,7 +94,7 @@ impl RedisConn {
         let timeout = RESPONSE_TIMEOUT.min(retry_for.max(Duration::from_millis(500)));
         let conn = Self {
             client,
-            given: node_url(url).into_owned(),
+            seeds: cluster_seeds(url),
             url: shown,
             retry_for,
             timeout,
@@ -138,7 +140,7 @@ impl RedisConn {
                 "a Redis Cluster has only database 0: leave the number out or use /0".to_owned(),
             ));
         }
-        let cluster = ClusterClient::builder([self.given.as_str()])
+        let cluster = ClusterClient::builder(self.seeds.iter().map(String::as_str))
             .connection_timeout(self.timeout)
             .response_timeout(self.timeout)
             .build()
@@ -270,8 +272,15 @@ impl RedisConn {
         let mut outage: Option<Instant> = None;
         let mut delay = Duration::from_millis(50);
         loop {
-            let (epoch, result) = match self.connection().await {
-                Ok((epoch, conn)) => (Some(epoch), op(conn).await),
+            // The connection to replace after a failure: a node's. A cluster connection heals
+            // itself (it reconnects to each node and re-reads the slot map from the nodes it
+            // knows), and a new one could only start from the URL's node, which may be the
+            // primary that just died.
+            let (replace, result) = match self.connection().await {
+                Ok((epoch, conn)) => {
+                    let replace = matches!(conn, Link::Node(_)).then_some(epoch);
+                    (replace, op(conn).await)
+                }
                 Err(err) => (None, Err(err)),
             };
             let err = match result {
@@ -314,7 +323,7 @@ impl RedisConn {
                 }
                 return Err(QueueError::Command(err));
             }
-            if let Some(epoch) = epoch {
+            if let Some(epoch) = replace {
                 self.discard(epoch).await;
             }
             let started = *outage.get_or_insert_with(|| {
@@ -370,12 +379,26 @@ fn is_cluster_url(url: &str) -> bool {
     url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://")
 }
 
-/// The URL of the one node a `+cluster` URL names (the scheme without `+cluster`).
-fn node_url(url: &str) -> std::borrow::Cow<'_, str> {
-    match url.split_once("+cluster://") {
-        Some((scheme, rest)) => format!("{scheme}://{rest}").into(),
-        None => url.into(),
-    }
+/// One URL per node a URL names: a `+cluster` URL may list several (`h1:p1,h2:p2`), each with
+/// the URL's credentials and path, under the plain scheme; any other URL names one node.
+fn cluster_seeds(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("+cluster://") else {
+        return vec![url.to_owned()];
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    hosts
+        .split(',')
+        .map(|host| format!("{scheme}://{userinfo}{host}{path}"))
+        .collect()
+}
+
+/// The URL of the first node a URL names.
+fn node_url(url: &str) -> String {
+    cluster_seeds(url).swap_remove(0)
 }
 
 /// A version's numbers, for comparing `6.2.14` with `7.0.15`.
@@ -477,5 +500,22 @@ mod tests {
             "rediss://ci:***@host/0"
         );
         assert_eq!(redact("redis://s3cret@host"), "redis://***@host");
+        assert_eq!(
+            redact("redis+cluster://ci:s3cret@h1:1,h2:2/0"),
+            "redis+cluster://ci:***@h1:1,h2:2/0"
+        );
+    }
+
+    #[test]
+    fn a_cluster_url_names_each_seed_with_its_credentials() {
+        assert_eq!(
+            cluster_seeds("rediss+cluster://ci:pw@h1:7000,h2:7001/0"),
+            ["rediss://ci:pw@h1:7000/0", "rediss://ci:pw@h2:7001/0"]
+        );
+        assert_eq!(
+            cluster_seeds("redis+cluster://h1:7000"),
+            ["redis://h1:7000"]
+        );
+        assert_eq!(cluster_seeds("redis://h:1/0"), ["redis://h:1/0"]);
     }
 }

@@ -122,6 +122,8 @@ async fn watch(
     let mut dead_leaders = DeadLeaders::default();
     let mut leaderless_since = started;
     let mut ready_since: Option<Instant> = None;
+    // When the report first found every worker silent, by its own clock, while Redis answered.
+    let mut silent_since: Option<Instant> = None;
     let ending = loop {
         let progress = Progress {
             keys,
@@ -142,6 +144,7 @@ async fn watch(
                 }
                 followed = Some(generation.clone());
                 ready_since = None;
+                silent_since = None;
                 continue;
             }
             (BuildState::Ready { .. }, _) => {
@@ -161,12 +164,18 @@ async fn watch(
                 }
                 // Workers may take a while after the commit to be heard (a build, a framework's
                 // start): gone means silent for a whole heartbeat timeout since it was ready.
+                // And silent as the report itself watched: right after Redis was unreachable
+                // (a restart, a cluster's failover) every worker's last heartbeat is old until
+                // they reconnect, which is not their death.
+                let timeout = Duration::from_millis(seen.timeout_ms);
                 let ready_for = ready_since.get_or_insert_with(Instant::now).elapsed();
-                if seen.registered > 0
-                    && seen.alive == 0
-                    && ready_for >= Duration::from_millis(seen.timeout_ms)
-                {
-                    break Ending::WorkersGone;
+                if seen.registered > 0 && seen.alive == 0 {
+                    let silent_for = silent_since.get_or_insert_with(Instant::now).elapsed();
+                    if ready_for >= timeout && silent_for >= timeout {
+                        break Ending::WorkersGone;
+                    }
+                } else {
+                    silent_since = None;
                 }
             }
             (_, Some(_)) => {
