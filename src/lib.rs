@@ -20,6 +20,7 @@ pub mod frameworks;
 pub mod grind;
 pub mod guard;
 pub mod human;
+pub mod lines;
 pub mod listing;
 pub mod order_log;
 pub mod outcome;

@@ -6,7 +6,7 @@
 //! in is the one thing needed to find the culprit, and a worker knows it only while it runs.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,13 +95,7 @@ impl OrderLog {
     /// Logs that `worker` starts running `ids`, in this order. A log that cannot be written is
     /// a warning once, never a failed build.
     pub fn record(&self, worker: &str, ids: &[TestId]) {
-        let mut lines = String::new();
-        for id in ids {
-            lines.push_str(worker);
-            lines.push('\t');
-            lines.push_str(id.as_str());
-            lines.push('\n');
-        }
+        let lines = lines(worker, ids);
         let mut file = self
             .file
             .lock()
@@ -117,6 +111,18 @@ impl OrderLog {
     }
 }
 
+/// The log's lines saying that `worker` starts running `ids`.
+fn lines(worker: &str, ids: &[TestId]) -> String {
+    let mut lines = String::new();
+    for id in ids {
+        lines.push_str(worker);
+        lines.push('\t');
+        lines.push_str(id.as_str());
+        lines.push('\n');
+    }
+    lines
+}
+
 /// The tests `worker` ran before the first run of `failing`, in order, read from the log at
 /// `path`; `worker` defaults to the first worker that ran `failing`. `None` when the log holds
 /// no run of `failing` (by that worker).
@@ -125,23 +131,32 @@ pub fn before(
     failing: &TestId,
     worker: Option<&str>,
 ) -> Result<Option<(String, Vec<TestId>)>, OrderLogError> {
-    let io = |source| OrderLogError::Io {
+    let bytes = std::fs::read(path).map_err(|source| OrderLogError::Io {
         path: path.to_owned(),
         source,
-    };
-    let file = File::open(path).map_err(io)?;
+    })?;
+    before_in(&bytes, path, failing, worker)
+}
+
+/// [`before`], over the log's `bytes` (read from `path`).
+fn before_in(
+    bytes: &[u8],
+    path: &Path,
+    failing: &TestId,
+    worker: Option<&str>,
+) -> Result<Option<(String, Vec<TestId>)>, OrderLogError> {
     let mut runs: Vec<(String, TestId)> = Vec::new();
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
+    let lines: Vec<&[u8]> = bytes.split(|&byte| byte == b'\n').collect();
     for (index, line) in lines.iter().enumerate() {
-        let parsed = line
-            .split_once('\t')
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let parsed = std::str::from_utf8(line)
+            .ok()
+            .and_then(|line| line.split_once('\t'))
             .and_then(|(who, test)| Some((who.to_owned(), TestId::new(test).ok()?)));
         match parsed {
             Some(run) => runs.push(run),
-            // A worker killed while it wrote leaves its last line cut short.
+            // A worker killed while it wrote leaves its last line cut short, maybe inside a
+            // character; a complete log ends with a newline, so its last "line" is empty.
             None if index + 1 == lines.len() => {}
             None => {
                 return Err(OrderLogError::BadLine {
@@ -203,5 +218,14 @@ mod tests {
             before(&path, &t, None).unwrap(),
             Some(("w1".to_owned(), ids(&["a"])))
         );
+        // Regression: a last line cut inside a character made the whole log unreadable.
+        std::fs::write(&path, b"w1\ta\nw1\tt\nw1\tcaf\xc3").unwrap();
+        assert_eq!(
+            before(&path, &t, None).unwrap(),
+            Some(("w1".to_owned(), ids(&["a"])))
+        );
+        std::fs::write(&path, b"w1\ta\xff\nw1\tt\n").unwrap();
+        let err = before(&path, &t, None).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
     }
 }

@@ -32,6 +32,14 @@ pub enum QuarantineError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is not UTF-8 text.
+    #[error("quarantine file `{}` is not valid UTF-8 (line {line})", .path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// The line of its first byte that is not UTF-8, from 1.
+        line: usize,
+    },
     /// A line is not a test id.
     #[error("quarantine file `{}`, line {line}: {reason}", .path.display())]
     BadLine {
@@ -48,9 +56,18 @@ impl Quarantine {
     /// Reads one test id per line; blank lines and lines starting with `#` are skipped (test ids
     /// may hold a `#`, so a comment takes a whole line).
     pub fn read(path: &Path) -> Result<Self, QuarantineError> {
-        let text = std::fs::read_to_string(path).map_err(|source| QuarantineError::Read {
+        let bytes = std::fs::read(path).map_err(|source| QuarantineError::Read {
             path: path.to_owned(),
             source,
+        })?;
+        Self::parse(&bytes, path)
+    }
+
+    /// Reads the quarantine file `bytes` (from `path`) as [`Quarantine::read`] does.
+    fn parse(bytes: &[u8], path: &Path) -> Result<Self, QuarantineError> {
+        let text = crate::lines::utf8(bytes).map_err(|line| QuarantineError::NotUtf8 {
+            path: path.to_owned(),
+            line,
         })?;
         let mut ids = BTreeSet::new();
         for (index, line) in text.lines().enumerate() {
@@ -152,6 +169,9 @@ mod tests {
         std::fs::write(&path, "ok\nbad\0id\n").unwrap();
         let err = Quarantine::read(&path).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
+        std::fs::write(&path, b"ok\n# \xff\n").unwrap();
+        let err = Quarantine::read(&path).unwrap_err().to_string();
+        assert!(err.ends_with("is not valid UTF-8 (line 2)"), "{err}");
         let err = Quarantine::read(&dir.path().join("none")).unwrap_err();
         assert!(err.to_string().contains("cannot read the quarantine file"));
     }

@@ -109,13 +109,9 @@ impl TestList {
     /// anywhere else is an error, because it usually means a list-command printed something
     /// that is not a test id.
     pub fn parse(bytes: &[u8], source_name: &str) -> Result<Self, TestListError> {
-        let text = std::str::from_utf8(bytes).map_err(|err| TestListError::NotUtf8 {
+        let text = crate::lines::utf8(bytes).map_err(|line| TestListError::NotUtf8 {
             source_name: source_name.to_owned(),
-            line: bytes[..err.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1,
+            line,
         })?;
         let body = text.strip_suffix('\n').unwrap_or(text);
         if body.is_empty() {

@@ -34,7 +34,7 @@ pub enum TimingsError {
         #[source]
         source: std::io::Error,
     },
-    /// It is neither ciq's timing file nor JUnit XML.
+    /// It is not ciq's timing file.
     #[error("timing file `{path}`, line {line}: {reason}")]
     Malformed {
         /// The file.
@@ -43,6 +43,15 @@ pub enum TimingsError {
         line: usize,
         /// What is wrong.
         reason: String,
+    },
+    /// It is a JUnit report that cannot be read (the error names the line).
+    #[error("timing file `{path}`")]
+    Junit {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        #[source]
+        source: junit::JunitError,
     },
 }
 
@@ -76,19 +85,25 @@ impl Timings {
     /// Reads a timing file: ciq's own, or JUnit XML (by the test ids in `ids`, which JUnit
     /// names in its own ways).
     pub fn read(path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TimingsError::Io {
+        let bytes = std::fs::read(path).map_err(|source| TimingsError::Io {
             action: "read",
             path: path.to_owned(),
             source,
         })?;
-        if text.trim_start().starts_with('<') {
-            return Self::from_junit(&text, path, ids);
-        }
+        Self::parse(&bytes, path, ids)
+    }
+
+    /// Reads the timing file `bytes` (from `path`) as [`Timings::read`] does.
+    fn parse(bytes: &[u8], path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
         let malformed = |line: usize, reason: &str| TimingsError::Malformed {
             path: path.to_owned(),
             line,
             reason: reason.to_owned(),
         };
+        let text = crate::lines::utf8(bytes).map_err(|line| malformed(line, "not valid UTF-8"))?;
+        if text.trim_start().starts_with('<') {
+            return Self::from_junit(text, path, ids);
+        }
         let mut estimates = HashMap::new();
         for (at, line) in text.lines().enumerate() {
             if line.starts_with('#') || line.trim().is_empty() {
@@ -107,10 +122,9 @@ impl Timings {
     }
 
     fn from_junit(xml: &str, path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
-        let cases = junit::parse(xml).map_err(|err| TimingsError::Malformed {
+        let cases = junit::parse(xml).map_err(|source| TimingsError::Junit {
             path: path.to_owned(),
-            line: 1,
-            reason: err.to_string(),
+            source,
         })?;
         let estimates = ids
             .iter()
@@ -298,15 +312,20 @@ pub fn write(
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let file = std::fs::File::create(&partial).map_err(io)?;
-    let mut out = std::io::BufWriter::new(file);
-    writeln!(out, "{HEADER}").map_err(io)?;
-    for (id, duration) in durations {
-        writeln!(out, "{}\t{id}", duration.as_millis()).map_err(io)?;
-    }
-    out.flush().map_err(io)?;
-    drop(out);
+    let mut file = std::fs::File::create(&partial).map_err(io)?;
+    file.write_all(render(durations).as_bytes()).map_err(io)?;
+    file.flush().map_err(io)?;
+    drop(file);
     std::fs::rename(&partial, path).map_err(io)
+}
+
+/// ciq's timing file of `durations`: the header, then `<milliseconds><TAB><test id>` lines.
+fn render(durations: impl IntoIterator<Item = (TestId, Duration)>) -> String {
+    let mut text = format!("{HEADER}\n");
+    for (id, duration) in durations {
+        text.push_str(&format!("{}\t{id}\n", duration.as_millis()));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -413,6 +432,20 @@ mod tests {
         let err = Timings::read(&path, &[]).unwrap_err().to_string();
         assert!(
             err.contains("line 2: the duration is not a whole number"),
+            "{err}"
+        );
+        std::fs::write(&path, b"# ciq timings v1\n5\tok\n5\tbad\xff\n").unwrap();
+        let err = Timings::read(&path, &[]).unwrap_err().to_string();
+        assert!(err.ends_with("line 3: not valid UTF-8"), "{err}");
+        // Regression: a JUnit file's error always said line 1.
+        std::fs::write(
+            &junit,
+            "<testsuite>\n<testcase name=\"a\"/>\n<testcase/>\n</testsuite>",
+        )
+        .unwrap();
+        let err = crate::human::error_chain(&Timings::read(&junit, &[]).unwrap_err());
+        assert!(
+            err.ends_with("junit.xml`: malformed JUnit XML, line 3: a <testcase> has no name"),
             "{err}"
         );
     }

@@ -54,9 +54,10 @@ pub fn share(var: impl Fn(&str) -> Option<String>) -> Option<Share> {
     (index < count).then_some(Share { index, count })
 }
 
-/// Reads ids through `var` (the process environment in production).
+/// Reads ids through `var` (the process environment in production). A blank variable counts
+/// as unset: a worker or build id of spaces would be refused as if the user had typed it.
 pub fn detect(var: impl Fn(&str) -> Option<String>) -> CiIds {
-    let get = |name: &str| var(name).filter(|v| !v.is_empty());
+    let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
     let count = |name: &str| get(name)?.trim().parse::<u64>().ok();
     let join = |a: Option<String>, b: Option<String>| match (a, b) {
         (Some(a), Some(b)) => Some(format!("{a}-{b}")),
@@ -215,6 +216,20 @@ mod tests {
     #[test]
     fn nothing_outside_ci() {
         assert_eq!(detect_in(&[("HOME", "/root")]), CiIds::default());
+    }
+
+    /// Regression: a blank variable was taken as an id, which ciq then refused as if the user
+    /// had passed a blank --worker.
+    #[test]
+    fn blank_values_count_as_unset() {
+        let ids = detect_in(&[
+            ("BUILDKITE", "true"),
+            ("BUILDKITE_BUILD_ID", " "),
+            ("BUILDKITE_PARALLEL_JOB", "\t"),
+            ("BUILDKITE_JOB_ID", "job-1"),
+        ]);
+        assert_eq!((ids.build, ids.worker.as_deref()), (None, Some("job-1")));
+        assert_eq!(detect_in(&[("GITLAB_CI", "  ")]), CiIds::default());
     }
 
     fn share_in(pairs: &[(&str, &str)]) -> Option<Share> {

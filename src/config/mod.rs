@@ -93,6 +93,11 @@ pub enum ConfigError {
     /// An id flag is blank.
     #[error("{0} is blank")]
     BlankId(&'static str),
+    /// A worker id that would split the order log's `<worker><TAB><test id>` lines.
+    #[error(
+        "--worker (CIQ_WORKER, or the CI's worker id) {0:?} holds a tab or a line break; the order log writes `<worker><TAB><test id>` lines"
+    )]
+    WorkerWithSeparator(String),
 }
 
 /// Where a run's tests come from before they are read.
@@ -312,6 +317,9 @@ impl RunConfig {
                     .ok_or(ConfigError::MissingWorker)?;
                 if worker.trim().is_empty() {
                     return Err(ConfigError::BlankId("--worker"));
+                }
+                if worker.contains(['\t', '\n', '\r']) {
+                    return Err(ConfigError::WorkerWithSeparator(worker));
                 }
                 let settings = RedisSettings {
                     url,

@@ -125,7 +125,9 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// Parses `cargo nextest list --message-format json` output.
+    /// Parses `cargo nextest list --message-format json` output. Every test's id must be a
+    /// valid test id: JSON can spell a line break inside a name, which would split the id in
+    /// two in the one-per-line test list.
     pub fn parse(json: &[u8]) -> Result<Self, String> {
         let list: TestListJson = serde_json::from_slice(json)
             .map_err(|err| format!("unreadable `cargo nextest list` JSON: {err}"))?;
@@ -141,6 +143,12 @@ impl Listing {
                     _ => continue,
                 };
                 let id = format!("{} {name}", suite.binary_id);
+                if let Err(reason) = TestId::new(id.as_str()) {
+                    return Err(format!(
+                        "`cargo nextest list` lists test {:?}, whose id {reason}",
+                        crate::lines::clip(&id)
+                    ));
+                }
                 listing.ids.push(id.clone());
                 listing.tests.insert(
                     id,
@@ -410,6 +418,16 @@ mod tests {
             Listing::parse(b"Compiling app")
                 .unwrap_err()
                 .contains("unreadable")
+        );
+    }
+
+    /// Regression: a name JSON spells with a line break became two ids of the test list.
+    #[test]
+    fn names_that_are_no_test_ids_are_refused() {
+        let listing = LISTING.replace("tests::ok", "tests::ok\\nforged");
+        assert_eq!(
+            Listing::parse(listing.as_bytes()).unwrap_err(),
+            r#"`cargo nextest list` lists test "app tests::ok\nforged", whose id contains a line break"#
         );
     }
 

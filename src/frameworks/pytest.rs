@@ -52,7 +52,7 @@ pub async fn list(argv: &[String], timeout: Duration) -> Result<Vec<u8>, Listing
         }
     }
     listed.read(detail, |stdout| {
-        parse_collected(&String::from_utf8_lossy(stdout)).map(String::into_bytes)
+        parse_collected(stdout).map(String::into_bytes)
     })
 }
 
@@ -127,18 +127,23 @@ pub fn collect_argv(args: &[String]) -> Vec<String> {
 }
 
 /// Node ids from `pytest --collect-only --verbosity=-1` output: the lines before the first
-/// blank one, each of which must be a node id (`path::name...`); anything else is an error
-/// naming the line, never a test.
-pub fn parse_collected(stdout: &str) -> Result<String, String> {
+/// blank one, each of which must be a node id (`path::name...`) in UTF-8; anything else is an
+/// error naming the line, never a test (an id mangled into valid text would name no test).
+pub fn parse_collected(stdout: &[u8]) -> Result<String, String> {
     let mut ids = String::new();
-    for (at, line) in stdout.lines().enumerate() {
+    for (at, line) in stdout.split(|&byte| byte == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(line) = std::str::from_utf8(line) else {
+            return Err(format!("line {} is not valid UTF-8", at + 1));
+        };
         if line.trim().is_empty() {
             break;
         }
         if !is_node_id(line) {
             return Err(format!(
-                "line {} is not a pytest node id: `{line}` (do pytest's addopts or a plugin change what --collect-only prints?)",
-                at + 1
+                "line {} is not a pytest node id: `{}` (do pytest's addopts or a plugin change what --collect-only prints?)",
+                at + 1,
+                crate::lines::one_line(&crate::lines::clip(line))
             ));
         }
         ids.push_str(line);
@@ -147,10 +152,13 @@ pub fn parse_collected(stdout: &str) -> Result<String, String> {
     Ok(ids)
 }
 
-/// Whether `line` looks like a collected item's node id: a path, then `::` and a name.
+/// Whether `line` looks like a collected item's node id: a path, then `::` and a name, and no
+/// control character but a tab (pytest escapes them in ids; a terminal's color codes are no
+/// part of one).
 fn is_node_id(line: &str) -> bool {
     !line.starts_with(char::is_whitespace)
         && !line.starts_with(['=', '<', '_'])
+        && !line.contains(|c: char| c.is_control() && c != '\t')
         && line
             .split_once("::")
             .is_some_and(|(path, name)| !path.is_empty() && !name.is_empty())
@@ -253,7 +261,7 @@ mod tests {
     fn collected_ids_stop_at_the_summary() {
         let out = "t.py::test_a\nt.py::TestC::test_b[x y]\n\n2 tests collected in 0.01s\n";
         assert_eq!(
-            parse_collected(out).unwrap(),
+            parse_collected(out.as_bytes()).unwrap(),
             "t.py::test_a\nt.py::TestC::test_b[x y]\n"
         );
     }
@@ -273,9 +281,19 @@ mod tests {
             ),
             ("t.py::a\n  <Function test_a>\n", "  <Function test_a>"),
         ] {
-            let err = parse_collected(out).unwrap_err();
+            let err = parse_collected(out.as_bytes()).unwrap_err();
             assert!(err.contains(&format!("`{line}`")), "{err}");
         }
+        // A colored line is no node id; a line that is not UTF-8 is named, never mangled.
+        assert!(
+            parse_collected(b"t.py::a\n\x1b[32mt.py::b\x1b[0m\n")
+                .unwrap_err()
+                .starts_with("line 2 is not a pytest node id: `\\u{1b}[32mt.py::b\\u{1b}[0m`")
+        );
+        assert_eq!(
+            parse_collected(b"t.py::a\nt.py::\xff\n"),
+            Err("line 2 is not valid UTF-8".to_owned())
+        );
         assert!(
             collect_argv(&["-v".to_owned()])
                 .ends_with(&["-v".to_owned(), "--verbosity=-1".to_owned()])

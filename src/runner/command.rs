@@ -173,11 +173,7 @@ impl CommandRunner {
 async fn take_report(path: &Path) -> Option<Result<Cases, JunitError>> {
     let bytes = tokio::fs::read(path).await.ok()?;
     let _ = tokio::fs::remove_file(path).await;
-    Some(
-        String::from_utf8(bytes)
-            .map_err(|_| JunitError::not_utf8())
-            .and_then(|xml| junit::parse(&xml)),
-    )
+    Some(junit::parse_bytes(&bytes))
 }
 
 impl Runner for CommandRunner {

@@ -30,16 +30,29 @@ pub struct Case {
     pub output: String,
 }
 
-/// A JUnit file that cannot be read as one.
+/// A JUnit file that cannot be read as one: what is wrong, and the line to look at when one
+/// line is at fault (a report may have thousands).
 #[derive(Debug, Error)]
-#[error("malformed JUnit XML: {0}")]
-pub struct JunitError(String);
+#[error("malformed JUnit XML{}: {reason}", .line.map(|line| format!(", line {line}")).unwrap_or_default())]
+pub struct JunitError {
+    line: Option<usize>,
+    reason: String,
+}
 
 impl JunitError {
-    /// A report that is not text.
-    pub fn not_utf8() -> Self {
-        Self("not valid UTF-8".to_owned())
+    /// The 1-based line at fault, when one is.
+    pub fn line(&self) -> Option<usize> {
+        self.line
     }
+}
+
+/// Reads every `<testcase>` of the report `bytes`, which must be UTF-8.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Cases, JunitError> {
+    let xml = crate::lines::utf8(bytes).map_err(|line| JunitError {
+        line: Some(line),
+        reason: "not valid UTF-8".to_owned(),
+    })?;
+    parse(xml)
 }
 
 /// The cases of a report, indexed by every name a test id may take.
@@ -66,13 +79,26 @@ impl Cases {
 pub fn parse(xml: &str) -> Result<Cases, JunitError> {
     let mut reader = Reader::from_str(xml);
     let mut state = State::default();
+    let line_at = |at: u64| {
+        Some(crate::lines::line_at(
+            xml.as_bytes(),
+            usize::try_from(at).unwrap_or(usize::MAX),
+        ))
+    };
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|err| JunitError(format!("{err} at byte {}", reader.buffer_position())))?;
+        // Where the next event starts: the line an element's own errors name.
+        let start = reader.buffer_position();
+        let event = reader.read_event().map_err(|err| JunitError {
+            line: line_at(reader.error_position()),
+            reason: crate::lines::one_line(&err.to_string()),
+        })?;
+        let at_start = |reason: String| JunitError {
+            line: line_at(start),
+            reason: crate::lines::one_line(&reason),
+        };
         match event {
-            Event::Start(element) => state.open(&element, false)?,
-            Event::Empty(element) => state.open(&element, true)?,
+            Event::Start(element) => state.open(&element, false).map_err(at_start)?,
+            Event::Empty(element) => state.open(&element, true).map_err(at_start)?,
             Event::Text(text) => state.text(&text.xml10_content()),
             Event::CData(text) => state.text(&text.xml10_content()),
             Event::GeneralRef(reference) => {
@@ -90,7 +116,10 @@ pub fn parse(xml: &str) -> Result<Cases, JunitError> {
         }
     }
     if !state.seen_element {
-        return Err(JunitError("no XML elements".to_owned()));
+        return Err(JunitError {
+            line: None,
+            reason: "no XML elements".to_owned(),
+        });
     }
     let mut index = HashMap::new();
     for (at, case) in state.cases.iter().enumerate() {
@@ -122,7 +151,7 @@ struct State {
 }
 
 impl State {
-    fn open(&mut self, element: &BytesStart<'_>, empty: bool) -> Result<(), JunitError> {
+    fn open(&mut self, element: &BytesStart<'_>, empty: bool) -> Result<(), String> {
         self.seen_element = true;
         if element.local_name().as_ref() == "testcase" {
             let case = start_case(element)?;
@@ -178,28 +207,27 @@ impl State {
     }
 }
 
-fn start_case(element: &BytesStart<'_>) -> Result<Case, JunitError> {
+fn start_case(element: &BytesStart<'_>) -> Result<Case, String> {
     let duration = attribute(element, "time")?
         .and_then(|time| time.trim().parse::<f64>().ok())
         .and_then(reported_duration);
     Ok(Case {
         classname: attribute(element, "classname")?.unwrap_or_default(),
-        name: attribute(element, "name")?
-            .ok_or_else(|| JunitError("a <testcase> has no name".to_owned()))?,
+        name: attribute(element, "name")?.ok_or_else(|| "a <testcase> has no name".to_owned())?,
         outcome: Outcome::Passed,
         duration,
         output: String::new(),
     })
 }
 
-fn attribute(element: &BytesStart<'_>, name: &str) -> Result<Option<String>, JunitError> {
+fn attribute(element: &BytesStart<'_>, name: &str) -> Result<Option<String>, String> {
     match element.try_get_attribute(name) {
         Ok(Some(attr)) => attr
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map(|v| Some(v.into_owned()))
-            .map_err(|err| JunitError(err.to_string())),
+            .map_err(|err| err.to_string()),
         Ok(None) => Ok(None),
-        Err(err) => Err(JunitError(err.to_string())),
+        Err(err) => Err(err.to_string()),
     }
 }
 
@@ -279,6 +307,24 @@ mod tests {
         ] {
             assert!(parse(xml).is_err(), "{xml:?} parsed");
         }
+        let named = |xml: &str| parse(xml).err().map(|err| err.to_string());
+        assert_eq!(
+            named("<testsuite>\n<testcase classname=\"c\"/>\n</testsuite>").as_deref(),
+            Some("malformed JUnit XML, line 2: a <testcase> has no name")
+        );
+        assert_eq!(
+            named("<testsuite>\n<testcase name=\"a\">\n</testsuite>").as_deref(),
+            Some(
+                "malformed JUnit XML, line 3: ill-formed document: expected `</testcase>`, but `</testsuite>` was found"
+            )
+        );
+        assert_eq!(
+            parse_bytes(b"<testsuite>\n<testcase name=\"\xff\"/>")
+                .err()
+                .map(|err| err.to_string())
+                .as_deref(),
+            Some("malformed JUnit XML, line 2: not valid UTF-8")
+        );
     }
 
     /// Regression: `time="1e30"` (a timing file from anywhere) panicked.

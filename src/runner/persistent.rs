@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Split};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::Mutex as AsyncMutex;
 
+use crate::lines::clip;
 use crate::outcome::{Outcome, TestResult, reported_duration};
 use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
 use crate::runner::{Ran, Runner, RunnerError};
@@ -130,7 +131,11 @@ pub struct PersistentRunner {
 struct Session {
     child: Child,
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    /// Its stdout, line by line, as bytes: a line that is not UTF-8 breaks the protocol; it
+    /// does not end the stream.
+    stdout: Split<BufReader<ChildStdout>>,
+    /// How many lines it wrote to stdout, to name the one that breaks the protocol.
+    lines_read: usize,
     stderr: Arc<Mutex<Bounded>>,
     /// Copies the process's stderr into `stderr` until the pipe closes.
     stderr_task: tokio::task::JoinHandle<()>,
@@ -143,7 +148,7 @@ struct Session {
 enum Received {
     Message(Message),
     /// A line that is not a protocol message: the framework broke the protocol.
-    Garbage(String),
+    Garbage(Garbage),
     /// The process closed stdout (it died or exited).
     Closed,
     TimedOut,
@@ -221,7 +226,8 @@ impl PersistentRunner {
         let mut session = Session {
             child,
             stdin,
-            stdout: BufReader::new(stdout).lines(),
+            stdout: BufReader::new(stdout).split(b'\n'),
+            lines_read: 0,
             stderr,
             stderr_task,
             group,
@@ -252,10 +258,9 @@ impl PersistentRunner {
                     return Err(self.framework_error(detail));
                 }
                 Received::Message(_) => {}
-                Received::Garbage(line) => {
+                Received::Garbage(garbage) => {
                     return Err(self.framework_error(format!(
-                        "it broke the protocol before it was ready, writing `{}` to stdout",
-                        clip(&line)
+                        "it broke the protocol before it was ready: {garbage}"
                     )));
                 }
                 Received::Closed => {
@@ -332,7 +337,7 @@ impl PersistentRunner {
                     }
                 }
                 Received::Message(_) => {}
-                Received::Garbage(line) => break format!("`{}` on stdout", clip(&line)),
+                Received::Garbage(garbage) => break garbage.to_string(),
                 Received::Closed => {
                     let status = live.ended().await;
                     let output = format!(
@@ -378,12 +383,9 @@ impl PersistentRunner {
                         return amended(kept, message.previous, self.output_limit);
                     }
                     Received::Message(_) => {}
-                    Received::Garbage(line) => {
+                    Received::Garbage(garbage) => {
                         live.group.kill();
-                        break format!(
-                            "the framework broke the protocol (`{}` on stdout)",
-                            clip(&line)
-                        );
+                        break format!("the framework broke the protocol ({garbage})");
                     }
                     Received::Closed => {
                         break format!("the framework process died ({})", live.ended().await);
@@ -441,12 +443,44 @@ impl PersistentRunner {
     }
 }
 
-/// A protocol line short enough to quote in a message.
-fn clip(line: &str) -> String {
-    const MAX: usize = 200;
-    match line.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}...", &line[..at]),
-        None => line.to_owned(),
+/// What line `number` of a framework's stdout says: a message, nothing (a blank line), or that
+/// the framework broke the protocol (a line that is not UTF-8 JSON of a message; an array
+/// is not one, though serde would read one as a message's fields in order).
+fn read_line(line: &[u8], number: usize) -> Result<Option<Message>, Garbage> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line).map(str::trim);
+    if text.is_ok_and(str::is_empty) {
+        return Ok(None);
+    }
+    text.ok()
+        .filter(|text| text.starts_with('{'))
+        .and_then(|text| serde_json::from_str::<Message>(text).ok())
+        .map(Some)
+        .ok_or_else(|| Garbage {
+            line: number,
+            text: String::from_utf8_lossy(line).into_owned(),
+        })
+}
+
+/// A line of a framework's stdout that is not a protocol message.
+#[derive(Debug)]
+struct Garbage {
+    /// Its number, from 1.
+    line: usize,
+    /// What it says.
+    text: String,
+}
+
+impl std::fmt::Display for Garbage {
+    /// Its number, and the line quoted (clipped, its control characters escaped so the
+    /// message stays one plain line, whatever the framework printed).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {} of its stdout is `{}`",
+            self.line,
+            crate::lines::one_line(&clip(&self.text))
+        )
     }
 }
 
@@ -527,11 +561,8 @@ impl Session {
                     return Ok(listed);
                 }
                 Received::Message(_) => {}
-                Received::Garbage(line) => {
-                    return Err(format!(
-                        "it broke the protocol while listing, writing `{}` to stdout",
-                        clip(&line)
-                    ));
+                Received::Garbage(garbage) => {
+                    return Err(format!("it broke the protocol while listing: {garbage}"));
                 }
                 Received::Closed | Received::TimedOut => {
                     let status = self.ended().await;
@@ -557,20 +588,21 @@ impl Session {
         loop {
             let line = match deadline {
                 Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.stdout.next_line()).await {
+                    match tokio::time::timeout_at(deadline, self.stdout.next_segment()).await {
                         Ok(line) => line,
                         Err(_) => return Received::TimedOut,
                     }
                 }
-                None => self.stdout.next_line().await,
+                None => self.stdout.next_segment().await,
             };
             match line {
-                Ok(Some(line)) if line.trim().is_empty() => {}
                 Ok(Some(line)) => {
-                    return match serde_json::from_str::<Message>(&line) {
-                        Ok(message) => Received::Message(message),
-                        Err(_) => Received::Garbage(line),
-                    };
+                    self.lines_read += 1;
+                    match read_line(&line, self.lines_read) {
+                        Ok(Some(message)) => return Received::Message(message),
+                        Ok(None) => {}
+                        Err(garbage) => return Received::Garbage(garbage),
+                    }
                 }
                 Ok(None) | Err(_) => return Received::Closed,
             }
@@ -666,5 +698,55 @@ impl Runner for PersistentRunner {
                 session.group.kill();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a line that was not UTF-8 ended the stream as if the framework had died (ciq
+    /// waited for it to exit, then killed it); it is a protocol error naming the line.
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_breaks_the_protocol_naming_its_line() {
+        let script = r#"printf '{"type":"ready","protocol":1}\n\n'; read request; printf 'said \377\033[31m\n'; sleep 30"#;
+        let runner = PersistentRunner::new(
+            ["sh", "-c", script].map(str::to_owned).into(),
+            Vec::new(),
+            Some(Duration::from_secs(20)),
+            4096,
+            Hints::default(),
+        );
+        let id = TestId::new("t").unwrap();
+        let started = Instant::now();
+        let ran = runner.run(&[id], &[Duration::from_secs(20)]).await.unwrap();
+        runner.shutdown().await;
+        let result = &ran.results[0];
+        assert_eq!(result.outcome, Outcome::Errored);
+        assert!(
+            result.output.contains(
+                "[ciq: the framework broke the protocol (line 3 of its stdout is `said \u{fffd}\\u{1b}[31m`); process group killed, restarting it]"
+            ),
+            "{}",
+            result.output
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// A line is a message only as a JSON object (serde alone would read an array as a
+    /// message's fields in order).
+    #[test]
+    fn only_json_objects_are_messages() {
+        let garbage = |line: &[u8]| read_line(line, 4).err().map(|garbage| garbage.to_string());
+        assert_eq!(
+            garbage(br#"["result","t"]"#).as_deref(),
+            Some(r#"line 4 of its stdout is `["result","t"]`"#)
+        );
+        assert_eq!(garbage(b"  \r"), None);
+        assert_eq!(garbage(br#" {"type":"ready","protocol":1} "#), None);
     }
 }

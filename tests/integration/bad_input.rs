@@ -232,7 +232,7 @@ fn wrong_password_is_refused_and_never_printed() {
 fn missing_ids_name_their_flags() {
     let scratch = Scratch::new();
     let queue = ["--queue", "redis://127.0.0.1:1/0"];
-    let cases: [(Vec<&str>, &str); 6] = [
+    let cases: [(Vec<&str>, &str); 7] = [
         (
             [&queue[..], &["--tests", "-", "--", "true"]].concat(),
             "error: no build id: pass --build ID or set CIQ_BUILD",
@@ -240,6 +240,16 @@ fn missing_ids_name_their_flags() {
         (
             [&queue[..], &["--build", "b", "--tests", "-", "--", "true"]].concat(),
             "error: no worker id: pass --worker ID or set CIQ_WORKER",
+        ),
+        (
+            [
+                &queue[..],
+                &[
+                    "--build", "b", "--worker", "w\t1", "--tests", "-", "--", "true",
+                ],
+            ]
+            .concat(),
+            "error: --worker (CIQ_WORKER, or the CI's worker id) \"w\\t1\" holds a tab or a line break",
         ),
         (vec!["--", "true"], "error: no test list: pass --tests FILE"),
         (
