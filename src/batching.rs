@@ -223,3 +223,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::property_testing::{config, noisy_text};
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any text (`--batch-size`, `CIQ_BATCH_SIZE`) is `auto`, a size from 1 to [`MAX`], or
+        /// an error; a size in range reads back.
+        #[test]
+        fn any_text_is_a_batch_size_or_an_error(
+            text in prop_oneof![noisy_text(), "[ +-]?[0-9]{1,22}"],
+            size in 1..=MAX,
+        ) {
+            match text.parse::<BatchSize>() {
+                Ok(BatchSize::Auto) => prop_assert_eq!(text, "auto"),
+                Ok(BatchSize::Fixed(n)) => prop_assert!((1..=MAX).contains(&n), "{n}"),
+                Err(err) => prop_assert!(!err.contains('\n'), "{err}"),
+            }
+            prop_assert_eq!(size.to_string().parse::<BatchSize>(), Ok(BatchSize::Fixed(size)));
+        }
+    }
+}

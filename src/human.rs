@@ -89,3 +89,42 @@ mod tests {
         assert_eq!(duration(ms(7_200_000)), "2h");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::property_testing::{config, noisy_text};
+
+    /// The longest duration a flag takes.
+    const MONTH: Duration = Duration::from_secs(30 * 24 * 3600);
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any text (a flag's or a `CIQ_*` variable's value) is a duration from above zero to
+        /// 30 days, or one line saying why not.
+        #[test]
+        fn any_text_is_a_duration_in_range_or_an_error(
+            text in prop_oneof![
+                noisy_text(),
+                "[ +-]?[0-9]{1,25}(\\.[0-9]{1,3})? ?(ns|us|ms|s|m|min|h|d|w|M|y)?( [0-9]{1,3}(s|m))?",
+            ],
+        ) {
+            match parse_duration(&text) {
+                Ok(parsed) => prop_assert!(!parsed.is_zero() && parsed <= MONTH, "{parsed:?}"),
+                Err(err) => prop_assert!(!err.contains(['\n', '\r']), "{err}"),
+            }
+        }
+
+        /// Whole seconds and milliseconds read back, with or without their unit.
+        #[test]
+        fn durations_read_back(seconds in 1..=MONTH.as_secs(), millis in 1..1000u64) {
+            let expected = Duration::from_secs(seconds);
+            prop_assert_eq!(parse_duration(&seconds.to_string()), Ok(expected));
+            prop_assert_eq!(parse_duration(&format!("{seconds}s")), Ok(expected));
+            prop_assert_eq!(parse_duration(&format!("{millis}ms")), Ok(Duration::from_millis(millis)));
+        }
+    }
+}

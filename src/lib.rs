@@ -26,6 +26,8 @@ pub mod order_log;
 pub mod outcome;
 pub mod pause_point;
 pub mod process;
+#[cfg(test)]
+mod property_testing;
 pub mod quarantine;
 pub mod queue;
 pub mod report;

@@ -229,3 +229,118 @@ mod tests {
         assert!(err.contains("line 1"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::property_testing::{config, distinct_test_ids, noisy_bytes};
+
+    fn path() -> &'static Path {
+        Path::new("order.log")
+    }
+
+    /// A line no worker writes: no tab, no test id after it, a NUL, bytes that are not UTF-8.
+    fn bad_line() -> impl Strategy<Value = Vec<u8>> {
+        prop::sample::select(vec![
+            &b"no tab"[..],
+            b"",
+            b"w1\t",
+            b"w1\t  ",
+            b"w1\ta\0b",
+            b"w\xff\tt",
+        ])
+        .prop_map(<[u8]>::to_vec)
+    }
+
+    /// A log of `runs` (worker, test), in order.
+    fn render(runs: &[(String, TestId)]) -> Vec<u8> {
+        runs.iter()
+            .flat_map(|(worker, id)| lines(worker, std::slice::from_ref(id)).into_bytes())
+            .collect()
+    }
+
+    /// Runs by up to three workers (any names without tabs or line breaks) of distinct tests.
+    fn runs() -> impl Strategy<Value = Vec<(String, TestId)>> {
+        (
+            prop::collection::vec("[^\\t\\n\\r]{1,10}", 1..4),
+            distinct_test_ids(1..12),
+            prop::collection::vec((any::<Index>(), any::<Index>()), 1..16),
+        )
+            .prop_map(|(workers, ids, picks)| {
+                picks
+                    .iter()
+                    .filter_map(|(worker, id)| {
+                        Some((
+                            worker.get(&workers).clone(),
+                            TestId::new(id.get(&ids).as_str()).ok()?,
+                        ))
+                    })
+                    .collect()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any bytes are a log (answering for any test) or an error naming a line that exists.
+        #[test]
+        fn any_bytes_are_a_log_or_an_error_naming_the_line(bytes in noisy_bytes()) {
+            let lines = bytes.split(|&byte| byte == b'\n').count();
+            let failing = TestId::new("t").map_err(|err| TestCaseError::fail(err.to_string()))?;
+            match before_in(&bytes, path(), &failing, None) {
+                Ok(_) => {}
+                Err(OrderLogError::BadLine { line, .. }) => {
+                    prop_assert!((1..lines).contains(&line), "line {line} of {lines}");
+                }
+                Err(err @ OrderLogError::Io { .. }) => prop_assert!(false, "{err}"),
+            }
+        }
+
+        /// The tests a worker ran before a failing one read back from the log its run wrote,
+        /// for the worker named or the first that ran it.
+        #[test]
+        fn the_tests_before_a_failure_read_back(
+            runs in runs(),
+            failing in any::<Index>(),
+            named in any::<Option<Index>>(),
+        ) {
+            let failing = &failing.get(&runs).1;
+            let worker = named.map(|named| named.get(&runs).0.clone());
+            let read = before_in(&render(&runs), path(), failing, worker.as_deref())
+                .map_err(|err| TestCaseError::fail(err.to_string()))?;
+            let who = worker.unwrap_or_else(|| {
+                runs.iter().find(|(_, id)| id == failing).map(|(who, _)| who.clone()).unwrap_or_default()
+            });
+            let mine: Vec<TestId> = runs.iter().filter(|(w, _)| *w == who).map(|(_, id)| id.clone()).collect();
+            let expected = mine.iter().position(|id| id == failing).map(|at| (who, mine[..at].to_vec()));
+            prop_assert_eq!(read, expected);
+        }
+
+        /// A log cut anywhere (a worker killed as it wrote, maybe inside a character) reads
+        /// without error.
+        #[test]
+        fn a_log_cut_anywhere_reads(runs in runs(), cut in any::<Index>()) {
+            let log = render(&runs);
+            let cut = cut.index(log.len() + 1);
+            let read = before_in(&log[..cut], path(), &runs[0].1, None);
+            prop_assert!(read.is_ok(), "{read:?}");
+        }
+
+        /// One bad line before the end fails naming that line.
+        #[test]
+        fn one_bad_line_is_named(runs in runs(), at in any::<Index>(), bad in bad_line()) {
+            let log = render(&runs);
+            let mut lines: Vec<&[u8]> = log.split(|&byte| byte == b'\n').collect();
+            // Before the empty "line" after the final newline: never the last.
+            let at = at.index(lines.len());
+            lines.insert(at, &bad);
+            match before_in(&lines.join(&b'\n'), path(), &runs[0].1, None) {
+                Err(OrderLogError::BadLine { line, .. }) => prop_assert_eq!(line, at + 1),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}

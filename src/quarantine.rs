@@ -176,3 +176,87 @@ mod tests {
         assert!(err.to_string().contains("cannot read the quarantine file"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::property_testing::{config, distinct_test_ids, noisy_bytes};
+
+    fn path() -> &'static Path {
+        Path::new("quarantine.txt")
+    }
+
+    /// A line that is not a comment, blank, or a test id.
+    fn bad_line() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"a\0b".to_vec()),
+            Just(b"a\rb".to_vec()),
+            Just(b"net/\xffretry".to_vec()),
+            Just(vec![b'x'; crate::test_id::MAX_TEST_ID_BYTES + 1]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any bytes are a quarantine or an error naming a line that exists.
+        #[test]
+        fn any_bytes_are_a_quarantine_or_an_error_naming_the_line(bytes in noisy_bytes()) {
+            let lines = bytes.split(|&byte| byte == b'\n').count();
+            match Quarantine::parse(&bytes, path()) {
+                Ok(_) => {}
+                Err(QuarantineError::NotUtf8 { line, .. } | QuarantineError::BadLine { line, .. }) => {
+                    prop_assert!((1..=lines).contains(&line), "line {line} of {lines}");
+                }
+                Err(err @ QuarantineError::Read { .. }) => prop_assert!(false, "{err}"),
+            }
+        }
+
+        /// Ids among comments and blank lines read back as the quarantine.
+        #[test]
+        fn ids_among_comments_read_back(
+            ids in distinct_test_ids(0..12),
+            comments in prop::collection::vec(prop_oneof![Just(String::new()), "[ \t]{0,3}#[^\\n]{0,20}"], 12),
+            crlf in any::<bool>(),
+        ) {
+            // A quarantined id is trimmed, and may not start with `#`.
+            let ids: Vec<String> = ids
+                .iter()
+                .map(|id| id.trim().to_owned())
+                .filter(|id| !id.starts_with('#'))
+                .collect();
+            let ending = if crlf { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            for (id, comment) in ids.iter().zip(&comments) {
+                text.push_str(&format!("{comment}{ending}  {id}\t{ending}"));
+            }
+            let quarantine = Quarantine::parse(text.as_bytes(), path())
+                .map_err(|err| TestCaseError::fail(err.to_string()))?;
+            // Sorted, each once: trimming may have made two ids one.
+            let expected: Vec<&str> = ids.iter().map(String::as_str).collect::<BTreeSet<_>>().into_iter().collect();
+            let read: Vec<&str> = quarantine.ids().map(TestId::as_str).collect();
+            prop_assert_eq!(read, expected);
+        }
+
+        /// One bad line among ids fails naming that line.
+        #[test]
+        fn one_bad_line_is_named(
+            ids in distinct_test_ids(0..12),
+            at in any::<Index>(),
+            bad in bad_line(),
+        ) {
+            let mut lines: Vec<&[u8]> = ids.iter().map(|id| id.as_bytes()).collect();
+            let at = at.index(lines.len() + 1);
+            lines.insert(at, &bad);
+            match Quarantine::parse(&lines.join(&b'\n'), path()) {
+                Err(QuarantineError::NotUtf8 { line, .. } | QuarantineError::BadLine { line, .. }) => {
+                    prop_assert_eq!(line, at + 1);
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}

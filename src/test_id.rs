@@ -249,3 +249,122 @@ mod tests {
         assert_eq!(TestId::new("a\rb"), Err(InvalidTestId::LineBreak));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::property_testing::{config, distinct_test_ids, noisy_bytes, test_id};
+
+    /// A line that no list may hold: blank, with a NUL, a carriage return or a byte that is not
+    /// UTF-8 inside, or too long.
+    fn bad_line() -> impl Strategy<Value = Vec<u8>> {
+        let around = |middle: &'static [u8]| {
+            (test_id(), test_id())
+                .prop_map(move |(a, b)| [a.as_bytes(), middle, b.as_bytes()].concat())
+        };
+        prop_oneof![
+            Just(Vec::new()),
+            "[ \t\u{a0}]{1,4}".prop_map(String::into_bytes),
+            around(b"\0"),
+            around(b"\r"),
+            around(b"\xff"),
+            Just(vec![b'x'; MAX_TEST_ID_BYTES + 1]),
+        ]
+    }
+
+    /// `lines` as a list file, each line ended by `\r\n` where `crlf` says so, else `\n`.
+    fn render(lines: &[Vec<u8>], crlf: &[bool], final_newline: bool) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for (at, line) in lines.iter().enumerate() {
+            bytes.extend_from_slice(line);
+            if at + 1 < lines.len() || final_newline {
+                let ending: &[u8] = if crlf.get(at).copied().unwrap_or(false) {
+                    b"\r\n"
+                } else {
+                    b"\n"
+                };
+                bytes.extend_from_slice(ending);
+            }
+        }
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Whatever the bytes, a list of valid ids or an error naming a line that exists.
+        #[test]
+        fn any_bytes_give_a_list_or_an_error_naming_the_line(bytes in noisy_bytes()) {
+            let lines = bytes.split(|&byte| byte == b'\n').count();
+            match TestList::parse(&bytes, "`tests.txt`") {
+                Ok(list) => {
+                    prop_assert!(!list.ids.is_empty());
+                    prop_assert!(list.ids.len() + list.duplicates <= lines);
+                    for id in &list.ids {
+                        prop_assert_eq!(TestId::new(id.as_str()), Ok(id.clone()));
+                    }
+                }
+                Err(TestListError::Empty { .. }) => {
+                    prop_assert!(bytes.is_empty() || bytes == b"\n");
+                }
+                Err(err @ (TestListError::NotUtf8 { line, .. } | TestListError::BadLine { line, .. })) => {
+                    prop_assert!((1..=lines).contains(&line), "line {line} of {lines}");
+                    let message = err.to_string();
+                    prop_assert!(message.contains(&format!("line {line}")), "{message}");
+                    prop_assert!(!message.contains(['\n', '\r']), "{message}");
+                }
+            }
+        }
+
+        /// A list of valid ids (repeats, `\r\n` endings, a final newline or none) reads back as
+        /// its ids in first-seen order, repeats counted.
+        #[test]
+        fn valid_lists_read_back(
+            ids in distinct_test_ids(1..12),
+            picks in prop::collection::vec(any::<Index>(), 1..16),
+            crlf in prop::collection::vec(any::<bool>(), 16),
+            final_newline in any::<bool>(),
+        ) {
+            let lines: Vec<&String> = picks.iter().map(|pick| pick.get(&ids)).collect();
+            let mut expected = Vec::new();
+            let mut first_duplicate = None;
+            for &line in &lines {
+                if expected.contains(&line) {
+                    first_duplicate.get_or_insert(line);
+                } else {
+                    expected.push(line);
+                }
+            }
+            let bytes: Vec<Vec<u8>> = lines.iter().map(|line| line.as_bytes().to_vec()).collect();
+            let list = TestList::parse(&render(&bytes, &crlf, final_newline), "`tests.txt`")
+                .map_err(|err| TestCaseError::fail(err.to_string()))?;
+            let ids: Vec<&str> = list.ids.iter().map(TestId::as_str).collect();
+            let expected: Vec<&str> = expected.into_iter().map(String::as_str).collect();
+            prop_assert_eq!(ids, expected);
+            prop_assert_eq!(list.duplicates, lines.len() - list.ids.len());
+            prop_assert_eq!(list.first_duplicate.as_ref().map(TestId::as_str), first_duplicate.map(String::as_str));
+        }
+
+        /// A valid list with one bad line inserted fails naming that line.
+        #[test]
+        fn one_bad_line_is_named(
+            ids in distinct_test_ids(1..12),
+            at in any::<Index>(),
+            bad in bad_line(),
+            crlf in prop::collection::vec(any::<bool>(), 13),
+        ) {
+            let mut lines: Vec<Vec<u8>> = ids.iter().map(|id| id.as_bytes().to_vec()).collect();
+            let at = at.index(lines.len() + 1);
+            lines.insert(at, bad);
+            let err = TestList::parse(&render(&lines, &crlf, true), "`tests.txt`");
+            let line = match &err {
+                Err(TestListError::NotUtf8 { line, .. } | TestListError::BadLine { line, .. }) => *line,
+                other => return Err(TestCaseError::fail(format!("{other:?}"))),
+            };
+            prop_assert_eq!(line, at + 1);
+        }
+    }
+}

@@ -450,3 +450,97 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::property_testing::{config, distinct_test_ids, noisy_bytes};
+
+    fn path() -> &'static Path {
+        Path::new("timings.tsv")
+    }
+
+    /// A line of a timing file that is not a comment, blank, or `<milliseconds><TAB><test id>`.
+    fn bad_line() -> impl Strategy<Value = Vec<u8>> {
+        prop::sample::select(vec![
+            &b"fast\tt"[..],
+            b"12 t",
+            b"12",
+            b"12\t",
+            b"12\t \t",
+            b"-5\tt",
+            b"1.5\tt",
+            b"18446744073709551616\tt",
+            b"12\ta\0b",
+            b"12\ta\rb",
+            b"12\tt\xff",
+        ])
+        .prop_map(<[u8]>::to_vec)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any bytes are durations of valid ids or an error naming a line that exists.
+        #[test]
+        fn any_bytes_are_timings_or_an_error_naming_the_line(bytes in noisy_bytes()) {
+            let lines = bytes.split(|&byte| byte == b'\n').count();
+            match Timings::parse(&bytes, path(), &[]) {
+                Ok(_) => {}
+                Err(TimingsError::Malformed { line, .. }) => {
+                    prop_assert!((1..=lines).contains(&line), "line {line} of {lines}");
+                }
+                Err(err @ TimingsError::Junit { .. }) => prop_assert!(bytes.trim_ascii_start().starts_with(b"<"), "{err}"),
+                Err(err @ TimingsError::Io { .. }) => prop_assert!(false, "{err}"),
+            }
+        }
+
+        /// A timing file ciq wrote reads back as the durations it holds, in whole milliseconds.
+        #[test]
+        fn written_files_read_back(
+            ids in distinct_test_ids(0..12),
+            millis in prop::collection::vec(any::<u64>(), 12),
+            nanos in prop::collection::vec(0..1_000_000u32, 12),
+        ) {
+            let durations: Vec<(TestId, Duration)> = ids
+                .iter()
+                .zip(millis.iter().zip(&nanos))
+                .map(|(id, (&ms, &ns))| {
+                    let id = TestId::new(id.as_str()).map_err(|err| TestCaseError::fail(err.to_string()))?;
+                    Ok((id, Duration::from_millis(ms) + Duration::from_nanos(ns.into())))
+                })
+                .collect::<Result<_, TestCaseError>>()?;
+            let read = Timings::parse(render(durations.clone()).as_bytes(), path(), &[])
+                .map_err(|err| TestCaseError::fail(err.to_string()))?;
+            prop_assert_eq!(read.len(), durations.len());
+            for (id, duration) in &durations {
+                let whole = Duration::from_millis(duration.as_millis().try_into().unwrap_or(u64::MAX));
+                prop_assert_eq!(read.get(id), Some(whole));
+            }
+        }
+
+        /// A timing file with one bad line fails naming that line.
+        #[test]
+        fn one_bad_line_is_named(
+            ids in distinct_test_ids(0..12),
+            at in any::<Index>(),
+            bad in bad_line(),
+        ) {
+            let durations = ids
+                .iter()
+                .filter_map(|id| Some((TestId::new(id.as_str()).ok()?, Duration::from_millis(7))));
+            let text = render(durations);
+            let mut lines: Vec<&[u8]> = text.as_bytes().split(|&byte| byte == b'\n').collect();
+            // After the header, before the empty "line" after the final newline.
+            let at = 1 + at.index(lines.len() - 1);
+            lines.insert(at, &bad);
+            match Timings::parse(&lines.join(&b'\n'), path(), &[]) {
+                Err(TimingsError::Malformed { line, .. }) => prop_assert_eq!(line, at + 1),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}

@@ -270,3 +270,134 @@ mod tests {
         assert_eq!(held, [1, 4]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::property_testing::{config, noisy_text};
+
+    /// Every variable [`detect`] and [`share`] read.
+    const VARIABLES: &[&str] = &[
+        "BUILDKITE",
+        "BUILDKITE_BUILD_ID",
+        "BUILDKITE_PARALLEL_JOB",
+        "BUILDKITE_PARALLEL_JOB_COUNT",
+        "BUILDKITE_JOB_ID",
+        "BUILDKITE_RETRY_COUNT",
+        "GITHUB_ACTIONS",
+        "GITHUB_RUN_ID",
+        "GITHUB_RUN_ATTEMPT",
+        "GITHUB_JOB",
+        "RUNNER_NAME",
+        "GITLAB_CI",
+        "CI_PIPELINE_ID",
+        "CI_NODE_INDEX",
+        "CI_NODE_TOTAL",
+        "CI_JOB_ID",
+        "CIRCLECI",
+        "CIRCLE_WORKFLOW_ID",
+        "CIRCLE_BUILD_NUM",
+        "CIRCLE_NODE_INDEX",
+        "CIRCLE_NODE_TOTAL",
+        "JENKINS_URL",
+        "BUILD_TAG",
+        "NODE_NAME",
+        "EXECUTOR_NUMBER",
+    ];
+
+    /// A value a CI may give: a number (signed, padded, huge), a word, blank, or any text.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ \t]{0,2}-?[0-9]{1,25}[ \t]{0,2}",
+            "[a-z0-9-]{1,12}",
+            "[ \t\n]{0,3}",
+            noisy_text(),
+        ]
+    }
+
+    /// An environment of some of [`VARIABLES`], with any values.
+    fn environment() -> impl Strategy<Value = HashMap<String, String>> {
+        prop::collection::hash_map(
+            prop::sample::select(VARIABLES).prop_map(str::to_owned),
+            value(),
+            0..12,
+        )
+    }
+
+    /// A value that is not blank, as a CI that sets the variable would give it.
+    fn set() -> impl Strategy<Value = String> {
+        any::<String>().prop_filter("blank", |value| !value.trim().is_empty())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Whatever the environment, the ids found are never blank, a provider is named when
+        /// (and only when) its marker is set, and a share is one machine among its count.
+        #[test]
+        fn any_environment_gives_usable_ids(env in environment()) {
+            let ids = detect(|name| env.get(name).cloned());
+            for id in [&ids.build, &ids.worker].into_iter().flatten() {
+                prop_assert!(!id.trim().is_empty(), "{id:?}");
+            }
+            let marked = ["BUILDKITE", "GITHUB_ACTIONS", "GITLAB_CI", "CIRCLECI", "JENKINS_URL"]
+                .iter()
+                .any(|marker| env.get(*marker).is_some_and(|v| !v.trim().is_empty()));
+            prop_assert_eq!(ids.provider.is_some(), marked);
+            if let Some(share) = share(|name| env.get(name).cloned()) {
+                prop_assert!(share.index < share.count, "{share:?}");
+                prop_assert!(share.holds(share.index));
+            }
+        }
+
+        /// Each provider's build and worker ids read back exactly as the CI set them, and its
+        /// retry counters as the retry they count.
+        #[test]
+        fn provider_values_read_back(
+            provider in 0..5usize,
+            build in set(),
+            worker in set(),
+            round in 0..1000u64,
+            padding in "[ \t]{0,2}",
+        ) {
+            let count = format!("{padding}{round}{padding}");
+            let (pairs, retry): (Vec<(&str, &str)>, Option<RetryRound>) = match provider {
+                0 => (
+                    vec![("BUILDKITE", "true"), ("BUILDKITE_BUILD_ID", &build), ("BUILDKITE_PARALLEL_JOB", &worker), ("BUILDKITE_RETRY_COUNT", &count)],
+                    (round > 0).then(|| RetryRound::Named(format!("buildkite-{round}"))),
+                ),
+                1 => (
+                    vec![("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ID", &build), ("GITHUB_JOB", &worker), ("GITHUB_RUN_ATTEMPT", &count)],
+                    (round > 1).then(|| RetryRound::Named(format!("attempt-{round}"))),
+                ),
+                2 => (
+                    vec![("GITLAB_CI", "true"), ("CI_PIPELINE_ID", &build), ("CI_NODE_INDEX", &worker)],
+                    Some(RetryRound::Rejoined),
+                ),
+                3 => (
+                    vec![("CIRCLECI", "true"), ("CIRCLE_WORKFLOW_ID", &build), ("CIRCLE_NODE_INDEX", &worker)],
+                    None,
+                ),
+                _ => (
+                    vec![("JENKINS_URL", "http://ci"), ("BUILD_TAG", &build), ("NODE_NAME", &worker)],
+                    None,
+                ),
+            };
+            let env: HashMap<&str, &str> = pairs.into_iter().collect();
+            let ids = detect(|name| env.get(name).map(|value| (*value).to_owned()));
+            prop_assert_eq!(ids.build.as_deref(), Some(build.as_str()));
+            let found = ids.worker.unwrap_or_default();
+            if provider == 1 {
+                // GitHub's legs of a matrix share the job's name: a suffix tells them apart.
+                prop_assert!(found.starts_with(&format!("{worker}-")), "{found:?}");
+            } else {
+                prop_assert_eq!(found, worker);
+            }
+            prop_assert_eq!(ids.retry, retry);
+        }
+    }
+}

@@ -445,3 +445,172 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::property_testing::{config, corrupt, edits, noisy_bytes, test_id};
+
+    /// What nextest says of a listed test.
+    #[derive(Debug, Clone, Copy)]
+    enum Status {
+        Matches,
+        Ignored,
+        /// Filtered out by the user's filter: not listed.
+        Filtered,
+    }
+
+    /// Test binaries, each with its tests' names and statuses.
+    type Suites = BTreeMap<String, BTreeMap<String, Status>>;
+
+    fn suites() -> impl Strategy<Value = Suites> {
+        let status = prop::sample::select(vec![Status::Matches, Status::Ignored, Status::Filtered]);
+        prop::collection::btree_map(
+            "[a-z_][a-z0-9_-]{0,8}(::[a-z_/-]{1,8})?",
+            prop::collection::btree_map(test_id(), status, 0..6),
+            0..5,
+        )
+    }
+
+    /// What `cargo nextest list --message-format json` prints for `suites`.
+    fn render(suites: &Suites) -> Value {
+        let rust_suites: serde_json::Map<String, Value> = suites
+            .iter()
+            .map(|(binary, tests)| {
+                let testcases: serde_json::Map<String, Value> = tests
+                    .iter()
+                    .map(|(name, status)| {
+                        let filter_match = match status {
+                            Status::Matches => json!({"status": "matches"}),
+                            Status::Ignored => json!({"status": "mismatch", "reason": "ignored"}),
+                            Status::Filtered => {
+                                json!({"status": "mismatch", "reason": "expression"})
+                            }
+                        };
+                        let ignored = matches!(status, Status::Ignored);
+                        (
+                            name.clone(),
+                            json!({"ignored": ignored, "filter-match": filter_match}),
+                        )
+                    })
+                    .collect();
+                let suite = json!({
+                    "binary-id": binary,
+                    "binary-path": format!("/w/target/debug/deps/{binary}-0"),
+                    "cwd": "/w/app",
+                    "package-id": "path+file:///w/app#app@0.1.0",
+                    "kind": "lib",
+                    "testcases": testcases,
+                });
+                (binary.clone(), suite)
+            })
+            .collect();
+        json!({
+            "rust-build-meta": {
+                "target-directory": "/w/target",
+                "base-output-directories": ["debug"],
+                "non-test-binaries": {},
+                "linked-paths": [],
+            },
+            "test-count": 0,
+            "rust-suites": rust_suites,
+        })
+    }
+
+    /// Whatever `json` is, a listing of valid ids or one line of error.
+    fn check_outcome(json: &[u8]) -> Result<(), TestCaseError> {
+        match Listing::parse(json) {
+            Ok(listing) => {
+                for id in listing.ids() {
+                    prop_assert!(TestId::new(id.as_str()).is_ok(), "{id:?}");
+                }
+            }
+            Err(err) => {
+                prop_assert!(!err.contains(['\n', '\r']), "{err}");
+                if err.starts_with("unreadable") {
+                    prop_assert!(err.contains(" at line "), "{err}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any bytes are a listing or an error, never a panic.
+        #[test]
+        fn any_bytes_are_a_listing_or_an_error(json in noisy_bytes()) {
+            check_outcome(&json)?;
+        }
+
+        /// A valid listing with a few bytes inserted, deleted or changed is a listing or an
+        /// error, never a panic.
+        #[test]
+        fn corrupted_listings_are_listings_or_errors(suites in suites(), edits in edits(), pretty in any::<bool>()) {
+            let value = render(&suites);
+            let json = if pretty { serde_json::to_vec_pretty(&value) } else { serde_json::to_vec(&value) };
+            let json = json.map_err(|err| TestCaseError::fail(err.to_string()))?;
+            check_outcome(&corrupt(json, &edits))?;
+        }
+
+        /// A listing reads back as `<binary-id> <test name>` ids, binaries and names in order,
+        /// the tests nextest would skip as ignored kept as ignored, filtered ones left out.
+        #[test]
+        fn listings_read_back(suites in suites()) {
+            let json = render(&suites).to_string();
+            let listing = Listing::parse(json.as_bytes()).map_err(TestCaseError::fail)?;
+            let mut expected = Vec::new();
+            for (binary, tests) in &suites {
+                for (name, status) in tests {
+                    let id = format!("{binary} {name}");
+                    match status {
+                        Status::Matches | Status::Ignored => {
+                            prop_assert_eq!(listing.tests[&id].ignored, matches!(status, Status::Ignored));
+                            prop_assert_eq!(&listing.tests[&id].name, name);
+                            expected.push(id);
+                        }
+                        Status::Filtered => prop_assert!(!listing.tests.contains_key(&id)),
+                    }
+                }
+            }
+            prop_assert_eq!(listing.ids(), expected.as_slice());
+        }
+
+        /// A test name JSON spells with a line break or a NUL is refused, never split into two
+        /// ids of the test list.
+        #[test]
+        fn names_that_are_no_test_ids_are_refused(
+            suites in suites(),
+            a in test_id(),
+            b in test_id(),
+            separator in prop::sample::select(vec!["\n", "\r", "\r\n", "\0"]),
+        ) {
+            let mut suites = suites;
+            let name = format!("{a}{separator}{b}");
+            suites.entry("app".to_owned()).or_default().insert(name.clone(), Status::Matches);
+            let err = Listing::parse(render(&suites).to_string().as_bytes());
+            let err = err.err().ok_or_else(|| TestCaseError::fail("parsed"))?;
+            prop_assert!(err.contains(&format!("{:?}", crate::lines::clip(&format!("app {name}")))), "{err}");
+        }
+
+        /// Pretty JSON with a stray character at the start of one line fails naming that line.
+        #[test]
+        fn a_broken_line_is_named(suites in suites(), at in any::<Index>()) {
+            let json = serde_json::to_string_pretty(&render(&suites))
+                .map_err(|err| TestCaseError::fail(err.to_string()))?;
+            let mut lines: Vec<String> = json.lines().map(str::to_owned).collect();
+            let at = at.index(lines.len());
+            lines[at].insert(0, '@');
+            let err = Listing::parse(lines.join("\n").as_bytes());
+            let err = err.err().ok_or_else(|| TestCaseError::fail("parsed"))?;
+            prop_assert!(err.contains(&format!("at line {} column 1", at + 1)), "{err}");
+        }
+    }
+}

@@ -321,3 +321,116 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::property_testing::{config, noisy_bytes, test_id};
+    use crate::test_id::TestList;
+
+    /// A node id's name: anything a test id may hold but control characters (pytest escapes
+    /// them), tabs aside.
+    fn name() -> impl Strategy<Value = String> {
+        test_id().prop_map(|id| id.replace(|c: char| c.is_control() && c != '\t', "?"))
+    }
+
+    /// A node id: a path, `::`, then a name.
+    fn node_id() -> impl Strategy<Value = String> {
+        ("[a-z][a-z0-9_]{0,8}(/[a-z_]{1,8}){0,2}\\.py", name())
+            .prop_map(|(path, name)| format!("{path}::{name}"))
+    }
+
+    /// A line before the summary that is not a node id.
+    fn bad_line() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"test_triv_00.py: 100".to_vec()),
+            Just(b"============================= test session starts ====".to_vec()),
+            Just(b"  <Function test_a>".to_vec()),
+            Just(b"<Module t.py>".to_vec()),
+            Just(b"_____ ERROR collecting t.py _____".to_vec()),
+            Just(b"t.py::".to_vec()),
+            Just(b"::test_a".to_vec()),
+            Just(b"\x1b[32mt.py::test_a\x1b[0m".to_vec()),
+            Just(b"t.py::test_\xff".to_vec()),
+            "[a-zA-Z][a-zA-Z0-9 .:]{0,20}"
+                .prop_filter("a node id", |line| !line.contains("::"))
+                .prop_map(String::into_bytes),
+        ]
+    }
+
+    /// What `pytest --collect-only --verbosity=-1` prints for `lines`, `\r\n`-ended if `crlf`.
+    fn render(lines: &[Vec<u8>], crlf: bool) -> Vec<u8> {
+        let ending: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+        let mut stdout = Vec::new();
+        for line in lines {
+            stdout.extend_from_slice(line);
+            stdout.extend_from_slice(ending);
+        }
+        stdout.extend_from_slice(ending);
+        stdout.extend_from_slice(format!("{} tests collected in 0.01s", lines.len()).as_bytes());
+        stdout.extend_from_slice(ending);
+        stdout
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any output is node ids or an error naming a line that exists, in one line of text.
+        #[test]
+        fn any_output_is_ids_or_an_error_naming_the_line(stdout in noisy_bytes()) {
+            let lines = stdout.split(|&byte| byte == b'\n').count();
+            match parse_collected(&stdout) {
+                Ok(ids) => {
+                    for id in ids.lines() {
+                        prop_assert!(is_node_id(id), "{id:?}");
+                    }
+                }
+                Err(err) => {
+                    let line: usize = err
+                        .strip_prefix("line ")
+                        .and_then(|rest| rest.split(' ').next())
+                        .and_then(|number| number.parse().ok())
+                        .ok_or_else(|| TestCaseError::fail(format!("no line: {err}")))?;
+                    prop_assert!((1..=lines).contains(&line), "{err}");
+                    prop_assert!(!err.chars().any(char::is_control), "{err}");
+                }
+            }
+        }
+
+        /// Collected node ids read back as the test list they were, in order.
+        #[test]
+        fn collected_ids_read_back(
+            ids in prop::collection::vec(node_id(), 1..12),
+            crlf in any::<bool>(),
+        ) {
+            let lines: Vec<Vec<u8>> = ids.iter().map(|id| id.as_bytes().to_vec()).collect();
+            let listed = parse_collected(&render(&lines, crlf)).map_err(TestCaseError::fail)?;
+            let list = TestList::parse(listed.as_bytes(), "pytest")
+                .map_err(|err| TestCaseError::fail(err.to_string()))?;
+            let mut expected = ids;
+            let mut seen = std::collections::HashSet::new();
+            expected.retain(|id| seen.insert(id.clone()));
+            let read: Vec<&str> = list.ids.iter().map(|id| id.as_str()).collect();
+            prop_assert_eq!(read, expected.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+
+        /// One line that is not a node id, among node ids, is named.
+        #[test]
+        fn one_bad_line_is_named(
+            ids in prop::collection::vec(node_id(), 0..12),
+            at in any::<Index>(),
+            bad in bad_line(),
+            crlf in any::<bool>(),
+        ) {
+            let mut lines: Vec<Vec<u8>> = ids.iter().map(|id| id.as_bytes().to_vec()).collect();
+            let at = at.index(lines.len() + 1);
+            lines.insert(at, bad);
+            let err = parse_collected(&render(&lines, crlf)).err();
+            let err = err.ok_or_else(|| TestCaseError::fail("parsed"))?;
+            prop_assert!(err.starts_with(&format!("line {} is not ", at + 1)), "{err}");
+        }
+    }
+}

@@ -349,3 +349,237 @@ mod tests {
         assert_eq!(pytest_address("t.py::f"), ("t".to_owned(), "f".to_owned()));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::property_testing::{config, corrupt, edits, noisy_text};
+
+    /// A `<testcase>` to write: its attributes, result element and output.
+    #[derive(Debug, Clone)]
+    struct Written {
+        classname: Option<String>,
+        name: String,
+        millis: Option<u32>,
+        /// `failure`, `error` or `skipped`, its `message` and its text.
+        result: Option<(&'static str, Option<String>, String)>,
+        system_out: Option<String>,
+        system_err: Option<String>,
+    }
+
+    /// Text with what XML must escape: markup, quotes, entities' `&`, line ends, any Unicode.
+    fn text() -> impl Strategy<Value = String> {
+        "[^\\x00]{0,16}|[<>&'\"\\t\\r\\n ]{1,6}|(&|&amp;|<!\\[CDATA\\[|]]>|\\r\\n){1,3}"
+    }
+
+    fn written() -> impl Strategy<Value = Written> {
+        let result = prop::option::of((
+            prop::sample::select(vec!["failure", "error", "skipped"]),
+            prop::option::of(text()),
+            text(),
+        ));
+        (
+            prop::option::of(text()),
+            text(),
+            prop::option::of(0..10_000_000u32),
+            result,
+            prop::option::of(text()),
+            prop::option::of(text()),
+        )
+            .prop_map(
+                |(classname, name, millis, result, system_out, system_err)| Written {
+                    classname,
+                    name,
+                    millis,
+                    result,
+                    system_out,
+                    system_err,
+                },
+            )
+    }
+
+    /// `text` escaped for XML, line ends as character references so that an element stays on
+    /// its line (and an attribute keeps them: a literal one would be read as a space).
+    fn escape(text: &str) -> String {
+        let mut escaped = String::new();
+        for c in text.chars() {
+            match c {
+                '<' => escaped.push_str("&lt;"),
+                '>' => escaped.push_str("&gt;"),
+                '&' => escaped.push_str("&amp;"),
+                '"' => escaped.push_str("&quot;"),
+                '\'' => escaped.push_str("&apos;"),
+                '\t' | '\n' | '\r' => escaped.push_str(&format!("&#{};", u32::from(c))),
+                c => escaped.push(c),
+            }
+        }
+        escaped
+    }
+
+    /// `case` as one line of XML.
+    fn render(case: &Written) -> String {
+        let mut xml = String::from("<testcase");
+        if let Some(classname) = &case.classname {
+            xml.push_str(&format!(" classname=\"{}\"", escape(classname)));
+        }
+        xml.push_str(&format!(" name=\"{}\"", escape(&case.name)));
+        if let Some(millis) = case.millis {
+            xml.push_str(&format!(" time=\"{}.{:03}\"", millis / 1000, millis % 1000));
+        }
+        xml.push('>');
+        if let Some((tag, message, text)) = &case.result {
+            xml.push_str(&format!("<{tag}"));
+            if let Some(message) = message {
+                xml.push_str(&format!(" message=\"{}\"", escape(message)));
+            }
+            xml.push_str(&format!(">{}</{tag}>", escape(text)));
+        }
+        for (tag, text) in [
+            ("system-out", &case.system_out),
+            ("system-err", &case.system_err),
+        ] {
+            if let Some(text) = text {
+                xml.push_str(&format!("<{tag}>{}</{tag}>", escape(text)));
+            }
+        }
+        xml.push_str("</testcase>");
+        xml
+    }
+
+    /// A report holding `lines`, one per line, from line 4.
+    fn document(lines: &[String]) -> String {
+        let mut xml = String::from(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<testsuites>\n<testsuite name=\"pytest\">\n",
+        );
+        for line in lines {
+            xml.push_str(line);
+            xml.push('\n');
+        }
+        xml.push_str("</testsuite>\n</testsuites>\n");
+        xml
+    }
+
+    /// What the parser should make of `case`.
+    fn expected(case: &Written) -> Case {
+        let mut output = String::new();
+        let end_line = |output: &mut String| {
+            if !output.is_empty() && !output.ends_with('\n') {
+                output.push('\n');
+            }
+        };
+        let mut outcome = Outcome::Passed;
+        if let Some((tag, message, text)) = &case.result {
+            outcome = match *tag {
+                "failure" => Outcome::Failed,
+                "error" => Outcome::Errored,
+                _ => Outcome::Skipped,
+            };
+            if let Some(message) = message {
+                output.push_str(message);
+                output.push('\n');
+            }
+            output.push_str(text);
+            end_line(&mut output);
+        }
+        for text in [&case.system_out, &case.system_err].into_iter().flatten() {
+            output.push_str(text);
+            end_line(&mut output);
+        }
+        Case {
+            classname: case.classname.clone().unwrap_or_default(),
+            name: case.name.clone(),
+            outcome,
+            duration: case
+                .millis
+                .map(|millis| Duration::from_millis(millis.into())),
+            output,
+        }
+    }
+
+    /// A line that breaks a report where it stands.
+    fn bad_line() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "<testcase classname=\"no.name\"/>",
+            "<testcase name=unquoted/>",
+            "<testcase name=\"a &bogus; entity\"/>",
+            "<testcase name=\"t\"></testcas>",
+            "</testcase>",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    /// Whatever `parse` made of `xml`: a report, or an error naming a line of it (when it
+    /// names one) in one line of text.
+    fn check_outcome(xml: &[u8], parsed: Result<Cases, JunitError>) -> Result<(), TestCaseError> {
+        if let Err(err) = parsed {
+            let lines = xml.split(|&byte| byte == b'\n').count();
+            if let Some(line) = err.line() {
+                prop_assert!((1..=lines).contains(&line), "line {line} of {lines}: {err}");
+            }
+            let message = err.to_string();
+            prop_assert!(!message.contains(['\n', '\r']), "{message}");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any text is a report or an error, never a panic.
+        #[test]
+        fn any_text_is_a_report_or_an_error(xml in noisy_text()) {
+            check_outcome(xml.as_bytes(), parse(&xml))?;
+        }
+
+        /// A valid report with a few bytes inserted, deleted or changed is a report or an
+        /// error, never a panic.
+        #[test]
+        fn corrupted_reports_are_reports_or_errors(
+            cases in prop::collection::vec(written(), 0..6),
+            edits in edits(),
+        ) {
+            let lines: Vec<String> = cases.iter().map(render).collect();
+            let xml = corrupt(document(&lines).into_bytes(), &edits);
+            check_outcome(&xml, parse_bytes(&xml))?;
+        }
+
+        /// Every case of a valid report reads back as written: names, outcome, time, output.
+        #[test]
+        fn valid_reports_read_back(cases in prop::collection::vec(written(), 0..8)) {
+            let lines: Vec<String> = cases.iter().map(render).collect();
+            let xml = document(&lines);
+            let parsed = parse(&xml).map_err(|err| TestCaseError::fail(format!("{err}\n{xml}")))?;
+            let expected: Vec<Case> = cases.iter().map(expected).collect();
+            prop_assert_eq!(parsed.cases.len(), expected.len());
+            for (read, case) in parsed.cases.iter().zip(&expected) {
+                let close = match (read.duration, case.duration) {
+                    (Some(read), Some(written)) => read.abs_diff(written) <= Duration::from_micros(1),
+                    (read, written) => read == written,
+                };
+                prop_assert!(close, "{:?} vs {:?}", read.duration, case.duration);
+                let read = Case { duration: case.duration, ..read.clone() };
+                prop_assert_eq!(&read, case);
+            }
+        }
+
+        /// A valid report with one bad line fails naming that line.
+        #[test]
+        fn one_bad_line_is_named(
+            cases in prop::collection::vec(written(), 0..8),
+            at in any::<Index>(),
+            bad in bad_line(),
+        ) {
+            let mut lines: Vec<String> = cases.iter().map(render).collect();
+            let at = at.index(lines.len() + 1);
+            lines.insert(at, bad);
+            let xml = document(&lines);
+            match parse(&xml) {
+                Ok(_) => prop_assert!(false, "parsed:\n{xml}"),
+                Err(err) => prop_assert_eq!(err.line(), Some(at + 4), "{}\n{}", err, xml),
+            }
+        }
+    }
+}

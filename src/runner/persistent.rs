@@ -750,3 +750,170 @@ mod tests {
         assert_eq!(garbage(br#" {"type":"ready","protocol":1} "#), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    use super::*;
+    use crate::property_testing::{config, noisy_bytes, test_id};
+
+    /// A protocol message as a framework may write it, and the fields ciq should read from it.
+    #[derive(Debug, Clone)]
+    struct Written {
+        kind: String,
+        id: Option<String>,
+        outcome: Option<String>,
+        duration: Option<f64>,
+        output: Option<String>,
+        ids: Option<Vec<String>>,
+        kept: bool,
+        /// A field ciq does not know, which it ignores.
+        unknown: Option<(String, String)>,
+    }
+
+    fn written() -> impl Strategy<Value = Written> {
+        let kind = prop_oneof![
+            prop::sample::select(vec!["ready", "fatal", "list", "result", "settled"])
+                .prop_map(str::to_owned),
+            "[a-z_]{1,10}",
+        ];
+        let outcome = prop_oneof![
+            prop::sample::select(vec!["passed", "failed", "skipped", "errored"])
+                .prop_map(str::to_owned),
+            any::<String>(),
+        ];
+        (
+            kind,
+            prop::option::of(test_id()),
+            prop::option::of(outcome),
+            prop::option::of(0.0..1e6f64),
+            prop::option::of(any::<String>()),
+            prop::option::of(prop::collection::vec(test_id(), 0..5)),
+            any::<bool>(),
+            prop::option::of(("x_[a-z]{0,8}", any::<String>())),
+        )
+            .prop_map(
+                |(kind, id, outcome, duration, output, ids, kept, unknown)| Written {
+                    kind,
+                    id,
+                    outcome,
+                    duration,
+                    output,
+                    ids,
+                    kept,
+                    unknown,
+                },
+            )
+    }
+
+    /// `message` as one line of JSON, without its `\n`.
+    fn render(message: &Written) -> Vec<u8> {
+        let mut object = serde_json::Map::new();
+        object.insert("type".to_owned(), message.kind.clone().into());
+        let mut optional = |key: &str, value: Option<serde_json::Value>| {
+            if let Some(value) = value {
+                object.insert(key.to_owned(), value);
+            }
+        };
+        optional("id", message.id.clone().map(Into::into));
+        optional("outcome", message.outcome.clone().map(Into::into));
+        optional("duration", message.duration.map(Into::into));
+        optional("output", message.output.clone().map(Into::into));
+        optional("ids", message.ids.clone().map(Into::into));
+        optional("kept", message.kept.then_some(true.into()));
+        if let Some((key, value)) = &message.unknown {
+            object.insert(key.clone(), value.clone().into());
+        }
+        serde_json::Value::Object(object).to_string().into_bytes()
+    }
+
+    /// A line that is not a protocol message: text, cut or mistyped JSON, a JSON value that is
+    /// not an object, bytes that are not UTF-8, a terminal's color codes.
+    fn garbage() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            "[a-zA-Z][a-zA-Z .:]{0,30}".prop_map(String::into_bytes),
+            written().prop_map(|message| {
+                let mut line = render(&message);
+                line.pop();
+                line
+            }),
+            Just(b"{\"type\":1}".to_vec()),
+            Just(b"{\"type\":\"result\",\"duration\":\"fast\"}".to_vec()),
+            Just(b"{\"id\":\"t\"}".to_vec()),
+            Just(b"[\"result\"]".to_vec()),
+            Just(b"\"ready\"".to_vec()),
+            Just(b"{\"type\":\"ready\"} trailing".to_vec()),
+            Just(b"{\"type\":\"ready\",\"x\":\"\xff\"}".to_vec()),
+            Just(b"\x1b[32mPASSED\x1b[0m".to_vec()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any line is a message, nothing (a blank line), or garbage naming its number in one
+        /// line of text; never a panic.
+        #[test]
+        fn any_line_is_a_message_nothing_or_garbage_naming_it(
+            bytes in noisy_bytes(),
+            number in 1..100_000usize,
+        ) {
+            let line: Vec<u8> = bytes.into_iter().filter(|&byte| byte != b'\n').collect();
+            if let Err(garbage) = read_line(&line, number) {
+                prop_assert_eq!(garbage.line, number);
+                let message = garbage.to_string();
+                prop_assert!(message.starts_with(&format!("line {number} of its stdout is `")), "{message}");
+                prop_assert!(!message.chars().any(char::is_control), "{message}");
+            }
+        }
+
+        /// A framework's message reads back with the fields it wrote, whatever their text, a
+        /// `\r` before the `\n` or fields ciq does not know.
+        #[test]
+        fn messages_read_back(message in written(), crlf in any::<bool>()) {
+            let mut line = render(&message);
+            if crlf {
+                line.push(b'\r');
+            }
+            let read = read_line(&line, 1)
+                .map_err(|garbage| TestCaseError::fail(garbage.to_string()))?
+                .ok_or_else(|| TestCaseError::fail("blank"))?;
+            prop_assert_eq!(&read.kind, &message.kind);
+            prop_assert_eq!(&read.id, &message.id);
+            prop_assert_eq!(&read.outcome, &message.outcome);
+            prop_assert_eq!(&read.output, &message.output);
+            prop_assert_eq!(&read.ids, &message.ids);
+            prop_assert_eq!(read.kept, message.kept);
+            match (read.duration, message.duration) {
+                (Some(read), Some(written)) => prop_assert!((read - written).abs() <= written * 1e-12),
+                (read, written) => prop_assert_eq!(read, written),
+            }
+        }
+
+        /// In a stream of messages and blank lines, the one line that is not a message is
+        /// garbage, named by its number.
+        #[test]
+        fn the_line_breaking_the_protocol_is_named(
+            messages in prop::collection::vec(prop_oneof![
+                written().prop_map(|message| render(&message)),
+                "[ \t]{0,3}".prop_map(String::into_bytes),
+            ], 0..12),
+            at in any::<Index>(),
+            bad in garbage(),
+        ) {
+            let mut lines = messages;
+            let at = at.index(lines.len() + 1);
+            lines.insert(at, bad);
+            let first_garbage = lines
+                .iter()
+                .enumerate()
+                .find_map(|(index, line)| read_line(line, index + 1).err());
+            let garbage = first_garbage.ok_or_else(|| TestCaseError::fail("no garbage"))?;
+            prop_assert_eq!(garbage.line, at + 1);
+            let message = garbage.to_string();
+            prop_assert!(message.starts_with(&format!("line {} of its stdout is `", at + 1)), "{message}");
+        }
+    }
+}
