@@ -247,7 +247,8 @@ async fn measure(url: &str, batch: &str, shape: Shape, cpu: &RedisCpu) -> Result
     let driver_cpu = driver_cpu()? - driver_before;
     let machine_busy = machine_before.zip(machine_cpu()).map(|(before, after)| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64 * cores as f64
+        after.0.saturating_sub(before.0) as f64 / after.1.saturating_sub(before.1).max(1) as f64
+            * cores as f64
     });
 
     // What a worker does once the build is drained, as `ciq run` does: keep its tests' times,
@@ -341,6 +342,7 @@ async fn drive(
     Ok(driven)
 }
 
+/// [`drive`]'s loop without the heartbeats: what it times is only the calls that reserve.
 async fn take_tests(
     queue: &RedisQueue,
     batch_size: BatchSize,
