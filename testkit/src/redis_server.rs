@@ -79,7 +79,8 @@ impl RedisServer {
         self.wait_ready()
     }
 
-    /// Waits until this test's own server answers (its pid, not whatever holds the port);
+    /// Waits until this test's own server answers (its pid, not whatever holds the port) and has
+    /// loaded its data (a restart reads its append-only file, answering LOADING meanwhile);
     /// false when it exited (its port was taken), so that nothing ever talks to another test's
     /// server on that port.
     fn wait_ready(&mut self) -> bool {
@@ -93,11 +94,15 @@ impl RedisServer {
                 return false;
             }
             let ours = format!("process_id:{}", child.id());
-            let info = self
-                .client()
-                .get_connection()
-                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
-            if info.is_ok_and(|info| info.lines().any(|line| line.trim() == ours)) {
+            let info = self.client().get_connection().and_then(|mut c| {
+                let server = redis::cmd("INFO").arg("server").query::<String>(&mut c)?;
+                let persistence = redis::cmd("INFO")
+                    .arg("persistence")
+                    .query::<String>(&mut c)?;
+                Ok(server + &persistence)
+            });
+            let has = |info: &str, wanted: &str| info.lines().any(|line| line.trim() == wanted);
+            if info.is_ok_and(|info| has(&info, &ours) && has(&info, "loading:0")) {
                 return true;
             }
             assert!(

@@ -74,7 +74,19 @@ fn main() -> ExitCode {
         for _ in 0..jobs.max(1) {
             scope.spawn(|| {
                 while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let (lines, counts) = run_one(seed, keep, cluster);
+                    // A harness that fails on one schedule fails that schedule, not the run.
+                    let (lines, counts) = std::panic::catch_unwind(|| run_one(seed, keep, cluster))
+                        .unwrap_or_else(|panic| {
+                            let why = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                                .unwrap_or_default();
+                            (
+                                vec![format!("seed {seed}: the harness failed: {why}")],
+                                (0, 0, 1),
+                            )
+                        });
                     let mut totals = totals.lock().expect("a schedule's thread panicked");
                     totals.0 += counts.0;
                     totals.1 += counts.1;
