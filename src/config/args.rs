@@ -63,7 +63,7 @@ pub struct BisectArgs {
 /// `ciq flaky`.
 #[derive(Debug, Args)]
 pub struct FlakyArgs {
-    /// Redis URL of the shared queue.
+    /// Redis URL of the shared queue (as `ciq run --queue`: a node, or redis+cluster://).
     #[arg(long, env = "CIQ_QUEUE")]
     pub queue: String,
     /// The namespace whose builds to look at.
@@ -114,8 +114,10 @@ pub struct BuildArgs {
 /// `ciq run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Redis URL of the shared queue (redis://[:PASSWORD@]HOST:PORT/DB, rediss:// for TLS).
-    /// Without it, tests run locally with -j workers.
+    /// Redis URL of the shared queue (redis://[USER:PASSWORD@]HOST:PORT/DB, rediss:// for TLS).
+    /// A Redis Cluster is found by itself from any node's URL, or named with
+    /// redis+cluster://HOST:PORT,HOST:PORT (rediss+cluster:// for TLS), listing several nodes
+    /// so a job starts while one is down. Without it, tests run locally with -j workers.
     #[arg(long, env = "CIQ_QUEUE")]
     pub queue: Option<String>,
     /// What to do when Redis is unreachable at the start (after --redis-timeout): `static`
@@ -295,7 +297,7 @@ pub enum Framework {
 /// `ciq report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// Redis URL of the shared queue.
+    /// Redis URL of the shared queue (as `ciq run --queue`: a node, or redis+cluster://).
     #[arg(long, env = "CIQ_QUEUE")]
     pub queue: String,
     /// Where the build lives.
