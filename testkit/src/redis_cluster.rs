@@ -26,15 +26,15 @@ pub struct RedisCluster {
     _dir: tempfile::TempDir,
 }
 
-/// A free port whose cluster bus port (port + 10000) is free too, both below the range the OS
-/// hands out for outgoing connections (32768 and up), where a busy machine's client sockets
-/// would take a bus port between the check and the node's start.
-fn free_cluster_port() -> u16 {
+/// A free port, other than `taken`, whose cluster bus port (port + 10000) is free too, both
+/// below the range the OS hands out for outgoing connections (32768 and up), where a busy
+/// machine's client sockets would take a bus port between the check and the node's start.
+fn free_cluster_port(taken: &[u16]) -> u16 {
     loop {
         // The OS's pick, folded into 20000..22767: a different start for each call.
         let port = 20_000 + free_port() % 2_768;
         let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
-        if free(port) && free(port + 10_000) {
+        if !taken.contains(&port) && free(port) && free(port + 10_000) {
             return port;
         }
     }
@@ -53,9 +53,10 @@ impl RedisCluster {
 
     fn try_start(replicas: usize) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir for the cluster");
-        let mut nodes = Vec::new();
+        let mut nodes: Vec<Node> = Vec::new();
         for _ in 0..3 * (1 + replicas) {
-            let port = free_cluster_port();
+            let taken: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+            let port = free_cluster_port(&taken);
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir(&node_dir).expect("a node's directory");
             let child = Command::new("redis-server")

@@ -1,14 +1,176 @@
-//! Checks shared by several fault tests.
+//! Checks shared by several fault tests, and scenarios run against one server and against a
+//! cluster alike.
 
 use std::time::Duration;
 
 use ciq::queue::redis::keys::BuildKeys;
 
-use crate::inspect::{ready_generation, results};
+use nix::sys::signal::Signal;
+
+use crate::args::{report_args, with_command, with_list_command, worker_args};
+use crate::inspect::{ready_generation, results, state};
 use crate::output::{final_lines, statuses};
 use crate::processes::{Output, Proc, wait_until};
-use crate::redis_server::RedisServer;
-use crate::scratch::Scratch;
+use crate::redis_server::{RedisServer, TestRedis};
+use crate::scratch::{Scratch, ids};
+
+/// How long a scenario's processes may take.
+const WITHIN: Duration = Duration::from_secs(120);
+
+/// The leader of `build` hangs in its list command and is SIGKILLed there; the two workers
+/// waiting for it elect one of them, which lists again, and they finish 30 passing tests, each
+/// run once, with the report green.
+pub fn leader_killed_during_its_list_command(server: &impl TestRedis, build: &str) {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ids("pass", 30));
+    // The first leader's listing hangs; later leaders list at once.
+    let list_command = format!(
+        "sh -c 'if mkdir {dir}/first-listing 2>/dev/null; then sleep 60; fi; cat {list}'",
+        dir = scratch.dir.path().display(),
+        list = list.display()
+    );
+    let args = |worker: &str| {
+        with_command(with_list_command(
+            worker_args(server, build, worker, &list),
+            list_command.clone(),
+        ))
+    };
+    let report = Proc::spawn("report", &scratch, &report_args(server, build));
+    let first = Proc::spawn("w1", &scratch, &args("w1"));
+    wait_until("w1's election", WITHIN, || {
+        state(server, build).is_some_and(|s| s.ends_with(":w1"))
+    });
+    first.wait_for_stderr("listing tests", WITHIN);
+    let others: Vec<Proc> = ["w2", "w3"]
+        .iter()
+        .map(|w| Proc::spawn(w, &scratch, &args(w)))
+        .collect();
+    for other in &others {
+        other.wait_for_stderr("waits for leader `w1`", WITHIN);
+    }
+    first.signal(Signal::SIGKILL);
+    let _ = first.wait(WITHIN);
+    for other in others {
+        let out = other.wait(WITHIN);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+    }
+    let out = report.wait(WITHIN);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("30 tests: 30 passed"), "{}", out.both());
+    scratch.assert_each_ran_once(30);
+    assert_eq!(results(server, build).len(), 30);
+}
+
+/// Of two workers of `build`, the one running `gated/victim` is SIGKILLed mid-test; the
+/// survivor takes the test over once the dead worker's heartbeat lapsed and runs it again, and
+/// the build ends green with 11 tests, the victim counted once.
+pub fn worker_killed_mid_test_is_taken_over(server: &impl TestRedis, build: &str) {
+    let scratch = Scratch::new();
+    let mut tests = vec!["gated/victim".to_owned()];
+    tests.extend(ids("pass", 10));
+    let list = scratch.tests(&tests);
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            Proc::spawn(
+                w,
+                &scratch,
+                &with_command(worker_args(server, build, w, &list)),
+            )
+        })
+        .collect();
+    // The victim runs until its worker's gate opens: only the survivor's ever does.
+    wait_until("the gated test to start", WITHIN, || {
+        scratch
+            .runs()
+            .iter()
+            .any(|(_, test)| test == "gated/victim")
+    });
+    let holder = scratch
+        .runs()
+        .into_iter()
+        .find(|(_, test)| test == "gated/victim")
+        .map(|(worker, _)| worker)
+        .expect("the victim's worker");
+    let (victim, survivor): (Vec<Proc>, Vec<Proc>) =
+        workers.into_iter().partition(|p| p.name == holder);
+    for proc in &victim {
+        proc.signal(Signal::SIGKILL);
+    }
+    drop(victim);
+    for proc in &survivor {
+        std::fs::write(scratch.path(&format!("open-{}", proc.name)), "").expect("open the gate");
+    }
+    for proc in survivor {
+        let out = proc.wait(WITHIN);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(
+            out.stdout
+                .contains("11 tests: 11 passed; 1 taken over from lost workers"),
+            "{}",
+            out.both()
+        );
+    }
+    let counts = scratch.run_counts();
+    assert_eq!(
+        counts["gated/victim"], 2,
+        "run once more after the take-over"
+    );
+    assert_eq!(results(server, build)["gated/victim"], "passed");
+    // Lets the killed worker's orphaned run end.
+    std::fs::write(scratch.path(&format!("open-{holder}")), "").expect("open the gate");
+    let out = Proc::spawn("report", &scratch, &report_args(server, build)).wait(WITHIN);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("11 tests: 11 passed"), "{}", out.both());
+}
+
+/// Two workers and the report of `build`, each given `url` (a user with the README's least
+/// privileges), run a passing, a failing and a flaky test: every process ends red with those
+/// counts and without a warning (the flakiness history is written with the same rights).
+pub fn least_privilege_build(server: &impl TestRedis, url: &str, build: &str) -> Scratch {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&[
+        "pass/a".to_owned(),
+        "fail/b".to_owned(),
+        "flaky/c".to_owned(),
+    ]);
+    let as_user = |mut args: Vec<String>| {
+        args[2] = url.to_owned();
+        args
+    };
+    let report = Proc::spawn("report", &scratch, &as_user(report_args(server, build)));
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|w| {
+            let mut args = as_user(worker_args(server, build, w, &list));
+            args.extend(
+                [
+                    "--requeue-tolerance",
+                    "1",
+                    "--",
+                    &crate::processes::record_test(),
+                ]
+                .map(str::to_owned),
+            );
+            Proc::spawn(w, &scratch, &args)
+        })
+        .collect();
+    for out in workers
+        .into_iter()
+        .map(|w| w.wait(WITHIN))
+        .chain([report.wait(WITHIN)])
+    {
+        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert!(
+            out.stdout.contains("3 tests: 1 passed, 1 flaky, 1 failed"),
+            "{}",
+            out.both()
+        );
+        assert!(!out.stderr.contains("warning"), "{}", out.both());
+    }
+    assert_eq!(results(server, build).len(), 3);
+    scratch
+}
 
 /// The end of a take-over over six passing tests: `late` ran `gated/victim`, lost it after
 /// its heartbeat lapsed, and `taker` is running it again (gated by its `open-<taker>` file)

@@ -103,11 +103,19 @@ fn queue_url_must_parse() {
     for (url, reason) in [
         (
             "example.com:7000",
-            "the scheme must be redis://, rediss:// or unix://",
+            "the scheme must be redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://",
         ),
         (
             "redis://example.com:notaport/0",
             "invalid queue URL `redis://example.com:notaport/0`",
+        ),
+        (
+            "redis+cluster://127.0.0.1:1/3",
+            "a Redis Cluster has only database 0",
+        ),
+        (
+            "redis+cluster://127.0.0.1:1,example.com:notaport",
+            "invalid queue URL",
         ),
     ] {
         let out = ciq(
@@ -446,39 +454,9 @@ fn a_user_with_only_the_documented_permissions_runs_a_build() {
         .arg(ciq::queue::redis::ACL_RULE.split(' ').collect::<Vec<_>>())
         .exec(&mut server.conn())
         .unwrap();
-    let scratch = Scratch::new();
-    let list = scratch.tests(&[
-        "pass/a".to_owned(),
-        "fail/b".to_owned(),
-        "flaky/c".to_owned(),
-    ]);
     let url = format!("redis://ci:secret@127.0.0.1:{}/0", server.port);
-    let mut report = report_args(&server, "least");
-    report[2] = url.clone();
-    let report = Proc::spawn("report", &scratch, &report);
-    let workers: Vec<Proc> = ["w1", "w2"]
-        .iter()
-        .map(|w| {
-            let mut args = worker_args(&server, "least", w, &list);
-            args[2] = url.clone();
-            args.extend(["--requeue-tolerance", "1", "--", &record_test()].map(str::to_owned));
-            Proc::spawn(w, &scratch, &args)
-        })
-        .collect();
-    for out in workers
-        .into_iter()
-        .map(|w| w.wait(WITHIN))
-        .chain([report.wait(WITHIN)])
-    {
-        assert_eq!(out.code, Some(1), "{}", out.both());
-        assert!(
-            out.stdout.contains("3 tests: 1 passed, 1 flaky, 1 failed"),
-            "{}",
-            out.both()
-        );
-        // The report records the namespace's flakiness history with the same rights.
-        assert!(!out.stderr.contains("warning"), "{}", out.both());
-    }
+    let scratch = ciq_testkit::least_privilege_build(&server, &url, "least");
+    let list = scratch.path("tests.txt");
     // A retry of the build needs no other permission.
     let mut args = worker_args(&server, "least", "w1", &list);
     args[2] = url;

@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
 use ciq::queue::redis::keys::BuildKeys;
 use ciq_testkit::{
-    Output, Proc, RedisCluster, Scratch, ids, record_test, replace_flag, report_args, results,
-    wait_until, with_command, with_list_command, worker_args,
+    Output, Proc, RedisCluster, Scratch, ids, replace_flag, report_args, results, wait_until,
+    with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -40,6 +38,18 @@ fn start(
         })
         .collect();
     (workers, report)
+}
+
+/// Starts 3 workers of `build` over 90 tests of 100 ms (about 3 s of work) and a report, and
+/// returns once ten tests ran: a fault injected then strikes mid-build.
+fn start_and_run_ten(cluster: &RedisCluster, scratch: &Scratch, build: &str) -> (Vec<Proc>, Proc) {
+    let tests: Vec<String> = ids("pass", 90)
+        .into_iter()
+        .map(|id| format!("{id}@100"))
+        .collect();
+    let started = start(cluster, scratch, build, 3, &tests);
+    wait_until("ten tests to run", LONG, || scratch.runs().len() >= 10);
+    started
 }
 
 /// Every worker and the report end green, and the report counts `n` passing tests.
@@ -80,74 +90,18 @@ fn a_build_runs_on_a_cluster_and_a_plain_node_url_finds_it() {
 
 #[test]
 fn a_leader_killed_during_listing_is_replaced_on_a_cluster() {
-    let cluster = RedisCluster::start(0);
-    let scratch = Scratch::new();
-    let build = "cluster-killed-leader";
-    let list = scratch.tests(&ids("pass", 30));
-    let list_command = format!(
-        "sh -c 'if mkdir {dir}/first-listing 2>/dev/null; then sleep 60; fi; cat {list}'",
-        dir = scratch.dir.path().display(),
-        list = list.display()
+    ciq_testkit::leader_killed_during_its_list_command(
+        &RedisCluster::start(0),
+        "cluster-killed-leader",
     );
-    let args = |worker: &str| {
-        with_command(with_list_command(
-            worker_args(&cluster, build, worker, &list),
-            list_command.clone(),
-        ))
-    };
-    let report = Proc::spawn("report", &scratch, &report_args(&cluster, build));
-    let first = Proc::spawn("w1", &scratch, &args("w1"));
-    first.wait_for_stderr("listing tests", LONG);
-    let others: Vec<Proc> = ["w2", "w3"]
-        .iter()
-        .map(|w| Proc::spawn(w, &scratch, &args(w)))
-        .collect();
-    for other in &others {
-        other.wait_for_stderr("waits for leader `w1`", LONG);
-    }
-    first.signal(Signal::SIGKILL);
-    let _ = first.wait(LONG);
-    assert_green(others, report, 30);
-    scratch.assert_each_ran_once(30);
-    assert_eq!(results(&cluster, build).len(), 30);
 }
 
 #[test]
 fn a_worker_killed_mid_test_is_taken_over_on_a_cluster() {
-    let cluster = RedisCluster::start(0);
-    let scratch = Scratch::new();
-    let build = "cluster-killed-worker";
-    let mut tests = vec!["gated/victim".to_owned()];
-    tests.extend(ids("pass", 10));
-    let (workers, report) = start(&cluster, &scratch, build, 2, &tests);
-    wait_until("the gated test to start", LONG, || {
-        scratch
-            .runs()
-            .iter()
-            .any(|(_, test)| test == "gated/victim")
-    });
-    let holder = scratch
-        .runs()
-        .into_iter()
-        .find(|(_, test)| test == "gated/victim")
-        .map(|(worker, _)| worker)
-        .unwrap();
-    let (victim, survivors): (Vec<Proc>, Vec<Proc>) =
-        workers.into_iter().partition(|p| p.name == holder);
-    for proc in &victim {
-        proc.signal(Signal::SIGKILL);
-    }
-    drop(victim);
-    for proc in &survivors {
-        std::fs::write(scratch.path(&format!("open-{}", proc.name)), "").unwrap();
-    }
-    let out = assert_green(survivors, report, 11);
-    assert!(out.stdout.contains("1 taken over"), "{}", out.both());
-    assert_eq!(scratch.run_counts()["gated/victim"], 2);
-    let outcomes = results(&cluster, build);
-    assert_eq!(outcomes.len(), 11);
-    assert_eq!(outcomes["gated/victim"], "passed");
-    std::fs::write(scratch.path(&format!("open-{holder}")), "").unwrap();
+    ciq_testkit::worker_killed_mid_test_is_taken_over(
+        &RedisCluster::start(0),
+        "cluster-killed-worker",
+    );
 }
 
 #[test]
@@ -155,13 +109,7 @@ fn the_builds_slot_moved_to_another_primary_mid_build_loses_and_doubles_nothing(
     let cluster = RedisCluster::start(0);
     let scratch = Scratch::new();
     let build = "cluster-migrated";
-    // 90 tests of 100 ms on 3 workers: about 3 s of work, and the move starts after 10.
-    let tests: Vec<String> = ids("pass", 90)
-        .into_iter()
-        .map(|id| format!("{id}@100"))
-        .collect();
-    let (workers, report) = start(&cluster, &scratch, build, 3, &tests);
-    wait_until("ten tests to run", LONG, || scratch.runs().len() >= 10);
+    let (workers, report) = start_and_run_ten(&cluster, &scratch, build);
     let slot = build_slot(&cluster, build);
     let from = cluster.owner(slot);
     let to = cluster.other_primary(slot);
@@ -185,12 +133,7 @@ fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly()
     let mut cluster = RedisCluster::start(1);
     let scratch = Scratch::new();
     let build = "cluster-failover";
-    let tests: Vec<String> = ids("pass", 60)
-        .into_iter()
-        .map(|id| format!("{id}@100"))
-        .collect();
-    let (workers, report) = start(&cluster, &scratch, build, 3, &tests);
-    wait_until("ten tests to run", LONG, || scratch.runs().len() >= 10);
+    let (workers, report) = start_and_run_ten(&cluster, &scratch, build);
     let slot = build_slot(&cluster, build);
     let primary = cluster.owner(slot);
     cluster.kill(primary);
@@ -210,8 +153,8 @@ fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly()
     match out.code {
         Some(0) => {
             // Green only when every test has its one outcome, each passing.
-            assert!(out.stdout.contains("60 tests: 60 passed"), "{}", out.both());
-            assert_eq!(outcomes.len(), 60, "{outcomes:?}");
+            assert!(out.stdout.contains("90 tests: 90 passed"), "{}", out.both());
+            assert_eq!(outcomes.len(), 90, "{outcomes:?}");
             assert!(outcomes.values().all(|o| o == "passed"), "{outcomes:?}");
         }
         Some(5) => {}
@@ -238,40 +181,9 @@ fn a_user_with_only_the_documented_permissions_runs_a_build_on_a_cluster() {
             .arg(">secret")
             .arg(rule.split(' ').collect::<Vec<_>>()),
     );
-    let scratch = Scratch::new();
-    let build = "cluster-least";
-    let list = scratch.tests(&[
-        "pass/a".to_owned(),
-        "fail/b".to_owned(),
-        "flaky/c".to_owned(),
-    ]);
     // One node given, with the user's credentials: they hold for every node it finds.
     let url = cluster
         .plain_url()
         .replace("redis://", "redis+cluster://ci:secret@");
-    let as_ci =
-        |args: Vec<String>| replace_flag(args, "--queue", ["--queue".to_owned(), url.clone()]);
-    let report = Proc::spawn("report", &scratch, &as_ci(report_args(&cluster, build)));
-    let workers: Vec<Proc> = ["w1", "w2"]
-        .iter()
-        .map(|w| {
-            let mut args = as_ci(worker_args(&cluster, build, w, &list));
-            args.extend(["--requeue-tolerance", "1", "--", &record_test()].map(str::to_owned));
-            Proc::spawn(w, &scratch, &args)
-        })
-        .collect();
-    for out in workers
-        .into_iter()
-        .map(|w| w.wait(LONG))
-        .chain([report.wait(LONG)])
-    {
-        assert_eq!(out.code, Some(1), "{}", out.both());
-        assert!(
-            out.stdout.contains("3 tests: 1 passed, 1 flaky, 1 failed"),
-            "{}",
-            out.both()
-        );
-        assert!(!out.stderr.contains("warning"), "{}", out.both());
-    }
-    assert_eq!(results(&cluster, build).len(), 3);
+    ciq_testkit::least_privilege_build(&cluster, &url, "cluster-least");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use ciq_testkit::{
-    Output, Proc, RedisServer, Scratch, ids, record_test, report_args, results, state, wait_until,
+    Output, Proc, RedisServer, Scratch, ids, record_test, report_args, results, wait_until,
     with_command, with_list_command, worker_args,
 };
 
@@ -74,110 +74,12 @@ fn demo_suite_on_four_processes_and_a_report() {
 
 #[test]
 fn leader_killed_during_its_list_command_is_replaced() {
-    let server = RedisServer::start();
-    let scratch = Scratch::new();
-    let build = "killed-leader".to_owned();
-    let tests = ids("pass", 30);
-    let list = scratch.tests(&tests);
-    // The first leader's listing hangs; later leaders list at once.
-    let list_command = format!(
-        "sh -c 'if mkdir {dir}/first-listing 2>/dev/null; then sleep 60; fi; cat {list}'",
-        dir = scratch.dir.path().display(),
-        list = list.display()
-    );
-    let args = |worker: &str| {
-        with_command(with_list_command(
-            worker_args(&server, &build, worker, &list),
-            list_command.clone(),
-        ))
-    };
-    let report = Proc::spawn("report", &scratch, &report_args(&server, &build));
-    let first = Proc::spawn("w1", &scratch, &args("w1"));
-    wait_until("w1's election", LONG, || {
-        state(&server, &build).is_some_and(|s| s.ends_with(":w1"))
-    });
-    first.wait_for_stderr("listing tests", LONG);
-    let others: Vec<Proc> = ["w2", "w3"]
-        .iter()
-        .map(|w| Proc::spawn(w, &scratch, &args(w)))
-        .collect();
-    for other in &others {
-        other.wait_for_stderr("waits for leader `w1`", LONG);
-    }
-    first.signal(Signal::SIGKILL);
-    let _ = first.wait(LONG);
-    for other in others {
-        let out = other.wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
-    }
-    let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
-    assert!(out.stdout.contains("30 tests: 30 passed"), "{}", out.both());
-    scratch.assert_each_ran_once(30);
-    assert_eq!(results(&server, &build).len(), 30);
+    ciq_testkit::leader_killed_during_its_list_command(&RedisServer::start(), "killed-leader");
 }
 
 #[test]
 fn worker_killed_mid_test_is_taken_over_and_counted_once() {
-    let server = RedisServer::start();
-    let scratch = Scratch::new();
-    let build = "killed-worker".to_owned();
-    let mut tests = vec!["gated/victim".to_owned()];
-    tests.extend(ids("pass", 10));
-    let list = scratch.tests(&tests);
-    let workers: Vec<Proc> = ["w1", "w2"]
-        .iter()
-        .map(|w| {
-            Proc::spawn(
-                w,
-                &scratch,
-                &with_command(worker_args(&server, &build, w, &list)),
-            )
-        })
-        .collect();
-    // The victim runs until its worker's gate opens: only the survivor's ever does.
-    wait_until("the gated test to start", LONG, || {
-        scratch
-            .runs()
-            .iter()
-            .any(|(_, test)| test == "gated/victim")
-    });
-    let holder = scratch
-        .runs()
-        .into_iter()
-        .find(|(_, test)| test == "gated/victim")
-        .map(|(worker, _)| worker)
-        .unwrap();
-    let (victim, survivor): (Vec<Proc>, Vec<Proc>) =
-        workers.into_iter().partition(|p| p.name == holder);
-    for proc in &victim {
-        proc.signal(Signal::SIGKILL);
-    }
-    drop(victim);
-    for proc in &survivor {
-        std::fs::write(scratch.path(&format!("open-{}", proc.name)), "").unwrap();
-    }
-    for proc in survivor {
-        let out = proc.wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
-        assert!(
-            out.stdout
-                .contains("11 tests: 11 passed; 1 taken over from lost workers"),
-            "{}",
-            out.both()
-        );
-    }
-    let counts = scratch.run_counts();
-    assert_eq!(
-        counts["gated/victim"], 2,
-        "run once more after the take-over"
-    );
-    assert_eq!(results(&server, &build)["gated/victim"], "passed");
-    // Lets the killed worker's orphaned run end.
-    std::fs::write(scratch.path(&format!("open-{holder}")), "").unwrap();
-    let out = Proc::spawn("report", &scratch, &report_args(&server, &build)).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
-    assert!(out.stdout.contains("11 tests: 11 passed"), "{}", out.both());
+    ciq_testkit::worker_killed_mid_test_is_taken_over(&RedisServer::start(), "killed-worker");
 }
 
 #[test]

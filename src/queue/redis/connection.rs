@@ -136,9 +136,7 @@ impl RedisConn {
             reason,
         };
         if self.client.get_connection_info().redis_settings().db() != 0 {
-            return Err(invalid(
-                "a Redis Cluster has only database 0: leave the number out or use /0".to_owned(),
-            ));
+            return Err(invalid(ONLY_DB_0.to_owned()));
         }
         let cluster = ClusterClient::builder(self.seeds.iter().map(String::as_str))
             .connection_timeout(self.timeout)
@@ -371,8 +369,22 @@ pub fn client(url: &str) -> Result<redis::Client, QueueError> {
                 .to_owned(),
         ));
     }
-    redis::Client::open(&*node_url(url)).map_err(|err| invalid(err.to_string()))
+    // Every seed of a cluster URL must parse, not only the one connected to first.
+    let mut clients = cluster_seeds(url)
+        .into_iter()
+        .map(|seed| redis::Client::open(seed).map_err(|err| invalid(err.to_string())));
+    let first = clients
+        .next()
+        .unwrap_or_else(|| Err(invalid("it names no node".to_owned())))?;
+    clients.try_for_each(|client| client.map(drop))?;
+    if is_cluster_url(url) && first.get_connection_info().redis_settings().db() != 0 {
+        return Err(invalid(ONLY_DB_0.to_owned()));
+    }
+    Ok(first)
 }
+
+/// Why a cluster URL may not name a database.
+const ONLY_DB_0: &str = "a Redis Cluster has only database 0: leave the number out or use /0";
 
 /// Whether the URL asks for a cluster by its scheme.
 fn is_cluster_url(url: &str) -> bool {
@@ -394,11 +406,6 @@ fn cluster_seeds(url: &str) -> Vec<String> {
         .split(',')
         .map(|host| format!("{scheme}://{userinfo}{host}{path}"))
         .collect()
-}
-
-/// The URL of the first node a URL names.
-fn node_url(url: &str) -> String {
-    cluster_seeds(url).swap_remove(0)
 }
 
 /// A version's numbers, for comparing `6.2.14` with `7.0.15`.
