@@ -5,6 +5,7 @@
 //! or kill a primary so that its replica takes over.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ const NODE_TIMEOUT_MS: u32 = 1000;
 /// One `redis-server --cluster-enabled yes`.
 struct Node {
     port: u16,
+    /// Its TLS port, on a cluster that serves TLS beside plain TCP.
+    tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -43,20 +46,57 @@ fn free_cluster_port(taken: &[u16]) -> u16 {
 impl RedisCluster {
     /// Three primaries, each with `replicas` replicas.
     pub fn start(replicas: usize) -> Self {
+        Self::start_with(replicas, None)
+    }
+
+    /// Three primaries that also serve TLS, on ports of their own, with the certificate
+    /// `server.crt` (key `server.key`, CA `ca.crt`) of directory `certs`; the cluster's own
+    /// traffic is TLS too. A TLS client is told the TLS ports ([`RedisCluster::tls_url`]); the
+    /// harness keeps to plain TCP.
+    pub fn start_tls(certs: &Path) -> Self {
+        Self::start_with(0, Some(certs))
+    }
+
+    fn start_with(replicas: usize, certs: Option<&Path>) -> Self {
         for _ in 0..3 {
-            if let Some(cluster) = Self::try_start(replicas) {
+            if let Some(cluster) = Self::try_start(replicas, certs) {
                 return cluster;
             }
         }
         panic!("a local Redis Cluster would not start three times in a row");
     }
 
-    fn try_start(replicas: usize) -> Option<Self> {
+    fn try_start(replicas: usize, certs: Option<&Path>) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir for the cluster");
         let mut nodes: Vec<Node> = Vec::new();
         for _ in 0..3 * (1 + replicas) {
-            let taken: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+            let mut taken: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+            taken.extend(nodes.iter().filter_map(|n| n.tls_port));
             let port = free_cluster_port(&taken);
+            taken.push(port);
+            let tls_port = certs.map(|_| free_cluster_port(&taken));
+            let tls_args: Vec<String> = match (certs, tls_port) {
+                (Some(certs), Some(tls_port)) => {
+                    let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+                    vec![
+                        "--tls-port".to_owned(),
+                        tls_port.to_string(),
+                        "--tls-cert-file".to_owned(),
+                        file("server.crt"),
+                        "--tls-key-file".to_owned(),
+                        file("server.key"),
+                        "--tls-ca-cert-file".to_owned(),
+                        file("ca.crt"),
+                        "--tls-auth-clients".to_owned(),
+                        "no".to_owned(),
+                        "--tls-cluster".to_owned(),
+                        "yes".to_owned(),
+                        "--tls-replication".to_owned(),
+                        "yes".to_owned(),
+                    ]
+                }
+                _ => Vec::new(),
+            };
             let node_dir = dir.path().join(port.to_string());
             std::fs::create_dir(&node_dir).expect("a node's directory");
             let child = Command::new("redis-server")
@@ -67,6 +107,7 @@ impl RedisCluster {
                 // A replica syncs at once (the default waits 5 s for others to share the
                 // transfer), so one is ready to take over within the test.
                 .args(["--repl-diskless-sync-delay", "0"])
+                .args(&tls_args)
                 .arg("--dir")
                 .arg(&node_dir)
                 .stdout(Stdio::null())
@@ -75,6 +116,7 @@ impl RedisCluster {
                 .expect("redis-server must be installed (apt-get install redis-server)");
             nodes.push(Node {
                 port,
+                tls_port,
                 child: Some(child),
             });
         }
@@ -212,6 +254,18 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// A `rediss+cluster://` URL listing every node's TLS port, on a cluster started with
+    /// [`RedisCluster::start_tls`].
+    pub fn tls_url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.tls_port)
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("rediss+cluster://{}", hosts.join(","))
     }
 
     /// The `redis://` URL of every live node.

@@ -1,12 +1,12 @@
-//! `rediss://`: a real redis-server serving TLS with a certificate from a CA made for the test,
-//! trusted through `SSL_CERT_FILE` as a CI machine with a private CA would.
+//! `rediss://`: a real redis-server, and a real cluster, serving TLS with a certificate from a
+//! CA made for the test, trusted through `SSL_CERT_FILE` as a CI machine with a private CA would.
 
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ciq_testkit::{Proc, Scratch, free_port, ids, record_test};
+use ciq_testkit::{Proc, RedisCluster, Scratch, free_port, ids, record_test, results};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -183,4 +183,58 @@ fn rediss_urls_work_and_verify_the_certificate() {
         "{}",
         out.both()
     );
+}
+
+/// `rediss+cluster://`: a cluster serving TLS, its nodes found by a TLS client on their TLS
+/// ports; a report given one node's plain `rediss://` URL finds the cluster too.
+#[test]
+fn a_cluster_over_tls_runs_a_build() {
+    let scratch = Scratch::new();
+    let certs = scratch.path("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_certificates(&certs);
+    let cluster = RedisCluster::start_tls(&certs);
+    let url = cluster.tls_url();
+    let list = scratch.tests(&ids("pass", 12));
+    let ca = certs.join("ca.crt").to_string_lossy().into_owned();
+    let trusted = [("SSL_CERT_FILE", ca.as_str())];
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|worker| {
+            let args: Vec<String> = [
+                "run",
+                "--queue",
+                &url,
+                "--build",
+                "tls-cluster",
+                "--worker",
+                worker,
+                "--tests",
+                &list.to_string_lossy(),
+                "--",
+                &record_test(),
+            ]
+            .map(str::to_owned)
+            .into();
+            Proc::spawn_with_env(worker, &scratch, &args, &trusted)
+        })
+        .collect();
+    for worker in workers {
+        let out = worker.wait(LONG);
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(out.stdout.contains("12 tests: 12 passed"), "{}", out.both());
+    }
+    let one_node = url
+        .split(',')
+        .next()
+        .unwrap()
+        .replace("rediss+cluster://", "rediss://");
+    let report: Vec<String> = ["report", "--queue", &one_node, "--build", "tls-cluster"]
+        .map(str::to_owned)
+        .into();
+    let out = Proc::spawn_with_env("report", &scratch, &report, &trusted).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("12 tests: 12 passed"), "{}", out.both());
+    scratch.assert_each_ran_once(12);
+    assert_eq!(results(&cluster, "tls-cluster").len(), 12);
 }
