@@ -187,3 +187,38 @@ fn a_user_with_only_the_documented_permissions_runs_a_build_on_a_cluster() {
         .replace("redis://", "redis+cluster://ci:secret@");
     ciq_testkit::least_privilege_build(&cluster, &url, "cluster-least");
 }
+
+/// A cluster user with the single node's rule only: one line naming what is missing, exit 5.
+#[test]
+fn a_cluster_user_without_the_cluster_permissions_is_told_which() {
+    let cluster = RedisCluster::start(0);
+    cluster.on_every_node(
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("ci")
+            .arg("on")
+            .arg(">secret")
+            .arg(ciq::queue::redis::ACL_RULE.split(' ').collect::<Vec<_>>()),
+    );
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ids("pass", 2));
+    let url = cluster.url().replace("cluster://", "cluster://ci:secret@");
+    let args = replace_flag(
+        with_command(worker_args(&cluster, "cluster-noperm", "w1", &list)),
+        "--queue",
+        ["--queue".to_owned(), url],
+    );
+    let out = Proc::spawn("w1", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(5), "{}", out.both());
+    assert!(
+        out.stderr
+            .contains("refused a command: NOPERM this user has no permissions to run the 'cluster|slots' command"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        scratch.runs().is_empty(),
+        "no test ran: {:?}",
+        scratch.runs()
+    );
+}
