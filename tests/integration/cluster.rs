@@ -188,6 +188,39 @@ fn a_user_with_only_the_documented_permissions_runs_a_build_on_a_cluster() {
     ciq_testkit::least_privilege_build(&cluster, &url, "cluster-least");
 }
 
+/// A user who may not run INFO, given a plain URL of a node that does not hold the build's
+/// slot: ciq cannot ask whether it is a cluster, learns it from the node's first MOVED answer,
+/// and follows the cluster from then on.
+#[test]
+fn a_plain_url_is_found_to_be_a_cluster_by_its_moved_answer() {
+    let cluster = RedisCluster::start(0);
+    let build = "cluster-moved";
+    let rule = format!(
+        "{} {}",
+        ciq::queue::redis::ACL_RULE.replace(" +info", ""),
+        ciq::queue::redis::CLUSTER_ACL_EXTRA
+    );
+    cluster.on_every_node(
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("ci")
+            .arg("on")
+            .arg(">secret")
+            .arg(rule.split(' ').collect::<Vec<_>>()),
+    );
+    let elsewhere = cluster.other_primary(build_slot(&cluster, build));
+    let url = format!("redis://ci:secret@127.0.0.1:{elsewhere}/0");
+    let scratch = ciq_testkit::least_privilege_build(&cluster, &url, build);
+    let workers = ["w1", "w2"]
+        .map(|w| std::fs::read_to_string(scratch.path(&format!("{w}.stderr"))).unwrap_or_default());
+    assert!(
+        workers
+            .iter()
+            .any(|err| err.contains("is a cluster node; following the cluster")),
+        "{workers:?}"
+    );
+}
+
 /// A cluster user with the single node's rule only: one line naming what is missing, exit 5.
 #[test]
 fn a_cluster_user_without_the_cluster_permissions_is_told_which() {
