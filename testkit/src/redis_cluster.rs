@@ -453,9 +453,25 @@ impl TestRedis for RedisCluster {
         self.url()
     }
 
+    /// Retried for a while: right after a failover a node may still name the dead primary.
     fn conn_for(&self, key: &str) -> Box<dyn redis::ConnectionLike> {
-        let owner = self.owner(self.slot_of(key));
-        Box::new(self.node_conn(owner).expect("the key's primary"))
+        let slot = self.slot_of(key);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let owner = self.owner_seen_by(self.live_port(), slot);
+            match owner.map(|port| self.node_conn(port)) {
+                Some(Ok(conn)) => return Box::new(conn),
+                Some(Err(err)) => assert!(
+                    Instant::now() < deadline,
+                    "the primary of slot {slot}: {err}"
+                ),
+                None => assert!(
+                    Instant::now() < deadline,
+                    "no live node names the primary of slot {slot}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

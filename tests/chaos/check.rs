@@ -190,7 +190,7 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
             Fate::Survives => verdict_code || (lossy && code == Some(INFRASTRUCTURE)),
             Fate::Terminated => code.is_none() || code == Some(143) || verdict_code,
             Fate::Killed => true,
-            Fate::Foreign => code == Some(LIST_MISMATCH),
+            Fate::Foreign => code == Some(LIST_MISMATCH) || (lossy && code == Some(INFRASTRUCTURE)),
         };
         if !allowed {
             verdict.violations.push(format!(

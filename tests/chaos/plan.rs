@@ -133,6 +133,10 @@ pub struct Plan {
 
 const POINTS: [&str; 2] = ["elected", "before-commit"];
 
+/// The longest a slot's move or a failover keeps every script of the build waiting, with room
+/// for a loaded machine.
+const CLUSTER_STALL: Duration = Duration::from_secs(4);
+
 /// What a set of schedules must draw between them to call itself complete (CI's default
 /// seeds): every fault, a killed worker with and without a replacement, batches, and a leader
 /// killed and paused at each pause point. Returns what `plans` leave out.
@@ -383,6 +387,10 @@ impl Plan {
                         replace_after: Some(after),
                         ..
                     } => after,
+                    // No script runs while a slot moves (TRYAGAIN) or a primary fails over,
+                    // so no key's TTL is refreshed: a TTL shorter than that rightly loses the
+                    // build.
+                    Fault::MoveSlot | Fault::Failover => CLUSTER_STALL,
                     _ => Duration::ZERO,
                 })
                 .chain(match start {
