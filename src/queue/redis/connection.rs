@@ -10,8 +10,8 @@
 //! a plain URL of a node that says `cluster_enabled:1`, or one that answers MOVED, it becomes a
 //! cluster connection seeded by those nodes, which follows MOVED and ASK and re-reads the slot
 //! map after a failover. A connection starts from the first seed that answers, so listing
-//! several nodes lets a process start while one of them is down. Every key of a build shares one hash tag, so
-//! each script runs on the one primary that holds its build.
+//! several nodes lets a process start while one of them is down. Every key of a build shares
+//! one hash tag, so each script runs on the one primary that holds its build.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -129,7 +129,7 @@ impl RedisConn {
         }
     }
 
-    /// Switches to a cluster connection seeded by the URL's node.
+    /// Switches to a cluster connection seeded by the URL's nodes.
     async fn become_cluster(&self) -> Result<(), QueueError> {
         let invalid = |reason: String| QueueError::InvalidUrl {
             url: self.url.clone(),
@@ -272,7 +272,7 @@ impl RedisConn {
         loop {
             // The connection to replace after a failure: a node's. A cluster connection heals
             // itself (it reconnects to each node and re-reads the slot map from the nodes it
-            // knows), and a new one could only start from the URL's node, which may be the
+            // knows), and a new one could only start from the URL's nodes, which may be the
             // primary that just died.
             let (replace, result) = match self.connection().await {
                 Ok((epoch, conn)) => {
