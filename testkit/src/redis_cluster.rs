@@ -458,18 +458,25 @@ impl TestRedis for RedisCluster {
         let slot = self.slot_of(key);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let owner = self.owner_seen_by(self.live_port(), slot);
-            match owner.map(|port| self.node_conn(port)) {
-                Some(Ok(conn)) => return Box::new(conn),
-                Some(Err(err)) => assert!(
-                    Instant::now() < deadline,
-                    "the primary of slot {slot}: {err}"
-                ),
-                None => assert!(
-                    Instant::now() < deadline,
-                    "no live node names the primary of slot {slot}"
-                ),
+            // Every live node's view, the most common first: one may still name a dead primary.
+            let views: Vec<u16> = self
+                .nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .filter_map(|n| self.owner_seen_by(n.port, slot))
+                .collect();
+            let mut named = views.clone();
+            named.sort_unstable();
+            named.dedup();
+            named
+                .sort_by_key(|port| std::cmp::Reverse(views.iter().filter(|v| *v == port).count()));
+            if let Some(conn) = named.iter().find_map(|&port| self.node_conn(port).ok()) {
+                return Box::new(conn);
             }
+            assert!(
+                Instant::now() < deadline,
+                "no primary of slot {slot} answers (named: {named:?})"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
