@@ -1,6 +1,7 @@
 //! Checks shared by several fault tests, and scenarios run against one server and against a
 //! cluster alike.
 
+use std::path::Path;
 use std::time::Duration;
 
 use ciq::queue::redis::keys::BuildKeys;
@@ -16,6 +17,27 @@ use crate::scratch::{Scratch, ids};
 
 /// How long a scenario's processes may take.
 const WITHIN: Duration = Duration::from_secs(120);
+
+/// Starts a worker of `build` named after each of `names`, running the tests of `list` with
+/// the fixture command.
+pub fn spawn_workers(
+    server: &impl TestRedis,
+    scratch: &Scratch,
+    build: &str,
+    names: &[&str],
+    list: &Path,
+) -> Vec<Proc> {
+    names
+        .iter()
+        .map(|name| {
+            Proc::spawn(
+                name,
+                scratch,
+                &with_command(worker_args(server, build, name, list)),
+            )
+        })
+        .collect()
+}
 
 /// The leader of `build` hangs in its list command and is SIGKILLed there; the two workers
 /// waiting for it elect one of them, which lists again, and they finish 30 passing tests, each
@@ -69,16 +91,7 @@ pub fn worker_killed_mid_test_is_taken_over(server: &impl TestRedis, build: &str
     let mut tests = vec!["gated/victim".to_owned()];
     tests.extend(ids("pass", 10));
     let list = scratch.tests(&tests);
-    let workers: Vec<Proc> = ["w1", "w2"]
-        .iter()
-        .map(|w| {
-            Proc::spawn(
-                w,
-                &scratch,
-                &with_command(worker_args(server, build, w, &list)),
-            )
-        })
-        .collect();
+    let workers = spawn_workers(server, &scratch, build, &["w1", "w2"], &list);
     // The victim runs until its worker's gate opens: only the survivor's ever does.
     wait_until("the gated test to start", WITHIN, || {
         scratch
@@ -112,6 +125,7 @@ pub fn worker_killed_mid_test_is_taken_over(server: &impl TestRedis, build: &str
         );
     }
     let counts = scratch.run_counts();
+    assert_eq!(counts.len(), 11, "every test ran: {counts:?}");
     assert_eq!(
         counts["gated/victim"], 2,
         "run once more after the take-over"

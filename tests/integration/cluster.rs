@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ciq::queue::redis::keys::BuildKeys;
 use ciq_testkit::{
-    Output, Proc, RedisCluster, Scratch, ids, replace_flag, report_args, results, wait_until,
-    with_command, worker_args,
+    Output, Proc, RedisCluster, Scratch, ids, replace_flag, report_args, results, spawn_workers,
+    wait_until, with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -17,27 +17,29 @@ fn build_slot(cluster: &RedisCluster, build: &str) -> u16 {
     cluster.slot_of(&BuildKeys::new("", build).state())
 }
 
-/// Starts `workers` workers of `build` over `tests` (the fixture command) and a report.
+/// Starts workers of `build` named `names` over `tests` (the fixture command) and a report.
 fn start(
     cluster: &RedisCluster,
     scratch: &Scratch,
     build: &str,
-    workers: usize,
+    names: &[&str],
     tests: &[String],
 ) -> (Vec<Proc>, Proc) {
     let list = scratch.tests(tests);
     let report = Proc::spawn("report", scratch, &report_args(cluster, build));
-    let workers = (1..=workers)
-        .map(|n| {
-            let name = format!("w{n}");
-            Proc::spawn(
-                &name,
-                scratch,
-                &with_command(worker_args(cluster, build, &name, &list)),
-            )
-        })
-        .collect();
-    (workers, report)
+    (spawn_workers(cluster, scratch, build, names, &list), report)
+}
+
+/// Makes user `ci` (password `secret`) with the ACL `rule` on every node.
+fn create_user(cluster: &RedisCluster, rule: &str) {
+    cluster.on_every_node(
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("ci")
+            .arg("on")
+            .arg(">secret")
+            .arg(rule.split(' ').collect::<Vec<_>>()),
+    );
 }
 
 /// Starts 3 workers of `build` over 90 tests of 100 ms (about 3 s of work) and a report, and
@@ -47,7 +49,7 @@ fn start_and_run_ten(cluster: &RedisCluster, scratch: &Scratch, build: &str) -> 
         .into_iter()
         .map(|id| format!("{id}@100"))
         .collect();
-    let started = start(cluster, scratch, build, 3, &tests);
+    let started = start(cluster, scratch, build, &["w1", "w2", "w3"], &tests);
     wait_until("ten tests to run", LONG, || scratch.runs().len() >= 10);
     started
 }
@@ -74,7 +76,7 @@ fn a_build_runs_on_a_cluster_and_a_plain_node_url_finds_it() {
     let scratch = Scratch::new();
     let build = "on-a-cluster";
     let tests = ids("pass", 40);
-    let (mut workers, report) = start(&cluster, &scratch, build, 2, &tests);
+    let (mut workers, report) = start(&cluster, &scratch, build, &["w1", "w2"], &tests);
     // A third worker is given one node's plain URL: it finds out the node is in a cluster.
     let list = scratch.path("tests.txt");
     let plain = replace_flag(
@@ -156,8 +158,10 @@ fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly()
             assert!(out.stdout.contains("90 tests: 90 passed"), "{}", out.both());
             assert_eq!(outcomes.len(), 90, "{outcomes:?}");
             assert!(outcomes.values().all(|o| o == "passed"), "{outcomes:?}");
+            assert_eq!(scratch.run_counts().len(), 90, "every test ran");
         }
-        Some(5) => {}
+        // Stopped on Redis's account: it says why.
+        Some(5) => assert!(out.stderr.contains("error: "), "{}", out.both()),
         other => panic!(
             "the report ends green or with the infrastructure code, not {other:?}\n{}",
             out.both()
@@ -173,14 +177,7 @@ fn a_user_with_only_the_documented_permissions_runs_a_build_on_a_cluster() {
         ciq::queue::redis::ACL_RULE,
         ciq::queue::redis::CLUSTER_ACL_EXTRA
     );
-    cluster.on_every_node(
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("ci")
-            .arg("on")
-            .arg(">secret")
-            .arg(rule.split(' ').collect::<Vec<_>>()),
-    );
+    create_user(&cluster, &rule);
     // One node given, with the user's credentials: they hold for every node it finds.
     let url = cluster
         .plain_url()
@@ -200,14 +197,7 @@ fn a_plain_url_is_found_to_be_a_cluster_by_its_moved_answer() {
         ciq::queue::redis::ACL_RULE.replace(" +info", ""),
         ciq::queue::redis::CLUSTER_ACL_EXTRA
     );
-    cluster.on_every_node(
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("ci")
-            .arg("on")
-            .arg(">secret")
-            .arg(rule.split(' ').collect::<Vec<_>>()),
-    );
+    create_user(&cluster, &rule);
     let elsewhere = cluster.other_primary(build_slot(&cluster, build));
     let url = format!("redis://ci:secret@127.0.0.1:{elsewhere}/0");
     let scratch = ciq_testkit::least_privilege_build(&cluster, &url, build);
@@ -225,14 +215,7 @@ fn a_plain_url_is_found_to_be_a_cluster_by_its_moved_answer() {
 #[test]
 fn a_cluster_user_without_the_cluster_permissions_is_told_which() {
     let cluster = RedisCluster::start(0);
-    cluster.on_every_node(
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("ci")
-            .arg("on")
-            .arg(">secret")
-            .arg(ciq::queue::redis::ACL_RULE.split(' ').collect::<Vec<_>>()),
-    );
+    create_user(&cluster, ciq::queue::redis::ACL_RULE);
     let scratch = Scratch::new();
     let list = scratch.tests(&ids("pass", 2));
     let url = cluster.url().replace("cluster://", "cluster://ci:secret@");

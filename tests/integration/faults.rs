@@ -13,8 +13,8 @@ use redis::Commands;
 use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, assert_late_result_changes_nothing,
     assert_one_final_line_each, generation_keys, ids, ran, ready_generation, replace_flag,
-    replace_generation, report_args, results, setup_generation, state, wait_until, with_command,
-    with_list_command, worker_args,
+    replace_generation, report_args, results, setup_generation, spawn_workers, state, wait_until,
+    with_command, with_list_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(180);
@@ -188,16 +188,7 @@ fn restart_mid_build(server: &mut RedisServer, build: &str) -> (Scratch, Vec<Out
     scratch.set_env("SLOW_SECONDS", "0.05");
     let list = scratch.tests(&ids("slow", 60));
     let report = Proc::spawn("report", &scratch, &report_args(server, build));
-    let workers: Vec<Proc> = ["w1", "w2"]
-        .iter()
-        .map(|w| {
-            Proc::spawn(
-                w,
-                &scratch,
-                &with_command(worker_args(server, build, w, &list)),
-            )
-        })
-        .collect();
+    let workers = spawn_workers(server, &scratch, build, &["w1", "w2"], &list);
     wait_until("a third of the build", LONG, || scratch.runs().len() >= 20);
     server.restart();
     let outs = workers.into_iter().map(|w| w.wait(LONG)).collect();

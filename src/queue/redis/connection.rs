@@ -103,11 +103,15 @@ impl RedisConn {
                 .set_response_timeout(Some(timeout)),
             slot: Mutex::new(Slot::default()),
         };
+        // A single node's answer to INFO (or its refusal) shows it is reachable and takes the
+        // credentials; a cluster connection is made afresh, so it is checked with a PING.
         if is_cluster_url(url) || conn.node_says_cluster().await? {
             conn.become_cluster().await?;
-        }
-        conn.retrying(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
+            conn.retrying(
+                |mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await },
+            )
             .await?;
+        }
         Ok(conn)
     }
 
