@@ -4,7 +4,8 @@
 Runs 2,000 no-op tests on 4 workers and a report against a redis-server of its own, at batch
 sizes 1 and 8, and prints per test: client round trips, commands run inside scripts,
 Redis CPU in microseconds (from INFO cpu: the server's whole user+system time over the build,
-network included; and from INFO commandstats: time inside scripts), and the wall time. The
+network included, and each part, system time being the kernel's, which no script change
+lowers; and from INFO commandstats: time inside scripts), and the wall time. The
 round trips and script commands come from a second run watched with MONITOR (which costs CPU
 itself, so the CPU figures come from the first run, unwatched).
 
@@ -15,10 +16,14 @@ that pass every test): a process started per test would load the 2-core machines
 come from so much that Redis's own CPU per command grows several times over, and the figures
 would measure the machine, not the protocol. `--runner command` starts `true` per batch instead.
 
-Then the floor under those figures on this machine: the Redis CPU of one script call per test
-shaped like ciq's (14 KEYS, 8 ARGV) from as many connections as workers, each waiting for its
-reply, for a script that does nothing and for one that runs only the commands a per-test call
-cannot do without (TIME, GET, HMGET, ZREM, SADD, HSETNX, ZADD, HSET).
+Then the floor under those figures on this machine: the Redis CPU of one request per test from
+as many connections as workers, each waiting for its reply: a PING, then a script call shaped
+like ciq's (14 KEYS, 8 ARGV) that does nothing, and one that runs only the commands a per-test
+call cannot do without (TIME, GET, HMGET, ZREM, SADD, HSETNX, ZADD, HSET). Sent back to back,
+those show the machine's cost of a request; so the last figures drive that floor script and
+ciq's ACK script the way a batch-1 build drives its ACK (bench_script_instructions.py's driver:
+queued tests, each client acknowledging the test it holds and reserving the next), which is
+where the floor meets a build's keys and pace.
 
 Without --ciq it builds this checkout in release mode. Pass another build's binary to compare
 (e.g. a worktree of an older commit): the figures are measured in one run, on one machine.
@@ -32,7 +37,8 @@ import tempfile
 import threading
 import time
 
-from benchkit import Redis, ciq_binary
+from benchkit import ROOT, Redis, ciq_binary
+from bench_script_instructions import FLOOR, ack_source, drive
 
 
 NOOP_FRAMEWORK = """#!/usr/bin/env python3
@@ -81,9 +87,10 @@ def measure(ciq, tests, workers, batch, runner_kind):
     redis = Redis(scratch)
     try:
         redis.cli("config", "resetstat")
-        cpu = redis.cpu_seconds()
+        user, system = redis.cpu_seconds()
         wall = build(ciq, redis, tests_file, workers, batch, "cpu", runner)
-        cpu = redis.cpu_seconds() - cpu
+        user_after, system_after = redis.cpu_seconds()
+        user, system = user_after - user, system_after - system
         usec = redis.script_usec()
         monitor_log = os.path.join(scratch, "monitor.log")
         with open(monitor_log, "w") as log:
@@ -108,7 +115,9 @@ def measure(ciq, tests, workers, batch, runner_kind):
         return {
             "round trips": client / tests,
             "script commands": script / tests,
-            "cpu us": cpu * 1e6 / tests,
+            "cpu us": (user + system) * 1e6 / tests,
+            "user us": user * 1e6 / tests,
+            "system us": system * 1e6 / tests,
             "script us": usec / tests,
             "wall s": wall,
         }
@@ -117,6 +126,7 @@ def measure(ciq, tests, workers, batch, runner_kind):
 
 
 FLOOR_SCRIPTS = [
+    ("PING, no script at all", None),
     ("a script that does nothing", "return 1"),
     ("only the unavoidable commands",
      "redis.call('TIME') redis.call('GET', KEYS[1]) redis.call('HMGET', KEYS[12], 'a', 'b', 'c') "
@@ -136,16 +146,20 @@ def resp(*args):
 
 
 def floor(calls, connections):
-    """Redis CPU µs per call of each FLOOR_SCRIPTS entry: the lowest of three runs."""
+    """Redis CPU µs per call of each FLOOR_SCRIPTS entry, (total, user, system): the run of
+    three with the lowest total."""
     scratch = tempfile.mkdtemp(prefix="ciq-bench-floor-")
     redis = Redis(scratch)
     keys = [f"ciq:{{b}}:k{i}" for i in range(14)]
     try:
         figures = []
         for name, source in FLOOR_SCRIPTS:
-            sha = redis.cli("script", "load", source).strip()
-            call = resp("EVALSHA", sha, "14", *keys, "gen", "w1", "session", "7", "600000", "0",
-                        "1", "noop/1")
+            if source is None:
+                call = resp("PING")
+            else:
+                sha = redis.cli("script", "load", source).strip()
+                call = resp("EVALSHA", sha, "14", *keys, "gen", "w1", "session", "7", "600000",
+                            "0", "1", "noop/1")
 
             def connection():
                 with socket.create_connection(("127.0.0.1", redis.port)) as sock:
@@ -156,18 +170,59 @@ def floor(calls, connections):
 
             best = None
             for _ in range(3):
-                cpu = redis.cpu_seconds()
+                user, system = redis.cpu_seconds()
                 threads = [threading.Thread(target=connection) for _ in range(connections)]
                 for thread in threads:
                     thread.start()
                 for thread in threads:
                     thread.join()
-                usec = (redis.cpu_seconds() - cpu) * 1e6 / calls
+                user_after, system_after = redis.cpu_seconds()
+                usec = [(user_after - user) * 1e6 / calls, (system_after - system) * 1e6 / calls]
+                usec = (sum(usec), *usec)
                 best = usec if best is None else min(best, usec)
             figures.append((name, best))
         return figures
     finally:
         redis.stop()
+
+
+class Cpu:
+    """The Redis CPU (user, system) seconds spent inside this context."""
+
+    def __init__(self, redis):
+        self.redis = redis
+        self.spent = (0.0, 0.0)
+
+    def __enter__(self):
+        self.start = self.redis.cpu_seconds()
+
+    def __exit__(self, *_):
+        end = self.redis.cpu_seconds()
+        self.spent = (end[0] - self.start[0], end[1] - self.start[1])
+
+
+def driven(calls, workers):
+    """Redis CPU µs per call, (total, user, system), of ciq's ACK script and of the floor
+    script (only the commands such a call needs), each driven alone as a batch-1 build drives
+    the ACK: queued tests, every client acknowledging one and reserving the next, the keys
+    growing as in a build. The run of three with the lowest total."""
+    ack = ack_source(os.path.join(ROOT, "src/queue/redis/lua"))
+    figures = []
+    for name, source in [("ciq's ACK", ack), ("floor: the commands alone", FLOOR)]:
+        best = None
+        for _ in range(3):
+            scratch = tempfile.mkdtemp(prefix="ciq-bench-driven-")
+            redis = Redis(scratch)
+            try:
+                cpu = Cpu(redis)
+                drive(redis.port, source, calls, cpu, workers).close()
+            finally:
+                redis.stop()
+            user, system = (spent * 1e6 / calls for spent in cpu.spent)
+            usec = (user + system, user, system)
+            best = usec if best is None else min(best, usec)
+        figures.append((name, best))
+    return figures
 
 
 def main():
@@ -184,15 +239,23 @@ def main():
     args = parser.parse_args()
     ciq = ciq_binary(args.ciq)
     print(f"{args.tests} no-op tests, {args.workers} workers, {args.runner} runner, {ciq}")
-    print("batch | round trips/test | script commands/test | Redis CPU us/test (INFO cpu) | in scripts us/test | wall s")
+    print("batch | round trips/test | script commands/test | Redis CPU us/test (INFO cpu) "
+          "| of which user | of which system | in scripts us/test | wall s")
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         m = min((measure(ciq, args.tests, args.workers, batch, args.runner)
                  for _ in range(args.repeat)), key=lambda m: m["cpu us"])
         print(f"{batch:5} | {m['round trips']:16.2f} | {m['script commands']:20.1f} | "
-              f"{m['cpu us']:28.1f} | {m['script us']:18.1f} | {m['wall s']:6.1f}")
-    print(f"floor: one script call per test, {args.floor_calls} calls from {args.workers} connections")
-    for name, usec in floor(args.floor_calls, args.workers):
-        print(f"  {name:<32} {usec:6.1f} us Redis CPU per call")
+              f"{m['cpu us']:28.1f} | {m['user us']:14.1f} | {m['system us']:16.1f} | "
+              f"{m['script us']:18.1f} | {m['wall s']:6.1f}")
+    print(f"floor: one request per test, {args.floor_calls} requests from {args.workers} connections")
+    for name, (total, user, system) in floor(args.floor_calls, args.workers):
+        print(f"  {name:<32} {total:6.1f} us Redis CPU per call "
+              f"({user:.1f} user, {system:.1f} system)")
+    print(f"driven like a batch-1 build's ACK: {args.floor_calls} queued tests, "
+          f"{args.workers} connections")
+    for name, (total, user, system) in driven(args.floor_calls, args.workers):
+        print(f"  {name:<32} {total:6.1f} us Redis CPU per call "
+              f"({user:.1f} user, {system:.1f} system)")
 
 
 if __name__ == "__main__":

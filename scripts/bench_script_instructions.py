@@ -88,6 +88,67 @@ def call(sock, *args):
     return line.decode()
 
 
+def ack_source(lua_dir):
+    """ciq's ACK script as the server runs it: the shared helpers, then the script."""
+    parts = ["lib.lua", "per_test.lua", "handout.lua", "ack.lua"]
+    return "".join(open(os.path.join(lua_dir, name)).read() for name in parts)
+
+
+def drive(port, source, calls, measured, workers=4):
+    """Runs `source` as the ACK script over `calls` tests queued on the redis-server at `port`:
+    `workers` clients each acknowledge the test they hold as passed and reserve the next, one
+    call at a time, until the queue is empty (the steady state of a batch-1 build). The calls,
+    and not the set-up, run inside the context manager `measured`. Returns a connection."""
+    admin = socket.create_connection(("127.0.0.1", port))
+    keys = [f"ciq:{{bench}}:{name}" for name in NAMES]
+    call(admin, "SET", keys[0], "ready:g1")
+    call(admin, "HSET", keys[11], "total", calls, "heartbeat-timeout-ms", 30000, "fresh", 1)
+    call(admin, "ZADD", keys[7], "+inf", "")
+    for start in range(0, calls, 500):
+        call(admin, "RPUSH", keys[6], *[f"noop/{n:05}" for n in range(start, min(calls, start + 500))])
+    sha = call(admin, "SCRIPT", "LOAD", source)
+
+    def worker(n):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            held, seq = [], 0
+            while True:
+                seq += 1
+                args = ["g1", f"w{n}", f"session-{n:02}-bench", seq, 600000, "0", "1"]
+                for test, lease in held:
+                    args += [test, lease, "passed", ""]
+                reply = json.loads(call(sock, "EVALSHA", sha, len(keys), *keys, *args))
+                if reply["status"] != "tests":
+                    return
+                held = reply["tests"]
+
+    with measured:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if int(call(admin, "SCARD", keys[8]).lstrip(":")) != calls:
+        sys.exit("not every test was acknowledged: the script under test is broken")
+    return admin
+
+
+class Counting:
+    """Callgrind counts instructions only inside this context."""
+
+    def __init__(self, pid):
+        self.pid = str(pid)
+
+    def switch(self, state):
+        subprocess.run(["callgrind_control", "-i", state, self.pid], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self):
+        self.switch("on")
+
+    def __exit__(self, *_):
+        self.switch("off")
+
+
 def measure(source, calls, workers=4):
     """(instructions per call, of which inside Lua) for `source` as the ACK script."""
     scratch = tempfile.mkdtemp(prefix="ciq-bench-instructions-")
@@ -100,44 +161,13 @@ def measure(source, calls, workers=4):
     try:
         for _ in range(600):
             try:
-                admin = socket.create_connection(("127.0.0.1", port))
+                socket.create_connection(("127.0.0.1", port)).close()
                 break
             except OSError:
                 time.sleep(0.1)
         else:
             sys.exit("redis-server under valgrind did not start")
-        keys = [f"ciq:{{bench}}:{name}" for name in NAMES]
-        call(admin, "SET", keys[0], "ready:g1")
-        call(admin, "HSET", keys[11], "total", calls, "heartbeat-timeout-ms", 30000, "fresh", 1)
-        call(admin, "ZADD", keys[7], "+inf", "")
-        for start in range(0, calls, 500):
-            call(admin, "RPUSH", keys[6], *[f"noop/{n:05}" for n in range(start, min(calls, start + 500))])
-        sha = call(admin, "SCRIPT", "LOAD", source)
-
-        def worker(n):
-            with socket.create_connection(("127.0.0.1", port)) as sock:
-                held, seq = [], 0
-                while True:
-                    seq += 1
-                    args = ["g1", f"w{n}", f"session-{n:02}-bench", seq, 600000, "0", "1"]
-                    for test, lease in held:
-                        args += [test, lease, "passed", ""]
-                    reply = json.loads(call(sock, "EVALSHA", sha, len(keys), *keys, *args))
-                    if reply["status"] != "tests":
-                        return
-                    held = reply["tests"]
-
-        subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if int(call(admin, "SCARD", keys[8]).lstrip(":")) != calls:
-            sys.exit("not every test was acknowledged: the script under test is broken")
+        admin = drive(port, source, calls, Counting(server.pid), workers)
         call(admin, "SHUTDOWN", "NOSAVE")
         server.wait(timeout=60)
         out = glob.glob(f"{scratch}/callgrind.out*")[0]
@@ -167,8 +197,7 @@ def main():
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("this benchmark needs valgrind (apt-get install valgrind)")
-    lua = lambda name: open(os.path.join(args.lua_dir, name)).read()
-    ack = "".join(lua(name) for name in ["lib.lua", "per_test.lua", "handout.lua", "ack.lua"])
+    ack = ack_source(args.lua_dir)
     print(f"{args.calls} ACK calls (one passed test acknowledged, one reserved) from 4 clients")
     print("script | instructions / call | of which in Lua")
     for name, source in [("ciq's ACK (" + args.lua_dir + ")", ack), ("floor: the commands alone", FLOOR)]:

@@ -51,8 +51,10 @@ class Redis:
         return fields
 
     def cpu_seconds(self):
+        """The server's CPU time so far, (user, system) in seconds: system time is the kernel's
+        work for the server (sockets, wake-ups), which no script change can lower."""
         cpu = self.info("cpu")
-        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+        return float(cpu["used_cpu_user"]), float(cpu["used_cpu_sys"])
 
     def script_usec(self):
         """Time inside scripts (EVALSHA's usec, which includes the commands the scripts run:
