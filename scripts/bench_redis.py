@@ -245,7 +245,7 @@ def main():
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--runner", choices=["persistent", "command"], default="persistent")
     parser.add_argument("--floor-calls", type=int, default=8000,
-                        help="script calls per run of the floor figures")
+                        help="requests per run of the floor figures, and tests queued for the driven ones")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per batch size; the lowest CPU figure is printed")
     args = parser.parse_args()
