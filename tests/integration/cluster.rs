@@ -238,3 +238,10 @@ fn a_cluster_user_without_the_cluster_permissions_is_told_which() {
         scratch.runs()
     );
 }
+
+/// The namespace's flakiness history (keys under its own hash tag, so maybe on another primary
+/// than a build's) is recorded by reports and read by `ciq flaky` on a cluster as on one server.
+#[test]
+fn flakiness_history_and_ciq_flaky_work_on_a_cluster() {
+    crate::history::flakiness_accumulates(&RedisCluster::start(0));
+}

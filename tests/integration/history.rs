@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use ciq_testkit::{Proc, RedisServer, Scratch, report_args, with_command, worker_args};
+use ciq_testkit::{Proc, RedisServer, Scratch, TestRedis, report_args, with_command, worker_args};
 
 const LONG: Duration = Duration::from_secs(120);
 
 /// Runs build `build` of namespace `ns` (its own scratch directory, so `flaky/*` fails its
 /// first run again) to the end, then its report; returns the report's output.
 fn build_and_report(
-    server: &RedisServer,
+    server: &impl TestRedis,
     build: &str,
     tests: &[&str],
     extra: &[&str],
@@ -29,15 +29,21 @@ fn build_and_report(
 
 #[test]
 fn flakiness_accumulates_across_builds_and_marks_failures() {
-    let server = RedisServer::start();
+    flakiness_accumulates(&RedisServer::start());
+}
+
+/// Three builds of namespace `ns`, a test flaky in two of them, its failure in the third
+/// marked as often flaky, and `ciq flaky` ranking the namespace's tests (also run on a
+/// cluster, whose history keys hash to their own slot).
+pub(crate) fn flakiness_accumulates(server: &impl TestRedis) {
     let tests = ["pass/0", "flaky/net", "fail/disk"];
     for build in ["b1", "b2"] {
-        let out = build_and_report(&server, build, &tests, &[]);
+        let out = build_and_report(server, build, &tests, &[]);
         assert_eq!(out.code, Some(1), "{}", out.both());
     }
     // Without a retry, the flaky test fails for good this time: the report says it is often
     // flaky, which a plain failure is not.
-    let out = build_and_report(&server, "b3", &tests, &["--max-requeues", "0"]);
+    let out = build_and_report(server, "b3", &tests, &["--max-requeues", "0"]);
     assert_eq!(out.code, Some(1), "{}", out.both());
     assert!(
         out.stdout.contains("FAILED flaky/net (worker w1, ")
@@ -60,9 +66,15 @@ fn flakiness_accumulates_across_builds_and_marks_failures() {
     // Another namespace's history is its own.
     let scratch = Scratch::new();
     let flaky = |namespace: &str| {
-        let args: Vec<String> = ["flaky", "--queue", &server.url(), "--namespace", namespace]
-            .map(str::to_owned)
-            .to_vec();
+        let args: Vec<String> = [
+            "flaky",
+            "--queue",
+            &server.queue_url(),
+            "--namespace",
+            namespace,
+        ]
+        .map(str::to_owned)
+        .to_vec();
         Proc::spawn(&format!("flaky-{namespace}"), &scratch, &args).wait(LONG)
     };
     let out = flaky("ns");
