@@ -125,6 +125,10 @@ impl ListSource for TestSource {
             TestSource::Command { .. } => None,
         }
     }
+
+    async fn to_check(&self, _timeout: Duration) -> Option<Cow<'_, TestList>> {
+        self.held().map(Cow::Borrowed)
+    }
 }
 
 /// A pytest suite listed by the persistent pytest that will run it, when its plugin lists:
@@ -176,5 +180,15 @@ impl ListSource for FrameworkListing<'_> {
 
     fn held(&self) -> Option<&TestList> {
         self.source.held()
+    }
+
+    async fn to_check(&self, timeout: Duration) -> Option<Cow<'_, TestList>> {
+        if let Some(list) = self.source.held() {
+            return Some(Cow::Borrowed(list));
+        }
+        let ids = self.lister()?.list(timeout).await.ok()??;
+        TestList::parse(&ids, "pytest's collection")
+            .ok()
+            .map(Cow::Owned)
     }
 }

@@ -89,6 +89,14 @@ impl<S: ListSource> ListSource for GrindSource<'_, S> {
     fn held(&self) -> Option<&TestList> {
         self.held.as_ref()
     }
+
+    async fn to_check(&self, timeout: Duration) -> Option<Cow<'_, TestList>> {
+        if let Some(held) = &self.held {
+            return Some(Cow::Borrowed(held));
+        }
+        let list = self.inner.to_check(timeout).await?;
+        Some(Cow::Owned(copies(&list, self.n)))
+    }
 }
 
 /// Runs copies as their tests, one copy per batch (two copies of one test in a batch could not

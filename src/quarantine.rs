@@ -143,6 +143,10 @@ impl<S: ListSource> ListSource for Checked<'_, S> {
     fn held(&self) -> Option<&TestList> {
         self.inner.held()
     }
+
+    async fn to_check(&self, timeout: Duration) -> Option<Cow<'_, TestList>> {
+        self.inner.to_check(timeout).await
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,14 @@ pub trait ListSource: Sync {
 
     /// The list this worker holds already, if any.
     fn held(&self) -> Option<&TestList>;
+
+    /// The list a follower checks against its build's: the one it holds, or one its framework
+    /// collected anyway to run the tests (persistent pytest), so a worker whose suite differs
+    /// never lets the build go green without its own tests. `None` when the worker has none
+    /// without a listing of its own, or its framework could not list (it then fails when it
+    /// runs, and says why).
+    fn to_check(&self, timeout: Duration)
+    -> impl Future<Output = Option<Cow<'_, TestList>>> + Send;
 }
 
 /// How many tests a worker asks for: at most `max`; with a `share`, at most that fraction

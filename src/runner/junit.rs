@@ -122,23 +122,36 @@ pub fn parse(xml: &str) -> Result<Cases, JunitError> {
         });
     }
     let mut index = HashMap::new();
-    for (at, case) in state.cases.iter().enumerate() {
-        index.entry(case.name.clone()).or_insert(at);
+    let cases = state.cases;
+    for (at, case) in cases.iter().enumerate() {
+        let mut names = vec![case.name.clone()];
         if !case.classname.is_empty() {
             for separator in [".", "::", "/", " "] {
-                index
-                    .entry(format!("{}{separator}{}", case.classname, case.name))
-                    .or_insert(at);
+                names.push(format!("{}{separator}{}", case.classname, case.name));
             }
         }
-        index
-            .entry(format!("{}\u{0}{}", case.classname, case.name))
-            .or_insert(at);
+        names.push(format!("{}\u{0}{}", case.classname, case.name));
+        for name in names {
+            index
+                .entry(name)
+                .and_modify(|first: &mut usize| {
+                    if fails(&case.outcome) && !cases.get(*first).is_some_and(|c| fails(&c.outcome))
+                    {
+                        *first = at;
+                    }
+                })
+                .or_insert(at);
+        }
     }
-    Ok(Cases {
-        cases: state.cases,
-        index,
-    })
+    Ok(Cases { cases, index })
+}
+
+/// Whether a case failed. A name the report gives more than once (a retry plugin's entries,
+/// two suites with a test of one name, two paths pytest mangles alike) stands for its first
+/// failing case, else its first: ciq cannot tell which entry is the test's own, and a failure
+/// must never hide behind a pass.
+fn fails(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Failed | Outcome::Errored)
 }
 
 #[derive(Default)]
@@ -287,6 +300,27 @@ mod tests {
         assert_eq!(setup.outcome, Outcome::Errored);
         assert!(setup.output.starts_with("failed on setup with \"boom\""));
         assert!(cases.find("tests/test_x.py::test_missing").is_none());
+    }
+
+    /// Regression (a hostile probe): a report naming a test twice, a pass then a failure, was
+    /// read as a pass, and a build whose command exited 0 went green.
+    #[test]
+    fn a_name_given_twice_stands_for_its_failing_case() {
+        let cases = parse(
+            r#"<testsuite><testcase classname="A" name="t2"/><testcase classname="B" name="t2"><failure message="boom"/></testcase><testcase name="t3"><skipped/></testcase><testcase name="t3"/></testsuite>"#,
+        )
+        .unwrap();
+        assert_eq!(cases.find("t2").unwrap().outcome, Outcome::Failed);
+        assert_eq!(cases.find("A.t2").unwrap().outcome, Outcome::Passed);
+        assert_eq!(cases.find("t3").unwrap().outcome, Outcome::Skipped);
+        // pytest mangles `a.b/t.py` and `a/b/t.py` alike: both ids take the failure.
+        let cases = parse(
+            r#"<testsuite><testcase classname="tests.a.b.test_c" name="test_t"><failure/></testcase><testcase classname="tests.a.b.test_c" name="test_t"/></testsuite>"#,
+        )
+        .unwrap();
+        for id in ["tests/a.b/test_c.py::test_t", "tests/a/b/test_c.py::test_t"] {
+            assert_eq!(cases.find(id).unwrap().outcome, Outcome::Failed, "{id}");
+        }
     }
 
     #[test]

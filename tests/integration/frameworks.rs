@@ -537,3 +537,64 @@ fn persistent_pytest_collects_once_per_worker() {
     assert_each_ran_once(dir.dir.path(), "Redis");
     assert_eq!(collections(dir.dir.path()), 2, "Redis: one per worker");
 }
+
+/// Regression (a hostile probe): in persistent mode every worker's pytest collects the suite,
+/// but only the leader's collection was used; a follower that collected more (a platform
+/// conditional, a generated file) ran none of its own tests and the build went green. Now it
+/// compares its collection with the build's, as a follower given `--tests` does: it runs
+/// nothing, exits 6, and the build's verdict is red. Here `w2` leads and does not see
+/// `test_c.py`; `w1` comes after it finished the build.
+#[test]
+fn a_persistent_follower_whose_collection_differs_turns_the_build_red() {
+    require_pytest();
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    std::fs::write(
+        scratch.path("conftest.py"),
+        "import os\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        items[:] = [i for i in items if 'test_c.py' not in i.nodeid]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path("test_a.py"),
+        "def test_a1():\n    pass\n\n\ndef test_a2():\n    pass\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path("test_c.py"),
+        "def test_c_fails():\n    assert False\n",
+    )
+    .unwrap();
+    std::fs::write(scratch.path("pytest.ini"), "[pytest]\n").unwrap();
+    let worker = |name: &str| {
+        let mut args = strings(&[
+            "run",
+            "--queue",
+            &server.url(),
+            "--build",
+            "collections",
+            "--worker",
+            name,
+        ]);
+        args.extend(fast_flags());
+        args.extend(strings(&["pytest", "--persistent"]));
+        Proc::spawn_in(name, &scratch, &args, &[], scratch.dir.path()).wait(LONG)
+    };
+    let leader = worker("w2");
+    assert_eq!(leader.code, Some(0), "{}", leader.both());
+    let follower = worker("w1");
+    assert_eq!(follower.code, Some(6), "{}", follower.both());
+    assert!(
+        follower
+            .stderr
+            .contains("1 of its 3 ids are not in the build's list of 2"),
+        "{}",
+        follower.both()
+    );
+    assert!(
+        !follower.stdout.contains("test_c_fails"),
+        "{}",
+        follower.both()
+    );
+    let report = Proc::spawn("report", &scratch, &report_args(&server, "collections")).wait(LONG);
+    assert_eq!(report.code, Some(6), "{}", report.both());
+}

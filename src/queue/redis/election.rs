@@ -56,8 +56,10 @@ impl RedisQueue {
     pub async fn join(&self, source: &impl ListSource) -> Result<Joined, QueueError> {
         self.hello().await?;
         let joined = self.elect(source).await?;
-        if let (false, Some(list)) = (joined.led, source.held()) {
-            self.check_list(&joined.generation, list).await?;
+        if !joined.led
+            && let Some(list) = source.to_check(self.settings.queue_init_timeout).await
+        {
+            self.check_list(&joined.generation, &list).await?;
         }
         Ok(joined)
     }
