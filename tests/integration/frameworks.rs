@@ -494,6 +494,65 @@ fn a_failing_kept_module_teardown_makes_the_build_red() {
     );
 }
 
+/// Regression (a hostile probe): a session-scoped fixture whose teardown fails made plain
+/// pytest exit 1, but ciq tore the session down only at shutdown, after every result was sent:
+/// a warning, and a green build. Now the worker's last test is kept up to the end and the
+/// session's teardown, at settle, errors it, as pytest errors the last test's teardown.
+#[test]
+fn a_failing_session_teardown_makes_the_build_red() {
+    require_pytest();
+    let scratch = Scratch::new();
+    std::fs::write(
+        scratch.path("conftest.py"),
+        "import pytest
+
+
+@pytest.fixture(scope='session', autouse=True)
+def db():
+    yield
+    raise RuntimeError('leaked connections at session teardown')
+",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path("test_a.py"),
+        "def test_one():
+    pass
+
+
+def test_two():
+    pass
+",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path("pytest.ini"),
+        "[pytest]
+",
+    )
+    .unwrap();
+    let args = strings(&[
+        "run",
+        "-j",
+        "1",
+        "--max-requeues",
+        "0",
+        "pytest",
+        "--persistent",
+    ]);
+    let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert!(
+        out.stdout.contains("2 tests: 1 passed, 1 errored")
+            && out.stdout.contains("ERRORED test_a.py::test_two")
+            && out
+                .stdout
+                .contains("leaked connections at session teardown"),
+        "{}",
+        out.both()
+    );
+}
+
 /// Persistent pytest collects the suite once per worker: the framework that runs the tests
 /// also lists them (the leader's, or the first local worker's), instead of a listing run of its
 /// own before it. Where the plugin is installed (as here), `ciq run pytest` is persistent.

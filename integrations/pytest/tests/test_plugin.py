@@ -693,6 +693,33 @@ def test_failed_session_teardown_exits_non_zero(start, tmp_path, monkeypatch):
     assert "session teardown went wrong" in worker.stderr()
 
 
+def test_a_failed_session_teardown_at_settle_errors_the_kept_test(start, tmp_path, monkeypatch):
+    """Regression (a hostile probe): the session was torn down only at shutdown, after every
+    result had been sent, so its failure could not turn the build red. Under keep the last test
+    is always kept (every test shares the session), and settle tears everything down."""
+    log = tmp_path / "scopes.log"
+    monkeypatch.setenv("SCOPE_LOG", str(log))
+    monkeypatch.setenv("FAIL_SESSION_TEARDOWN", "1")
+    worker = start(write_suite(tmp_path, SCOPES))
+    worker.ready()
+    # test_asks_to_stop is the last collected test: no next test shares anything with it.
+    kept = worker.run("test_scopes.py::test_asks_to_stop", keep=True)
+    assert kept["outcome"] == "passed" and kept["kept"] is True, kept
+    worker.send({"type": "settle"})
+    answer = worker.recv()
+    assert answer is not None and answer["type"] == "settled", answer
+    previous = answer["previous"]
+    assert previous["id"] == "test_scopes.py::test_asks_to_stop", previous
+    assert previous["outcome"] == "errored", previous
+    assert "session teardown went wrong" in previous["output"], previous
+    assert scope_log(log) == ["session-setup", "session-teardown"]
+    # A test after settle sets the session up again; shutdown tears it down once more.
+    assert worker.run("test_scopes.py::test_one")["outcome"] == "passed"
+    assert scope_log(log)[-2:] == ["module-setup", "module-teardown"]
+    assert scope_log(log).count("session-setup") == 2
+    worker.shutdown()
+
+
 def test_duration_is_in_seconds(start, tmp_path):
     worker = start(write_suite(tmp_path, SCOPES))
     worker.ready()

@@ -144,7 +144,10 @@ class PersistentWorker:
                 self.channel.send({"type": "list", "ids": [item.nodeid for item in session.items]})
                 continue
             if message.get("type") == "settle":
-                self.channel.send({"type": "settled", **self._settle(session)})
+                # No test follows for now: everything goes, session scope included, so a
+                # failing session teardown errors the kept test, as plain pytest errors the
+                # last test's teardown. A test that comes later sets the session up again.
+                self.channel.send({"type": "settled", **self._settle(None)})
                 continue
             if message.get("type") != "run":
                 continue  # unknown types are ignored: a newer ciq may send more
@@ -160,8 +163,10 @@ class PersistentWorker:
             next_item = items.get(named) if isinstance(named, str) else None
             kept = False
             if next_item is None and message.get("keep") is True:
+                # Keep what this test shares with the likely next one, and always the session:
+                # every test shares it, and its teardown is charged to the kept test at settle.
                 next_item = self._likely_next(item, following.get(item.nodeid))
-                kept = next_item is not None
+                kept = True
             result = self._run(item, next_item or session)
             if kept:
                 self.kept = item
@@ -187,8 +192,9 @@ class PersistentWorker:
         ]
         return after if shared else None
 
-    def _settle(self, upto: pytest.Item | Session) -> dict[str, Any]:
-        """Tears down what the kept test left up and `upto` does not share.
+    def _settle(self, upto: pytest.Item | Session | None) -> dict[str, Any]:
+        """Tears down what the kept test left up and `upto` does not share (everything,
+        session scope included, when `upto` is None).
 
         Returns the field that amends the kept test's result (``previous``) when that fails,
         as pytest would have failed that test's teardown phase; else nothing.
@@ -197,11 +203,11 @@ class PersistentWorker:
         if kept is None:
             return {}
         try:
-            upto.session._setupstate.teardown_exact(upto)
+            kept.session._setupstate.teardown_exact(upto)
         # BaseException: several failing finalizers come as a BaseExceptionGroup.
         except BaseException:  # noqa: BLE001
             output = (
-                f"ciq: tearing down what {kept.nodeid} set up (kept up for the test that might "
+                f"ciq: tearing down what {kept.nodeid} left up (kept up for the test that might "
                 f"follow it) failed:\n{traceback.format_exc()}"
             )
             return {"previous": {"id": kept.nodeid, "outcome": "errored", "output": output}}
