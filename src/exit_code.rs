@@ -53,7 +53,7 @@ pub fn for_error(err: &Error) -> i32 {
 
 fn for_queue_error(err: &QueueError) -> i32 {
     match err {
-        QueueError::InvalidUrl { .. } => USAGE,
+        QueueError::InvalidUrl { .. } | QueueError::LateListing { .. } => USAGE,
         QueueError::LostLeader { .. } | QueueError::NoLeader { .. } => NO_LEADER,
         QueueError::Aborted(abort) => match abort.kind {
             AbortKind::BadInput => USAGE,
@@ -101,6 +101,14 @@ mod tests {
             LIST_MISMATCH
         );
         assert_eq!(for_verdict(Verdict::ListMismatch), LIST_MISMATCH);
+        assert_eq!(
+            code(QueueError::LateListing {
+                worker: "w".into(),
+                build: "b".into(),
+                detail: "d".into()
+            }),
+            USAGE
+        );
         assert_eq!(
             code(QueueError::InvalidUrl {
                 url: "x".into(),

@@ -127,4 +127,17 @@ pub enum QueueError {
         /// How many ids differ, which way.
         detail: String,
     },
+    /// A worker that joined its build after it finished could not list the suite, so cannot
+    /// vouch that the verdict is its suite's.
+    #[error(
+        "worker `{worker}` joined build `{build}` after it finished and could not list its own tests to check them against the build's: {detail}"
+    )]
+    LateListing {
+        /// This worker.
+        worker: String,
+        /// The build.
+        build: String,
+        /// Why the listing failed.
+        detail: String,
+    },
 }

@@ -291,6 +291,72 @@ fn a_finished_build_run_again_says_so() {
     assert_eq!(scratch.runs().len(), 3, "the second run ran nothing");
 }
 
+/// Regression (a hostile probe): a worker that listed its tests with `--list-command` and found
+/// its build finished took the build's verdict without a look at its own suite, so a build id
+/// reused after the suite changed (here: a new test) stayed green. It now lists before it
+/// takes the verdict: the same suite gets it, another is a list mismatch (exit 6, the build
+/// red), a listing that fails is bad input (exit 2).
+#[test]
+fn a_worker_joining_a_finished_build_lists_its_suite_first() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned(), "pass/b".to_owned()]);
+    let grown = scratch.path("grown.txt");
+    std::fs::write(&grown, "pass/a\npass/b\nfail/new\n").unwrap();
+    let listing = |worker: &str, command: String| {
+        let args = with_command(with_list_command(
+            worker_args(&server, "reused", worker, &list),
+            command,
+        ));
+        Proc::spawn(worker, &scratch, &args).wait(LONG)
+    };
+    let first = listing("w1", format!("cat '{}'", list.display()));
+    assert_eq!(first.code, Some(0), "{}", first.both());
+    let same = listing("w2", format!("cat '{}'", list.display()));
+    assert_eq!(same.code, Some(0), "{}", same.both());
+    assert!(
+        same.stderr.contains("had already finished"),
+        "{}",
+        same.both()
+    );
+    let failing = listing("w3", "false".to_owned());
+    assert_eq!(
+        failing.code,
+        Some(ciq::exit_code::USAGE),
+        "{}",
+        failing.both()
+    );
+    assert!(
+        failing
+            .stderr
+            .contains("joined build `reused` after it finished and could not list its own tests"),
+        "{}",
+        failing.both()
+    );
+    let other = listing("w4", format!("cat '{}'", grown.display()));
+    assert_eq!(
+        other.code,
+        Some(ciq::exit_code::LIST_MISMATCH),
+        "{}",
+        other.both()
+    );
+    assert!(
+        other
+            .stderr
+            .contains("1 of its 3 ids are not in the build's list of 2"),
+        "{}",
+        other.both()
+    );
+    assert_eq!(scratch.runs().len(), 2, "only the first worker ran tests");
+    let report = Proc::spawn("report", &scratch, &report_args(&server, "reused")).wait(LONG);
+    assert_eq!(
+        report.code,
+        Some(ciq::exit_code::LIST_MISMATCH),
+        "{}",
+        report.both()
+    );
+}
+
 /// Regression: a requeued failure waited for another live worker even while that worker was
 /// busy with a long test, and the failing worker idled through it. After a grace period it
 /// retries the failure itself.

@@ -56,12 +56,42 @@ impl RedisQueue {
     pub async fn join(&self, source: &impl ListSource) -> Result<Joined, QueueError> {
         self.hello().await?;
         let joined = self.elect(source).await?;
-        if !joined.led
-            && let Some(list) = source.to_check(self.settings.queue_init_timeout).await
-        {
-            self.check_list(&joined.generation, &list).await?;
+        if !joined.led {
+            let timeout = self.settings.queue_init_timeout;
+            let list = match source.to_check(timeout).await {
+                Some(list) => Some(list),
+                // A worker that finds its build finished would take the build's verdict for
+                // its own without running anything: it lists its suite first (the only time a
+                // follower runs a list command), so a build id given to another suite, or
+                // reused after the suite changed, is found out.
+                None if self.finished(&joined.generation).await? => Some(
+                    source
+                        .produce(timeout)
+                        .await
+                        .map_err(|err| QueueError::LateListing {
+                            worker: self.worker.clone(),
+                            build: self.settings.build.clone(),
+                            detail: crate::human::error_chain(err.as_ref()),
+                        })?,
+                ),
+                None => None,
+            };
+            if let Some(list) = list {
+                self.check_list(&joined.generation, &list).await?;
+            }
         }
         Ok(joined)
+    }
+
+    /// Whether every test of generation `generation` has its outcome.
+    async fn finished(&self, generation: &str) -> Result<bool, QueueError> {
+        let keys = self.keys.generation(generation);
+        let mut read = redis::pipe();
+        read.atomic()
+            .hget(&keys.meta, "total")
+            .scard(&keys.processed);
+        let (total, processed): (Option<u64>, u64) = self.conn.pipeline(&read).await?;
+        Ok(total == Some(processed))
     }
 
     /// Announces this worker's session, and warns when another live process already uses its
