@@ -109,6 +109,11 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     if ending != Ending::TimedOut || timings_out.is_some() || outputs || grind.is_some() {
         match measured(&settings, timings_out.is_some()).await {
             Ok(measured) => {
+                for line in measured.mismatches {
+                    if !summary.mismatches.contains(&line) {
+                        summary.mismatches.push(line);
+                    }
+                }
                 super::show_slower(measured.slower);
                 if let Some(path) = &timings_out {
                     super::write_timings(path, measured.durations);

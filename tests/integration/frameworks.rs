@@ -494,6 +494,62 @@ fn a_failing_kept_module_teardown_makes_the_build_red() {
     );
 }
 
+/// A follower whose check comes after the build ended (its collection slower than the whole
+/// build) but that joined while it ran: the report, which waits for the build's live workers
+/// to leave before it prints, reads the mismatch they recorded meanwhile and is red. Here
+/// `w2` leads over two tests, `w1` joins during the first and collects for 3 s, one test more.
+#[test]
+fn a_mismatch_recorded_while_the_report_waits_for_the_workers_turns_it_red() {
+    require_pytest();
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    std::fs::write(
+        scratch.path("conftest.py"),
+        "import os, time\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        items[:] = [i for i in items if 'test_c.py' not in i.nodeid]\n    else:\n        time.sleep(3)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path("test_a.py"),
+        "import time\n\n\ndef test_a1():\n    open('a1-started', 'w').close()\n    time.sleep(1.5)\n\n\ndef test_a2():\n    pass\n",
+    )
+    .unwrap();
+    std::fs::write(scratch.path("test_c.py"), "def test_c():\n    pass\n").unwrap();
+    std::fs::write(scratch.path("pytest.ini"), "[pytest]\n").unwrap();
+    // Default timings: a heartbeat timeout far longer than w1's collection.
+    let queue = |args: &[&str]| {
+        let mut all = strings(args);
+        all.extend(strings(&[
+            "--queue",
+            &server.url(),
+            "--build",
+            "late-check",
+        ]));
+        all
+    };
+    let report = Proc::spawn("report", &scratch, &queue(&["report"]));
+    let worker = |name: &str| {
+        let mut args = queue(&["run", "--worker", name]);
+        args.extend(strings(&["pytest", "--persistent"]));
+        Proc::spawn_in(name, &scratch, &args, &[], scratch.dir.path())
+    };
+    let leader = worker("w2");
+    ciq_testkit::wait_until("w2 to run its first test", LONG, || {
+        scratch.path("a1-started").exists()
+    });
+    let follower = worker("w1");
+    let leader = leader.wait(LONG);
+    assert_eq!(leader.code, Some(0), "{}", leader.both());
+    let follower = follower.wait(LONG);
+    assert_eq!(follower.code, Some(6), "{}", follower.both());
+    let report = report.wait(LONG);
+    assert_eq!(report.code, Some(6), "{}", report.both());
+    assert!(
+        report.stdout.contains("worker `w1`: 1 of its 3 ids"),
+        "{}",
+        report.both()
+    );
+}
+
 /// Regression (a hostile probe): a session-scoped fixture whose teardown fails made plain
 /// pytest exit 1, but ciq tore the session down only at shutdown, after every result was sent:
 /// a warning, and a green build. Now the worker's last test is kept up to the end and the

@@ -237,6 +237,9 @@ pub struct Measured {
     pub slower: Vec<Slower>,
     /// The build's generation, once it was ready.
     pub generation: Option<String>,
+    /// The build's list mismatches, read once its workers left: a worker that joined as the
+    /// build ended (its listing slower than the build) may record one after the summary.
+    pub mismatches: Vec<String>,
 }
 
 /// Every test of `generation` that has an outcome, once, a page at a time to `visit`, so a
@@ -337,9 +340,13 @@ pub async fn measured(settings: &ReportSettings, durations: bool) -> Result<Meas
         }
         sleep(settings.poll_interval).await;
     }
+    let mismatches: Vec<String> = conn
+        .query(redis::cmd("HVALS").arg(keys.mismatched()))
+        .await?;
     let keys = keys.generation(generation.as_deref().unwrap_or_default());
     let slower: Vec<(String, String)> = conn.query(redis::cmd("HGETALL").arg(&keys.slower)).await?;
     let mut measured = Measured {
+        mismatches,
         generation: generation.clone(),
         durations: Vec::new(),
         slower: slower
