@@ -358,8 +358,9 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
             );
         }
     }
-    // A follower whose interpreter lacks pytest stops before taking a test; the leader runs
-    // them all and the build is green.
+    // A follower whose interpreter lacks pytest stops before taking a test (when it joins
+    // after the leader ran them all, at its own listing); the leader runs them all and the
+    // build is green.
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let worker = |name: &str, env: &[(&str, &str)]| {
@@ -381,9 +382,7 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
     let bare_worker = worker("w2", &[("CIQ_PYTHON", bare.as_str())]).wait(LONG);
     assert_eq!(bare_worker.code, Some(2), "{}", bare_worker.both());
     assert!(
-        bare_worker
-            .stderr
-            .contains("ModuleNotFoundError: No module named 'pytest'"),
+        bare_worker.stderr.contains("No module named"),
         "{}",
         bare_worker.both()
     );
