@@ -549,6 +549,61 @@ fn a_mismatch_recorded_while_the_report_waits_for_the_workers_turns_it_red() {
     );
 }
 
+/// A follower checks its own collection before it takes a test, and heartbeats while it
+/// collects: a collection longer than the heartbeat timeout must not make the report count it
+/// gone. Here the leader dies mid-test while the follower collects for 4 s (the heartbeat
+/// timeout is 1.5 s); the follower takes the test over and the build ends green.
+#[test]
+fn a_follower_collecting_longer_than_the_heartbeat_timeout_is_alive() {
+    require_pytest();
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    std::fs::write(
+        scratch.path("conftest.py"),
+        "import os, time\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') != 'w2':\n        time.sleep(4)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scratch.path("test_a.py"),
+        "import os, time\n\n\ndef test_a1():\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        open('a1-started', 'w').close()\n        time.sleep(20)\n\n\ndef test_a2():\n    pass\n",
+    )
+    .unwrap();
+    std::fs::write(scratch.path("pytest.ini"), "[pytest]\n").unwrap();
+    let report = Proc::spawn("report", &scratch, &report_args(&server, "slow-collection"));
+    let worker = |name: &str| {
+        let mut args = strings(&[
+            "run",
+            "--queue",
+            &server.url(),
+            "--build",
+            "slow-collection",
+            "--worker",
+            name,
+            "--batch-size",
+            "1",
+        ]);
+        args.extend(fast_flags());
+        args.extend(strings(&["pytest", "--persistent"]));
+        Proc::spawn_in(name, &scratch, &args, &[], scratch.dir.path())
+    };
+    let leader = worker("w2");
+    ciq_testkit::wait_until("w2 to start its first test", LONG, || {
+        scratch.path("a1-started").exists()
+    });
+    let follower = worker("w1");
+    std::thread::sleep(Duration::from_millis(500));
+    leader.signal(nix::sys::signal::Signal::SIGKILL);
+    let follower = follower.wait(LONG);
+    assert_eq!(follower.code, Some(0), "{}", follower.both());
+    let report = report.wait(LONG);
+    assert_eq!(report.code, Some(0), "{}", report.both());
+    assert!(
+        report.stdout.contains("2 tests: 2 passed"),
+        "{}",
+        report.both()
+    );
+}
+
 /// Regression (a hostile probe): a session-scoped fixture whose teardown fails made plain
 /// pytest exit 1, but ciq tore the session down only at shutdown, after every result was sent:
 /// a warning, and a green build. Now the worker's last test is kept up to the end and the

@@ -27,7 +27,7 @@ use crate::queue::redis::scripts::stage::{Stage, Staged};
 use crate::queue::redis::scripts::{self};
 use crate::queue::redis::state::BuildState;
 use crate::queue::redis::{RedisQueue, millis};
-use crate::queue::{ListSource, QueueError};
+use crate::queue::{ListSource, Queue, QueueError};
 use crate::test_id::TestId;
 use crate::timings::Stored;
 
@@ -58,16 +58,15 @@ impl RedisQueue {
         let joined = self.elect(source).await?;
         if !joined.led {
             let timeout = self.settings.queue_init_timeout;
-            let list = match source.to_check(timeout).await {
+            let list = match self.alive_while(source.to_check(timeout)).await? {
                 Some(list) => Some(list),
                 // A worker that finds its build finished would take the build's verdict for
                 // its own without running anything: it lists its suite first (the only time a
                 // follower runs a list command), so a build id given to another suite, or
                 // reused after the suite changed, is found out.
                 None if self.finished(&joined.generation).await? => Some(
-                    source
-                        .produce(timeout)
-                        .await
+                    self.alive_while(source.produce(timeout))
+                        .await?
                         .map_err(|err| QueueError::LateListing {
                             worker: self.worker.clone(),
                             build: self.settings.build.clone(),
@@ -81,6 +80,21 @@ impl RedisQueue {
             }
         }
         Ok(joined)
+    }
+
+    /// Runs `work` (a follower's own listing, which may take as long as a collection) while
+    /// heartbeats say this worker is alive, as they do while it prepares to run tests: the
+    /// report must neither count it gone nor stop waiting for what it may record.
+    async fn alive_while<T>(&self, work: impl Future<Output = T>) -> Result<T, QueueError> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                () = sleep(self.settings.heartbeat_interval) => {
+                    Queue::heartbeat(self, &[]).await?;
+                }
+            }
+        }
     }
 
     /// Whether every test of generation `generation` has its outcome.

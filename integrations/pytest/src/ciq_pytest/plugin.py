@@ -228,7 +228,7 @@ class PersistentWorker:
             # (its class, module and package scopes, reported in its own teardown phase),
             # except the session, which every test shares: passing the session as "next" keeps
             # session-scoped fixtures alive across tests, as in a plain pytest run. They are
-            # torn down at shutdown (_teardown_session).
+            # torn down at settle (with the kept test) or at shutdown (_teardown_session).
             item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             return result_message(item.nodeid, self.reports)
         finally:
@@ -249,7 +249,8 @@ class PersistentWorker:
         for the rest. Serving goes on anyway (ciq decides what runs), but pytest >= 8 tears a
         test down with nextitem=None once either is set, session included: session-scoped
         fixtures would be rebuilt for every later test, and a failing session teardown charged
-        to a test.
+        to whichever test set it off. (At settle, when no test follows for now, the session is
+        torn down on purpose, and its failure charged to the kept test.)
         """
         session = self.session
         if session is None:
