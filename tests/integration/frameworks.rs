@@ -19,6 +19,38 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// Writes a pytest suite into `scratch`: each `(file, source)`, and a `pytest.ini` that makes
+/// the scratch directory pytest's rootdir.
+fn pytest_suite(scratch: &Scratch, files: &[(&str, &str)]) {
+    for (file, source) in files {
+        std::fs::write(scratch.path(file), source).unwrap();
+    }
+    std::fs::write(scratch.path("pytest.ini"), "[pytest]\n").unwrap();
+}
+
+/// Starts worker `name` of `build` on `server`, persistent pytest over the suite in `scratch`,
+/// with `flags` before the framework's.
+fn pytest_worker(
+    server: &RedisServer,
+    scratch: &Scratch,
+    build: &str,
+    name: &str,
+    flags: &[String],
+) -> Proc {
+    let mut args = strings(&[
+        "run",
+        "--queue",
+        &server.url(),
+        "--build",
+        build,
+        "--worker",
+        name,
+    ]);
+    args.extend(flags.iter().cloned());
+    args.extend(strings(&["pytest", "--persistent"]));
+    Proc::spawn_in(name, scratch, &args, &[], scratch.dir.path())
+}
+
 /// Two distributed workers and a report over `framework_args` (what follows the queue flags),
 /// run in `cwd`.
 fn distributed(cwd: &Path, build: &str, framework_args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -502,40 +534,28 @@ fn a_mismatch_recorded_while_the_report_waits_for_the_workers_turns_it_red() {
     require_pytest();
     let server = RedisServer::start();
     let scratch = Scratch::new();
-    std::fs::write(
-        scratch.path("conftest.py"),
-        "import os, time\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        items[:] = [i for i in items if 'test_c.py' not in i.nodeid]\n    else:\n        time.sleep(3)\n",
-    )
-    .unwrap();
-    std::fs::write(
-        scratch.path("test_a.py"),
-        "import time\n\n\ndef test_a1():\n    open('a1-started', 'w').close()\n    time.sleep(1.5)\n\n\ndef test_a2():\n    pass\n",
-    )
-    .unwrap();
-    std::fs::write(scratch.path("test_c.py"), "def test_c():\n    pass\n").unwrap();
-    std::fs::write(scratch.path("pytest.ini"), "[pytest]\n").unwrap();
+    pytest_suite(
+        &scratch,
+        &[
+            (
+                "conftest.py",
+                "import os, time\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        items[:] = [i for i in items if 'test_c.py' not in i.nodeid]\n    else:\n        time.sleep(3)\n",
+            ),
+            (
+                "test_a.py",
+                "import time\n\n\ndef test_a1():\n    open('a1-started', 'w').close()\n    time.sleep(1.5)\n\n\ndef test_a2():\n    pass\n",
+            ),
+            ("test_c.py", "def test_c():\n    pass\n"),
+        ],
+    );
     // Default timings: a heartbeat timeout far longer than w1's collection.
-    let queue = |args: &[&str]| {
-        let mut all = strings(args);
-        all.extend(strings(&[
-            "--queue",
-            &server.url(),
-            "--build",
-            "late-check",
-        ]));
-        all
-    };
-    let report = Proc::spawn("report", &scratch, &queue(&["report"]));
-    let worker = |name: &str| {
-        let mut args = queue(&["run", "--worker", name]);
-        args.extend(strings(&["pytest", "--persistent"]));
-        Proc::spawn_in(name, &scratch, &args, &[], scratch.dir.path())
-    };
-    let leader = worker("w2");
+    let build = "late-check";
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let leader = pytest_worker(&server, &scratch, build, "w2", &[]);
     ciq_testkit::wait_until("w2 to run its first test", LONG, || {
         scratch.path("a1-started").exists()
     });
-    let follower = worker("w1");
+    let follower = pytest_worker(&server, &scratch, build, "w1", &[]);
     let leader = leader.wait(LONG);
     assert_eq!(leader.code, Some(0), "{}", leader.both());
     let follower = follower.wait(LONG);
@@ -558,39 +578,28 @@ fn a_follower_collecting_longer_than_the_heartbeat_timeout_is_alive() {
     require_pytest();
     let server = RedisServer::start();
     let scratch = Scratch::new();
-    std::fs::write(
-        scratch.path("conftest.py"),
-        "import os, time\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') != 'w2':\n        time.sleep(4)\n",
-    )
-    .unwrap();
-    std::fs::write(
-        scratch.path("test_a.py"),
-        "import os, time\n\n\ndef test_a1():\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        open('a1-started', 'w').close()\n        time.sleep(20)\n\n\ndef test_a2():\n    pass\n",
-    )
-    .unwrap();
-    std::fs::write(scratch.path("pytest.ini"), "[pytest]\n").unwrap();
-    let report = Proc::spawn("report", &scratch, &report_args(&server, "slow-collection"));
-    let worker = |name: &str| {
-        let mut args = strings(&[
-            "run",
-            "--queue",
-            &server.url(),
-            "--build",
-            "slow-collection",
-            "--worker",
-            name,
-            "--batch-size",
-            "1",
-        ]);
-        args.extend(fast_flags());
-        args.extend(strings(&["pytest", "--persistent"]));
-        Proc::spawn_in(name, &scratch, &args, &[], scratch.dir.path())
-    };
-    let leader = worker("w2");
+    pytest_suite(
+        &scratch,
+        &[
+            (
+                "conftest.py",
+                "import os, time\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') != 'w2':\n        time.sleep(4)\n",
+            ),
+            (
+                "test_a.py",
+                "import os, time\n\n\ndef test_a1():\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        open('a1-started', 'w').close()\n        time.sleep(20)\n\n\ndef test_a2():\n    pass\n",
+            ),
+        ],
+    );
+    let build = "slow-collection";
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build));
+    let mut flags = fast_flags();
+    flags.extend(strings(&["--batch-size", "1"]));
+    let leader = pytest_worker(&server, &scratch, build, "w2", &flags);
     ciq_testkit::wait_until("w2 to start its first test", LONG, || {
         scratch.path("a1-started").exists()
     });
-    let follower = worker("w1");
+    let follower = pytest_worker(&server, &scratch, build, "w1", &flags);
     std::thread::sleep(Duration::from_millis(500));
     leader.signal(nix::sys::signal::Signal::SIGKILL);
     let follower = follower.wait(LONG);
@@ -612,35 +621,19 @@ fn a_follower_collecting_longer_than_the_heartbeat_timeout_is_alive() {
 fn a_failing_session_teardown_makes_the_build_red() {
     require_pytest();
     let scratch = Scratch::new();
-    std::fs::write(
-        scratch.path("conftest.py"),
-        "import pytest
-
-
-@pytest.fixture(scope='session', autouse=True)
-def db():
-    yield
-    raise RuntimeError('leaked connections at session teardown')
-",
-    )
-    .unwrap();
-    std::fs::write(
-        scratch.path("test_a.py"),
-        "def test_one():
-    pass
-
-
-def test_two():
-    pass
-",
-    )
-    .unwrap();
-    std::fs::write(
-        scratch.path("pytest.ini"),
-        "[pytest]
-",
-    )
-    .unwrap();
+    pytest_suite(
+        &scratch,
+        &[
+            (
+                "conftest.py",
+                "import pytest\n\n\n@pytest.fixture(scope='session', autouse=True)\ndef db():\n    yield\n    raise RuntimeError('leaked connections at session teardown')\n",
+            ),
+            (
+                "test_a.py",
+                "def test_one():\n    pass\n\n\ndef test_two():\n    pass\n",
+            ),
+        ],
+    );
     let args = strings(&[
         "run",
         "-j",
@@ -718,39 +711,24 @@ fn a_persistent_follower_whose_collection_differs_turns_the_build_red() {
     require_pytest();
     let server = RedisServer::start();
     let scratch = Scratch::new();
-    std::fs::write(
-        scratch.path("conftest.py"),
-        "import os\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        items[:] = [i for i in items if 'test_c.py' not in i.nodeid]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        scratch.path("test_a.py"),
-        "def test_a1():\n    pass\n\n\ndef test_a2():\n    pass\n",
-    )
-    .unwrap();
-    std::fs::write(
-        scratch.path("test_c.py"),
-        "def test_c_fails():\n    assert False\n",
-    )
-    .unwrap();
-    std::fs::write(scratch.path("pytest.ini"), "[pytest]\n").unwrap();
-    let worker = |name: &str| {
-        let mut args = strings(&[
-            "run",
-            "--queue",
-            &server.url(),
-            "--build",
-            "collections",
-            "--worker",
-            name,
-        ]);
-        args.extend(fast_flags());
-        args.extend(strings(&["pytest", "--persistent"]));
-        Proc::spawn_in(name, &scratch, &args, &[], scratch.dir.path()).wait(LONG)
-    };
-    let leader = worker("w2");
+    pytest_suite(
+        &scratch,
+        &[
+            (
+                "conftest.py",
+                "import os\n\n\ndef pytest_collection_modifyitems(config, items):\n    if os.environ.get('CIQ_WORKER') == 'w2':\n        items[:] = [i for i in items if 'test_c.py' not in i.nodeid]\n",
+            ),
+            (
+                "test_a.py",
+                "def test_a1():\n    pass\n\n\ndef test_a2():\n    pass\n",
+            ),
+            ("test_c.py", "def test_c_fails():\n    assert False\n"),
+        ],
+    );
+    let build = "collections";
+    let leader = pytest_worker(&server, &scratch, build, "w2", &fast_flags()).wait(LONG);
     assert_eq!(leader.code, Some(0), "{}", leader.both());
-    let follower = worker("w1");
+    let follower = pytest_worker(&server, &scratch, build, "w1", &fast_flags()).wait(LONG);
     assert_eq!(follower.code, Some(6), "{}", follower.both());
     assert!(
         follower
@@ -764,6 +742,6 @@ fn a_persistent_follower_whose_collection_differs_turns_the_build_red() {
         "{}",
         follower.both()
     );
-    let report = Proc::spawn("report", &scratch, &report_args(&server, "collections")).wait(LONG);
+    let report = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
     assert_eq!(report.code, Some(6), "{}", report.both());
 }
