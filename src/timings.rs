@@ -321,9 +321,11 @@ pub fn write(
 
 /// ciq's timing file of `durations`: the header, then `<milliseconds><TAB><test id>` lines.
 fn render(durations: impl IntoIterator<Item = (TestId, Duration)>) -> String {
+    use std::fmt::Write as _;
     let mut text = format!("{HEADER}\n");
     for (id, duration) in durations {
-        text.push_str(&format!("{}\t{id}\n", duration.as_millis()));
+        // Writing into a String cannot fail.
+        let _ = writeln!(text, "{}\t{id}", duration.as_millis());
     }
     text
 }

@@ -94,13 +94,11 @@ impl RedisServer {
                 return false;
             }
             let ours = format!("process_id:{}", child.id());
-            let info = self.client().get_connection().and_then(|mut c| {
-                let server = redis::cmd("INFO").arg("server").query::<String>(&mut c)?;
-                let persistence = redis::cmd("INFO")
-                    .arg("persistence")
-                    .query::<String>(&mut c)?;
-                Ok(server + &persistence)
-            });
+            // INFO's default sections hold both the server's pid and `loading`.
+            let info = self
+                .client()
+                .get_connection()
+                .and_then(|mut c| redis::cmd("INFO").query::<String>(&mut c));
             let has = |info: &str, wanted: &str| info.lines().any(|line| line.trim() == wanted);
             if info.is_ok_and(|info| has(&info, &ours) && has(&info, "loading:0")) {
                 return true;

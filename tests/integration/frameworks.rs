@@ -51,6 +51,24 @@ fn pytest_worker(
     Proc::spawn_in(name, scratch, &args, &[], scratch.dir.path())
 }
 
+/// `out`, worker `worker`'s output, has a `PASS` line (on stderr, with its progress) for each
+/// of `tests` and none for another test.
+fn assert_ran(out: &Output, worker: &str, tests: &[&str]) {
+    let mark = format!("{worker}: ");
+    let mut ran: Vec<(bool, &str)> = out
+        .stderr
+        .lines()
+        .filter_map(|line| {
+            let (status, id) = line.split_once(&mark)?;
+            Some((status.trim_start().starts_with("PASS"), id))
+        })
+        .collect();
+    ran.sort_unstable();
+    let mut expected: Vec<(bool, &str)> = tests.iter().map(|id| (true, *id)).collect();
+    expected.sort_unstable();
+    assert_eq!(ran, expected, "{}", out.both());
+}
+
 /// Two distributed workers and a report over `framework_args` (what follows the queue flags),
 /// run in `cwd`.
 fn distributed(cwd: &Path, build: &str, framework_args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -558,8 +576,14 @@ fn a_mismatch_recorded_while_the_report_waits_for_the_workers_turns_it_red() {
     let follower = pytest_worker(&server, &scratch, build, "w1", &[]);
     let leader = leader.wait(LONG);
     assert_eq!(leader.code, Some(0), "{}", leader.both());
+    assert_ran(&leader, "w2", &["test_a.py::test_a1", "test_a.py::test_a2"]);
     let follower = follower.wait(LONG);
     assert_eq!(follower.code, Some(6), "{}", follower.both());
+    assert!(
+        !follower.both().contains("w1: test_c.py"),
+        "{}",
+        follower.both()
+    );
     let report = report.wait(LONG);
     assert_eq!(report.code, Some(6), "{}", report.both());
     assert!(
@@ -604,6 +628,12 @@ fn a_follower_collecting_longer_than_the_heartbeat_timeout_is_alive() {
     leader.signal(nix::sys::signal::Signal::SIGKILL);
     let follower = follower.wait(LONG);
     assert_eq!(follower.code, Some(0), "{}", follower.both());
+    // The leader's test, taken over, and the other: both run by the follower.
+    assert_ran(
+        &follower,
+        "w1",
+        &["test_a.py::test_a1", "test_a.py::test_a2"],
+    );
     let report = report.wait(LONG);
     assert_eq!(report.code, Some(0), "{}", report.both());
     assert!(
@@ -728,6 +758,7 @@ fn a_persistent_follower_whose_collection_differs_turns_the_build_red() {
     let build = "collections";
     let leader = pytest_worker(&server, &scratch, build, "w2", &fast_flags()).wait(LONG);
     assert_eq!(leader.code, Some(0), "{}", leader.both());
+    assert_ran(&leader, "w2", &["test_a.py::test_a1", "test_a.py::test_a2"]);
     let follower = pytest_worker(&server, &scratch, build, "w1", &fast_flags()).wait(LONG);
     assert_eq!(follower.code, Some(6), "{}", follower.both());
     assert!(
@@ -738,7 +769,7 @@ fn a_persistent_follower_whose_collection_differs_turns_the_build_red() {
         follower.both()
     );
     assert!(
-        !follower.stdout.contains("test_c_fails"),
+        !follower.both().contains("w1: test_c.py"),
         "{}",
         follower.both()
     );
