@@ -16,7 +16,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::lines::clip;
 use crate::outcome::{Outcome, TestResult, reported_duration};
 use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
-use crate::runner::{Ran, Runner, RunnerError};
+use crate::runner::{Progress, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 
 /// The protocol version this ciq speaks.
@@ -640,7 +640,12 @@ impl Runner for PersistentRunner {
         Ok(())
     }
 
-    async fn run(&self, batch: &[TestId], limits: &[Duration]) -> Result<Ran, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+        progress: &Progress,
+    ) -> Result<Ran, RunnerError> {
         let mut session = self.session.lock().await;
         let mut provisional = self.provisional().take();
         let mut ran = Ran::from(Vec::with_capacity(batch.len()));
@@ -648,11 +653,15 @@ impl Runner for PersistentRunner {
             let next = batch.get(at + 1);
             let answer = self.run_one(&mut session, id, next, *limit).await?;
             if let Some(kept) = provisional.take() {
-                ran.settled = Some(amended(kept, answer.previous, self.output_limit));
+                let settled = amended(kept, answer.previous, self.output_limit);
+                progress.settled(&settled);
+                ran.settled = Some(settled);
             }
             if answer.kept && next.is_none() && session.is_some() {
                 ran.provisional = Some(id.clone());
                 *self.provisional() = Some(answer.result.clone());
+            } else {
+                progress.result(&answer.result);
             }
             ran.results.push(answer.result);
         }
@@ -719,7 +728,10 @@ mod tests {
         );
         let id = TestId::new("t").unwrap();
         let started = Instant::now();
-        let ran = runner.run(&[id], &[Duration::from_secs(20)]).await.unwrap();
+        let ran = runner
+            .run(&[id], &[Duration::from_secs(20)], &Progress::none())
+            .await
+            .unwrap();
         runner.shutdown().await;
         let result = &ran.results[0];
         assert_eq!(result.outcome, Outcome::Errored);
