@@ -60,7 +60,9 @@ pub struct Want {
 /// An auto batch: tests from the head of the queue while their estimated time stays within
 /// `budget` (a test estimated longer goes alone), and never more than a fair share of the tests
 /// left, `1 / (live workers x` [`SHARE_PER_WORKER`]`)` of them, so batches shrink toward the end
-/// and no worker sits on tests another could run.
+/// and no worker sits on tests another could run; but never so few that their estimated time
+/// falls below `floor`, the batch's own start: splitting such a batch would save less time at
+/// the end than the extra start costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timed {
     /// The most estimated test time in one batch.
@@ -69,6 +71,9 @@ pub struct Timed {
     /// own (no history): this worker's typical test, or `None` before it ran one, when a batch is
     /// one test.
     pub typical: Option<Duration>,
+    /// The batch's own cost (a process start, measured before its first result): the fewest
+    /// estimated time a batch holds when the queue has as much.
+    pub floor: Duration,
 }
 
 /// An auto batch takes at most 1/(live workers x this) of the tests left.
@@ -94,20 +99,23 @@ impl Want {
             return self.max;
         };
         let share = queued.div_ceil(live.max(1) * SHARE_PER_WORKER).max(1);
-        let most = self.max.min(share);
         let Some(default) = default.or(timed.typical) else {
-            return most.min(1);
+            return self.max.min(1);
         };
         let mut sum = Duration::ZERO;
         let mut taken = 0;
-        for estimate in head.into_iter().take(most) {
-            sum = sum.saturating_add(estimate.unwrap_or(default));
-            if taken > 0 && sum > timed.budget {
+        for estimate in head.into_iter().take(self.max) {
+            let estimate = estimate.unwrap_or(default);
+            if taken > 0
+                && (sum.saturating_add(estimate) > timed.budget
+                    || (taken >= share && sum >= timed.floor))
+            {
                 break;
             }
+            sum = sum.saturating_add(estimate);
             taken += 1;
         }
-        taken.max(most.min(1))
+        taken.max(self.max.min(1))
     }
 }
 

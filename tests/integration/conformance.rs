@@ -433,6 +433,7 @@ async fn auto_batches_follow_the_estimates<B: Backend>(backend: B) {
         timed: Some(Timed {
             budget: Duration::from_secs(2),
             typical: None,
+            floor: Duration::ZERO,
         }),
     };
     let first = held(queues[0].reserve(want).await.unwrap());
@@ -469,6 +470,38 @@ async fn auto_batches_follow_the_estimates<B: Backend>(backend: B) {
     assert!(sizes.ends_with(&[1, 1, 1]), "{sizes:?}");
 }
 
+/// A batch's tests are never estimated at less than its own start (`floor`), even past the
+/// fair share: splitting it would save less time at the end than another start costs.
+async fn a_batch_holds_at_least_its_start<B: Backend>(backend: B) {
+    let dir = tempfile::tempdir().unwrap();
+    let timings = dir.path().join("timings.tsv");
+    let tests: Vec<String> = (0..20).map(|n| format!("t{n:02}")).collect();
+    let file: String = tests.iter().map(|t| format!("100\t{t}\n")).collect();
+    std::fs::write(&timings, file).unwrap();
+    let tests: Vec<&str> = tests.iter().map(String::as_str).collect();
+    let scheduling = Scheduling {
+        timings_file: Some(timings),
+        ..Scheduling::default()
+    };
+    let queues = backend.build_ordered(&tests, 2, GENEROUS, scheduling).await;
+    let want = Want {
+        max: 1000,
+        timed: Some(Timed {
+            budget: Duration::from_secs(2),
+            typical: None,
+            floor: Duration::from_secs(1),
+        }),
+    };
+    let first = held(queues[0].reserve(want).await.unwrap());
+    assert_eq!(
+        first.len(),
+        10,
+        "a second of 100 ms tests, past a share of 3"
+    );
+    let second = held(queues[1].reserve(want).await.unwrap());
+    assert_eq!(second.len(), 10);
+}
+
 macro_rules! both_queues {
     ($($scenario:ident),+ $(,)?) => {
         mod local {
@@ -501,4 +534,5 @@ both_queues!(
     a_failure_waits_for_others_only_a_while,
     batches_hand_out_and_record_each_test,
     auto_batches_follow_the_estimates,
+    a_batch_holds_at_least_its_start,
 );

@@ -18,29 +18,34 @@ local function live_workers(ctx)
   return live
 end
 
--- How many tests a request wants: `max`, or `max:budget:typical` for an auto batch, which
--- `Want::take` in src/queue/mod.rs computes alike for the local queue: tests from the head of
--- the queue while their estimated time stays within `budget` ms (a test estimated longer goes
+-- How many tests a request wants: `max`, or `max:budget:typical:floor` (ms) for an auto batch,
+-- which `Want::take` in src/queue/mod.rs computes alike for the local queue: tests from the head
+-- of the queue while their estimated time stays within `budget` (a test estimated longer goes
 -- alone), and at most 1/(live workers x SHARE_PER_WORKER) of the tests queued, so batches shrink
--- as the queue empties. A test's estimate is its field of `estimates`, else that hash's
--- default (the field ''), else `typical` (the worker's typical test; 0 for none: one test).
+-- as the queue empties, unless their estimated time is still below `floor` (the batch's own
+-- start). A test's estimate is its field of `estimates`, else that hash's default (the field
+-- ''), else `typical` (the worker's typical test; 0 for none: one test).
 local function wanted(arg, ctx)
-  local max, budget, typical = string.match(arg, '^(%d+):(%d+):(%d+)$')
+  local max, budget, typical, floor = string.match(arg, '^(%d+):(%d+):(%d+):(%d+)$')
   if not max then return arg + 0 end
-  max, budget, typical = tonumber(max), tonumber(budget), tonumber(typical)
+  max, budget, typical, floor = tonumber(max), tonumber(budget), tonumber(typical),
+    tonumber(floor)
+  if max <= 1 then return max end
   local queued = redis.call('LLEN', K.queue)
   local share = math.max(math.ceil(queued / (live_workers(ctx) * SHARE_PER_WORKER)), 1)
-  local most = math.min(max, share)
-  if most <= 1 then return most end
   local fields = {''}
-  for i, test in ipairs(redis.call('LRANGE', K.queue, 0, most - 1)) do fields[i + 1] = test end
-  local estimates = redis.call('HMGET', K.estimates, unpack(fields))
-  local default = tonumber(estimates[1]) or typical
+  local default = tonumber(redis.call('HGET', K.estimates, '') or typical)
   if default == 0 then return 1 end
+  -- The head as far as the share, or the floor, can reach.
+  local reach = math.min(max, math.max(share, math.ceil(floor / default) + 1))
+  for i, test in ipairs(redis.call('LRANGE', K.queue, 0, reach - 1)) do fields[i + 1] = test end
+  local estimates = {}
+  if #fields > 1 then estimates = redis.call('HMGET', K.estimates, unpack(fields)) end
   local sum, taken = 0, 0
   for i = 2, #fields do
-    sum = sum + (tonumber(estimates[i]) or default)
-    if taken > 0 and sum > budget then break end
+    local estimate = tonumber(estimates[i]) or default
+    if taken > 0 and (sum + estimate > budget or (taken >= share and sum >= floor)) then break end
+    sum = sum + estimate
     taken = taken + 1
   end
   return math.max(taken, 1)

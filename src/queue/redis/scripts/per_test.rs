@@ -46,18 +46,19 @@ impl Caller<'_> {
     }
 }
 
-/// How RESERVE and ACK are told what a worker wants: `max`, or `max:budget:typical` (ms; a
-/// typical of 0 for none) for an auto batch (see `lua/handout.lua`'s `wanted`).
+/// How RESERVE and ACK are told what a worker wants: `max`, or `max:budget:typical:floor` (ms;
+/// a typical of 0 for none) for an auto batch (see `lua/handout.lua`'s `wanted`).
 pub(super) fn want_arg(want: Want) -> String {
     match want.timed {
         Some(timed) => format!(
-            "{}:{}:{}",
+            "{}:{}:{}:{}",
             want.max,
             timed.budget.as_millis(),
             // A typical test under a millisecond counts as one: 0 means none.
             timed
                 .typical
-                .map_or(0, |typical| typical.as_millis().max(1))
+                .map_or(0, |typical| typical.as_millis().max(1)),
+            timed.floor.as_millis()
         ),
         None => want.max.to_string(),
     }
