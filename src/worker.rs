@@ -18,7 +18,7 @@ use crate::order_log::OrderLog;
 use crate::outcome::{FailureDetail, Outcome, TestResult};
 use crate::queue::{Ack, Lease, Queue, QueueError, Recorded, Reservation, Reserved, Want};
 use crate::report::{Summary, TestRecord};
-use crate::runner::{Progress, Ran, Reported, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Reported, Runner, RunnerError};
 use crate::test_id::TestId;
 use crate::time_limits::{self, TestTimeout};
 
@@ -275,7 +275,7 @@ async fn work<Q: Queue, R: Runner>(
                 if let Some(log) = &options.order_log {
                     log.record(queue.worker_id(), &ids);
                 }
-                let mut batch_run = run_batch(
+                let batch_run = run_batch(
                     queue,
                     runner,
                     Batch {
@@ -320,7 +320,6 @@ async fn work<Q: Queue, R: Runner>(
                     }
                     acks.push(ack);
                 }
-                acks.append(&mut batch_run.pending);
                 *held.lock().unwrap_or_else(PoisonError::into_inner) = kept
                     .as_ref()
                     .map(|ack| (ack.reserved(), deadline))
@@ -410,18 +409,17 @@ struct BatchRun {
     took: Duration,
     /// When its first result came, when the runner reported results as they came.
     first_after: Option<Duration>,
-    /// The tests acknowledged while the batch ran.
+    /// The tests acknowledged while the batch ran (the previous batch's provisional test among
+    /// them, when it was settled and acknowledged then).
     acked: HashSet<TestId>,
-    /// Reported results not yet acknowledged (the provisional test's among them, when the
-    /// runner settled it).
-    pending: Vec<Ack>,
     /// Whether an acknowledgement while it ran recorded a final failure.
     failed: bool,
 }
 
 /// Runs `batch`, acknowledging the results the runner reports before the batch ends at most
 /// every [`EARLY_ACKS_EVERY`] (and the previous batch's `provisional` test, once the runner
-/// settles it); what is acknowledged leaves `held`.
+/// settles it); what is acknowledged leaves `held`. What is not acknowledged yet is in the
+/// returned [`Ran`], for the acknowledgement at the batch's end.
 async fn run_batch<Q: Queue, R: Runner>(
     queue: &Q,
     runner: &R,
@@ -431,8 +429,8 @@ async fn run_batch<Q: Queue, R: Runner>(
     keep: &mut Kept,
 ) -> Result<BatchRun, WorkerError> {
     let started = Instant::now();
-    let (progress, mut reported) = Progress::channel();
-    let mut running = std::pin::pin!(runner.run(batch.ids, batch.limits, &progress));
+    let (feed, mut reported) = Feed::channel();
+    let mut running = std::pin::pin!(runner.run(batch.ids, batch.limits, &feed));
     let leases: HashMap<&TestId, &Lease> = batch
         .reserved
         .iter()
@@ -460,7 +458,7 @@ async fn run_batch<Q: Queue, R: Runner>(
                     Reported::Settled(result) => {
                         if let Some(mut ack) = provisional.take() {
                             ack.result = result;
-                            pending.push(ack);
+                            pending.insert(0, ack);
                         }
                     }
                 }
@@ -479,14 +477,19 @@ async fn run_batch<Q: Queue, R: Runner>(
             }
         }
     };
-    // Reports still on their way are in `ran`; the pending ones are acknowledged with it.
-    acked.extend(pending.iter().map(|ack| ack.result.id.clone()));
+    // What was reported but not acknowledged yet is in `ran`, and a settled provisional test
+    // goes back to wait for `ran.settled` with the rest.
+    if let Some(at) = pending
+        .iter()
+        .position(|ack| !leases.contains_key(&ack.result.id))
+    {
+        *provisional = Some(pending.swap_remove(at));
+    }
     Ok(BatchRun {
         ran,
         took: started.elapsed(),
         first_after,
         acked,
-        pending,
         failed,
     })
 }

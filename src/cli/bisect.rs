@@ -18,7 +18,7 @@ use crate::config::{ConfigError, RunConfig};
 use crate::exit_code;
 use crate::order_log;
 use crate::outcome::Outcome;
-use crate::runner::{Progress, Runner};
+use crate::runner::{Feed, Runner};
 use crate::test_id::TestId;
 
 /// Exit code when the failure does not reproduce as an order dependency.
@@ -158,7 +158,7 @@ async fn fails(
     let mut outcome = None;
     for chunk in ids.chunks(batch) {
         let ran = runner
-            .run(chunk, &vec![limit; chunk.len()], &Progress::none())
+            .run(chunk, &vec![limit; chunk.len()], &Feed::none())
             .await?;
         let settled = ran.settled.into_iter();
         for result in ran.results.into_iter().chain(settled) {

@@ -26,7 +26,7 @@ use crate::report::output_file::OutputFile;
 use crate::report::{Summary, TestRecord};
 use crate::runner::command::CommandRunner;
 use crate::runner::persistent::{Hints, PersistentRunner};
-use crate::runner::{Progress, Ran, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::signal;
 use crate::test_id::{TestId, TestList};
 use crate::timings;
@@ -440,12 +440,12 @@ impl Runner for AnyRunner {
         &self,
         batch: &[TestId],
         limits: &[Duration],
-        progress: &Progress,
+        feed: &Feed,
     ) -> Result<Ran, RunnerError> {
         match self {
-            AnyRunner::Command(runner) => runner.run(batch, limits, progress).await,
-            AnyRunner::Nextest(runner) => runner.run(batch, limits, progress).await,
-            AnyRunner::Persistent(runner) => runner.run(batch, limits, progress).await,
+            AnyRunner::Command(runner) => runner.run(batch, limits, feed).await,
+            AnyRunner::Nextest(runner) => runner.run(batch, limits, feed).await,
+            AnyRunner::Persistent(runner) => runner.run(batch, limits, feed).await,
         }
     }
 

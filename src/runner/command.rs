@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{self, Capture, Exit, Finished, Spec};
 use crate::runner::junit::{self, Cases, JunitError};
-use crate::runner::{Progress, Ran, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 use crate::time_limits;
 
@@ -215,7 +215,7 @@ impl Runner for CommandRunner {
         &self,
         batch: &[TestId],
         limits: &[Duration],
-        _progress: &Progress,
+        _feed: &Feed,
     ) -> Result<Ran, RunnerError> {
         let junit =
             std::env::temp_dir().join(format!("ciq-junit-{}.xml", uuid::Uuid::new_v4().simple()));
@@ -256,7 +256,7 @@ mod tests {
             let tests = batch(ids);
             let each = self.timeout.unwrap_or(Duration::from_secs(20)) / ids.len() as u32;
             let ran = self
-                .run(&tests, &vec![each; ids.len()], &Progress::none())
+                .run(&tests, &vec![each; ids.len()], &Feed::none())
                 .await?;
             Ok(ran.results)
         }

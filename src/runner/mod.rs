@@ -70,7 +70,7 @@ impl From<Vec<TestResult>> for Ran {
 /// [`Ran`]; a runner that reports nothing (a batch command read through JUnit at its end) is
 /// handled as a whole at the end.
 #[derive(Debug, Clone, Default)]
-pub struct Progress {
+pub struct Feed {
     sender: Option<mpsc::UnboundedSender<Reported>>,
 }
 
@@ -83,13 +83,13 @@ pub enum Reported {
     Settled(TestResult),
 }
 
-impl Progress {
-    /// Progress nobody follows.
+impl Feed {
+    /// A feed nobody follows.
     pub fn none() -> Self {
         Self::default()
     }
 
-    /// Progress, and where its reports arrive.
+    /// A feed, and where its reports arrive.
     pub fn channel() -> (Self, mpsc::UnboundedReceiver<Reported>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         (
@@ -122,14 +122,14 @@ impl Progress {
 pub trait Runner: Send + Sync {
     /// Runs `batch`, each test within its `limits` (one per test: a runner that runs the batch
     /// in one process allows their sum), and returns one result per test, reporting those it
-    /// knows before the batch ends to `progress`. A test that breaks the runner (crash,
+    /// knows before the batch ends to `feed`. A test that breaks the runner (crash,
     /// timeout) is an errored result, not an `Err`: `Err` is for failures that would repeat on
     /// every test.
     fn run(
         &self,
         batch: &[TestId],
         limits: &[Duration],
-        progress: &Progress,
+        feed: &Feed,
     ) -> impl Future<Output = Result<Ran, RunnerError>> + Send;
 
     /// The final result of the last batch's provisional test ([`Ran::provisional`]), once the

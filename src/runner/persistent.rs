@@ -16,7 +16,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::lines::clip;
 use crate::outcome::{Outcome, TestResult, reported_duration};
 use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
-use crate::runner::{Progress, Ran, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 
 /// The protocol version this ciq speaks.
@@ -644,7 +644,7 @@ impl Runner for PersistentRunner {
         &self,
         batch: &[TestId],
         limits: &[Duration],
-        progress: &Progress,
+        feed: &Feed,
     ) -> Result<Ran, RunnerError> {
         let mut session = self.session.lock().await;
         let mut provisional = self.provisional().take();
@@ -654,14 +654,14 @@ impl Runner for PersistentRunner {
             let answer = self.run_one(&mut session, id, next, *limit).await?;
             if let Some(kept) = provisional.take() {
                 let settled = amended(kept, answer.previous, self.output_limit);
-                progress.settled(&settled);
+                feed.settled(&settled);
                 ran.settled = Some(settled);
             }
             if answer.kept && next.is_none() && session.is_some() {
                 ran.provisional = Some(id.clone());
                 *self.provisional() = Some(answer.result.clone());
             } else {
-                progress.result(&answer.result);
+                feed.result(&answer.result);
             }
             ran.results.push(answer.result);
         }
@@ -729,7 +729,7 @@ mod tests {
         let id = TestId::new("t").unwrap();
         let started = Instant::now();
         let ran = runner
-            .run(&[id], &[Duration::from_secs(20)], &Progress::none())
+            .run(&[id], &[Duration::from_secs(20)], &Feed::none())
             .await
             .unwrap();
         runner.shutdown().await;
