@@ -51,6 +51,10 @@ pub struct Ran {
     pub provisional: Option<TestId>,
     /// The final result of the previous batch's provisional test.
     pub settled: Option<TestResult>,
+    /// Tests of the batch whose own outcome is unknown: the batch ran in one process that was
+    /// killed at its time limit before it said how they went (their results are errors of the
+    /// batch). The worker runs them again one per batch, so a hanging test errors alone.
+    pub cut_short: Vec<TestId>,
 }
 
 impl From<Vec<TestResult>> for Ran {
