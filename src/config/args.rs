@@ -163,7 +163,8 @@ pub struct RunArgs {
     pub tests: Option<PathBuf>,
     /// Command printing one test id per line, run by a shell, so pipes, quotes and variables
     /// work (`cargo nextest list ... | grep ...`): `bash -o pipefail -c` (a failing step of a
-    /// pipeline fails the listing), or `sh -c` where there is no bash. Only the elected leader
+    /// pipeline fails the listing, as does one that `head` stops reading early: exit 141, write
+    /// `sed -n 1,5p` for `head -5`), or `sh -c` where there is no bash. Only the elected leader
     /// runs it.
     #[arg(long, env = "CIQ_LIST_COMMAND", value_name = "CMD")]
     pub list_command: Option<String>,
