@@ -45,8 +45,14 @@ Examples:
   ciq bisect --order-log /tmp/ciq-order-4242.log --failing-test tests/test_b.py::test_x pytest
   ciq bisect --order-log order.log --failing-test t/42 --worker w3 -- ./run-test {}
 
+A culprit is named only once confirmed: the culprit(s) then the failing test fail 3 runs in a
+row, and the failing test alone passes 3. A test failing at random, at any rate, gets through
+that (and the first two checks) at most once in 256 bisects; a real order dependency always
+does.
+
 Exit codes: 0 culprit found, 1 the failure does not reproduce (it passes after the tests
-before it, or fails alone), 2 bad input.";
+before it, or fails alone), 2 bad input, 7 the failure looks flaky (it did not repeat the same
+way on every run), no test named.";
 
 /// `ciq bisect`.
 #[derive(Debug, Args)]
