@@ -35,7 +35,8 @@ pub enum Command {
     /// them): how many builds each was flaky and failed in, and the last one.
     Flaky(FlakyArgs),
     /// Find which tests that ran before a failing test, in one worker's process, make it fail:
-    /// replays the worker's order log with `ciq run`'s runner flags, then narrows by halves.
+    /// replays the worker's order log with `ciq run`'s runner flags, narrows by halves, then
+    /// confirms the culprit by running it again (a flaky failure names no test: exit 7).
     #[command(after_help = BISECT_EXAMPLES)]
     Bisect(Box<BisectArgs>),
 }
