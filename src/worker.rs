@@ -321,7 +321,8 @@ async fn work<Q: Queue, R: Runner>(
                     if let Some(settled) = ran.settled {
                         ack.result = settled;
                     }
-                    acks.push(ack);
+                    // It ran before this batch: its line comes first.
+                    acks.insert(0, ack);
                 }
                 *held.lock().unwrap_or_else(PoisonError::into_inner) = kept
                     .as_ref()
