@@ -211,9 +211,9 @@ pub struct RunArgs {
     pub quarantine: Option<PathBuf>,
     /// Kill a test's process group after this long and record it as errored (a batch command
     /// gets the sum of its tests' limits; the tests of a batch killed there that did not
-    /// finish run again one per batch, so only a hanging test is errored). `auto`: five times the slowest of the test's recent
-    /// runs in the namespace's store (local mode: the --timings file), at least 5s; 30m for a
-    /// test without history.
+    /// finish run again one per batch, so only a hanging test is errored). `auto`: five times
+    /// the slowest of the test's recent runs in the namespace's store (local mode: the
+    /// --timings file), at least 5s; 30m for a test without history.
     #[arg(
         long,
         env = "CIQ_TEST_TIMEOUT",
