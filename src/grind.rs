@@ -161,6 +161,7 @@ impl<R: Runner> Runner for GrindRunner<R> {
             results,
             provisional,
             settled,
+            ..Ran::default()
         })
     }
 
