@@ -23,6 +23,9 @@ pub const INFRASTRUCTURE: i32 = 5;
 /// This worker's test list differs from the one its build was filled with, or (for the report
 /// and the other workers) some worker's did: tests it meant to run may never have run.
 pub const LIST_MISMATCH: i32 = 6;
+/// `ciq bisect` only: the failure did not repeat the same way on every run (after its
+/// suspected culprit, or alone), so it looks flaky and no test is named.
+pub const BISECT_FLAKY: i32 = 7;
 /// Added to the signal number when a SIGINT (130) or SIGTERM (143) stopped ciq.
 pub const SIGNAL_BASE: i32 = 128;
 

@@ -166,6 +166,7 @@ impl<R: Runner> Runner for GrindRunner<R> {
             results,
             provisional,
             settled,
+            ..Ran::default()
         })
     }
 

@@ -51,6 +51,13 @@ fn detail_suffix(detail: &str) -> String {
     }
 }
 
+/// How bash reports a pipeline whose step died of SIGPIPE under `pipefail` (128 + 13): a step
+/// that wrote on after the next one stopped reading, as `seq 100000 | head -5` does.
+const SIGPIPE_UNDER_PIPEFAIL: i32 = 141;
+
+/// What to do about [`SIGPIPE_UNDER_PIPEFAIL`].
+const SIGPIPE_HINT: &str = "(hint: exit code 141 is SIGPIPE under `pipefail`: a step of the pipeline wrote on after the next one stopped reading, as `head` does; read the whole output instead, e.g. `sed -n 1,5p` for `head -5`, or let the writer stop early without failing, e.g. `{ seq 100000 || true; } | head -5`)";
+
 /// A list command that ran to its end (successfully or not).
 #[derive(Debug)]
 pub struct Listed {
@@ -76,6 +83,9 @@ impl Listed {
                     .last()
                     .map(str::to_owned),
             );
+        }
+        if self.finished.exit == Exit::Code(SIGPIPE_UNDER_PIPEFAIL) {
+            detail.push(SIGPIPE_HINT.to_owned());
         }
         Err(ListingError::Failed {
             command: self.command,

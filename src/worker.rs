@@ -288,12 +288,43 @@ async fn work<Q: Queue, R: Runner>(
                     keep,
                 )
                 .await?;
-                let ran = batch_run.ran;
-                batcher.observe(
-                    batch_run.took,
-                    ran.results.iter().map(|result| result.duration),
-                    batch_run.first_after,
-                );
+                let mut ran = batch_run.ran;
+                if ids.len() > 1 && !ran.cut_short.is_empty() {
+                    crate::say!(
+                        "ciq: worker `{}`: a batch of {} tests timed out after {}; running the {} it did not finish again, one per batch",
+                        queue.worker_id(),
+                        ids.len(),
+                        crate::human::duration(batch_run.took),
+                        ran.cut_short.len()
+                    );
+                    let cut_short: Vec<(TestId, Duration)> = std::mem::take(&mut ran.cut_short)
+                        .into_iter()
+                        .filter_map(|id| {
+                            let at = ids.iter().position(|listed| *listed == id)?;
+                            Some((id, limits[at]))
+                        })
+                        .collect();
+                    let alone = run_alone(
+                        queue.worker_id(),
+                        runner,
+                        options,
+                        held,
+                        cut_short,
+                        &mut batcher,
+                    )
+                    .await?;
+                    for result in alone {
+                        if let Some(slot) = ran.results.iter_mut().find(|r| r.id == result.id) {
+                            *slot = result;
+                        }
+                    }
+                } else {
+                    batcher.observe(
+                        batch_run.took,
+                        ran.results.iter().map(|result| result.duration),
+                        batch_run.first_after,
+                    );
+                }
                 for result in &ran.results {
                     failures_in_a_row = match result.outcome {
                         Outcome::Failed | Outcome::Errored => failures_in_a_row + 1,
@@ -318,7 +349,8 @@ async fn work<Q: Queue, R: Runner>(
                     if let Some(settled) = ran.settled {
                         ack.result = settled;
                     }
-                    acks.push(ack);
+                    // It ran before this batch: its line comes first.
+                    acks.insert(0, ack);
                 }
                 *held.lock().unwrap_or_else(PoisonError::into_inner) = kept
                     .as_ref()
@@ -492,6 +524,48 @@ async fn run_batch<Q: Queue, R: Runner>(
         acked,
         failed,
     })
+}
+
+/// Runs each of `tests` (with its limit) as a batch of its own: the tests a batch that timed
+/// out did not finish, so a hanging test errors alone and those it held up get their own
+/// outcomes. Their heartbeats go on for as long as that may take.
+async fn run_alone<R: Runner>(
+    worker: &str,
+    runner: &R,
+    options: &WorkerOptions,
+    held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
+    tests: Vec<(TestId, Duration)>,
+    batcher: &mut Batcher,
+) -> Result<Vec<TestResult>, RunnerError> {
+    let restart = options.test_timeout.overall();
+    let mut results = Vec::with_capacity(tests.len());
+    for (id, limit) in tests {
+        let deadline = Instant::now().checked_add(
+            limit
+                .saturating_add(restart)
+                .saturating_add(Duration::from_secs(1)),
+        );
+        for (_, held_until) in held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter_mut()
+        {
+            *held_until = deadline;
+        }
+        let alone = std::slice::from_ref(&id);
+        if let Some(log) = &options.order_log {
+            log.record(worker, alone);
+        }
+        let started = Instant::now();
+        let ran = runner.run(alone, &[limit], &Feed::none()).await?;
+        batcher.observe(
+            started.elapsed(),
+            ran.results.iter().map(|r| r.duration),
+            None,
+        );
+        results.extend(ran.results.into_iter().filter(|result| result.id == id));
+    }
+    Ok(results)
 }
 
 /// What a worker keeps of its runs: each test's time (for later builds), and, for

@@ -5,7 +5,9 @@
 //! before, then the failing test, in one process for the persistent runners and nextest's
 //! batches, one command per batch otherwise. It first checks the failure reproduces after all
 //! of them and not alone, then narrows the set by halves and complements (delta debugging), so
-//! it also finds two tests that only break the failing one together.
+//! it also finds two tests that only break the failing one together. A test that fails at
+//! random leads the narrowing anywhere, so a culprit is named only once it is confirmed
+//! ([`CONFIRMATIONS`]); otherwise the failure looks flaky.
 
 use std::path::Path;
 
@@ -23,6 +25,12 @@ use crate::test_id::TestId;
 
 /// Exit code when the failure does not reproduce as an order dependency.
 pub const NOT_REPRODUCED: i32 = 1;
+
+/// How many runs confirm a culprit: the culprit(s) then the failing test must fail this many
+/// runs in a row, and the failing test alone pass as many. A test failing at random (at a
+/// rate p) gets through the two first checks and these with a chance of p^4 (1-p)^4, at most
+/// 1 in 256 (p = 1/2); a real order dependency always does.
+pub const CONFIRMATIONS: usize = 3;
 
 pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
     let BisectArgs {
@@ -70,6 +78,24 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
         return Ok(NOT_REPRODUCED);
     }
     let culprits = narrow(&config, before, &failing, &mut trials).await?;
+    let mut failed_after = 0;
+    for _ in 0..CONFIRMATIONS {
+        failed_after += usize::from(fails(&config, &culprits, &failing, &mut trials).await?);
+    }
+    let mut failed_alone = 0;
+    for _ in 0..CONFIRMATIONS {
+        failed_alone += usize::from(fails(&config, &[], &failing, &mut trials).await?);
+    }
+    if failed_after < CONFIRMATIONS || failed_alone > 0 {
+        let suspects = match culprits.as_slice() {
+            [culprit] => format!("`{culprit}`"),
+            _ => format!("the {} tests it narrowed to", culprits.len()),
+        };
+        crate::say!(
+            "ciq bisect: `{failing}` looks flaky, not order-dependent: after {suspects} it failed {failed_after} of {CONFIRMATIONS} runs, and alone {failed_alone} of {CONFIRMATIONS} ({trials} trials); no test is named\n(hint: `ciq run --grind 20` on it says how often it fails)"
+        );
+        return Ok(exit_code::BISECT_FLAKY);
+    }
     let minimal = log.with_extension("bisect.log");
     let lines: String = culprits
         .iter()
@@ -80,12 +106,13 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
         crate::say!("ciq bisect: cannot write `{}`: {err}", minimal.display());
     }
     println!(
-        "ciq bisect: `{failing}` fails after {} (found in {trials} trials):",
+        "ciq bisect: `{failing}` fails after {} (found in {trials} trials; confirmed: it failed {CONFIRMATIONS} runs of {CONFIRMATIONS} after {}, and passed {CONFIRMATIONS} of {CONFIRMATIONS} alone):",
         if culprits.len() == 1 {
             "this test"
         } else {
             "these tests, run in this order"
-        }
+        },
+        if culprits.len() == 1 { "it" } else { "them" }
     );
     for culprit in &culprits {
         println!("    {culprit}");

@@ -35,7 +35,8 @@ pub enum Command {
     /// them): how many builds each was flaky and failed in, and the last one.
     Flaky(FlakyArgs),
     /// Find which tests that ran before a failing test, in one worker's process, make it fail:
-    /// replays the worker's order log with `ciq run`'s runner flags, then narrows by halves.
+    /// replays the worker's order log with `ciq run`'s runner flags, narrows by halves, then
+    /// confirms the culprit by running it again (a flaky failure names no test: exit 7).
     #[command(after_help = BISECT_EXAMPLES)]
     Bisect(Box<BisectArgs>),
 }
@@ -45,8 +46,14 @@ Examples:
   ciq bisect --order-log /tmp/ciq-order-4242.log --failing-test tests/test_b.py::test_x pytest
   ciq bisect --order-log order.log --failing-test t/42 --worker w3 -- ./run-test {}
 
+A culprit is named only once confirmed: the culprit(s) then the failing test fail 3 runs in a
+row, and the failing test alone passes 3. A test failing at random, at any rate, gets through
+that (and the first two checks) at most once in 256 bisects; a real order dependency always
+does.
+
 Exit codes: 0 culprit found, 1 the failure does not reproduce (it passes after the tests
-before it, or fails alone), 2 bad input.";
+before it, or fails alone), 2 bad input, 7 the failure looks flaky (it did not repeat the same
+way on every run), no test named.";
 
 /// `ciq bisect`.
 #[derive(Debug, Args)]
@@ -163,7 +170,8 @@ pub struct RunArgs {
     pub tests: Option<PathBuf>,
     /// Command printing one test id per line, run by a shell, so pipes, quotes and variables
     /// work (`cargo nextest list ... | grep ...`): `bash -o pipefail -c` (a failing step of a
-    /// pipeline fails the listing), or `sh -c` where there is no bash. Only the elected leader
+    /// pipeline fails the listing, as does one that `head` stops reading early: exit 141, write
+    /// `sed -n 1,5p` for `head -5`), or `sh -c` where there is no bash. Only the elected leader
     /// runs it.
     #[arg(long, env = "CIQ_LIST_COMMAND", value_name = "CMD")]
     pub list_command: Option<String>,
@@ -202,9 +210,10 @@ pub struct RunArgs {
     #[arg(long, env = "CIQ_QUARANTINE", value_name = "FILE")]
     pub quarantine: Option<PathBuf>,
     /// Kill a test's process group after this long and record it as errored (a batch command
-    /// gets the sum of its tests' limits). `auto`: five times the slowest of the test's recent
-    /// runs in the namespace's store (local mode: the --timings file), at least 5s; 30m for a
-    /// test without history.
+    /// gets the sum of its tests' limits; the tests of a batch killed there that did not
+    /// finish run again one per batch, so only a hanging test is errored). `auto`: five times
+    /// the slowest of the test's recent runs in the namespace's store (local mode: the
+    /// --timings file), at least 5s; 30m for a test without history.
     #[arg(
         long,
         env = "CIQ_TEST_TIMEOUT",

@@ -238,7 +238,23 @@ impl Runner for CommandRunner {
         )
         .await?;
         let report = take_report(&junit).await;
-        Ok(self.results(batch, &finished, report, &junit).into())
+        // A batch killed at its limit: the tests its report does not show finished may have
+        // been held up by another, so their outcome is unknown.
+        let cut_short = match finished.exit {
+            Exit::TimedOut(_) => batch
+                .iter()
+                .filter(
+                    |id| !matches!(&report, Some(Ok(cases)) if cases.find(id.as_str()).is_some()),
+                )
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Ran {
+            results: self.results(batch, &finished, report, &junit),
+            cut_short,
+            ..Ran::default()
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod command;
 pub mod junit;
 pub mod persistent;
+mod stray;
 
 use std::future::Future;
 use std::time::Duration;
@@ -45,13 +46,18 @@ pub enum RunnerError {
 pub struct Ran {
     /// One result per test of the batch, in any order.
     pub results: Vec<TestResult>,
-    /// A test of the batch (its last) whose framework kept some of what it set up (a module's
-    /// fixtures) for a test that may follow, as a plain run of the suite would: tearing that
-    /// down may still fail it, so its result is final only once the next [`Runner::run`] or
+    /// A test of the batch (its last) whose result may still change: its framework kept some
+    /// of what it set up (a module's fixtures) for a test that may follow, as a plain run of
+    /// the suite would, and tearing that down may fail it; or a line its run wrote (a second
+    /// result) may still come. Its result is final only once the next [`Runner::run`] or
     /// [`Runner::settle`] hands it back as `settled`.
     pub provisional: Option<TestId>,
     /// The final result of the previous batch's provisional test.
     pub settled: Option<TestResult>,
+    /// Tests of the batch whose own outcome is unknown: the batch ran in one process that was
+    /// killed at its time limit before it said how they went (their results are errors of the
+    /// batch). The worker runs them again one per batch, so a hanging test errors alone.
+    pub cut_short: Vec<TestId>,
 }
 
 impl From<Vec<TestResult>> for Ran {

@@ -16,6 +16,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use crate::lines::clip;
 use crate::outcome::{Outcome, TestResult, reported_duration};
 use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
+use crate::runner::stray::Stray;
 use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 
@@ -94,6 +95,9 @@ struct Answer {
     kept: bool,
     /// How tearing down what the previous test kept failed, if it did.
     previous: Option<Previous>,
+    /// A second `result` for the test answered before this one, read while waiting for this
+    /// one's: that test's run wrote it, and this test ran again in a new process.
+    stray: Option<Stray>,
 }
 
 impl From<TestResult> for Answer {
@@ -102,8 +106,23 @@ impl From<TestResult> for Answer {
             result,
             kept: false,
             previous: None,
+            stray: None,
         }
     }
+}
+
+/// How one attempt at a `run` went.
+enum Attempt {
+    Answered(Answer),
+    /// The process sent a second `result` for the test before; it was killed.
+    Stray(Stray),
+}
+
+/// The last result of a batch, held until the framework's next answer (or `settle`).
+struct Held {
+    result: TestResult,
+    /// The framework kept what the test set up: `settle` asks it to tear that down.
+    kept: bool,
 }
 
 /// What a framework adapter adds to the runner's errors when its process will not start.
@@ -123,9 +142,10 @@ pub struct PersistentRunner {
     timeout: Option<Duration>,
     output_limit: usize,
     session: AsyncMutex<Option<Session>>,
-    /// The result of the last test run if the framework kept what it set up: final once
-    /// the next `run` or `settle` says how tearing that down went. Used under `session`'s lock.
-    provisional: Mutex<Option<TestResult>>,
+    /// The result of a batch's last test: final once the framework's next answer shows its
+    /// run is over (no second `result` for it came first) or `settle` says how tearing down
+    /// what it kept went. Used under `session`'s lock.
+    provisional: Mutex<Option<Held>>,
 }
 
 struct Session {
@@ -136,6 +156,9 @@ struct Session {
     stdout: Split<BufReader<ChildStdout>>,
     /// How many lines it wrote to stdout, to name the one that breaks the protocol.
     lines_read: usize,
+    /// The test it answered last: a second `result` for it, read later, is a line that
+    /// test's run wrote.
+    answered: Option<TestId>,
     stderr: Arc<Mutex<Bounded>>,
     /// Copies the process's stderr into `stderr` until the pipe closes.
     stderr_task: tokio::task::JoinHandle<()>,
@@ -178,7 +201,7 @@ impl PersistentRunner {
         self.argv.join(" ")
     }
 
-    fn provisional(&self) -> std::sync::MutexGuard<'_, Option<TestResult>> {
+    fn provisional(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
         self.provisional
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -228,6 +251,7 @@ impl PersistentRunner {
             stdin,
             stdout: BufReader::new(stdout).split(b'\n'),
             lines_read: 0,
+            answered: None,
             stderr,
             stderr_task,
             group,
@@ -285,7 +309,9 @@ impl PersistentRunner {
         }
     }
 
-    /// Runs one test in `session`; `None` for the session means it must be restarted.
+    /// Runs one test in `session`; `None` for the session means it must be restarted. A second
+    /// `result` for the test before, read on the way, ends the process (that test's run broke
+    /// the protocol, not this one's): this test then runs again in a new one.
     async fn run_one(
         &self,
         session: &mut Option<Session>,
@@ -293,6 +319,24 @@ impl PersistentRunner {
         next: Option<&TestId>,
         limit: Duration,
     ) -> Result<Answer, RunnerError> {
+        let mut stray = None;
+        // At most twice: a new process has answered no test, so it sends no stray result.
+        loop {
+            match self.attempt(session, id, next, limit).await? {
+                Attempt::Answered(answer) => return Ok(Answer { stray, ..answer }),
+                Attempt::Stray(found) => stray = Some(found),
+            }
+        }
+    }
+
+    /// One attempt at running a test in `session`.
+    async fn attempt(
+        &self,
+        session: &mut Option<Session>,
+        id: &TestId,
+        next: Option<&TestId>,
+        limit: Duration,
+    ) -> Result<Attempt, RunnerError> {
         let live = match session {
             Some(live) => live,
             None => session.insert(self.start().await?),
@@ -315,23 +359,34 @@ impl PersistentRunner {
                 live.stderr_tail()
             );
             *session = None;
-            return Ok(errored(output).into());
+            return Ok(Attempt::Answered(errored(output).into()));
         }
         let deadline = deadline_after(Some(limit));
         let broken = loop {
             match live.receive(deadline).await {
                 Received::Message(mut message) if message.kind == "result" => {
                     if message.id.as_deref() != Some(id.as_str()) {
+                        let before = live.answered.take();
+                        if let Some(before) =
+                            before.filter(|before| message.id.as_deref() == Some(before.as_str()))
+                        {
+                            live.group.kill();
+                            let line = live.lines_read;
+                            *session = None;
+                            return Ok(Attempt::Stray(Stray { id: before, line }));
+                        }
                         break format!("a result for another test, {}", quoted(message.id));
                     }
                     let (kept, previous) = (message.kept, message.previous.take());
                     match result_of(id, message, started, self.output_limit) {
                         Ok(result) => {
-                            return Ok(Answer {
+                            live.answered = Some(id.clone());
+                            return Ok(Attempt::Answered(Answer {
                                 result,
                                 kept,
                                 previous,
-                            });
+                                stray: None,
+                            }));
                         }
                         Err(outcome) => break format!("an unknown outcome, {}", quoted(outcome)),
                     }
@@ -345,7 +400,7 @@ impl PersistentRunner {
                         live.stderr_tail()
                     );
                     *session = None;
-                    return Ok(errored(output).into());
+                    return Ok(Attempt::Answered(errored(output).into()));
                 }
                 Received::TimedOut => {
                     live.group.kill();
@@ -355,7 +410,7 @@ impl PersistentRunner {
                         crate::human::duration(limit)
                     );
                     *session = None;
-                    return Ok(errored(output).into());
+                    return Ok(Attempt::Answered(errored(output).into()));
                 }
             }
         };
@@ -365,11 +420,19 @@ impl PersistentRunner {
             live.stderr_tail()
         );
         *session = None;
-        Ok(errored(output).into())
+        Ok(Attempt::Answered(errored(output).into()))
     }
 
-    /// Asks the framework to tear down what the provisional test kept; its final result.
-    async fn settle_in(&self, session: &mut Option<Session>, kept: TestResult) -> TestResult {
+    /// Asks the framework to tear down what the provisional test kept; its final result. One
+    /// that kept nothing is final as it is.
+    async fn settle_in(&self, session: &mut Option<Session>, held: Held) -> TestResult {
+        let Held {
+            result: kept,
+            kept: true,
+        } = held
+        else {
+            return held.result;
+        };
         let Some(live) = session else {
             return kept; // the process is gone, and what it kept with it
         };
@@ -381,6 +444,22 @@ impl PersistentRunner {
                 match live.receive(deadline).await {
                     Received::Message(message) if message.kind == "settled" => {
                         return amended(kept, message.previous, self.output_limit);
+                    }
+                    // No test runs: a `result` now is a second one for the held test, or one
+                    // for a test never sent.
+                    Received::Message(message) if message.kind == "result" => {
+                        live.group.kill();
+                        break if message.id.as_deref() == Some(kept.id.as_str()) {
+                            format!(
+                                "the framework broke the protocol (another `result` for this test, line {} of its stdout)",
+                                live.lines_read
+                            )
+                        } else {
+                            format!(
+                                "the framework broke the protocol (a result for another test, {})",
+                                quoted(message.id)
+                            )
+                        };
                     }
                     Received::Message(_) => {}
                     Received::Garbage(garbage) => {
@@ -651,22 +730,34 @@ impl Runner for PersistentRunner {
         let mut ran = Ran::from(Vec::with_capacity(batch.len()));
         for (at, (id, limit)) in batch.iter().zip(limits).enumerate() {
             let next = batch.get(at + 1);
-            let answer = self.run_one(&mut session, id, next, *limit).await?;
-            if let Some(kept) = provisional.take() {
-                let settled = amended(kept, answer.previous, self.output_limit);
+            let mut answer = self.run_one(&mut session, id, next, *limit).await?;
+            if let Some(stray) = answer.stray.take() {
+                let held = provisional.as_mut().map(|held| &mut held.result);
+                stray.blame(&mut ran.results, held, id, self.output_limit);
+            }
+            // A second `result` a run wrote comes before the next test's answer: the tests
+            // answered before this one are final now.
+            if let Some(before) = ran.results.last() {
+                feed.result(before);
+            }
+            if let Some(held) = provisional.take() {
+                let settled = amended(held.result, answer.previous, self.output_limit);
                 feed.settled(&settled);
                 ran.settled = Some(settled);
             }
-            if answer.kept && next.is_none() && session.is_some() {
+            // Held, kept or not, until the framework answers again: a second `result` its run
+            // wrote may still be on the way.
+            if next.is_none() && session.is_some() {
                 ran.provisional = Some(id.clone());
-                *self.provisional() = Some(answer.result.clone());
-            } else {
-                feed.result(&answer.result);
+                *self.provisional() = Some(Held {
+                    result: answer.result.clone(),
+                    kept: answer.kept,
+                });
             }
             ran.results.push(answer.result);
         }
-        if let Some(kept) = provisional {
-            ran.settled = Some(self.settle_in(&mut session, kept).await);
+        if let Some(held) = provisional {
+            ran.settled = Some(self.settle_in(&mut session, held).await);
         }
         Ok(ran)
     }
@@ -746,6 +837,75 @@ mod tests {
             started.elapsed() < Duration::from_secs(2),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    /// A framework that sends, before each answer, a second `result` for the test it answered
+    /// before: each is charged to the test whose run wrote it while ciq still holds that
+    /// result (earlier in the batch, or held from the batch before); the test waited for runs
+    /// again in a new process. One already handed back (settled) stands.
+    #[tokio::test]
+    async fn a_second_result_is_charged_to_the_test_that_wrote_it() {
+        let script = r#"printf '{"type":"ready","protocol":1}\n'
+last=''
+while read request; do
+  case "$request" in *'"type":"run"'*) ;; *) continue ;; esac
+  id=$(printf %s "$request" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+  if [ -n "$last" ]; then printf '{"type":"result","id":"%s","outcome":"passed"}\n' "$last"; fi
+  printf '{"type":"result","id":"%s","outcome":"passed"}\n' "$id"
+  last=$id
+done"#;
+        let runner = PersistentRunner::new(
+            ["sh", "-c", script].map(str::to_owned).into(),
+            Vec::new(),
+            Some(Duration::from_secs(20)),
+            4096,
+            Hints::default(),
+        );
+        let ids = |names: &[&str]| -> Vec<TestId> {
+            names
+                .iter()
+                .map(|name| TestId::new(*name).unwrap())
+                .collect()
+        };
+        let limits = [Duration::from_secs(20); 2];
+        let outcomes = |results: &[TestResult]| -> Vec<(String, Outcome)> {
+            results
+                .iter()
+                .map(|r| (r.id.to_string(), r.outcome))
+                .collect()
+        };
+        let ran = runner
+            .run(&ids(&["a"]), &limits[..1], &Feed::none())
+            .await
+            .unwrap();
+        assert_eq!(ran.provisional, Some(TestId::new("a").unwrap()));
+        let a = runner.settle().await.unwrap();
+        assert_eq!(a.outcome, Outcome::Passed, "handed back, it stands");
+        let ran = runner
+            .run(&ids(&["b"]), &limits[..1], &Feed::none())
+            .await
+            .unwrap();
+        assert_eq!(outcomes(&ran.results), [("b".to_owned(), Outcome::Passed)]);
+        assert!(ran.settled.is_none());
+        let ran = runner
+            .run(&ids(&["c", "d"]), &limits, &Feed::none())
+            .await
+            .unwrap();
+        runner.shutdown().await;
+        let b = ran.settled.unwrap();
+        assert_eq!(b.outcome, Outcome::Errored);
+        assert!(
+            b.output.contains("after this test's result the framework sent another `result` for it (line 3 of its stdout)"),
+            "{}",
+            b.output
+        );
+        assert_eq!(
+            outcomes(&ran.results),
+            [
+                ("c".to_owned(), Outcome::Errored),
+                ("d".to_owned(), Outcome::Passed)
+            ]
         );
     }
 

@@ -232,6 +232,39 @@ fn a_pipeline_list_command_lists_what_the_shell_prints() {
         out.both()
     );
 
+    // Regression (issue 22): a step that stops reading early (`head`) fails the one before it
+    // with SIGPIPE, 141 under pipefail, which was said with no hint. The hinted form lists.
+    let out = Proc::spawn(
+        "sigpipe",
+        &scratch,
+        &with_command(with_list_command(
+            worker_args(&server, "sigpipe", "w", &list),
+            "seq 1000000 | head -5".to_owned(),
+        )),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(ciq::exit_code::USAGE), "{}", out.both());
+    assert!(
+        out.stderr.contains("failed (exit code 141)")
+            && out
+                .stderr
+                .contains("(hint: exit code 141 is SIGPIPE under `pipefail`")
+            && out.stderr.contains("`sed -n 1,5p` for `head -5`"),
+        "{}",
+        out.both()
+    );
+    let out = Proc::spawn(
+        "sed",
+        &scratch,
+        &with_command(with_list_command(
+            worker_args(&server, "sed", "w", &list),
+            "seq 1000000 | sed -n 1,5p".to_owned(),
+        )),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("5 tests: 5 passed"), "{}", out.both());
+
     let out = Proc::spawn(
         "empty",
         &scratch,

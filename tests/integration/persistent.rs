@@ -17,6 +17,11 @@ const HINT: &str = "(hint: install ciq's pytest plugin where pytest runs";
 /// `ciq run -j 1` over `tests` with the fixture framework in `mode`, `--test-timeout 2s` and no
 /// requeues, waited for; also returns the scratch (its run and start logs).
 fn run(mode: &str, tests: &[&str]) -> (Output, Scratch) {
+    run_with(mode, tests, &[])
+}
+
+/// [`run`], with `extra` flags.
+fn run_with(mode: &str, tests: &[&str], extra: &[&str]) -> (Output, Scratch) {
     let scratch = Scratch::new();
     let ids: Vec<String> = tests.iter().map(|t| (*t).to_owned()).collect();
     let list = scratch.tests(&ids);
@@ -32,10 +37,10 @@ fn run(mode: &str, tests: &[&str]) -> (Output, Scratch) {
         "--tests",
         &list.to_string_lossy(),
         "--persistent",
-        "--",
-        &framework.to_string_lossy(),
     ]
     .iter()
+    .chain(extra)
+    .chain(&["--", &framework.to_string_lossy()])
     .map(|s| (*s).to_owned())
     .collect();
     let out =
@@ -264,9 +269,11 @@ fn each_line_comes_while_the_batch_runs_on() {
     .map(|s| (*s).to_owned())
     .collect();
     let run = Proc::spawn("local", &scratch, &args);
-    // gated/c passes only once this test opens its gate, after the lines of the tests before
-    // it in the batch: printed at the batch's end, they would never come.
-    run.wait_for_stderr("local-1: pass/b", Duration::from_secs(30));
+    // gated/c passes only once this test opens its gate, after the line of a test before it
+    // in the batch: printed at the batch's end, it would never come. (pass/b's result is final
+    // only once the framework answers gated/c: a second `result` pass/b's run wrote would come
+    // before that answer.)
+    run.wait_for_stderr("local-1: pass/a", Duration::from_secs(30));
     assert!(
         !run.stderr_so_far().contains("gated/c"),
         "{}",
@@ -276,4 +283,77 @@ fn each_line_comes_while_the_batch_runs_on() {
     let out = run.wait(LONG);
     assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
     assert!(out.stdout.contains("3 tests: 3 passed"), "{}", out.both());
+}
+
+/// Regression (issue 22): a second `result` line after a passing test was read while ciq waited
+/// for the next test, which was errored though it never ran, while the test whose run wrote
+/// the line passed. That test is errored, saying why; the next one runs again in a new process
+/// and passes: in one batch, across batches (ciq holds a batch's last result until the
+/// framework answers again), for a framework that keeps fixtures up, and when the line comes
+/// while it tears them down (`settle`).
+#[test]
+fn a_second_result_errors_the_test_that_wrote_it_not_the_next() {
+    let blamed = "[ciq: after this test's result the framework sent another `result` for it (line ";
+    for (mode, extra, tests) in [
+        (
+            "stray-result",
+            &[][..],
+            &["pass/1", "stray/2", "pass/3", "pass/4"][..],
+        ),
+        (
+            "stray-result",
+            &["--batch-size", "4"],
+            &["pass/1", "stray/2", "pass/3", "pass/4"],
+        ),
+        (
+            "stray-result,keep",
+            &[],
+            &["pass/1", "stray/2", "pass/3", "pass/4"],
+        ),
+        (
+            "stray-result,keep",
+            &["--batch-size", "4"],
+            &["pass/1", "pass/3", "pass/4", "stray/2"],
+        ),
+    ] {
+        let (out, scratch) = run_with(mode, tests, extra);
+        let case = format!("{mode} {extra:?} {tests:?}");
+        assert_eq!(
+            out.code,
+            Some(exit_code::TESTS_FAILED),
+            "{case}: {}",
+            out.both()
+        );
+        assert!(
+            out.stdout.contains("4 tests: 3 passed, 1 errored")
+                && out.stdout.contains("ERRORED stray/2"),
+            "{case}: {}",
+            out.both()
+        );
+        let settled = tests.last() == Some(&"stray/2");
+        let said = if settled {
+            "[ciq: the framework broke the protocol (another `result` for this test, line "
+        } else {
+            blamed
+        };
+        assert!(out.stdout.contains(said), "{case}: {}", out.both());
+        let finals: Vec<(String, String)> = ciq_testkit::test_lines(&out.stderr)
+            .into_iter()
+            .filter(|line| line.is_final())
+            .map(|line| (line.test, line.status))
+            .collect();
+        for test in tests {
+            let status = if *test == "stray/2" { "ERROR" } else { "PASS" };
+            let expected = ((*test).to_owned(), status.to_owned());
+            assert!(
+                finals.contains(&expected),
+                "{case}: {expected:?} in {finals:?}"
+            );
+        }
+        assert_eq!(finals.len(), 4, "{case}: {finals:?}");
+        assert_eq!(scratch.run_counts()["stray/2"], 1, "{case}");
+        if !settled {
+            assert_eq!(starts(&scratch).len(), 2, "{case}: one restart");
+        }
+    }
 }

@@ -188,3 +188,127 @@ fn a_stalled_log_pipe_never_holds_back_the_protocol() {
     );
     assert_eq!(scratch.run_counts()["slow/long"], 1);
 }
+
+/// Regression (issue 22): a batch with a hanging test was errored whole at its time limit, and
+/// its requeues batched the hanging test with innocent ones again, so innocent tests ended
+/// ERRORED, with a share of the batch's time beside "timed out after" the whole batch's. The
+/// tests a timed-out batch did not finish run again one per batch: only the hanging test is
+/// errored, with the time its own run took; requeued, it is batched again, and still errors
+/// alone.
+#[test]
+fn a_hanging_test_errors_alone_not_its_batch() {
+    let scratch = Scratch::new();
+    let mut tests: Vec<String> = (1..=8).map(|n| format!("pass/{n}")).collect();
+    tests[2] = "hang/3".to_owned();
+    let list = scratch.tests(&tests);
+    let args: Vec<String> = [
+        "run",
+        "-j",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-requeues",
+        "1",
+        "--test-timeout",
+        "1s",
+        "--tests",
+        &list.to_string_lossy(),
+        "--",
+        &ciq_testkit::record_test(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let out = Proc::spawn("local", &scratch, &args).wait(LONG);
+    assert_eq!(
+        out.code,
+        Some(ciq::exit_code::TESTS_FAILED),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("8 tests: 7 passed, 1 errored"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("ERRORED hang/3 (worker local-1, 1.0")
+            && out
+                .stdout
+                .contains("[ciq: timed out after 1s; process group killed]"),
+        "its own run's time and limit, not the batch's: {}",
+        out.both()
+    );
+    assert!(!out.stdout.contains("after 4s"), "{}", out.both());
+    assert!(
+        out.stderr.contains(
+            "a batch of 4 tests timed out after 4s; running the 4 it did not finish again, one per batch"
+        ),
+        "{}",
+        out.both()
+    );
+    let errored: Vec<String> = ciq_testkit::test_lines(&out.stderr)
+        .into_iter()
+        .filter(|line| line.status == "ERROR" || line.status == "RETRY")
+        .map(|line| line.test)
+        .collect();
+    assert_eq!(errored, ["hang/3", "hang/3"], "{}", out.both());
+}
+
+/// A batch command writing its JUnit report as it goes, killed at its limit: the tests the
+/// report shows finished keep their outcomes (a failure stays a failure, run once); only those
+/// it does not show run again, one per batch (through Redis here, as in a build).
+#[test]
+fn a_timed_out_batch_keeps_what_its_report_shows_finished() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let command = script(
+        &scratch,
+        "junit-as-it-goes",
+        "cases=''\nfor t in \"$@\"; do\n  echo \"$CIQ_WORKER $t\" >> \"$RECORD_TEST_DIR/runs.log\"\n  case \"$t\" in\n    hang/*) sleep 1000 ;;\n    fail/*) cases=\"$cases<testcase name='$t'><failure message='boom'/></testcase>\" ;;\n    *) cases=\"$cases<testcase name='$t'/>\" ;;\n  esac\n  echo \"<testsuite>$cases</testsuite>\" > \"$CIQ_JUNIT_PATH\"\ndone",
+    );
+    let tests: Vec<String> = ["pass/1", "fail/2", "hang/3", "pass/4"]
+        .map(str::to_owned)
+        .into();
+    let list = scratch.tests(&tests);
+    let mut args = worker_args(&server, "junit-timeout", "w1", &list);
+    args.extend(
+        [
+            "--batch-size",
+            "4",
+            "--max-requeues",
+            "0",
+            "--test-timeout",
+            "1s",
+            "--",
+            &command,
+        ]
+        .map(str::to_owned),
+    );
+    let out = Proc::spawn("w1", &scratch, &args).wait(LONG);
+    assert_eq!(
+        out.code,
+        Some(ciq::exit_code::TESTS_FAILED),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout
+            .contains("4 tests: 2 passed, 1 failed, 1 errored"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains(
+            "a batch of 4 tests timed out after 4s; running the 2 it did not finish again"
+        ),
+        "{}",
+        out.both()
+    );
+    let counts = scratch.run_counts();
+    let expected: Vec<(String, usize)> =
+        [("fail/2", 1), ("hang/3", 2), ("pass/1", 1), ("pass/4", 1)]
+            .map(|(test, n)| (test.to_owned(), n))
+            .into();
+    assert_eq!(counts.into_iter().collect::<Vec<_>>(), expected);
+}
