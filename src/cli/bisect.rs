@@ -18,6 +18,7 @@ use crate::config::{ConfigError, RunConfig};
 use crate::exit_code;
 use crate::order_log;
 use crate::outcome::Outcome;
+use crate::report::output_file;
 use crate::runner::Runner;
 use crate::test_id::TestId;
 
@@ -76,8 +77,8 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
         .chain([&failing])
         .map(|id| format!("{worker}\t{id}\n"))
         .collect();
-    if let Err(err) = std::fs::write(&minimal, lines) {
-        crate::say!("ciq bisect: cannot write `{}`: {err}", minimal.display());
+    if let Err(err) = output_file::write(&minimal, lines.as_bytes()) {
+        crate::say!("ciq bisect: {}", crate::human::error_chain(&err));
     }
     println!(
         "ciq bisect: `{failing}` fails after {} (found in {trials} trials):",
