@@ -46,7 +46,6 @@ pub fn for_error(err: &Error) -> i32 {
         Error::Config(_)
         | Error::Discovery(_)
         | Error::Runner(_)
-        | Error::Timings(_)
         | Error::Output(_)
         | Error::Quarantine(_)
         | Error::OrderLog(_) => USAGE,

@@ -27,8 +27,7 @@ use crate::report::Summary;
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
 use crate::report::junit::JunitReport;
-use crate::report::output_file::{OutputError, OutputFile};
-use crate::timings;
+use crate::report::output_file::{self, OutputError, Planned};
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
@@ -51,12 +50,20 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     };
     let mut settings = report_settings(args, &ids)?;
     // A path that cannot be written is found now, not after a build's worth of waiting.
-    if let Some(path) = &timings_out {
-        timings::check_writable(path)?;
-    }
-    for path in junit_out.iter().chain(&json_out) {
-        OutputFile::check(path)?;
-    }
+    let outputs: Vec<Planned<'_>> = [
+        ("--junit (CIQ_REPORT_JUNIT)", &junit_out),
+        ("--json (CIQ_REPORT_JSON)", &json_out),
+        ("--timings-out (CIQ_TIMINGS_OUT)", &timings_out),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| {
+        Some(Planned {
+            flag,
+            path: path.as_deref()?,
+        })
+    })
+    .collect();
+    output_file::check(&outputs)?;
     if let Some(round) = &round {
         let reopened = reopen_for_report(&settings, round).await.map_err(|err| {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
@@ -148,9 +155,18 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             ),
         }
     }
-    ci_pages::publish(&summary, &settings.build, &settings.namespace, |name| {
-        std::env::var(name).ok()
-    })
+    let files: Vec<&Path> = junit_out
+        .iter()
+        .chain(&json_out)
+        .map(|p| p.as_path())
+        .collect();
+    ci_pages::publish(
+        &summary,
+        &settings.build,
+        &settings.namespace,
+        &files,
+        |name| std::env::var(name).ok(),
+    )
     .await;
     super::print_last(&summary.render());
     Ok(grind_code.unwrap_or_else(|| exit_code::for_verdict(summary.verdict())))
@@ -279,10 +295,8 @@ async fn write_outputs(
         }
         anyhow::Ok(())
     };
+    // What was written of a report that failed half-way went with its writer.
     if let Err(err) = written.await {
-        for path in junit_path.into_iter().chain(json_path) {
-            OutputFile::discard(path);
-        }
         crate::say!("ciq report: warning: {err:#}");
     }
 }

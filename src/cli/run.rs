@@ -22,7 +22,7 @@ use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
 use crate::report::junit::JunitReport;
-use crate::report::output_file::OutputFile;
+use crate::report::output_file::{self, Planned};
 use crate::report::{Summary, TestRecord};
 use crate::runner::command::CommandRunner;
 use crate::runner::persistent::{Hints, PersistentRunner};
@@ -42,23 +42,42 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     let grind = args.grind;
     let order_log = args.order_log.clone();
     let mut config = RunConfig::new(args, &ids)?;
+    // Found now, not after the build.
+    let outputs: Vec<Planned<'_>> = [
+        ("--junit (CIQ_RUN_JUNIT)", &config.junit),
+        ("--timings-out (CIQ_LOCAL_TIMINGS_OUT)", &config.timings_out),
+        ("--order-log (CIQ_ORDER_LOG)", &order_log),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| {
+        Some(Planned {
+            flag,
+            path: path.as_deref()?,
+        })
+    })
+    .collect();
+    output_file::check(&outputs)?;
     let order_log = match order_log {
         Some(path) => Some(OrderLog::create(&path)?),
         None => OrderLog::create_default(),
-    };
-    if let Some(log) = &order_log {
-        crate::say!(
-            "ciq: the order tests run in is logged to {} (for ciq bisect)",
-            log.path().display()
-        );
     }
-    config.worker.order_log = order_log.map(Arc::new);
+    .map(Arc::new);
+    config.worker.order_log = order_log.clone();
+    let ended = run_with(config, quarantine, grind).await;
+    if let Some(log) = order_log {
+        log.end();
+    }
+    ended
+}
+
+/// `ciq run` once its outputs are checked and its order log open.
+async fn run_with(
+    config: RunConfig,
+    quarantine: Option<Quarantine>,
+    grind: Option<u32>,
+) -> Result<i32, Failed> {
     if let Mode::Redis { settings, .. } = &config.mode {
         connection::client(&settings.url)?;
-    }
-    if let Some(path) = &config.junit {
-        // Found now, not after the build.
-        OutputFile::check(path)?;
     }
     let source = config.source.load()?;
     if let (Some(quarantine), Some(TestSource::List(list))) = (&quarantine, &source) {
@@ -320,10 +339,6 @@ async fn run_local(
         list.ids.len(),
         if jobs == 1 { "" } else { "s" }
     );
-    if let Some(path) = &config.timings_out {
-        // A path that cannot be written is found before the tests run, not after.
-        timings::check_writable(path)?;
-    }
     let file = config.scheduling.read_file(&list.ids);
     let ordered = config
         .scheduling
@@ -391,7 +406,6 @@ fn write_junit(path: &std::path::Path, name: &str, summary: &Summary, records: &
             path.display()
         ),
         Err(err) => {
-            OutputFile::discard(path);
             crate::say!(
                 "ciq: warning: no JUnit report: {}",
                 crate::human::error_chain(&err)

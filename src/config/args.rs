@@ -43,7 +43,7 @@ pub enum Command {
 
 const BISECT_EXAMPLES: &str = "\
 Examples:
-  ciq bisect --order-log /tmp/ciq-order-4242.log --failing-test tests/test_b.py::test_x pytest
+  ciq bisect --order-log ~/.cache/ciq/order-logs/ciq-order-4242.log --failing-test tests/test_b.py::test_x pytest
   ciq bisect --order-log order.log --failing-test t/42 --worker w3 -- ./run-test {}
 
 A culprit is named only once confirmed: the culprit(s) then the failing test fail 3 runs in a
@@ -191,8 +191,9 @@ pub struct RunArgs {
     #[arg(long, env = "CIQ_LOCAL_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
     /// Write a JUnit XML report to this file when done: in local mode the whole build; with
-    /// --queue the tests whose final outcome this worker recorded, so the files of all the
-    /// workers hold every test once (as a CI that merges its jobs' reports wants)
+    /// --queue the tests whose final outcome this worker recorded, each test in one worker's file
+    /// at most (as a CI that merges its jobs' reports wants; a worker killed with SIGKILL writes
+    /// none: `ciq report --junit` is the complete file)
     #[arg(long, env = "CIQ_RUN_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Grind: queue each test of the list N times across the build's workers (no retries, one
@@ -201,8 +202,9 @@ pub struct RunArgs {
           conflicts_with_all = ["retry", "retry_of"],
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub grind: Option<u32>,
-    /// Log the order this worker runs its tests in (for `ciq bisect`) to this file
-    /// [default: a file of its own in the temporary directory, whose path it prints]
+    /// Log the order this worker runs its tests in (for `ciq bisect`) to this file [default: a
+    /// new file in $XDG_CACHE_HOME/ciq/order-logs (~/.cache/ciq/order-logs), kept only when a
+    /// test run failed, and then named at the end; the directory keeps its newest 20]
     #[arg(long, env = "CIQ_ORDER_LOG", value_name = "FILE")]
     pub order_log: Option<PathBuf>,
     /// Test ids (one per line, `#` comment lines) whose failures do not make the build red: they

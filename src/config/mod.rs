@@ -52,7 +52,7 @@ pub enum ConfigError {
     BadFailingTest(String),
     /// `ciq bisect` without the log to replay.
     #[error(
-        "ciq bisect needs --order-log FILE: the order log of the run where the test failed (each `ciq run` prints where it writes one)"
+        "ciq bisect needs --order-log FILE: the order log of the run where the test failed (a `ciq run` with a failed test says where it kept one)"
     )]
     NoOrderLog,
     /// `--retry-of` names a build whose failures alone cannot stand for it.

@@ -14,6 +14,7 @@ mod conformance;
 mod e2e;
 mod election;
 mod faults;
+mod files;
 mod frameworks;
 mod grind;
 mod history;
