@@ -174,12 +174,13 @@ module Ciq
       # Minitest.run does it.
       def minitest_options(options)
         ::Minitest.load_plugins unless options.delete("--no-plugins") || ENV["MT_NO_PLUGINS"]
+        given = options.join(" ")
         parsed = begin
           ::Minitest.process_args(options)
         rescue OptionParser::ParseError => e
           raise Fatal, "minitest usage error: #{e.message}"
         rescue SystemExit
-          raise Fatal, "minitest usage error: minitest refused the options #{options.join(' ')} (its stderr says why)"
+          raise Fatal, "minitest usage error: minitest refused the options #{given} (its stderr says why)"
         end
         ::Minitest.seed = parsed[:seed] if ::Minitest.respond_to?(:seed=)
         srand(parsed[:seed])
