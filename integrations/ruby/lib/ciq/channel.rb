@@ -25,7 +25,7 @@ module Ciq
     end
 
     def initialize(input, output)
-      @input = input
+      @input = input.binmode # bytes: a line that is not UTF-8 is a protocol error, not a crash
       @output = output
       @output.sync = true
       @owner = Process.pid

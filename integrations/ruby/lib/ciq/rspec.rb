@@ -210,7 +210,7 @@ module Ciq
       def failure(example)
         presenter = ::RSpec::Core::Formatters::ExceptionPresenter::Factory.new(example).build
         lines = presenter.fully_formatted_lines(nil, ::RSpec::Core::Notifications::NullColorizer)
-        lines.drop_while { |line| line.strip.empty? }.map { |line| "#{line.delete_prefix('  ')}\n" }.join
+        lines.map(&:to_s).drop_while { |line| line.strip.empty? }.map { |line| "#{line.delete_prefix('  ')}\n" }.join
       end
 
       # The example's groups, outermost first.
