@@ -18,7 +18,7 @@ class MinitestWorkerTest < Minitest::Test
     worker = start_suite("test")
     ready = worker.ready
     assert_equal({ "type" => "ready", "protocol" => 1, "framework" => "minitest",
-                   "framework_version" => Minitest::VERSION, "tests" => EXPECTED["tests"], "lists" => true }, ready)
+                   "framework_version" => GemTest::MINITEST_VERSION, "tests" => EXPECTED["tests"], "lists" => true }, ready)
     assert_equal EXPECTED["by_test"].keys, worker.list
     # Tests that end the process run in workers of their own, below.
     EXPECTED["by_test"].reject { |_, t| t["process"] }.each do |id, expected|
@@ -261,20 +261,21 @@ class MinitestWorkerTest < Minitest::Test
       require "minitest/autorun"
       class RandTest < Minitest::Test
         def test_rand
-          File.write(ENV.fetch("RAND_OUT"), "\#{Minitest.seed} \#{rand(1_000_000)}")
+          File.write(ENV.fetch("RAND_OUT"), rand(1_000_000).to_s)
         end
       end
     RUBY
-    values = 2.times.map do |n|
+    draws = [4242, 4242, 4243].each_with_index.map do |seed, n|
       out = File.join(@state, "rand#{n}")
-      worker = start("minitest", dir, "--seed", "4242", env: { "RAND_OUT" => out })
+      worker = start("minitest", dir, "--seed", seed.to_s, env: { "RAND_OUT" => out })
       worker.ready
       worker.run("RandTest#test_rand")
       worker.shutdown
+      assert_includes worker.stderr, "Run options: --seed #{seed}"
       File.read(out)
     end
-    assert_equal values.first, values.last
-    assert values.first.start_with?("4242 "), values.first
+    assert_equal draws[0], draws[1], "the same seed draws the same numbers"
+    refute_equal draws[0], draws[2]
   end
 
   def test_a_failing_after_run_hook_exits_1_at_shutdown

@@ -22,11 +22,19 @@ module GemTest
   RSPEC_SUITE = File.join(FIXTURES, "rspec_suite")
   # No answer within this long means the worker hangs: fail instead of blocking the run.
   TIMEOUT = 60
+  # CIQ_RUBY_TEST_MINITEST=5.15.0 runs the workers on that minitest instead of the newest
+  # installed (Debian's Ruby 3.1 ships 5.15.0 as a bundled gem, ruby-minitest 5.17.0).
+  MINITEST_PIN = ENV["CIQ_RUBY_TEST_MINITEST"]
   # The launch commands, as integrations/ruby/README.md gives them to ciq.
   LAUNCH = {
-    "minitest" => ["ruby", "-rciq/minitest", "-e", "Ciq::Minitest.serve", "--"],
+    "minitest" => if MINITEST_PIN
+                    ["ruby", "-e", "gem 'minitest', '#{MINITEST_PIN}'; require 'ciq/minitest'; Ciq::Minitest.serve", "--"]
+                  else
+                    ["ruby", "-rciq/minitest", "-e", "Ciq::Minitest.serve", "--"]
+                  end,
     "rspec" => ["ruby", "-rciq/rspec", "-e", "Ciq::RSpec.serve", "--"],
   }.freeze
+  MINITEST_VERSION = MINITEST_PIN || Minitest::VERSION
 
   def self.expected(suite)
     JSON.parse(File.read(File.join(suite, "expected.json")))

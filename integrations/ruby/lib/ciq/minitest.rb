@@ -17,6 +17,11 @@ module Ciq
       Server.serve(Adapter, argv)
     end
 
+    # A test's id before repeats are numbered: ci-queue's `ClassName#test_name`.
+    def self.id(klass, method)
+      Ids.escape("#{klass.name}##{method}")
+    end
+
     # The user's arguments, as `ruby -I... -r...` and `rails test`/`rake test` take them.
     module Arguments
       # minitest's own options that take their value as the next argument.
@@ -100,11 +105,28 @@ module Ciq
       end
     end
 
+    # Where a directory's test files are found, as minitest's own rake task finds them.
+    TEST_FILES = "**/{test_*,*_test}.rb"
+
+    # The files to load for the paths given (files, directories, globs), each once, as
+    # absolute paths.
+    def self.test_files(paths)
+      files = paths.flat_map do |path|
+        found =
+          if File.file?(path) then [path]
+          elsif File.directory?(path) then Dir.glob(File.join(path, TEST_FILES))
+          elsif path.match?(/[*?\[{]/) then Dir.glob(path).flat_map { |p| File.directory?(p) ? Dir.glob(File.join(p, TEST_FILES)) : [p] }
+          else raise Fatal, "minitest: no such test file or directory: #{path}"
+          end
+        raise Fatal, "minitest: no test files in #{path} (looked for #{TEST_FILES})" if found.empty?
+
+        found.sort
+      end
+      files.map { |file| File.expand_path(file) }.uniq
+    end
+
     # Loads the suite and runs its tests for Ciq::Server.
     class Adapter
-      # Where a directory's test files are found, as minitest's own rake task finds them.
-      TEST_FILES = "**/{test_*,*_test}.rb"
-
       def self.framework
         "minitest"
       end
@@ -129,7 +151,7 @@ module Ciq
         load_path = dirs + %w[test lib].select { |dir| File.directory?(dir) }
         $LOAD_PATH.unshift(*load_path.map { |dir| File.expand_path(dir) }.uniq)
         requires.each { |lib| require lib }
-        load_files(test_files(paths.empty? ? ["test"] : paths))
+        load_files(Minitest.test_files(paths.empty? ? ["test"] : paths))
         @tests = list
         @ids = @tests.keys
         ::Minitest::Test.prepend(Phases)
@@ -187,21 +209,6 @@ module Ciq
         parsed
       end
 
-      def test_files(paths)
-        files = paths.flat_map do |path|
-          found =
-            if File.file?(path) then [path]
-            elsif File.directory?(path) then Dir.glob(File.join(path, TEST_FILES))
-            elsif path.match?(/[*?\[{]/) then Dir.glob(path).flat_map { |p| File.directory?(p) ? Dir.glob(File.join(p, TEST_FILES)) : [p] }
-            else raise Fatal, "minitest: no such test file or directory: #{path}"
-            end
-          raise Fatal, "minitest: no test files in #{path} (looked for #{TEST_FILES})" if found.empty?
-
-          found.sort
-        end
-        files.map { |file| File.expand_path(file) }.uniq
-      end
-
       # Every file, even after one fails to load, so the fatal message names them all.
       def load_files(files)
         errors = []
@@ -231,7 +238,7 @@ module Ciq
           next [] if methods.empty?
           raise Fatal, "minitest: an anonymous class (#{klass.inspect}) has tests (#{methods.first}, ...): give it a name, a test id needs one" if klass.name.nil?
 
-          methods.map { |method| [Ids.escape("#{klass.name}##{method}"), klass, method] }
+          methods.map { |method| [Minitest.id(klass, method), klass, method] }
         end
         Ids.unique(entries.map(&:first)).zip(entries).to_h { |id, (_, klass, method)| [id, [klass, method]] }
       end

@@ -18,6 +18,25 @@ module Ciq
       Server.serve(Adapter, argv)
     end
 
+    # { id => example } for the examples RSpec loaded and its filters (--tag, -e, file:line,
+    # ...) selected, in declaration order (a group's examples, then its child groups'),
+    # whatever --order says: ciq orders the tests itself, and every worker must list the same
+    # ids in the same order. An id is the example's file and full description (README, "Test
+    # ids"), taken at load: RSpec rewrites the description of an example without one after
+    # running it.
+    def self.examples(world = ::RSpec.world)
+      examples = []
+      walk = lambda do |groups|
+        groups.each do |group|
+          examples.concat(group.filtered_examples)
+          walk.call(group.children)
+        end
+      end
+      walk.call(world.example_groups)
+      ids = examples.map { |example| Ids.escape("#{example.metadata[:rerun_file_path]} # #{example.metadata[:full_description].strip}") }
+      Ids.unique(ids).zip(examples).to_h
+    end
+
     # Keeps what RSpec reports outside examples (a spec file that does not load, a failing
     # after(:context) or suite hook), which RSpec otherwise only prints. Prepended to
     # RSpec::Core::Reporter.
@@ -85,7 +104,7 @@ module Ciq
         report = STDERR.dup.tap { |io| io.sync = true }
         errors = NonExampleErrors.during { ::RSpec::Core::Runner.new(options).setup(report, report) }
         check_loaded(errors)
-        @examples = list
+        @examples = RSpec.examples(@world)
         @ids = @examples.keys
         @following = @ids.each_cons(2).to_h
         @reporter = @config.reporter
@@ -150,22 +169,6 @@ module Ciq
         end
         raise Fatal, "rspec stopped while loading the specs; its stderr says why" if quitting
         raise Fatal, "rspec usage error: dry_run reports every example as passed without running it" if @config.dry_run?
-      end
-
-      # { id => example } in declaration order (a group's examples, then its child groups'),
-      # whatever --order says: ciq orders the tests itself, and every worker must list the same
-      # ids in the same order. RSpec's filters (--tag, -e, file:line, ...) apply.
-      def list
-        examples = []
-        walk = lambda do |groups|
-          groups.each do |group|
-            examples.concat(group.filtered_examples)
-            walk.call(group.children)
-          end
-        end
-        walk.call(@world.example_groups)
-        ids = Ids.unique(examples.map { |example| Ids.escape("#{example.metadata[:rerun_file_path]} # #{example.metadata[:full_description].strip}") })
-        ids.zip(examples).to_h
       end
 
       def run(example)
