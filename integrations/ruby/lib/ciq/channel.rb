@@ -18,6 +18,7 @@ module Ciq
     # so a test reading stdin gets EOF instead of ciq's messages.
     def self.take_over_stdio
       $stdout.flush
+      Ciq.stderr # taken now, before any test can replace or close stderr
       channel = new(STDIN.dup, STDOUT.dup)
       STDOUT.reopen(STDERR)
       STDIN.reopen(File::NULL)
@@ -94,6 +95,12 @@ module Ciq
     end
   end
   Process.singleton_class.prepend(ForkGuard) if Process.respond_to?(:_fork)
+
+  # A private copy of stderr for the gem's own messages and the frameworks' reports: no test
+  # can close it, replace it, or have it captured as its output.
+  def self.stderr
+    @stderr ||= STDERR.dup.tap { |io| io.sync = true }
+  end
 
   # Makes every string of a message encodable as JSON: bytes that are not UTF-8 (a test's
   # binary output) become visible escapes (\xFF) instead of failing the whole message.

@@ -146,17 +146,19 @@ module Ciq
         # Test files require minitest/autorun, whose at_exit hook would run the whole suite
         # again when this process exits.
         ::Minitest.class_variable_set(:@@installed_at_exit, true)
-        @options = minitest_options(options)
         # The load path of `ruby -I`, then test/ and lib/ as `rails test` and `rake test` add.
         load_path = dirs + %w[test lib].select { |dir| File.directory?(dir) }
         $LOAD_PATH.unshift(*load_path.map { |dir| File.expand_path(dir) }.uniq)
         requires.each { |lib| require lib }
         load_files(Minitest.test_files(paths.empty? ? ["test"] : paths))
+        # After loading, as Minitest.run does: plugins and options a helper defines apply.
+        @options = minitest_options(options)
         @tests = list
         @ids = @tests.keys
         ::Minitest::Test.prepend(Phases)
-        ::Minitest.backtrace_filter = BacktraceFilter.new(::Minitest.backtrace_filter)
         @reporter = reporter
+        # After the plugins' init, which may set a filter of their own (Rails' does).
+        ::Minitest.backtrace_filter = BacktraceFilter.new(::Minitest.backtrace_filter)
       end
 
       def prepare(_id)
@@ -184,7 +186,7 @@ module Ciq
         ::Minitest.class_variable_get(:@@after_run).reverse_each do |hook|
           hook.call
         rescue ScriptError, StandardError => e
-          warn "ciq: a Minitest.after_run hook failed: #{Ciq.describe(e)}"
+          Ciq.stderr.puts "ciq: a Minitest.after_run hook failed: #{Ciq.describe(e)}"
           status = Server::EXIT_TEARDOWN_FAILED
         end
         status
@@ -253,10 +255,10 @@ module Ciq
         text.is_a?(String) && text =~ %r{/(.*)/} ? Regexp.new(Regexp.last_match(1)) : text
       end
 
-      # minitest's reporters (progress, summary, and any a plugin adds), writing to a copy of
-      # stderr that no test can close or capture.
+      # minitest's reporters (progress, summary, and any a plugin adds), writing to the gem's
+      # copy of stderr.
       def reporter
-        @options[:io] = STDERR.dup.tap { |io| io.sync = true }
+        @options[:io] = Ciq.stderr
         reporter = ::Minitest::CompositeReporter.new
         reporter << ::Minitest::SummaryReporter.new(@options[:io], @options)
         reporter << ::Minitest::ProgressReporter.new(@options[:io], @options)

@@ -99,10 +99,8 @@ module Ciq
         @world = ::RSpec.world
         # Backtraces end at the test: below it are the gem's loop and the `ruby -e` launcher.
         @config.backtrace_exclusion_patterns << /\A#{Regexp.escape(File.expand_path("..", __dir__))}/ << /\A-e:\d/
-        # RSpec's own output (progress, summary) goes to a copy of stderr that no test can
-        # close or capture.
-        report = STDERR.dup.tap { |io| io.sync = true }
-        errors = NonExampleErrors.during { ::RSpec::Core::Runner.new(options).setup(report, report) }
+        # RSpec's own output (progress, summary) goes to the gem's copy of stderr.
+        errors = NonExampleErrors.during { ::RSpec::Core::Runner.new(options).setup(Ciq.stderr, Ciq.stderr) }
         check_loaded(errors)
         @examples = RSpec.examples(@world)
         @ids = @examples.keys
@@ -144,7 +142,7 @@ module Ciq
 
       def finish
         errors = leave_to([]) + leave_suite
-        errors.each { |error| warn "ciq: tearing down at shutdown failed:\n#{error}" }
+        errors.each { |error| Ciq.stderr.puts "ciq: tearing down at shutdown failed:\n#{error}" }
         @reporter.finish
         errors.empty? ? Server::EXIT_OK : Server::EXIT_TEARDOWN_FAILED
       end
@@ -297,7 +295,7 @@ module Ciq
         return nil if errors.empty?
 
         unless kept
-          warn "ciq: tearing down failed (no kept test to charge it to):\n#{errors.join("\n")}"
+          Ciq.stderr.puts "ciq: tearing down failed (no kept test to charge it to):\n#{errors.join("\n")}"
           return nil
         end
         output = "ciq: tearing down what #{kept} left up (kept up for the test that might follow it) failed:\n#{errors.join("\n")}"

@@ -51,7 +51,7 @@ module Ciq
     end
 
     def self.fatal(channel, message)
-      warn "ciq: #{message}"
+      Ciq.stderr.puts "ciq: #{message}"
       channel.send_message({ "type" => "fatal", "message" => message })
       channel.close
       Kernel.exit!(EXIT_FATAL) # no at_exit handler of a half-loaded suite runs
@@ -85,7 +85,7 @@ module Ciq
       end
       @adapter.finish
     rescue ProtocolError => e
-      warn "ciq protocol error: #{e.message}"
+      Ciq.stderr.puts "ciq protocol error: #{e.message}"
       EXIT_PROTOCOL_ERROR
     rescue Errno::EPIPE, IOError
       @adapter.finish # ciq is gone: nobody to answer; end the session quietly
