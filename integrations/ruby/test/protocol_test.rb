@@ -80,6 +80,11 @@ class ProtocolTest < Minitest::Test
     end
     _, err, status = Open3.capture3(GemTest.env, "ruby", "-rciq/preflight", "-e", "Ciq.preflight", "--", "nose")
     assert_equal [2, "ciq-ruby: unknown framework \"nose\": give minitest or rspec\n"], [status.exitstatus, err]
+    # The framework missing: Ruby without its gems, but with the gem's lib dir.
+    lib = Dir.glob(File.join(GemTest.gem_home, "gems", "ciq-ruby-*", "lib")).first
+    _, err, status = Open3.capture3(GemTest.env, "ruby", "--disable-gems", "-I", lib, "-rciq/preflight", "-e", "Ciq.preflight", "--", "rspec")
+    assert_equal 2, status.exitstatus
+    assert_match(/\Aciq-ruby: rspec cannot be loaded \(cannot load such file -- rspec\/core\): add it to the suite's Gemfile or install it\n\z/, err)
     # Without the gem: Ruby's own LoadError, exit 1.
     _, err, status = Open3.capture3(GemTest.env("GEM_HOME" => Dir.mktmpdir("ciq-no-gems").tap { |d| @dirs << d }),
                                     "ruby", "-rciq/preflight", "-e", "Ciq.preflight", "--", "rspec")

@@ -33,7 +33,10 @@ module Ciq
         end
       end
       walk.call(world.example_groups)
-      ids = examples.map { |example| Ids.escape("#{example.metadata[:rerun_file_path]} # #{example.metadata[:full_description].strip}") }
+      ids = examples.map do |example|
+        file = example.metadata[:rerun_file_path] || example.file_path # the former since RSpec 3.6
+        Ids.escape("#{file} # #{example.metadata[:full_description].to_s.strip}")
+      end
       Ids.unique(ids).zip(examples).to_h
     end
 
