@@ -17,6 +17,7 @@ mod faults;
 mod frameworks;
 mod grind;
 mod history;
+mod html_page;
 mod lost_state;
 mod network;
 mod per_test_scripts;
