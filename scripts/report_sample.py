@@ -11,11 +11,13 @@ the end of the queue make a tail. Ids with `<script>`, `<img onerror>`, `&` and 
 the tests. Durations come from a seeded random draw, so a seed gives the same document.
 
     python3 scripts/report_sample.py [--tests 200] [--workers 4] [--batch-size 1] [--seed 1]
-        [--running] [--partial] [--detail auto|full|aggregated]
+        [--running] [--partial] [--leader-dies] [--breaker] [--detail auto|full|aggregated]
         [--data FILE.json] [--html FILE.html] [--template src/report/html/template.html]
 
 `--running` cuts the build off while it runs (`running: true`, attempts in flight); `--partial`
-drops a worker's records from some moment on and says so in `partial`. `--detail` forces the
+drops a worker's records from some moment on and says so in `partial`; `--leader-dies` kills
+the first leader while it lists (another is elected once its lock lapses); `--breaker` stops a
+worker with a breaker. `--detail` forces the
 full or the aggregated form; `auto` applies the producer's rule (more than AGGREGATE_ATTEMPTS
 attempts, or more than AGGREGATE_ID_BYTES of test ids: aggregated). This file is the reference
 for the producer: `fill` is the escaping the producer must apply, `document` the facts it
@@ -52,6 +54,7 @@ NOT_RUN_LISTED = 20
 TOP = 20
 
 HEARTBEAT_INTERVAL_MS = 5_000
+LOCK_TTL_MS = 30_000
 HEARTBEAT_TIMEOUT_MS = 30_000
 POLL_MS = 1_000
 
@@ -121,6 +124,7 @@ class Sim:
         self.requeues = collections.Counter()
         self.batches = 0
         self.queue_empty_ms = None
+        self.stopped = []
 
     def attempt(self, t, w, start, end, outcome, batch):
         self.a_test.append(t)
@@ -147,26 +151,43 @@ class Sim:
     def run(self):
         args, rng = self.args, self.rng
         n, w = len(self.ids), len(self.workers)
-        listing_end = 40 + max(200, n // 50)
-        staging_end = listing_end + 20 + n // 400
-        commit = staging_end + 5
-        self.leader_events = [
-            {"t": 0, "kind": "election", "worker": 0, "result": "won", "generation": "3f2a9c0e"},
-            {"t": 40, "end": listing_end, "kind": "listing", "worker": 0, "count": n},
-            {"t": listing_end + 20, "end": staging_end, "kind": "staging", "worker": 0, "count": n},
-            {"t": commit, "kind": "commit", "worker": 0, "count": n},
-        ]
-        self.events.extend(self.leader_events)
         joined = [0] + [rng.randint(300, 2500) for _ in range(w - 1)]
-        for k in range(w):
-            self.events.append({"t": joined[k], "kind": "join", "worker": k})
-        if w > 1:
-            self.events.append({"t": joined[1], "kind": "election", "worker": 1, "result": "lost"})
         self.joined = joined
         self.left = [None] * w
         self.leave = [None] * w
         self.last_seen = [None] * w
-        killed = w - 1 if w >= 3 else None
+        for k in range(w):
+            self.events.append({"t": joined[k], "kind": "join", "worker": k})
+        # The leader: worker 0, or, when it dies while listing, worker 1 once its lock lapsed.
+        lead, t_lead = 0, 0
+        if args.leader_dies and w >= 2:
+            died = 1500
+            self.events.append({"t": 0, "kind": "election", "worker": 0, "result": "won",
+                                "generation": "0b1e55ed"})
+            self.events.append({"t": 40, "end": None, "kind": "listing", "worker": 0, "count": None})
+            lead, t_lead = 1, died + LOCK_TTL_MS
+            self.last_seen[0], self.left[0], self.leave[0] = died, t_lead, "silent"
+            self.events.append({"t": t_lead, "kind": "leave", "worker": 0, "how": "silent"})
+            self.events.append({"t": t_lead, "kind": "election", "worker": 1, "result": "leader-died"})
+        self.lead = lead
+        listing_end = t_lead + 40 + max(200, n // 50)
+        staging_end = listing_end + 20 + n // 400
+        commit = staging_end + 5
+        self.events.extend([
+            {"t": t_lead, "kind": "election", "worker": lead, "result": "won", "generation": "3f2a9c0e"},
+            {"t": t_lead + 40, "end": listing_end, "kind": "listing", "worker": lead, "count": n},
+            {"t": listing_end + 20, "end": staging_end, "kind": "staging", "worker": lead, "count": n},
+            {"t": commit, "kind": "commit", "worker": lead, "count": n},
+        ])
+        follower = lead + 1
+        if follower < w:
+            self.events.append({"t": max(joined[follower], t_lead), "kind": "election",
+                                "worker": follower, "result": "lost"})
+        killed = w - 1 if w >= 3 and w - 1 > lead else None
+        # A breaker stops the worker after the killed one's neighbour at a third of its share.
+        breaker = w - 2 if args.breaker and w - 2 > lead else None
+        breaker_after = max(1, int(n / w * 0.3))
+        done_by = collections.Counter()
         total_work = sum(self.dur) / max(1, w)
         # The killed worker dies in the middle of its m-th test.
         self.kill_nth = max(1, int(n / w * 0.4)) if killed is not None else None
@@ -185,7 +206,7 @@ class Sim:
         attempts_of = collections.Counter()
         lost = []  # (available at, test, cut attempt, from worker)
         running = {}  # worker -> end of its current batch
-        heap = [(max(joined[k], commit), k) for k in range(w)]
+        heap = [(max(joined[k], commit), k) for k in range(w) if not (k == 0 and lead == 1)]
         heapq.heapify(heap)
         just_requeued = {}
         while heap:
@@ -193,6 +214,15 @@ class Sim:
             if cut_at is not None and t >= cut_at:
                 continue
             running.pop(k, None)
+            if k == breaker and done_by[k] >= breaker_after:
+                self.events.append({"t": t, "kind": "breaker", "worker": k,
+                                    "reason": "5 failures in a row outside the test (the runner "
+                                              "could not start)"})
+                self.events.append({"t": t, "kind": "leave", "worker": k, "how": "breaker"})
+                self.left[k], self.leave[k], self.last_seen[k] = t, "breaker", t
+                self.stopped.append(f"worker {self.workers[k]}: a breaker tripped after 5 "
+                                    "failures in a row outside the test (the runner could not start)")
+                continue
             batch = []
             takeovers = []
             for item in sorted(lost):
@@ -242,6 +272,7 @@ class Sim:
                 continue
             if k == killed:
                 done_by_killed += len(batch)
+            done_by[k] += len(batch)
             for test in batch:
                 start = clock
                 end = start + self.dur[test]
@@ -400,7 +431,7 @@ def document(sim, args):
         "quarantined": quarantined, "ready_to_leave": [], "ready_after": 20,
         "flaky": flaky[:LISTED], "flaky_more": max(0, len(flaky) - LISTED),
         "not_run": not_run[:NOT_RUN_LISTED], "not_run_count": len(not_run),
-        "stopped": [], "mismatches": [], "warnings": warnings,
+        "stopped": sim.stopped, "mismatches": [], "warnings": warnings,
     }
 
     # Why it took this long.
@@ -573,7 +604,7 @@ def document(sim, args):
         entry["attempt"] = renumber(entry["attempt"])
     per_worker = collections.Counter(sim.a_worker[a] for a in live)
     workers = [{
-        "id": sim.workers[k], "host": sim.hosts[k], "leader": k == 0,
+        "id": sim.workers[k], "host": sim.hosts[k], "leader": k == sim.lead,
         "joined_ms": sim.joined[k], "left_ms": sim.left[k], "leave": sim.leave[k],
         "last_seen_ms": sim.last_seen[k], "attempts": per_worker[k],
     } for k in range(w)]
@@ -626,6 +657,10 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--running", action="store_true")
     parser.add_argument("--partial", action="store_true")
+    parser.add_argument("--leader-dies", action="store_true",
+                        help="the first leader dies while listing; another is elected")
+    parser.add_argument("--breaker", action="store_true",
+                        help="a breaker stops one worker a third of the way through")
     parser.add_argument("--detail", choices=["auto", "full", "aggregated"], default="auto")
     parser.add_argument("--data", help="write the data document here")
     parser.add_argument("--html", help="write the filled page here")

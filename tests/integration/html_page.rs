@@ -290,6 +290,45 @@ fn html_page_says_a_build_is_running_and_which_records_were_lost() {
 }
 
 #[test]
+fn html_page_marks_a_dead_leader_and_a_breaker() {
+    let s = sample(&[
+        "--tests",
+        "120",
+        "--workers",
+        "5",
+        "--leader-dies",
+        "--breaker",
+    ]);
+    let page = load(&s.page, None, None);
+    ready(&page);
+    let leader = Element::all(&page.dom, "data-lane=\"leader\"").remove(0);
+    let elections = events(&s.data, "election");
+    assert_eq!(leader.number("data-elections"), elections.len() as u64);
+    assert_eq!(leader.number("data-leader-died"), 1);
+    assert_eq!(
+        leader.number("data-listing"),
+        2,
+        "the dead leader's listing too"
+    );
+    let lanes = lanes(&page);
+    assert_eq!(
+        lanes[0].attr("data-leave"),
+        "silent",
+        "the first leader died"
+    );
+    assert_eq!(lanes[0].number("data-bars"), 0);
+    let stopped = events(&s.data, "breaker");
+    let k = stopped[0]["worker"].as_u64().unwrap() as usize;
+    assert_eq!(lanes[k].attr("data-leave"), "breaker");
+    assert_eq!(Element::all(&page.dom, "data-kind=\"breaker\"").len(), 1);
+    let card = Element::by_id(&page.dom, "stopped").unwrap();
+    assert!(
+        card.text(&page.dom)
+            .contains(s.data["summary"]["stopped"][0].as_str().unwrap())
+    );
+}
+
+#[test]
 fn html_page_aggregated_counts_every_attempt() {
     let s = sample(&[
         "--tests",
