@@ -53,7 +53,9 @@ pub fn for_error(err: &Error) -> i32 {
 
 fn for_queue_error(err: &QueueError) -> i32 {
     match err {
-        QueueError::InvalidUrl { .. } | QueueError::LateListing { .. } => USAGE,
+        QueueError::InvalidUrl { .. }
+        | QueueError::LateListing { .. }
+        | QueueError::NotAGrind { .. } => USAGE,
         QueueError::LostLeader { .. } | QueueError::NoLeader { .. } => NO_LEADER,
         QueueError::Aborted(abort) => match abort.kind {
             AbortKind::BadInput => USAGE,
@@ -106,6 +108,12 @@ mod tests {
                 worker: "w".into(),
                 build: "b".into(),
                 detail: "d".into()
+            }),
+            USAGE
+        );
+        assert_eq!(
+            code(QueueError::NotAGrind {
+                build: "b".into()
             }),
             USAGE
         );

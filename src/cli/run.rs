@@ -129,6 +129,11 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     }
                     FailedOf::Tests(None) => {
                         crate::say!("ciq: nothing to retry: no test of build `{earlier}` failed");
+                        if let Err(err) = queue.record_nothing_to_retry(earlier).await {
+                            crate::say!(
+                                "ciq: warning: cannot tell the report of build `{build}` there is nothing to retry (it waits for a leader until --queue-init-timeout): {err}"
+                            );
+                        }
                         return Ok(exit_code::SUCCESS);
                     }
                     FailedOf::Unknown => {
@@ -161,16 +166,25 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     None => queue.join(&checked).await,
                 }
             };
+            // A worker stopped or failed before it joined says it left (and a leader gives its
+            // lock up), so neither the others nor the report wait out its timeouts.
+            let resign = async || {
+                if let Err(err) = queue.resign().await {
+                    crate::say!("ciq: could not say worker `{worker}` left the build: {err}");
+                }
+            };
             tokio::select! {
                 joined = joining => {
-                    joined?;
+                    if let Err(err) = joined {
+                        // Saying so would only wait out --redis-timeout again.
+                        if !matches!(err, QueueError::Unreachable { .. }) {
+                            resign().await;
+                        }
+                        return Err(err.into());
+                    }
                 }
                 signal = &mut shutdown => {
-                    // A leader stopped while it lists gives its lock up, so the others need
-                    // not wait out its TTL.
-                    if let Err(err) = queue.resign().await {
-                        crate::say!("ciq: could not give up the setup lock: {err}");
-                    }
+                    resign().await;
                     return Ok(interrupted(signal, &worker));
                 }
             }

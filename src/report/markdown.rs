@@ -29,6 +29,9 @@ impl Summary {
             escape(self.verdict().describe())
         );
         let _ = writeln!(out, "{}\n", escape(&self.counts_line()));
+        if let Some(warning) = self.quarantine_warning() {
+            let _ = writeln!(out, "> **{}**\n", escape(&warning));
+        }
         if !self.failing.is_empty() {
             let _ = writeln!(out, "#### Failed\n");
             for (at, listed) in self.failing.iter().enumerate() {

@@ -172,9 +172,31 @@ impl Summary {
         line
     }
 
+    /// A warning when the build is green only because `--quarantine` set every one of its
+    /// failures aside: a suite broken as a whole (every test failing) would otherwise look
+    /// green without a word.
+    pub fn quarantine_warning(&self) -> Option<String> {
+        let failures = self.failed_count();
+        if failures == 0 || self.quarantined.len() < failures {
+            return None;
+        }
+        let passed = self.count(Outcome::Passed) + self.count(Outcome::Flaky);
+        Some(format!(
+            "WARNING: every failure was quarantined ({failures} of {} tests failed{}): the verdict is green only because of --quarantine",
+            self.total,
+            if passed == 0 { ", none passed" } else { "" }
+        ))
+    }
+
     /// The full human report: failures with their output, flaky tests, tests not run, counts,
     /// verdict.
     pub fn render(&self) -> String {
+        self.render_ending(&format!("verdict: {}", self.verdict().describe()))
+    }
+
+    /// The full human report, ending with `verdict` (a grind's own verdict line, say, in place
+    /// of the build's: the report prints one verdict, the one its exit code gives).
+    pub fn render_ending(&self, verdict: &str) -> String {
         let mut out = String::new();
         for (at, listed) in self.failing.iter().enumerate() {
             let title = match listed.outcome {
@@ -266,12 +288,11 @@ impl Summary {
                 let _ = writeln!(out, "    {mismatch}");
             }
         }
-        let _ = writeln!(
-            out,
-            "\n{}\nverdict: {}",
-            self.counts_line(),
-            self.verdict().describe()
-        );
+        let _ = writeln!(out, "\n{}", self.counts_line());
+        if let Some(warning) = self.quarantine_warning() {
+            let _ = writeln!(out, "{warning}");
+        }
+        let _ = writeln!(out, "{verdict}");
         out
     }
 }

@@ -74,6 +74,19 @@ impl BuildKeys {
         self.key("workers")
     }
 
+    /// Worker sessions that joined: the leader once it committed, a follower once its own
+    /// list was found to be the build's. A live session not in it may still refuse to run with
+    /// another list, which would make the build red, so the report's verdict waits for it (set).
+    pub fn joined(&self) -> String {
+        self.key("joined")
+    }
+
+    /// The earlier build whose failed tests this build re-runs (`--retry-of`), when it had none:
+    /// the workers ran nothing, and the report ends with a green verdict at once (string).
+    pub fn nothing_to_retry(&self) -> String {
+        self.key("nothing-to-retry")
+    }
+
     /// Worker session -> why it refused to run: its test list was not the build's (hash).
     pub fn mismatched(&self) -> String {
         self.key("mismatched")

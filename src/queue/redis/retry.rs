@@ -162,6 +162,24 @@ impl RedisQueue {
     }
 }
 
+impl RedisQueue {
+    /// Records that this build re-runs the failed tests of `earlier`, which had none: its
+    /// workers run nothing and never elect a leader, so its report would otherwise wait for
+    /// one; it ends at once with the workers' verdict instead.
+    pub async fn record_nothing_to_retry(&self, earlier: &str) -> Result<(), QueueError> {
+        let ttl = u64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.conn
+            .query(
+                redis::cmd("SET")
+                    .arg(self.keys.nothing_to_retry())
+                    .arg(earlier)
+                    .arg("PX")
+                    .arg(ttl.max(1)),
+            )
+            .await
+    }
+}
+
 /// Who runs RETRY: a worker's session, or the report.
 struct By<'a> {
     build: &'a str,
