@@ -10,5 +10,5 @@ if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], 'left:' .. now_ms() .. ':' .. ARGV[3])
 end
 if ARGV[1] == '' or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', unpack(KEYS, 3))
+redis.call('DEL', KEYS[1], unpack(KEYS, 3))
 return 1
