@@ -228,6 +228,22 @@ mod tests {
     }
 
     #[test]
+    fn a_green_page_that_rests_on_the_quarantine_says_so() {
+        let summary = Summary {
+            total: 1,
+            counts: [(Outcome::Failed, 1)].into_iter().collect(),
+            quarantined: vec![listed("t", Outcome::Failed, "boom")],
+            ..Summary::default()
+        };
+        let text = summary.markdown("b");
+        assert!(text.starts_with("### b: green\n"), "{text}");
+        assert!(
+            text.contains("\n> **WARNING: every failure was quarantined (1 of 1 tests failed, none passed): the verdict is green only because of --quarantine**\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn long_output_is_cut_and_counted() {
         let output: Vec<String> = (0..100).map(|n| format!("line {n}")).collect();
         let summary = Summary {

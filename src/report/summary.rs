@@ -393,6 +393,50 @@ mod tests {
         );
     }
 
+    fn quarantine(text: &str) -> Quarantine {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        Quarantine::read(file.path()).unwrap()
+    }
+
+    /// Regression (a hostile trial): every test failed, every failure quarantined, and the
+    /// summary said "verdict: green" without a word.
+    #[test]
+    fn a_green_verdict_that_rests_on_the_quarantine_says_so() {
+        let failing: Vec<Listed> = (0..3)
+            .map(|n| Listed {
+                id: id(&format!("f{n}")),
+                outcome: Outcome::Failed,
+                detail: None,
+                requeues: 0,
+            })
+            .collect();
+        let mut summary = Summary {
+            total: 3,
+            counts: counts(&[(Outcome::Failed, 3)]),
+            failing,
+            ..Summary::default()
+        };
+        assert_eq!(summary.quarantine_warning(), None);
+        summary.quarantine(&quarantine("f0\nf1\nf2\n"));
+        assert_eq!(summary.verdict(), Verdict::Green);
+        let text = summary.render();
+        assert!(
+            text.ends_with("3 tests: 0 passed, 3 failed; 3 of the failures quarantined\nWARNING: every failure was quarantined (3 of 3 tests failed, none passed): the verdict is green only because of --quarantine\nverdict: green\n"),
+            "{text}"
+        );
+        // One failure outside the quarantine: red, and no such warning.
+        let mut summary = Summary {
+            total: 3,
+            counts: counts(&[(Outcome::Failed, 2), (Outcome::Passed, 1)]),
+            failing: summary.quarantined.split_off(1),
+            ..Summary::default()
+        };
+        summary.quarantine(&quarantine("f1\n"));
+        assert_eq!(summary.verdict(), Verdict::Failed);
+        assert_eq!(summary.quarantine_warning(), None);
+    }
+
     #[test]
     fn render_counts_what_it_does_not_name() {
         let summary = Summary {

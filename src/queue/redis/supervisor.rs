@@ -534,3 +534,76 @@ pub async fn settle(
     measured.durations.sort();
     Ok(measured)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A poll of a build with a 30 s heartbeat timeout.
+    fn seen(registered: u64, left: u64, alive: u64) -> Seen {
+        Seen {
+            state: BuildState::Ready {
+                generation: "g".to_owned(),
+            },
+            abort: None,
+            total: Some(10),
+            queued: 5,
+            running: 0,
+            processed: 5,
+            alive,
+            registered,
+            left,
+            joining: 0,
+            timeout_ms: 30_000,
+            nothing_to_retry: None,
+        }
+    }
+
+    const PROMPT: Duration = Duration::from_millis(2);
+
+    #[test]
+    fn workers_that_said_they_left_are_gone_at_once() {
+        let now = Instant::now();
+        assert!(Liveness::default().gone(now, PROMPT, &seen(3, 3, 0)));
+        // One of them went silent without a word: it may be Redis's silence, not its death.
+        assert!(!Liveness::default().gone(now, PROMPT, &seen(3, 2, 0)));
+        assert!(!Liveness::default().gone(now, PROMPT, &seen(3, 2, 1)));
+    }
+
+    /// Regression: a report started just before its dead workers' heartbeats lapsed waited
+    /// for them to lapse, then a whole heartbeat timeout more.
+    #[test]
+    fn silent_workers_are_gone_once_the_report_watched_them_a_heartbeat_timeout() {
+        let start = Instant::now();
+        let mut liveness = Liveness::default();
+        // Their last heartbeats lapse 25 s into the report's watch.
+        assert!(!liveness.gone(start, PROMPT, &seen(2, 0, 2)));
+        let lapsed = start + Duration::from_secs(25);
+        assert!(!liveness.gone(lapsed, PROMPT, &seen(2, 0, 0)));
+        assert!(liveness.gone(start + Duration::from_secs(30), PROMPT, &seen(2, 0, 0)));
+    }
+
+    /// Right after Redis was unreachable every worker's heartbeat is old until they reconnect:
+    /// a slow answer starts the watch over.
+    #[test]
+    fn a_slow_answer_starts_the_watch_over() {
+        let start = Instant::now();
+        let mut liveness = Liveness::default();
+        assert!(!liveness.gone(start, PROMPT, &seen(2, 0, 2)));
+        let back = start + Duration::from_secs(40);
+        assert!(!liveness.gone(back, Duration::from_secs(20), &seen(2, 0, 0)));
+        assert!(!liveness.gone(back + Duration::from_secs(29), PROMPT, &seen(2, 0, 0)));
+        assert!(liveness.gone(back + Duration::from_secs(30), PROMPT, &seen(2, 0, 0)));
+    }
+
+    /// A retry round nobody came to is given up a heartbeat timeout after the report started
+    /// watching, and says nobody came.
+    #[test]
+    fn a_round_nobody_came_to_is_given_up_after_a_heartbeat_timeout() {
+        let start = Instant::now();
+        let mut liveness = Liveness::default();
+        assert!(!liveness.gone(start, PROMPT, &seen(0, 0, 0)));
+        assert!(liveness.gone(start + Duration::from_secs(30), PROMPT, &seen(0, 0, 0)));
+        assert!(!liveness.came());
+    }
+}
