@@ -111,12 +111,7 @@ mod tests {
             }),
             USAGE
         );
-        assert_eq!(
-            code(QueueError::NotAGrind {
-                build: "b".into()
-            }),
-            USAGE
-        );
+        assert_eq!(code(QueueError::NotAGrind { build: "b".into() }), USAGE);
         assert_eq!(
             code(QueueError::InvalidUrl {
                 url: "x".into(),

@@ -81,10 +81,10 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
         })?;
     summary.quarantine(&quarantine);
-    let ran = !matches!(ending, Ending::NothingToRetry { .. });
-    // A grind's copies are not builds of the suite: its history would count them as tests.
+    // A grind's copies are not builds of the suite, nor is a build of no test: the history
+    // would count them as builds where every test kept quiet.
     if grind.is_none()
-        && ran
+        && !matches!(ending, Ending::NothingToRetry { .. })
         && let Err(err) = with_history(&settings, &mut summary, &quarantine).await
     {
         crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
@@ -100,7 +100,7 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     // that timed out does not wait for workers still running.
     let mut generation = None;
     let mut slower = Vec::new();
-    if ran && ending != Ending::TimedOut {
+    if ending != Ending::TimedOut {
         let joined = settle(&settings, Until::Joined, false, |workers, at_most| {
             crate::say!(
                 "ciq report: waiting (at most {}) for {workers} worker(s) still comparing their test list with the build's: another list makes the build red",
@@ -124,11 +124,6 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
         }
     }
     if let Some(limits) = &grind {
-        if !ran {
-            return Err(Failed::from(QueueError::NotAGrind {
-                build: settings.build.clone(),
-            }));
-        }
         // A grind's verdict is its pass rates and duration percentiles: it waits for the
         // durations the workers write as they leave.
         let measured = measured(&settings, &outputs, "the grind's percentiles").await;
@@ -143,14 +138,14 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
                 "grind verdict: incomplete (the build's queue was never filled)".to_owned(),
             ),
         };
-        if let Some(measured) = measured {
+        if let (Some(measured), Some(generation)) = (measured, &generation) {
             super::show_slower(measured.slower);
             write_measured(
                 &settings,
                 &summary,
                 &outputs,
                 measured.durations,
-                generation.as_deref(),
+                generation,
             )
             .await;
         }
@@ -161,15 +156,12 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let code = exit_code::for_verdict(summary.verdict());
     // The verdict is known: it is printed now, and the report waits only for what an output
     // still needs from the workers.
-    if !outputs.need_workers() || !ran {
+    if !outputs.need_workers() {
         super::show_slower(slower);
     }
     publish(&settings, &summary).await;
     super::print_last(&summary.render());
-    if !ran {
-        // Nothing ran: the reports hold no test, and there is no duration to keep.
-        write_measured(&settings, &summary, &outputs, Vec::new(), None).await;
-    } else if outputs.need_workers()
+    if outputs.need_workers()
         && let Some(measured) = measured(&settings, &outputs, &outputs.needing()).await
     {
         super::show_slower(measured.slower);
@@ -180,7 +172,7 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
                     &summary,
                     &outputs,
                     measured.durations,
-                    Some(&generation),
+                    &generation,
                 )
                 .await;
             }
@@ -287,13 +279,13 @@ async fn measured(
 }
 
 /// Writes the outputs asked for: the timing file from `durations`, the JUnit and JSON reports
-/// from `generation`'s records (none when no generation ran).
+/// from `generation`'s records.
 async fn write_measured(
     settings: &ReportSettings,
     summary: &Summary,
     outputs: &Outputs<'_>,
     durations: Vec<(TestId, Duration)>,
-    generation: Option<&str>,
+    generation: &str,
 ) {
     if let Some(path) = outputs.timings {
         super::write_timings(path, durations);
@@ -404,12 +396,12 @@ async fn grind_report(
     })
 }
 
-/// The build's outputs (`--junit`, `--json`), read from the queue page by page in one pass (no
-/// test when no generation ran: nothing to retry). An output that cannot be written is a warning: the verdict stands, and the log has every
+/// The build's outputs (`--junit`, `--json`), read from the queue page by page in one pass. An
+/// output that cannot be written is a warning: the verdict stands, and the log has every
 /// failure.
 async fn write_outputs(
     settings: &ReportSettings,
-    generation: Option<&str>,
+    generation: &str,
     summary: &Summary,
     junit_path: Option<&Path>,
     json_path: Option<&Path>,
@@ -421,18 +413,16 @@ async fn write_outputs(
         let mut json = json_path
             .map(|path| JsonReport::create(path, &settings.build, &settings.namespace, summary))
             .transpose()?;
-        if let Some(generation) = generation {
-            each_recorded(settings, generation, |records| {
-                if let Some(junit) = &mut junit {
-                    junit.add(&records)?;
-                }
-                if let Some(json) = &mut json {
-                    json.add(&records)?;
-                }
-                Ok::<_, OutputError>(())
-            })
-            .await??;
-        }
+        each_recorded(settings, generation, |records| {
+            if let Some(junit) = &mut junit {
+                junit.add(&records)?;
+            }
+            if let Some(json) = &mut json {
+                json.add(&records)?;
+            }
+            Ok::<_, OutputError>(())
+        })
+        .await??;
         let finished = [
             (junit.map(JunitReport::finish), "JUnit", junit_path),
             (json.map(JsonReport::finish), "JSON", json_path),

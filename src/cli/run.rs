@@ -18,9 +18,9 @@ use crate::grind::{GrindRunner, GrindSource};
 use crate::order_log::OrderLog;
 use crate::outcome::TestResult;
 use crate::quarantine::{Checked, Quarantine};
-use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
+use crate::queue::{Queue as _, QueueError};
 use crate::report::junit::JunitReport;
 use crate::report::output_file::OutputFile;
 use crate::report::{Summary, TestRecord};
@@ -129,12 +129,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     }
                     FailedOf::Tests(None) => {
                         crate::say!("ciq: nothing to retry: no test of build `{earlier}` failed");
-                        if let Err(err) = queue.record_nothing_to_retry(earlier).await {
-                            crate::say!(
-                                "ciq: warning: cannot tell the report of build `{build}` there is nothing to retry (it waits for a leader until --queue-init-timeout): {err}"
-                            );
-                        }
-                        return Ok(exit_code::SUCCESS);
+                        return nothing_to_retry(&queue, earlier).await;
                     }
                     FailedOf::Unknown => {
                         return Err(Failed::from(ConfigError::RetryOfUnknown(earlier.clone())));
@@ -222,6 +217,24 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
             Ok(finish(end, &worker, &quarantine))
         }
     }
+}
+
+/// A build that re-runs the failed tests of build `earlier`, which had none, is a build of no
+/// test: its workers fill it with nothing (the report then ends at once, green, where it would
+/// wait for a leader), say why for the report, and leave with its verdict. The build is a real
+/// one: run again with another list, it is a list mismatch, never a green build of nothing.
+async fn nothing_to_retry(queue: &RedisQueue, earlier: &str) -> Result<i32, Failed> {
+    queue.record_nothing_to_retry(earlier).await?;
+    let none = TestList {
+        ids: Vec::new(),
+        duplicates: 0,
+        first_duplicate: None,
+    };
+    queue.join(&TestSource::List(none)).await?;
+    let summary = queue.summary().await?;
+    queue.release(&[]).await?;
+    super::print_last(&summary.render());
+    Ok(exit_code::for_verdict(summary.verdict()))
 }
 
 /// Before joining, a retried job re-opens its finished build's failed tests (or finds them

@@ -259,7 +259,11 @@ fn build_with_a_dead_worker(server: &RedisServer, scratch: &Scratch, build: &str
     });
     let w2 = spawn("w2");
     wait_until("w2 to finish the other tests", LONG, || {
-        results(server, build).values().filter(|o| *o == "passed").count() == 5
+        results(server, build)
+            .values()
+            .filter(|o| *o == "passed")
+            .count()
+            == 5
     });
     w2.signal(Signal::SIGKILL);
     drop(w2);
@@ -297,7 +301,10 @@ fn an_output_that_needs_the_workers_says_what_it_waits_for() {
     build_with_a_dead_worker(&server, &scratch, "timed", "10s");
     let timings = scratch.path("timings.txt");
     let mut args = report_args(&server, "timed");
-    args.extend(["--timings-out".to_owned(), timings.to_string_lossy().into_owned()]);
+    args.extend([
+        "--timings-out".to_owned(),
+        timings.to_string_lossy().into_owned(),
+    ]);
     let out = Proc::spawn("report", &scratch, &args).wait(LONG);
     assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
     assert!(

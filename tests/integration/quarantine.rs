@@ -136,7 +136,9 @@ fn a_build_green_only_by_its_quarantine_says_so() {
     );
     let page = std::fs::read_to_string(&page).unwrap();
     assert!(
-        page.contains("> **WARNING: every failure was quarantined (4 of 4 tests failed, none passed)"),
+        page.contains(
+            "> **WARNING: every failure was quarantined (4 of 4 tests failed, none passed)"
+        ),
         "{page}"
     );
 }

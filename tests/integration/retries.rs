@@ -433,7 +433,8 @@ fn a_retry_of_an_aborted_build_runs_the_suite_afresh() {
 /// Regression (a hostile trial): the workers of `--retry-of` a green build said "nothing to
 /// retry" and exited 0 without electing anyone, while the report of the new build waited for a
 /// leader until --queue-init-timeout, then exited 4: a green build made red by its own retry.
-/// The report, started before the workers here, ends at once with their verdict.
+/// The workers now fill the build with no test, so the report, started before them here, ends
+/// at once with their verdict.
 #[test]
 fn the_report_of_a_retry_of_a_green_build_ends_green_at_once() {
     let server = RedisServer::start();
@@ -465,9 +466,17 @@ fn the_report_of_a_retry_of_a_green_build_ends_green_at_once() {
     );
     assert!(out.stdout.contains("verdict: green"), "{}", out.both());
     // Far below the report's 60 s --queue-init-timeout, which it waited out before.
-    assert!(started.elapsed() < Duration::from_secs(45), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("tests=\"0\""), "{xml}");
+    // The build of no test is a real one: its id given to a run of the suite is refused.
+    let args = worker_args(&server, "green-rerun", "w2", &list);
+    let out = Proc::spawn("reused", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::LIST_MISMATCH), "{}", out.both());
 }
 
 /// Regression (a hostile trial): the report of a retry that no retried job came to (the jobs
@@ -496,7 +505,8 @@ fn a_retry_no_job_came_to_keeps_its_earlier_failures() {
         out.both()
     );
     assert!(
-        out.stdout.contains("FAILED fail/0") && out.stdout.contains("2 tests: 1 passed, 1 failed\n"),
+        out.stdout.contains("FAILED fail/0")
+            && out.stdout.contains("2 tests: 1 passed, 1 failed\n"),
         "{}",
         out.both()
     );

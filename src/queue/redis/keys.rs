@@ -81,8 +81,8 @@ impl BuildKeys {
         self.key("joined")
     }
 
-    /// The earlier build whose failed tests this build re-runs (`--retry-of`), when it had none:
-    /// the workers ran nothing, and the report ends with a green verdict at once (string).
+    /// The earlier build whose failed tests this build re-runs (`--retry-of`), when it had none
+    /// (its workers fill it with no test): the report says why the build has none (string).
     pub fn nothing_to_retry(&self) -> String {
         self.key("nothing-to-retry")
     }

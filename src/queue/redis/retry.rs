@@ -163,9 +163,8 @@ impl RedisQueue {
 }
 
 impl RedisQueue {
-    /// Records that this build re-runs the failed tests of `earlier`, which had none: its
-    /// workers run nothing and never elect a leader, so its report would otherwise wait for
-    /// one; it ends at once with the workers' verdict instead.
+    /// Records that this build re-runs the failed tests of `earlier`, which had none, so that
+    /// its report can say why the build has no test.
     pub async fn record_nothing_to_retry(&self, earlier: &str) -> Result<(), QueueError> {
         let ttl = u64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(u64::MAX);
         self.conn

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
+use crate::grind;
 use crate::outcome::Outcome;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
@@ -19,7 +20,6 @@ use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::election::write_abort;
 use crate::queue::redis::keys::BuildKeys;
-use crate::grind;
 use crate::queue::redis::scripts::abort::Rule;
 use crate::queue::redis::scripts::keep::{Keep, Keeping};
 use crate::queue::redis::scripts::progress::{Progress, Seen};
@@ -91,8 +91,8 @@ pub enum Ending {
     WorkersGone,
     /// The report timeout passed first.
     TimedOut,
-    /// The build re-runs the failed tests of build `of` (`--retry-of`), which had none: its
-    /// workers ran nothing, and its verdict is green.
+    /// Every test has its outcome, and there were none: the build re-runs the failed tests of
+    /// build `of` (`--retry-of`), which had none.
     NothingToRetry {
         /// The earlier build.
         of: String,
@@ -187,7 +187,10 @@ async fn watch(
                     alive: seen.alive,
                 });
                 if seen.queued == 0 && seen.running == 0 {
-                    break Ending::Drained;
+                    break match seen.nothing_to_retry {
+                        Some(of) if total == 0 => Ending::NothingToRetry { of },
+                        _ => Ending::Drained,
+                    };
                 }
                 if liveness.gone(Instant::now(), took, &seen) {
                     break Ending::WorkersGone;
@@ -203,9 +206,6 @@ async fn watch(
                 });
             }
             (BuildState::Absent, None) => {
-                if let Some(of) = seen.nothing_to_retry {
-                    return Ok((Summary::default(), Ending::NothingToRetry { of }));
-                }
                 if dead_leaders.watching() {
                     dead_leaders.lapsed();
                     leaderless_since = Instant::now();
@@ -281,7 +281,11 @@ async fn keep_earlier(
 
 /// Whether `generation` holds a grind's copies (`<id>#grind-<k>`): its first queued test, or
 /// else one with an outcome, says.
-async fn is_grind(conn: &RedisConn, keys: &BuildKeys, generation: &str) -> Result<bool, QueueError> {
+async fn is_grind(
+    conn: &RedisConn,
+    keys: &BuildKeys,
+    generation: &str,
+) -> Result<bool, QueueError> {
     let keys = keys.generation(generation);
     let queued: Vec<String> = conn
         .query(redis::cmd("LRANGE").arg(&keys.queue).arg(0).arg(0))
