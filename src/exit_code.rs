@@ -55,7 +55,9 @@ pub fn for_error(err: &Error) -> i32 {
 
 fn for_queue_error(err: &QueueError) -> i32 {
     match err {
-        QueueError::InvalidUrl { .. } | QueueError::LateListing { .. } => USAGE,
+        QueueError::InvalidUrl { .. }
+        | QueueError::LateListing { .. }
+        | QueueError::NotAGrind { .. } => USAGE,
         QueueError::LostLeader { .. } | QueueError::NoLeader { .. } => NO_LEADER,
         QueueError::Aborted(abort) => match abort.kind {
             AbortKind::BadInput => USAGE,
@@ -111,6 +113,7 @@ mod tests {
             }),
             USAGE
         );
+        assert_eq!(code(QueueError::NotAGrind { build: "b".into() }), USAGE);
         assert_eq!(
             code(QueueError::InvalidUrl {
                 url: "x".into(),

@@ -18,9 +18,9 @@ use crate::grind::{GrindRunner, GrindSource};
 use crate::order_log::OrderLog;
 use crate::outcome::TestResult;
 use crate::quarantine::{Checked, Quarantine};
-use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
+use crate::queue::{Queue as _, QueueError};
 use crate::report::junit::JunitReport;
 use crate::report::output_file::{self, Planned};
 use crate::report::{Summary, TestRecord};
@@ -148,7 +148,7 @@ async fn run_with(
                     }
                     FailedOf::Tests(None) => {
                         crate::say!("ciq: nothing to retry: no test of build `{earlier}` failed");
-                        return Ok(exit_code::SUCCESS);
+                        return nothing_to_retry(&queue, earlier).await;
                     }
                     FailedOf::Unknown => {
                         return Err(Failed::from(ConfigError::RetryOfUnknown(earlier.clone())));
@@ -180,16 +180,25 @@ async fn run_with(
                     None => queue.join(&checked).await,
                 }
             };
+            // A worker stopped or failed before it joined says it left (and a leader gives its
+            // lock up), so neither the others nor the report wait out its timeouts.
+            let resign = async || {
+                if let Err(err) = queue.resign().await {
+                    crate::say!("ciq: could not say worker `{worker}` left the build: {err}");
+                }
+            };
             tokio::select! {
                 joined = joining => {
-                    joined?;
+                    if let Err(err) = joined {
+                        // Saying so would only wait out --redis-timeout again.
+                        if !matches!(err, QueueError::Unreachable { .. }) {
+                            resign().await;
+                        }
+                        return Err(err.into());
+                    }
                 }
                 signal = &mut shutdown => {
-                    // A leader stopped while it lists gives its lock up, so the others need
-                    // not wait out its TTL.
-                    if let Err(err) = queue.resign().await {
-                        crate::say!("ciq: could not give up the setup lock: {err}");
-                    }
+                    resign().await;
                     return Ok(interrupted(signal, &worker));
                 }
             }
@@ -227,6 +236,24 @@ async fn run_with(
             Ok(finish(end, &worker, &quarantine))
         }
     }
+}
+
+/// A build that re-runs the failed tests of build `earlier`, which had none, is a build of no
+/// test: its workers fill it with nothing (the report then ends at once, green, where it would
+/// wait for a leader), say why for the report, and leave with its verdict. The build is a real
+/// one: run again with another list, it is a list mismatch, never a green build of nothing.
+async fn nothing_to_retry(queue: &RedisQueue, earlier: &str) -> Result<i32, Failed> {
+    queue.record_nothing_to_retry(earlier).await?;
+    let none = TestList {
+        ids: Vec::new(),
+        duplicates: 0,
+        first_duplicate: None,
+    };
+    queue.join(&TestSource::List(none)).await?;
+    let summary = queue.summary().await?;
+    queue.release(&[]).await?;
+    super::print_last(&summary.render());
+    Ok(exit_code::for_verdict(summary.verdict()))
 }
 
 /// Before joining, a retried job re-opens its finished build's failed tests (or finds them

@@ -143,7 +143,8 @@ pub struct RunArgs {
           default_missing_value = "1", requires = "queue")]
     pub retry: Option<String>,
     /// Run the failed tests of an earlier finished build (same --namespace) instead of listing
-    /// the suite: CircleCI's "rerun failed tests" starts a new workflow, so a new build id
+    /// the suite: CircleCI's "rerun failed tests" starts a new workflow, so a new build id. With
+    /// none failed, the new build is filled with no test: its report ends at once, green
     #[arg(long, env = "CIQ_RETRY_OF", value_name = "BUILD", requires = "queue",
           conflicts_with_all = ["retry", "tests", "list_command"])]
     pub retry_of: Option<String>,
@@ -318,7 +319,8 @@ pub struct ReportArgs {
     #[arg(long, env = "CIQ_REPORT_TIMEOUT", value_parser = parse_duration, default_value = "2h")]
     pub report_timeout: Duration,
     /// The build is a grind (`ciq run --grind N`): report each test's pass rate and duration
-    /// percentiles (p50, p95, max), and exit by --grind-min-pass-rate and --grind-max-p95
+    /// percentiles (p50, p95, max), and exit by --grind-min-pass-rate and --grind-max-p95, the
+    /// report's one verdict. A build that is not a grind is refused (exit 2)
     #[arg(long, env = "CIQ_REPORT_GRIND")]
     pub grind: bool,
     /// With --grind: the build fails when a test passed fewer than this share of its runs
@@ -329,19 +331,22 @@ pub struct ReportArgs {
     #[arg(long, env = "CIQ_GRIND_MAX_P95", value_parser = parse_duration, requires = "grind")]
     pub grind_max_p95: Option<Duration>,
     /// The report of a retry (as `ciq run --retry`): it re-opens the finished build's failed
-    /// tests when it comes before the retried workers, then reports their re-run [default: on
-    /// when BUILDKITE_RETRY_COUNT > 0 or GITHUB_RUN_ATTEMPT > 1]
+    /// tests when it comes before the retried workers, then reports their re-run; when no
+    /// retried job re-runs them within a heartbeat timeout, they keep their earlier outcome
+    /// [default: on when BUILDKITE_RETRY_COUNT > 0 or GITHUB_RUN_ATTEMPT > 1]
     #[arg(long, env = "CIQ_RETRY", value_name = "ROUND", num_args = 0..=1,
           default_missing_value = "1")]
     pub retry: Option<String>,
     /// Write each test's duration in this build to this timing file, for `ciq run --timings`
-    /// in later builds (keep it as a CI artifact or in a cache). The report waits for the
-    /// workers to leave first, at most a heartbeat timeout.
+    /// in later builds (keep it as a CI artifact or in a cache). After the verdict, the report
+    /// waits for the live workers to leave (they write the durations), at most a heartbeat
+    /// timeout.
     #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
     /// Write the whole build as one JUnit XML report to this file, for the CI's test view:
     /// every test with an outcome once, with its failure's output and its time; retries as
-    /// Surefire writes them (flakyFailure, rerunFailure). Waits for the workers to leave first.
+    /// Surefire writes them (flakyFailure, rerunFailure). After the verdict, it waits for the live
+    /// workers to leave (they write the tests' times), at most a heartbeat timeout.
     #[arg(long, env = "CIQ_REPORT_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Test ids (one per line, `#` comment lines) whose failures do not make the build red: they
@@ -350,7 +355,8 @@ pub struct ReportArgs {
     pub quarantine: Option<PathBuf>,
     /// Write the whole build as one JSON document to this file: the verdict, the counts, and
     /// every test with an outcome (attempts, duration, last failing run). Its shape is
-    /// versioned and documented in docs/report-json.md. Waits for the workers to leave first.
+    /// versioned and documented in docs/report-json.md. After the verdict, it waits for the live
+    /// workers to leave (they write the tests' times), at most a heartbeat timeout.
     #[arg(long, env = "CIQ_REPORT_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
 }

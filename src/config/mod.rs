@@ -390,6 +390,10 @@ impl RunConfig {
 
 /// Validates `ciq report`'s arguments.
 pub fn report_settings(args: ReportArgs, ids: &CiIds) -> Result<ReportSettings, ConfigError> {
+    let retry_round = match (&args.retry, &ids.retry) {
+        (Some(round), _) | (None, Some(RetryRound::Named(round))) => Some(round.clone()),
+        _ => None,
+    };
     Ok(ReportSettings {
         url: args.queue,
         namespace: args.build.namespace.clone(),
@@ -399,6 +403,8 @@ pub fn report_settings(args: ReportArgs, ids: &CiIds) -> Result<ReportSettings, 
         max_election_attempts: args.build.max_election_attempts,
         redis_timeout: args.build.redis_timeout,
         poll_interval: Duration::from_millis(500),
+        retry_round,
+        grind: args.grind,
     })
 }
 

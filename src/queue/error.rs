@@ -140,4 +140,13 @@ pub enum QueueError {
         /// Why the listing failed.
         detail: String,
     },
+    /// `ciq report --grind` of a build whose tests were not queued as a grind's copies: pass
+    /// rates and percentiles over single runs would judge nothing.
+    #[error(
+        "build `{build}` is not a grind: its tests were not queued by `ciq run --grind N`; drop --grind to report it"
+    )]
+    NotAGrind {
+        /// The build.
+        build: String,
+    },
 }

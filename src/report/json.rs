@@ -28,6 +28,9 @@ struct Head<'a> {
     not_run: Vec<&'a str>,
     /// The failing tests `--quarantine` kept from making the build red.
     quarantined: Vec<&'a str>,
+    /// What a reader of the verdict should know: a green build whose every failure was
+    /// quarantined.
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -108,6 +111,7 @@ impl JsonReport {
                 .iter()
                 .map(|listed| listed.id.as_str())
                 .collect(),
+            warnings: summary.quarantine_warning().into_iter().collect(),
         };
         let mut report = JsonReport {
             file: OutputFile::create(path)?,

@@ -58,6 +58,9 @@ impl Summary {
             escape(self.verdict().describe())
         );
         let _ = writeln!(out, "{}\n", escape(&self.counts_line()));
+        if let Some(warning) = self.quarantine_warning() {
+            let _ = writeln!(out, "> **{}**\n", escape(&warning));
+        }
         pieces.push(std::mem::take(&mut out));
         if !self.failing.is_empty() {
             let _ = writeln!(out, "#### Failed\n");
@@ -296,6 +299,22 @@ mod tests {
         };
         let text = summary.markdown("b");
         assert!(text.contains("```\nRED\n```"), "{text}");
+    }
+
+    #[test]
+    fn a_green_page_that_rests_on_the_quarantine_says_so() {
+        let summary = Summary {
+            total: 1,
+            counts: [(Outcome::Failed, 1)].into_iter().collect(),
+            quarantined: vec![listed("t", Outcome::Failed, "boom")],
+            ..Summary::default()
+        };
+        let text = summary.markdown("b");
+        assert!(text.starts_with("### b: green\n"), "{text}");
+        assert!(
+            text.contains("\n> **WARNING: every failure was quarantined (1 of 1 tests failed, none passed): the verdict is green only because of --quarantine**\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -79,7 +79,25 @@ impl RedisQueue {
                 self.check_list(&joined.generation, &list).await?;
             }
         }
+        self.record_joined().await?;
         Ok(joined)
+    }
+
+    /// Records that this session's list is the build's: the report's verdict no longer waits
+    /// for it, even if it dies without a word.
+    async fn record_joined(&self) -> Result<(), QueueError> {
+        let key = self.keys.joined();
+        let mut write = redis::pipe();
+        write
+            .atomic()
+            .sadd(&key, &self.session)
+            .ignore()
+            .pexpire(
+                &key,
+                i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX),
+            )
+            .ignore();
+        self.conn.pipeline(&write).await
     }
 
     /// Runs `work` (a follower's own listing, which may take as long as a collection) while
@@ -326,21 +344,23 @@ impl RedisQueue {
         *self.leading.lock().unwrap_or_else(PoisonError::into_inner) = leading;
     }
 
-    /// Gives up the setup lock if this worker holds it (it was stopped while it listed or
-    /// staged), so the others elect a new leader at once instead of after the lock's TTL.
+    /// Leaves the build before joining it (stopped, or failed, while it waited, listed or
+    /// staged): its session says it left, as a worker that ends does, so the report need not
+    /// wait out its heartbeat timeout; and a setup lock it holds is given up, so the others
+    /// elect a new leader at once instead of after the lock's TTL.
     pub async fn resign(&self) -> Result<(), QueueError> {
         let leading = self
             .leading
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let Some((setup, generation)) = leading else {
-            return Ok(());
-        };
         let resign = Resign {
             keys: &self.keys,
-            generation: &generation,
-            setup: &setup,
+            session: &self.session,
+            worker: &self.worker,
+            leading: leading
+                .as_ref()
+                .map(|(setup, generation)| (generation.as_str(), setup.as_str())),
         };
         if scripts::run(&self.conn, &resign).await? {
             crate::say!(

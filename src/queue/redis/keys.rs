@@ -74,6 +74,19 @@ impl BuildKeys {
         self.key("workers")
     }
 
+    /// Worker sessions that joined: the leader once it committed, a follower once its own
+    /// list was found to be the build's. A live session not in it may still refuse to run with
+    /// another list, which would make the build red, so the report's verdict waits for it (set).
+    pub fn joined(&self) -> String {
+        self.key("joined")
+    }
+
+    /// The earlier build whose failed tests this build re-runs (`--retry-of`), when it had none
+    /// (its workers fill it with no test): the report says why the build has none (string).
+    pub fn nothing_to_retry(&self) -> String {
+        self.key("nothing-to-retry")
+    }
+
     /// Worker session -> why it refused to run: its test list was not the build's (hash).
     pub fn mismatched(&self) -> String {
         self.key("mismatched")
