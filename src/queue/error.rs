@@ -43,7 +43,7 @@ pub enum QueueError {
         reason: String,
     },
     /// Redis could not be reached (at start, or for longer than the retry budget).
-    #[error("cannot reach Redis at `{url}` (tried for {})\n(hint: check the host and port in --queue, and that Redis is up and reachable from this machine)", crate::human::duration(*.waited))]
+    #[error("cannot reach Redis at `{url}` (tried for {})\n(hint: check the host and port in --queue, and that Redis is up and reachable from this machine; --redis-timeout sets how long an outage is waited out)", crate::human::duration(*.waited))]
     Unreachable {
         /// The URL, password hidden.
         url: String,
