@@ -53,7 +53,9 @@ pub fn for_error(err: &Error) -> i32 {
 
 fn for_queue_error(err: &QueueError) -> i32 {
     match err {
-        QueueError::InvalidUrl { .. } | QueueError::LateListing { .. } => USAGE,
+        QueueError::InvalidUrl { .. }
+        | QueueError::NotACluster { .. }
+        | QueueError::LateListing { .. } => USAGE,
         QueueError::LostLeader { .. } | QueueError::NoLeader { .. } => NO_LEADER,
         QueueError::Aborted(abort) => match abort.kind {
             AbortKind::BadInput => USAGE,
@@ -66,6 +68,7 @@ fn for_queue_error(err: &QueueError) -> i32 {
         | QueueError::Protocol(_)
         | QueueError::Permission { .. }
         | QueueError::OldRedis { .. }
+        | QueueError::OutOfMemory { .. }
         | QueueError::StateLost(_) => INFRASTRUCTURE,
         QueueError::ListMismatch { .. } => LIST_MISMATCH,
     }
@@ -84,6 +87,11 @@ mod tests {
         let code = |err: QueueError| for_error(&Error::Queue(err));
         assert_eq!(code(QueueError::LostLeader { attempts: 3 }), NO_LEADER);
         assert_eq!(code(QueueError::StateLost("x".into())), INFRASTRUCTURE);
+        assert_eq!(
+            code(QueueError::OutOfMemory { url: "u".into() }),
+            INFRASTRUCTURE
+        );
+        assert_eq!(code(QueueError::NotACluster { url: "u".into() }), USAGE);
         assert_eq!(
             code(QueueError::Permission {
                 url: "u".into(),

@@ -198,6 +198,44 @@ fn unreachable_redis_is_an_infrastructure_error() {
     assert_fails(&out, INFRASTRUCTURE, "cannot reach Redis");
 }
 
+/// Regression: `redis+cluster://` naming a single server (cluster support disabled) ended with
+/// exit 5 and Redis's raw `ResponseError: This instance has cluster support disabled`: it is a
+/// wrong URL (exit 2), and the line says which scheme a single server takes.
+#[test]
+fn a_cluster_url_naming_a_single_server_is_bad_input() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned()]);
+    let url = format!("redis+cluster://127.0.0.1:{}", server.port);
+    let run = ciq(
+        &scratch,
+        &[
+            "run",
+            "--queue",
+            &url,
+            "--build",
+            "b",
+            "--worker",
+            "w",
+            "--tests",
+            &list.to_string_lossy(),
+            "--",
+            "true",
+        ],
+    );
+    let report = ciq(&scratch, &["report", "--queue", &url, "--build", "b"]);
+    for out in [run, report] {
+        assert_fails(
+            &out,
+            USAGE,
+            &format!(
+                "`{url}` names a Redis Cluster (redis+cluster://), but the server has cluster support disabled\n(hint: for a single Redis server use redis://"
+            ),
+        );
+        assert!(!out.stderr.contains("ResponseError"), "{}", out.both());
+    }
+}
+
 #[test]
 fn wrong_password_is_refused_and_never_printed() {
     let server = RedisServer::start_with_password("right-secret");

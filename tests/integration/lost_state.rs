@@ -207,3 +207,50 @@ fn an_evicting_redis_is_warned_about() {
         out.both()
     );
 }
+
+/// Regression: a Redis out of memory (`maxmemory` reached under `noeviction`) printed its raw
+/// answer, `Redis command failed: "OOM": command not allowed when used memory > 'maxmemory'.
+/// script: 540dbd…, on @user_script:35.`: now one line says what happened, and a hint what to
+/// do.
+#[test]
+fn a_redis_out_of_memory_says_so() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    // A fresh server already uses about a megabyte: every write is refused.
+    for (name, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1mb")] {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .exec(&mut conn)
+            .expect("CONFIG SET");
+    }
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ids("pass", 2));
+    let out = Proc::spawn(
+        "w1",
+        &scratch,
+        &with_command(worker_args(&server, "full", "w1", &list)),
+    )
+    .wait(LONG);
+    assert_eq!(
+        out.code,
+        Some(ciq::exit_code::INFRASTRUCTURE),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "error: Redis at `{}` is out of memory: it reached its maxmemory limit and refuses writes",
+            server.url()
+        )),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains("(hint: give Redis more memory"),
+        "{}",
+        out.both()
+    );
+    assert!(!out.stderr.contains("user_script"), "{}", out.both());
+}

@@ -388,6 +388,16 @@ impl RedisConn {
                 source: err,
             };
         }
+        if is_out_of_memory(&err) {
+            return QueueError::OutOfMemory {
+                url: self.url.clone(),
+            };
+        }
+        if err.to_string().contains("cluster support disabled") {
+            return QueueError::NotACluster {
+                url: self.url.clone(),
+            };
+        }
         if err.to_string().contains("DB index is out of range") {
             return QueueError::InvalidUrl {
                 url: self.url.clone(),
@@ -515,6 +525,13 @@ fn permission_denied(err: &RedisError) -> Option<(String, Option<(String, usize)
             Some((sha.trim().to_owned(), line))
         });
     Some((format!("NOPERM {said}"), place))
+}
+
+/// Redis's refusal of a write once it reached `maxmemory` (with `noeviction`, or nothing left
+/// to evict), from a command or from inside a script (Redis 6.2 words it `-OOM command not
+/// allowed` inside the script's error).
+fn is_out_of_memory(err: &RedisError) -> bool {
+    err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed")
 }
 
 fn is_retryable(err: &RedisError) -> bool {
