@@ -315,6 +315,46 @@ fn missing_ids_name_their_flags() {
         let out = ciq(&scratch, &[&["run"], &args[..]].concat());
         assert_fails(&out, USAGE, message);
     }
+    // Regression: a 100 KB worker id was accepted and printed on every line.
+    let long = "w".repeat(100_000);
+    let ids: [(&str, &str); 3] = [
+        (
+            "--worker",
+            "--worker (CIQ_WORKER, or the CI's worker id) is 100000 bytes long; an id may be at most 256 bytes",
+        ),
+        (
+            "--build",
+            "--build (CIQ_BUILD, or the CI's build id) is 100000 bytes long",
+        ),
+        (
+            "--namespace",
+            "--namespace (CIQ_NAMESPACE) is 100000 bytes long",
+        ),
+    ];
+    for (flag, message) in ids {
+        let mut args = [
+            "run",
+            queue[0],
+            queue[1],
+            "--build",
+            "b",
+            "--worker",
+            "w",
+            "--namespace",
+            "n",
+            "--tests",
+            "-",
+            "--",
+            "true",
+        ];
+        let at = args.iter().position(|arg| *arg == flag).unwrap();
+        args[at + 1] = &long;
+        let out = ciq(&scratch, &args);
+        assert_fails(&out, USAGE, message);
+        assert!(out.stderr.len() < 1000, "{}", out.both());
+    }
+    let out = ciq(&scratch, &["report", "--queue", queue[1], "--build", &long]);
+    assert_fails(&out, USAGE, "is 100000 bytes long");
     let out = ciq(&scratch, &["report", "--build", "b"]);
     assert_fails(&out, USAGE, "--queue <QUEUE>");
 }
