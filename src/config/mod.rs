@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod ci;
+pub mod floors;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,6 +86,9 @@ pub enum ConfigError {
     /// Heartbeats too slow for their timeout would let healthy workers lose their tests.
     #[error("--heartbeat-interval ({}) must be at most half of --heartbeat-timeout ({}), so a live worker is heard at least twice before its tests are taken over", crate::human::duration(*.0), crate::human::duration(*.1))]
     HeartbeatTooSlow(Duration, Duration),
+    /// Keys that could expire between the calls that keep a working build's keys alive.
+    #[error("--redis-ttl ({}) must be at least twice --heartbeat-interval ({}): a working build's keys are kept alive by its calls, heartbeats included, and would expire between two of them", crate::human::duration(*.0), crate::human::duration(*.1))]
+    TtlUnderHeartbeats(Duration, Duration),
     /// A worker of a shared build writes only its own share of the durations.
     #[error(
         "--timings-out (CIQ_LOCAL_TIMINGS_OUT) on `ciq run` is for local mode; with --queue, `ciq report --timings-out FILE` writes the whole build's durations"
@@ -280,6 +284,12 @@ impl RunConfig {
             return Err(ConfigError::HeartbeatTooSlow(
                 args.heartbeat_interval,
                 args.heartbeat_timeout,
+            ));
+        }
+        if args.queue.is_some() && args.heartbeat_interval * 2 > args.redis_ttl {
+            return Err(ConfigError::TtlUnderHeartbeats(
+                args.redis_ttl,
+                args.heartbeat_interval,
             ));
         }
         // A grind counts every run: a failure is not retried.

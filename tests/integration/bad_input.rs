@@ -359,6 +359,97 @@ fn missing_ids_name_their_flags() {
     assert_fails(&out, USAGE, "--queue <QUEUE>");
 }
 
+/// Regression: `--lock-ttl 1ms` was accepted and the build ended with "lost leader" (exit 4).
+/// Every timing flag of the queue has a floor, and a heartbeat that cannot keep a worker or
+/// its build's keys alive is refused: bad input, one line naming the floor.
+#[test]
+fn timing_flags_under_their_floor_are_refused() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned()]);
+    let run = [
+        "run",
+        "--queue",
+        "redis://127.0.0.1:1/0",
+        "--build",
+        "b",
+        "--worker",
+        "w",
+        "--tests",
+        &list.to_string_lossy(),
+    ];
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["--lock-ttl", "1ms"],
+            "invalid value '1ms' for '--lock-ttl <LOCK_TTL>': must be at least 500ms (the leader renews its lock every third of it",
+        ),
+        (
+            &["--heartbeat-interval", "10ms"],
+            "for '--heartbeat-interval <HEARTBEAT_INTERVAL>': must be at least 100ms",
+        ),
+        (
+            &[
+                "--heartbeat-interval",
+                "100ms",
+                "--heartbeat-timeout",
+                "300ms",
+            ],
+            "for '--heartbeat-timeout <HEARTBEAT_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            &["--redis-ttl", "500ms"],
+            "for '--redis-ttl <REDIS_TTL>': must be at least 1s",
+        ),
+        (
+            &["--redis-ttl", "4s"],
+            "--redis-ttl (4s) must be at least twice --heartbeat-interval (5s)",
+        ),
+        (
+            &["--redis-timeout", "100ms"],
+            "for '--redis-timeout <REDIS_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            &["--queue-init-timeout", "1ms"],
+            "for '--queue-init-timeout <QUEUE_INIT_TIMEOUT>': must be at least 1s",
+        ),
+        (&["--heartbeat-interval", "0"], "must be longer than zero"),
+    ];
+    for (flags, message) in cases {
+        // Were the flags taken, the unreachable queue would end the run soon.
+        let wait = if flags.contains(&"--redis-timeout") {
+            &[][..]
+        } else {
+            &["--redis-timeout", "1s"][..]
+        };
+        let out = ciq(&scratch, &[&run[..], wait, flags, &["--", "true"]].concat());
+        assert_fails(&out, USAGE, message);
+    }
+    let report = ["report", "--queue", "redis://127.0.0.1:1/0", "--build", "b"];
+    for (flags, message) in [
+        (
+            ["--report-timeout", "10ms"],
+            "for '--report-timeout <REPORT_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            ["--redis-timeout", "10ms"],
+            "for '--redis-timeout <REDIS_TIMEOUT>': must be at least 1s",
+        ),
+    ] {
+        let out = ciq(&scratch, &[&report[..], &flags].concat());
+        assert_fails(&out, USAGE, message);
+    }
+    let out = ciq(
+        &scratch,
+        &[
+            "flaky",
+            "--queue",
+            "redis://127.0.0.1:1/0",
+            "--redis-timeout",
+            "10ms",
+        ],
+    );
+    assert_fails(&out, USAGE, "must be at least 1s");
+}
+
 #[test]
 fn missing_command_stops_the_worker_once() {
     let scratch = Scratch::new();
