@@ -33,6 +33,8 @@ pub(in crate::queue::redis) struct Seen {
     pub registered: u64,
     /// The build's heartbeat timeout in ms (0 before a commit).
     pub timeout_ms: u64,
+    /// The state is absent while the build's results remain: it was lost.
+    pub existed: bool,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +49,8 @@ struct Raw {
     registered: u64,
     #[serde(default)]
     timeout: u64,
+    #[serde(default)]
+    existed: u8,
 }
 
 impl Step for Progress<'_> {
@@ -65,6 +69,8 @@ impl Step for Progress<'_> {
             generation.queue,
             generation.running,
             generation.processed,
+            self.keys.results(),
+            self.keys.mismatched(),
         ]
     }
 
@@ -86,6 +92,7 @@ impl Step for Progress<'_> {
             alive: raw.alive,
             registered: raw.registered,
             timeout_ms: raw.timeout,
+            existed: raw.existed == 1,
         })
     }
 }
