@@ -97,11 +97,12 @@ Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader e
 /// Where the build lives.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build id, shared by every worker of one CI run [default: from the CI provider's
-    /// environment]
+    /// Build id, shared by every worker of one CI run, at most 256 bytes [default: from the CI
+    /// provider's environment]
     #[arg(long, env = "CIQ_BUILD")]
     pub build: Option<String>,
-    /// Namespace for the build's keys, when several suites share one build id.
+    /// Namespace for the build's keys, when several suites share one build id (at most 256
+    /// bytes).
     #[arg(long, env = "CIQ_NAMESPACE", default_value = "")]
     pub namespace: String,
     /// How long to wait out an outage of Redis before failing (exit 5), in all: every request
@@ -159,7 +160,8 @@ pub struct RunArgs {
     /// Local workers, when no --queue is given [default: number of CPUs]
     #[arg(short = 'j', long, env = "CIQ_JOBS", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
-    /// Worker id, unique within the build [default: from the CI provider's environment]
+    /// Worker id, unique within the build, at most 256 bytes [default: from the CI provider's
+    /// environment]
     #[arg(long, env = "CIQ_WORKER")]
     pub worker: Option<String>,
     /// File with one test id per line (`-` for stdin).
