@@ -56,6 +56,7 @@ pub fn for_error(err: &Error) -> i32 {
 fn for_queue_error(err: &QueueError) -> i32 {
     match err {
         QueueError::InvalidUrl { .. }
+        | QueueError::NotACluster { .. }
         | QueueError::LateListing { .. }
         | QueueError::NotAGrind { .. } => USAGE,
         QueueError::LostLeader { .. } | QueueError::NoLeader { .. } => NO_LEADER,
@@ -70,6 +71,7 @@ fn for_queue_error(err: &QueueError) -> i32 {
         | QueueError::Protocol(_)
         | QueueError::Permission { .. }
         | QueueError::OldRedis { .. }
+        | QueueError::OutOfMemory { .. }
         | QueueError::StateLost(_) => INFRASTRUCTURE,
         QueueError::ListMismatch { .. } => LIST_MISMATCH,
     }
@@ -88,6 +90,11 @@ mod tests {
         let code = |err: QueueError| for_error(&Error::Queue(err));
         assert_eq!(code(QueueError::LostLeader { attempts: 3 }), NO_LEADER);
         assert_eq!(code(QueueError::StateLost("x".into())), INFRASTRUCTURE);
+        assert_eq!(
+            code(QueueError::OutOfMemory { url: "u".into() }),
+            INFRASTRUCTURE
+        );
+        assert_eq!(code(QueueError::NotACluster { url: "u".into() }), USAGE);
         assert_eq!(
             code(QueueError::Permission {
                 url: "u".into(),

@@ -198,6 +198,44 @@ fn unreachable_redis_is_an_infrastructure_error() {
     assert_fails(&out, INFRASTRUCTURE, "cannot reach Redis");
 }
 
+/// Regression: `redis+cluster://` naming a single server (cluster support disabled) ended with
+/// exit 5 and Redis's raw `ResponseError: This instance has cluster support disabled`: it is a
+/// wrong URL (exit 2), and the line says which scheme a single server takes.
+#[test]
+fn a_cluster_url_naming_a_single_server_is_bad_input() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned()]);
+    let url = format!("redis+cluster://127.0.0.1:{}", server.port);
+    let run = ciq(
+        &scratch,
+        &[
+            "run",
+            "--queue",
+            &url,
+            "--build",
+            "b",
+            "--worker",
+            "w",
+            "--tests",
+            &list.to_string_lossy(),
+            "--",
+            "true",
+        ],
+    );
+    let report = ciq(&scratch, &["report", "--queue", &url, "--build", "b"]);
+    for out in [run, report] {
+        assert_fails(
+            &out,
+            USAGE,
+            &format!(
+                "`{url}` names a Redis Cluster (redis+cluster://), but the server has cluster support disabled\n(hint: for a single Redis server use redis://"
+            ),
+        );
+        assert!(!out.stderr.contains("ResponseError"), "{}", out.both());
+    }
+}
+
 #[test]
 fn wrong_password_is_refused_and_never_printed() {
     let server = RedisServer::start_with_password("right-secret");
@@ -277,8 +315,139 @@ fn missing_ids_name_their_flags() {
         let out = ciq(&scratch, &[&["run"], &args[..]].concat());
         assert_fails(&out, USAGE, message);
     }
+    // Regression: a 100 KB worker id was accepted and printed on every line.
+    let long = "w".repeat(100_000);
+    let ids: [(&str, &str); 3] = [
+        (
+            "--worker",
+            "--worker (CIQ_WORKER, or the CI's worker id) is 100000 bytes long; an id may be at most 256 bytes",
+        ),
+        (
+            "--build",
+            "--build (CIQ_BUILD, or the CI's build id) is 100000 bytes long",
+        ),
+        (
+            "--namespace",
+            "--namespace (CIQ_NAMESPACE) is 100000 bytes long",
+        ),
+    ];
+    for (flag, message) in ids {
+        let mut args = [
+            "run",
+            queue[0],
+            queue[1],
+            "--build",
+            "b",
+            "--worker",
+            "w",
+            "--namespace",
+            "n",
+            "--tests",
+            "-",
+            "--",
+            "true",
+        ];
+        let at = args.iter().position(|arg| *arg == flag).unwrap();
+        args[at + 1] = &long;
+        let out = ciq(&scratch, &args);
+        assert_fails(&out, USAGE, message);
+        assert!(out.stderr.len() < 1000, "{}", out.both());
+    }
+    let out = ciq(&scratch, &["report", "--queue", queue[1], "--build", &long]);
+    assert_fails(&out, USAGE, "is 100000 bytes long");
     let out = ciq(&scratch, &["report", "--build", "b"]);
     assert_fails(&out, USAGE, "--queue <QUEUE>");
+}
+
+/// Regression: `--lock-ttl 1ms` was accepted and the build ended with "lost leader" (exit 4).
+/// Every timing flag of the queue has a floor, and a heartbeat that cannot keep a worker or
+/// its build's keys alive is refused: bad input, one line naming the floor.
+#[test]
+fn timing_flags_under_their_floor_are_refused() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned()]);
+    let run = [
+        "run",
+        "--queue",
+        "redis://127.0.0.1:1/0",
+        "--build",
+        "b",
+        "--worker",
+        "w",
+        "--tests",
+        &list.to_string_lossy(),
+    ];
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["--lock-ttl", "1ms"],
+            "invalid value '1ms' for '--lock-ttl <LOCK_TTL>': must be at least 500ms (the leader renews its lock every third of it",
+        ),
+        (
+            &["--heartbeat-interval", "10ms"],
+            "for '--heartbeat-interval <HEARTBEAT_INTERVAL>': must be at least 100ms",
+        ),
+        (
+            &[
+                "--heartbeat-interval",
+                "100ms",
+                "--heartbeat-timeout",
+                "300ms",
+            ],
+            "for '--heartbeat-timeout <HEARTBEAT_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            &["--redis-ttl", "500ms"],
+            "for '--redis-ttl <REDIS_TTL>': must be at least 1s",
+        ),
+        (
+            &["--redis-ttl", "4s"],
+            "--redis-ttl (4s) must be at least twice --heartbeat-interval (5s)",
+        ),
+        (
+            &["--redis-timeout", "100ms"],
+            "for '--redis-timeout <REDIS_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            &["--queue-init-timeout", "1ms"],
+            "for '--queue-init-timeout <QUEUE_INIT_TIMEOUT>': must be at least 1s",
+        ),
+        (&["--heartbeat-interval", "0"], "must be longer than zero"),
+    ];
+    for (flags, message) in cases {
+        // Were the flags taken, the unreachable queue would end the run soon.
+        let wait = if flags.contains(&"--redis-timeout") {
+            &[][..]
+        } else {
+            &["--redis-timeout", "1s"][..]
+        };
+        let out = ciq(&scratch, &[&run[..], wait, flags, &["--", "true"]].concat());
+        assert_fails(&out, USAGE, message);
+    }
+    let report = ["report", "--queue", "redis://127.0.0.1:1/0", "--build", "b"];
+    for (flags, message) in [
+        (
+            ["--report-timeout", "10ms"],
+            "for '--report-timeout <REPORT_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            ["--redis-timeout", "10ms"],
+            "for '--redis-timeout <REDIS_TIMEOUT>': must be at least 1s",
+        ),
+    ] {
+        let out = ciq(&scratch, &[&report[..], &flags].concat());
+        assert_fails(&out, USAGE, message);
+    }
+    let out = ciq(
+        &scratch,
+        &[
+            "flaky",
+            "--queue",
+            "redis://127.0.0.1:1/0",
+            "--redis-timeout",
+            "10ms",
+        ],
+    );
+    assert_fails(&out, USAGE, "must be at least 1s");
 }
 
 #[test]

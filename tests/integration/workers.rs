@@ -21,6 +21,40 @@ fn list_file(scratch: &Scratch, name: &str, ids: &[String]) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Regression: `--namespace a --build b` and `--build a:b` had the same keys, so the second
+/// build, with a suite of its own, met the first one's list and exited 6.
+#[test]
+fn a_namespaced_build_and_a_build_id_holding_a_colon_never_meet() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let runs = [
+        (vec!["--namespace", "a", "--build", "b"], ids("pass", 3)),
+        (vec!["--build", "a:b"], ids("other", 2)),
+        (vec!["--namespace", "a:b", "--build", "c"], ids("third", 4)),
+        (vec!["--namespace", "a", "--build", "b:c"], ids("fourth", 5)),
+    ];
+    for (n, (flags, tests)) in runs.into_iter().enumerate() {
+        let name = format!("w{n}");
+        let list = list_file(&scratch, &format!("{name}.txt"), &tests);
+        let mut args = replace_flag(
+            worker_args(&server, "unused", &name, std::path::Path::new(&list)),
+            "--build",
+            [flags[0].to_owned(), flags[1].to_owned()],
+        );
+        args.extend(flags[2..].iter().map(|flag| (*flag).to_owned()));
+        let out = Proc::spawn(&name, &scratch, &with_command(args)).wait(LONG);
+        assert_eq!(out.code, Some(0), "{flags:?}: {}", out.both());
+        let count = tests.len();
+        assert!(
+            out.stdout
+                .contains(&format!("{count} tests: {count} passed")),
+            "{flags:?}: {}",
+            out.both()
+        );
+    }
+    scratch.assert_each_ran_once(14);
+}
+
 /// Regression: w1 with t1..t10 and w2 with t1..t5 and x1..x5 in one build: w2 ran w1's tests,
 /// x1..x5 never ran, and every process said `10 tests: 10 passed`, exit 0.
 #[test]

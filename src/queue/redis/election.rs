@@ -45,6 +45,9 @@ pub struct Joined {
 const STAGE_BATCH_IDS: usize = 1000;
 const STAGE_BATCH_BYTES: usize = 1 << 20;
 
+/// Why a build whose `state` is absent while its results remain is lost.
+pub(super) const STATE_GONE_RESULTS_LEFT: &str = "its state key is gone while its results remain";
+
 enum Led {
     Committed,
     LostLock,
@@ -183,6 +186,9 @@ impl RedisQueue {
                     }
                 },
                 Elected::Aborted(abort) => return Err(QueueError::Aborted(abort)),
+                // Regression: a finished build that lost only its state was started again by
+                // a late worker, as a new generation.
+                Elected::Lost => return Err(self.state_lost(STATE_GONE_RESULTS_LEFT).await),
                 Elected::Wait(BuildState::Ready { generation }) => {
                     return Ok(self.joined(generation, false));
                 }

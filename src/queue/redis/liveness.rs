@@ -70,6 +70,7 @@ mod tests {
             joining: 0,
             timeout_ms: 30_000,
             nothing_to_retry: None,
+            existed: false,
         }
     }
 

@@ -4,7 +4,9 @@
 //!
 //! The report may start before any worker, so an absent state is only a dead leader once a
 //! leader has been seen. Once the build was ready, an absent or re-elected state means the
-//! build's state was lost, which is an error, never a green build. Every wait is bounded.
+//! build's state was lost, which is an error, never a green build; so does an absent state
+//! beside the build's results, which only a ready build records (a report started after the
+//! loss). Every wait is bounded.
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -18,7 +20,7 @@ use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
-use crate::queue::redis::election::write_abort;
+use crate::queue::redis::election::{STATE_GONE_RESULTS_LEFT, write_abort};
 use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::liveness::Liveness;
 use crate::queue::redis::scripts::abort::Rule;
@@ -205,6 +207,9 @@ async fn watch(
                 on_status(&Status::Filling {
                     leader: leader.clone(),
                 });
+            }
+            (BuildState::Absent, None) if seen.existed => {
+                return Err(QueueError::StateLost(STATE_GONE_RESULTS_LEFT.to_owned()));
             }
             (BuildState::Absent, None) => {
                 if dead_leaders.watching() {

@@ -1,7 +1,8 @@
 -- PROGRESS: everything the report polls, in one round trip, for the generation it follows.
 -- KEYS[1] state, KEYS[2] aborted, KEYS[3] workers, then the followed generation's KEYS[4] meta,
 -- KEYS[5] queue, KEYS[6] running, KEYS[7] processed (any names before a generation is known),
--- KEYS[8] joined, KEYS[9] nothing-to-retry. ARGV[1] the retry round the report follows ('' for
+-- KEYS[8] joined, KEYS[9] nothing-to-retry, then the build's KEYS[10] results and KEYS[11]
+-- mismatched. ARGV[1] the retry round the report follows ('' for
 -- none): once that round re-opened the generation, the sessions that left before it are the
 -- finished build's, not the round's, and are not counted.
 -- Replies JSON {state, abort, total (-1 before a commit, or once the meta is lost), queued,
@@ -9,7 +10,8 @@
 -- nothing_to_retry}: registered counts the sessions that joined (of the round), left those of
 -- them that said they left, alive those heard from within the heartbeat timeout, in server
 -- time, that did not leave, and joining the live ones not yet in `joined` (still comparing
--- their list with the build's).
+-- their list with the build's); existed is 1 when the state is absent while results or a
+-- mismatch remain, which only a committed generation records (the state was lost).
 local meta = redis.call('HMGET', KEYS[4], 'total', 'heartbeat-timeout-ms')
 local timeout = tonumber(meta[2] or '0')
 local since = 0
@@ -38,8 +40,11 @@ end
 -- The running set holds one '' entry besides the tests, once committed.
 local running = redis.call('ZCARD', KEYS[6])
 if running > 0 then running = running - 1 end
+local state = redis.call('GET', KEYS[1])
+local existed = 0
+if not state and redis.call('EXISTS', KEYS[10], KEYS[11]) > 0 then existed = 1 end
 return cjson.encode({
-  state = redis.call('GET', KEYS[1]) or '',
+  state = state or '',
   abort = redis.call('GET', KEYS[2]) or '',
   total = tonumber(meta[1] or '-1'),
   queued = redis.call('LLEN', KEYS[5]),
@@ -51,4 +56,5 @@ return cjson.encode({
   joining = joining,
   timeout = timeout,
   nothing_to_retry = redis.call('GET', KEYS[9]) or '',
+  existed = existed,
 })

@@ -41,6 +41,8 @@ pub(in crate::queue::redis) struct Seen {
     pub timeout_ms: u64,
     /// The earlier build this one re-ran the failures of, when it had none (`--retry-of`).
     pub nothing_to_retry: Option<String>,
+    /// The state is absent while the build's results remain: it was lost.
+    pub existed: bool,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +60,8 @@ struct Raw {
     #[serde(default)]
     timeout: u64,
     nothing_to_retry: String,
+    #[serde(default)]
+    existed: u8,
 }
 
 impl Step for Progress<'_> {
@@ -78,6 +82,8 @@ impl Step for Progress<'_> {
             generation.processed,
             self.keys.joined(),
             self.keys.nothing_to_retry(),
+            self.keys.results(),
+            self.keys.mismatched(),
         ]
     }
 
@@ -102,6 +108,7 @@ impl Step for Progress<'_> {
             joining: raw.joining,
             timeout_ms: raw.timeout,
             nothing_to_retry: (!raw.nothing_to_retry.is_empty()).then_some(raw.nothing_to_retry),
+            existed: raw.existed == 1,
         })
     }
 }
