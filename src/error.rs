@@ -11,7 +11,6 @@ use crate::quarantine::QuarantineError;
 use crate::queue::QueueError;
 use crate::report::output_file::OutputError;
 use crate::runner::RunnerError;
-use crate::timings::TimingsError;
 use crate::worker::WorkerError;
 
 /// An error that ends `ciq run` or `ciq report`.
@@ -29,10 +28,8 @@ pub enum Error {
     /// The runner cannot run tests at all.
     #[error(transparent)]
     Runner(#[from] RunnerError),
-    /// A timing file to write cannot be written (checked before the build).
-    #[error(transparent)]
-    Timings(#[from] TimingsError),
-    /// A report file to write (`--junit`, `--json`) cannot be written (checked before the build).
+    /// An output (`--junit`, `--json`, `--timings-out`, `--order-log`) cannot be written
+    /// (checked before the build).
     #[error(transparent)]
     Output(#[from] OutputError),
     /// The order log cannot be written or read.

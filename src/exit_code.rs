@@ -46,7 +46,6 @@ pub fn for_error(err: &Error) -> i32 {
         Error::Config(_)
         | Error::Discovery(_)
         | Error::Runner(_)
-        | Error::Timings(_)
         | Error::Output(_)
         | Error::Quarantine(_)
         | Error::OrderLog(_) => USAGE,
@@ -56,7 +55,10 @@ pub fn for_error(err: &Error) -> i32 {
 
 fn for_queue_error(err: &QueueError) -> i32 {
     match err {
-        QueueError::InvalidUrl { .. } | QueueError::LateListing { .. } => USAGE,
+        QueueError::InvalidUrl { .. }
+        | QueueError::NotACluster { .. }
+        | QueueError::LateListing { .. }
+        | QueueError::NotAGrind { .. } => USAGE,
         QueueError::LostLeader { .. } | QueueError::NoLeader { .. } => NO_LEADER,
         QueueError::Aborted(abort) => match abort.kind {
             AbortKind::BadInput => USAGE,
@@ -69,6 +71,7 @@ fn for_queue_error(err: &QueueError) -> i32 {
         | QueueError::Protocol(_)
         | QueueError::Permission { .. }
         | QueueError::OldRedis { .. }
+        | QueueError::OutOfMemory { .. }
         | QueueError::StateLost(_) => INFRASTRUCTURE,
         QueueError::ListMismatch { .. } => LIST_MISMATCH,
     }
@@ -87,6 +90,11 @@ mod tests {
         let code = |err: QueueError| for_error(&Error::Queue(err));
         assert_eq!(code(QueueError::LostLeader { attempts: 3 }), NO_LEADER);
         assert_eq!(code(QueueError::StateLost("x".into())), INFRASTRUCTURE);
+        assert_eq!(
+            code(QueueError::OutOfMemory { url: "u".into() }),
+            INFRASTRUCTURE
+        );
+        assert_eq!(code(QueueError::NotACluster { url: "u".into() }), USAGE);
         assert_eq!(
             code(QueueError::Permission {
                 url: "u".into(),
@@ -112,6 +120,7 @@ mod tests {
             }),
             USAGE
         );
+        assert_eq!(code(QueueError::NotAGrind { build: "b".into() }), USAGE);
         assert_eq!(
             code(QueueError::InvalidUrl {
                 url: "x".into(),

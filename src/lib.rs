@@ -9,6 +9,7 @@
 //! queue ([`queue`]: election and per-test scripts) -> worker loop ([`worker`]) -> runner
 //! ([`runner`], [`frameworks`]) -> result ([`outcome`]) -> report ([`report`]).
 
+pub mod ansi;
 pub mod batching;
 pub mod cli;
 pub mod config;

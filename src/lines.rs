@@ -1,6 +1,13 @@
 //! Line numbers for messages about text ciq reads from outside (test lists, JUnit reports,
 //! timing and quarantine files, list commands' output): an error about such text names the
-//! line at fault, so whoever wrote it can find it.
+//! line at fault, so whoever wrote it can find it. Every such file is read after
+//! [`strip_bom`].
+
+/// `bytes` without a UTF-8 byte order mark at its start: editors on Windows write one, and it
+/// would otherwise become part of the first line (a quarantined id that matches no test).
+pub fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
 
 /// The 1-based line holding byte `at` of `bytes` (the last line for a position past the end).
 pub fn line_at(bytes: &[u8], at: usize) -> usize {
@@ -48,6 +55,8 @@ mod tests {
         assert_eq!(line_at(b"a\nb\nc", 99), 3);
         assert_eq!(utf8(b"ok\nok\n\xff"), Err(3));
         assert_eq!(utf8(b"ok\n"), Ok("ok\n"));
+        assert_eq!(strip_bom(b"\xEF\xBB\xBFa\nb"), b"a\nb");
+        assert_eq!(strip_bom(b"a\xEF\xBB\xBF"), b"a\xEF\xBB\xBF");
         assert_eq!(one_line("a\r\n\u{1b}[31mb é"), "a\\r\\n\\u{1b}[31mb é");
     }
 }

@@ -4,9 +4,14 @@
 //! A test that fails only after some other test ran in the same process (a module global, a
 //! file, an environment variable left behind) fails by the luck of the queue; the order it ran
 //! in is the one thing needed to find the culprit, and a worker knows it only while it runs.
+//!
+//! Without `--order-log`, every run logs to a new file in a directory of ciq's own
+//! ([`default_dir`]) and keeps it only when a run it logged failed (the only case `ciq bisect`
+//! has a use for it), and that directory keeps its newest [`KEPT`] logs.
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +20,10 @@ use thiserror::Error;
 
 use crate::test_id::TestId;
 
+/// How many order logs the default directory keeps, the newest: older ones are removed when a
+/// run ends.
+pub const KEPT: usize = 20;
+
 /// An order log being written.
 #[derive(Debug)]
 pub struct OrderLog {
@@ -22,6 +31,10 @@ pub struct OrderLog {
     file: Mutex<File>,
     /// Whether a failed write was warned about already.
     warned: AtomicBool,
+    /// Whether a run logged here failed.
+    failed: AtomicBool,
+    /// Whether ciq chose the file: then it is kept only if a run failed.
+    default: bool,
 }
 
 /// Why an order log cannot be written or read.
@@ -46,40 +59,65 @@ pub enum OrderLogError {
     },
 }
 
+/// The directory of ciq's order logs: `$XDG_CACHE_HOME/ciq/order-logs`, else
+/// `$HOME/.cache/ciq/order-logs`, else `ciq-order-logs-<uid>` in the temporary directory.
+pub fn default_dir() -> PathBuf {
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .map(|cache| cache.join("ciq").join("order-logs"))
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("ciq-order-logs-{}", nix::unistd::getuid()))
+        })
+}
+
 impl OrderLog {
-    /// Creates (or empties) the log at `path`.
+    /// Creates (or empties) the log at `path`, which is kept whatever happens.
     pub fn create(path: &Path) -> Result<Self, OrderLogError> {
         let file = File::create(path).map_err(|source| OrderLogError::Io {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Self {
-            path: path.to_owned(),
-            file: Mutex::new(file),
-            warned: AtomicBool::new(false),
-        })
+        Ok(Self::new(path.to_owned(), file, false))
     }
 
-    /// The default log: a new file of its own in the temporary directory, under a name nobody
-    /// can guess (created only if it does not exist, so a link planted there is never
-    /// followed). `None`, with a warning, when the directory takes no file: the run goes on
-    /// without a log.
+    fn new(path: PathBuf, file: File, default: bool) -> Self {
+        Self {
+            path,
+            file: Mutex::new(file),
+            warned: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            default,
+        }
+    }
+
+    /// The default log: a new file in [`default_dir`], under a name nobody can guess (created
+    /// only if it does not exist, in a directory only this user can write, so a link planted
+    /// there is never followed). `None`, with a warning, when it cannot be created: the run
+    /// goes on without a log.
     pub fn create_default() -> Option<Self> {
-        let path =
-            std::env::temp_dir().join(format!("ciq-order-{}.log", uuid::Uuid::new_v4().simple()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => Some(Self {
-                path,
-                file: Mutex::new(file),
-                warned: AtomicBool::new(false),
-            }),
+        let dir = default_dir();
+        let path = dir.join(format!("ciq-order-{}.log", uuid::Uuid::new_v4().simple()));
+        let created = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| own_directory(&dir))
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+            });
+        match created {
+            Ok(file) => Some(Self::new(path, file, true)),
             Err(err) => {
                 crate::say!(
-                    "ciq: warning: no order log (for ciq bisect): cannot create `{}`: {err}",
+                    "ciq: warning: no order log (for ciq bisect): cannot create `{}`: {err} (name one with --order-log FILE)",
                     path.display()
                 );
                 None
@@ -108,6 +146,69 @@ impl OrderLog {
                 self.path.display()
             );
         }
+    }
+
+    /// Notes that a run logged here failed or errored: the log is worth keeping.
+    pub fn note_failure(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends the run's log: a default log without a failed run is removed, one with a failed
+    /// run is kept and named, and the default directory keeps its newest [`KEPT`] logs.
+    pub fn end(&self) {
+        if !self.default {
+            return;
+        }
+        if self.failed.load(Ordering::Relaxed) {
+            crate::say!(
+                "ciq: the order tests ran in is kept in `{}` for `ciq bisect --order-log {} --failing-test ID` (the newest {KEPT} such logs are kept)",
+                self.path.display(),
+                self.path.display()
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        if let Some(dir) = self.path.parent() {
+            prune(dir, KEPT);
+        }
+    }
+}
+
+/// Fails unless `dir` is a real directory (not a link) of this user that no one else can
+/// write: in a shared temporary directory, someone else may have made it first.
+fn own_directory(dir: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    let uid = nix::unistd::getuid().as_raw();
+    if meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` is not a directory of this user that only it can write",
+                dir.display()
+            ),
+        ))
+    }
+}
+
+/// Removes all but the newest `keep` order logs of `dir`.
+fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("ciq-order-") && name.ends_with(".log")
+        })
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .collect();
+    logs.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, old) in logs.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(old);
     }
 }
 
@@ -146,7 +247,9 @@ fn before_in(
     worker: Option<&str>,
 ) -> Result<Option<(String, Vec<TestId>)>, OrderLogError> {
     let mut runs: Vec<(String, TestId)> = Vec::new();
-    let lines: Vec<&[u8]> = bytes.split(|&byte| byte == b'\n').collect();
+    let lines: Vec<&[u8]> = crate::lines::strip_bom(bytes)
+        .split(|&byte| byte == b'\n')
+        .collect();
     for (index, line) in lines.iter().enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let parsed = std::str::from_utf8(line)
@@ -224,6 +327,11 @@ mod tests {
             before(&path, &t, None).unwrap(),
             Some(("w1".to_owned(), ids(&["a"])))
         );
+        std::fs::write(&path, b"\xEF\xBB\xBFw1\ta\nw1\tt\n").unwrap();
+        assert_eq!(
+            before(&path, &t, None).unwrap(),
+            Some(("w1".to_owned(), ids(&["a"])))
+        );
         std::fs::write(&path, b"w1\ta\xff\nw1\tt\n").unwrap();
         let err = before(&path, &t, None).unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
@@ -262,10 +370,11 @@ mod properties {
             .collect()
     }
 
-    /// Runs by up to three workers (any names without tabs or line breaks) of distinct tests.
+    /// Runs by up to three workers (any names without tabs or line breaks, not starting with a
+    /// byte order mark) of distinct tests.
     fn runs() -> impl Strategy<Value = Vec<(String, TestId)>> {
         (
-            prop::collection::vec("[^\\t\\n\\r]{1,10}", 1..4),
+            prop::collection::vec("[^\\t\\n\\r\u{feff}][^\\t\\n\\r]{0,9}", 1..4),
             distinct_test_ids(1..12),
             prop::collection::vec((any::<Index>(), any::<Index>()), 1..16),
         )

@@ -65,9 +65,11 @@ impl Quarantine {
 
     /// Reads the quarantine file `bytes` (from `path`) as [`Quarantine::read`] does.
     fn parse(bytes: &[u8], path: &Path) -> Result<Self, QuarantineError> {
-        let text = crate::lines::utf8(bytes).map_err(|line| QuarantineError::NotUtf8 {
-            path: path.to_owned(),
-            line,
+        let text = crate::lines::utf8(crate::lines::strip_bom(bytes)).map_err(|line| {
+            QuarantineError::NotUtf8 {
+                path: path.to_owned(),
+                line,
+            }
         })?;
         let mut ids = BTreeSet::new();
         for (index, line) in text.lines().enumerate() {
@@ -178,6 +180,14 @@ mod tests {
         assert!(err.ends_with("is not valid UTF-8 (line 2)"), "{err}");
         let err = Quarantine::read(&dir.path().join("none")).unwrap_err();
         assert!(err.to_string().contains("cannot read the quarantine file"));
+    }
+
+    /// Regression: a file saved with a byte order mark kept it in its first id, which then
+    /// matched no test.
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_id() {
+        let read = Quarantine::parse(b"\xEF\xBB\xBFnet/retry\n", Path::new("q.txt")).unwrap();
+        assert!(read.contains(&TestId::new("net/retry").unwrap()));
     }
 }
 

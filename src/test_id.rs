@@ -105,13 +105,16 @@ pub struct TestList {
 }
 
 impl TestList {
-    /// Parses one id per line. A final newline is fine; `\r\n` endings are accepted; a blank line
+    /// Parses one id per line. A final newline is fine; `\r\n` endings and a byte order mark are
+    /// accepted; a blank line
     /// anywhere else is an error, because it usually means a list-command printed something
     /// that is not a test id.
     pub fn parse(bytes: &[u8], source_name: &str) -> Result<Self, TestListError> {
-        let text = crate::lines::utf8(bytes).map_err(|line| TestListError::NotUtf8 {
-            source_name: source_name.to_owned(),
-            line,
+        let text = crate::lines::utf8(crate::lines::strip_bom(bytes)).map_err(|line| {
+            TestListError::NotUtf8 {
+                source_name: source_name.to_owned(),
+                line,
+            }
         })?;
         let body = text.strip_suffix('\n').unwrap_or(text);
         if body.is_empty() {
@@ -215,6 +218,14 @@ mod tests {
     fn ids_keep_spaces_brackets_and_unicode() -> Result<(), TestListError> {
         let list = parse("t.py::test[a b-é]\n".as_bytes())?;
         assert_eq!(list.ids[0].as_str(), "t.py::test[a b-é]");
+        Ok(())
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_id() -> Result<(), TestListError> {
+        let list = parse(b"\xEF\xBB\xBFa\r\nb\r\n")?;
+        let ids: Vec<_> = list.ids.iter().map(TestId::as_str).collect();
+        assert_eq!(ids, ["a", "b"]);
         Ok(())
     }
 

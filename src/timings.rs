@@ -7,27 +7,32 @@
 //! test, `<milliseconds><TAB><test id>`, under a `# ciq timings v1` header) or a JUnit XML report
 //! of an earlier run, whose `time` attributes are read by test id.
 
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::report::output_file::{self, OutputError};
 use crate::runner::junit;
 use crate::test_id::TestId;
 
 /// The first line of ciq's timing file.
 const HEADER: &str = "# ciq timings v1";
 
+/// Most bytes of a timing file read: far above any real suite's (a million tests with long
+/// ids take about 100 MiB). A file past it (or `/dev/zero`) is read this far, with a warning.
+pub const MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Most lines of ciq's timing file read: ten times a million-test suite's.
+pub const MAX_LINES: usize = 10_000_000;
+
 /// Why a timing file could not be used.
 #[derive(Debug, Error)]
 pub enum TimingsError {
-    /// It could not be read or written.
-    #[error("cannot {action} timing file `{path}`")]
+    /// It could not be read.
+    #[error("cannot read timing file `{path}`")]
     Io {
-        /// `read` or `write`.
-        action: &'static str,
         /// The file.
         path: PathBuf,
         /// The cause.
@@ -53,13 +58,39 @@ pub enum TimingsError {
         #[source]
         source: junit::JunitError,
     },
+    /// It is a JUnit report too big to read.
+    #[error(
+        "timing file `{path}` is a JUnit report over {} MiB, more than ciq reads",
+        MAX_BYTES / 1024 / 1024
+    )]
+    JunitTooBig {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// Durations of tests, from a timing file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timings {
     estimates: HashMap<TestId, Duration>,
+    /// Whether the file went on past [`MAX_BYTES`] or [`MAX_LINES`], unread.
+    cut: bool,
 }
+
+/// How much of a timing file is read.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    bytes: u64,
+    lines: usize,
+}
+
+const BOUNDS: Bounds = Bounds {
+    bytes: MAX_BYTES,
+    lines: MAX_LINES,
+};
+
+/// The longest line of ciq's timing file: a duration, a tab and the longest test id.
+const MAX_LINE: usize = crate::test_id::MAX_TEST_ID_BYTES + 32;
 
 impl Timings {
     /// How many tests have one.
@@ -82,47 +113,113 @@ impl Timings {
         self.estimates
     }
 
-    /// Reads a timing file: ciq's own, or JUnit XML (by the test ids in `ids`, which JUnit
-    /// names in its own ways).
+    /// Reads the durations of `ids` from a timing file: ciq's own, or JUnit XML (which names
+    /// them in its own ways). Only the tests of `ids` are kept, and at most [`MAX_BYTES`] and
+    /// [`MAX_LINES`] are read, so a huge file (or `/dev/zero`) costs no memory for what it
+    /// holds beyond the suite.
     pub fn read(path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
-        let bytes = std::fs::read(path).map_err(|source| TimingsError::Io {
-            action: "read",
+        let file = std::fs::File::open(path).map_err(|source| TimingsError::Io {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&bytes, path, ids)
+        Self::parse(
+            std::io::BufReader::with_capacity(64 * 1024, file),
+            path,
+            ids,
+            BOUNDS,
+        )
     }
 
-    /// Reads the timing file `bytes` (from `path`) as [`Timings::read`] does.
-    fn parse(bytes: &[u8], path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
+    /// Reads the timing file `reader` (from `path`) as [`Timings::read`] does, within `bounds`.
+    fn parse(
+        reader: impl BufRead,
+        path: &Path,
+        ids: &[TestId],
+        bounds: Bounds,
+    ) -> Result<Self, TimingsError> {
         let malformed = |line: usize, reason: &str| TimingsError::Malformed {
             path: path.to_owned(),
             line,
             reason: reason.to_owned(),
         };
-        let text = crate::lines::utf8(bytes).map_err(|line| malformed(line, "not valid UTF-8"))?;
-        if text.trim_start().starts_with('<') {
-            return Self::from_junit(text, path, ids);
-        }
-        let mut estimates = HashMap::new();
-        for (at, line) in text.lines().enumerate() {
-            if line.starts_with('#') || line.trim().is_empty() {
+        let io = |source| TimingsError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let wanted: HashSet<&str> = ids.iter().map(TestId::as_str).collect();
+        // One byte past the bound tells a file that ends there from one that goes on.
+        let mut reader = reader.take(bounds.bytes.saturating_add(1));
+        let mut timings = Self::default();
+        let mut line = Vec::new();
+        let mut at = 0;
+        let mut content = false;
+        loop {
+            line.clear();
+            let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX) + 2;
+            if (&mut reader)
+                .take(limit)
+                .read_until(b'\n', &mut line)
+                .map_err(io)?
+                == 0
+            {
+                break;
+            }
+            at += 1;
+            let bytes = if at == 1 {
+                crate::lines::strip_bom(&line)
+            } else {
+                &line[..]
+            };
+            if !content && bytes.trim_ascii_start().starts_with(b"<") {
+                // A JUnit report: one document, read whole (within the bound).
+                let mut xml = b"\n".repeat(at - 1);
+                xml.extend_from_slice(bytes);
+                reader.read_to_end(&mut xml).map_err(io)?;
+                if reader.limit() == 0 {
+                    return Err(TimingsError::JunitTooBig {
+                        path: path.to_owned(),
+                    });
+                }
+                return Self::from_junit(&xml, path, ids);
+            }
+            if reader.limit() == 0 || at > bounds.lines {
+                // A bound cut this line: it and the rest stay unread.
+                timings.cut = true;
+                break;
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| malformed(at, "not valid UTF-8"))?;
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            if text.len() > MAX_LINE {
+                return Err(malformed(
+                    at,
+                    &format!("longer than {MAX_LINE} bytes: not `<milliseconds><TAB><test id>`"),
+                ));
+            }
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if text.trim().is_empty() {
                 continue;
             }
-            let (millis, id) = line
+            content = true;
+            if text.starts_with('#') {
+                continue;
+            }
+            let (millis, id) = text
                 .split_once('\t')
-                .ok_or_else(|| malformed(at + 1, "expected `<milliseconds><TAB><test id>`"))?;
-            let millis: u64 = millis.trim().parse().map_err(|_| {
-                malformed(at + 1, "the duration is not a whole number of milliseconds")
-            })?;
-            let id = TestId::new(id).map_err(|err| malformed(at + 1, &format!("test id {err}")))?;
-            estimates.insert(id, Duration::from_millis(millis));
+                .ok_or_else(|| malformed(at, "expected `<milliseconds><TAB><test id>`"))?;
+            let millis: u64 = millis
+                .trim()
+                .parse()
+                .map_err(|_| malformed(at, "the duration is not a whole number of milliseconds"))?;
+            let id = TestId::new(id).map_err(|err| malformed(at, &format!("test id {err}")))?;
+            if wanted.contains(id.as_str()) {
+                timings.estimates.insert(id, Duration::from_millis(millis));
+            }
         }
-        Ok(Self { estimates })
+        Ok(timings)
     }
 
-    fn from_junit(xml: &str, path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
-        let cases = junit::parse(xml).map_err(|source| TimingsError::Junit {
+    fn from_junit(xml: &[u8], path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
+        let cases = junit::parse_bytes(xml).map_err(|source| TimingsError::Junit {
             path: path.to_owned(),
             source,
         })?;
@@ -130,7 +227,10 @@ impl Timings {
             .iter()
             .filter_map(|id| Some((id.clone(), cases.find(id.as_str())?.duration?)))
             .collect();
-        Ok(Self { estimates })
+        Ok(Self {
+            estimates,
+            cut: false,
+        })
     }
 }
 
@@ -162,13 +262,21 @@ impl Scheduling {
         let Some(path) = &self.timings_file else {
             return Timings::default();
         };
-        Timings::read(path, ids).unwrap_or_else(|err| {
+        let timings = Timings::read(path, ids).unwrap_or_else(|err| {
             crate::say!(
                 "ciq: warning: {}; tests are ordered without it",
                 crate::human::error_chain(&err)
             );
             Timings::default()
-        })
+        });
+        if timings.cut {
+            crate::say!(
+                "ciq: warning: timing file `{}` goes on past {} MiB or {MAX_LINES} lines, the most ciq reads; the tests after that are ordered without it",
+                path.display(),
+                MAX_BYTES / 1024 / 1024
+            );
+        }
+        timings
     }
 
     /// `ids` longest estimated first, by `stored` estimates filled in from the timing `file`;
@@ -319,40 +427,13 @@ pub fn worst(mut slower: Vec<Slower>, most: usize) -> Vec<Slower> {
     slower
 }
 
-/// Checks that a timing file can be written at `path` before a build's worth of waiting,
-/// without touching what it holds (it may be the `--timings` being read).
-pub fn check_writable(path: &Path) -> Result<(), TimingsError> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map(drop)
-        .map_err(|source| TimingsError::Io {
-            action: "write",
-            path: path.to_owned(),
-            source,
-        })
-}
-
-/// Writes ciq's timing file at `path`: one line per test of `durations`. It is written beside
-/// and renamed into place, so a reader never sees half a file and a failed write keeps the old.
+/// Writes ciq's timing file at `path`: one line per test of `durations`, as every output is
+/// written ([`OutputFile`](output_file::OutputFile)): never half a file, and a failed write keeps the old one.
 pub fn write(
     path: &Path,
     durations: impl IntoIterator<Item = (TestId, Duration)>,
-) -> Result<(), TimingsError> {
-    let io = |source| TimingsError::Io {
-        action: "write",
-        path: path.to_owned(),
-        source,
-    };
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let mut file = std::fs::File::create(&partial).map_err(io)?;
-    file.write_all(render(durations).as_bytes()).map_err(io)?;
-    file.flush().map_err(io)?;
-    drop(file);
-    std::fs::rename(&partial, path).map_err(io)
+) -> Result<(), OutputError> {
+    output_file::write(path, render(durations).as_bytes())
 }
 
 /// ciq's timing file of `durations`: the header, then `<milliseconds><TAB><test id>` lines.
@@ -469,9 +550,11 @@ mod tests {
             ],
         )
         .unwrap();
-        let read = Timings::read(&path, &[]).unwrap();
+        let read = Timings::read(&path, &[id("a b\tc"), id("t"), id("new")]).unwrap();
         assert_eq!(read.get(&id("a b\tc")), Some(Duration::from_millis(1500)));
         assert_eq!(read.len(), 2);
+        // Only the tests of the list are kept.
+        assert_eq!(Timings::read(&path, &[id("t")]).unwrap().len(), 1);
         let junit = dir.path().join("junit.xml");
         std::fs::write(
             &junit,
@@ -504,6 +587,73 @@ mod tests {
             err.ends_with("junit.xml`: malformed JUnit XML, line 3: a <testcase> has no name"),
             "{err}"
         );
+    }
+
+    fn parse(bytes: &[u8], ids: &[TestId], bytes_read: u64, lines: usize) -> Timings {
+        let bounds = Bounds {
+            bytes: bytes_read,
+            lines,
+        };
+        Timings::parse(bytes, Path::new("t.tsv"), ids, bounds).unwrap()
+    }
+
+    /// Regression: `--timings /dev/zero` read until memory ran out, and a huge file cost memory
+    /// in proportion. What is read is bounded; what was read before the bound is kept.
+    #[test]
+    fn what_is_read_is_bounded() {
+        let ids = [id("a"), id("b"), id("c")];
+        let text = b"# ciq timings v1\n5\ta\n6\tb\n7\tc\n";
+        let whole = parse(text, &ids, 1000, 1000);
+        assert_eq!((whole.len(), whole.cut), (3, false));
+        let lines = parse(text, &ids, 1000, 3);
+        assert_eq!((lines.len(), lines.cut), (2, true));
+        // Cut inside `7\tc`: that line is not read.
+        let bytes = parse(text, &ids, text.len() as u64 - 2, 1000);
+        assert_eq!((bytes.len(), bytes.cut), (2, true));
+        assert!(!parse(text, &ids, text.len() as u64, 1000).cut);
+        let zero = std::fs::File::open("/dev/zero").unwrap();
+        let err = Timings::parse(
+            std::io::BufReader::new(zero),
+            Path::new("/dev/zero"),
+            &ids,
+            BOUNDS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 1: longer than"), "{err}");
+        let junit = b"<testsuite><testcase name=\"a\" time=\"1\"/></testsuite>";
+        let err = Timings::parse(
+            &junit[..],
+            Path::new("j.xml"),
+            &ids,
+            Bounds {
+                bytes: 20,
+                lines: 9,
+            },
+        );
+        assert!(
+            matches!(err, Err(TimingsError::JunitTooBig { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_read() {
+        let ids = [id("a")];
+        let ours = parse(
+            b"\xEF\xBB\xBF# ciq timings v1\r\n5\ta\r\n",
+            &ids,
+            1000,
+            1000,
+        );
+        assert_eq!(ours.get(&id("a")), Some(Duration::from_millis(5)));
+        let junit = parse(
+            b"\xEF\xBB\xBF\n<testsuite><testcase name=\"a\" time=\"1\"/></testsuite>",
+            &ids,
+            1000,
+            1000,
+        );
+        assert_eq!(junit.get(&id("a")), Some(Duration::from_secs(1)));
     }
 }
 
@@ -544,13 +694,13 @@ mod properties {
         #[test]
         fn any_bytes_are_timings_or_an_error_naming_the_line(bytes in noisy_bytes()) {
             let lines = bytes.split(|&byte| byte == b'\n').count();
-            match Timings::parse(&bytes, path(), &[]) {
+            match Timings::parse(&bytes[..], path(), &[], BOUNDS) {
                 Ok(_) => {}
                 Err(TimingsError::Malformed { line, .. }) => {
                     prop_assert!((1..=lines).contains(&line), "line {line} of {lines}");
                 }
                 Err(err @ TimingsError::Junit { .. }) => prop_assert!(bytes.trim_ascii_start().starts_with(b"<"), "{err}"),
-                Err(err @ TimingsError::Io { .. }) => prop_assert!(false, "{err}"),
+                Err(err @ (TimingsError::Io { .. } | TimingsError::JunitTooBig { .. })) => prop_assert!(false, "{err}"),
             }
         }
 
@@ -569,7 +719,8 @@ mod properties {
                     Ok((id, Duration::from_millis(ms) + Duration::from_nanos(ns.into())))
                 })
                 .collect::<Result<_, TestCaseError>>()?;
-            let read = Timings::parse(render(durations.clone()).as_bytes(), path(), &[])
+            let ids: Vec<TestId> = durations.iter().map(|(id, _)| id.clone()).collect();
+            let read = Timings::parse(render(durations.clone()).as_bytes(), path(), &ids, BOUNDS)
                 .map_err(|err| TestCaseError::fail(err.to_string()))?;
             prop_assert_eq!(read.len(), durations.len());
             for (id, duration) in &durations {
@@ -593,7 +744,7 @@ mod properties {
             // After the header, before the empty "line" after the final newline.
             let at = 1 + at.index(lines.len() - 1);
             lines.insert(at, &bad);
-            match Timings::parse(&lines.join(&b'\n'), path(), &[]) {
+            match Timings::parse(&lines.join(&b'\n')[..], path(), &[], BOUNDS) {
                 Err(TimingsError::Malformed { line, .. }) => prop_assert_eq!(line, at + 1),
                 other => prop_assert!(false, "{other:?}"),
             }

@@ -124,6 +124,7 @@ pub async fn run<Q: Queue, R: Runner>(
     let mut kept = Kept {
         measured: HashMap::new(),
         decided: decided.is_some().then(Vec::new),
+        order_log: options.order_log.clone(),
     };
     let failing = AtomicBool::new(false);
     let watch = Watch {
@@ -568,11 +569,13 @@ async fn run_alone<R: Runner>(
     Ok(results)
 }
 
-/// What a worker keeps of its runs: each test's time (for later builds), and, for
-/// `ciq run --junit`, the tests whose final outcome it recorded.
+/// What a worker keeps of its runs: each test's time (for later builds), for
+/// `ciq run --junit` the tests whose final outcome it recorded, and in its order log whether
+/// a run failed.
 struct Kept {
     measured: HashMap<TestId, Duration>,
     decided: Option<Vec<TestRecord>>,
+    order_log: Option<Arc<OrderLog>>,
 }
 
 /// Acknowledges `acks` (printing a line for each) and asks for what `want` says; also says
@@ -600,6 +603,13 @@ async fn acknowledge<Q: Queue>(
             .filter(|ack| ack.result.is_own_run())
             .map(|ack| (ack.result.id.clone(), ack.result.duration)),
     );
+    if let Some(log) = &kept.order_log
+        && acks
+            .iter()
+            .any(|ack| matches!(ack.result.outcome, Outcome::Failed | Outcome::Errored))
+    {
+        log.note_failure();
+    }
     let reply = queue.ack(acks, want).await?;
     let mut failed = false;
     for (id, recorded) in &reply.recorded {

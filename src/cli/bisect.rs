@@ -20,6 +20,7 @@ use crate::config::{ConfigError, RunConfig};
 use crate::exit_code;
 use crate::order_log;
 use crate::outcome::Outcome;
+use crate::report::output_file;
 use crate::runner::{Feed, Runner};
 use crate::test_id::TestId;
 
@@ -102,8 +103,8 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
         .chain([&failing])
         .map(|id| format!("{worker}\t{id}\n"))
         .collect();
-    if let Err(err) = std::fs::write(&minimal, lines) {
-        crate::say!("ciq bisect: cannot write `{}`: {err}", minimal.display());
+    if let Err(err) = output_file::write(&minimal, lines.as_bytes()) {
+        crate::say!("ciq bisect: {}", crate::human::error_chain(&err));
     }
     println!(
         "ciq bisect: `{failing}` fails after {} (found in {trials} trials; confirmed: it failed {CONFIRMATIONS} runs of {CONFIRMATIONS} after {}, and passed {CONFIRMATIONS} of {CONFIRMATIONS} alone):",

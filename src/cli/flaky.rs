@@ -8,6 +8,7 @@ use crate::queue::redis::history::History;
 
 pub async fn flaky(args: FlakyArgs) -> Result<i32, Failed> {
     connection::client(&args.queue)?;
+    crate::config::namespace(&args.namespace)?;
     let conn = RedisConn::open(&args.queue, args.redis_timeout).await?;
     let (builds, ranked) = History::new(&conn, &args.namespace).ranked().await?;
     let namespace = if args.namespace.is_empty() {

@@ -20,15 +20,15 @@ use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::history::{self, History};
 use crate::queue::redis::supervisor::{
-    Ending, ReportSettings, Status, each_recorded, measured, supervise,
+    Ending, Measured, ReportSettings, Status, Until, each_recorded, settle, supervise,
 };
-use crate::queue::redis::{RetryRound, Retrying, reopen_for_report};
+use crate::queue::redis::{Retrying, reopen_for_report};
 use crate::report::Summary;
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
 use crate::report::junit::JunitReport;
-use crate::report::output_file::{OutputError, OutputFile};
-use crate::timings;
+use crate::report::output_file::{self, OutputError, Planned};
+use crate::test_id::TestId;
 
 pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
@@ -45,20 +45,24 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
         min_pass_rate: args.grind_min_pass_rate,
         max_p95: args.grind_max_p95,
     });
-    let round = match (&args.retry, &ids.retry) {
-        (Some(round), _) | (None, Some(RetryRound::Named(round))) => Some(round.clone()),
-        _ => None,
-    };
     let mut settings = report_settings(args, &ids)?;
     // A path that cannot be written is found now, not after a build's worth of waiting.
-    if let Some(path) = &timings_out {
-        timings::check_writable(path)?;
-    }
-    for path in junit_out.iter().chain(&json_out) {
-        OutputFile::check(path)?;
-    }
-    if let Some(round) = &round {
-        let reopened = reopen_for_report(&settings, round).await.map_err(|err| {
+    let planned: Vec<Planned<'_>> = [
+        ("--junit (CIQ_REPORT_JUNIT)", &junit_out),
+        ("--json (CIQ_REPORT_JSON)", &json_out),
+        ("--timings-out (CIQ_TIMINGS_OUT)", &timings_out),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| {
+        Some(Planned {
+            flag,
+            path: path.as_deref()?,
+        })
+    })
+    .collect();
+    output_file::check(&planned)?;
+    if let Some(round) = settings.retry_round.clone() {
+        let reopened = reopen_for_report(&settings, &round).await.map_err(|err| {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
         })?;
         match reopened {
@@ -72,6 +76,7 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
                     settings.build
                 );
                 settings.build = fresh;
+                settings.retry_round = None;
             }
             _ => {}
         }
@@ -83,13 +88,111 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
         })?;
     summary.quarantine(&quarantine);
-    // A grind's copies are not builds of the suite: its history would count them as tests.
+    // A grind's copies are not builds of the suite, nor is a build of no test: the history
+    // would count them as builds where every test kept quiet.
     if grind.is_none()
+        && !matches!(ending, Ending::NothingToRetry { .. })
         && let Err(err) = with_history(&settings, &mut summary, &quarantine).await
     {
         crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
     }
     progress.finish();
+    say_why_it_ended(&ending, &settings, &summary);
+    let outputs = Outputs {
+        timings: timings_out.as_deref(),
+        junit: junit_out.as_deref(),
+        json: json_out.as_deref(),
+    };
+    // The verdict's last input: a worker still comparing its list with the build's. A report
+    // that timed out does not wait for workers still running.
+    let mut generation = None;
+    let mut slower = Vec::new();
+    if ending != Ending::TimedOut {
+        let joined = settle(&settings, Until::Joined, false, |workers, at_most| {
+            crate::say!(
+                "ciq report: waiting (at most {}) for {workers} worker(s) still comparing their test list with the build's: another list makes the build red",
+                crate::human::duration(at_most)
+            );
+        })
+        .await;
+        match joined {
+            Ok(measured) => {
+                for line in measured.mismatches {
+                    if !summary.mismatches.contains(&line) {
+                        summary.mismatches.push(line);
+                    }
+                }
+                generation = measured.generation;
+                slower = measured.slower;
+            }
+            Err(err) => crate::say!(
+                "ciq report: warning: cannot read what the workers recorded after the build: {err}"
+            ),
+        }
+    }
+    if let Some(limits) = &grind {
+        // A grind's verdict is its pass rates and duration percentiles: it waits for the
+        // durations the workers write as they leave.
+        let measured = measured(&settings, &outputs, "the grind's percentiles").await;
+        let generation = measured
+            .as_ref()
+            .and_then(|m| m.generation.clone())
+            .or(generation);
+        let (code, verdict) = match &generation {
+            Some(generation) => grind_report(&settings, generation, limits, &summary).await?,
+            None => (
+                exit_code::TESTS_NOT_RUN,
+                "grind verdict: incomplete (the build's queue was never filled)".to_owned(),
+            ),
+        };
+        if let (Some(measured), Some(generation)) = (measured, &generation) {
+            super::show_slower(measured.slower);
+            write_measured(
+                &settings,
+                &summary,
+                &outputs,
+                measured.durations,
+                generation,
+            )
+            .await;
+        }
+        publish(&settings, &summary, &outputs).await;
+        super::print_last(&summary.render_ending(&verdict));
+        return Ok(code);
+    }
+    let code = exit_code::for_verdict(summary.verdict());
+    // The verdict is known: it is printed now, and the report waits only for what an output
+    // still needs from the workers.
+    if !outputs.need_workers() {
+        super::show_slower(slower);
+    }
+    publish(&settings, &summary, &outputs).await;
+    super::print_last(&summary.render());
+    if outputs.need_workers()
+        && let Some(measured) = measured(&settings, &outputs, &outputs.needing()).await
+    {
+        super::show_slower(measured.slower);
+        match measured.generation.or(generation) {
+            Some(generation) => {
+                write_measured(
+                    &settings,
+                    &summary,
+                    &outputs,
+                    measured.durations,
+                    &generation,
+                )
+                .await;
+            }
+            None => crate::say!(
+                "ciq report: warning: no timing file or JUnit or JSON report: the build's queue was never filled"
+            ),
+        }
+    }
+    Ok(code)
+}
+
+/// Says why the report stopped waiting, when the queue did not simply drain.
+fn say_why_it_ended(ending: &Ending, settings: &ReportSettings, summary: &Summary) {
     match ending {
         Ending::Drained => {}
         Ending::WorkersGone => crate::say!(
@@ -101,59 +204,116 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
             crate::human::duration(settings.report_timeout),
             summary.not_run_count
         ),
+        Ending::NothingToRetry { of } => crate::say!(
+            "ciq report: build `{}` re-runs the failed tests of build `{of}`, which had none: its workers had nothing to retry",
+            settings.build
+        ),
+        Ending::Kept { tests, came } => crate::say!(
+            "ciq report: {} retry `{}` of build `{}`: its {tests} re-opened test(s) keep the outcome they had before it",
+            if *came {
+                "the jobs left without re-running anything of"
+            } else {
+                "no retried job came (within a heartbeat timeout) to"
+            },
+            settings.retry_round.as_deref().unwrap_or_default(),
+            settings.build
+        ),
     }
-    // Workers write what they measured as they leave; a report that timed out does not wait
-    // for them unless it must write their durations.
-    let outputs = junit_out.is_some() || json_out.is_some();
-    let mut grind_code = None;
-    if ending != Ending::TimedOut || timings_out.is_some() || outputs || grind.is_some() {
-        match measured(&settings, timings_out.is_some()).await {
-            Ok(measured) => {
-                for line in measured.mismatches {
-                    if !summary.mismatches.contains(&line) {
-                        summary.mismatches.push(line);
-                    }
-                }
-                super::show_slower(measured.slower);
-                if let Some(path) = &timings_out {
-                    super::write_timings(path, measured.durations);
-                }
-                if let (Some(limits), Some(generation)) = (&grind, &measured.generation) {
-                    grind_code = Some(grind_report(&settings, generation, limits, &summary).await?);
-                }
-                match (outputs, &measured.generation) {
-                    (true, Some(generation)) => {
-                        write_outputs(
-                            &settings,
-                            generation,
-                            &summary,
-                            junit_out.as_deref(),
-                            json_out.as_deref(),
-                        )
-                        .await;
-                    }
-                    (true, None) => crate::say!(
-                        "ciq report: warning: no JUnit or JSON report: the build's queue was never filled"
-                    ),
-                    (false, _) => {}
-                }
-            }
-            Err(err) => crate::say!(
+}
+
+/// The files the report writes.
+struct Outputs<'a> {
+    timings: Option<&'a Path>,
+    junit: Option<&'a Path>,
+    json: Option<&'a Path>,
+}
+
+impl Outputs<'_> {
+    /// Whether an output needs what the workers write as they leave: every one holds the
+    /// durations they measured.
+    fn need_workers(&self) -> bool {
+        self.timings.is_some() || self.junit.is_some() || self.json.is_some()
+    }
+
+    /// The outputs that need the workers' durations, for the line that says what the report
+    /// waits for.
+    fn needing(&self) -> String {
+        let flags: Vec<&str> = [
+            (self.timings, "--timings-out"),
+            (self.junit, "--junit"),
+            (self.json, "--json"),
+        ]
+        .into_iter()
+        .filter_map(|(path, flag)| path.map(|_| flag))
+        .collect();
+        flags.join(", ")
+    }
+}
+
+/// What the workers wrote once every live one left (at most a heartbeat timeout), saying first
+/// what it waits for and why (`for_what`); `None`, after a warning, when it cannot be read.
+async fn measured(
+    settings: &ReportSettings,
+    outputs: &Outputs<'_>,
+    for_what: &str,
+) -> Option<Measured> {
+    let left = settle(
+        settings,
+        Until::Left,
+        outputs.timings.is_some(),
+        |workers, at_most| {
+            crate::say!(
+                "ciq report: waiting (at most {}) for {workers} live worker(s) to leave and write the durations they measured, for {for_what}",
+                crate::human::duration(at_most)
+            );
+        },
+    )
+    .await;
+    match left {
+        Ok(measured) => Some(measured),
+        Err(err) => {
+            crate::say!(
                 "ciq report: warning: cannot read what the workers measured{}: {err}",
-                if timings_out.is_some() || outputs {
+                if outputs.need_workers() {
                     ", no timing file or JUnit or JSON report written"
                 } else {
                     ""
                 }
-            ),
+            );
+            None
         }
     }
-    ci_pages::publish(&summary, &settings.build, &settings.namespace, |name| {
-        std::env::var(name).ok()
-    })
+}
+
+/// Writes the outputs asked for: the timing file from `durations`, the JUnit and JSON reports
+/// from `generation`'s records.
+async fn write_measured(
+    settings: &ReportSettings,
+    summary: &Summary,
+    outputs: &Outputs<'_>,
+    durations: Vec<(TestId, Duration)>,
+    generation: &str,
+) {
+    if let Some(path) = outputs.timings {
+        super::write_timings(path, durations);
+    }
+    if outputs.junit.is_some() || outputs.json.is_some() {
+        write_outputs(settings, generation, summary, outputs.junit, outputs.json).await;
+    }
+}
+
+/// Puts the summary on the CI's page, naming the report's files for what a capped page leaves
+/// out.
+async fn publish(settings: &ReportSettings, summary: &Summary, outputs: &Outputs<'_>) {
+    let files: Vec<&Path> = outputs.junit.iter().chain(&outputs.json).copied().collect();
+    ci_pages::publish(
+        summary,
+        &settings.build,
+        &settings.namespace,
+        &files,
+        |name| std::env::var(name).ok(),
+    )
     .await;
-    super::print_last(&summary.render());
-    Ok(grind_code.unwrap_or_else(|| exit_code::for_verdict(summary.verdict())))
 }
 
 /// The limits a grind's tests must keep (`ciq report --grind`).
@@ -163,14 +323,15 @@ struct GrindLimits {
 }
 
 /// Prints each test's grind (pass rate, duration percentiles, a failing run's output) and
-/// returns the exit code: tests failed when one passed too rarely or ran too long at p95, else
-/// the build's own verdict for what it cannot forgive (tests not run, a foreign list).
+/// returns the exit code and the verdict line that says it: tests failed when one passed too
+/// rarely or ran too long at p95, else the build's own verdict for what it cannot forgive
+/// (tests not run, a foreign list). The grind's is the report's one verdict.
 async fn grind_report(
     settings: &ReportSettings,
     generation: &str,
     limits: &GrindLimits,
     summary: &Summary,
-) -> Result<i32, Failed> {
+) -> Result<(i32, String), Failed> {
     let mut records = Vec::new();
     each_recorded(settings, generation, |page| {
         records.extend(page);
@@ -215,24 +376,36 @@ async fn grind_report(
         }
     }
     Ok(if !failing.is_empty() {
-        println!(
-            "grind verdict: failed ({} of {} tests below --grind-min-pass-rate {} or above --grind-max-p95)",
-            failing.len(),
-            stats.len(),
-            limits.min_pass_rate
-        );
-        exit_code::TESTS_FAILED
+        (
+            exit_code::TESTS_FAILED,
+            format!(
+                "grind verdict: failed ({} of {} tests below --grind-min-pass-rate {} or above --grind-max-p95)",
+                failing.len(),
+                stats.len(),
+                limits.min_pass_rate
+            ),
+        )
     } else if !summary.mismatches.is_empty() {
-        exit_code::LIST_MISMATCH
+        (
+            exit_code::LIST_MISMATCH,
+            format!(
+                "grind verdict: {}",
+                crate::report::Verdict::ListMismatch.describe()
+            ),
+        )
     } else if summary.missing() > 0 {
-        println!(
-            "grind verdict: incomplete ({} run(s) never got an outcome)",
-            summary.missing()
-        );
-        exit_code::TESTS_NOT_RUN
+        (
+            exit_code::TESTS_NOT_RUN,
+            format!(
+                "grind verdict: incomplete ({} run(s) never got an outcome)",
+                summary.missing()
+            ),
+        )
     } else {
-        println!("grind verdict: green (every test kept the limits)");
-        exit_code::SUCCESS
+        (
+            exit_code::SUCCESS,
+            "grind verdict: green (every test kept the limits)".to_owned(),
+        )
     })
 }
 
@@ -279,10 +452,8 @@ async fn write_outputs(
         }
         anyhow::Ok(())
     };
+    // What was written of a report that failed half-way went with its writer.
     if let Err(err) = written.await {
-        for path in junit_path.into_iter().chain(json_path) {
-            OutputFile::discard(path);
-        }
         crate::say!("ciq report: warning: {err:#}");
     }
 }

@@ -18,11 +18,11 @@ use crate::grind::{GrindRunner, GrindSource};
 use crate::order_log::OrderLog;
 use crate::outcome::TestResult;
 use crate::quarantine::{Checked, Quarantine};
-use crate::queue::QueueError;
 use crate::queue::local::{LocalQueue, LocalTiming};
 use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
+use crate::queue::{Queue as _, QueueError};
 use crate::report::junit::JunitReport;
-use crate::report::output_file::OutputFile;
+use crate::report::output_file::{self, Planned};
 use crate::report::{Summary, TestRecord};
 use crate::runner::command::CommandRunner;
 use crate::runner::persistent::{Hints, PersistentRunner};
@@ -42,23 +42,42 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
     let grind = args.grind;
     let order_log = args.order_log.clone();
     let mut config = RunConfig::new(args, &ids)?;
+    // Found now, not after the build.
+    let outputs: Vec<Planned<'_>> = [
+        ("--junit (CIQ_RUN_JUNIT)", &config.junit),
+        ("--timings-out (CIQ_LOCAL_TIMINGS_OUT)", &config.timings_out),
+        ("--order-log (CIQ_ORDER_LOG)", &order_log),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| {
+        Some(Planned {
+            flag,
+            path: path.as_deref()?,
+        })
+    })
+    .collect();
+    output_file::check(&outputs)?;
     let order_log = match order_log {
         Some(path) => Some(OrderLog::create(&path)?),
         None => OrderLog::create_default(),
-    };
-    if let Some(log) = &order_log {
-        crate::say!(
-            "ciq: the order tests run in is logged to {} (for ciq bisect)",
-            log.path().display()
-        );
     }
-    config.worker.order_log = order_log.map(Arc::new);
+    .map(Arc::new);
+    config.worker.order_log = order_log.clone();
+    let ended = run_with(config, quarantine, grind).await;
+    if let Some(log) = order_log {
+        log.end();
+    }
+    ended
+}
+
+/// `ciq run` once its outputs are checked and its order log open.
+async fn run_with(
+    config: RunConfig,
+    quarantine: Option<Quarantine>,
+    grind: Option<u32>,
+) -> Result<i32, Failed> {
     if let Mode::Redis { settings, .. } = &config.mode {
         connection::client(&settings.url)?;
-    }
-    if let Some(path) = &config.junit {
-        // Found now, not after the build.
-        OutputFile::check(path)?;
     }
     let source = config.source.load()?;
     if let (Some(quarantine), Some(TestSource::List(list))) = (&quarantine, &source) {
@@ -129,7 +148,7 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                     }
                     FailedOf::Tests(None) => {
                         crate::say!("ciq: nothing to retry: no test of build `{earlier}` failed");
-                        return Ok(exit_code::SUCCESS);
+                        return nothing_to_retry(&queue, earlier).await;
                     }
                     FailedOf::Unknown => {
                         return Err(Failed::from(ConfigError::RetryOfUnknown(earlier.clone())));
@@ -168,16 +187,25 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
                 let (joined, _) = tokio::join!(joined, runner.prepare());
                 joined
             };
+            // A worker stopped or failed before it joined says it left (and a leader gives its
+            // lock up), so neither the others nor the report wait out its timeouts.
+            let resign = async || {
+                if let Err(err) = queue.resign().await {
+                    crate::say!("ciq: could not say worker `{worker}` left the build: {err}");
+                }
+            };
             tokio::select! {
                 joined = joining => {
-                    joined?;
+                    if let Err(err) = joined {
+                        // Saying so would only wait out --redis-timeout again.
+                        if !matches!(err, QueueError::Unreachable { .. }) {
+                            resign().await;
+                        }
+                        return Err(err.into());
+                    }
                 }
                 signal = &mut shutdown => {
-                    // A leader stopped while it lists gives its lock up, so the others need
-                    // not wait out its TTL.
-                    if let Err(err) = queue.resign().await {
-                        crate::say!("ciq: could not give up the setup lock: {err}");
-                    }
+                    resign().await;
                     return Ok(interrupted(signal, &worker));
                 }
             }
@@ -215,6 +243,24 @@ pub async fn run(args: RunArgs) -> Result<i32, Failed> {
             Ok(finish(end, &worker, &quarantine))
         }
     }
+}
+
+/// A build that re-runs the failed tests of build `earlier`, which had none, is a build of no
+/// test: its workers fill it with nothing (the report then ends at once, green, where it would
+/// wait for a leader), say why for the report, and leave with its verdict. The build is a real
+/// one: run again with another list, it is a list mismatch, never a green build of nothing.
+async fn nothing_to_retry(queue: &RedisQueue, earlier: &str) -> Result<i32, Failed> {
+    queue.record_nothing_to_retry(earlier).await?;
+    let none = TestList {
+        ids: Vec::new(),
+        duplicates: 0,
+        first_duplicate: None,
+    };
+    queue.join(&TestSource::List(none)).await?;
+    let summary = queue.summary().await?;
+    queue.release(&[]).await?;
+    super::print_last(&summary.render());
+    Ok(exit_code::for_verdict(summary.verdict()))
 }
 
 /// Before joining, a retried job re-opens its finished build's failed tests (or finds them
@@ -327,10 +373,6 @@ async fn run_local(
         list.ids.len(),
         if jobs == 1 { "" } else { "s" }
     );
-    if let Some(path) = &config.timings_out {
-        // A path that cannot be written is found before the tests run, not after.
-        timings::check_writable(path)?;
-    }
     let file = config.scheduling.read_file(&list.ids);
     let ordered = config
         .scheduling
@@ -397,7 +439,6 @@ fn write_junit(path: &std::path::Path, name: &str, summary: &Summary, records: &
             path.display()
         ),
         Err(err) => {
-            OutputFile::discard(path);
             crate::say!(
                 "ciq: warning: no JUnit report: {}",
                 crate::human::error_chain(&err)

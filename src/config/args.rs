@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::batching::BatchSize;
+use crate::config::floors::{self, at_least};
 use crate::human::parse_duration;
 use crate::time_limits::TestTimeout;
 
@@ -43,7 +44,7 @@ pub enum Command {
 
 const BISECT_EXAMPLES: &str = "\
 Examples:
-  ciq bisect --order-log /tmp/ciq-order-4242.log --failing-test tests/test_b.py::test_x pytest
+  ciq bisect --order-log ~/.cache/ciq/order-logs/ciq-order-4242.log --failing-test tests/test_b.py::test_x pytest
   ciq bisect --order-log order.log --failing-test t/42 --worker w3 -- ./run-test {}
 
 A culprit is named only once confirmed: the culprit(s) then the failing test fail 3 runs in a
@@ -79,10 +80,14 @@ pub struct FlakyArgs {
     /// How many tests to list.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
-    /// How long to keep retrying an unreachable Redis before failing.
-    #[arg(long, env = "CIQ_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    /// How long to wait out an outage of Redis before failing, in all (at least 1s).
+    #[arg(long, env = "CIQ_REDIS_TIMEOUT", default_value = "60s",
+          value_parser = at_least(floors::REDIS_TIMEOUT, REDIS_TIMEOUT_WHY))]
     pub redis_timeout: Duration,
 }
+
+/// Why `--redis-timeout` has a floor.
+const REDIS_TIMEOUT_WHY: &str = "a reply from a busy Redis must fit in it";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -99,22 +104,27 @@ Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader e
 /// Where the build lives.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build id, shared by every worker of one CI run [default: from the CI provider's
-    /// environment]
+    /// Build id, shared by every worker of one CI run, at most 256 bytes [default: from the CI
+    /// provider's environment]
     #[arg(long, env = "CIQ_BUILD")]
     pub build: Option<String>,
-    /// Namespace for the build's keys, when several suites share one build id.
+    /// Namespace for the build's keys, when several suites share one build id (at most 256
+    /// bytes).
     #[arg(long, env = "CIQ_NAMESPACE", default_value = "")]
     pub namespace: String,
-    /// How long to keep retrying an unreachable Redis before failing.
-    #[arg(long, env = "CIQ_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    /// How long to wait out an outage of Redis before failing (exit 5), in all: every request
+    /// of the process shares it, from the first that failed until Redis answers (at least 1s).
+    #[arg(long, env = "CIQ_REDIS_TIMEOUT", default_value = "60s",
+          value_parser = at_least(floors::REDIS_TIMEOUT, REDIS_TIMEOUT_WHY))]
     pub redis_timeout: Duration,
     /// Give up with "lost leader" once this many elected leaders died before filling the queue.
     #[arg(long, env = "CIQ_MAX_ELECTION_ATTEMPTS", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_election_attempts: u32,
-    /// Bound on the leader's test discovery, and on the report's wait for a leader.
-    #[arg(long, env = "CIQ_QUEUE_INIT_TIMEOUT", value_parser = parse_duration, default_value = "15m")]
+    /// Bound on the leader's test discovery, and on the report's wait for a leader (at least
+    /// 1s).
+    #[arg(long, env = "CIQ_QUEUE_INIT_TIMEOUT", default_value = "15m",
+          value_parser = at_least(floors::WAIT, "a leader must have time to list the tests"))]
     pub queue_init_timeout: Duration,
 }
 
@@ -143,7 +153,8 @@ pub struct RunArgs {
           default_missing_value = "1", requires = "queue")]
     pub retry: Option<String>,
     /// Run the failed tests of an earlier finished build (same --namespace) instead of listing
-    /// the suite: CircleCI's "rerun failed tests" starts a new workflow, so a new build id
+    /// the suite: CircleCI's "rerun failed tests" starts a new workflow, so a new build id. With
+    /// none failed, the new build is filled with no test: its report ends at once, green
     #[arg(long, env = "CIQ_RETRY_OF", value_name = "BUILD", requires = "queue",
           conflicts_with_all = ["retry", "tests", "list_command"])]
     pub retry_of: Option<String>,
@@ -157,7 +168,8 @@ pub struct RunArgs {
     /// Local workers, when no --queue is given [default: number of CPUs]
     #[arg(short = 'j', long, env = "CIQ_JOBS", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
-    /// Worker id, unique within the build [default: from the CI provider's environment]
+    /// Worker id, unique within the build, at most 256 bytes [default: from the CI provider's
+    /// environment]
     #[arg(long, env = "CIQ_WORKER")]
     pub worker: Option<String>,
     /// File with one test id per line (`-` for stdin).
@@ -191,8 +203,9 @@ pub struct RunArgs {
     #[arg(long, env = "CIQ_LOCAL_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
     /// Write a JUnit XML report to this file when done: in local mode the whole build; with
-    /// --queue the tests whose final outcome this worker recorded, so the files of all the
-    /// workers hold every test once (as a CI that merges its jobs' reports wants)
+    /// --queue the tests whose final outcome this worker recorded, each test in one worker's file
+    /// at most (as a CI that merges its jobs' reports wants; a worker killed with SIGKILL writes
+    /// none: `ciq report --junit` is the complete file)
     #[arg(long, env = "CIQ_RUN_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Grind: queue each test of the list N times across the build's workers (no retries, one
@@ -201,8 +214,9 @@ pub struct RunArgs {
           conflicts_with_all = ["retry", "retry_of"],
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub grind: Option<u32>,
-    /// Log the order this worker runs its tests in (for `ciq bisect`) to this file
-    /// [default: a file of its own in the temporary directory, whose path it prints]
+    /// Log the order this worker runs its tests in (for `ciq bisect`) to this file [default: a
+    /// new file in $XDG_CACHE_HOME/ciq/order-logs (~/.cache/ciq/order-logs), kept only when a
+    /// test run failed, and then named at the end; the directory keeps its newest 20]
     #[arg(long, env = "CIQ_ORDER_LOG", value_name = "FILE")]
     pub order_log: Option<PathBuf>,
     /// Test ids (one per line, `#` comment lines) whose failures do not make the build red: they
@@ -250,17 +264,26 @@ pub struct RunArgs {
     /// Fraction of the suite that may be retried in all (0.1 = one test in ten).
     #[arg(long, env = "CIQ_REQUEUE_TOLERANCE", default_value_t = 0.1, value_parser = tolerance)]
     pub requeue_tolerance: f64,
-    /// TTL of the leader's setup lock; it renews the lock every third of it.
-    #[arg(long, env = "CIQ_LOCK_TTL", value_parser = parse_duration, default_value = "30s")]
+    /// TTL of the leader's setup lock; it renews the lock every third of it (at least 500ms).
+    #[arg(long, env = "CIQ_LOCK_TTL", default_value = "30s",
+          value_parser = at_least(floors::LOCK_TTL,
+              "the leader renews its lock every third of it, and a shorter lock lapses while a renewal is on its way"))]
     pub lock_ttl: Duration,
-    /// How often a worker tells Redis it is alive.
-    #[arg(long, env = "CIQ_HEARTBEAT_INTERVAL", value_parser = parse_duration, default_value = "5s")]
+    /// How often a worker tells Redis it is alive (at least 100ms, at most half of
+    /// --heartbeat-timeout and of --redis-ttl).
+    #[arg(long, env = "CIQ_HEARTBEAT_INTERVAL", default_value = "5s",
+          value_parser = at_least(floors::HEARTBEAT_INTERVAL, "each heartbeat is a Redis call"))]
     pub heartbeat_interval: Duration,
-    /// How long a silent worker keeps its tests before another takes them over.
-    #[arg(long, env = "CIQ_HEARTBEAT_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    /// How long a silent worker keeps its tests before another takes them over (at least 1s).
+    #[arg(long, env = "CIQ_HEARTBEAT_TIMEOUT", default_value = "30s",
+          value_parser = at_least(floors::HEARTBEAT_TIMEOUT,
+              "a live worker's heartbeats must reach Redis several times within it"))]
     pub heartbeat_timeout: Duration,
-    /// TTL of every key of the build.
-    #[arg(long, env = "CIQ_REDIS_TTL", value_parser = parse_duration, default_value = "8h")]
+    /// TTL of every key of the build, from when it stops working (at least 1s, and twice
+    /// --heartbeat-interval: a working build's calls refresh it).
+    #[arg(long, env = "CIQ_REDIS_TTL", default_value = "8h",
+          value_parser = at_least(floors::REDIS_TTL,
+              "a working build's keys must outlive the gaps between the calls that refresh them"))]
     pub redis_ttl: Duration,
     /// Where the build lives.
     #[command(flatten)]
@@ -312,11 +335,13 @@ pub struct ReportArgs {
     /// Where the build lives.
     #[command(flatten)]
     pub build: BuildArgs,
-    /// How long to wait for the queue to drain, from the report's start.
-    #[arg(long, env = "CIQ_REPORT_TIMEOUT", value_parser = parse_duration, default_value = "2h")]
+    /// How long to wait for the queue to drain, from the report's start (at least 1s).
+    #[arg(long, env = "CIQ_REPORT_TIMEOUT", default_value = "2h",
+          value_parser = at_least(floors::WAIT, "the report must have time to read the build"))]
     pub report_timeout: Duration,
     /// The build is a grind (`ciq run --grind N`): report each test's pass rate and duration
-    /// percentiles (p50, p95, max), and exit by --grind-min-pass-rate and --grind-max-p95
+    /// percentiles (p50, p95, max), and exit by --grind-min-pass-rate and --grind-max-p95, the
+    /// report's one verdict. A build that is not a grind is refused (exit 2)
     #[arg(long, env = "CIQ_REPORT_GRIND")]
     pub grind: bool,
     /// With --grind: the build fails when a test passed fewer than this share of its runs
@@ -327,19 +352,22 @@ pub struct ReportArgs {
     #[arg(long, env = "CIQ_GRIND_MAX_P95", value_parser = parse_duration, requires = "grind")]
     pub grind_max_p95: Option<Duration>,
     /// The report of a retry (as `ciq run --retry`): it re-opens the finished build's failed
-    /// tests when it comes before the retried workers, then reports their re-run [default: on
-    /// when BUILDKITE_RETRY_COUNT > 0 or GITHUB_RUN_ATTEMPT > 1]
+    /// tests when it comes before the retried workers, then reports their re-run; when no
+    /// retried job re-runs them within a heartbeat timeout, they keep their earlier outcome
+    /// [default: on when BUILDKITE_RETRY_COUNT > 0 or GITHUB_RUN_ATTEMPT > 1]
     #[arg(long, env = "CIQ_RETRY", value_name = "ROUND", num_args = 0..=1,
           default_missing_value = "1")]
     pub retry: Option<String>,
     /// Write each test's duration in this build to this timing file, for `ciq run --timings`
-    /// in later builds (keep it as a CI artifact or in a cache). The report waits for the
-    /// workers to leave first, at most a heartbeat timeout.
+    /// in later builds (keep it as a CI artifact or in a cache). After the verdict, the report
+    /// waits for the live workers to leave (they write the durations), at most a heartbeat
+    /// timeout.
     #[arg(long, env = "CIQ_TIMINGS_OUT", value_name = "FILE")]
     pub timings_out: Option<PathBuf>,
     /// Write the whole build as one JUnit XML report to this file, for the CI's test view:
     /// every test with an outcome once, with its failure's output and its time; retries as
-    /// Surefire writes them (flakyFailure, rerunFailure). Waits for the workers to leave first.
+    /// Surefire writes them (flakyFailure, rerunFailure). After the verdict, it waits for the live
+    /// workers to leave (they write the tests' times), at most a heartbeat timeout.
     #[arg(long, env = "CIQ_REPORT_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Test ids (one per line, `#` comment lines) whose failures do not make the build red: they
@@ -348,7 +376,8 @@ pub struct ReportArgs {
     pub quarantine: Option<PathBuf>,
     /// Write the whole build as one JSON document to this file: the verdict, the counts, and
     /// every test with an outcome (attempts, duration, last failing run). Its shape is
-    /// versioned and documented in docs/report-json.md. Waits for the workers to leave first.
+    /// versioned and documented in docs/report-json.md. After the verdict, it waits for the live
+    /// workers to leave (they write the tests' times), at most a heartbeat timeout.
     #[arg(long, env = "CIQ_REPORT_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
 }

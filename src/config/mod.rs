@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod ci;
+pub mod floors;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,7 +53,7 @@ pub enum ConfigError {
     BadFailingTest(String),
     /// `ciq bisect` without the log to replay.
     #[error(
-        "ciq bisect needs --order-log FILE: the order log of the run where the test failed (each `ciq run` prints where it writes one)"
+        "ciq bisect needs --order-log FILE: the order log of the run where the test failed (a `ciq run` with a failed test says where it kept one)"
     )]
     NoOrderLog,
     /// `--retry-of` names a build whose failures alone cannot stand for it.
@@ -85,6 +86,9 @@ pub enum ConfigError {
     /// Heartbeats too slow for their timeout would let healthy workers lose their tests.
     #[error("--heartbeat-interval ({}) must be at most half of --heartbeat-timeout ({}), so a live worker is heard at least twice before its tests are taken over", crate::human::duration(*.0), crate::human::duration(*.1))]
     HeartbeatTooSlow(Duration, Duration),
+    /// Keys that could expire between the calls that keep a working build's keys alive.
+    #[error("--redis-ttl ({}) must be at least twice --heartbeat-interval ({}): a working build's keys are kept alive by its calls, heartbeats included, and would expire between two of them", crate::human::duration(*.0), crate::human::duration(*.1))]
+    TtlUnderHeartbeats(Duration, Duration),
     /// A worker of a shared build writes only its own share of the durations.
     #[error(
         "--timings-out (CIQ_LOCAL_TIMINGS_OUT) on `ciq run` is for local mode; with --queue, `ciq report --timings-out FILE` writes the whole build's durations"
@@ -93,6 +97,11 @@ pub enum ConfigError {
     /// An id flag is blank.
     #[error("{0} is blank")]
     BlankId(&'static str),
+    /// An id too long to be in every key and line of output.
+    #[error(
+        "{0} is {1} bytes long; an id may be at most {MAX_ID_BYTES} bytes (it is part of every Redis key of the build and of many lines of output)"
+    )]
+    IdTooLong(&'static str, usize),
     /// A worker id that would split the order log's `<worker><TAB><test id>` lines.
     #[error(
         "--worker (CIQ_WORKER, or the CI's worker id) {0:?} holds a tab or a line break; the order log writes `<worker><TAB><test id>` lines"
@@ -198,6 +207,25 @@ pub struct RunConfig {
     pub junit: Option<PathBuf>,
 }
 
+/// The longest build, worker or namespace id accepted: far longer than any CI's ids, far
+/// shorter than what would bloat every key and line (a 100 KB worker id was once printed on
+/// every line).
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Refuses an id longer than [`MAX_ID_BYTES`]; `flag` names where it came from.
+fn check_length(flag: &'static str, id: &str) -> Result<(), ConfigError> {
+    if id.len() > MAX_ID_BYTES {
+        return Err(ConfigError::IdTooLong(flag, id.len()));
+    }
+    Ok(())
+}
+
+/// `--namespace`, checked: empty (none) or at most [`MAX_ID_BYTES`].
+pub fn namespace(namespace: &str) -> Result<&str, ConfigError> {
+    check_length("--namespace (CIQ_NAMESPACE)", namespace)?;
+    Ok(namespace)
+}
+
 fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
     let build = args
         .build
@@ -207,6 +235,8 @@ fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
     if build.trim().is_empty() {
         return Err(ConfigError::BlankId("--build"));
     }
+    check_length("--build (CIQ_BUILD, or the CI's build id)", &build)?;
+    namespace(&args.namespace)?;
     Ok(build)
 }
 
@@ -256,6 +286,12 @@ impl RunConfig {
                 args.heartbeat_timeout,
             ));
         }
+        if args.queue.is_some() && args.heartbeat_interval * 2 > args.redis_ttl {
+            return Err(ConfigError::TtlUnderHeartbeats(
+                args.redis_ttl,
+                args.heartbeat_interval,
+            ));
+        }
         // A grind counts every run: a failure is not retried.
         let budget = RequeueBudget {
             max_requeues: if args.grind.is_some() {
@@ -303,11 +339,13 @@ impl RunConfig {
                     || std::thread::available_parallelism().map_or(1, |n| n.get()),
                     |jobs| jobs as usize,
                 );
-                let build = args
-                    .build
-                    .build
-                    .clone()
-                    .unwrap_or_else(|| format!("local-{}", uuid::Uuid::new_v4().simple()));
+                let build = match &args.build.build {
+                    Some(build) => {
+                        check_length("--build (CIQ_BUILD)", build)?;
+                        build.clone()
+                    }
+                    None => format!("local-{}", uuid::Uuid::new_v4().simple()),
+                };
                 let timing = LocalTiming {
                     heartbeat_interval: args.heartbeat_interval,
                     heartbeat_timeout: args.heartbeat_timeout,
@@ -329,6 +367,10 @@ impl RunConfig {
                 }
                 if worker.contains(['\t', '\n', '\r']) {
                     return Err(ConfigError::WorkerWithSeparator(worker));
+                }
+                check_length("--worker (CIQ_WORKER, or the CI's worker id)", &worker)?;
+                if let Some(earlier) = &args.retry_of {
+                    check_length("--retry-of (CIQ_RETRY_OF)", earlier)?;
                 }
                 let settings = RedisSettings {
                     url,
@@ -400,6 +442,10 @@ impl RunConfig {
 
 /// Validates `ciq report`'s arguments.
 pub fn report_settings(args: ReportArgs, ids: &CiIds) -> Result<ReportSettings, ConfigError> {
+    let retry_round = match (&args.retry, &ids.retry) {
+        (Some(round), _) | (None, Some(RetryRound::Named(round))) => Some(round.clone()),
+        _ => None,
+    };
     Ok(ReportSettings {
         url: args.queue,
         namespace: args.build.namespace.clone(),
@@ -409,6 +455,8 @@ pub fn report_settings(args: ReportArgs, ids: &CiIds) -> Result<ReportSettings, 
         max_election_attempts: args.build.max_election_attempts,
         redis_timeout: args.build.redis_timeout,
         poll_interval: Duration::from_millis(500),
+        retry_round,
+        grind: args.grind,
     })
 }
 

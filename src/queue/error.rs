@@ -43,7 +43,7 @@ pub enum QueueError {
         reason: String,
     },
     /// Redis could not be reached (at start, or for longer than the retry budget).
-    #[error("cannot reach Redis at `{url}` (tried for {})\n(hint: check the host and port in --queue, and that Redis is up and reachable from this machine)", crate::human::duration(*.waited))]
+    #[error("cannot reach Redis at `{url}` (tried for {})\n(hint: check the host and port in --queue, and that Redis is up and reachable from this machine; --redis-timeout sets how long an outage is waited out)", crate::human::duration(*.waited))]
     Unreachable {
         /// The URL, password hidden.
         url: String,
@@ -63,6 +63,22 @@ pub enum QueueError {
         /// The server's answer.
         #[source]
         source: redis::RedisError,
+    },
+    /// Redis reached its memory limit and refuses writes.
+    #[error(
+        "Redis at `{url}` is out of memory: it reached its maxmemory limit and refuses writes, so the build cannot record anything\n(hint: give Redis more memory (maxmemory) or free some; each build's keys expire --redis-ttl after it stops, so fewer builds at once, or a shorter --redis-ttl, need less)"
+    )]
+    OutOfMemory {
+        /// The URL, password hidden.
+        url: String,
+    },
+    /// A `+cluster` URL names a server that is not part of a Redis Cluster.
+    #[error(
+        "`{url}` names a Redis Cluster (redis+cluster://), but the server has cluster support disabled\n(hint: for a single Redis server use redis://HOST:PORT/DB, or rediss:// for TLS)"
+    )]
+    NotACluster {
+        /// The URL, password hidden.
+        url: String,
     },
     /// Redis answered with an error ciq did not expect (a bug, or a server that is not Redis).
     #[error("Redis command failed")]
@@ -139,5 +155,14 @@ pub enum QueueError {
         build: String,
         /// Why the listing failed.
         detail: String,
+    },
+    /// `ciq report --grind` of a build whose tests were not queued as a grind's copies: pass
+    /// rates and percentiles over single runs would judge nothing.
+    #[error(
+        "build `{build}` is not a grind: its tests were not queued by `ciq run --grind N`; drop --grind to report it"
+    )]
+    NotAGrind {
+        /// The build.
+        build: String,
     },
 }

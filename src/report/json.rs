@@ -1,8 +1,10 @@
 //! The whole build as one JSON document (`ciq report --json FILE`), for scripts and dashboards.
 //! Its shape is versioned (`"version": 1`) and documented in `docs/report-json.md`; a change
 //! that breaks a reader gets a new version. Tests are written as the queue is read, page by
-//! page, so a million-test build is written in constant memory, as an [`OutputFile`].
+//! page, so a million-test build is written in constant memory, as an [`OutputFile`]. A
+//! failure's output goes in without its terminal escapes.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -26,6 +28,9 @@ struct Head<'a> {
     not_run: Vec<&'a str>,
     /// The failing tests `--quarantine` kept from making the build red.
     quarantined: Vec<&'a str>,
+    /// What a reader of the verdict should know: a green build whose every failure was
+    /// quarantined.
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -51,7 +56,18 @@ struct Test<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    failure: Option<&'a FailureDetail>,
+    failure: Option<Cow<'a, FailureDetail>>,
+}
+
+/// `failure` with its output's terminal escapes stripped.
+fn plain(failure: &FailureDetail) -> Cow<'_, FailureDetail> {
+    match crate::ansi::strip(&failure.output) {
+        Cow::Borrowed(_) => Cow::Borrowed(failure),
+        Cow::Owned(output) => Cow::Owned(FailureDetail {
+            output,
+            ..failure.clone()
+        }),
+    }
 }
 
 /// A JSON report being written.
@@ -95,6 +111,7 @@ impl JsonReport {
                 .iter()
                 .map(|listed| listed.id.as_str())
                 .collect(),
+            warnings: summary.quarantine_warning().into_iter().collect(),
         };
         let mut report = JsonReport {
             file: OutputFile::create(path)?,
@@ -120,7 +137,7 @@ impl JsonReport {
                 duration_ms: record
                     .duration
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                failure: record.failure.as_ref(),
+                failure: record.failure.as_ref().map(plain),
             };
             let line = serde_json::to_vec(&test).map_err(|err| self.file.failed(err.into()))?;
             let first = std::mem::take(&mut self.first);

@@ -4,7 +4,8 @@
 //! a million-test build is written in constant memory. Retries follow Surefire's conventions,
 //! which Jenkins, GitLab and the test views built on them read: a flaky test passed, with a
 //! `flakyFailure` holding its failing run; a test that failed after retries has its `failure`
-//! and one `rerunFailure` (`rerunError`) per retry. The file is written as an [`OutputFile`].
+//! and one `rerunFailure` (`rerunError`) per retry. Output goes in without its terminal
+//! escapes. The file is written as an [`OutputFile`].
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -94,7 +95,8 @@ impl JunitReport {
 }
 
 /// `text` with what XML 1.0 cannot hold (control characters other than tab and line breaks,
-/// such as a colour escape in a test's output, and U+FFFE/U+FFFF) replaced by U+FFFD.
+/// and U+FFFE/U+FFFF) replaced by U+FFFD. A test's output loses its terminal escapes first
+/// ([`crate::ansi::strip`]), so a colour code leaves no `�[31m` behind.
 fn xml_text(text: &str) -> Cow<'_, str> {
     let allowed = |c: char| {
         (!c.is_control() || matches!(c, '\t' | '\n' | '\r'))
@@ -153,7 +155,8 @@ fn case(w: &mut Writer<impl Write>, record: &TestRecord) -> std::io::Result<()> 
                 || kind.to_owned(),
                 |detail| format!("{kind} on worker {}", detail.worker),
             );
-            let output = xml_text(detail.map_or("", |detail| detail.output.as_str()));
+            let output = crate::ansi::strip(detail.map_or("", |detail| detail.output.as_str()));
+            let output = xml_text(&output);
             w.create_element(element)
                 .with_attributes([("type", kind), ("message", xml_text(&message).as_ref())])
                 .write_text_content(BytesText::new(&output))?;
@@ -188,8 +191,9 @@ fn rerun(
     match detail.filter(|detail| !detail.output.is_empty()) {
         Some(detail) => {
             failure.write_inner_content(|w| {
+                let output = crate::ansi::strip(&detail.output);
                 w.create_element("stackTrace")
-                    .write_text_content(BytesText::new(&xml_text(&detail.output)))?;
+                    .write_text_content(BytesText::new(&xml_text(&output)))?;
                 Ok(())
             })?;
         }

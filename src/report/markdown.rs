@@ -2,9 +2,10 @@
 //! Buildkite's annotations render it above the log, where a user looks first.
 //!
 //! Failures come first, each folded (`<details>`) with its output cut to [`OUTPUT_LINES`]
-//! lines; then the flaky tests, the tests not run, and the counts. The whole stays far below
-//! the 1 MiB both providers accept, whatever the build's size: the summary already names at
-//! most a few hundred tests.
+//! lines and its terminal escapes stripped; then the flaky tests, the tests not run, and the
+//! counts. Both providers refuse more than 1 MiB, and a summary of a few hundred names with
+//! long ids and output can pass it: [`Summary::markdown_within`] cuts it between whole pieces
+//! (a failure, a line of a list) and says so at its end.
 
 use std::fmt::Write as _;
 
@@ -21,6 +22,34 @@ const LINE_CHARS: usize = 300;
 impl Summary {
     /// The summary as Markdown, headed by `title` (which build it is).
     pub fn markdown(&self, title: &str) -> String {
+        self.markdown_pieces(title).concat()
+    }
+
+    /// [`Summary::markdown`] in at most `limit` bytes: when it is longer, the pieces that fit
+    /// (whole failures, whole lines of a list), then `note`, which says it was cut and where
+    /// the whole report is. Empty when not even the note fits.
+    pub fn markdown_within(&self, title: &str, limit: usize, note: &str) -> String {
+        let pieces = self.markdown_pieces(title);
+        if pieces.iter().map(String::len).sum::<usize>() <= limit {
+            return pieces.concat();
+        }
+        let mut out = String::new();
+        for piece in pieces {
+            if out.len() + piece.len() + note.len() > limit {
+                break;
+            }
+            out.push_str(&piece);
+        }
+        if out.len() + note.len() > limit {
+            return String::new();
+        }
+        out.push_str(note);
+        out
+    }
+
+    /// The Markdown in pieces that can be cut between.
+    fn markdown_pieces(&self, title: &str) -> Vec<String> {
+        let mut pieces = Vec::new();
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -29,10 +58,15 @@ impl Summary {
             escape(self.verdict().describe())
         );
         let _ = writeln!(out, "{}\n", escape(&self.counts_line()));
+        if let Some(warning) = self.quarantine_warning() {
+            let _ = writeln!(out, "> **{}**\n", escape(&warning));
+        }
+        pieces.push(std::mem::take(&mut out));
         if !self.failing.is_empty() {
             let _ = writeln!(out, "#### Failed\n");
             for (at, listed) in self.failing.iter().enumerate() {
                 failure(&mut out, listed, at < WITH_OUTPUT);
+                pieces.push(std::mem::take(&mut out));
             }
         }
         // Failures past the named ones, shown even when every named one is quarantined.
@@ -51,6 +85,7 @@ impl Summary {
             );
             for listed in &self.quarantined {
                 let _ = writeln!(out, "- `{}` ({})", code(listed.id.as_str()), listed.outcome);
+                pieces.push(std::mem::take(&mut out));
             }
             out.push('\n');
         }
@@ -58,6 +93,7 @@ impl Summary {
             let _ = writeln!(out, "#### Flaky (failed, then passed on a retry)\n");
             for listed in &self.flaky {
                 let _ = writeln!(out, "- `{}`", code(listed.id.as_str()));
+                pieces.push(std::mem::take(&mut out));
             }
             let flaky = self.count(Outcome::Flaky);
             if flaky > self.flaky.len() {
@@ -69,6 +105,7 @@ impl Summary {
             let _ = writeln!(out, "#### Not run ({})\n", self.not_run_count);
             for id in &self.not_run {
                 let _ = writeln!(out, "- `{}`", code(id.as_str()));
+                pieces.push(std::mem::take(&mut out));
             }
             if self.not_run_count > self.not_run.len() {
                 let _ = writeln!(
@@ -86,10 +123,12 @@ impl Summary {
             );
             for mismatch in &self.mismatches {
                 let _ = writeln!(out, "- {}", escape(mismatch));
+                pieces.push(std::mem::take(&mut out));
             }
             out.push('\n');
         }
-        out
+        pieces.push(out);
+        pieces
     }
 }
 
@@ -105,7 +144,8 @@ fn failure(out: &mut String, listed: &Listed, with_output: bool) {
         return;
     };
     let _ = writeln!(out, "<details><summary>{}</summary>\n", html(&head));
-    let lines: Vec<&str> = detail.output.lines().collect();
+    let output = crate::ansi::strip(&detail.output);
+    let lines: Vec<&str> = output.lines().collect();
     let shown: Vec<String> = lines
         .iter()
         .take(OUTPUT_LINES)
@@ -220,6 +260,59 @@ mod tests {
         assert!(text.contains("- `t.py::test_'y'`"), "{text}");
         assert!(
             text.contains("3 tests: 1 passed, 1 flaky, 1 failed"),
+            "{text}"
+        );
+    }
+
+    /// Regression: a summary of 220 failures with long output came to 2.3 MB, over the 1 MiB
+    /// GitHub takes for a job summary.
+    #[test]
+    fn a_summary_past_its_limit_is_cut_between_pieces_and_says_so() {
+        let output = "é".repeat(300);
+        let summary = Summary {
+            total: 220,
+            counts: [(Outcome::Failed, 220)].into_iter().collect(),
+            failing: (0..220)
+                .map(|n| listed(&format!("t{n}"), Outcome::Failed, &output))
+                .collect(),
+            ..Summary::default()
+        };
+        let whole = summary.markdown("b");
+        assert_eq!(summary.markdown_within("b", whole.len(), "CUT"), whole);
+        let limit = whole.len() / 2;
+        let cut = summary.markdown_within("b", limit, "\nCUT\n");
+        assert!(cut.len() <= limit, "{} > {limit}", cut.len());
+        assert!(
+            cut.ends_with("</details>\n\n\nCUT\n"),
+            "cut between failures"
+        );
+        assert_eq!(summary.markdown_within("b", 2, "CUT"), "");
+    }
+
+    #[test]
+    fn terminal_escapes_are_stripped_from_output() {
+        let summary = Summary {
+            total: 1,
+            counts: [(Outcome::Failed, 1)].into_iter().collect(),
+            failing: vec![listed("t", Outcome::Failed, "\u{1b}[31mRED\u{1b}[0m")],
+            ..Summary::default()
+        };
+        let text = summary.markdown("b");
+        assert!(text.contains("```\nRED\n```"), "{text}");
+    }
+
+    #[test]
+    fn a_green_page_that_rests_on_the_quarantine_says_so() {
+        let summary = Summary {
+            total: 1,
+            counts: [(Outcome::Failed, 1)].into_iter().collect(),
+            quarantined: vec![listed("t", Outcome::Failed, "boom")],
+            ..Summary::default()
+        };
+        let text = summary.markdown("b");
+        assert!(text.starts_with("### b: green\n"), "{text}");
+        assert!(
+            text.contains("\n> **WARNING: every failure was quarantined (1 of 1 tests failed, none passed): the verdict is green only because of --quarantine**\n"),
             "{text}"
         );
     }

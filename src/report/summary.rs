@@ -172,9 +172,31 @@ impl Summary {
         line
     }
 
+    /// A warning when the build is green only because `--quarantine` set every one of its
+    /// failures aside: a suite broken as a whole (every test failing) would otherwise look
+    /// green without a word.
+    pub fn quarantine_warning(&self) -> Option<String> {
+        let failures = self.failed_count();
+        if failures == 0 || self.quarantined.len() < failures {
+            return None;
+        }
+        let passed = self.count(Outcome::Passed) + self.count(Outcome::Flaky);
+        Some(format!(
+            "WARNING: every failure was quarantined ({failures} of {} tests failed{}): the verdict is green only because of --quarantine",
+            self.total,
+            if passed == 0 { ", none passed" } else { "" }
+        ))
+    }
+
     /// The full human report: failures with their output, flaky tests, tests not run, counts,
     /// verdict.
     pub fn render(&self) -> String {
+        self.render_ending(&format!("verdict: {}", self.verdict().describe()))
+    }
+
+    /// The full human report, ending with `verdict` (a grind's own verdict line, say, in place
+    /// of the build's: the report prints one verdict, the one its exit code gives).
+    pub fn render_ending(&self, verdict: &str) -> String {
         let mut out = String::new();
         for (at, listed) in self.failing.iter().enumerate() {
             let title = match listed.outcome {
@@ -266,12 +288,11 @@ impl Summary {
                 let _ = writeln!(out, "    {mismatch}");
             }
         }
-        let _ = writeln!(
-            out,
-            "\n{}\nverdict: {}",
-            self.counts_line(),
-            self.verdict().describe()
-        );
+        let _ = writeln!(out, "\n{}", self.counts_line());
+        if let Some(warning) = self.quarantine_warning() {
+            let _ = writeln!(out, "{warning}");
+        }
+        let _ = writeln!(out, "{verdict}");
         out
     }
 }
@@ -370,6 +391,50 @@ mod tests {
             text.ends_with("3 tests: 1 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed\n"),
             "{text}"
         );
+    }
+
+    fn quarantine(text: &str) -> Quarantine {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        Quarantine::read(file.path()).unwrap()
+    }
+
+    /// Regression (a hostile trial): every test failed, every failure quarantined, and the
+    /// summary said "verdict: green" without a word.
+    #[test]
+    fn a_green_verdict_that_rests_on_the_quarantine_says_so() {
+        let failing: Vec<Listed> = (0..3)
+            .map(|n| Listed {
+                id: id(&format!("f{n}")),
+                outcome: Outcome::Failed,
+                detail: None,
+                requeues: 0,
+            })
+            .collect();
+        let mut summary = Summary {
+            total: 3,
+            counts: counts(&[(Outcome::Failed, 3)]),
+            failing,
+            ..Summary::default()
+        };
+        assert_eq!(summary.quarantine_warning(), None);
+        summary.quarantine(&quarantine("f0\nf1\nf2\n"));
+        assert_eq!(summary.verdict(), Verdict::Green);
+        let text = summary.render();
+        assert!(
+            text.ends_with("3 tests: 0 passed, 3 failed; 3 of the failures quarantined\nWARNING: every failure was quarantined (3 of 3 tests failed, none passed): the verdict is green only because of --quarantine\nverdict: green\n"),
+            "{text}"
+        );
+        // One failure outside the quarantine: red, and no such warning.
+        let mut summary = Summary {
+            total: 3,
+            counts: counts(&[(Outcome::Failed, 2), (Outcome::Passed, 1)]),
+            failing: summary.quarantined.split_off(1),
+            ..Summary::default()
+        };
+        summary.quarantine(&quarantine("f1\n"));
+        assert_eq!(summary.verdict(), Verdict::Failed);
+        assert_eq!(summary.quarantine_warning(), None);
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl JunitError {
 
 /// Reads every `<testcase>` of the report `bytes`, which must be UTF-8.
 pub fn parse_bytes(bytes: &[u8]) -> Result<Cases, JunitError> {
-    let xml = crate::lines::utf8(bytes).map_err(|line| JunitError {
+    let xml = crate::lines::utf8(crate::lines::strip_bom(bytes)).map_err(|line| JunitError {
         line: Some(line),
         reason: "not valid UTF-8".to_owned(),
     })?;
@@ -321,6 +321,13 @@ mod tests {
         for id in ["tests/a.b/test_c.py::test_t", "tests/a/b/test_c.py::test_t"] {
             assert_eq!(cases.find(id).unwrap().outcome, Outcome::Failed, "{id}");
         }
+    }
+
+    #[test]
+    fn a_report_with_a_byte_order_mark_reads() {
+        let cases =
+            parse_bytes(b"\xEF\xBB\xBF<testsuite><testcase name=\"a\"/></testsuite>").unwrap();
+        assert_eq!(cases.find("a").unwrap().outcome, Outcome::Passed);
     }
 
     #[test]

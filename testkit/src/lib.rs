@@ -1,8 +1,8 @@
 //! Test support for ciq's integration tests and its chaos runner: real redis-server processes
 //! ([`redis_server`]) and clusters of them ([`redis_cluster`]), a TCP fault proxy ([`proxy`]), real `ciq` processes ([`processes`]) in a
 //! scratch directory ([`scratch`]) with command lines ([`args`]), what they print
-//! ([`output`]), what they leave in Redis ([`inspect`]), and checks several tests share
-//! ([`scenarios`]).
+//! ([`output`]), what they leave in Redis ([`inspect`]), checks several tests share
+//! ([`scenarios`]), and pages loaded in headless Chromium ([`browser`]).
 
 #![expect(
     clippy::expect_used,
@@ -10,6 +10,7 @@
 )]
 
 pub mod args;
+pub mod browser;
 pub mod inspect;
 pub mod output;
 pub mod processes;
@@ -20,6 +21,7 @@ pub mod scenarios;
 pub mod scratch;
 
 pub use args::*;
+pub use browser::{Browser, Element, LoadedPage, PageLoad};
 pub use inspect::*;
 pub use output::*;
 pub use processes::*;

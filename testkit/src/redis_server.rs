@@ -140,6 +140,23 @@ impl RedisServer {
         }
     }
 
+    /// Pauses the server (SIGSTOP): its connections stay open and nothing answers, as with a
+    /// hung host. [`RedisServer::resume`] wakes it; a paused server is still killed on drop.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Wakes a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the server runs");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal redis-server");
+    }
+
     /// Kills the server and starts it again on the same port and directory: with persistence
     /// the data comes back, without it everything is gone.
     pub fn restart(&mut self) {

@@ -80,6 +80,15 @@ impl Scratch {
         counts
     }
 
+    /// The order logs ciq kept in its own directory (under this scratch's cache), sorted.
+    pub fn order_logs(&self) -> Vec<PathBuf> {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.path("cache/ciq/order-logs"))
+            .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+            .unwrap_or_default();
+        logs.sort();
+        logs
+    }
+
     /// Environment every ciq process of a test gets, so the fixture logs into this scratch.
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = self.extra_env.clone();
@@ -92,6 +101,11 @@ impl Scratch {
             (
                 "TMPDIR".to_owned(),
                 self.dir.path().to_string_lossy().into_owned(),
+            ),
+            // And what ciq keeps in its cache (order logs), never the user's own.
+            (
+                "XDG_CACHE_HOME".to_owned(),
+                self.path("cache").to_string_lossy().into_owned(),
             ),
             ("PATH".to_owned(), test_path()),
             // Tests must not pick up the CI environment of the machine running them.

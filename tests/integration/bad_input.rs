@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use ciq_testkit::{
-    Output, Proc, RedisServer, Scratch, free_port, record_test, report_args, with_list_command,
-    worker_args,
+    Output, Proc, RedisServer, Scratch, TestRedis, free_port, record_test, report_args,
+    with_list_command, worker_args,
 };
 
 const USAGE: i32 = 2;
@@ -198,6 +198,44 @@ fn unreachable_redis_is_an_infrastructure_error() {
     assert_fails(&out, INFRASTRUCTURE, "cannot reach Redis");
 }
 
+/// Regression: `redis+cluster://` naming a single server (cluster support disabled) ended with
+/// exit 5 and Redis's raw `ResponseError: This instance has cluster support disabled`: it is a
+/// wrong URL (exit 2), and the line says which scheme a single server takes.
+#[test]
+fn a_cluster_url_naming_a_single_server_is_bad_input() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned()]);
+    let url = format!("redis+cluster://127.0.0.1:{}", server.port);
+    let run = ciq(
+        &scratch,
+        &[
+            "run",
+            "--queue",
+            &url,
+            "--build",
+            "b",
+            "--worker",
+            "w",
+            "--tests",
+            &list.to_string_lossy(),
+            "--",
+            "true",
+        ],
+    );
+    let report = ciq(&scratch, &["report", "--queue", &url, "--build", "b"]);
+    for out in [run, report] {
+        assert_fails(
+            &out,
+            USAGE,
+            &format!(
+                "`{url}` names a Redis Cluster (redis+cluster://), but the server has cluster support disabled\n(hint: for a single Redis server use redis://"
+            ),
+        );
+        assert!(!out.stderr.contains("ResponseError"), "{}", out.both());
+    }
+}
+
 #[test]
 fn wrong_password_is_refused_and_never_printed() {
     let server = RedisServer::start_with_password("right-secret");
@@ -277,8 +315,139 @@ fn missing_ids_name_their_flags() {
         let out = ciq(&scratch, &[&["run"], &args[..]].concat());
         assert_fails(&out, USAGE, message);
     }
+    // Regression: a 100 KB worker id was accepted and printed on every line.
+    let long = "w".repeat(100_000);
+    let ids: [(&str, &str); 3] = [
+        (
+            "--worker",
+            "--worker (CIQ_WORKER, or the CI's worker id) is 100000 bytes long; an id may be at most 256 bytes",
+        ),
+        (
+            "--build",
+            "--build (CIQ_BUILD, or the CI's build id) is 100000 bytes long",
+        ),
+        (
+            "--namespace",
+            "--namespace (CIQ_NAMESPACE) is 100000 bytes long",
+        ),
+    ];
+    for (flag, message) in ids {
+        let mut args = [
+            "run",
+            queue[0],
+            queue[1],
+            "--build",
+            "b",
+            "--worker",
+            "w",
+            "--namespace",
+            "n",
+            "--tests",
+            "-",
+            "--",
+            "true",
+        ];
+        let at = args.iter().position(|arg| *arg == flag).unwrap();
+        args[at + 1] = &long;
+        let out = ciq(&scratch, &args);
+        assert_fails(&out, USAGE, message);
+        assert!(out.stderr.len() < 1000, "{}", out.both());
+    }
+    let out = ciq(&scratch, &["report", "--queue", queue[1], "--build", &long]);
+    assert_fails(&out, USAGE, "is 100000 bytes long");
     let out = ciq(&scratch, &["report", "--build", "b"]);
     assert_fails(&out, USAGE, "--queue <QUEUE>");
+}
+
+/// Regression: `--lock-ttl 1ms` was accepted and the build ended with "lost leader" (exit 4).
+/// Every timing flag of the queue has a floor, and a heartbeat that cannot keep a worker or
+/// its build's keys alive is refused: bad input, one line naming the floor.
+#[test]
+fn timing_flags_under_their_floor_are_refused() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".to_owned()]);
+    let run = [
+        "run",
+        "--queue",
+        "redis://127.0.0.1:1/0",
+        "--build",
+        "b",
+        "--worker",
+        "w",
+        "--tests",
+        &list.to_string_lossy(),
+    ];
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["--lock-ttl", "1ms"],
+            "invalid value '1ms' for '--lock-ttl <LOCK_TTL>': must be at least 500ms (the leader renews its lock every third of it",
+        ),
+        (
+            &["--heartbeat-interval", "10ms"],
+            "for '--heartbeat-interval <HEARTBEAT_INTERVAL>': must be at least 100ms",
+        ),
+        (
+            &[
+                "--heartbeat-interval",
+                "100ms",
+                "--heartbeat-timeout",
+                "300ms",
+            ],
+            "for '--heartbeat-timeout <HEARTBEAT_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            &["--redis-ttl", "500ms"],
+            "for '--redis-ttl <REDIS_TTL>': must be at least 1s",
+        ),
+        (
+            &["--redis-ttl", "4s"],
+            "--redis-ttl (4s) must be at least twice --heartbeat-interval (5s)",
+        ),
+        (
+            &["--redis-timeout", "100ms"],
+            "for '--redis-timeout <REDIS_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            &["--queue-init-timeout", "1ms"],
+            "for '--queue-init-timeout <QUEUE_INIT_TIMEOUT>': must be at least 1s",
+        ),
+        (&["--heartbeat-interval", "0"], "must be longer than zero"),
+    ];
+    for (flags, message) in cases {
+        // Were the flags taken, the unreachable queue would end the run soon.
+        let wait = if flags.contains(&"--redis-timeout") {
+            &[][..]
+        } else {
+            &["--redis-timeout", "1s"][..]
+        };
+        let out = ciq(&scratch, &[&run[..], wait, flags, &["--", "true"]].concat());
+        assert_fails(&out, USAGE, message);
+    }
+    let report = ["report", "--queue", "redis://127.0.0.1:1/0", "--build", "b"];
+    for (flags, message) in [
+        (
+            ["--report-timeout", "10ms"],
+            "for '--report-timeout <REPORT_TIMEOUT>': must be at least 1s",
+        ),
+        (
+            ["--redis-timeout", "10ms"],
+            "for '--redis-timeout <REDIS_TIMEOUT>': must be at least 1s",
+        ),
+    ] {
+        let out = ciq(&scratch, &[&report[..], &flags].concat());
+        assert_fails(&out, USAGE, message);
+    }
+    let out = ciq(
+        &scratch,
+        &[
+            "flaky",
+            "--queue",
+            "redis://127.0.0.1:1/0",
+            "--redis-timeout",
+            "10ms",
+        ],
+    );
+    assert_fails(&out, USAGE, "must be at least 1s");
 }
 
 #[test]
@@ -467,5 +636,372 @@ fn a_user_with_only_the_documented_permissions_runs_a_build() {
         out.stderr.contains("its 1 failed test(s) run again"),
         "{}",
         out.both()
+    );
+}
+
+/// A FIFO at `path` and a reader of it in a thread, which returns what was written once the
+/// writer closed it (it opens without waiting for a writer, so ciq finds its reader there).
+fn fifo_with_reader(path: &std::path::Path) -> std::thread::JoinHandle<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0; 65536];
+        let deadline = std::time::Instant::now() + WITHIN;
+        while std::time::Instant::now() < deadline {
+            match fifo.read(&mut buf) {
+                // No writer yet, or the writer closed it.
+                Ok(0) if got.is_empty() => {}
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(err) => panic!("{err}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        got
+    })
+}
+
+fn is_char_device(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_char_device())
+}
+
+/// Regression: `--junit n1`, where `n1` is a character device (`mknod n1 c 1 3`, what
+/// `/dev/null` is), replaced it with a regular file; on the real `/dev/null` as root that breaks
+/// it for every process on the machine. Every output (run's and report's `--junit`, report's
+/// `--json` and `--timings-out`) is written through a device or a FIFO, never renamed over it,
+/// and a device that refuses the bytes (`/dev/full`) is a clear warning, not a success.
+///
+/// Making a device node needs root (as CI containers and this suite's CI run): when not root,
+/// only the FIFO half runs, which covers the same writer, and the test says so.
+#[test]
+fn an_output_that_is_a_device_or_a_fifo_is_written_through_never_replaced() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ciq_testkit::ids("pass", 3));
+    let list = list.to_string_lossy().into_owned();
+    let fifo = scratch.path("junit.fifo");
+    let reader = fifo_with_reader(&fifo);
+    let fifo_arg = fifo.to_string_lossy().into_owned();
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "-j",
+            "2",
+            "--tests",
+            &list,
+            "--junit",
+            &fifo_arg,
+            "--",
+            &record_test(),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr.contains("wrote the JUnit report of 3 tests"),
+        "{}",
+        out.both()
+    );
+    let got = String::from_utf8(reader.join().unwrap()).unwrap();
+    assert!(got.contains("<testcase name=\"pass/0002\""), "{got}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: device nodes cannot be made, only the FIFO was checked");
+        return;
+    }
+    let device = |name: &str, minor: u64| {
+        let path = scratch.path(name);
+        nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, minor),
+        )
+        .unwrap();
+        path
+    };
+    // Minor 3 is /dev/null's, 7 /dev/full's.
+    let [null_run, null_junit, null_json, null_timings, full] = [
+        device("n1", 3),
+        device("n2", 3),
+        device("n3", 3),
+        device("n4", 3),
+        device("full", 7),
+    ];
+    let out = ciq(
+        &scratch,
+        &[
+            "run",
+            "-j",
+            "2",
+            "--tests",
+            &list,
+            "--junit",
+            &null_run.to_string_lossy(),
+            "--timings-out",
+            &null_timings.to_string_lossy(),
+            "--",
+            &record_test(),
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr.contains("wrote the JUnit report of 3 tests"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains("wrote the durations of 3 tests"),
+        "{}",
+        out.both()
+    );
+
+    let server = RedisServer::start();
+    let list = scratch.tests(&ciq_testkit::ids("pass", 5));
+    let mut worker = worker_args(&server, "device", "w1", &list);
+    worker.extend([
+        "--junit".to_owned(),
+        null_run.to_string_lossy().into_owned(),
+    ]);
+    let out = Proc::spawn("w1", &scratch, &ciq_testkit::with_command(worker)).wait(WITHIN);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr.contains("wrote the JUnit report of 5 tests"),
+        "{}",
+        out.both()
+    );
+    let mut report = report_args(&server, "device");
+    for (flag, path) in [
+        ("--junit", &null_junit),
+        ("--json", &null_json),
+        ("--timings-out", &null_timings),
+    ] {
+        report.extend([flag.to_owned(), path.to_string_lossy().into_owned()]);
+    }
+    let out = Proc::spawn("report", &scratch, &report).wait(WITHIN);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stderr.contains("wrote the JUnit report of 5 tests"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains("wrote the JSON report of 5 tests"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains("wrote the durations of 5 tests"),
+        "{}",
+        out.both()
+    );
+    for path in [&null_run, &null_junit, &null_json, &null_timings] {
+        assert!(
+            is_char_device(path),
+            "{} is no longer a device",
+            path.display()
+        );
+    }
+
+    let mut report = report_args(&server, "device");
+    report.extend(["--junit".to_owned(), full.to_string_lossy().into_owned()]);
+    let out = Proc::spawn("report-full", &scratch, &report).wait(WITHIN);
+    assert_eq!(out.code, Some(0), "the verdict stands: {}", out.both());
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: cannot write `{}`: No space left on device",
+            full.display()
+        )),
+        "{}",
+        out.both()
+    );
+    assert!(
+        !out.stderr.contains("wrote the JUnit report"),
+        "{}",
+        out.both()
+    );
+    assert!(is_char_device(&full));
+}
+
+/// Runs `args` and asserts it was refused at once, before anything ran: exit 2 and one line.
+fn assert_refused_at_the_start(scratch: &Scratch, args: &[&str], message: &str) {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let out = Proc::spawn_in("refused", scratch, &args, &[], scratch.dir.path()).wait(WITHIN);
+    assert_fails(&out, USAGE, message);
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.both());
+    assert!(scratch.runs().is_empty(), "nothing ran: {}", out.both());
+}
+
+/// Regression: `--junit DIR` or `--json DIR` was found only after the whole build (a warning,
+/// no file). Every output path is checked at the start, before a report waits for the build or
+/// a worker runs anything: a directory, a directory that does not exist, a place that cannot
+/// take a file. The report here would otherwise wait 10 minutes for a leader.
+#[test]
+fn every_output_path_is_checked_before_the_build() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ciq_testkit::ids("pass", 2));
+    let list = list.to_string_lossy().into_owned();
+    let url = server.queue_url();
+    std::fs::write(scratch.path("a-file"), "").unwrap();
+    let report = |flag: &str, path: &str, message: &str| {
+        let args = [
+            "report",
+            "--queue",
+            &url,
+            "--build",
+            "never",
+            "--queue-init-timeout",
+            "10m",
+            flag,
+            path,
+        ];
+        assert_refused_at_the_start(&scratch, &args, message);
+    };
+    let dir = scratch.dir.path().to_string_lossy().into_owned();
+    report(
+        "--junit",
+        &dir,
+        &format!(
+            "error: --junit (CIQ_REPORT_JUNIT) `{dir}` is a directory: give the path of a file"
+        ),
+    );
+    report(
+        "--json",
+        ".",
+        "error: --json (CIQ_REPORT_JSON) `.` is a directory",
+    );
+    report(
+        "--timings-out",
+        &dir,
+        "error: --timings-out (CIQ_TIMINGS_OUT) `",
+    );
+    report(
+        "--json",
+        "no-such-dir/build.json",
+        "error: --json (CIQ_REPORT_JSON) `no-such-dir/build.json`: the directory `no-such-dir` does not exist (create it first)",
+    );
+    report(
+        "--junit",
+        "a-file/build.xml",
+        "error: --junit (CIQ_REPORT_JUNIT) `a-file/build.xml` cannot be written: Not a directory",
+    );
+    let run = |flag: &str, path: &str, message: &str| {
+        let args = [
+            "run",
+            "--queue",
+            &url,
+            "--build",
+            "b",
+            "--worker",
+            "w",
+            "--tests",
+            &list,
+            flag,
+            path,
+            "--",
+            &record_test(),
+        ];
+        assert_refused_at_the_start(&scratch, &args, message);
+    };
+    run("--junit", &dir, "error: --junit (CIQ_RUN_JUNIT) `");
+    run("--order-log", &dir, "error: --order-log (CIQ_ORDER_LOG) `");
+    run(
+        "--junit",
+        "no-such-dir/w.xml",
+        "error: --junit (CIQ_RUN_JUNIT) `no-such-dir/w.xml`: the directory `no-such-dir` does not exist",
+    );
+    let local = [
+        "run",
+        "-j",
+        "1",
+        "--tests",
+        &list,
+        "--timings-out",
+        "a-file/t.tsv",
+        "--",
+        &record_test(),
+    ];
+    assert_refused_at_the_start(
+        &scratch,
+        &local,
+        "error: --timings-out (CIQ_LOCAL_TIMINGS_OUT) `a-file/t.tsv` cannot be written",
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(scratch.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Regression: `--junit X --json X` wrote the JSON into the file the output said held the
+/// JUnit report. Two outputs naming one file, however spelled (`./X` and `X`, a link to it),
+/// are refused at the start.
+#[test]
+fn two_outputs_naming_one_file_are_refused() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ciq_testkit::ids("pass", 2));
+    let list = list.to_string_lossy().into_owned();
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    let report = |first: (&str, &str), second: (&str, &str), message: &str| {
+        let args = [
+            "report", "--queue", &url, "--build", "b", first.0, first.1, second.0, second.1,
+        ];
+        assert_refused_at_the_start(&scratch, &args, message);
+    };
+    report(
+        ("--junit", "X"),
+        ("--json", "X"),
+        "error: --junit (CIQ_REPORT_JUNIT) and --json (CIQ_REPORT_JSON) both name `X`: give each output a file of its own",
+    );
+    report(
+        ("--junit", "./X"),
+        ("--timings-out", "X"),
+        "error: --junit (CIQ_REPORT_JUNIT) and --timings-out (CIQ_TIMINGS_OUT) both name `X`",
+    );
+    std::fs::write(scratch.path("build.xml"), "").unwrap();
+    std::os::unix::fs::symlink(scratch.path("build.xml"), scratch.path("link.xml")).unwrap();
+    report(
+        ("--junit", "build.xml"),
+        ("--json", "link.xml"),
+        "both name `link.xml`",
+    );
+    let local = [
+        "run",
+        "-j",
+        "1",
+        "--tests",
+        &list,
+        "--junit",
+        "out",
+        "--order-log",
+        "./out",
+        "--",
+        &record_test(),
+    ];
+    assert_refused_at_the_start(
+        &scratch,
+        &local,
+        "error: --junit (CIQ_RUN_JUNIT) and --order-log (CIQ_ORDER_LOG) both name `./out`",
+    );
+    assert_eq!(
+        std::fs::read_to_string(scratch.path("build.xml")).unwrap(),
+        ""
     );
 }

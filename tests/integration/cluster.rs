@@ -245,3 +245,40 @@ fn a_cluster_user_without_the_cluster_permissions_is_told_which() {
 fn flakiness_history_and_ciq_flaky_work_on_a_cluster() {
     crate::history::flakiness_accumulates(&RedisCluster::start(0));
 }
+
+/// Regression: on a cluster whose build's primary died with no replica to take over, a worker
+/// gave up 35 s after `--redis-timeout 10s` (the cluster client retries each request itself,
+/// and each request waited the flag out again). The flag bounds the outage.
+#[test]
+fn a_worker_gives_up_on_a_dead_primary_within_its_redis_timeout() {
+    let mut cluster = RedisCluster::start(0);
+    let mut scratch = Scratch::new();
+    scratch.set_env("SLOW_SECONDS", "60");
+    let build = "dead-primary";
+    let list = scratch.tests(&ids("slow", 2));
+    let args = replace_flag(
+        with_command(worker_args(&cluster, build, "w", &list)),
+        "--redis-timeout",
+        ["--redis-timeout".to_owned(), "4s".to_owned()],
+    );
+    let worker = Proc::spawn("w", &scratch, &args);
+    wait_until("the worker to run a test", LONG, || {
+        !scratch.runs().is_empty()
+    });
+    let primary = cluster.owner(build_slot(&cluster, build));
+    let cut_off = std::time::Instant::now();
+    cluster.kill(primary);
+    let out = worker.wait(LONG);
+    let waited = cut_off.elapsed();
+    assert_eq!(
+        out.code,
+        Some(ciq::exit_code::INFRASTRUCTURE),
+        "{}",
+        out.both()
+    );
+    assert!(
+        waited < Duration::from_secs(8),
+        "the worker gave up {waited:?} after its primary died, for --redis-timeout 4s\n{}",
+        out.both()
+    );
+}

@@ -1,12 +1,13 @@
 //! End to end: real `ciq run` processes and `ciq report` against a real redis-server.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use ciq::exit_code;
 use ciq_testkit::{
-    Output, Proc, RedisServer, Scratch, ids, record_test, report_args, results, wait_until,
-    with_command, with_list_command, worker_args,
+    Output, Proc, RedisServer, Scratch, ids, record_test, replace_flag, report_args, results,
+    wait_until, with_command, with_list_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -186,6 +187,137 @@ fn report_names_tests_never_run_when_every_worker_is_gone() {
         out.both()
     );
     std::fs::write(scratch.path("open-only"), "").unwrap();
+}
+
+/// `worker_args` with the heartbeat timeout `timeout`.
+fn with_heartbeat_timeout(args: Vec<String>, timeout: &str) -> Vec<String> {
+    replace_flag(
+        args,
+        "--heartbeat-timeout",
+        ["--heartbeat-timeout".to_owned(), timeout.to_owned()],
+    )
+}
+
+/// Regression (a hostile trial): the report waited a whole heartbeat timeout after every worker
+/// had said it left (stopped by `--max-duration`, or by SIGTERM). Workers that said they left are
+/// gone at once: with a 60 s heartbeat timeout, each report ends long before it, the tests left
+/// not run (exit 3).
+#[test]
+fn the_report_ends_at_once_when_every_worker_said_it_left() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let tests: Vec<String> = (0..8).map(|n| format!("pass/{n}@400")).collect();
+    let list = scratch.tests(&tests);
+    let mut args = with_heartbeat_timeout(worker_args(&server, "stopped", "w", &list), "60s");
+    args.extend(["--max-duration", "1s", "--batch-size", "1"].map(str::to_owned));
+    let out = Proc::spawn("stopped", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::TESTS_NOT_RUN), "{}", out.both());
+
+    let gated = scratch.path("gated.txt");
+    std::fs::write(&gated, "gated/g\npass/1\n").unwrap();
+    let args = with_heartbeat_timeout(worker_args(&server, "terminated", "w", &gated), "60s");
+    let worker = Proc::spawn("terminated", &scratch, &with_command(args));
+    wait_until("the gated test to start", LONG, || {
+        scratch.runs().iter().any(|(_, test)| test == "gated/g")
+    });
+    worker.signal(Signal::SIGTERM);
+    assert_eq!(worker.wait(LONG).code, Some(143));
+    std::fs::write(scratch.path("open-w"), "").unwrap();
+
+    for build in ["stopped", "terminated"] {
+        let started = Instant::now();
+        let out = Proc::spawn(build, &scratch, &report_args(&server, build)).wait(LONG);
+        assert_eq!(out.code, Some(exit_code::TESTS_NOT_RUN), "{}", out.both());
+        assert!(
+            out.stderr.contains("every worker left or went silent"),
+            "{}",
+            out.both()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the report of `{build}` waited {:?}, as for the 60 s heartbeat timeout",
+            started.elapsed()
+        );
+    }
+}
+
+/// Runs build `build` until its last outcome with worker `w2` dead: `w1` leads and holds
+/// `gated/g` while `w2` runs the other five tests, then `w2` is SIGKILLed while it holds nothing
+/// (its heartbeat still fresh), and `w1`'s test ends. Returns once `w1` exited.
+fn build_with_a_dead_worker(server: &RedisServer, scratch: &Scratch, build: &str, timeout: &str) {
+    let mut tests = vec!["gated/g".to_owned()];
+    tests.extend(ids("pass", 5));
+    let list = scratch.tests(&tests);
+    let spawn = |worker: &str| {
+        let mut args = with_heartbeat_timeout(worker_args(server, build, worker, &list), timeout);
+        args.extend(["--batch-size", "1"].map(str::to_owned));
+        Proc::spawn(&format!("{build}-{worker}"), scratch, &with_command(args))
+    };
+    let w1 = spawn("w1");
+    wait_until("w1 to start the gated test", LONG, || {
+        scratch.runs().iter().any(|(_, test)| test == "gated/g")
+    });
+    let w2 = spawn("w2");
+    wait_until("w2 to finish the other tests", LONG, || {
+        results(server, build)
+            .values()
+            .filter(|o| *o == "passed")
+            .count()
+            == 5
+    });
+    w2.signal(Signal::SIGKILL);
+    drop(w2);
+    std::fs::write(scratch.path("open-w1"), "").unwrap();
+    let out = w1.wait(LONG);
+    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+}
+
+/// Regression (issue 23): once a worker died, the report held its verdict up to a heartbeat
+/// timeout after the queue drained, waiting for the dead worker to be gone. Every test has its
+/// outcome, and nothing the report prints needs the dead worker: with a 60 s heartbeat timeout
+/// the report ends at once (the figure is in scripts/bench_report.py).
+#[test]
+fn the_verdict_does_not_wait_for_a_dead_worker() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    build_with_a_dead_worker(&server, &scratch, "dead-worker", "60s");
+    let started = Instant::now();
+    let out = Proc::spawn("report", &scratch, &report_args(&server, "dead-worker")).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert!(out.stdout.contains("6 tests: 6 passed"), "{}", out.both());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the report waited {:?} for the dead worker",
+        started.elapsed()
+    );
+}
+
+/// An output that needs what the workers measured (here the timing file) waits for the live
+/// ones to leave, at most a heartbeat timeout, after the verdict, and says what it waits for.
+#[test]
+fn an_output_that_needs_the_workers_says_what_it_waits_for() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    build_with_a_dead_worker(&server, &scratch, "timed", "10s");
+    let timings = scratch.path("timings.txt");
+    let mut args = report_args(&server, "timed");
+    args.extend([
+        "--timings-out".to_owned(),
+        timings.to_string_lossy().into_owned(),
+    ]);
+    let out = Proc::spawn("report", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert!(
+        out.stderr.contains(
+            "waiting (at most 10s) for 1 live worker(s) to leave and write the durations they measured, for --timings-out"
+        ),
+        "{}",
+        out.both()
+    );
+    assert!(out.stdout.contains("verdict: green"), "{}", out.both());
+    // The leader's own test at least: the dead worker's durations died with it.
+    let written = std::fs::read_to_string(&timings).unwrap();
+    assert!(written.contains("gated/g"), "{written}");
 }
 
 /// `--list-command` runs with `sh -c`: users write pipelines there, and the leader's listing is

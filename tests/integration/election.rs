@@ -62,6 +62,8 @@ pub fn report_settings(server: &RedisServer, build: &str) -> ReportSettings {
         max_election_attempts: 3,
         redis_timeout: Duration::from_secs(10),
         poll_interval: Duration::from_millis(50),
+        retry_round: None,
+        grind: false,
     }
 }
 

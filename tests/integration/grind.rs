@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use ciq::exit_code;
 use ciq_testkit::{Proc, RedisServer, Scratch, report_args, wait_until, with_command, worker_args};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -90,8 +91,10 @@ fn the_grind_report_judges_pass_rates() {
         out.both()
     );
     assert_eq!(row(&out.stdout, "flaky/c")[0], "5/6", "{}", out.stdout);
-    assert!(
-        out.stdout.contains("grind verdict: green"),
+    // Regression: the build's own verdict ("failed": a copy failed) followed the grind's.
+    assert_eq!(
+        verdicts(&out.stdout),
+        ["grind verdict: green (every test kept the limits)"],
         "{}",
         out.both()
     );
@@ -99,6 +102,49 @@ fn the_grind_report_judges_pass_rates() {
     assert_eq!(out.code, Some(1), "{}", out.both());
     assert!(
         out.stdout.contains("flaky/c  <- passes too rarely"),
+        "{}",
+        out.both()
+    );
+    assert_eq!(verdicts(&out.stdout).len(), 1, "{}", out.both());
+    assert!(
+        verdicts(&out.stdout)[0].starts_with("grind verdict: failed"),
+        "{}",
+        out.both()
+    );
+}
+
+/// The lines of `stdout` that give a verdict.
+fn verdicts(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|line| line.contains("verdict:"))
+        .collect()
+}
+
+/// Regression (a hostile trial): `ciq report --grind` of a build that is not a grind judged
+/// single runs as if they were a grind's. It is bad input: one line, exit 2.
+#[test]
+fn the_grind_report_of_a_plain_build_is_refused() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "plain";
+    let list = scratch.tests(&["pass/a".to_owned(), "pass/b".to_owned()]);
+    let args = worker_args(&server, build, "w1", &list);
+    let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    let mut args = report_args(&server, build);
+    args.push("--grind".to_owned());
+    let out = Proc::spawn("report", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::USAGE), "{}", out.both());
+    assert!(out.stdout.is_empty(), "{}", out.both());
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.both());
+    assert!(
+        errors[0].contains("build `plain` is not a grind"),
         "{}",
         out.both()
     );

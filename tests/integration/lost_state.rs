@@ -207,3 +207,102 @@ fn an_evicting_redis_is_warned_about() {
         out.both()
     );
 }
+
+/// Regression: a Redis out of memory (`maxmemory` reached under `noeviction`) printed its raw
+/// answer, `Redis command failed: "OOM": command not allowed when used memory > 'maxmemory'.
+/// script: 540dbd…, on @user_script:35.`: now one line says what happened, and a hint what to
+/// do.
+#[test]
+fn a_redis_out_of_memory_says_so() {
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    // A fresh server already uses about a megabyte: every write is refused.
+    for (name, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1mb")] {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .exec(&mut conn)
+            .expect("CONFIG SET");
+    }
+    let scratch = Scratch::new();
+    let list = scratch.tests(&ids("pass", 2));
+    let out = Proc::spawn(
+        "w1",
+        &scratch,
+        &with_command(worker_args(&server, "full", "w1", &list)),
+    )
+    .wait(LONG);
+    assert_eq!(
+        out.code,
+        Some(ciq::exit_code::INFRASTRUCTURE),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "error: Redis at `{}` is out of memory: it reached its maxmemory limit and refuses writes",
+            server.url()
+        )),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stderr.contains("(hint: give Redis more memory"),
+        "{}",
+        out.both()
+    );
+    assert!(!out.stderr.contains("user_script"), "{}", out.both());
+}
+
+/// Regression: a finished build that lost only its `state` key (an eviction, a `DEL`) was
+/// started again by a late worker, which elected itself and ran the suite as a new generation
+/// (exit 0), and a report started then waited for a leader until `--queue-init-timeout`
+/// (exit 4). The build's results show it was ready once: both end with the infrastructure code
+/// and say its state was lost, and nothing runs again.
+#[test]
+fn a_finished_build_that_lost_only_its_state_is_lost_for_late_comers() {
+    let server = RedisServer::start();
+    for late in ["worker", "report"] {
+        let scratch = Scratch::new();
+        let build = format!("state-gone-{late}");
+        let list = scratch.tests(&ids("pass", 3));
+        let args = |worker: &str| with_command(worker_args(&server, &build, worker, &list));
+        let first = Proc::spawn("w1", &scratch, &args("w1")).wait(LONG);
+        assert_eq!(first.code, Some(0), "{}", first.both());
+        let state = ciq::queue::redis::keys::BuildKeys::new("", &build).state();
+        let deleted: i64 = redis::cmd("DEL")
+            .arg(&state)
+            .query(&mut server.conn())
+            .expect("DEL");
+        assert_eq!(deleted, 1);
+        let late_worker = || Proc::spawn("w2", &scratch, &args("w2")).wait(LONG);
+        let report = || Proc::spawn("report", &scratch, &report_args(&server, &build)).wait(LONG);
+        let outs = match late {
+            "worker" => [late_worker(), report()],
+            _ => [report(), late_worker()],
+        };
+        let [first_late, second_late] = &outs;
+        assert!(
+            first_late.stderr.contains(
+                "the build's state was lost from Redis (its state key is gone while its results remain)"
+            ),
+            "{late}: {}",
+            first_late.both()
+        );
+        for out in [first_late, second_late] {
+            assert_eq!(
+                out.code,
+                Some(ciq::exit_code::INFRASTRUCTURE),
+                "{late}: {}",
+                out.both()
+            );
+            assert!(
+                out.stderr.contains("the build's state was lost from Redis"),
+                "{late}: {}",
+                out.both()
+            );
+        }
+        scratch.assert_each_ran_once(3);
+    }
+}

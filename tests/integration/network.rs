@@ -1,7 +1,8 @@
 //! Network faults between workers and Redis, through a real TCP proxy per worker: every
 //! connection dropped at once, and one worker blackholed past its heartbeat timeout. Requests
 //! whose replies were lost are re-sent and answered, never applied twice; a worker cut off
-//! long enough loses its tests, and its late results change nothing.
+//! long enough loses its tests, and its late results change nothing. A Redis that stays away
+//! (paused or killed) is waited for `--redis-timeout` in all.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,8 @@ use redis::Commands;
 
 use ciq_testkit::{
     FaultProxy, Proc, RedisServer, Scratch, assert_late_result_changes_nothing,
-    assert_one_final_line_each, ids, ran, report_args, results, through, wait_until, with_command,
-    worker_args,
+    assert_one_final_line_each, ids, ran, replace_flag, report_args, results, through, wait_until,
+    with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -113,4 +114,57 @@ fn blackholed_worker_is_taken_over_and_its_late_results_change_nothing() {
         .hget(BuildKeys::new("", build).stats(), "discarded")
         .unwrap();
     assert!(discarded >= 1, "the late acknowledgement was discarded");
+}
+
+/// Regression: `--redis-timeout` bounded each request, not the outage: with Redis paused, a
+/// worker gave up 16 s after a 4 s flag (a reply's 4 s timeout first, then 4 s of retries, then
+/// as long again to give its tests back), saying "retrying for up to 4s" each time; with Redis
+/// killed, 9 s. The flag is now what a worker waits for Redis in all, once per outage.
+#[test]
+fn a_worker_gives_up_on_redis_within_its_redis_timeout() {
+    const FLAG: Duration = Duration::from_secs(4);
+    for fault in ["paused", "killed"] {
+        let mut server = RedisServer::start();
+        let mut scratch = Scratch::new();
+        scratch.set_env("SLOW_SECONDS", "60");
+        let list = scratch.tests(&ids("slow", 2));
+        let args = replace_flag(
+            with_command(worker_args(&server, fault, "w", &list)),
+            "--redis-timeout",
+            ["--redis-timeout".to_owned(), "4s".to_owned()],
+        );
+        let worker = Proc::spawn("w", &scratch, &args);
+        wait_until("the worker to run a test", LONG, || {
+            !scratch.runs().is_empty()
+        });
+        let cut_off = Instant::now();
+        match fault {
+            "paused" => server.pause(),
+            _ => server.kill(),
+        }
+        let out = worker.wait(LONG);
+        let waited = cut_off.elapsed();
+        assert_eq!(
+            out.code,
+            Some(ciq::exit_code::INFRASTRUCTURE),
+            "{fault}: {}",
+            out.both()
+        );
+        assert!(
+            waited < FLAG * 2,
+            "{fault}: the worker gave up {waited:?} after Redis went away, for --redis-timeout 4s\n{}",
+            out.both()
+        );
+        assert_eq!(
+            out.stderr.matches("retrying for up to").count(),
+            1,
+            "{fault}: one outage, one line\n{}",
+            out.both()
+        );
+        assert!(
+            out.stderr.contains("cannot reach Redis at"),
+            "{fault}: {}",
+            out.both()
+        );
+    }
 }

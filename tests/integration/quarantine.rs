@@ -86,6 +86,63 @@ fn a_quarantined_failure_is_reported_and_the_build_stays_green() {
     assert_eq!(out.code, Some(1), "{}", out.both());
 }
 
+/// Regression (a hostile trial): every test failing and every one quarantined printed "4 tests:
+/// 0 passed, 4 failed ... verdict: green" without a word. Green only because of the quarantine
+/// is said loudly: in the summary (the worker's and the report's), the JSON report's warnings
+/// and the CI's page.
+#[test]
+fn a_build_green_only_by_its_quarantine_says_so() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "all-quarantined";
+    let tests: Vec<String> = (0..4).map(|n| format!("fail/{n}")).collect();
+    let list = scratch.tests(&tests);
+    let quarantine = scratch.path("quarantine.txt");
+    std::fs::write(&quarantine, tests.join("\n")).unwrap();
+    let flag = [
+        "--quarantine".to_owned(),
+        quarantine.to_string_lossy().into_owned(),
+    ];
+    let warning = "WARNING: every failure was quarantined (4 of 4 tests failed, none passed): the verdict is green only because of --quarantine\nverdict: green";
+    let mut args = worker_args(&server, build, "w1", &list);
+    args.extend(flag.clone());
+    args.extend(["--max-requeues", "0"].map(str::to_owned));
+    let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains(warning), "{}", out.both());
+
+    let mut report = report_args(&server, build);
+    report.extend(flag);
+    let json = scratch.path("build.json");
+    report.extend(["--json".to_owned(), json.to_string_lossy().into_owned()]);
+    let page = scratch.path("step-summary.md");
+    let page_var = page.to_string_lossy().into_owned();
+    let env = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_STEP_SUMMARY", page_var.as_str()),
+    ];
+    let out = Proc::spawn_with_env("report", &scratch, &report, &env).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains(warning), "{}", out.both());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let warnings = json["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        warnings.len() == 1
+            && warnings[0]
+                .as_str()
+                .is_some_and(|w| w.starts_with("WARNING: every failure was quarantined")),
+        "{json}"
+    );
+    let page = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        page.contains(
+            "> **WARNING: every failure was quarantined (4 of 4 tests failed, none passed)"
+        ),
+        "{page}"
+    );
+}
+
 /// Locally too, and a failure the file does not name keeps the build red.
 #[test]
 fn only_the_quarantined_failures_are_forgiven() {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use ciq::exit_code;
 use ciq_testkit::{
     Proc, RedisServer, Scratch, replace_flag, report_args, with_command, worker_args,
 };
@@ -427,4 +428,99 @@ fn a_retry_of_an_aborted_build_runs_the_suite_afresh() {
     let out = Proc::spawn("report", &scratch, &report).wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());
     assert!(out.stdout.contains("4 tests: 4 passed"), "{}", out.both());
+}
+
+/// Regression (a hostile trial): the workers of `--retry-of` a green build said "nothing to
+/// retry" and exited 0 without electing anyone, while the report of the new build waited for a
+/// leader until --queue-init-timeout, then exited 4: a green build made red by its own retry.
+/// The workers now fill the build with no test, so the report, started before them here, ends
+/// at once with their verdict.
+#[test]
+fn the_report_of_a_retry_of_a_green_build_ends_green_at_once() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/0".to_owned(), "pass/1".to_owned()]);
+    for out in workers(&server, &scratch, "green", &list, &["w1"], &[], &[]) {
+        assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    }
+    let started = Instant::now();
+    let mut report = report_args(&server, "green-rerun");
+    let junit = scratch.path("rerun.xml");
+    report.extend(["--junit".to_owned(), junit.to_string_lossy().into_owned()]);
+    let report = Proc::spawn("report", &scratch, &report);
+    report.wait_for_stderr("waiting for a worker to be elected leader", LONG);
+    let mut args = worker_args(&server, "green-rerun", "w1", &list);
+    args.drain(7..9);
+    args.extend(["--retry-of", "green"].map(str::to_owned));
+    let out = Proc::spawn("rerun", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert!(out.stderr.contains("nothing to retry"), "{}", out.both());
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert!(
+        out.stderr.contains(
+            "build `green-rerun` re-runs the failed tests of build `green`, which had none"
+        ),
+        "{}",
+        out.both()
+    );
+    assert!(out.stdout.contains("verdict: green"), "{}", out.both());
+    // Far below the report's 60 s --queue-init-timeout, which it waited out before.
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"0\""), "{xml}");
+    // The build of no test is a real one: its id given to a run of the suite is refused.
+    let args = worker_args(&server, "green-rerun", "w2", &list);
+    let out = Proc::spawn("reused", &scratch, &with_command(args)).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::LIST_MISMATCH), "{}", out.both());
+}
+
+/// Regression (a hostile trial): the report of a retry that no retried job came to (the jobs
+/// were not re-run, only the report) re-opened the failed test, then counted it "not run" (exit
+/// 3) after a heartbeat timeout. It says no retried job came and the test keeps its earlier
+/// outcome: failed, exit 1; a retried job that comes later finds the build finished.
+#[test]
+fn a_retry_no_job_came_to_keeps_its_earlier_failures() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "no-job-came";
+    let list = scratch.tests(&["pass/0".to_owned(), "fail/0".to_owned()]);
+    for out in workers(&server, &scratch, build, &list, &["w1"], &[], &[]) {
+        assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+    }
+    let before = scratch.runs().len();
+    let mut args = report_args(&server, build);
+    args.push("--retry".to_owned());
+    let out = Proc::spawn("report", &scratch, &args).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+    assert!(
+        out.stderr.contains(
+            "no retried job came (within a heartbeat timeout) to retry `1` of build `no-job-came`: its 1 re-opened test(s) keep the outcome they had before it"
+        ),
+        "{}",
+        out.both()
+    );
+    assert!(
+        out.stdout.contains("FAILED fail/0")
+            && out.stdout.contains("2 tests: 1 passed, 1 failed\n"),
+        "{}",
+        out.both()
+    );
+    assert!(!out.stdout.contains("NOT RUN"), "{}", out.both());
+    // A retried job of the round that comes late runs nothing: the build is finished.
+    for out in workers(&server, &scratch, build, &list, &["w1"], &["--retry"], &[]) {
+        assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+    }
+    assert!(runs_since(&scratch, before).is_empty());
+    let out = Proc::spawn("report-again", &scratch, &report_args(&server, build)).wait(LONG);
+    assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+    assert!(
+        out.stdout.contains("2 tests: 1 passed, 1 failed\n"),
+        "{}",
+        out.both()
+    );
 }

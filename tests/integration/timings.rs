@@ -275,7 +275,7 @@ fn a_timing_file_that_cannot_be_written_is_refused_before_the_build() {
     assert_eq!(out.code, Some(2), "{}", out.both());
     assert_said(
         &out,
-        "error: cannot write timing file `/nonexistent-dir/timings.tsv`",
+        "error: --timings-out (CIQ_LOCAL_TIMINGS_OUT) `/nonexistent-dir/timings.tsv`: the directory `/nonexistent-dir` does not exist (create it first)",
     );
     assert!(scratch.runs().is_empty(), "nothing ran");
 }

@@ -21,6 +21,40 @@ fn list_file(scratch: &Scratch, name: &str, ids: &[String]) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Regression: `--namespace a --build b` and `--build a:b` had the same keys, so the second
+/// build, with a suite of its own, met the first one's list and exited 6.
+#[test]
+fn a_namespaced_build_and_a_build_id_holding_a_colon_never_meet() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let runs = [
+        (vec!["--namespace", "a", "--build", "b"], ids("pass", 3)),
+        (vec!["--build", "a:b"], ids("other", 2)),
+        (vec!["--namespace", "a:b", "--build", "c"], ids("third", 4)),
+        (vec!["--namespace", "a", "--build", "b:c"], ids("fourth", 5)),
+    ];
+    for (n, (flags, tests)) in runs.into_iter().enumerate() {
+        let name = format!("w{n}");
+        let list = list_file(&scratch, &format!("{name}.txt"), &tests);
+        let mut args = replace_flag(
+            worker_args(&server, "unused", &name, std::path::Path::new(&list)),
+            "--build",
+            [flags[0].to_owned(), flags[1].to_owned()],
+        );
+        args.extend(flags[2..].iter().map(|flag| (*flag).to_owned()));
+        let out = Proc::spawn(&name, &scratch, &with_command(args)).wait(LONG);
+        assert_eq!(out.code, Some(0), "{flags:?}: {}", out.both());
+        let count = tests.len();
+        assert!(
+            out.stdout
+                .contains(&format!("{count} tests: {count} passed")),
+            "{flags:?}: {}",
+            out.both()
+        );
+    }
+    scratch.assert_each_ran_once(14);
+}
+
 /// Regression: w1 with t1..t10 and w2 with t1..t5 and x1..x5 in one build: w2 ran w1's tests,
 /// x1..x5 never ran, and every process said `10 tests: 10 passed`, exit 0.
 #[test]
@@ -307,6 +341,64 @@ fn a_follower_starts_its_framework_while_the_leader_lists() {
         assert_eq!(out.code, Some(0), "{}", out.both());
         assert!(out.stdout.contains("6 tests: 6 passed"), "{}", out.both());
     }
+}
+
+/// Regression (a hostile trial): a leader sent SIGTERM while it listed gave its lock up, but its
+/// session never said it left, so the report of the drained build waited about a heartbeat
+/// timeout for it. It leaves as any worker does: with a 60 s heartbeat timeout, the report (its
+/// JUnit report needs every live worker to have left) ends long before that.
+#[test]
+fn a_leader_stopped_while_listing_says_it_left() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "leader-left";
+    let list = scratch.tests(&ids("pass", 1));
+    let listing = gated_listing(&scratch, "gate", &ids("pass", 4));
+    let slow = |args: Vec<String>| {
+        replace_flag(
+            args,
+            "--heartbeat-timeout",
+            ["--heartbeat-timeout".to_owned(), "60s".to_owned()],
+        )
+    };
+    let args = |worker: &str| {
+        with_command(slow(with_list_command(
+            worker_args(&server, build, worker, &list),
+            listing.clone(),
+        )))
+    };
+    let junit = scratch.path("report.xml");
+    let mut report = report_args(&server, build);
+    report.extend(["--junit".to_owned(), junit.to_string_lossy().into_owned()]);
+    let report = Proc::spawn("report", &scratch, &report);
+    let leader = Proc::spawn("leader", &scratch, &args("leader"));
+    leader.wait_for_stderr("is the leader", LONG);
+    let follower = Proc::spawn("follower", &scratch, &args("follower"));
+    follower.wait_for_stderr("waits for leader `leader`", LONG);
+    leader.signal(Signal::SIGTERM);
+    let out = leader.wait(LONG);
+    assert_eq!(out.code, Some(143), "{}", out.both());
+    let workers: std::collections::HashMap<String, String> =
+        redis::Commands::hgetall(&mut server.conn(), format!("ciq:{{{build}}}:workers")).unwrap();
+    assert!(
+        workers
+            .values()
+            .any(|value| value.starts_with("left:") && value.ends_with(":leader")),
+        "{workers:?}"
+    );
+    std::fs::write(scratch.path("gate"), "").unwrap();
+    let out = follower.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    let finished = Instant::now();
+    let out = report.wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("4 tests: 4 passed"), "{}", out.both());
+    assert!(
+        finished.elapsed() < Duration::from_secs(30),
+        "the report waited {:?} after the last worker, as for a live leader",
+        finished.elapsed()
+    );
+    assert!(junit.exists());
 }
 
 /// Regression: a second `ciq run` of a finished build ran nothing in no time and printed the

@@ -1,9 +1,12 @@
 //! [`RedisConn`]: one multiplexed connection to Redis that survives drops, restarts and pauses.
 //!
 //! Every call is retried with backoff on connection errors and timeouts, on a fresh connection,
-//! until `retry_for` has passed without success; then the error ends the worker as an
-//! infrastructure failure. Retrying is safe because every script of the protocol is safe to
-//! repeat after a lost reply (see `lua/`).
+//! until the outage has lasted `retry_for` (`--redis-timeout`); then the error ends the worker
+//! as an infrastructure failure. An outage is one for every call of the process: it begins with
+//! the first request that failed since Redis last answered, so calls made during it (a
+//! heartbeat, then giving tests back) share one budget instead of each waiting it out again,
+//! and every attempt is cut off where the budget ends. Retrying is safe because every script of
+//! the protocol is safe to repeat after a lost reply (see `lua/`).
 //!
 //! The same connection speaks to a Redis Cluster: given a `redis+cluster://` (or
 //! `rediss+cluster://`) URL, which may list several nodes (`redis+cluster://h1:p1,h2:p2/`), or
@@ -14,7 +17,8 @@
 //! one hash tag, so each script runs on the one primary that holds its build.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::PoisonError;
+use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
@@ -24,6 +28,7 @@ use redis::{
     Script, ServerErrorKind, Value,
 };
 use tokio::sync::Mutex;
+use tokio::time::{Instant, timeout_at};
 
 use crate::queue::QueueError;
 
@@ -37,6 +42,9 @@ pub struct RedisConn {
     timeout: Duration,
     config: AsyncConnectionConfig,
     slot: Mutex<Slot>,
+    /// When the outage under way began: the start of the first request that failed since Redis
+    /// last answered. Shared by every call, so `retry_for` bounds the outage, not each call.
+    outage: std::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Default)]
@@ -86,12 +94,19 @@ impl ConnectionLike for Link {
 /// Longest wait for one reply before the connection is presumed dead and replaced.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one last attempt may take once an outage has used up its budget (a worker that gave
+/// up still tries to give its tests back): long enough for a server that came back, short
+/// enough that giving up stays prompt.
+const LAST_ATTEMPT: Duration = Duration::from_millis(500);
+
 impl RedisConn {
     /// Parses `url` and connects, retrying for up to `retry_for`.
     pub async fn open(url: &str, retry_for: Duration) -> Result<Self, QueueError> {
         let client = client(url)?;
         let shown = redact(url);
-        let timeout = RESPONSE_TIMEOUT.min(retry_for.max(Duration::from_millis(500)));
+        // At least two attempts fit in the budget, so a connection that died silently is
+        // replaced once before giving up.
+        let timeout = RESPONSE_TIMEOUT.min((retry_for / 2).max(LAST_ATTEMPT));
         let conn = Self {
             client,
             seeds: cluster_seeds(url),
@@ -102,6 +117,7 @@ impl RedisConn {
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout)),
             slot: Mutex::new(Slot::default()),
+            outage: std::sync::Mutex::new(None),
         };
         // A single node's answer to INFO (or its refusal) shows it is reachable and takes the
         // credentials; a cluster connection is made afresh, so it is checked with a PING.
@@ -266,28 +282,48 @@ impl RedisConn {
         }
     }
 
+    /// The outage under way, if any.
+    fn lock_outage(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.outage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long the next attempt may take: a reply's timeout, cut at the end of the outage's
+    /// budget (and [`LAST_ATTEMPT`] once it is spent).
+    fn attempt_deadline(&self) -> Instant {
+        let left = match *self.lock_outage() {
+            Some(began) => self.retry_for.saturating_sub(began.elapsed()),
+            None => self.retry_for,
+        };
+        Instant::now() + self.timeout.min(left.max(LAST_ATTEMPT))
+    }
+
     async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, QueueError>
     where
         F: FnMut(Link) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let mut outage: Option<Instant> = None;
         let mut delay = Duration::from_millis(50);
         loop {
+            let attempt_began = Instant::now();
+            let deadline = self.attempt_deadline();
             // The connection to replace after a failure: a node's. A cluster connection heals
             // itself (it reconnects to each node and re-reads the slot map from the nodes it
             // knows), and a new one could only start from the URL's nodes, which may be the
             // primary that just died.
-            let (replace, result) = match self.connection().await {
-                Ok((epoch, conn)) => {
+            let (replace, result) = match timeout_at(deadline, self.connection()).await {
+                Ok(Ok((epoch, conn))) => {
                     let replace = matches!(conn, Link::Node(_)).then_some(epoch);
-                    (replace, op(conn).await)
+                    let result = timeout_at(deadline, op(conn))
+                        .await
+                        .unwrap_or_else(|_| Err(no_reply(deadline - attempt_began)));
+                    (replace, result)
                 }
-                Err(err) => (None, Err(err)),
+                Ok(Err(err)) => (None, Err(err)),
+                Err(_) => (None, Err(no_reply(deadline - attempt_began))),
             };
             let err = match result {
                 Ok(value) => {
-                    if outage.is_some() {
+                    if self.lock_outage().take().is_some() {
                         crate::say!("ciq: reconnected to Redis at `{}`", self.url);
                     }
                     return Ok(value);
@@ -303,50 +339,81 @@ impl RedisConn {
                 self.become_cluster().await?;
                 continue;
             }
-            if let Some((detail, script_line)) = permission_denied(&err) {
-                return Err(QueueError::Permission {
-                    url: self.url.clone(),
-                    detail,
-                    script_line,
-                });
-            }
-            if is_auth_error(&err) {
-                return Err(QueueError::Auth {
-                    url: self.url.clone(),
-                    source: err,
-                });
-            }
             if !is_retryable(&err) {
-                if err.to_string().contains("DB index is out of range") {
-                    return Err(QueueError::InvalidUrl {
-                        url: self.url.clone(),
-                        reason: "the database number is out of range for this server".to_owned(),
-                    });
-                }
-                return Err(QueueError::Command(err));
+                return Err(self.refused(err));
             }
             if let Some(epoch) = replace {
                 self.discard(epoch).await;
             }
-            let started = *outage.get_or_insert_with(|| {
-                crate::say!(
-                    "ciq: Redis at `{}` is unavailable ({err}); retrying for up to {}",
-                    self.url,
-                    crate::human::duration(self.retry_for)
-                );
-                Instant::now()
-            });
-            if started.elapsed() >= self.retry_for {
+            let (began, first) = {
+                let mut outage = self.lock_outage();
+                match *outage {
+                    Some(began) => (began, false),
+                    None => (*outage.insert(attempt_began), true),
+                }
+            };
+            let left = self.retry_for.saturating_sub(began.elapsed());
+            if left.is_zero() {
                 return Err(QueueError::Unreachable {
                     url: self.url.clone(),
-                    waited: started.elapsed(),
+                    waited: began.elapsed(),
                     source: err,
                 });
             }
-            tokio::time::sleep(delay).await;
+            if first {
+                crate::say!(
+                    "ciq: Redis at `{}` is unavailable ({err}); retrying for up to {} more (--redis-timeout {} in all)",
+                    self.url,
+                    crate::human::duration(left),
+                    crate::human::duration(self.retry_for)
+                );
+            }
+            tokio::time::sleep(delay.min(left)).await;
             delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
+
+    /// The error for an answer that retrying cannot change.
+    fn refused(&self, err: RedisError) -> QueueError {
+        if let Some((detail, script_line)) = permission_denied(&err) {
+            return QueueError::Permission {
+                url: self.url.clone(),
+                detail,
+                script_line,
+            };
+        }
+        if is_auth_error(&err) {
+            return QueueError::Auth {
+                url: self.url.clone(),
+                source: err,
+            };
+        }
+        if is_out_of_memory(&err) {
+            return QueueError::OutOfMemory {
+                url: self.url.clone(),
+            };
+        }
+        if err.to_string().contains("cluster support disabled") {
+            return QueueError::NotACluster {
+                url: self.url.clone(),
+            };
+        }
+        if err.to_string().contains("DB index is out of range") {
+            return QueueError::InvalidUrl {
+                url: self.url.clone(),
+                reason: "the database number is out of range for this server".to_owned(),
+            };
+        }
+        QueueError::Command(err)
+    }
+}
+
+/// The error of an attempt that got no reply in time.
+fn no_reply(waited: Duration) -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no reply within {}", crate::human::duration(waited)),
+    ))
 }
 
 /// Checks that `url` is a Redis URL, without connecting: bad flags fail before anything else.
@@ -458,6 +525,13 @@ fn permission_denied(err: &RedisError) -> Option<(String, Option<(String, usize)
             Some((sha.trim().to_owned(), line))
         });
     Some((format!("NOPERM {said}"), place))
+}
+
+/// Redis's refusal of a write once it reached `maxmemory` (with `noeviction`, or nothing left
+/// to evict), from a command or from inside a script (Redis 6.2 words it `-OOM command not
+/// allowed` inside the script's error).
+fn is_out_of_memory(err: &RedisError) -> bool {
+    err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed")
 }
 
 fn is_retryable(err: &RedisError) -> bool {

@@ -51,6 +51,9 @@ const READY_POLL: Duration = Duration::from_millis(250);
 /// place in a batch matters; every other test counts as the default.
 const ESTIMATED: usize = 10_000;
 
+/// Why a build whose `state` is absent while its results remain is lost.
+pub(super) const STATE_GONE_RESULTS_LEFT: &str = "its state key is gone while its results remain";
+
 enum Led {
     Committed,
     LostLock,
@@ -85,7 +88,25 @@ impl RedisQueue {
                 self.check_list(&joined.generation, &list).await?;
             }
         }
+        self.record_joined().await?;
         Ok(joined)
+    }
+
+    /// Records that this session's list is the build's: the report's verdict no longer waits
+    /// for it, even if it dies without a word.
+    async fn record_joined(&self) -> Result<(), QueueError> {
+        let key = self.keys.joined();
+        let mut write = redis::pipe();
+        write
+            .atomic()
+            .sadd(&key, &self.session)
+            .ignore()
+            .pexpire(
+                &key,
+                i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX),
+            )
+            .ignore();
+        self.conn.pipeline(&write).await
     }
 
     /// Runs `work` (a follower's own listing, which may take as long as a collection) while
@@ -171,6 +192,9 @@ impl RedisQueue {
                     }
                 },
                 Elected::Aborted(abort) => return Err(QueueError::Aborted(abort)),
+                // Regression: a finished build that lost only its state was started again by
+                // a late worker, as a new generation.
+                Elected::Lost => return Err(self.state_lost(STATE_GONE_RESULTS_LEFT).await),
                 Elected::Wait(BuildState::Ready { generation }) => {
                     return Ok(self.joined(generation, false));
                 }
@@ -330,21 +354,23 @@ impl RedisQueue {
         *self.leading.lock().unwrap_or_else(PoisonError::into_inner) = leading;
     }
 
-    /// Gives up the setup lock if this worker holds it (it was stopped while it listed or
-    /// staged), so the others elect a new leader at once instead of after the lock's TTL.
+    /// Leaves the build before joining it (stopped, or failed, while it waited, listed or
+    /// staged): its session says it left, as a worker that ends does, so the report need not
+    /// wait out its heartbeat timeout; and a setup lock it holds is given up, so the others
+    /// elect a new leader at once instead of after the lock's TTL.
     pub async fn resign(&self) -> Result<(), QueueError> {
         let leading = self
             .leading
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        let Some((setup, generation)) = leading else {
-            return Ok(());
-        };
         let resign = Resign {
             keys: &self.keys,
-            generation: &generation,
-            setup: &setup,
+            session: &self.session,
+            worker: &self.worker,
+            leading: leading
+                .as_ref()
+                .map(|(setup, generation)| (generation.as_str(), setup.as_str())),
         };
         if scripts::run(&self.conn, &resign).await? {
             crate::say!(

@@ -2,11 +2,11 @@
 //! same Redis: a smoothed estimate per test (an exponentially weighted mean of its runs) and its
 //! last few runs.
 //!
-//! It has a hash tag of its own (`ciq:{timings:<namespace>}:estimates`): on Redis Cluster it
-//! never meets a build's keys in one script, so it is read and written with plain pipelined
-//! commands, never inside the per-test scripts. The leader reads it to order the queue; each
-//! worker folds the durations it measured into it when it ends. It only holds estimates: losing
-//! it slows a build down, never changes a verdict.
+//! It has a hash tag of its own (`ciq:{timings:<namespace>}:estimates`, the namespace escaped
+//! as in a build's tag): on Redis Cluster it never meets a build's keys in one script, so it is
+//! read and written with plain pipelined commands, never inside the per-test scripts. The
+//! leader reads it to order the queue; each worker folds the durations it measured into it when
+//! it ends. It only holds estimates: losing it slows a build down, never changes a verdict.
 //!
 //! Beside it, a sorted set tracks the [`LONGEST`] longest estimates. The leader reads that
 //! instead of a million entries (the difference between the first test starting a second after
@@ -125,12 +125,13 @@ fn now_s() -> u64 {
 impl<'a> Estimates<'a> {
     /// The store of `namespace` (empty for none).
     pub(super) fn new(conn: &'a RedisConn, namespace: &str) -> Self {
+        let prefix = crate::queue::redis::keys::store_prefix("timings", namespace);
         Self {
             conn,
-            key: format!("ciq:{{timings:{namespace}}}:estimates"),
-            longest: format!("ciq:{{timings:{namespace}}}:longest"),
-            typical: format!("ciq:{{timings:{namespace}}}:typical"),
-            swept: format!("ciq:{{timings:{namespace}}}:swept"),
+            key: format!("{prefix}estimates"),
+            longest: format!("{prefix}longest"),
+            typical: format!("{prefix}typical"),
+            swept: format!("{prefix}swept"),
         }
     }
 

@@ -2,8 +2,8 @@
 //! can see its flakiest tests (`ciq flaky`), a failure of a test that is often flaky is marked,
 //! and a quarantined test that stopped failing is pointed out.
 //!
-//! Like the durations store it has a hash tag of its own (`ciq:{history:<namespace>}:...`) and
-//! is written once per build, by `ciq report`, with plain commands, never inside the per-test
+//! Like the durations store it has a hash tag of its own (`ciq:{history:<namespace>}:...`, the
+//! namespace escaped as in a build's tag) and is written once per build, by `ciq report`, with plain commands, never inside the per-test
 //! scripts. It holds the builds (a sorted set, by the Redis time they were first recorded, in
 //! microseconds, the
 //! last [`WINDOW`] of them), one hash field per test and build that failed or was flaky
@@ -71,7 +71,7 @@ pub struct History<'a> {
 impl<'a> History<'a> {
     /// The history of `namespace` (empty for none).
     pub fn new(conn: &'a RedisConn, namespace: &str) -> Self {
-        let prefix = format!("ciq:{{history:{namespace}}}:");
+        let prefix = crate::queue::redis::keys::store_prefix("history", namespace);
         Self {
             conn,
             builds: format!("{prefix}builds"),

@@ -4,6 +4,14 @@
 //! Every key of a build shares one hash tag, `{namespace:build}`, so every script's keys sit in
 //! one Redis Cluster slot. Queue-operational keys live under `g:<generation>:`, so an abandoned
 //! attempt at filling the queue can never be read by anyone.
+//!
+//! The namespace and the build id go into the tag escaped ([`tag_part`]): `%`, `:`, `{` and `}`
+//! become `%25`, `%3A`, `%7B` and `%7D`. So the one `:` of a tag separates the namespace from
+//! the build (`--namespace a --build b` and `--build a:b` never share a key), and a `}` in an
+//! id can neither end the tag early (which would move the build's keys into another tag's slot)
+//! nor make one build's keys another's. Ids without those characters keep their plain keys.
+
+use std::borrow::Cow;
 
 /// Build-wide keys: the election state and aggregates that outlive a generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +59,9 @@ impl BuildKeys {
     /// Keys of build `build` under `namespace` (empty for none).
     pub fn new(namespace: &str, build: &str) -> Self {
         let tag = if namespace.is_empty() {
-            build.to_owned()
+            tag_part(build).into_owned()
         } else {
-            format!("{namespace}:{build}")
+            format!("{}:{}", tag_part(namespace), tag_part(build))
         };
         Self {
             prefix: format!("ciq:{{{tag}}}:"),
@@ -77,6 +85,19 @@ impl BuildKeys {
     /// Worker session -> `<last seen ms>:<worker>`, or `left:<ms>:<worker>` (hash).
     pub fn workers(&self) -> String {
         self.key("workers")
+    }
+
+    /// Worker sessions that joined: the leader once it committed, a follower once its own
+    /// list was found to be the build's. A live session not in it may still refuse to run with
+    /// another list, which would make the build red, so the report's verdict waits for it (set).
+    pub fn joined(&self) -> String {
+        self.key("joined")
+    }
+
+    /// The earlier build whose failed tests this build re-runs (`--retry-of`), when it had none
+    /// (its workers fill it with no test): the report says why the build has none (string).
+    pub fn nothing_to_retry(&self) -> String {
+        self.key("nothing-to-retry")
     }
 
     /// Worker session -> why it refused to run: its test list was not the build's (hash).
@@ -164,9 +185,77 @@ impl GenKeys {
     }
 }
 
+/// `id` as it goes into a hash tag: `%`, `:`, `{` and `}` escaped as in a URL, so that a
+/// tag's parts are told apart by its `:` and the tag ends at its own `}` only.
+pub fn tag_part(id: &str) -> Cow<'_, str> {
+    if !id.contains(['%', ':', '{', '}']) {
+        return Cow::Borrowed(id);
+    }
+    let mut escaped = String::with_capacity(id.len() + 8);
+    for c in id.chars() {
+        match c {
+            '%' => escaped.push_str("%25"),
+            ':' => escaped.push_str("%3A"),
+            '{' => escaped.push_str("%7B"),
+            '}' => escaped.push_str("%7D"),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// The key prefix of a namespace's store that outlives builds (`timings`, `history`):
+/// `ciq:{<store>:<namespace>}:`, the namespace escaped as in a build's tag.
+pub fn store_prefix(store: &str, namespace: &str) -> String {
+    format!("ciq:{{{store}:{}}}:", tag_part(namespace))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `--namespace a --build b` and `--build a:b` had the same keys, so the second
+    /// build met the first one's list (exit 6) or its verdict.
+    #[test]
+    fn different_namespaces_and_builds_never_share_a_key() {
+        let pairs = [
+            ("a", "b"),
+            ("", "a:b"),
+            ("a:b", "c"),
+            ("a", "b:c"),
+            ("", "a%3Ab"),
+            ("a}", "b"),
+            ("a", "}b"),
+            ("", "a}:b"),
+            ("", "a"),
+            ("%", "b"),
+            ("%25", "b"),
+            ("{a", "b"),
+        ];
+        let states: Vec<String> = pairs
+            .iter()
+            .map(|(namespace, build)| BuildKeys::new(namespace, build).state())
+            .collect();
+        for (i, state) in states.iter().enumerate() {
+            // Redis's tag ends at the first `}`: there, each build's own tag ends whole.
+            let after_tag = state
+                .strip_prefix("ciq:{")
+                .and_then(|rest| rest.split_once('}'))
+                .map(|(_, rest)| rest);
+            assert_eq!(after_tag, Some(":state"), "{state}");
+            for other in &states[i + 1..] {
+                assert_ne!(state, other);
+            }
+        }
+        let stores: Vec<String> = ["", "a", "a}", "a:b", "a%3Ab"]
+            .iter()
+            .map(|namespace| store_prefix("history", namespace))
+            .collect();
+        for (i, prefix) in stores.iter().enumerate() {
+            assert_eq!(prefix.matches('}').count(), 1, "{prefix}");
+            assert!(!stores[i + 1..].contains(prefix), "{prefix}");
+        }
+    }
 
     #[test]
     fn all_keys_share_one_hash_tag() {

@@ -12,6 +12,7 @@ mod estimates;
 pub mod history;
 pub mod keys;
 mod list_check;
+mod liveness;
 mod redis_queue;
 mod retry;
 mod scripts;

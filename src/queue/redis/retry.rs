@@ -162,6 +162,23 @@ impl RedisQueue {
     }
 }
 
+impl RedisQueue {
+    /// Records that this build re-runs the failed tests of `earlier`, which had none, so that
+    /// its report can say why the build has no test.
+    pub async fn record_nothing_to_retry(&self, earlier: &str) -> Result<(), QueueError> {
+        let ttl = u64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(u64::MAX);
+        self.conn
+            .query(
+                redis::cmd("SET")
+                    .arg(self.keys.nothing_to_retry())
+                    .arg(earlier)
+                    .arg("PX")
+                    .arg(ttl.max(1)),
+            )
+            .await
+    }
+}
+
 /// Who runs RETRY: a worker's session, or the report.
 struct By<'a> {
     build: &'a str,

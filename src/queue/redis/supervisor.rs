@@ -1,9 +1,12 @@
 //! The report's side of the queue: [`supervise`] waits for a leader, then for the queue to
-//! drain, and reads the build's summary.
+//! drain, and reads the build's summary; [`settle`] then waits, only as long as something still
+//! needs it, for the workers that may still write (a list mismatch, their measured durations).
 //!
 //! The report may start before any worker, so an absent state is only a dead leader once a
 //! leader has been seen. Once the build was ready, an absent or re-elected state means the
-//! build's state was lost, which is an error, never a green build. Every wait is bounded.
+//! build's state was lost, which is an error, never a green build; so does an absent state
+//! beside the build's results, which only a ready build records (a report started after the
+//! loss). Every wait is bounded.
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -11,14 +14,17 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
+use crate::grind;
 use crate::outcome::Outcome;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
-use crate::queue::redis::election::write_abort;
+use crate::queue::redis::election::{STATE_GONE_RESULTS_LEFT, write_abort};
 use crate::queue::redis::keys::BuildKeys;
+use crate::queue::redis::liveness::Liveness;
 use crate::queue::redis::scripts::abort::Rule;
+use crate::queue::redis::scripts::keep::{Keep, Keeping};
 use crate::queue::redis::scripts::progress::Progress;
 use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
@@ -49,6 +55,11 @@ pub struct ReportSettings {
     pub redis_timeout: Duration,
     /// How often to poll.
     pub poll_interval: Duration,
+    /// The retry round the report follows (`--retry`): only the sessions of the round are its
+    /// workers, and re-opened tests that none of them re-ran keep their earlier outcome.
+    pub retry_round: Option<String>,
+    /// The report expects a grind (`--grind`): a build that is not one is refused.
+    pub grind: bool,
 }
 
 /// What the report is waiting for, for its progress display.
@@ -75,7 +86,7 @@ pub enum Status {
 }
 
 /// Why the report stopped waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
     /// Every test has its outcome.
     Drained,
@@ -83,6 +94,20 @@ pub enum Ending {
     WorkersGone,
     /// The report timeout passed first.
     TimedOut,
+    /// Every test has its outcome, and there were none: the build re-runs the failed tests of
+    /// build `of` (`--retry-of`), which had none.
+    NothingToRetry {
+        /// The earlier build.
+        of: String,
+    },
+    /// No job of the retry round re-ran the `tests` tests it re-opened (`came`: whether any job
+    /// of the round came at all): they keep the outcome they had before the round.
+    Kept {
+        /// How many tests kept their earlier outcome.
+        tests: u64,
+        /// Whether a job of the round came (and left without re-running them).
+        came: bool,
+    },
 }
 
 /// Waits for the build to finish (or stall) and returns its summary.
@@ -121,15 +146,16 @@ async fn watch(
     let mut followed: Option<String> = None;
     let mut dead_leaders = DeadLeaders::default();
     let mut leaderless_since = started;
-    let mut ready_since: Option<Instant> = None;
-    // When the report first found every worker silent, by its own clock, while Redis answered.
-    let mut silent_since: Option<Instant> = None;
+    let mut liveness = Liveness::default();
     let ending = loop {
         let progress = Progress {
             keys,
             generation: followed.as_deref(),
+            round: settings.retry_round.as_deref(),
         };
+        let asked = Instant::now();
         let seen = scripts::run(conn, &progress).await?;
+        let took = asked.elapsed();
         if let Some(abort) = seen.abort {
             return Err(QueueError::Aborted(abort));
         }
@@ -142,9 +168,13 @@ async fn watch(
                         "a new election started after its state was gone".to_owned(),
                     ));
                 }
+                if settings.grind && !is_grind(conn, keys, generation).await? {
+                    return Err(QueueError::NotAGrind {
+                        build: settings.build.clone(),
+                    });
+                }
                 followed = Some(generation.clone());
-                ready_since = None;
-                silent_since = None;
+                liveness = Liveness::default();
                 continue;
             }
             (BuildState::Ready { .. }, _) => {
@@ -160,22 +190,13 @@ async fn watch(
                     alive: seen.alive,
                 });
                 if seen.queued == 0 && seen.running == 0 {
-                    break Ending::Drained;
+                    break match seen.nothing_to_retry {
+                        Some(of) if total == 0 => Ending::NothingToRetry { of },
+                        _ => Ending::Drained,
+                    };
                 }
-                // Workers may take a while after the commit to be heard (a build, a framework's
-                // start): gone means silent for a whole heartbeat timeout since it was ready.
-                // And silent as the report itself watched: right after Redis was unreachable
-                // (a restart, a cluster's failover) every worker's last heartbeat is old until
-                // they reconnect, which is not their death.
-                let timeout = Duration::from_millis(seen.timeout_ms);
-                let ready_for = ready_since.get_or_insert_with(Instant::now).elapsed();
-                if seen.registered > 0 && seen.alive == 0 {
-                    let silent_for = silent_since.get_or_insert_with(Instant::now).elapsed();
-                    if ready_for >= timeout && silent_for >= timeout {
-                        break Ending::WorkersGone;
-                    }
-                } else {
-                    silent_since = None;
+                if liveness.gone(Instant::now(), took, &seen) {
+                    break Ending::WorkersGone;
                 }
             }
             (_, Some(_)) => {
@@ -186,6 +207,9 @@ async fn watch(
                 on_status(&Status::Filling {
                     leader: leader.clone(),
                 });
+            }
+            (BuildState::Absent, None) if seen.existed => {
+                return Err(QueueError::StateLost(STATE_GONE_RESULTS_LEFT.to_owned()));
             }
             (BuildState::Absent, None) => {
                 if dead_leaders.watching() {
@@ -216,6 +240,18 @@ async fn watch(
     let Some(generation) = followed else {
         return Err(QueueError::StateLost("it was never seen ready".to_owned()));
     };
+    let ending = match (&ending, &settings.retry_round) {
+        (Ending::WorkersGone, Some(round)) => {
+            match keep_earlier(conn, keys, &generation, round).await? {
+                Some(tests) => Ending::Kept {
+                    tests,
+                    came: liveness.came(),
+                },
+                None => ending,
+            }
+        }
+        _ => ending,
+    };
     let summary = scripts::run(
         conn,
         &summarize::Summarize {
@@ -227,8 +263,58 @@ async fn watch(
     Ok((summary, ending))
 }
 
-/// What the workers write as they leave: the durations they measured and their runs much
-/// longer than usual.
+/// Gives the tests retry round `round` re-opened their earlier outcome back when none of them
+/// was re-run; returns how many, or `None` when something of the round ran.
+async fn keep_earlier(
+    conn: &RedisConn,
+    keys: &BuildKeys,
+    generation: &str,
+    round: &str,
+) -> Result<Option<u64>, QueueError> {
+    let keep = Keep {
+        keys: &keys.per_test(&keys.generation(generation)),
+        generation,
+        round,
+    };
+    match scripts::run(conn, &keep).await? {
+        Keeping::Kept(tests) => Ok(Some(tests)),
+        Keeping::Ran | Keeping::Stale => Ok(None),
+        Keeping::Unknown(test) => Err(QueueError::StateLost(format!(
+            "re-opened test `{test}` has no earlier failure"
+        ))),
+    }
+}
+
+/// Whether `generation` holds a grind's copies (`<id>#grind-<k>`): its first queued test, or
+/// else one with an outcome, says.
+async fn is_grind(
+    conn: &RedisConn,
+    keys: &BuildKeys,
+    generation: &str,
+) -> Result<bool, QueueError> {
+    let keys = keys.generation(generation);
+    let queued: Vec<String> = conn
+        .query(redis::cmd("LRANGE").arg(&keys.queue).arg(0).arg(0))
+        .await?;
+    let mut one = queued.into_iter().next();
+    if one.is_none() {
+        let (_, page): (u64, Vec<String>) = conn
+            .query(
+                redis::cmd("SSCAN")
+                    .arg(&keys.processed)
+                    .arg(0)
+                    .arg("COUNT")
+                    .arg(10),
+            )
+            .await?;
+        one = page.into_iter().next();
+    }
+    // A build with no test in either (all running) cannot be told apart: it is not refused.
+    Ok(one.is_none_or(|id| grind::base(&id).1.is_some()))
+}
+
+/// What the workers write after the summary: a list mismatch as they join, the durations they
+/// measured and their runs much longer than usual as they leave (see [`settle`]).
 #[derive(Debug, Default)]
 pub struct Measured {
     /// Each test's last run in the build (when asked for).
@@ -237,8 +323,8 @@ pub struct Measured {
     pub slower: Vec<Slower>,
     /// The build's generation, once it was ready.
     pub generation: Option<String>,
-    /// The build's list mismatches, read once its workers left: a worker that joined as the
-    /// build ended (its listing slower than the build) may record one after the summary.
+    /// The build's list mismatches, read once its live workers joined: a worker that joined as
+    /// the build ended (its listing slower than the build) may record one after the summary.
     pub mismatches: Vec<String>,
 }
 
@@ -313,19 +399,41 @@ pub async fn each_recorded<E>(
     }
 }
 
-/// What the build's workers measured, once they left: it first waits until no worker of the
-/// build is alive, at most one heartbeat timeout (a worker still running then is a stalled
-/// build, and what was written so far is what there is). Every test's duration is read only
-/// when `durations` is set: a big build has many.
-pub async fn measured(settings: &ReportSettings, durations: bool) -> Result<Measured, QueueError> {
+/// What the report waits for once every test has its outcome (or the workers are gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Every live worker joined: compared its own list with the build's. One that finds
+    /// another list records a mismatch, which makes the build red, so the verdict waits for it;
+    /// a worker that joined and then died changes nothing, and is not waited for.
+    Joined,
+    /// Every live worker left, having written the durations it measured (the timing file's,
+    /// the JUnit and JSON reports' and a grind's percentiles) and its runs much longer than
+    /// usual.
+    Left,
+}
+
+/// What the build's workers wrote, once `until` holds for them: it waits while a live worker
+/// (heard from within the heartbeat timeout, and not left) does not meet it, at most one
+/// heartbeat timeout (a worker still running then is a stalled build, and what was written so
+/// far is what there is); `waiting` hears how many it waits for and for how long at most, once,
+/// when it must wait. Every test's duration is read only when `durations` is set: a big build
+/// has many.
+pub async fn settle(
+    settings: &ReportSettings,
+    until: Until,
+    durations: bool,
+    mut waiting: impl FnMut(u64, Duration),
+) -> Result<Measured, QueueError> {
     let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
     let keys = BuildKeys::new(&settings.namespace, &settings.build);
     let started = Instant::now();
     let mut generation = None;
+    let mut told = false;
     loop {
         let progress = Progress {
             keys: &keys,
             generation: generation.as_deref(),
+            round: settings.retry_round.as_deref(),
         };
         let seen = scripts::run(&conn, &progress).await?;
         let BuildState::Ready { generation: ready } = seen.state else {
@@ -335,8 +443,16 @@ pub async fn measured(settings: &ReportSettings, durations: bool) -> Result<Meas
             generation = Some(ready);
             continue;
         }
-        if seen.alive == 0 || started.elapsed() >= Duration::from_millis(seen.timeout_ms) {
+        let pending = match until {
+            Until::Joined => seen.joining,
+            Until::Left => seen.alive,
+        };
+        let timeout = Duration::from_millis(seen.timeout_ms);
+        if pending == 0 || started.elapsed() >= timeout {
             break;
+        }
+        if !std::mem::replace(&mut told, true) {
+            waiting(pending, timeout);
         }
         sleep(settings.poll_interval).await;
     }

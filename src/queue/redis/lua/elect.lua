@@ -1,13 +1,18 @@
 -- ELECT: take the setup lock if nobody holds it (SET NX PX), else say who does.
--- KEYS[1] state, KEYS[2] aborted. ARGV[1] generation, ARGV[2] worker, ARGV[3] lock TTL in ms.
+-- KEYS[1] state, KEYS[2] aborted, KEYS[3] results, KEYS[4] mismatched. ARGV[1] generation,
+-- ARGV[2] worker, ARGV[3] lock TTL in ms.
 -- A worker that finds its own setup value is the leader: that is how a re-sent election (its
--- reply lost) recognises that it already won. A build aborted for good elects nobody.
--- Replies JSON {role = leader} | {role = aborted, abort} | {role = wait, state}.
+-- reply lost) recognises that it already won. A build aborted for good elects nobody, and so
+-- does a build that was ready once: only a committed generation records results or a
+-- mismatch, so with those still there an absent state was lost, not never set, and electing
+-- would queue the build again and give it a fresh verdict.
+-- Replies JSON {role = leader} | {role = aborted, abort} | {role = wait, state} | {role = lost}.
 local aborted = redis.call('GET', KEYS[2])
 if aborted then return cjson.encode({role = 'aborted', abort = aborted}) end
 local mine = 'setup:' .. ARGV[1] .. ':' .. ARGV[2]
 local current = redis.call('GET', KEYS[1])
 if not current then
+  if redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then return cjson.encode({role = 'lost'}) end
   redis.call('SET', KEYS[1], mine, 'PX', ARGV[3])
   return cjson.encode({role = 'leader'})
 end

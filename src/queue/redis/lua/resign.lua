@@ -1,8 +1,14 @@
--- RESIGN: a leader stopped (SIGINT, SIGTERM) before committing gives its setup lock up at once,
--- so the others elect a new leader now instead of waiting out the lock's TTL; its staged keys
--- go with it. Compare-and-delete: a lock that is no longer this leader's is left alone.
--- KEYS[1] state, KEYS[2..] the generation's keys. ARGV[1] the leader's setup value.
--- Replies 1 resigned, 0 the lock was not its own.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', unpack(KEYS))
+-- RESIGN: a worker stopped (SIGINT, SIGTERM) or failed before it joined leaves as any worker does:
+-- its session is marked `left:`, so the report does not wait out its heartbeat timeout. A leader
+-- that has not committed also gives its setup lock up at once, so the others elect a new leader
+-- now instead of waiting out the lock's TTL; its staged keys go with it. Compare-and-delete: a
+-- lock that is no longer this leader's is left alone.
+-- KEYS[1] state, KEYS[2] workers, KEYS[3..] the generation's keys (none when not leading).
+-- ARGV[1] the leader's setup value ('' when not leading), ARGV[2] session, ARGV[3] worker.
+-- Replies 1 resigned, 0 the lock was not its own (or it led nothing).
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[2], 'left:' .. now_ms() .. ':' .. ARGV[3])
+end
+if ARGV[1] == '' or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], unpack(KEYS, 3))
 return 1

@@ -4,8 +4,9 @@
 -- requeue (so a pass now is flaky and a skip leaves the failure standing, as for a failure
 -- retried within the build) and goes back in the queue; passed, skipped and flaky tests stay as
 -- they were. The generation's total does not change, so the summary still covers every test.
--- Every check comes before the first write, and the round is recorded last: a call that fails
--- half-way leaves the round to be applied again.
+-- Every check comes before the first write, and the round is recorded last (when, and how many
+-- tests it re-opened: KEEP undoes it when none of them is re-run): a call that fails half-way
+-- leaves the round to be applied again.
 -- KEYS: the per-test scripts' 14, in per_test.lua's order. ARGV[1] generation, ARGV[2] worker,
 -- ARGV[3] session, ARGV[4] round ('': a retried job is one whose worker id already had a session
 -- in the build), ARGV[5] key TTL ms ('': the keys keep theirs).
@@ -73,7 +74,7 @@ redis.call('HINCRBY', meta, 'requeue-limit', #tests)
 -- The sets and hashes this emptied are made again by the per-test scripts, which give a key its
 -- TTL when its letter is not yet in `made`.
 local made = string.gsub(m[4] or '', '[prx]', '')
-redis.call('HSET', meta, 'made', made, field, now_ms())
+redis.call('HSET', meta, 'made', made, field, now_ms(), field .. ':tests', #tests)
 if ttl ~= '' then
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
 end

@@ -27,6 +27,8 @@ pub(in crate::queue::redis) enum Elected {
     Aborted(Abort),
     /// Someone else leads, or led: the build's state.
     Wait(BuildState),
+    /// The build's state is gone while its results remain: it was ready once.
+    Lost,
 }
 
 #[derive(Deserialize)]
@@ -45,7 +47,12 @@ impl Step for Elect<'_> {
     hashed!();
 
     fn keys(&self) -> Vec<String> {
-        vec![self.keys.state(), self.keys.aborted()]
+        vec![
+            self.keys.state(),
+            self.keys.aborted(),
+            self.keys.results(),
+            self.keys.mismatched(),
+        ]
     }
 
     fn args(&self) -> Vec<String> {
@@ -62,6 +69,7 @@ impl Step for Elect<'_> {
             "leader" => Ok(Elected::Leader),
             "aborted" => Ok(Elected::Aborted(parse_abort(&raw.abort)?)),
             "wait" => Ok(Elected::Wait(BuildState::parse(&raw.state)?)),
+            "lost" => Ok(Elected::Lost),
             other => Err(QueueError::Protocol(format!(
                 "unknown election role `{other}`"
             ))),

@@ -30,6 +30,7 @@ pub(super) mod commit;
 pub(super) mod elect;
 pub(super) mod heartbeat;
 pub(super) mod hello;
+pub(super) mod keep;
 pub(super) mod observe;
 pub(super) mod per_test;
 pub(super) mod progress;
@@ -89,7 +90,7 @@ pub(super) async fn run<S: Step>(conn: &RedisConn, step: &S) -> Result<S::Reply,
 
 /// Every script's name and source, to name the command a script was running when Redis refused
 /// it ([`command_at`]).
-fn sources() -> [(&'static str, &'static str); 15] {
+fn sources() -> [(&'static str, &'static str); 16] {
     [
         (abort::Abort::NAME, abort::SOURCE),
         (ack::Ack::NAME, ack::SOURCE),
@@ -97,6 +98,7 @@ fn sources() -> [(&'static str, &'static str); 15] {
         (elect::Elect::NAME, elect::SOURCE),
         (heartbeat::Heartbeat::NAME, heartbeat::SOURCE),
         (hello::Hello::NAME, hello::SOURCE),
+        (keep::Keep::NAME, keep::SOURCE),
         (observe::Observe::NAME, observe::SOURCE),
         (progress::Progress::NAME, progress::SOURCE),
         (release::Release::NAME, release::SOURCE),

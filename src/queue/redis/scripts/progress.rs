@@ -15,6 +15,8 @@ pub(super) const SOURCE: &str = lua!("progress.lua");
 pub(in crate::queue::redis) struct Progress<'a> {
     pub keys: &'a BuildKeys,
     pub generation: Option<&'a str>,
+    /// The retry round the report follows: only the sessions of that round count.
+    pub round: Option<&'a str>,
 }
 
 /// What the report sees.
@@ -27,12 +29,20 @@ pub(in crate::queue::redis) struct Seen {
     pub queued: u64,
     pub running: u64,
     pub processed: u64,
-    /// Worker sessions heard from within the heartbeat timeout.
+    /// Worker sessions heard from within the heartbeat timeout that did not leave.
     pub alive: u64,
-    /// Worker sessions ever seen in this build.
+    /// Worker sessions ever seen in this build (in the followed retry round).
     pub registered: u64,
+    /// Of those, the sessions that said they left.
+    pub left: u64,
+    /// Live sessions still comparing their test list with the build's.
+    pub joining: u64,
     /// The build's heartbeat timeout in ms (0 before a commit).
     pub timeout_ms: u64,
+    /// The earlier build this one re-ran the failures of, when it had none (`--retry-of`).
+    pub nothing_to_retry: Option<String>,
+    /// The state is absent while the build's results remain: it was lost.
+    pub existed: bool,
 }
 
 #[derive(Deserialize)]
@@ -45,8 +55,13 @@ struct Raw {
     processed: u64,
     alive: u64,
     registered: u64,
+    left: u64,
+    joining: u64,
     #[serde(default)]
     timeout: u64,
+    nothing_to_retry: String,
+    #[serde(default)]
+    existed: u8,
 }
 
 impl Step for Progress<'_> {
@@ -65,11 +80,15 @@ impl Step for Progress<'_> {
             generation.queue,
             generation.running,
             generation.processed,
+            self.keys.joined(),
+            self.keys.nothing_to_retry(),
+            self.keys.results(),
+            self.keys.mismatched(),
         ]
     }
 
     fn args(&self) -> Vec<String> {
-        Vec::new()
+        vec![self.round.unwrap_or_default().to_owned()]
     }
 
     fn reply(raw: Value) -> Result<Seen, QueueError> {
@@ -85,7 +104,11 @@ impl Step for Progress<'_> {
             processed: raw.processed,
             alive: raw.alive,
             registered: raw.registered,
+            left: raw.left,
+            joining: raw.joining,
             timeout_ms: raw.timeout,
+            nothing_to_retry: (!raw.nothing_to_retry.is_empty()).then_some(raw.nothing_to_retry),
+            existed: raw.existed == 1,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! RESIGN: a leader stopped before committing gives its lock and staging up
-//! (`lua/resign.lua`).
+//! RESIGN: a worker stopped before it joined says it left, and a leader that did not commit
+//! gives its lock and staging up (`lua/resign.lua`).
 
 use redis::Value;
 
@@ -9,11 +9,13 @@ use crate::queue::redis::keys::BuildKeys;
 
 pub(super) const SOURCE: &str = lua!("resign.lua");
 
-/// RESIGN of the lock `setup` over `generation`.
+/// RESIGN of session `session`, and of the lock `setup` over `generation` when it leads one.
 pub(in crate::queue::redis) struct Resign<'a> {
     pub keys: &'a BuildKeys,
-    pub generation: &'a str,
-    pub setup: &'a str,
+    pub session: &'a str,
+    pub worker: &'a str,
+    /// The generation it fills and its setup value, when it leads.
+    pub leading: Option<(&'a str, &'a str)>,
 }
 
 impl Step for Resign<'_> {
@@ -24,19 +26,27 @@ impl Step for Resign<'_> {
     hashed!();
 
     fn keys(&self) -> Vec<String> {
-        let mut keys = vec![self.keys.state()];
-        keys.extend(
-            self.keys
-                .generation(self.generation)
-                .all()
-                .into_iter()
-                .map(str::to_owned),
-        );
+        let mut keys = vec![self.keys.state(), self.keys.workers()];
+        if let Some((generation, _)) = self.leading {
+            keys.extend(
+                self.keys
+                    .generation(generation)
+                    .all()
+                    .into_iter()
+                    .map(str::to_owned),
+            );
+        }
         keys
     }
 
     fn args(&self) -> Vec<String> {
-        vec![self.setup.to_owned()]
+        vec![
+            self.leading
+                .map(|(_, setup)| setup.to_owned())
+                .unwrap_or_default(),
+            self.session.to_owned(),
+            self.worker.to_owned(),
+        ]
     }
 
     fn reply(raw: Value) -> Result<bool, QueueError> {
