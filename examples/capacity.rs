@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ciq::batching::{BatchSize, Batcher};
+use ciq::batching::{BatchSize, Batcher, Saves};
 use ciq::config::args::{Cli, Command};
 use ciq::config::ci::CiIds;
 use ciq::config::{Mode, RunConfig, report_settings};
@@ -350,7 +350,7 @@ async fn take_tests(
     held: &Mutex<Vec<Reserved>>,
     driven: &mut Driven,
 ) -> Result<(), QueueError> {
-    let mut batcher = Batcher::new(batch_size, test_timeout);
+    let mut batcher = Batcher::new(batch_size, Saves::Starts, test_timeout);
     let max_poll = queue.pacing().max_poll_interval;
     let mut poll = Duration::from_millis(10);
     let sent = Instant::now();
@@ -364,7 +364,7 @@ async fn take_tests(
                 held.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone_from(&batch);
-                batcher.observe(Duration::ZERO, batch.iter().map(|_| Duration::ZERO));
+                batcher.observe(Duration::ZERO, batch.iter().map(|_| Duration::ZERO), None);
                 let acks: Vec<Ack> = batch
                     .into_iter()
                     .map(|reserved| Ack {

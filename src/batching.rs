@@ -1,28 +1,35 @@
 //! How many tests a worker asks for at a time: a fixed count, or [`BatchSize::Auto`], which
-//! sizes batches by time instead of count.
+//! sizes batches by estimated time instead of count.
 //!
 //! A batch pays its costs once for all its tests (a batch command's process start, a module's
 //! fixtures, a Redis round trip), so short tests want big batches; but a worker holding a big
 //! batch near the end of the build keeps it alone while the others idle. An auto batch holds
-//! about 2 seconds of tests, by the typical test this worker ran (the median of its last
-//! runs, which a fixture's setup in a batch's first test does not sway), and near the end at
-//! most an eighth of the tests still queued, so batches shrink as the queue
-//! empties; but never so few that the batch's own cost (what it took beyond its tests' typical
-//! time: a process start, a module's fixtures) outweighs them. Its first batch is one test:
-//! with the queue ordered longest first, the first tests are the longest, and nothing is known.
+//! about 2 seconds of tests by the estimates the queue was ordered by (history, or the median
+//! of the known), or by this worker's typical test (the median of its last runs) where there
+//! are none; a test estimated longer goes alone. The queue applies that budget as it hands
+//! tests out, with a fair share: never more than 1/(live workers x 4) of the tests left, so
+//! batches shrink toward the end ([`crate::queue::Want`]), though never below the batch's own
+//! cost (its process start: a batch of tests that take less than their start would save less at
+//! the end than the extra start costs). That cost is measured as the time before a batch's first
+//! result, or what a batch took beyond its tests: never inferred from a typical test, which a few
+//! slow tests in a batch would inflate into a batch of a thousand. Where each test is its own
+//! process anyway (nextest), a batch only saves round trips: it stays small.
 
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::queue::Want;
+use crate::queue::{Timed, Want};
 
 /// The most tests in one batch: a batch travels in one script call.
 pub const MAX: usize = 1000;
-/// How much test time an auto batch aims to hold.
+/// How much estimated test time an auto batch aims to hold.
 const TARGET: Duration = Duration::from_secs(2);
-/// Near the end, an auto batch takes at most this fraction (1/n) of the tests still queued.
-const SHARE_OF_QUEUE: usize = 8;
+/// The most tests in an auto batch that saves only round trips.
+const ROUND_TRIP_BATCH: usize = 8;
+/// How much estimated test time such a batch may hold: a test of its own process in a batch
+/// waits for the tests before it, which another worker could have run.
+const ROUND_TRIP_TARGET: Duration = Duration::from_secs(1);
 /// How many of the latest test runs the typical test is taken from.
 const SAMPLES: usize = 64;
 /// Weight of the newest batch in the running cost per batch.
@@ -33,7 +40,7 @@ const ALPHA: f64 = 0.5;
 pub enum BatchSize {
     /// This many tests per reservation.
     Fixed(usize),
-    /// Sized by time, shrinking toward the end of the build.
+    /// Sized by estimated time, shrinking toward the end of the build.
     Auto,
 }
 
@@ -53,25 +60,40 @@ impl FromStr for BatchSize {
     }
 }
 
+/// What running tests together saves, which decides how big an auto batch may grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saves {
+    /// A start per batch (a process, a framework's collection, fixtures): batches as big as
+    /// the time budget and the fair share allow.
+    Starts,
+    /// Only round trips to the queue: every test is its own process anyway (nextest).
+    RoundTrips,
+}
+
 /// One worker's batch sizes, from what its batches took.
 #[derive(Debug, Clone)]
 pub struct Batcher {
     size: BatchSize,
+    saves: Saves,
     target: Duration,
     /// The latest tests' times, as the runner measured them, in seconds.
     samples: VecDeque<f64>,
-    /// Time per batch beyond its tests' typical time (a process start, fixtures), seconds.
+    /// A batch's own cost (its process start), seconds.
     per_batch: Option<f64>,
 }
 
 impl Batcher {
     /// Batches of `size`; an auto batch also stays within a quarter of `test_timeout` (the
     /// limit of a test without history), so a batch whose tests are unknown is no risk.
-    pub fn new(size: BatchSize, test_timeout: Duration) -> Self {
-        let target = TARGET.min(test_timeout / 4);
+    pub fn new(size: BatchSize, saves: Saves, test_timeout: Duration) -> Self {
+        let target = match saves {
+            Saves::Starts => TARGET,
+            Saves::RoundTrips => ROUND_TRIP_TARGET,
+        };
         Self {
             size,
-            target,
+            saves,
+            target: target.min(test_timeout / 4),
             samples: VecDeque::with_capacity(SAMPLES),
             per_batch: None,
         }
@@ -84,42 +106,55 @@ impl Batcher {
         sorted.get(sorted.len().saturating_sub(1) / 2).copied()
     }
 
-    /// What to ask for next. The share of the queue is applied by the queue as it hands the
-    /// tests out: it knows how many are left then.
+    /// What to ask for next.
     pub fn next(&self) -> Want {
-        if let BatchSize::Fixed(n) = self.size {
-            return Want::up_to(n);
-        }
-        let Some(per_test) = self.typical() else {
-            return Want::up_to(1);
+        let cost = seconds(self.per_batch.unwrap_or(0.0));
+        let (max, budget, floor) = match (self.size, self.saves) {
+            (BatchSize::Fixed(n), _) => return Want::up_to(n),
+            (BatchSize::Auto, Saves::RoundTrips) => (ROUND_TRIP_BATCH, self.target, Duration::ZERO),
+            // A batch holds at least as much work as its own start costs.
+            (BatchSize::Auto, Saves::Starts) => (MAX, self.target.max(cost), cost),
         };
-        let per_test = per_test.max(1e-6);
-        let by_time = self.target.as_secs_f64() / per_test;
-        // A batch worth its own cost: its tests take at least as long as the cost.
-        let worth_it = (self.per_batch.unwrap_or(0.0) / per_test).min(by_time);
-        let count = |n: f64| (n as usize).clamp(1, MAX);
         Want {
-            max: count(by_time),
-            share: Some(SHARE_OF_QUEUE),
-            at_least: count(worth_it),
+            max,
+            timed: Some(Timed {
+                budget,
+                typical: self.typical().map(|typical| seconds(typical.max(1e-6))),
+                floor,
+            }),
         }
     }
 
     /// Records a batch that took `took` from start to end, its tests `times` by the runner's
-    /// measure.
-    pub fn observe(&mut self, took: Duration, times: impl IntoIterator<Item = Duration>) {
-        let mut tests = 0usize;
+    /// measure, its first result `first_after` its start when the runner reported results as
+    /// they came. The batch's own cost is the time before its first test's result beyond that
+    /// test, or else what the batch took beyond its tests: never inferred from a typical test,
+    /// which a few slow tests in the batch would inflate.
+    pub fn observe(
+        &mut self,
+        took: Duration,
+        times: impl IntoIterator<Item = Duration>,
+        first_after: Option<Duration>,
+    ) {
+        let mut first = None;
+        let mut sum = 0.0;
         for time in times {
-            tests += 1;
+            let time = time.as_secs_f64();
+            first.get_or_insert(time);
+            sum += time;
             if self.samples.len() == SAMPLES {
                 self.samples.pop_front();
             }
-            self.samples.push_back(time.as_secs_f64());
+            self.samples.push_back(time);
         }
-        let Some(typical) = self.typical().filter(|_| tests > 0) else {
+        let Some(first) = first else {
             return;
         };
-        let cost = (took.as_secs_f64() - typical * tests as f64).max(0.0);
+        let cost = match first_after {
+            Some(after) => after.as_secs_f64() - first,
+            None => took.as_secs_f64() - sum,
+        }
+        .max(0.0);
         self.per_batch = Some(
             self.per_batch
                 .map_or(cost, |before| before * (1.0 - ALPHA) + cost * ALPHA),
@@ -127,11 +162,24 @@ impl Batcher {
     }
 }
 
+/// `seconds` as a duration; a measure past what a duration holds is the longest one.
+fn seconds(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    /// How many of `queued` tests without estimates one of `live` workers takes.
+    fn size(batcher: &Batcher, queued: usize, live: usize) -> usize {
+        batcher
+            .next()
+            .take(queued, live, std::iter::repeat_n(None, queued), None)
+            .min(queued)
+    }
 
     #[test]
     fn parses_auto_or_a_count() {
@@ -144,24 +192,31 @@ mod tests {
 
     #[test]
     fn a_fixed_size_is_kept() {
-        let mut batcher = Batcher::new(BatchSize::Fixed(20), HOUR);
-        batcher.observe(Duration::from_secs(60), [Duration::from_secs(3); 20]);
-        assert_eq!(batcher.next().of(3), 20);
+        let mut batcher = Batcher::new(BatchSize::Fixed(20), Saves::Starts, HOUR);
+        batcher.observe(Duration::from_secs(60), [Duration::from_secs(3); 20], None);
+        assert_eq!(size(&batcher, 3, 1), 3);
+        assert_eq!(size(&batcher, 100, 8), 20);
     }
 
-    /// Drains `queued` tests of `test` each, with `cost` per batch, and returns the sizes.
+    /// Drains `queued` tests of `test` each on one of two workers, with `cost` per batch, and
+    /// returns the sizes.
     fn drain(mut queued: usize, test: Duration, cost: Duration) -> Vec<usize> {
-        let mut batcher = Batcher::new(BatchSize::Auto, HOUR);
-        assert_eq!(batcher.next().of(usize::MAX), 1, "nothing known: one test");
+        let mut batcher = Batcher::new(BatchSize::Auto, Saves::Starts, HOUR);
+        assert_eq!(size(&batcher, 100, 2), 1, "nothing known: one test");
         let mut sizes = Vec::new();
         while queued > 0 {
-            let n = batcher.next().of(queued).min(queued);
+            let n = size(&batcher, queued, 2);
             let tests_time = test * u32::try_from(n).unwrap();
             assert!(
-                tests_time <= TARGET,
+                n == 1 || tests_time <= TARGET.max(cost),
                 "a batch of {n} holds {tests_time:?} of tests"
             );
-            batcher.observe(cost + tests_time, vec![test; n]);
+            let worth = usize::try_from(cost.as_nanos() / test.as_nanos()).unwrap();
+            assert!(
+                n <= queued.div_ceil(8).max(worth),
+                "{n} of {queued}: more than a fair share and than the start is worth"
+            );
+            batcher.observe(cost + tests_time, vec![test; n], Some(cost + test));
             sizes.push(n);
             queued -= n;
         }
@@ -193,34 +248,72 @@ mod tests {
         let sizes = drain(1000, Duration::from_millis(1), Duration::from_millis(300));
         assert!(sizes.len() <= 8, "a few batches: {sizes:?}");
         assert!(
-            sizes[1..sizes.len() - 1].iter().all(|&n| n >= 150),
+            sizes[1..sizes.len() - 1].iter().all(|&n| n >= 300),
             "each batch's tests take about as long as its start: {sizes:?}"
         );
+    }
+
+    /// A start of 3 s and 10 ms tests: the budget grows to the start's worth, 300 tests.
+    #[test]
+    fn a_costly_batch_start_raises_the_budget() {
+        let sizes = drain(4000, Duration::from_millis(10), Duration::from_secs(3));
+        assert_eq!(sizes[1], 300, "3 s of 10 ms tests: {sizes:?}");
+    }
+
+    /// attrs: a batch holding a few slow tests among fast ones. Its cost is what came before
+    /// its first result, not what its slow tests took beyond a typical test's time (that made
+    /// one worker take a thousand tests at once).
+    #[test]
+    fn slow_tests_in_a_batch_do_not_count_as_its_cost() {
+        for first_after in [Some(Duration::from_millis(20)), None] {
+            let mut batcher = Batcher::new(BatchSize::Auto, Saves::Starts, HOUR);
+            let mut times = vec![Duration::from_millis(10); 40];
+            times.extend([Duration::from_secs(8); 3]);
+            let took = times.iter().sum::<Duration>() + Duration::from_millis(10);
+            batcher.observe(took, times, first_after);
+            let budget = batcher.next().timed.unwrap().budget;
+            assert_eq!(budget, TARGET, "{first_after:?}");
+            assert_eq!(size(&batcher, 10_000, 2), 200, "2 s of 10 ms tests");
+        }
     }
 
     /// A module fixture's setup charged to the first test of every batch does not make the
     /// typical test look long, so batches stay big instead of setting it up again and again.
     #[test]
     fn a_fixture_setup_in_each_batch_does_not_shrink_batches() {
-        let mut batcher = Batcher::new(BatchSize::Auto, HOUR);
+        let mut batcher = Batcher::new(BatchSize::Auto, Saves::Starts, HOUR);
         let setup = Duration::from_millis(200);
         let test = Duration::from_millis(1);
-        batcher.observe(setup, [setup]);
-        let n = batcher.next().of(19);
-        batcher.observe(setup + test * 2, [setup, test, test]);
+        batcher.observe(setup, [setup], None);
+        let n = size(&batcher, 19, 1);
+        batcher.observe(setup + test * 2, [setup, test, test], None);
         assert!(n >= 2, "{n}");
-        assert!(batcher.next().of(16) >= 16, "{}", batcher.next().of(16));
+        assert!(size(&batcher, 64, 1) >= 16, "{}", size(&batcher, 64, 1));
     }
 
     #[test]
     fn a_short_test_timeout_keeps_auto_batches_shorter() {
-        let mut batcher = Batcher::new(BatchSize::Auto, Duration::from_secs(1));
-        batcher.observe(Duration::from_millis(10), [Duration::from_millis(10)]);
+        let mut batcher = Batcher::new(BatchSize::Auto, Saves::Starts, Duration::from_secs(1));
+        let ten = Duration::from_millis(10);
+        batcher.observe(ten, [ten], None);
         assert_eq!(
-            batcher.next().of(usize::MAX),
+            size(&batcher, 10_000, 1),
             25,
             "a quarter of the timeout, 10 ms a test"
         );
+    }
+
+    /// nextest runs every test as its own process: a batch saves only round trips, so it stays
+    /// a few tests and about a second of work.
+    #[test]
+    fn a_batch_that_saves_round_trips_stays_small() {
+        let mut batcher = Batcher::new(BatchSize::Auto, Saves::RoundTrips, HOUR);
+        let ms = Duration::from_millis(1);
+        batcher.observe(ms * 10, [ms; 10], None);
+        assert_eq!(size(&batcher, 10_000, 2), ROUND_TRIP_BATCH);
+        let slow = Duration::from_millis(400);
+        batcher.observe(slow * 64, [slow; 64], None);
+        assert_eq!(size(&batcher, 10_000, 2), 2, "1 s of 400 ms tests");
     }
 }
 

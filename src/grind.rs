@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::outcome::{FailureDetail, Outcome, TestResult};
 use crate::queue::{ListFailure, ListSource};
 use crate::report::TestRecord;
-use crate::runner::{Ran, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::{TestId, TestList};
 
 /// What separates a test's id from its copy number.
@@ -125,7 +125,12 @@ impl<R: Runner> GrindRunner<R> {
 }
 
 impl<R: Runner> Runner for GrindRunner<R> {
-    async fn run(&self, batch: &[TestId], limits: &[Duration]) -> Result<Ran, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+        _feed: &Feed,
+    ) -> Result<Ran, RunnerError> {
         let mut results = Vec::with_capacity(batch.len());
         let mut provisional = None;
         let mut settled = None;
@@ -133,7 +138,7 @@ impl<R: Runner> Runner for GrindRunner<R> {
             let test = TestId::new(base(copy.as_str()).0).unwrap_or_else(|_| copy.clone());
             let ran = self
                 .inner
-                .run(std::slice::from_ref(&test), &[*limit])
+                .run(std::slice::from_ref(&test), &[*limit], &Feed::none())
                 .await?;
             let held = self
                 .provisional

@@ -282,7 +282,7 @@ impl Scheduling {
     /// `ids` longest estimated first, by `stored` estimates filled in from the timing `file`;
     /// a test known to neither counts as the store's `rest`, else as the median of the known
     /// ones.
-    pub fn order<'a>(&self, ids: &'a [TestId], stored: Stored, file: &Timings) -> Vec<&'a TestId> {
+    pub fn order<'a>(&self, ids: &'a [TestId], stored: Stored, file: &Timings) -> Ordered<'a> {
         let mut estimates = stored.each;
         estimates.resize(ids.len(), None);
         for (estimate, id) in estimates.iter_mut().zip(ids) {
@@ -293,21 +293,25 @@ impl Scheduling {
         let mut known: Vec<Duration> = estimates.iter().flatten().copied().collect();
         if known.is_empty() {
             // Every test is alike: the list's own order is as good as any.
-            return ids.iter().collect();
+            return Ordered {
+                ids: ids.iter().collect(),
+                known: Vec::new(),
+                default: None,
+            };
         }
         let middle = known.len() / 2;
         let default = stored
             .rest
             .unwrap_or_else(|| *known.select_nth_unstable(middle).1);
-        let estimates: Vec<Duration> = estimates
-            .into_iter()
+        let filled: Vec<Duration> = estimates
+            .iter()
             .map(|estimate| estimate.unwrap_or(default))
             .collect();
         let order = if self.keep_modules_together {
-            by_module(ids, &estimates)
+            by_module(ids, &filled)
         } else {
             let mut order: Vec<usize> = (0..ids.len()).collect();
-            order.sort_by_key(|&at| std::cmp::Reverse(estimates[at]));
+            order.sort_by_key(|&at| std::cmp::Reverse(filled[at]));
             order
         };
         crate::say!(
@@ -321,7 +325,39 @@ impl Scheduling {
             known.len(),
             crate::human::duration(default)
         );
-        order.into_iter().map(|at| &ids[at]).collect()
+        Ordered {
+            ids: order.iter().map(|&at| &ids[at]).collect(),
+            known: order.iter().map(|&at| estimates[at]).collect(),
+            default: Some(default),
+        }
+    }
+}
+
+/// A test list in the order to queue it, with the estimates it was ordered by: auto batches
+/// hold a bounded amount of estimated time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ordered<'a> {
+    /// The ids, longest estimated first.
+    pub ids: Vec<&'a TestId>,
+    /// The estimate from earlier runs of each id, in queue order (empty when none is known).
+    pub known: Vec<Option<Duration>>,
+    /// What a test without an estimate is taken to take; `None` without any history.
+    pub default: Option<Duration>,
+}
+
+impl<'a> Ordered<'a> {
+    /// The known estimates, longest first, at most `most` of them: a queue keeps those of its
+    /// longest tests only, and every other test counts as the default.
+    pub fn longest_known(&self, most: usize) -> Vec<(&'a TestId, Duration)> {
+        let mut known: Vec<(&TestId, Duration)> = self
+            .ids
+            .iter()
+            .zip(&self.known)
+            .filter_map(|(id, estimate)| Some((*id, (*estimate)?)))
+            .collect();
+        known.sort_by_key(|(_, estimate)| std::cmp::Reverse(*estimate));
+        known.truncate(most);
+        known
     }
 }
 
@@ -423,8 +459,8 @@ mod tests {
         Some(Duration::from_millis(ms))
     }
 
-    fn names(order: Vec<&TestId>) -> Vec<&str> {
-        order.into_iter().map(TestId::as_str).collect()
+    fn names(order: Ordered<'_>) -> Vec<&str> {
+        order.ids.into_iter().map(TestId::as_str).collect()
     }
 
     #[test]
@@ -440,10 +476,28 @@ mod tests {
             names(scheduling.order(&ids, stored, &Timings::default())),
             ["long", "new", "mid", "short"]
         );
+        let unknown = scheduling.order(&ids, Stored::default(), &Timings::default());
         assert_eq!(
-            scheduling.order(&ids, Stored::default(), &Timings::default()),
+            unknown.ids,
             ids.iter().collect::<Vec<_>>(),
             "without estimates the list's order stands"
+        );
+        assert_eq!(unknown.default, None);
+        let ordered = scheduling.order(
+            &ids,
+            Stored {
+                each: each.clone(),
+                rest: None,
+            },
+            &Timings::default(),
+        );
+        assert_eq!(ordered.default, ms(500), "the median of the known");
+        assert_eq!(
+            ordered.longest_known(2),
+            [
+                (&ids[2], Duration::from_millis(3000)),
+                (&ids[3], Duration::from_millis(500))
+            ]
         );
         // A store read by its longest tests only: the others take at most its shortest of those.
         let stored = Stored { each, rest: ms(1) };

@@ -4,21 +4,21 @@
 //! [`run`] takes its shutdown signal as a future, so tests and the local mode's many workers
 //! can stop it without a real signal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, sleep_until};
 
-use crate::batching::{BatchSize, Batcher};
+use crate::batching::{BatchSize, Batcher, Saves};
 use crate::order_log::OrderLog;
 use crate::outcome::{FailureDetail, Outcome, TestResult};
-use crate::queue::{Ack, Queue, QueueError, Recorded, Reservation, Reserved};
+use crate::queue::{Ack, Lease, Queue, QueueError, Recorded, Reservation, Reserved, Want};
 use crate::report::{Summary, TestRecord};
-use crate::runner::{Runner, RunnerError};
+use crate::runner::{Feed, Ran, Reported, Runner, RunnerError};
 use crate::test_id::TestId;
 use crate::time_limits::{self, TestTimeout};
 
@@ -27,6 +27,8 @@ use crate::time_limits::{self, TestTimeout};
 pub struct WorkerOptions {
     /// Tests per reservation.
     pub batch_size: BatchSize,
+    /// What a batch saves, which bounds auto batches.
+    pub saves: Saves,
     /// Each test's time limit; heartbeats for a batch stop when its limits have passed, so a
     /// hung test can never be held forever.
     pub test_timeout: TestTimeout,
@@ -237,7 +239,11 @@ async fn work<Q: Queue, R: Runner>(
             .filter(|limit| now.duration_since(began) >= *limit)
             .map(Stop::OutOfTime)
     };
-    let mut batcher = Batcher::new(options.batch_size, options.test_timeout.overall());
+    let mut batcher = Batcher::new(
+        options.batch_size,
+        options.saves,
+        options.test_timeout.overall(),
+    );
     runner.prepare().await?;
     let mut next = queue.reserve(batcher.next()).await?;
     *finished_before = next == Reservation::Done;
@@ -270,14 +276,26 @@ async fn work<Q: Queue, R: Runner>(
                 if let Some(log) = &options.order_log {
                     log.record(queue.worker_id(), &ids);
                 }
-                let started = Instant::now();
-                let mut ran = runner.run(&ids, &limits).await?;
+                let batch_run = run_batch(
+                    queue,
+                    runner,
+                    Batch {
+                        reserved: &batch,
+                        ids: &ids,
+                        limits: &limits,
+                    },
+                    &mut provisional,
+                    held,
+                    keep,
+                )
+                .await?;
+                let mut ran = batch_run.ran;
                 if ids.len() > 1 && !ran.cut_short.is_empty() {
                     crate::say!(
                         "ciq: worker `{}`: a batch of {} tests timed out after {}; running the {} it did not finish again, one per batch",
                         queue.worker_id(),
                         ids.len(),
-                        crate::human::duration(started.elapsed()),
+                        crate::human::duration(batch_run.took),
                         ran.cut_short.len()
                     );
                     let cut_short: Vec<(TestId, Duration)> = std::mem::take(&mut ran.cut_short)
@@ -303,17 +321,27 @@ async fn work<Q: Queue, R: Runner>(
                     }
                 } else {
                     batcher.observe(
-                        started.elapsed(),
+                        batch_run.took,
                         ran.results.iter().map(|result| result.duration),
+                        batch_run.first_after,
                     );
                 }
-                let mut acks = pair(&batch, ran.results);
-                for ack in &acks {
-                    failures_in_a_row = match ack.result.outcome {
+                for result in &ran.results {
+                    failures_in_a_row = match result.outcome {
                         Outcome::Failed | Outcome::Errored => failures_in_a_row + 1,
                         _ => 0,
                     };
                 }
+                let left: Vec<Reserved> = batch
+                    .into_iter()
+                    .filter(|reserved| !batch_run.acked.contains(&reserved.id))
+                    .collect();
+                let results = ran
+                    .results
+                    .into_iter()
+                    .filter(|result| !batch_run.acked.contains(&result.id))
+                    .collect();
+                let mut acks = pair(&left, results);
                 let kept = ran
                     .provisional
                     .and_then(|id| acks.iter().position(|ack| ack.result.id == id))
@@ -332,7 +360,7 @@ async fn work<Q: Queue, R: Runner>(
                     .collect();
                 provisional = kept;
                 let failed_here;
-                (next, failed_here) = acknowledge(queue, acks, &batcher, keep).await?;
+                (next, failed_here) = acknowledge(queue, acks, batcher.next(), keep).await?;
                 let stop = match options
                     .max_consecutive_failures
                     .filter(|limit| failures_in_a_row >= *limit)
@@ -340,7 +368,11 @@ async fn work<Q: Queue, R: Runner>(
                     .or_else(|| out_of_time(Instant::now()))
                 {
                     Some(stop) => Some(stop),
-                    None => watch.too_many(queue, failed_here).await?,
+                    None => {
+                        watch
+                            .too_many(queue, failed_here || batch_run.failed)
+                            .await?
+                    }
                 };
                 if let Some(stop) = stop {
                     // What the acknowledgement reserved goes back with what is held.
@@ -364,7 +396,7 @@ async fn work<Q: Queue, R: Runner>(
                     ack.result = settled;
                 }
                 held.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                (next, _) = acknowledge(queue, acks, &batcher, keep).await?;
+                (next, _) = acknowledge(queue, acks, batcher.next(), keep).await?;
             }
             Reservation::Empty => {
                 if let Some(stop) = out_of_time(Instant::now()) {
@@ -389,6 +421,110 @@ async fn work<Q: Queue, R: Runner>(
             }
         }
     }
+}
+
+/// How long results a runner reports before its batch ends wait to be acknowledged together: a
+/// batch shorter than this costs one acknowledgement, a longer one prints (and records) its
+/// tests' lines as it goes.
+const EARLY_ACKS_EVERY: Duration = Duration::from_secs(1);
+
+/// A batch to run: its reservations, their ids and each test's time limit.
+struct Batch<'a> {
+    reserved: &'a [Reserved],
+    ids: &'a [TestId],
+    limits: &'a [Duration],
+}
+
+/// What running a batch came to.
+struct BatchRun {
+    ran: Ran,
+    /// From the batch's start to its end.
+    took: Duration,
+    /// When its first result came, when the runner reported results as they came.
+    first_after: Option<Duration>,
+    /// The tests acknowledged while the batch ran (the previous batch's provisional test among
+    /// them, when it was settled and acknowledged then).
+    acked: HashSet<TestId>,
+    /// Whether an acknowledgement while it ran recorded a final failure.
+    failed: bool,
+}
+
+/// Runs `batch`, acknowledging the results the runner reports before the batch ends at most
+/// every [`EARLY_ACKS_EVERY`] (and the previous batch's `provisional` test, once the runner
+/// settles it); what is acknowledged leaves `held`. What is not acknowledged yet is in the
+/// returned [`Ran`], for the acknowledgement at the batch's end.
+async fn run_batch<Q: Queue, R: Runner>(
+    queue: &Q,
+    runner: &R,
+    batch: Batch<'_>,
+    provisional: &mut Option<Ack>,
+    held: &Mutex<Vec<(Reserved, Option<Instant>)>>,
+    keep: &mut Kept,
+) -> Result<BatchRun, WorkerError> {
+    let started = Instant::now();
+    let (feed, mut reported) = Feed::channel();
+    let mut running = std::pin::pin!(runner.run(batch.ids, batch.limits, &feed));
+    let leases: HashMap<&TestId, &Lease> = batch
+        .reserved
+        .iter()
+        .map(|reserved| (&reserved.id, &reserved.lease))
+        .collect();
+    let mut first_after = None;
+    let mut acked = HashSet::new();
+    let mut pending: Vec<Ack> = Vec::new();
+    let mut failed = false;
+    let mut due = started + EARLY_ACKS_EVERY;
+    let ran = loop {
+        tokio::select! {
+            ran = &mut running => break ran?,
+            Some(report) = reported.recv() => {
+                first_after.get_or_insert_with(|| started.elapsed());
+                match report {
+                    Reported::Result(result) => {
+                        if let Some(lease) = leases.get(&result.id) {
+                            pending.push(Ack {
+                                lease: (*lease).clone(),
+                                result,
+                            });
+                        }
+                    }
+                    Reported::Settled(result) => {
+                        if let Some(mut ack) = provisional.take() {
+                            ack.result = result;
+                            pending.insert(0, ack);
+                        }
+                    }
+                }
+            }
+            () = sleep_until(due), if !pending.is_empty() => {
+                let acks = std::mem::take(&mut pending);
+                let ids: HashSet<TestId> = acks.iter().map(|ack| ack.result.id.clone()).collect();
+                // Nothing is reserved while the batch runs: the tests left are the batch's.
+                let (_, failed_now) = acknowledge(queue, acks, Want::up_to(0), keep).await?;
+                failed |= failed_now;
+                held.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|(reserved, _)| !ids.contains(&reserved.id));
+                acked.extend(ids);
+                due = Instant::now() + EARLY_ACKS_EVERY;
+            }
+        }
+    };
+    // What was reported but not acknowledged yet is in `ran`, and a settled provisional test
+    // goes back to wait for `ran.settled` with the rest.
+    if let Some(at) = pending
+        .iter()
+        .position(|ack| !leases.contains_key(&ack.result.id))
+    {
+        *provisional = Some(pending.swap_remove(at));
+    }
+    Ok(BatchRun {
+        ran,
+        took: started.elapsed(),
+        first_after,
+        acked,
+        failed,
+    })
 }
 
 /// Runs each of `tests` (with its limit) as a batch of its own: the tests a batch that timed
@@ -422,8 +558,12 @@ async fn run_alone<R: Runner>(
             log.record(worker, alone);
         }
         let started = Instant::now();
-        let ran = runner.run(alone, &[limit]).await?;
-        batcher.observe(started.elapsed(), ran.results.iter().map(|r| r.duration));
+        let ran = runner.run(alone, &[limit], &Feed::none()).await?;
+        batcher.observe(
+            started.elapsed(),
+            ran.results.iter().map(|r| r.duration),
+            None,
+        );
         results.extend(ran.results.into_iter().filter(|result| result.id == id));
     }
     Ok(results)
@@ -438,12 +578,12 @@ struct Kept {
     order_log: Option<Arc<OrderLog>>,
 }
 
-/// Acknowledges `acks` (printing a line for each) and asks for the next batch; also says
+/// Acknowledges `acks` (printing a line for each) and asks for what `want` says; also says
 /// whether one of them was recorded as finally failed.
 async fn acknowledge<Q: Queue>(
     queue: &Q,
     acks: Vec<Ack>,
-    batcher: &Batcher,
+    want: Want,
     kept: &mut Kept,
 ) -> Result<(Reservation, bool), WorkerError> {
     let durations: HashMap<TestId, Duration> = acks
@@ -470,7 +610,7 @@ async fn acknowledge<Q: Queue>(
     {
         log.note_failure();
     }
-    let reply = queue.ack(acks, batcher.next()).await?;
+    let reply = queue.ack(acks, want).await?;
     let mut failed = false;
     for (id, recorded) in &reply.recorded {
         let duration = durations.get(id).copied().unwrap_or_default();

@@ -21,7 +21,7 @@ use crate::exit_code;
 use crate::order_log;
 use crate::outcome::Outcome;
 use crate::report::output_file;
-use crate::runner::Runner;
+use crate::runner::{Feed, Runner};
 use crate::test_id::TestId;
 
 /// Exit code when the failure does not reproduce as an order dependency.
@@ -185,7 +185,9 @@ async fn fails(
     let limit = config.test_timeout.overall();
     let mut outcome = None;
     for chunk in ids.chunks(batch) {
-        let ran = runner.run(chunk, &vec![limit; chunk.len()]).await?;
+        let ran = runner
+            .run(chunk, &vec![limit; chunk.len()], &Feed::none())
+            .await?;
         let settled = ran.settled.into_iter();
         for result in ran.results.into_iter().chain(settled) {
             if result.id == *failing {

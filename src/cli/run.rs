@@ -26,7 +26,7 @@ use crate::report::output_file::{self, Planned};
 use crate::report::{Summary, TestRecord};
 use crate::runner::command::CommandRunner;
 use crate::runner::persistent::{Hints, PersistentRunner};
-use crate::runner::{Ran, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::signal;
 use crate::test_id::{TestId, TestList};
 use crate::timings;
@@ -174,11 +174,18 @@ async fn run_with(
                 inner: &listing,
                 quarantine: &quarantine,
             };
+            // The framework starts (and collects) while the election runs and the leader
+            // lists, so every worker takes its first test as soon as the queue is committed. A
+            // framework that fails here fails again, and says why, when the worker prepares it.
             let joining = async {
-                match grind {
-                    Some(n) => queue.join(&GrindSource::new(&checked, n)).await,
-                    None => queue.join(&checked).await,
-                }
+                let joined = async {
+                    match grind {
+                        Some(n) => queue.join(&GrindSource::new(&checked, n)).await,
+                        None => queue.join(&checked).await,
+                    }
+                };
+                let (joined, _) = tokio::join!(joined, runner.prepare());
+                joined
             };
             // A worker stopped or failed before it joined says it left (and a leader gives its
             // lock up), so neither the others nor the report wait out its timeouts.
@@ -370,8 +377,7 @@ async fn run_local(
     let ordered = config
         .scheduling
         .order(&list.ids, timings::Stored::default(), &file);
-    let ordered = ordered.into_iter().cloned().collect();
-    let queue = LocalQueue::new(ordered, config.budget, timing);
+    let queue = LocalQueue::ordered(&ordered, config.budget, timing);
     queue.remember(file.into_map());
     let mut workers = JoinSet::new();
     for (n, runner) in (1..).zip(runners) {
@@ -471,11 +477,16 @@ impl AnyRunner {
 }
 
 impl Runner for AnyRunner {
-    async fn run(&self, batch: &[TestId], limits: &[Duration]) -> Result<Ran, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+        feed: &Feed,
+    ) -> Result<Ran, RunnerError> {
         match self {
-            AnyRunner::Command(runner) => runner.run(batch, limits).await,
-            AnyRunner::Nextest(runner) => runner.run(batch, limits).await,
-            AnyRunner::Persistent(runner) => runner.run(batch, limits).await,
+            AnyRunner::Command(runner) => runner.run(batch, limits, feed).await,
+            AnyRunner::Nextest(runner) => runner.run(batch, limits, feed).await,
+            AnyRunner::Persistent(runner) => runner.run(batch, limits, feed).await,
         }
     }
 

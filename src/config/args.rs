@@ -188,9 +188,10 @@ pub struct RunArgs {
     #[arg(long, env = "CIQ_LIST_COMMAND", value_name = "CMD")]
     pub list_command: Option<String>,
     /// Tests per reservation and per run of the command: a count (at most 1000), or `auto`,
-    /// sized by time (about 2 s of tests, by what this worker's batches took), shrinking as the
-    /// queue empties [default: auto for pytest, nextest and --persistent; 1 for a command,
-    /// which may take one id only]
+    /// sized by estimated time (about 2 s of tests, by history or this worker's typical test),
+    /// never more than a fair share of what is left [default: auto for pytest, --persistent and
+    /// nextest through Redis; 1 for nextest in local mode and for a command, which may take one
+    /// id only]
     #[arg(long, env = "CIQ_BATCH_SIZE", value_name = "N|auto")]
     pub batch_size: Option<BatchSize>,
     /// A timing file of an earlier run, to order tests longest first: ciq's own (from

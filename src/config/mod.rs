@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::batching::BatchSize;
+use crate::batching::{BatchSize, Saves};
 use crate::discovery::{DiscoveryError, ListFormat, TestSource};
 use crate::frameworks::{nextest, pytest};
 use crate::listing;
@@ -304,12 +304,21 @@ impl RunConfig {
         let discovery_timeout = args.build.queue_init_timeout;
         // A batch command may take one id only; a framework or the persistent protocol takes
         // any number.
+        // nextest runs every test as its own process: a batch saves only round trips to the
+        // queue, which cost nothing in local mode.
+        let saves = match runner {
+            RunnerSpec::Nextest(_) => Saves::RoundTrips,
+            RunnerSpec::Command(_) | RunnerSpec::Persistent(_) | RunnerSpec::Pytest { .. } => {
+                Saves::Starts
+            }
+        };
         let batch_size = match (args.grind, args.batch_size) {
             // A grind runs one copy per batch (grind::GrindRunner).
             (Some(_), _) => BatchSize::Fixed(1),
             (None, Some(size)) => size,
             (None, None) => match runner {
                 RunnerSpec::Command(_) => BatchSize::Fixed(1),
+                RunnerSpec::Nextest(_) if args.queue.is_none() => BatchSize::Fixed(1),
                 RunnerSpec::Persistent(_) | RunnerSpec::Nextest(_) | RunnerSpec::Pytest { .. } => {
                     BatchSize::Auto
                 }
@@ -414,6 +423,7 @@ impl RunConfig {
             output_limit: args.output_limit as usize,
             worker: WorkerOptions {
                 batch_size,
+                saves,
                 test_timeout: args.test_timeout,
                 max_consecutive_failures: args.max_consecutive_failures,
                 max_duration: args.max_duration,

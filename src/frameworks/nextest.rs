@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use crate::listing::{self, ListingError};
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{self, Capture, Spec};
-use crate::runner::{Ran, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 
 /// The listing command for `args` (nextest's own filters, `--workspace`, features...).
@@ -362,11 +362,18 @@ impl Runner for NextestRunner {
         self.listing().await.map(|_| ())
     }
 
-    async fn run(&self, batch: &[TestId], limits: &[Duration]) -> Result<Ran, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+        feed: &Feed,
+    ) -> Result<Ran, RunnerError> {
         let listing = self.listing().await?;
         let mut results = Vec::with_capacity(batch.len());
         for (id, limit) in batch.iter().zip(limits) {
-            results.push(self.run_one(id, listing, *limit).await?);
+            let result = self.run_one(id, listing, *limit).await?;
+            feed.result(&result);
+            results.push(result);
         }
         Ok(results.into())
     }

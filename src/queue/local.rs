@@ -19,7 +19,7 @@ use crate::queue::{
 use crate::report::summary::{self, Listed};
 use crate::report::{Summary, TestRecord};
 use crate::test_id::TestId;
-use crate::timings::Slower;
+use crate::timings::{Ordered, Slower};
 
 /// How the local queue's workers are timed.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +64,10 @@ struct State {
     durations: HashMap<TestId, Duration>,
     /// Each test's run in an earlier build (the timing file), for auto time limits.
     history: HashMap<TestId, Duration>,
+    /// What each test was estimated to take when the queue was ordered (auto batches hold a
+    /// bounded amount of it), and what a test without an estimate is taken to take.
+    estimates: HashMap<TestId, Duration>,
+    default_estimate: Option<Duration>,
     left: HashSet<String>,
     /// Workers that stopped taking tests, and why.
     stopped: Vec<String>,
@@ -106,6 +110,26 @@ impl LocalQueue {
             requeue_limit: budget.build_limit(total),
             timing,
         })
+    }
+
+    /// A queue of a list in the order it was given, keeping the estimates it was ordered by
+    /// for auto batches.
+    pub fn ordered(ordered: &Ordered<'_>, budget: RequeueBudget, timing: LocalTiming) -> Arc<Self> {
+        let queue = Self::new(
+            ordered.ids.iter().map(|id| (*id).clone()).collect(),
+            budget,
+            timing,
+        );
+        {
+            let mut state = queue.lock();
+            state.estimates = ordered
+                .longest_known(usize::MAX)
+                .into_iter()
+                .map(|(id, estimate)| (id.clone(), estimate))
+                .collect();
+            state.default_estimate = ordered.default;
+        }
+        queue
     }
 
     /// A handle for the worker named `id`; the worker counts as live until it releases.
@@ -231,9 +255,19 @@ impl State {
     }
 
     fn reserve(&mut self, worker: &str, want: Want, timing: LocalTiming) -> Reservation {
-        let max = want.of(self.queue.len());
         let now = Instant::now();
         self.workers.insert(worker.to_owned(), now);
+        let live = self
+            .workers
+            .values()
+            .filter(|seen| now.duration_since(**seen) < timing.heartbeat_timeout)
+            .count();
+        let max = want.take(
+            self.queue.len(),
+            live,
+            self.queue.iter().map(|id| self.estimates.get(id).copied()),
+            self.default_estimate,
+        );
         let mut taken = Vec::new();
         // The longest silent first, as the Redis queue's scan takes them.
         let mut lost: Vec<(Instant, TestId)> = self

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{self, Capture, Exit, Finished, Spec};
 use crate::runner::junit::{self, Cases, JunitError};
-use crate::runner::{Ran, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 use crate::time_limits;
 
@@ -211,7 +211,12 @@ impl Runner for CommandRunner {
         Err(missing(format!("it ended with {}: {said}", finished.exit)))
     }
 
-    async fn run(&self, batch: &[TestId], limits: &[Duration]) -> Result<Ran, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+        _feed: &Feed,
+    ) -> Result<Ran, RunnerError> {
         let junit =
             std::env::temp_dir().join(format!("ciq-junit-{}.xml", uuid::Uuid::new_v4().simple()));
         let mut env = self.env.clone();
@@ -266,7 +271,9 @@ mod tests {
         async fn run_ids(&self, ids: &[&str]) -> Result<Vec<TestResult>, RunnerError> {
             let tests = batch(ids);
             let each = self.timeout.unwrap_or(Duration::from_secs(20)) / ids.len() as u32;
-            let ran = self.run(&tests, &vec![each; ids.len()]).await?;
+            let ran = self
+                .run(&tests, &vec![each; ids.len()], &Feed::none())
+                .await?;
             Ok(ran.results)
         }
     }

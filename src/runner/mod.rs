@@ -15,6 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::sync::mpsc;
 
 use crate::listing::ListingError;
 use crate::outcome::TestResult;
@@ -68,16 +69,73 @@ impl From<Vec<TestResult>> for Ran {
     }
 }
 
+/// Where a runner that learns each test's result as it finishes (a process per test, a
+/// persistent framework) says so before its batch ends, so the worker can print and record it
+/// while the batch runs on: a long batch does not leave the log silent, and a worker that dies
+/// mid-batch has its finished tests counted. Every reported result is also in the batch's
+/// [`Ran`]; a runner that reports nothing (a batch command read through JUnit at its end) is
+/// handled as a whole at the end.
+#[derive(Debug, Clone, Default)]
+pub struct Feed {
+    sender: Option<mpsc::UnboundedSender<Reported>>,
+}
+
+/// A result a runner reported before its batch ended.
+#[derive(Debug)]
+pub enum Reported {
+    /// The final result of a test of the batch.
+    Result(TestResult),
+    /// The final result of the previous batch's provisional test ([`Ran::settled`]).
+    Settled(TestResult),
+}
+
+impl Feed {
+    /// A feed nobody follows.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// A feed, and where its reports arrive.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Reported>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (
+            Self {
+                sender: Some(sender),
+            },
+            receiver,
+        )
+    }
+
+    /// `result` is final.
+    pub fn result(&self, result: &TestResult) {
+        self.send(|| Reported::Result(result.clone()));
+    }
+
+    /// `result` is the final result of the previous batch's provisional test.
+    pub fn settled(&self, result: &TestResult) {
+        self.send(|| Reported::Settled(result.clone()));
+    }
+
+    fn send(&self, reported: impl FnOnce() -> Reported) {
+        if let Some(sender) = &self.sender {
+            // A worker that stopped listening has its batch's results from `Ran` anyway.
+            let _ = sender.send(reported());
+        }
+    }
+}
+
 /// Runs batches of tests.
 pub trait Runner: Send + Sync {
     /// Runs `batch`, each test within its `limits` (one per test: a runner that runs the batch
-    /// in one process allows their sum), and returns one result per test. A test that breaks
-    /// the runner (crash, timeout) is an errored result, not an `Err`: `Err` is for failures
-    /// that would repeat on every test.
+    /// in one process allows their sum), and returns one result per test, reporting those it
+    /// knows before the batch ends to `feed`. A test that breaks the runner (crash,
+    /// timeout) is an errored result, not an `Err`: `Err` is for failures that would repeat on
+    /// every test.
     fn run(
         &self,
         batch: &[TestId],
         limits: &[Duration],
+        feed: &Feed,
     ) -> impl Future<Output = Result<Ran, RunnerError>> + Send;
 
     /// The final result of the last batch's provisional test ([`Ran::provisional`]), once the

@@ -17,7 +17,7 @@ use crate::lines::clip;
 use crate::outcome::{Outcome, TestResult, reported_duration};
 use crate::process::{Bounded, GroupGuard, SpawnError, drain_into, exit_of, spawn_error};
 use crate::runner::stray::Stray;
-use crate::runner::{Ran, Runner, RunnerError};
+use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 
 /// The protocol version this ciq speaks.
@@ -719,7 +719,12 @@ impl Runner for PersistentRunner {
         Ok(())
     }
 
-    async fn run(&self, batch: &[TestId], limits: &[Duration]) -> Result<Ran, RunnerError> {
+    async fn run(
+        &self,
+        batch: &[TestId],
+        limits: &[Duration],
+        feed: &Feed,
+    ) -> Result<Ran, RunnerError> {
         let mut session = self.session.lock().await;
         let mut provisional = self.provisional().take();
         let mut ran = Ran::from(Vec::with_capacity(batch.len()));
@@ -730,8 +735,15 @@ impl Runner for PersistentRunner {
                 let held = provisional.as_mut().map(|held| &mut held.result);
                 stray.blame(&mut ran.results, held, id, self.output_limit);
             }
+            // A second `result` a run wrote comes before the next test's answer: the tests
+            // answered before this one are final now.
+            if let Some(before) = ran.results.last() {
+                feed.result(before);
+            }
             if let Some(held) = provisional.take() {
-                ran.settled = Some(amended(held.result, answer.previous, self.output_limit));
+                let settled = amended(held.result, answer.previous, self.output_limit);
+                feed.settled(&settled);
+                ran.settled = Some(settled);
             }
             // Held, kept or not, until the framework answers again: a second `result` its run
             // wrote may still be on the way.
@@ -807,7 +819,10 @@ mod tests {
         );
         let id = TestId::new("t").unwrap();
         let started = Instant::now();
-        let ran = runner.run(&[id], &[Duration::from_secs(20)]).await.unwrap();
+        let ran = runner
+            .run(&[id], &[Duration::from_secs(20)], &Feed::none())
+            .await
+            .unwrap();
         runner.shutdown().await;
         let result = &ran.results[0];
         assert_eq!(result.outcome, Outcome::Errored);
@@ -860,14 +875,23 @@ done"#;
                 .map(|r| (r.id.to_string(), r.outcome))
                 .collect()
         };
-        let ran = runner.run(&ids(&["a"]), &limits[..1]).await.unwrap();
+        let ran = runner
+            .run(&ids(&["a"]), &limits[..1], &Feed::none())
+            .await
+            .unwrap();
         assert_eq!(ran.provisional, Some(TestId::new("a").unwrap()));
         let a = runner.settle().await.unwrap();
         assert_eq!(a.outcome, Outcome::Passed, "handed back, it stands");
-        let ran = runner.run(&ids(&["b"]), &limits[..1]).await.unwrap();
+        let ran = runner
+            .run(&ids(&["b"]), &limits[..1], &Feed::none())
+            .await
+            .unwrap();
         assert_eq!(outcomes(&ran.results), [("b".to_owned(), Outcome::Passed)]);
         assert!(ran.settled.is_none());
-        let ran = runner.run(&ids(&["c", "d"]), &limits).await.unwrap();
+        let ran = runner
+            .run(&ids(&["c", "d"]), &limits, &Feed::none())
+            .await
+            .unwrap();
         runner.shutdown().await;
         let b = ran.settled.unwrap();
         assert_eq!(b.outcome, Outcome::Errored);

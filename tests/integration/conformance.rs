@@ -10,8 +10,9 @@ use ciq::outcome::{Outcome, TestResult};
 use ciq::queue::budget::RequeueBudget;
 use ciq::queue::local::{LocalQueue, LocalTiming};
 use ciq::queue::redis::{RedisQueue, RedisSettings};
-use ciq::queue::{Ack, Queue, Recorded, Reservation, Reserved, Want};
+use ciq::queue::{Ack, Queue, Recorded, Reservation, Reserved, Timed, Want};
 use ciq::test_id::{TestId, TestList};
+use ciq::timings::{Scheduling, Stored};
 
 use ciq_testkit::RedisServer;
 
@@ -24,20 +25,39 @@ const RETRY_GRACE: Duration = Duration::from_secs(1);
 /// A queue of `tests` shared by `workers` handles, with `budget`.
 trait Backend {
     type Q: Queue;
-    async fn build(&self, tests: &[&str], workers: usize, budget: RequeueBudget) -> Vec<Self::Q>;
+    async fn build(&self, tests: &[&str], workers: usize, budget: RequeueBudget) -> Vec<Self::Q> {
+        self.build_ordered(tests, workers, budget, Scheduling::default())
+            .await
+    }
+    /// The same, ordered by `scheduling` as a build orders its queue.
+    async fn build_ordered(
+        &self,
+        tests: &[&str],
+        workers: usize,
+        budget: RequeueBudget,
+        scheduling: Scheduling,
+    ) -> Vec<Self::Q>;
 }
 
 struct Local;
 
 impl Backend for Local {
     type Q = ciq::queue::local::LocalWorker;
-    async fn build(&self, tests: &[&str], workers: usize, budget: RequeueBudget) -> Vec<Self::Q> {
-        let ids = tests.iter().map(|t| TestId::new(*t).unwrap()).collect();
+    async fn build_ordered(
+        &self,
+        tests: &[&str],
+        workers: usize,
+        budget: RequeueBudget,
+        scheduling: Scheduling,
+    ) -> Vec<Self::Q> {
+        let ids: Vec<TestId> = tests.iter().map(|t| TestId::new(*t).unwrap()).collect();
         let timing = LocalTiming {
             heartbeat_interval: HEARTBEAT_INTERVAL,
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
         };
-        let queue = LocalQueue::new(ids, budget, timing);
+        let file = scheduling.read_file(&ids);
+        let ordered = scheduling.order(&ids, Stored::default(), &file);
+        let queue = LocalQueue::ordered(&ordered, budget, timing);
         (0..workers)
             .map(|n| queue.worker(format!("w{n}")))
             .collect()
@@ -48,7 +68,13 @@ struct Redis(RedisServer);
 
 impl Backend for Redis {
     type Q = RedisQueue;
-    async fn build(&self, tests: &[&str], workers: usize, budget: RequeueBudget) -> Vec<Self::Q> {
+    async fn build_ordered(
+        &self,
+        tests: &[&str],
+        workers: usize,
+        budget: RequeueBudget,
+        scheduling: Scheduling,
+    ) -> Vec<Self::Q> {
         let source = TestSource::List(TestList::parse(tests.join("\n").as_bytes(), "t").unwrap());
         let settings = RedisSettings {
             url: self.0.url(),
@@ -62,7 +88,7 @@ impl Backend for Redis {
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
             budget,
             redis_timeout: Duration::from_secs(10),
-            scheduling: ciq::timings::Scheduling::default(),
+            scheduling,
         };
         let mut queues = Vec::new();
         for n in 0..workers {
@@ -382,31 +408,98 @@ async fn batches_hand_out_and_record_each_test<B: Backend>(backend: B) {
     assert_eq!(counts, [3, 1, 1]);
 }
 
-/// A share of the queue is taken of what is queued when the tests are handed out, within the
-/// most asked for and never below the fewest: auto batches shrink as the queue empties.
-async fn a_share_of_the_queue_shrinks_as_it_empties<B: Backend>(backend: B) {
-    let tests: Vec<String> = (0..20).map(|n| format!("t{n:02}")).collect();
+/// Auto batches are handed out by the estimates the queue was ordered by: tests from the head
+/// while their estimated time stays within the budget (a longer test goes alone), never more
+/// than a fair share of what is left among the live workers, so batches shrink as the queue
+/// empties.
+async fn auto_batches_follow_the_estimates<B: Backend>(backend: B) {
+    let dir = tempfile::tempdir().unwrap();
+    let timings = dir.path().join("timings.tsv");
+    let mut tests = vec!["long".to_owned(), "mid1".to_owned(), "mid2".to_owned()];
+    tests.extend((0..40).map(|n| format!("s{n:02}")));
+    let mut file = String::from("3000\tlong\n900\tmid1\n900\tmid2\n");
+    for test in &tests[3..] {
+        file.push_str(&format!("100\t{test}\n"));
+    }
+    std::fs::write(&timings, file).unwrap();
     let tests: Vec<&str> = tests.iter().map(String::as_str).collect();
-    let queues = backend.build(&tests, 1, GENEROUS).await;
-    let solo = &queues[0];
-    let share = |max, at_least| Want {
-        max,
-        share: Some(4),
-        at_least,
+    let scheduling = Scheduling {
+        timings_file: Some(timings),
+        ..Scheduling::default()
     };
+    let queues = backend.build_ordered(&tests, 2, GENEROUS, scheduling).await;
+    let want = Want {
+        max: 1000,
+        timed: Some(Timed {
+            budget: Duration::from_secs(2),
+            typical: None,
+            floor: Duration::ZERO,
+        }),
+    };
+    let first = held(queues[0].reserve(want).await.unwrap());
+    assert_eq!(names(&first), ["long"], "a test over the budget goes alone");
+    let second = held(queues[1].reserve(want).await.unwrap());
+    assert_eq!(
+        names(&second),
+        ["mid1", "mid2", "s00", "s01"],
+        "2 s of estimated time"
+    );
+    let mut queued = 38;
     let mut sizes = Vec::new();
-    let mut next = solo.reserve(share(100, 1)).await.unwrap();
+    let mut next = queues[0]
+        .ack(
+            first.iter().map(|r| ack(r, Outcome::Passed)).collect(),
+            want,
+        )
+        .await
+        .unwrap()
+        .next;
     while let Reservation::Tests(batch) = next {
+        assert!(
+            batch.len() <= usize::div_ceil(queued, 8),
+            "{} of {queued} among 2 workers",
+            batch.len()
+        );
+        queued -= batch.len();
         sizes.push(batch.len());
         let acks = batch.iter().map(|r| ack(r, Outcome::Passed)).collect();
-        // The last asks want at least 3: a batch worth its cost.
-        let at_least = if sizes.len() >= 4 { 3 } else { 1 };
-        next = solo.ack(acks, share(4, at_least)).await.unwrap().next;
+        next = queues[0].ack(acks, want).await.unwrap().next;
     }
-    assert_eq!(next, Reservation::Done);
-    // A quarter of 20 is 5; of 15, 4 (at most 4 from then on); of 11, 3; of 8, 2; then at
-    // least 3: of 6, 3; of the last 3, 3.
-    assert_eq!(sizes, [5, 4, 3, 2, 3, 3]);
+    assert_eq!(queued, 0);
+    assert_eq!(sizes[0], 5, "a fair share of 38: {sizes:?}");
+    assert!(sizes.ends_with(&[1, 1, 1]), "{sizes:?}");
+}
+
+/// A batch's tests are never estimated at less than its own start (`floor`), even past the
+/// fair share: splitting it would save less time at the end than another start costs.
+async fn a_batch_holds_at_least_its_start<B: Backend>(backend: B) {
+    let dir = tempfile::tempdir().unwrap();
+    let timings = dir.path().join("timings.tsv");
+    let tests: Vec<String> = (0..20).map(|n| format!("t{n:02}")).collect();
+    let file: String = tests.iter().map(|t| format!("100\t{t}\n")).collect();
+    std::fs::write(&timings, file).unwrap();
+    let tests: Vec<&str> = tests.iter().map(String::as_str).collect();
+    let scheduling = Scheduling {
+        timings_file: Some(timings),
+        ..Scheduling::default()
+    };
+    let queues = backend.build_ordered(&tests, 2, GENEROUS, scheduling).await;
+    let want = Want {
+        max: 1000,
+        timed: Some(Timed {
+            budget: Duration::from_secs(2),
+            typical: None,
+            floor: Duration::from_secs(1),
+        }),
+    };
+    let first = held(queues[0].reserve(want).await.unwrap());
+    assert_eq!(
+        first.len(),
+        10,
+        "a second of 100 ms tests, past a share of 3"
+    );
+    let second = held(queues[1].reserve(want).await.unwrap());
+    assert_eq!(second.len(), 10);
 }
 
 macro_rules! both_queues {
@@ -440,5 +533,6 @@ both_queues!(
     heartbeats_keep_a_test_and_empty_turns_done,
     a_failure_waits_for_others_only_a_while,
     batches_hand_out_and_record_each_test,
-    a_share_of_the_queue_shrinks_as_it_empties,
+    auto_batches_follow_the_estimates,
+    a_batch_holds_at_least_its_start,
 );

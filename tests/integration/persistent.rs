@@ -246,6 +246,45 @@ fn a_framework_missing_the_pytest_plugin_gets_a_hint() {
     }
 }
 
+/// A test's line comes when its result does, not when its batch ends: a batch whose last test
+/// runs long leaves neither the log silent nor its finished tests unrecorded meanwhile.
+#[test]
+fn each_line_comes_while_the_batch_runs_on() {
+    let scratch = Scratch::new();
+    let list = scratch.tests(&["pass/a".into(), "pass/b".into(), "gated/c".into()]);
+    let framework = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/protocol-framework");
+    let args: Vec<String> = [
+        "run",
+        "-j",
+        "1",
+        "--batch-size",
+        "3",
+        "--tests",
+        &list.to_string_lossy(),
+        "--persistent",
+        "--",
+        &framework.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let run = Proc::spawn("local", &scratch, &args);
+    // gated/c passes only once this test opens its gate, after the line of a test before it
+    // in the batch: printed at the batch's end, it would never come. (pass/b's result is final
+    // only once the framework answers gated/c: a second `result` pass/b's run wrote would come
+    // before that answer.)
+    run.wait_for_stderr("local-1: pass/a", Duration::from_secs(30));
+    assert!(
+        !run.stderr_so_far().contains("gated/c"),
+        "{}",
+        run.stderr_so_far()
+    );
+    std::fs::write(scratch.path("open-local-1"), "").unwrap();
+    let out = run.wait(LONG);
+    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert!(out.stdout.contains("3 tests: 3 passed"), "{}", out.both());
+}
+
 /// Regression (issue 22): a second `result` line after a passing test was read while ciq waited
 /// for the next test, which was errored though it never ran, while the test whose run wrote
 /// the line passed. That test is errored, saying why; the next one runs again in a new process

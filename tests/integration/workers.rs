@@ -293,6 +293,56 @@ fn a_leader_stopped_while_listing_gives_its_lock_up() {
     assert!(out.stdout.contains("4 tests: 4 passed"), "{}", out.both());
 }
 
+/// A follower starts its framework while the leader lists, not once the queue is filled: it
+/// takes tests as soon as the queue is committed instead of paying its framework's start (a
+/// pytest collection) then. The leader's listing here ends only once the follower's framework
+/// has started.
+#[test]
+fn a_follower_starts_its_framework_while_the_leader_lists() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let build = "early-framework";
+    let list = scratch.tests(&ids("pass", 1));
+    let listing = scratch.path("list.sh");
+    std::fs::write(
+        &listing,
+        format!(
+            "#!/bin/sh\nfor i in $(seq 600); do\n  grep -q '^follower ' '{}' 2>/dev/null && exec printf '%s\\n' {}\n  sleep 0.1\ndone\necho 'the follower framework never started' >&2\nexit 3\n",
+            scratch.path("starts.log").display(),
+            ids("pass", 6).join(" ")
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&listing)
+        .status()
+        .unwrap();
+    let framework = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/protocol-framework")
+        .to_string_lossy()
+        .into_owned();
+    let args = |worker: &str| {
+        let mut args = with_list_command(
+            worker_args(&server, build, worker, &list),
+            listing.to_string_lossy().into_owned(),
+        );
+        args.extend([
+            "--persistent".to_owned(),
+            "--".to_owned(),
+            framework.clone(),
+        ]);
+        args
+    };
+    let leader = Proc::spawn("leader", &scratch, &args("leader"));
+    leader.wait_for_stderr("is the leader", LONG);
+    let follower = Proc::spawn("follower", &scratch, &args("follower"));
+    for out in [leader.wait(LONG), follower.wait(LONG)] {
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert!(out.stdout.contains("6 tests: 6 passed"), "{}", out.both());
+    }
+}
+
 /// Regression (a hostile trial): a leader sent SIGTERM while it listed gave its lock up, but its
 /// session never said it left, so the report of the drained build waited about a heartbeat
 /// timeout for it. It leaves as any worker does: with a 60 s heartbeat timeout, the report (its

@@ -29,7 +29,7 @@ use crate::queue::redis::state::BuildState;
 use crate::queue::redis::{RedisQueue, millis};
 use crate::queue::{ListSource, Queue, QueueError};
 use crate::test_id::TestId;
-use crate::timings::Stored;
+use crate::timings::{Ordered, Stored};
 
 /// How a worker joined the build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,12 @@ pub struct Joined {
 /// and Redis's argument limits, and a lost reply re-sends little.
 const STAGE_BATCH_IDS: usize = 1000;
 const STAGE_BATCH_BYTES: usize = 1 << 20;
+/// The longest pause between looks at a build whose leader fills the queue: every worker takes
+/// its first test within this long of the commit.
+const READY_POLL: Duration = Duration::from_millis(250);
+/// Most tests whose own estimate a generation keeps for auto batches: the longest, whose
+/// place in a batch matters; every other test counts as the default.
+const ESTIMATED: usize = 10_000;
 
 /// Why a build whose `state` is absent while its results remain is lost.
 pub(super) const STATE_GONE_RESULTS_LEFT: &str = "its state key is gone while its results remain";
@@ -248,9 +254,7 @@ impl RedisQueue {
                 }
             }
             sleep(delay).await;
-            delay = (delay * 2)
-                .min(self.settings.lock_ttl / 4)
-                .min(Duration::from_secs(1));
+            delay = (delay * 2).min(self.settings.lock_ttl / 4).min(READY_POLL);
         }
     }
 
@@ -429,8 +433,9 @@ impl RedisQueue {
             crate::say!("ciq: {warning}");
         }
         let order = self.order(&list.ids).await;
+        self.stage_estimates(generation, &order).await?;
         let mut staged = 0usize;
-        for batch in batches(&order) {
+        for batch in batches(&order.ids) {
             if staged > 0 {
                 crate::pause_point::reached("staging");
             }
@@ -487,7 +492,7 @@ impl RedisQueue {
     /// `ids` in the order to queue them: longest estimated first, by the namespace's store and
     /// the timing file. The store only makes the build faster, so a store that cannot be read
     /// is a warning.
-    async fn order<'a>(&self, ids: &'a [TestId]) -> Vec<&'a TestId> {
+    async fn order<'a>(&self, ids: &'a [TestId]) -> Ordered<'a> {
         let store = Estimates::new(&self.conn, &self.settings.namespace);
         let stored = store.read(ids).await.unwrap_or_else(|err| {
             crate::say!(
@@ -497,6 +502,41 @@ impl RedisQueue {
         });
         let file = self.settings.scheduling.read_file(ids);
         self.settings.scheduling.order(ids, stored, &file)
+    }
+
+    /// Writes the estimates the queue is ordered by into the generation (`GenKeys::estimates`),
+    /// for auto batches: those of its [`ESTIMATED`] longest tests with one, and the default for
+    /// every other test. Nothing without history. Nobody reads the generation before the commit,
+    /// and a leader that loses its lock deletes it with the rest.
+    async fn stage_estimates(
+        &self,
+        generation: &str,
+        order: &Ordered<'_>,
+    ) -> Result<(), QueueError> {
+        let Some(default) = order.default else {
+            return Ok(());
+        };
+        let key = self.keys.generation(generation).estimates;
+        let known = order.longest_known(ESTIMATED);
+        let mut fields = vec![(String::new(), millis(default))];
+        fields.extend(
+            known
+                .iter()
+                .map(|(id, estimate)| (id.as_str().to_owned(), millis(*estimate))),
+        );
+        for chunk in fields.chunks(STAGE_BATCH_IDS) {
+            let mut write = redis::pipe();
+            write
+                .hset_multiple(&key, chunk)
+                .ignore()
+                .pexpire(
+                    &key,
+                    i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX),
+                )
+                .ignore();
+            self.conn.pipeline::<()>(&write).await?;
+        }
+        Ok(())
     }
 
     /// Drops from the store the tests that left the suite long ago: after the commit, off the

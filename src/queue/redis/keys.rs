@@ -48,6 +48,11 @@ pub struct GenKeys {
     /// Test -> `<ms>:<usual ms>` of a run much longer than its recent ones, at most a few per
     /// worker; written when the worker ends (hash).
     pub slower: String,
+    /// Test -> the estimate in ms the leader ordered the queue by, for the longest tests with
+    /// one, and the field `''` -> what any other test is taken to take: auto batches hold a
+    /// bounded amount of estimated time. Written by the leader before its commit, only when it
+    /// has estimates (hash).
+    pub estimates: String,
 }
 
 impl BuildKeys {
@@ -130,13 +135,14 @@ impl BuildKeys {
             flaky: key("flaky"),
             durations: key("durations"),
             slower: key("slower"),
+            estimates: key("estimates"),
         }
     }
 }
 
 impl BuildKeys {
     /// The KEYS of every per-test script, in the order `lua/per_test.lua` names them.
-    pub fn per_test(&self, generation: &GenKeys) -> [String; 14] {
+    pub fn per_test(&self, generation: &GenKeys) -> [String; PER_TEST_KEYS] {
         [
             self.state(),
             self.workers(),
@@ -152,13 +158,17 @@ impl BuildKeys {
             generation.meta.clone(),
             generation.failed.clone(),
             generation.flaky.clone(),
+            generation.estimates.clone(),
         ]
     }
 }
 
+/// How many KEYS every per-test script takes.
+pub const PER_TEST_KEYS: usize = 15;
+
 impl GenKeys {
     /// Every key a generation may own, to delete when its leader abandons it.
-    pub fn all(&self) -> [&str; 10] {
+    pub fn all(&self) -> [&str; 11] {
         [
             &self.queue,
             &self.running,
@@ -170,6 +180,7 @@ impl GenKeys {
             &self.flaky,
             &self.durations,
             &self.slower,
+            &self.estimates,
         ]
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::grind;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::estimates::Estimates;
-use crate::queue::redis::keys::{BuildKeys, GenKeys};
+use crate::queue::redis::keys::{BuildKeys, GenKeys, PER_TEST_KEYS};
 use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
 use crate::queue::redis::scripts::per_test::{Caller, Handed};
 use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summarize};
@@ -46,7 +46,7 @@ pub struct RedisQueue {
 /// The generation a worker follows, with the KEYS its scripts take.
 pub(super) struct Followed {
     generation: GenKeys,
-    per_test: [String; 14],
+    per_test: [String; PER_TEST_KEYS],
 }
 
 impl RedisQueue {

@@ -1,13 +1,54 @@
 -- handout.lua: how RESERVE and ACK hand tests out and record outcomes (after per_test.lua).
 
--- How many tests a request wants: `max`, or `max:share:at_least`: at most 1/share of the tests
--- queued now (so batches shrink as the queue empties), but never fewer than at_least.
-local function wanted(arg)
-  local max, share, at_least = string.match(arg, '^(%d+):(%d+):(%d+)$')
+-- An auto batch takes at most 1/(live workers x this) of the tests queued.
+local SHARE_PER_WORKER = 4
+
+-- How many worker sessions were heard from within the heartbeat timeout, counted at most once
+-- a second (auto batches ask on every call; the count is in meta meanwhile).
+local function live_workers(ctx)
+  local cached = redis.call('HMGET', K.meta, 'live', 'live-at')
+  if cached[1] and ctx.now - cached[2] < 1000 then return cached[1] + 0 end
+  local live = 0
+  each_live_session(K.workers, ctx.now, ctx.meta.heartbeat_timeout, function()
+    live = live + 1
+  end)
+  live = math.max(live, 1)
+  set_meta('live', live)
+  set_meta('live-at', ctx.now)
+  return live
+end
+
+-- How many tests a request wants: `max`, or `max:budget:typical:floor` (ms) for an auto batch,
+-- which `Want::take` in src/queue/mod.rs computes alike for the local queue: tests from the head
+-- of the queue while their estimated time stays within `budget` (a test estimated longer goes
+-- alone), and at most 1/(live workers x SHARE_PER_WORKER) of the tests queued, so batches shrink
+-- as the queue empties, unless their estimated time is still below `floor` (the batch's own
+-- start). A test's estimate is its field of `estimates`, else that hash's default (the field
+-- ''), else `typical` (the worker's typical test; 0 for none: one test).
+local function wanted(arg, ctx)
+  local max, budget, typical, floor = string.match(arg, '^(%d+):(%d+):(%d+):(%d+)$')
   if not max then return arg + 0 end
+  max, budget, typical, floor = tonumber(max), tonumber(budget), tonumber(typical),
+    tonumber(floor)
+  if max <= 1 then return max end
   local queued = redis.call('LLEN', K.queue)
-  return math.min(tonumber(max),
-    math.max(math.ceil(queued / math.max(tonumber(share), 1)), tonumber(at_least), 1))
+  local share = math.max(math.ceil(queued / (live_workers(ctx) * SHARE_PER_WORKER)), 1)
+  local fields = {''}
+  local default = tonumber(redis.call('HGET', K.estimates, '') or typical)
+  if default == 0 then return 1 end
+  -- The head as far as the share, or the floor, can reach.
+  local reach = math.min(max, math.max(share, math.ceil(floor / default) + 1))
+  for i, test in ipairs(redis.call('LRANGE', K.queue, 0, reach - 1)) do fields[i + 1] = test end
+  local estimates = {}
+  if #fields > 1 then estimates = redis.call('HMGET', K.estimates, unpack(fields)) end
+  local sum, taken = 0, 0
+  for i = 2, #fields do
+    local estimate = tonumber(estimates[i]) or default
+    if taken > 0 and (sum + estimate > budget or (taken >= share and sum >= floor)) then break end
+    sum = sum + estimate
+    taken = taken + 1
+  end
+  return math.max(taken, 1)
 end
 
 -- Whether another session than this one was heard from within the heartbeat timeout.

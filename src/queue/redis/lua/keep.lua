@@ -5,7 +5,7 @@
 -- kept failure detail, one requeue fewer. Only when nothing of the round ran: nothing running,
 -- and exactly the tests the round re-opened still queued; a retried job that comes later finds
 -- the build finished. Every check comes before the first write.
--- KEYS: the per-test scripts' 14, in per_test.lua's order. ARGV[1] generation, ARGV[2] round.
+-- KEYS: the per-test scripts' 15, in per_test.lua's order. ARGV[1] generation, ARGV[2] round.
 -- Replies JSON {status = stale | ran | unknown | kept, tests = n, why}: `ran` when the round
 -- re-opened nothing or something of it ran, `unknown` when a queued test has no failure detail
 -- to take its earlier outcome from.

@@ -4,6 +4,7 @@
 --   KEYS[1] state      KEYS[2] workers    KEYS[3] results    KEYS[4] failures   KEYS[5] stats
 --   KEYS[6] mismatched KEYS[7] queue      KEYS[8] running    KEYS[9] processed  KEYS[10] requeues
 --   KEYS[11] requeued-by                  KEYS[12] meta      KEYS[13] failed    KEYS[14] flaky
+--   KEYS[15] estimates
 -- ARGV[1] generation, ARGV[2] worker, ARGV[3] session (one per process: two processes given one
 -- worker id are two sessions), ARGV[4] request sequence, ARGV[5] key TTL in ms, ARGV[6] `1` when
 -- the session's liveness is due to be recorded; the script's own arguments follow from ARGV[7].
@@ -24,7 +25,7 @@ local K = {
   state = KEYS[1], workers = KEYS[2], results = KEYS[3], failures = KEYS[4], stats = KEYS[5],
   mismatched = KEYS[6], queue = KEYS[7], running = KEYS[8], processed = KEYS[9],
   requeues = KEYS[10], requeued_by = KEYS[11], meta = KEYS[12], failed = KEYS[13],
-  flaky = KEYS[14],
+  flaky = KEYS[14], estimates = KEYS[15],
 }
 local GEN, WORKER, SESSION, SEQ, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] + 0
 local SEEN_DUE = ARGV[6] == '1'

@@ -1,6 +1,6 @@
 -- RESERVE(k): hands out up to k tests, each under a fresh lease.
--- ARGV[7] k (`max` or `max:share:at_least`, see `wanted`). Replies JSON {status = tests|empty|done|stale|lost|superseded,
+-- ARGV[7] k (`max` or `max:budget:typical`, see `wanted`). Replies JSON {status = tests|empty|done|stale|lost|superseded,
 -- tests = {{id, lease}...}, why (with lost)}.
 local ctx, early = open({replay = true})
 if not ctx then return early end
-return close(cjson.encode(reservation(reserve(wanted(ARGV[7]), ctx), ctx)), true)
+return close(cjson.encode(reservation(reserve(wanted(ARGV[7], ctx), ctx), ctx)), true)

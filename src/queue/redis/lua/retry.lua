@@ -7,7 +7,7 @@
 -- Every check comes before the first write, and the round is recorded last (when, and how many
 -- tests it re-opened: KEEP undoes it when none of them is re-run): a call that fails half-way
 -- leaves the round to be applied again.
--- KEYS: the per-test scripts' 14, in per_test.lua's order. ARGV[1] generation, ARGV[2] worker,
+-- KEYS: the per-test scripts' 15, in per_test.lua's order. ARGV[1] generation, ARGV[2] worker,
 -- ARGV[3] session, ARGV[4] round ('': a retried job is one whose worker id already had a session
 -- in the build), ARGV[5] key TTL ms ('': the keys keep theirs).
 -- Replies JSON {status = stale | running | first | again | nothing | lost | retrying, tests = n,

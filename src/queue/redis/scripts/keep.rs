@@ -6,12 +6,13 @@ use serde::Deserialize;
 
 use super::{Step, json};
 use crate::queue::QueueError;
+use crate::queue::redis::keys::PER_TEST_KEYS;
 
 pub(super) const SOURCE: &str = lua!("keep.lua");
 
 /// KEEP of retry round `round` of `generation`.
 pub(in crate::queue::redis) struct Keep<'a> {
-    pub keys: &'a [String; 14],
+    pub keys: &'a [String; PER_TEST_KEYS],
     pub generation: &'a str,
     pub round: &'a str,
 }

@@ -5,11 +5,12 @@ use serde::Deserialize;
 
 use super::lua_list;
 use super::summarize::stored_id;
+use crate::queue::redis::keys::PER_TEST_KEYS;
 use crate::queue::{Lease, QueueError, Reservation, Reserved, Want};
 
 /// Who calls, in which generation, with which request: ARGV[1..6] of every per-test script.
 pub(in crate::queue::redis) struct Caller<'a> {
-    pub keys: &'a [String; 14],
+    pub keys: &'a [String; PER_TEST_KEYS],
     pub generation: &'a str,
     pub worker: &'a str,
     /// This process's id in the build.
@@ -45,11 +46,20 @@ impl Caller<'_> {
     }
 }
 
-/// How RESERVE and ACK are told what a worker wants: `max`, or `max:share:at_least` when the
-/// script is to take at most that share of the queue (see `lua/handout.lua`'s `wanted`).
+/// How RESERVE and ACK are told what a worker wants: `max`, or `max:budget:typical:floor` (ms;
+/// a typical of 0 for none) for an auto batch (see `lua/handout.lua`'s `wanted`).
 pub(super) fn want_arg(want: Want) -> String {
-    match want.share {
-        Some(share) => format!("{}:{share}:{}", want.max, want.at_least),
+    match want.timed {
+        Some(timed) => format!(
+            "{}:{}:{}:{}",
+            want.max,
+            timed.budget.as_millis(),
+            // A typical test under a millisecond counts as one: 0 means none.
+            timed
+                .typical
+                .map_or(0, |typical| typical.as_millis().max(1)),
+            timed.floor.as_millis()
+        ),
         None => want.max.to_string(),
     }
 }

@@ -6,12 +6,13 @@ use serde::Deserialize;
 
 use super::{Step, json};
 use crate::queue::QueueError;
+use crate::queue::redis::keys::PER_TEST_KEYS;
 
 pub(super) const SOURCE: &str = lua!("retry.lua");
 
 /// RETRY of round `round` (`None`: the job is a retry when its worker id already took part).
 pub(in crate::queue::redis) struct Retry<'a> {
-    pub keys: &'a [String; 14],
+    pub keys: &'a [String; PER_TEST_KEYS],
     pub generation: &'a str,
     pub worker: &'a str,
     pub session: &'a str,
