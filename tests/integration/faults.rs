@@ -20,14 +20,19 @@ use ciq_testkit::{
 const LONG: Duration = Duration::from_secs(180);
 
 /// The leader stops itself at `point` (a pause point), is SIGKILLed there, and the others
-/// finish the build.
-fn leader_killed_at(point: &str, tests: usize, batch_size: &str) {
+/// finish the build. `lock_ttl` must cover the next leader's listing and staging on a busy
+/// machine (a debug build stages 100,000 ids in seconds there).
+fn leader_killed_at(point: &str, tests: usize, batch_size: &str, lock_ttl: &str) {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let build = format!("killed-at-{point}");
     let list = scratch.tests(&ids("pass", tests));
     let args = |worker: &str| {
-        let mut args = worker_args(&server, &build, worker, &list);
+        let mut args = replace_flag(
+            worker_args(&server, &build, worker, &list),
+            "--lock-ttl",
+            ["--lock-ttl".to_owned(), lock_ttl.to_owned()],
+        );
         args.extend(["--batch-size".to_owned(), batch_size.to_owned()]);
         with_command(args)
     };
@@ -63,17 +68,17 @@ fn leader_killed_at(point: &str, tests: usize, batch_size: &str) {
 
 #[test]
 fn leader_killed_just_after_election() {
-    leader_killed_at("elected", 50, "1");
+    leader_killed_at("elected", 50, "1", "900ms");
 }
 
 #[test]
 fn leader_killed_in_the_middle_of_staging_100k_ids() {
-    leader_killed_at("staging", 100_000, "1000");
+    leader_killed_at("staging", 100_000, "1000", "5s");
 }
 
 #[test]
 fn leader_killed_just_before_commit() {
-    leader_killed_at("before-commit", 50, "1");
+    leader_killed_at("before-commit", 50, "1", "900ms");
 }
 
 /// The leader is paused past its lock TTL before committing; another worker is elected and
