@@ -130,8 +130,7 @@ pub enum SpawnError {
 /// Runs `spec` to completion (or timeout), capturing output as `capture` says.
 pub async fn run(spec: &Spec, capture: Capture) -> Result<Finished, SpawnError> {
     let (program, args) = spec.argv.split_first().ok_or(SpawnError::Empty)?;
-    check_program(program, &spec.env, spec.cwd.as_deref())?;
-    let mut command = crate::guard::command(program, args);
+    let mut command = crate::reaper::command(program, args);
     if let Some(cwd) = &spec.cwd {
         command.current_dir(cwd);
     }
@@ -212,37 +211,6 @@ pub async fn run(spec: &Spec, capture: Capture) -> Result<Finished, SpawnError> 
     })
 }
 
-/// Fails the way starting `program` would (not found, not executable), before it is started:
-/// under the guard, a failed start would only be the guard's exit code. `env` may set the
-/// `PATH` it is looked up in; a path with a `/` is taken from `cwd`.
-pub fn check_program(
-    program: &str,
-    env: &[(String, String)],
-    cwd: Option<&std::path::Path>,
-) -> Result<(), SpawnError> {
-    let path = env
-        .iter()
-        .rev()
-        .find(|(name, _)| name == "PATH")
-        .map(|(_, path)| std::ffi::OsString::from(path))
-        .or_else(|| std::env::var_os("PATH"));
-    let cwd = match cwd {
-        Some(cwd) => cwd.to_path_buf(),
-        None => std::env::current_dir().map_err(|source| SpawnError::Other {
-            program: program.to_owned(),
-            source,
-        })?,
-    };
-    if which::which_in(program, path, &cwd).is_ok() {
-        return Ok(());
-    }
-    let named = std::path::Path::new(program);
-    if program.contains('/') && cwd.join(named).exists() {
-        return Err(SpawnError::NotExecutable(program.to_owned()));
-    }
-    Err(SpawnError::NotFound(program.to_owned()))
-}
-
 /// The [`SpawnError`] for `program` failing to start with `source`.
 pub fn spawn_error(program: &str, source: std::io::Error) -> SpawnError {
     match source.kind() {
@@ -269,13 +237,18 @@ pub fn exit_of(status: std::io::Result<std::process::ExitStatus>) -> Exit {
 }
 
 /// Kills the child's process group when dropped: a test abandoned on shutdown or timeout takes
-/// its whole tree with it. The child must have been started with `process_group(0)`.
+/// its whole tree with it. The child must have been started with `process_group(0)`. While it
+/// lives, the reaper knows the group, and kills it if ciq dies ([`crate::reaper`]).
 pub struct GroupGuard(Option<i32>);
 
 impl GroupGuard {
     /// Guards the process group led by `child`.
     pub fn of(child: &tokio::process::Child) -> Self {
-        Self(child.id().and_then(|id| i32::try_from(id).ok()))
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        if let Some(pgid) = pgid {
+            crate::reaper::watch(pgid);
+        }
+        Self(pgid)
     }
 
     /// Kills the whole group now.
@@ -289,6 +262,9 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
+        if let Some(pgid) = self.0 {
+            crate::reaper::forget(pgid);
+        }
     }
 }
 

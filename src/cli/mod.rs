@@ -25,12 +25,12 @@ pub fn main() -> ExitCode {
     let mut args = std::env::args_os();
     if args
         .nth(1)
-        .is_some_and(|first| first == crate::guard::SUBCOMMAND)
+        .is_some_and(|first| first == crate::reaper::SUBCOMMAND)
     {
-        return exit(crate::guard::main(args.collect()));
+        return exit(crate::reaper::main(args.collect()));
     }
     if let Ok(exe) = std::env::current_exe() {
-        crate::guard::enable(exe);
+        crate::reaper::enable(exe);
     }
     let cli = Cli::parse();
     let code = match tokio::runtime::Builder::new_multi_thread()

@@ -219,17 +219,14 @@ impl PersistentRunner {
             .argv
             .split_first()
             .ok_or(RunnerError::Spawn(crate::process::SpawnError::Empty))?;
-        let mut child = crate::process::check_program(program, &self.env, None)
-            .and_then(|()| {
-                crate::guard::command(program, args)
-                    .envs(self.env.iter().map(|(k, v)| (k, v)))
-                    .env("CIQ_PROTOCOL", PROTOCOL_VERSION.to_string())
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .map_err(|source| spawn_error(program, source))
-            })
+        let mut child = crate::reaper::command(program, args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("CIQ_PROTOCOL", PROTOCOL_VERSION.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|source| spawn_error(program, source))
             .map_err(|err| match (err, self.hints.missing_program) {
                 (SpawnError::NotFound(program), Some(hint)) => {
                     self.framework_error(format!("`{program}`: not found\n{}", hint()))

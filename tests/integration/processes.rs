@@ -133,6 +133,61 @@ fn a_killed_workers_tests_die_with_it() {
     }
 }
 
+/// A test that starts a daemon of its own (a new session, so out of the test's process group)
+/// does not outlive ciq either: not when ciq is SIGKILLed, not when it ends as it should.
+#[test]
+fn a_test_daemon_that_left_its_group_dies_with_ciq() {
+    for kill_ciq in [true, false] {
+        let scratch = Scratch::new();
+        let pids = scratch.path("pids");
+        let command = script(
+            &scratch,
+            "daemon-test",
+            &format!(
+                "setsid sleep 300 </dev/null >/dev/null 2>&1 &\necho $! >> '{}'\n{}",
+                pids.display(),
+                if kill_ciq { "sleep 300" } else { "exit 0" }
+            ),
+        );
+        let list = scratch.tests(&["daemon/one".to_owned()]);
+        let worker = Proc::spawn(
+            "local",
+            &scratch,
+            &[
+                "run".to_owned(),
+                "-j".to_owned(),
+                "1".to_owned(),
+                "--tests".to_owned(),
+                list.to_string_lossy().into_owned(),
+                "--".to_owned(),
+                command,
+            ],
+        );
+        let read_pids = || -> Vec<i32> {
+            std::fs::read_to_string(&pids)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        };
+        wait_until("the daemon to start", LONG, || read_pids().len() == 1);
+        if kill_ciq {
+            worker.signal(Signal::SIGKILL);
+        }
+        let out = worker.wait(LONG);
+        if !kill_ciq {
+            assert_eq!(out.code, Some(0), "{}", out.both());
+        }
+        for pid in read_pids() {
+            wait_until(
+                &format!("daemon {pid} to die (ciq killed: {kill_ciq})"),
+                Duration::from_secs(20),
+                || kill(Pid::from_raw(pid), None).is_err(),
+            );
+        }
+    }
+}
+
 /// A pipe whose buffer is already full: whoever writes to it blocks until it is read.
 fn stalled_pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
     let (reader, mut writer) = std::io::pipe().unwrap();
