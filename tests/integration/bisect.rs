@@ -63,7 +63,7 @@ fn bisect_finds_the_test_that_leaks_a_module_global() {
     let out = Proc::spawn_in("run", &scratch, &args, &[], dir).wait(LONG);
     assert_eq!(
         out.code,
-        Some(ExitCode::NotReproduced.code()),
+        Some(ExitCode::TestsFailed.code()),
         "{}",
         out.both()
     );
@@ -114,7 +114,7 @@ fn bisect_finds_the_test_that_leaves_a_file_and_says_when_it_does_not_reproduce(
     let out = Proc::spawn_in("run", &scratch, &args, &[], dir).wait(LONG);
     assert_eq!(
         out.code,
-        Some(ExitCode::NotReproduced.code()),
+        Some(ExitCode::TestsFailed.code()),
         "{}",
         out.both()
     );
@@ -187,6 +187,16 @@ fn bisect_finds_the_test_that_leaves_a_file_and_says_when_it_does_not_reproduce(
         "{}",
         out.both()
     );
+    // A test the log never ran is bad input, said as an error (it was an `Ok` exit 2).
+    let out = bisect(&scratch, dir, &log, "never/99", &["--", &command, "{}"]);
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
+    assert!(
+        out.stderr.contains(&format!(
+            "error: --failing-test: `never/99` never ran in the order log `{log}`"
+        )),
+        "{}",
+        out.both()
+    );
 }
 
 /// Regression (issue 22): a test failing on every other run, whatever ran before it, got a
@@ -214,7 +224,7 @@ fn bisect_calls_a_flaky_failure_flaky_and_names_no_culprit() {
     let out = Proc::spawn_in("run", &scratch, &args, &[], dir).wait(LONG);
     assert_eq!(
         out.code,
-        Some(ExitCode::NotReproduced.code()),
+        Some(ExitCode::TestsFailed.code()),
         "{}",
         out.both()
     );

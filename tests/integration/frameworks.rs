@@ -395,6 +395,50 @@ fn python_without_pytest(scratch: &Scratch) -> String {
     venv.join("bin/python3").to_string_lossy().into_owned()
 }
 
+/// Checking the command line starts no interpreter: a `ciq run pytest` refused for its flags
+/// never ran Python (it used to look for the plugin before it checked the other flags).
+#[test]
+fn a_refused_command_line_starts_no_python() {
+    let scratch = Scratch::new();
+    let ran = scratch.path("python-ran");
+    let python = scratch.path("python3");
+    std::fs::write(
+        &python,
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", ran.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let args = strings(&[
+        "run",
+        "-j",
+        "1",
+        "--heartbeat-interval",
+        "20s",
+        "--heartbeat-timeout",
+        "30s",
+        "pytest",
+    ]);
+    let python = python.to_string_lossy().into_owned();
+    let out = Proc::spawn_in(
+        "local",
+        &scratch,
+        &args,
+        &[("CIQ_PYTHON", python.as_str())],
+        scratch.dir.path(),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
+    assert!(
+        out.stderr.contains("--heartbeat-interval (20s)"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        !ran.exists(),
+        "python ran while the command line was checked"
+    );
+}
+
 /// Without Python or pytest, ciq says how to point it at the interpreter that has pytest.
 #[test]
 fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
