@@ -8,7 +8,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Failed;
-use super::run::interrupted;
 use crate::config::RunConfig;
 use crate::config::ci::Share;
 use crate::discovery::{FrameworkListing, TestSource};
@@ -47,7 +46,7 @@ pub(super) async fn run_local(
     let mut starting = JoinSet::new();
     let list = tokio::select! {
         list = list(config, &source, &runners, &mut starting) => list?,
-        signal = stopped(stop_rx.clone()) => return Ok(interrupted(signal, "local")),
+        signal = stopped(stop_rx.clone()) => return Ok(super::interrupted(signal, "local")),
     };
     if !matches!(source, TestSource::List(_)) {
         quarantine.warn_unknown(&list.ids);
@@ -67,9 +66,9 @@ pub(super) async fn run_local(
         .order(&list.ids, timings::Stored::default(), &file);
     let queue = LocalQueue::ordered(&ordered, config.budget, timing);
     queue.remember(file.into_map());
-    let interrupted = work(&queue, runners, config, &stop_rx).await;
+    let worked = work(&queue, runners, config, &stop_rx).await;
     signals.abort();
-    let interrupted = interrupted?;
+    let signal = worked?;
     if let Some(path) = &config.timings_out {
         super::write_timings(path, queue.durations());
     }
@@ -79,7 +78,7 @@ pub(super) async fn run_local(
         write_junit(path, &config.build, findings.summary(), &queue.records());
     }
     super::print_last(&findings.render());
-    Ok(match interrupted {
+    Ok(match signal {
         Some(signal) => ExitCode::Signal(signal),
         None => exit_code::for_verdict(findings.verdict()),
     })
@@ -154,7 +153,7 @@ async fn work(
             worker::run(&handle, &*runner, &options, stopped(stop), None).await
         });
     }
-    let mut interrupted = None;
+    let mut signal = None;
     let mut failure = None;
     while let Some(joined) = workers.join_next().await {
         let ended = match joined {
@@ -165,7 +164,7 @@ async fn work(
         };
         match ended {
             Ok(WorkerEnd::Done { .. } | WorkerEnd::Stopped(_)) => {}
-            Ok(WorkerEnd::Interrupted(signal)) => interrupted = Some(signal),
+            Ok(WorkerEnd::Interrupted(stopped_by)) => signal = Some(stopped_by),
             Err(err) => {
                 // One worker's fatal error (a missing command) would repeat in every worker.
                 workers.abort_all();
@@ -175,7 +174,7 @@ async fn work(
     }
     match failure {
         Some(err) => Err(err.into()),
-        None => Ok(interrupted),
+        None => Ok(signal),
     }
 }
 

@@ -93,6 +93,12 @@ fn print_last(text: &str) {
     print!("{text}");
 }
 
+/// Says a signal stopped `worker`, and gives its exit code.
+fn interrupted(signal: i32, worker: &str) -> ExitCode {
+    crate::say!("ciq: worker `{worker}` stopped by signal {signal}");
+    ExitCode::Signal(signal)
+}
+
 /// Most runs much longer than usual the report names.
 const SLOWER_SHOWN: usize = 10;
 

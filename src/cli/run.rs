@@ -195,7 +195,7 @@ async fn connect_or_fall_back(
 ) -> Result<ControlFlow<ExitCode, RedisQueue>, Failed> {
     let connected = tokio::select! {
         queue = RedisQueue::connect(settings.clone(), job.worker.to_owned()) => queue,
-        signal = shutdown => return Ok(ControlFlow::Break(interrupted(signal, job.worker))),
+        signal = shutdown => return Ok(ControlFlow::Break(super::interrupted(signal, job.worker))),
     };
     match (connected, fallback) {
         (Ok(queue), _) => Ok(ControlFlow::Continue(queue)),
@@ -323,7 +323,7 @@ async fn join_or_resign(
         },
         signal = shutdown => {
             resign().await;
-            Ok(Some(interrupted(signal, job.worker)))
+            Ok(Some(super::interrupted(signal, job.worker)))
         }
     }
 }
@@ -384,12 +384,6 @@ async fn retried(
     Ok((queue, build))
 }
 
-/// Says a signal stopped `worker`, and gives its exit code.
-pub(super) fn interrupted(signal: i32, worker: &str) -> ExitCode {
-    crate::say!("ciq: worker `{worker}` stopped by signal {signal}");
-    ExitCode::Signal(signal)
-}
-
 /// Prints how the worker ended and gives its exit code: the build's verdict when it drained.
 fn finish(end: WorkerEnd, worker: &str, quarantine: &Quarantine) -> ExitCode {
     match end {
@@ -398,7 +392,7 @@ fn finish(end: WorkerEnd, worker: &str, quarantine: &Quarantine) -> ExitCode {
             super::print_last(&findings.render());
             exit_code::for_verdict(findings.verdict())
         }
-        WorkerEnd::Interrupted(signal) => interrupted(signal, worker),
+        WorkerEnd::Interrupted(signal) => super::interrupted(signal, worker),
         WorkerEnd::Stopped(stop) => {
             if matches!(stop, crate::worker::Stop::Failures(_)) {
                 crate::say!(
