@@ -90,20 +90,11 @@ struct Paths {
 impl Paths {
     /// A path that cannot be written is found now, not after a build's worth of waiting.
     fn check(&self) -> Result<(), OutputError> {
-        let planned: Vec<Planned<'_>> = [
-            ("--junit (CIQ_REPORT_JUNIT)", &self.junit),
-            ("--json (CIQ_REPORT_JSON)", &self.json),
-            ("--timings-out (CIQ_TIMINGS_OUT)", &self.timings),
-        ]
-        .into_iter()
-        .filter_map(|(flag, path)| {
-            Some(Planned {
-                flag,
-                path: path.as_deref()?,
-            })
-        })
-        .collect();
-        output_file::check(&planned)
+        output_file::check(&Planned::given(&[
+            ("--junit (CIQ_REPORT_JUNIT)", self.junit.as_deref()),
+            ("--json (CIQ_REPORT_JSON)", self.json.as_deref()),
+            ("--timings-out (CIQ_TIMINGS_OUT)", self.timings.as_deref()),
+        ]))
     }
 
     fn outputs(&self) -> Outputs<'_> {

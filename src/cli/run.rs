@@ -38,20 +38,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failed> {
     let order_log = args.order_log.clone();
     let mut config = RunConfig::new(args, &ids)?;
     // Found now, not after the build.
-    let outputs: Vec<Planned<'_>> = [
-        ("--junit (CIQ_RUN_JUNIT)", &config.junit),
-        ("--timings-out (CIQ_LOCAL_TIMINGS_OUT)", &config.timings_out),
-        ("--order-log (CIQ_ORDER_LOG)", &order_log),
-    ]
-    .into_iter()
-    .filter_map(|(flag, path)| {
-        Some(Planned {
-            flag,
-            path: path.as_deref()?,
-        })
-    })
-    .collect();
-    output_file::check(&outputs)?;
+    output_file::check(&Planned::given(&[
+        ("--junit (CIQ_RUN_JUNIT)", config.junit.as_deref()),
+        (
+            "--timings-out (CIQ_LOCAL_TIMINGS_OUT)",
+            config.timings_out.as_deref(),
+        ),
+        ("--order-log (CIQ_ORDER_LOG)", order_log.as_deref()),
+    ]))?;
     let order_log = match order_log {
         Some(path) => Some(OrderLog::create(&path)?),
         None => OrderLog::create_default(),

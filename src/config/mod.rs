@@ -222,16 +222,28 @@ pub fn namespace(namespace: &str) -> Result<&str, ConfigError> {
     Ok(namespace)
 }
 
-fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
-    let build = args
-        .build
-        .clone()
-        .or_else(|| ids.build.clone())
-        .ok_or(ConfigError::MissingBuild)?;
-    if build.trim().is_empty() {
-        return Err(ConfigError::BlankId("--build"));
+/// An id given by its flag, else by the CI: present, not blank, not too long.
+fn id_of(
+    given: &Option<String>,
+    from_ci: &Option<String>,
+    missing: ConfigError,
+    (flag, named): (&'static str, &'static str),
+) -> Result<String, ConfigError> {
+    let id = given.clone().or_else(|| from_ci.clone()).ok_or(missing)?;
+    if id.trim().is_empty() {
+        return Err(ConfigError::BlankId(flag));
     }
-    check_length("--build (CIQ_BUILD, or the CI's build id)", &build)?;
+    check_length(named, &id)?;
+    Ok(id)
+}
+
+fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
+    let build = id_of(
+        &args.build,
+        &ids.build,
+        ConfigError::MissingBuild,
+        ("--build", "--build (CIQ_BUILD, or the CI's build id)"),
+    )?;
     namespace(&args.namespace)?;
     Ok(build)
 }
@@ -422,18 +434,15 @@ fn redis_mode(
 
 /// `--worker`, or the CI's worker id, checked.
 fn worker_id(args: &RunArgs, ids: &CiIds) -> Result<String, ConfigError> {
-    let worker = args
-        .worker
-        .clone()
-        .or_else(|| ids.worker.clone())
-        .ok_or(ConfigError::MissingWorker)?;
-    if worker.trim().is_empty() {
-        return Err(ConfigError::BlankId("--worker"));
-    }
+    let worker = id_of(
+        &args.worker,
+        &ids.worker,
+        ConfigError::MissingWorker,
+        ("--worker", "--worker (CIQ_WORKER, or the CI's worker id)"),
+    )?;
     if worker.contains(['\t', '\n', '\r']) {
         return Err(ConfigError::WorkerWithSeparator(worker));
     }
-    check_length("--worker (CIQ_WORKER, or the CI's worker id)", &worker)?;
     Ok(worker)
 }
 

@@ -89,6 +89,15 @@ impl Findings {
         self.verdict_failed(failed)
     }
 
+    /// Failures that count against the build past the named ones (a summary names at most
+    /// [`LISTED`](crate::report::summary::LISTED)).
+    pub(in crate::report) fn unnamed_failures(&self) -> usize {
+        self.summary
+            .failed_count()
+            .saturating_sub(self.quarantined.len())
+            .saturating_sub(self.summary.failing.len())
+    }
+
     fn verdict_failed(&self, failed: bool) -> Verdict {
         Verdict::of(
             !self.summary.mismatches.is_empty(),
@@ -175,16 +184,9 @@ impl Findings {
                 }
             }
         }
-        let failing = self
-            .summary
-            .failed_count()
-            .saturating_sub(self.quarantined.len());
-        if failing > self.summary.failing.len() {
-            let _ = writeln!(
-                out,
-                "\n... and {} more failed or errored tests",
-                failing - self.summary.failing.len()
-            );
+        let unnamed = self.unnamed_failures();
+        if unnamed > 0 {
+            let _ = writeln!(out, "\n... and {unnamed} more failed or errored tests");
         }
         if !self.quarantined.is_empty() {
             let _ = writeln!(

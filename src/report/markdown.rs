@@ -71,15 +71,11 @@ impl Findings {
             }
         }
         // Failures past the named ones, shown even when every named one is quarantined.
-        let failing = self
-            .summary
-            .failed_count()
-            .saturating_sub(self.quarantined.len());
-        if failing > self.summary.failing.len() {
+        let unnamed = self.unnamed_failures();
+        if unnamed > 0 {
             let _ = writeln!(
                 out,
-                "... and {} more failed or errored tests (see the log)\n",
-                failing - self.summary.failing.len()
+                "... and {unnamed} more failed or errored tests (see the log)\n"
             );
         }
         if !self.quarantined.is_empty() {
