@@ -56,7 +56,7 @@ pub async fn bisect(args: BisectArgs) -> Result<ExitCode, Failed> {
     let config = RunConfig::new(run, &CiIds::default())?;
     // The framework's pre-flight checks, once for every trial.
     let trial = Trial {
-        launch: config.runner.launch(),
+        launch: config.runner.launch()?,
         config: &config,
     };
     crate::say!(

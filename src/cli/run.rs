@@ -74,7 +74,7 @@ async fn run_with(
     }
     let quarantine = quarantine.unwrap_or_default();
     // The framework's pre-flight checks, once for every worker of this process.
-    let launch = config.runner.launch();
+    let launch = config.runner.launch()?;
     match config.mode.clone() {
         Mode::Local { jobs, timing } => {
             let source = source.ok_or(ConfigError::NoTestList)?;

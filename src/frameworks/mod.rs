@@ -14,6 +14,7 @@ pub mod pytest;
 
 use crate::batching::{BatchSize, Saves};
 use crate::discovery::{ListFormat, ListReader, ReadList};
+use crate::runner::RunnerError;
 use crate::runner::launch::Launch;
 use crate::runner::persistent::Hints;
 use crate::timings::Unit;
@@ -62,10 +63,11 @@ pub trait Adapter: std::fmt::Debug + Send + Sync {
         Hints::default()
     }
 
-    /// The pre-flight checks, and how the tests run as they found them. It may start the
-    /// framework's interpreter, so it runs once per ciq process, when the tests are about to
-    /// run, never while the command line is checked.
-    fn launch(&self) -> Launch;
+    /// The pre-flight checks, and how the tests run as they found them; a check that fails
+    /// ends the run (exit 2) with its hint. It may start the framework's interpreter, so it
+    /// runs once per ciq process, when the tests are about to run, never while the command
+    /// line is checked.
+    fn launch(&self) -> Result<Launch, RunnerError>;
 }
 
 /// Registers the frameworks: one line each, `Variant(module::Adapter)`, the variant's name
@@ -179,19 +181,19 @@ impl RunnerSpec {
     }
 
     /// How the tests run, after the framework's pre-flight checks.
-    pub fn launch(&self) -> Launch {
+    pub fn launch(&self) -> Result<Launch, RunnerError> {
         match self {
-            RunnerSpec::Command(argv) => Launch::Command {
+            RunnerSpec::Command(argv) => Ok(Launch::Command {
                 argv: argv.clone(),
                 check: None,
-            },
-            RunnerSpec::Persistent(argv) => Launch::Persistent {
+            }),
+            RunnerSpec::Persistent(argv) => Ok(Launch::Persistent {
                 argv: argv.clone(),
                 hints: Hints {
                     missing_program: None,
                     exited_early: Some(any_exited_early_hint),
                 },
-            },
+            }),
             RunnerSpec::Framework(framework) => framework.adapter().launch(),
         }
     }

@@ -64,13 +64,13 @@ impl Adapter for Nextest {
         }
     }
 
-    fn launch(&self) -> Launch {
+    fn launch(&self) -> Result<Launch, RunnerError> {
         let args = self.args.clone();
-        Launch::Own(Arc::new(move |setup: &Setup, env| {
+        Ok(Launch::Own(Arc::new(move |setup: &Setup, env| {
             let runner =
                 NextestRunner::new(args.clone(), env, setup.list_timeout, setup.output_limit);
             Box::new(runner) as Box<dyn DynRunner>
-        }))
+        })))
     }
 }
 

@@ -14,6 +14,7 @@ use super::Adapter;
 use crate::discovery::ReadList;
 use crate::listing::{ListRun, ListingError};
 use crate::process::{Exit, SpawnError};
+use crate::runner::RunnerError;
 use crate::runner::command::Preflight;
 use crate::runner::launch::Launch;
 use crate::runner::persistent::Hints;
@@ -76,8 +77,8 @@ impl Adapter for Pytest {
     /// Persistent where asked, or where the plugin is installed for the interpreter (found,
     /// not imported: importing pytest would cost a worker a fraction of a second); a batch
     /// command otherwise, which first checks that the interpreter has pytest.
-    fn launch(&self) -> Launch {
-        if self.persistent || (!self.batch && plugin_installed()) {
+    fn launch(&self) -> Result<Launch, RunnerError> {
+        Ok(if self.persistent || (!self.batch && plugin_installed()) {
             Launch::Persistent {
                 argv: persistent_argv(&self.args),
                 hints: self.hints(),
@@ -87,7 +88,7 @@ impl Adapter for Pytest {
                 argv: batch_command(&self.args),
                 check: Some(preflight()),
             }
-        }
+        })
     }
 }
 
