@@ -2,17 +2,17 @@
 //!
 //! A list given as a file is read and checked by every worker before it joins, so bad input
 //! fails fast everywhere; a list command is run only by the elected leader, because discovery
-//! can be slow (a build, a collection) and its output goes to the queue once.
+//! can be slow (a build, a collection) and its output goes to the queue once. What a framework's
+//! listing command prints is read by its adapter ([`crate::frameworks`]), through the
+//! [`ListReader`] it gives.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use std::borrow::Cow;
-
-use crate::frameworks::{nextest, pytest};
-use crate::listing::{self, ListingError};
+use crate::listing::{self, ListRun, ListingError};
 use crate::queue::{ListFailure, ListSource};
 use crate::runner::RunnerError;
 use crate::runner::persistent::PersistentRunner;
@@ -33,14 +33,29 @@ pub enum TestSource {
 }
 
 /// How a list command prints its tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum ListFormat {
     /// One id per line (`--list-command`).
     Lines,
-    /// `pytest --collect-only --verbosity=-1`: node ids, a blank line, a summary.
-    PytestCollect,
-    /// `cargo nextest list --message-format json`.
-    NextestJson,
+    /// A framework's own listing, read by its adapter.
+    Framework(ListReader),
+}
+
+/// Reads what a framework's listing command did (ran to its end, or could not start) into its
+/// test ids, one per line; a failure says why, with a hint where the framework knows one.
+pub type ReadList = fn(Result<ListRun, ListingError>) -> Result<Vec<u8>, ListingError>;
+
+/// How a framework's listing is read, and whether its persistent process lists the same suite.
+#[derive(Debug, Clone, Copy)]
+pub struct ListReader {
+    /// The framework, as a message names it (`pytest's collection`).
+    pub framework: &'static str,
+    /// Reads the listing command's output.
+    pub read: ReadList,
+    /// The framework's persistent process lists the suite it collected to run it: the
+    /// leader's stands for the listing command (one collection instead of two), and a
+    /// follower's is checked against the build's list.
+    pub in_process: bool,
 }
 
 /// Why the test list could not be produced.
@@ -95,16 +110,10 @@ impl TestSource {
             TestSource::List(list) => return Ok(list.clone()),
             TestSource::Command { argv, format } => (argv, format),
         };
+        let ran = listing::run(argv, timeout).await;
         let ids = match format {
-            ListFormat::Lines => listing::run(argv, timeout)
-                .await?
-                .stdout_or_failure(Vec::new())?,
-            ListFormat::PytestCollect => pytest::list(argv, timeout).await?,
-            ListFormat::NextestJson => nextest::list(argv, timeout)
-                .await?
-                .ids()
-                .join("\n")
-                .into_bytes(),
+            ListFormat::Lines => ran?.stdout_or_failure(Vec::new())?,
+            ListFormat::Framework(reader) => (reader.read)(ran)?,
         };
         let command = listing::shown(argv);
         Ok(TestList::parse(&ids, &format!("list command `{command}`"))?)
@@ -131,9 +140,10 @@ impl ListSource for TestSource {
     }
 }
 
-/// A pytest suite listed by the persistent pytest that will run it, when its plugin lists:
-/// one collection instead of two (a collection can take longer than the tests). Any other
-/// source, or a plugin that does not list, is listed as [`TestSource::discover`] does.
+/// A suite listed by the persistent framework process that will run it, where its adapter says
+/// the process lists ([`ListReader::in_process`]) and the process agrees: one collection instead
+/// of two (a collection can take longer than the tests). Any other source, or a process that
+/// does not list, is listed as [`TestSource::discover`] does.
 pub struct FrameworkListing<'a> {
     /// Where the list comes from otherwise.
     pub source: &'a TestSource,
@@ -142,16 +152,33 @@ pub struct FrameworkListing<'a> {
 }
 
 impl FrameworkListing<'_> {
-    /// The framework to ask for the list: only one that stands for pytest's own listing.
-    fn lister(&self) -> Option<&PersistentRunner> {
-        let pytest_listing = matches!(
-            self.source,
-            TestSource::Command {
-                format: ListFormat::PytestCollect,
-                ..
-            }
-        );
-        self.framework.filter(|_| pytest_listing)
+    /// The framework to ask for the list, and its name: only one that stands for its own
+    /// listing command.
+    fn lister(&self) -> Option<(&PersistentRunner, &'static str)> {
+        let TestSource::Command {
+            format: ListFormat::Framework(reader),
+            ..
+        } = self.source
+        else {
+            return None;
+        };
+        let framework = self.framework.filter(|_| reader.in_process)?;
+        Some((framework, reader.framework))
+    }
+
+    /// The list `framework`'s process collected, if it lists.
+    async fn collected(
+        framework: &PersistentRunner,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<TestList>, DiscoveryError> {
+        let Some(ids) = framework.list(timeout).await? else {
+            return Ok(None);
+        };
+        Ok(Some(TestList::parse(
+            &ids,
+            &format!("{name}'s collection"),
+        )?))
     }
 
     /// Whether the framework lists the suite (so other workers' frameworks may start now).
@@ -161,10 +188,10 @@ impl FrameworkListing<'_> {
 
     /// The test list, within `timeout`.
     pub async fn discover(&self, timeout: Duration) -> Result<TestList, DiscoveryError> {
-        if let Some(framework) = self.lister()
-            && let Some(ids) = framework.list(timeout).await?
+        if let Some((framework, name)) = self.lister()
+            && let Some(list) = Self::collected(framework, name, timeout).await?
         {
-            return Ok(TestList::parse(&ids, "pytest's collection")?);
+            return Ok(list);
         }
         self.source.discover(timeout).await
     }
@@ -186,9 +213,10 @@ impl ListSource for FrameworkListing<'_> {
         if let Some(list) = self.source.held() {
             return Some(Cow::Borrowed(list));
         }
-        let ids = self.lister()?.list(timeout).await.ok()??;
-        TestList::parse(&ids, "pytest's collection")
-            .ok()
+        let (framework, name) = self.lister()?;
+        Self::collected(framework, name, timeout)
+            .await
+            .ok()?
             .map(Cow::Owned)
     }
 }

@@ -5,7 +5,7 @@
 //! another worker to tell flaky from broken, and a report step gives the build one verdict.
 //! Without Redis the same loop runs with N local workers.
 //!
-//! The data flows test list ([`test_id`], [`discovery`] over [`frameworks`] and [`listing`]) ->
+//! The data flows test list ([`test_id`], [`frameworks`] over [`discovery`] and [`listing`]) ->
 //! queue ([`queue`]: election and per-test scripts) -> worker loop ([`worker`]) -> runner
 //! ([`runner`], [`frameworks`]) -> result ([`outcome`]) -> report ([`report`]).
 

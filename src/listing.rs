@@ -60,14 +60,14 @@ const SIGPIPE_HINT: &str = "(hint: exit code 141 is SIGPIPE under `pipefail`: a 
 
 /// A list command that ran to its end (successfully or not).
 #[derive(Debug)]
-pub struct Listed {
+pub struct ListRun {
     /// The command, as typed.
     pub command: String,
     /// How it ended and what it printed.
     pub finished: Finished,
 }
 
-impl Listed {
+impl ListRun {
     /// Its standard output when it succeeded; otherwise the failure, with `detail` lines (the
     /// last line of its stderr when there are none).
     pub fn stdout_or_failure(self, mut detail: Vec<String>) -> Result<Vec<u8>, ListingError> {
@@ -95,7 +95,7 @@ impl Listed {
     }
 
     /// Its standard output read by `parse` when it succeeded; otherwise the failure, with
-    /// `detail` lines as [`Listed::stdout_or_failure`] gives them. Output `parse` refuses is
+    /// `detail` lines as [`ListRun::stdout_or_failure`] gives them. Output `parse` refuses is
     /// unreadable, naming the command.
     pub fn read<T>(
         self,
@@ -155,7 +155,7 @@ pub fn shown(argv: &[String]) -> String {
 }
 
 /// Runs list command `argv`, killed after `timeout`.
-pub async fn run(argv: &[String], timeout: Duration) -> Result<Listed, ListingError> {
+pub async fn run(argv: &[String], timeout: Duration) -> Result<ListRun, ListingError> {
     let spec = Spec {
         argv: argv.to_vec(),
         env: Vec::new(),
@@ -170,7 +170,7 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<Listed, ListingEr
     )
     .await
     .map_err(ListingError::Spawn)?;
-    Ok(Listed {
+    Ok(ListRun {
         command: shown(argv),
         finished,
     })

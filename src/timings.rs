@@ -245,14 +245,24 @@ pub struct Stored {
     pub rest: Option<Duration>,
 }
 
+/// The unit whose tests a framework keeps together in the queue (pytest: the module), so the
+/// batches that take them one after the other share what the framework sets up for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit {
+    /// What the unit is called, for a line of output (`module`).
+    pub name: &'static str,
+    /// The key of a test id's unit (pytest: the id up to its first `::`).
+    pub of: fn(&str) -> &str,
+}
+
 /// How a list is ordered before it is queued.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Scheduling {
     /// A timing file of an earlier run (`--timings`), for tests the store does not know.
     pub timings_file: Option<PathBuf>,
-    /// Keep each module's tests together (pytest: the part of the id before `::`), so batches
-    /// share its fixtures: modules are ordered longest first, their tests in list order.
-    pub keep_modules_together: bool,
+    /// Keep each unit's tests together: units are ordered longest first, their tests in list
+    /// order.
+    pub keep_together: Option<Unit>,
 }
 
 impl Scheduling {
@@ -307,8 +317,8 @@ impl Scheduling {
             .iter()
             .map(|estimate| estimate.unwrap_or(default))
             .collect();
-        let order = if self.keep_modules_together {
-            by_module(ids, &filled)
+        let order = if let Some(unit) = self.keep_together {
+            by_unit(ids, &filled, unit)
         } else {
             let mut order: Vec<usize> = (0..ids.len()).collect();
             order.sort_by_key(|&at| std::cmp::Reverse(filled[at]));
@@ -317,11 +327,9 @@ impl Scheduling {
         crate::say!(
             "ciq: ordered {} tests longest first{} ({} with an estimate from earlier runs, the others taken as {})",
             ids.len(),
-            if self.keep_modules_together {
-                " by module"
-            } else {
-                ""
-            },
+            self.keep_together
+                .map(|unit| format!(" by {}", unit.name))
+                .unwrap_or_default(),
             known.len(),
             crate::human::duration(default)
         );
@@ -361,22 +369,21 @@ impl<'a> Ordered<'a> {
     }
 }
 
-/// Positions of `ids` grouped by module (the id up to its first `::`), modules longest first by
-/// the sum of their tests' `estimates`, each module's tests in list order.
-fn by_module(ids: &[TestId], estimates: &[Duration]) -> Vec<usize> {
-    let mut modules: Vec<(Duration, Vec<usize>)> = Vec::new();
+/// Positions of `ids` grouped by `unit`, units longest first by the sum of their tests'
+/// `estimates`, each unit's tests in list order.
+fn by_unit(ids: &[TestId], estimates: &[Duration], unit: Unit) -> Vec<usize> {
+    let mut units: Vec<(Duration, Vec<usize>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (at, id) in ids.iter().enumerate() {
-        let module = id.as_str().split("::").next().unwrap_or_default();
-        let group = *index.entry(module).or_insert_with(|| {
-            modules.push((Duration::ZERO, Vec::new()));
-            modules.len() - 1
+        let group = *index.entry((unit.of)(id.as_str())).or_insert_with(|| {
+            units.push((Duration::ZERO, Vec::new()));
+            units.len() - 1
         });
-        modules[group].0 = modules[group].0.saturating_add(estimates[at]);
-        modules[group].1.push(at);
+        units[group].0 = units[group].0.saturating_add(estimates[at]);
+        units[group].1.push(at);
     }
-    modules.sort_by_key(|(total, _)| std::cmp::Reverse(*total));
-    modules.into_iter().flat_map(|(_, tests)| tests).collect()
+    units.sort_by_key(|(total, _)| std::cmp::Reverse(*total));
+    units.into_iter().flat_map(|(_, tests)| tests).collect()
 }
 
 /// A run that took much longer than the test's recent runs: worth a line in the report, as a
@@ -519,7 +526,10 @@ mod tests {
             id("c.py::new"),
         ];
         let scheduling = Scheduling {
-            keep_modules_together: true,
+            keep_together: Some(Unit {
+                name: "module",
+                of: |id| id.split("::").next().unwrap_or(id),
+            }),
             ..Scheduling::default()
         };
         let stored = Stored {

@@ -206,6 +206,11 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
+    /// The tests held, locked.
+    fn held(&self) -> std::sync::MutexGuard<'_, Vec<(Reserved, Option<Instant>)>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether the build's failures reached `--max-failures`, asking the queue when `ask`.
     async fn too_many<Q: Queue>(&self, queue: &Q, ask: bool) -> Result<Option<Stop>, QueueError> {
         let Some(max) = self.max_failures else {
@@ -221,6 +226,8 @@ impl Watch<'_> {
     }
 }
 
+/// Takes batches from `queue` until it is drained, a breaker trips or the state goes stale
+/// for good: reserve, run, acknowledge and reserve again.
 async fn work<Q: Queue, R: Runner>(
     queue: &Q,
     runner: &R,
@@ -230,176 +237,40 @@ async fn work<Q: Queue, R: Runner>(
     keep: &mut Kept,
 ) -> Result<Ended, WorkerError> {
     let pacing = queue.pacing();
-    let held = watch.held;
-    let mut failures_in_a_row = 0u32;
-    let began = Instant::now();
-    let out_of_time = |now: Instant| {
-        options
-            .max_duration
-            .filter(|limit| now.duration_since(began) >= *limit)
-            .map(Stop::OutOfTime)
+    let mut work = Loop {
+        queue,
+        runner,
+        options,
+        watch,
+        keep,
+        batcher: Batcher::new(
+            options.batch_size,
+            options.saves,
+            options.test_timeout.overall(),
+        ),
+        provisional: None,
+        failures_in_a_row: 0,
+        began: Instant::now(),
     };
-    let mut batcher = Batcher::new(
-        options.batch_size,
-        options.saves,
-        options.test_timeout.overall(),
-    );
     runner.prepare().await?;
-    let mut next = queue.reserve(batcher.next()).await?;
+    let mut next = queue.reserve(work.batcher.next()).await?;
     *finished_before = next == Reservation::Done;
     let mut poll = Duration::from_millis(10);
-    // A test that ran, whose result waits for the runner's final word (Ran::provisional).
-    let mut provisional: Option<Ack> = None;
     loop {
         match next {
             Reservation::Tests(batch) => {
                 poll = Duration::from_millis(10);
-                let ids: Vec<TestId> = batch.iter().map(|r| r.id.clone()).collect();
-                let limits = limits(queue, options.test_timeout, &ids).await;
-                // Runners apply the limits per test (nextest, persistent) or their sum per
-                // batch, and a persistent framework may restart once: heartbeats stop after
-                // that much.
-                let total = time_limits::total(&limits);
-                // A framework restarted after a crash gets the limit of a test without history
-                // to start.
-                let restart = options.test_timeout.overall();
-                let deadline = Instant::now().checked_add(
-                    total
-                        .saturating_add(restart)
-                        .saturating_add(Duration::from_secs(1)),
-                );
-                *held.lock().unwrap_or_else(PoisonError::into_inner) = batch
-                    .iter()
-                    .chain(provisional.as_ref().map(Ack::reserved).as_ref())
-                    .map(|r| (r.clone(), deadline))
-                    .collect();
-                if let Some(log) = &options.order_log {
-                    log.record(queue.worker_id(), &ids);
-                }
-                let batch_run = run_batch(
-                    queue,
-                    runner,
-                    Batch {
-                        reserved: &batch,
-                        ids: &ids,
-                        limits: &limits,
-                    },
-                    &mut provisional,
-                    held,
-                    keep,
-                )
-                .await?;
-                let mut ran = batch_run.ran;
-                if ids.len() > 1 && !ran.cut_short.is_empty() {
-                    crate::say!(
-                        "ciq: worker `{}`: a batch of {} tests timed out after {}; running the {} it did not finish again, one per batch",
-                        queue.worker_id(),
-                        ids.len(),
-                        crate::human::duration(batch_run.took),
-                        ran.cut_short.len()
-                    );
-                    let cut_short: Vec<(TestId, Duration)> = std::mem::take(&mut ran.cut_short)
-                        .into_iter()
-                        .filter_map(|id| {
-                            let at = ids.iter().position(|listed| *listed == id)?;
-                            Some((id, limits[at]))
-                        })
-                        .collect();
-                    let alone = run_alone(
-                        queue.worker_id(),
-                        runner,
-                        options,
-                        held,
-                        cut_short,
-                        &mut batcher,
-                    )
-                    .await?;
-                    for result in alone {
-                        if let Some(slot) = ran.results.iter_mut().find(|r| r.id == result.id) {
-                            *slot = result;
-                        }
-                    }
-                } else {
-                    batcher.observe(
-                        batch_run.took,
-                        ran.results.iter().map(|result| result.duration),
-                        batch_run.first_after,
-                    );
-                }
-                for result in &ran.results {
-                    failures_in_a_row = match result.outcome {
-                        Outcome::Failed | Outcome::Errored => failures_in_a_row + 1,
-                        _ => 0,
-                    };
-                }
-                let left: Vec<Reserved> = batch
-                    .into_iter()
-                    .filter(|reserved| !batch_run.acked.contains(&reserved.id))
-                    .collect();
-                let results = ran
-                    .results
-                    .into_iter()
-                    .filter(|result| !batch_run.acked.contains(&result.id))
-                    .collect();
-                let mut acks = pair(&left, results);
-                let kept = ran
-                    .provisional
-                    .and_then(|id| acks.iter().position(|ack| ack.result.id == id))
-                    .map(|at| acks.remove(at));
-                if let Some(mut ack) = provisional.take() {
-                    if let Some(settled) = ran.settled {
-                        ack.result = settled;
-                    }
-                    // It ran before this batch: its line comes first.
-                    acks.insert(0, ack);
-                }
-                *held.lock().unwrap_or_else(PoisonError::into_inner) = kept
-                    .as_ref()
-                    .map(|ack| (ack.reserved(), deadline))
-                    .into_iter()
-                    .collect();
-                provisional = kept;
-                let failed_here;
-                (next, failed_here) = acknowledge(queue, acks, batcher.next(), keep).await?;
-                let stop = match options
-                    .max_consecutive_failures
-                    .filter(|limit| failures_in_a_row >= *limit)
-                    .map(Stop::Failures)
-                    .or_else(|| out_of_time(Instant::now()))
-                {
-                    Some(stop) => Some(stop),
-                    None => {
-                        watch
-                            .too_many(queue, failed_here || batch_run.failed)
-                            .await?
-                    }
-                };
+                let stop;
+                (next, stop) = work.take(batch).await?;
                 if let Some(stop) = stop {
-                    // What the acknowledgement reserved goes back with what is held.
-                    if let Reservation::Tests(batch) = next {
-                        held.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .extend(batch.into_iter().map(|reserved| (reserved, None)));
-                    }
                     return Ok(Ended::Stopped(stop));
                 }
             }
-            Reservation::Empty | Reservation::Done if provisional.is_some() => {
-                // Nothing follows for now: the runner's final word on the kept test, which
-                // keeps the queue from ending until it is acknowledged.
-                let mut acks: Vec<Ack> = provisional.take().into_iter().collect();
-                // Held while the framework tears down, within a test's limit.
-                let deadline = Instant::now().checked_add(options.test_timeout.overall());
-                *held.lock().unwrap_or_else(PoisonError::into_inner) =
-                    acks.iter().map(|ack| (ack.reserved(), deadline)).collect();
-                if let (Some(settled), Some(ack)) = (runner.settle().await, acks.first_mut()) {
-                    ack.result = settled;
-                }
-                held.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                (next, _) = acknowledge(queue, acks, batcher.next(), keep).await?;
+            Reservation::Empty | Reservation::Done if work.provisional.is_some() => {
+                next = work.settle_kept().await?;
             }
             Reservation::Empty => {
-                if let Some(stop) = out_of_time(Instant::now()) {
+                if let Some(stop) = work.out_of_time() {
                     return Ok(Ended::Stopped(stop));
                 }
                 if let Some(stop) = watch.too_many(queue, false).await? {
@@ -407,19 +278,231 @@ async fn work<Q: Queue, R: Runner>(
                 }
                 sleep(poll).await;
                 poll = (poll * 2).min(pacing.max_poll_interval);
-                next = queue.reserve(batcher.next()).await?;
+                next = queue.reserve(work.batcher.next()).await?;
             }
             Reservation::Done => return Ok(Ended::Drained),
             Reservation::Stale => {
                 // The kept test's lease went with the old state: its result cannot count.
-                if provisional.take().is_some() {
+                if work.provisional.take().is_some() {
                     runner.settle().await;
-                    held.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                    watch.held().clear();
                 }
                 queue.rejoin().await?;
-                next = queue.reserve(batcher.next()).await?;
+                next = queue.reserve(work.batcher.next()).await?;
             }
         }
+    }
+}
+
+/// The worker loop's state from one reservation to the next.
+struct Loop<'a, Q, R> {
+    queue: &'a Q,
+    runner: &'a R,
+    options: &'a WorkerOptions,
+    watch: &'a Watch<'a>,
+    keep: &'a mut Kept,
+    batcher: Batcher,
+    /// A test that ran, whose result waits for the runner's final word (Ran::provisional).
+    provisional: Option<Ack>,
+    failures_in_a_row: u32,
+    began: Instant,
+}
+
+impl<Q: Queue, R: Runner> Loop<'_, Q, R> {
+    /// `--max-duration`, when it has passed.
+    fn out_of_time(&self) -> Option<Stop> {
+        self.options
+            .max_duration
+            .filter(|limit| Instant::now().duration_since(self.began) >= *limit)
+            .map(Stop::OutOfTime)
+    }
+
+    /// Runs `batch` and acknowledges it: what the queue hands out next, and the breaker that
+    /// tripped, if one did (what it handed out is then held, to be given back).
+    async fn take(
+        &mut self,
+        batch: Vec<Reserved>,
+    ) -> Result<(Reservation, Option<Stop>), WorkerError> {
+        let ids: Vec<TestId> = batch.iter().map(|r| r.id.clone()).collect();
+        let limits = limits(self.queue, self.options.test_timeout, &ids).await;
+        let deadline = self.hold(&batch, &ids, &limits);
+        let batch_run = run_batch(
+            self.queue,
+            self.runner,
+            Batch {
+                reserved: &batch,
+                ids: &ids,
+                limits: &limits,
+            },
+            &mut self.provisional,
+            self.watch.held,
+            self.keep,
+        )
+        .await?;
+        let failed_while = batch_run.failed;
+        let ran = self.rerun_cut_short(batch_run, &ids, &limits).await?;
+        let acks = self.acks(batch, ran, deadline);
+        let (next, failed_here) =
+            acknowledge(self.queue, acks, self.batcher.next(), self.keep).await?;
+        let stop = self.breaker(failed_here || failed_while).await?;
+        if stop.is_some()
+            && let Reservation::Tests(batch) = &next
+        {
+            // What the acknowledgement reserved goes back with what is held.
+            self.watch
+                .held()
+                .extend(batch.iter().map(|reserved| (reserved.clone(), None)));
+        }
+        Ok((next, stop))
+    }
+
+    /// Holds `batch` (and the kept test) until its deadline: the tests' limits, a framework's
+    /// restart, and a second; logs its order. Returns the deadline.
+    fn hold(&self, batch: &[Reserved], ids: &[TestId], limits: &[Duration]) -> Option<Instant> {
+        // Runners apply the limits per test (nextest, persistent) or their sum per batch, and
+        // a persistent framework may restart once: heartbeats stop after that much.
+        let total = time_limits::total(limits);
+        // A framework restarted after a crash gets the limit of a test without history to
+        // start.
+        let restart = self.options.test_timeout.overall();
+        let deadline = Instant::now().checked_add(
+            total
+                .saturating_add(restart)
+                .saturating_add(Duration::from_secs(1)),
+        );
+        *self.watch.held() = batch
+            .iter()
+            .chain(self.provisional.as_ref().map(Ack::reserved).as_ref())
+            .map(|r| (r.clone(), deadline))
+            .collect();
+        if let Some(log) = &self.options.order_log {
+            log.record(self.queue.worker_id(), ids);
+        }
+        deadline
+    }
+
+    /// The batch's results: those of a batch that timed out with tests it did not finish run
+    /// again one per batch, so only a hanging test is errored; otherwise the batch's times
+    /// teach the batcher.
+    async fn rerun_cut_short(
+        &mut self,
+        batch_run: BatchRun,
+        ids: &[TestId],
+        limits: &[Duration],
+    ) -> Result<(Ran, HashSet<TestId>), WorkerError> {
+        let mut ran = batch_run.ran;
+        if ids.len() > 1 && !ran.cut_short.is_empty() {
+            crate::say!(
+                "ciq: worker `{}`: a batch of {} tests timed out after {}; running the {} it did not finish again, one per batch",
+                self.queue.worker_id(),
+                ids.len(),
+                crate::human::duration(batch_run.took),
+                ran.cut_short.len()
+            );
+            let cut_short: Vec<(TestId, Duration)> = std::mem::take(&mut ran.cut_short)
+                .into_iter()
+                .filter_map(|id| {
+                    let at = ids.iter().position(|listed| *listed == id)?;
+                    Some((id, limits[at]))
+                })
+                .collect();
+            let alone = run_alone(
+                self.queue.worker_id(),
+                self.runner,
+                self.options,
+                self.watch.held,
+                cut_short,
+                &mut self.batcher,
+            )
+            .await?;
+            for result in alone {
+                if let Some(slot) = ran.results.iter_mut().find(|r| r.id == result.id) {
+                    *slot = result;
+                }
+            }
+        } else {
+            self.batcher.observe(
+                batch_run.took,
+                ran.results.iter().map(|result| result.duration),
+                batch_run.first_after,
+            );
+        }
+        Ok((ran, batch_run.acked))
+    }
+
+    /// The acknowledgements of what `batch` ran and was not acknowledged while it ran: the
+    /// previous kept test's first (it ran before), and the batch's own but the test the runner
+    /// keeps now, which waits, held until `deadline`, for its final word.
+    fn acks(
+        &mut self,
+        batch: Vec<Reserved>,
+        (ran, acked): (Ran, HashSet<TestId>),
+        deadline: Option<Instant>,
+    ) -> Vec<Ack> {
+        for result in &ran.results {
+            self.failures_in_a_row = match result.outcome {
+                Outcome::Failed | Outcome::Errored => self.failures_in_a_row + 1,
+                _ => 0,
+            };
+        }
+        let left: Vec<Reserved> = batch
+            .into_iter()
+            .filter(|reserved| !acked.contains(&reserved.id))
+            .collect();
+        let results = ran
+            .results
+            .into_iter()
+            .filter(|result| !acked.contains(&result.id))
+            .collect();
+        let mut acks = pair(&left, results);
+        let kept = ran
+            .provisional
+            .and_then(|id| acks.iter().position(|ack| ack.result.id == id))
+            .map(|at| acks.remove(at));
+        if let Some(mut ack) = self.provisional.take() {
+            if let Some(settled) = ran.settled {
+                ack.result = settled;
+            }
+            // It ran before this batch: its line comes first.
+            acks.insert(0, ack);
+        }
+        *self.watch.held() = kept
+            .as_ref()
+            .map(|ack| (ack.reserved(), deadline))
+            .into_iter()
+            .collect();
+        self.provisional = kept;
+        acks
+    }
+
+    /// The breaker that trips after a batch: failures in a row, `--max-duration`, or the
+    /// build's failures (asked of the queue when this batch recorded one).
+    async fn breaker(&self, failed: bool) -> Result<Option<Stop>, QueueError> {
+        let stop = self
+            .options
+            .max_consecutive_failures
+            .filter(|limit| self.failures_in_a_row >= *limit)
+            .map(Stop::Failures)
+            .or_else(|| self.out_of_time());
+        match stop {
+            Some(stop) => Ok(Some(stop)),
+            None => self.watch.too_many(self.queue, failed).await,
+        }
+    }
+
+    /// Nothing follows for now: the runner's final word on the kept test, which keeps the
+    /// queue from ending until it is acknowledged.
+    async fn settle_kept(&mut self) -> Result<Reservation, WorkerError> {
+        let mut acks: Vec<Ack> = self.provisional.take().into_iter().collect();
+        // Held while the framework tears down, within a test's limit.
+        let deadline = Instant::now().checked_add(self.options.test_timeout.overall());
+        *self.watch.held() = acks.iter().map(|ack| (ack.reserved(), deadline)).collect();
+        if let (Some(settled), Some(ack)) = (self.runner.settle().await, acks.first_mut()) {
+            ack.result = settled;
+        }
+        self.watch.held().clear();
+        let (next, _) = acknowledge(self.queue, acks, self.batcher.next(), self.keep).await?;
+        Ok(next)
     }
 }
 

@@ -12,20 +12,17 @@
 use std::path::Path;
 
 use super::Failed;
-use super::run::{AnyRunner, runner_for};
 use crate::batching::BatchSize;
 use crate::config::args::BisectArgs;
 use crate::config::ci::CiIds;
 use crate::config::{ConfigError, RunConfig};
-use crate::exit_code;
+use crate::exit_code::ExitCode;
 use crate::order_log;
 use crate::outcome::Outcome;
 use crate::report::output_file;
+use crate::runner::launch::Launch;
 use crate::runner::{Feed, Runner};
 use crate::test_id::TestId;
-
-/// Exit code when the failure does not reproduce as an order dependency.
-pub const NOT_REPRODUCED: i32 = 1;
 
 /// How many runs confirm a culprit: the culprit(s) then the failing test must fail this many
 /// runs in a row, and the failing test alone pass as many. A test failing at random (at a
@@ -33,7 +30,7 @@ pub const NOT_REPRODUCED: i32 = 1;
 /// 1 in 256 (p = 1/2); a real order dependency always does.
 pub const CONFIRMATIONS: usize = 3;
 
-pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
+pub async fn bisect(args: BisectArgs) -> Result<ExitCode, Failed> {
     let BisectArgs {
         failing_test,
         mut run,
@@ -44,15 +41,12 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
     // Bisect replays locally, whatever queue the job's environment names (CIQ_QUEUE).
     run.queue = None;
     let Some((worker, before)) = order_log::before(&log, &failing, run.worker.as_deref())? else {
-        crate::say!(
-            "ciq bisect: `{failing}` never ran in the order log `{}`{}",
-            log.display(),
-            run.worker
-                .as_deref()
-                .map(|w| format!(" on worker `{w}`"))
-                .unwrap_or_default()
-        );
-        return Ok(exit_code::USAGE);
+        return Err(ConfigError::NeverRan {
+            test: failing.to_string(),
+            log,
+            worker: run.worker,
+        }
+        .into());
     };
     // The runner's configuration is `ciq run`'s. Its list would need `--tests` for a plain
     // command; the replay's tests come from the order log, so that names it (kept, not read).
@@ -60,32 +54,37 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
     run.list_command = None;
     run.jobs = Some(1);
     let config = RunConfig::new(run, &CiIds::default())?;
+    // The framework's pre-flight checks, once for every trial.
+    let trial = Trial {
+        launch: config.runner.launch()?,
+        config: &config,
+    };
     crate::say!(
         "ciq bisect: `{failing}` ran after {} test(s) on worker `{worker}`; replaying them",
         before.len()
     );
     let mut trials = 0;
-    if !fails(&config, &before, &failing, &mut trials).await? {
+    if !fails(&trial, &before, &failing, &mut trials).await? {
         crate::say!(
             "ciq bisect: does not reproduce: `{failing}` passed after the {} test(s) that ran before it",
             before.len()
         );
-        return Ok(NOT_REPRODUCED);
+        return Ok(ExitCode::NotReproduced);
     }
-    if fails(&config, &[], &failing, &mut trials).await? {
+    if fails(&trial, &[], &failing, &mut trials).await? {
         crate::say!(
             "ciq bisect: does not reproduce as an order dependency: `{failing}` fails when run alone"
         );
-        return Ok(NOT_REPRODUCED);
+        return Ok(ExitCode::NotReproduced);
     }
-    let culprits = narrow(&config, before, &failing, &mut trials).await?;
+    let culprits = narrow(&trial, before, &failing, &mut trials).await?;
     let mut failed_after = 0;
     for _ in 0..CONFIRMATIONS {
-        failed_after += usize::from(fails(&config, &culprits, &failing, &mut trials).await?);
+        failed_after += usize::from(fails(&trial, &culprits, &failing, &mut trials).await?);
     }
     let mut failed_alone = 0;
     for _ in 0..CONFIRMATIONS {
-        failed_alone += usize::from(fails(&config, &[], &failing, &mut trials).await?);
+        failed_alone += usize::from(fails(&trial, &[], &failing, &mut trials).await?);
     }
     if failed_after < CONFIRMATIONS || failed_alone > 0 {
         let suspects = match culprits.as_slice() {
@@ -95,7 +94,7 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
         crate::say!(
             "ciq bisect: `{failing}` looks flaky, not order-dependent: after {suspects} it failed {failed_after} of {CONFIRMATIONS} runs, and alone {failed_alone} of {CONFIRMATIONS} ({trials} trials); no test is named\n(hint: `ciq run --grind 20` on it says how often it fails)"
         );
-        return Ok(exit_code::BISECT_FLAKY);
+        return Ok(ExitCode::BisectFlaky);
     }
     let minimal = log.with_extension("bisect.log");
     let lines: String = culprits
@@ -119,13 +118,13 @@ pub async fn bisect(args: BisectArgs) -> Result<i32, Failed> {
         println!("    {culprit}");
     }
     println!("to reproduce:\n    {}", reproduce(&log, &minimal));
-    Ok(exit_code::SUCCESS)
+    Ok(ExitCode::Success)
 }
 
 /// Delta debugging: the smallest subsequence of `tests` (in their order) after which `failing`
 /// still fails, found by trying chunks, then their complements, at finer and finer grain.
 async fn narrow(
-    config: &RunConfig,
+    trial: &Trial<'_>,
     mut tests: Vec<TestId>,
     failing: &TestId,
     trials: &mut usize,
@@ -136,7 +135,7 @@ async fn narrow(
         let chunks: Vec<Vec<TestId>> = tests.chunks(size).map(<[TestId]>::to_vec).collect();
         let mut narrowed = None;
         for chunk in &chunks {
-            if fails(config, chunk, failing, trials).await? {
+            if fails(trial, chunk, failing, trials).await? {
                 narrowed = Some((chunk.clone(), 2));
                 break;
             }
@@ -149,7 +148,7 @@ async fn narrow(
                     .filter(|(at, _)| *at != skip)
                     .flat_map(|(_, chunk)| chunk.iter().cloned())
                     .collect();
-                if fails(config, &rest, failing, trials).await? {
+                if fails(trial, &rest, failing, trials).await? {
                     narrowed = Some((rest, (parts - 1).max(2)));
                     break;
                 }
@@ -167,15 +166,22 @@ async fn narrow(
     Ok(tests)
 }
 
+/// What every trial runs its tests with.
+struct Trial<'a> {
+    config: &'a RunConfig,
+    launch: Launch,
+}
+
 /// Whether `failing` fails when run after `before` by a fresh runner.
 async fn fails(
-    config: &RunConfig,
+    trial: &Trial<'_>,
     before: &[TestId],
     failing: &TestId,
     trials: &mut usize,
 ) -> Result<bool, Failed> {
     *trials += 1;
-    let runner: AnyRunner = runner_for(config, "bisect");
+    let config = trial.config;
+    let runner = trial.launch.runner(&config.runner_setup(), "bisect");
     runner.prepare().await?;
     let ids: Vec<TestId> = before.iter().chain([failing]).cloned().collect();
     let batch = match config.worker.batch_size {

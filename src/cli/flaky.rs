@@ -2,11 +2,11 @@
 
 use super::Failed;
 use crate::config::args::FlakyArgs;
-use crate::exit_code;
+use crate::exit_code::ExitCode;
 use crate::queue::redis::connection::{self, RedisConn};
 use crate::queue::redis::history::History;
 
-pub async fn flaky(args: FlakyArgs) -> Result<i32, Failed> {
+pub async fn flaky(args: FlakyArgs) -> Result<ExitCode, Failed> {
     connection::client(&args.queue)?;
     crate::config::namespace(&args.namespace)?;
     let conn = RedisConn::open(&args.queue, args.redis_timeout).await?;
@@ -18,7 +18,7 @@ pub async fn flaky(args: FlakyArgs) -> Result<i32, Failed> {
     };
     if ranked.is_empty() {
         println!("no test failed or was flaky in the {builds} recorded build(s){namespace}");
-        return Ok(exit_code::SUCCESS);
+        return Ok(ExitCode::Success);
     }
     println!("the flakiest tests of the last {builds} build(s){namespace}:");
     println!("{:>8} {:>8}  {:<20} test", "flaky", "failed", "last seen");
@@ -34,5 +34,5 @@ pub async fn flaky(args: FlakyArgs) -> Result<i32, Failed> {
     if ranked.len() > args.limit {
         println!("... and {} more (--limit)", ranked.len() - args.limit);
     }
-    Ok(exit_code::SUCCESS)
+    Ok(ExitCode::Success)
 }

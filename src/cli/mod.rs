@@ -3,17 +3,17 @@
 
 mod bisect;
 mod flaky;
+mod local;
 mod report;
 mod run;
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::config::args::{Cli, Command};
-use crate::exit_code;
+use crate::exit_code::{self, ExitCode};
 use crate::test_id::TestId;
 use crate::timings::{self, Slower};
 
@@ -21,7 +21,7 @@ use crate::timings::{self, Slower};
 const FLUSH_WITHIN: Duration = Duration::from_secs(30);
 
 /// Runs ciq with the process's arguments and returns its exit code.
-pub fn main() -> ExitCode {
+pub fn main() -> std::process::ExitCode {
     let mut args = std::env::args_os();
     if args
         .nth(1)
@@ -52,13 +52,13 @@ pub fn main() -> ExitCode {
         eprintln!("{}", render_error(&failed.error));
         failed.code
     });
-    exit(code)
+    exit(code.code())
 }
 
 /// An error that ends a command: its exit code, decided from its type before any context was
 /// added ([`exit_code::for_error`], an exhaustive match), and the error to print.
 pub(crate) struct Failed {
-    code: i32,
+    code: ExitCode,
     error: anyhow::Error,
 }
 
@@ -82,8 +82,8 @@ impl Failed {
     }
 }
 
-fn exit(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+fn exit(code: i32) -> std::process::ExitCode {
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }
 
 /// Prints what a run ends with (its summary) on stdout, after the lines still queued for
@@ -91,6 +91,12 @@ fn exit(code: i32) -> ExitCode {
 fn print_last(text: &str) {
     crate::console::flush(FLUSH_WITHIN);
     print!("{text}");
+}
+
+/// Says a signal stopped `worker`, and gives its exit code.
+fn interrupted(signal: i32, worker: &str) -> ExitCode {
+    crate::say!("ciq: worker `{worker}` stopped by signal {signal}");
+    ExitCode::Signal(signal)
 }
 
 /// Most runs much longer than usual the report names.

@@ -5,7 +5,7 @@
 //! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::Failed;
 use crate::config::args::ReportArgs;
 use crate::config::{ci, report_settings};
-use crate::exit_code;
+use crate::exit_code::{self, ExitCode};
 use crate::grind;
 use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
@@ -23,18 +23,21 @@ use crate::queue::redis::supervisor::{
     Ending, Measured, ReportSettings, Status, Until, each_recorded, settle, supervise,
 };
 use crate::queue::redis::{Retrying, reopen_for_report};
-use crate::report::Summary;
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
 use crate::report::junit::JunitReport;
 use crate::report::output_file::{self, OutputError, Planned};
+use crate::report::{Findings, HistoryMarks, Summary, Verdict};
 use crate::test_id::TestId;
+use crate::timings::Slower;
 
-pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
+pub async fn report(args: ReportArgs) -> Result<ExitCode, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
-    let timings_out = args.timings_out.clone();
-    let junit_out = args.junit.clone();
-    let json_out = args.json.clone();
+    let paths = Paths {
+        timings: args.timings_out.clone(),
+        junit: args.junit.clone(),
+        json: args.json.clone(),
+    };
     let quarantine = args
         .quarantine
         .as_deref()
@@ -46,149 +49,179 @@ pub async fn report(args: ReportArgs) -> Result<i32, Failed> {
         max_p95: args.grind_max_p95,
     });
     let mut settings = report_settings(args, &ids)?;
-    // A path that cannot be written is found now, not after a build's worth of waiting.
-    let planned: Vec<Planned<'_>> = [
-        ("--junit (CIQ_REPORT_JUNIT)", &junit_out),
-        ("--json (CIQ_REPORT_JSON)", &json_out),
-        ("--timings-out (CIQ_TIMINGS_OUT)", &timings_out),
-    ]
-    .into_iter()
-    .filter_map(|(flag, path)| {
-        Some(Planned {
-            flag,
-            path: path.as_deref()?,
-        })
-    })
-    .collect();
-    output_file::check(&planned)?;
-    if let Some(round) = settings.retry_round.clone() {
-        let reopened = reopen_for_report(&settings, &round).await.map_err(|err| {
-            Failed::from(err).context(format!("report for build `{}`", settings.build))
-        })?;
-        match reopened {
-            Retrying::Reopened { tests, .. } if tests > 0 => crate::say!(
-                "ciq report: retry `{round}` of build `{}`: its {tests} failed test(s) run again",
-                settings.build
-            ),
-            Retrying::Aborted { fresh, .. } => {
-                crate::say!(
-                    "ciq report: build `{}` was aborted, so retry `{round}` is build `{fresh}`",
-                    settings.build
-                );
-                settings.build = fresh;
-                settings.retry_round = None;
-            }
-            _ => {}
-        }
-    }
+    paths.check()?;
+    reopen_for_retry(&mut settings).await?;
+    let outputs = paths.outputs();
     let mut progress = Progress::new();
-    let (mut summary, ending) = supervise(&settings, |status| progress.show(status))
+    let (summary, ending) = supervise(&settings, |status| progress.show(status))
         .await
         .map_err(|err| {
             Failed::from(err).context(format!("report for build `{}`", settings.build))
         })?;
-    summary.quarantine(&quarantine);
     // A grind's copies are not builds of the suite, nor is a build of no test: the history
     // would count them as builds where every test kept quiet.
-    if grind.is_none()
-        && !matches!(ending, Ending::NothingToRetry { .. })
-        && let Err(err) = with_history(&settings, &mut summary, &quarantine).await
-    {
-        crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
-    }
+    let history = if grind.is_none() && !matches!(ending, Ending::NothingToRetry { .. }) {
+        with_history(&settings, &summary, &quarantine).await
+    } else {
+        HistoryMarks::default()
+    };
     progress.finish();
     say_why_it_ended(&ending, &settings, &summary);
-    let outputs = Outputs {
-        timings: timings_out.as_deref(),
-        junit: junit_out.as_deref(),
-        json: json_out.as_deref(),
+    let Measured {
+        mismatches,
+        generation,
+        slower,
+        ..
+    } = joined(&settings, &ending).await;
+    let findings = Findings::compose(summary, &quarantine, history, mismatches);
+    match &grind {
+        Some(limits) => grind_ending(&settings, &findings, &outputs, limits, generation).await,
+        None => Ok(build_ending(&settings, &findings, &outputs, generation, slower).await),
+    }
+}
+
+/// The report's output files, as given.
+struct Paths {
+    timings: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    json: Option<PathBuf>,
+}
+
+impl Paths {
+    /// A path that cannot be written is found now, not after a build's worth of waiting.
+    fn check(&self) -> Result<(), OutputError> {
+        output_file::check(&Planned::given(&[
+            ("--junit (CIQ_REPORT_JUNIT)", self.junit.as_deref()),
+            ("--json (CIQ_REPORT_JSON)", self.json.as_deref()),
+            ("--timings-out (CIQ_TIMINGS_OUT)", self.timings.as_deref()),
+        ]))
+    }
+
+    fn outputs(&self) -> Outputs<'_> {
+        Outputs {
+            timings: self.timings.as_deref(),
+            junit: self.junit.as_deref(),
+            json: self.json.as_deref(),
+        }
+    }
+}
+
+/// The report of a retry re-opens the finished build's failed tests when it comes before the
+/// retried workers; a build aborted for everyone is retried as a build of its own, which the
+/// report then follows.
+async fn reopen_for_retry(settings: &mut ReportSettings) -> Result<(), Failed> {
+    let Some(round) = settings.retry_round.clone() else {
+        return Ok(());
     };
-    // The verdict's last input: a worker still comparing its list with the build's. A report
-    // that timed out does not wait for workers still running.
-    let mut generation = None;
-    let mut slower = Vec::new();
-    if ending != Ending::TimedOut {
-        let joined = settle(&settings, Until::Joined, false, |workers, at_most| {
+    let reopened = reopen_for_report(settings, &round).await.map_err(|err| {
+        Failed::from(err).context(format!("report for build `{}`", settings.build))
+    })?;
+    match reopened {
+        Retrying::Reopened { tests, .. } if tests > 0 => crate::say!(
+            "ciq report: retry `{round}` of build `{}`: its {tests} failed test(s) run again",
+            settings.build
+        ),
+        Retrying::Aborted { fresh, .. } => {
             crate::say!(
-                "ciq report: waiting (at most {}) for {workers} worker(s) still comparing their test list with the build's: another list makes the build red",
-                crate::human::duration(at_most)
+                "ciq report: build `{}` was aborted, so retry `{round}` is build `{fresh}`",
+                settings.build
             );
-        })
-        .await;
-        match joined {
-            Ok(measured) => {
-                for line in measured.mismatches {
-                    if !summary.mismatches.contains(&line) {
-                        summary.mismatches.push(line);
-                    }
-                }
-                generation = measured.generation;
-                slower = measured.slower;
-            }
-            Err(err) => crate::say!(
-                "ciq report: warning: cannot read what the workers recorded after the build: {err}"
-            ),
+            settings.build = fresh;
+            settings.retry_round = None;
         }
+        _ => {}
     }
-    if let Some(limits) = &grind {
-        // A grind's verdict is its pass rates and duration percentiles: it waits for the
-        // durations the workers write as they leave.
-        let measured = measured(&settings, &outputs, "the grind's percentiles").await;
-        let generation = measured
-            .as_ref()
-            .and_then(|m| m.generation.clone())
-            .or(generation);
-        let (code, verdict) = match &generation {
-            Some(generation) => grind_report(&settings, generation, limits, &summary).await?,
-            None => (
-                exit_code::TESTS_NOT_RUN,
-                "grind verdict: incomplete (the build's queue was never filled)".to_owned(),
-            ),
-        };
-        if let (Some(measured), Some(generation)) = (measured, &generation) {
-            super::show_slower(measured.slower);
-            write_measured(
-                &settings,
-                &summary,
-                &outputs,
-                measured.durations,
-                generation,
-            )
-            .await;
-        }
-        publish(&settings, &summary, &outputs).await;
-        super::print_last(&summary.render_ending(&verdict));
-        return Ok(code);
+    Ok(())
+}
+
+/// What the workers recorded as they joined, read once the live ones did: the verdict's last
+/// input (a worker still comparing its list with the build's). A report that timed out does
+/// not wait for workers still running.
+async fn joined(settings: &ReportSettings, ending: &Ending) -> Measured {
+    let nothing = Measured {
+        durations: Vec::new(),
+        slower: Vec::new(),
+        generation: None,
+        mismatches: Vec::new(),
+    };
+    if *ending == Ending::TimedOut {
+        return nothing;
     }
-    let code = exit_code::for_verdict(summary.verdict());
-    // The verdict is known: it is printed now, and the report waits only for what an output
-    // still needs from the workers.
+    let joined = settle(settings, Until::Joined, false, |workers, at_most| {
+        crate::say!(
+            "ciq report: waiting (at most {}) for {workers} worker(s) still comparing their test list with the build's: another list makes the build red",
+            crate::human::duration(at_most)
+        );
+    })
+    .await;
+    joined.unwrap_or_else(|err| {
+        crate::say!(
+            "ciq report: warning: cannot read what the workers recorded after the build: {err}"
+        );
+        nothing
+    })
+}
+
+/// A build's ending: the verdict printed at once, then the outputs that still need the
+/// workers' durations.
+async fn build_ending(
+    settings: &ReportSettings,
+    findings: &Findings,
+    outputs: &Outputs<'_>,
+    generation: Option<String>,
+    slower: Vec<Slower>,
+) -> ExitCode {
+    let code = exit_code::for_verdict(findings.verdict());
     if !outputs.need_workers() {
         super::show_slower(slower);
     }
-    publish(&settings, &summary, &outputs).await;
-    super::print_last(&summary.render());
+    publish(settings, findings, outputs).await;
+    super::print_last(&findings.render());
     if outputs.need_workers()
-        && let Some(measured) = measured(&settings, &outputs, &outputs.needing()).await
+        && let Some(measured) = measured(settings, outputs, &outputs.needing()).await
     {
         super::show_slower(measured.slower);
         match measured.generation.or(generation) {
             Some(generation) => {
-                write_measured(
-                    &settings,
-                    &summary,
-                    &outputs,
-                    measured.durations,
-                    &generation,
-                )
-                .await;
+                write_measured(settings, findings, outputs, measured.durations, &generation).await;
             }
             None => crate::say!(
                 "ciq report: warning: no timing file or JUnit or JSON report: the build's queue was never filled"
             ),
         }
     }
-    Ok(code)
+    code
+}
+
+/// A grind's ending: its verdict is its pass rates and duration percentiles, so it waits for
+/// the durations the workers write as they leave, then prints each test's grind and the one
+/// verdict.
+async fn grind_ending(
+    settings: &ReportSettings,
+    findings: &Findings,
+    outputs: &Outputs<'_>,
+    limits: &GrindLimits,
+    generation: Option<String>,
+) -> Result<ExitCode, Failed> {
+    let measured = measured(settings, outputs, "the grind's percentiles").await;
+    let generation = measured
+        .as_ref()
+        .and_then(|m| m.generation.clone())
+        .or(generation);
+    let (verdict, line) = match &generation {
+        Some(generation) => grind_report(settings, generation, limits, findings).await?,
+        None => (
+            Verdict::Incomplete,
+            "grind verdict: incomplete (the build's queue was never filled)".to_owned(),
+        ),
+    };
+    if let (Some(measured), Some(generation)) = (measured, &generation) {
+        super::show_slower(measured.slower);
+        write_measured(settings, findings, outputs, measured.durations, generation).await;
+    }
+    publish(settings, findings, outputs).await;
+    super::print_last(&findings.render_ending(&line));
+    Ok(exit_code::for_verdict(verdict))
 }
 
 /// Says why the report stopped waiting, when the queue did not simply drain.
@@ -289,7 +322,7 @@ async fn measured(
 /// from `generation`'s records.
 async fn write_measured(
     settings: &ReportSettings,
-    summary: &Summary,
+    findings: &Findings,
     outputs: &Outputs<'_>,
     durations: Vec<(TestId, Duration)>,
     generation: &str,
@@ -298,16 +331,16 @@ async fn write_measured(
         super::write_timings(path, durations);
     }
     if outputs.junit.is_some() || outputs.json.is_some() {
-        write_outputs(settings, generation, summary, outputs.junit, outputs.json).await;
+        write_outputs(settings, generation, findings, outputs.junit, outputs.json).await;
     }
 }
 
-/// Puts the summary on the CI's page, naming the report's files for what a capped page leaves
+/// Puts the findings on the CI's page, naming the report's files for what a capped page leaves
 /// out.
-async fn publish(settings: &ReportSettings, summary: &Summary, outputs: &Outputs<'_>) {
+async fn publish(settings: &ReportSettings, findings: &Findings, outputs: &Outputs<'_>) {
     let files: Vec<&Path> = outputs.junit.iter().chain(&outputs.json).copied().collect();
     ci_pages::publish(
-        summary,
+        findings,
         &settings.build,
         &settings.namespace,
         &files,
@@ -323,15 +356,15 @@ struct GrindLimits {
 }
 
 /// Prints each test's grind (pass rate, duration percentiles, a failing run's output) and
-/// returns the exit code and the verdict line that says it: tests failed when one passed too
-/// rarely or ran too long at p95, else the build's own verdict for what it cannot forgive
-/// (tests not run, a foreign list). The grind's is the report's one verdict.
+/// returns the verdict and the line that says it: tests failed when one passed too rarely or
+/// ran too long at p95; tests not run and a foreign list as for any build. The grind's is the
+/// report's one verdict.
 async fn grind_report(
     settings: &ReportSettings,
     generation: &str,
     limits: &GrindLimits,
-    summary: &Summary,
-) -> Result<(i32, String), Failed> {
+    findings: &Findings,
+) -> Result<(Verdict, String), Failed> {
     let mut records = Vec::new();
     each_recorded(settings, generation, |page| {
         records.extend(page);
@@ -375,38 +408,22 @@ async fn grind_report(
             failing.push(test.id.clone());
         }
     }
-    Ok(if !failing.is_empty() {
-        (
-            exit_code::TESTS_FAILED,
-            format!(
-                "grind verdict: failed ({} of {} tests below --grind-min-pass-rate {} or above --grind-max-p95)",
-                failing.len(),
-                stats.len(),
-                limits.min_pass_rate
-            ),
-        )
-    } else if !summary.mismatches.is_empty() {
-        (
-            exit_code::LIST_MISMATCH,
-            format!(
-                "grind verdict: {}",
-                crate::report::Verdict::ListMismatch.describe()
-            ),
-        )
-    } else if summary.missing() > 0 {
-        (
-            exit_code::TESTS_NOT_RUN,
-            format!(
-                "grind verdict: incomplete ({} run(s) never got an outcome)",
-                summary.missing()
-            ),
-        )
-    } else {
-        (
-            exit_code::SUCCESS,
-            "grind verdict: green (every test kept the limits)".to_owned(),
-        )
-    })
+    let verdict = findings.grind_verdict(!failing.is_empty());
+    let line = match verdict {
+        Verdict::Failed => format!(
+            "grind verdict: failed ({} of {} tests below --grind-min-pass-rate {} or above --grind-max-p95)",
+            failing.len(),
+            stats.len(),
+            limits.min_pass_rate
+        ),
+        Verdict::ListMismatch => format!("grind verdict: {}", verdict.describe()),
+        Verdict::Incomplete => format!(
+            "grind verdict: incomplete ({} run(s) never got an outcome)",
+            findings.summary().missing()
+        ),
+        Verdict::Green => "grind verdict: green (every test kept the limits)".to_owned(),
+    };
+    Ok((verdict, line))
 }
 
 /// The build's outputs (`--junit`, `--json`), read from the queue page by page in one pass. An
@@ -415,16 +432,16 @@ async fn grind_report(
 async fn write_outputs(
     settings: &ReportSettings,
     generation: &str,
-    summary: &Summary,
+    findings: &Findings,
     junit_path: Option<&Path>,
     json_path: Option<&Path>,
 ) {
     let written = async {
         let mut junit = junit_path
-            .map(|path| JunitReport::create(path, &settings.build, summary))
+            .map(|path| JunitReport::create(path, &settings.build, findings.summary()))
             .transpose()?;
         let mut json = json_path
-            .map(|path| JsonReport::create(path, &settings.build, &settings.namespace, summary))
+            .map(|path| JsonReport::create(path, &settings.build, &settings.namespace, findings))
             .transpose()?;
         each_recorded(settings, generation, |records| {
             if let Some(junit) = &mut junit {
@@ -445,7 +462,7 @@ async fn write_outputs(
                 finished?;
                 crate::say!(
                     "ciq report: wrote the {kind} report of {} tests to `{}`",
-                    summary.decided(),
+                    findings.summary().decided(),
                     path.display()
                 );
             }
@@ -529,23 +546,31 @@ impl Progress {
 
 /// Records the build in its namespace's flakiness history, then marks the failures of tests
 /// that were flaky in other recent builds and names the quarantined tests that stopped failing.
+/// A history that cannot be updated is a warning: it never changes a verdict.
 async fn with_history(
     settings: &ReportSettings,
-    summary: &mut Summary,
+    summary: &Summary,
     quarantine: &Quarantine,
-) -> Result<(), QueueError> {
-    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-    let history = History::new(&conn, &settings.namespace);
-    history.record(&settings.build, summary).await?;
-    let builds = history.builds().await?;
-    let all = history.all().await?;
-    summary.marks = history::marks(
-        &builds,
-        &all,
-        &settings.build,
-        summary.failing.iter().map(|listed| &listed.id),
-    );
-    summary.ready_to_leave = history::quiet(&builds, &all, quarantine.ids());
-    summary.ready_after = history::QUIET_BUILDS;
-    Ok(())
+) -> HistoryMarks {
+    let marks = async {
+        let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+        let history = History::new(&conn, &settings.namespace);
+        history.record(&settings.build, summary).await?;
+        let builds = history.builds().await?;
+        let all = history.all().await?;
+        let failing = summary
+            .failing
+            .iter()
+            .map(|listed| &listed.id)
+            .filter(|id| !quarantine.contains(id));
+        Ok::<_, QueueError>(HistoryMarks {
+            flaky_elsewhere: history::marks(&builds, &all, &settings.build, failing),
+            ready_to_leave: history::quiet(&builds, &all, quarantine.ids()),
+            window: history::QUIET_BUILDS,
+        })
+    };
+    marks.await.unwrap_or_else(|err| {
+        crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
+        HistoryMarks::default()
+    })
 }

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::batching::BatchSize;
 use crate::config::floors::{self, at_least};
+use crate::frameworks::Framework;
 use crate::human::parse_duration;
 use crate::time_limits::TestTimeout;
 
@@ -299,34 +300,6 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// Test frameworks with their own discovery and results.
-#[derive(Debug, Subcommand)]
-pub enum Framework {
-    /// Rust tests through cargo-nextest: the leader lists them (`cargo nextest list`), every
-    /// worker builds and runs each test's binary directly, one process per test.
-    Nextest {
-        /// Arguments for `cargo nextest list`: filters (-E), --workspace, features...
-        #[arg(last = true, value_name = "NEXTEST_ARGS")]
-        args: Vec<String>,
-    },
-    /// Python tests through pytest. Where ciq's pytest plugin is installed, one pytest process
-    /// per worker collects the suite once and runs the tests it is sent (persistent mode);
-    /// elsewhere the leader lists node ids (`pytest --collect-only`) and each batch is one
-    /// pytest run read back through JUnit XML (batch mode).
-    Pytest {
-        /// Persistent mode, required: fail when the plugin is missing instead of falling back to
-        /// batch mode (the plugin: pip install ./integrations/pytest).
-        #[arg(long, env = "CIQ_PYTEST_PERSISTENT", conflicts_with = "batch")]
-        persistent: bool,
-        /// Batch mode even where the plugin is installed: a fresh pytest per batch.
-        #[arg(long, env = "CIQ_PYTEST_BATCH")]
-        batch: bool,
-        /// Arguments for pytest: paths and options for collection; runs keep the options.
-        #[arg(last = true, value_name = "PYTEST_ARGS")]
-        args: Vec<String>,
-    },
-}
-
 /// `ciq report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -414,6 +387,19 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// Every framework is a subcommand of `ciq run`, named as its adapter, with its help line.
+    #[test]
+    fn frameworks_are_subcommands_of_run() {
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").unwrap();
+        let names: Vec<&str> = run.get_subcommands().map(|sub| sub.get_name()).collect();
+        assert_eq!(names.join(", "), Framework::names());
+        for sub in run.get_subcommands() {
+            let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+            assert!(about.len() > 40, "{}: {about:?}", sub.get_name());
+        }
     }
 
     /// The README's flag table must not drift from the command line.

@@ -13,18 +13,19 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::batching::{BatchSize, Saves};
+use crate::batching::BatchSize;
 use crate::discovery::{DiscoveryError, ListFormat, TestSource};
-use crate::frameworks::{nextest, pytest};
+use crate::frameworks::{Framework, RunnerSpec};
 use crate::listing;
 use crate::queue::budget::RequeueBudget;
 use crate::queue::local::LocalTiming;
 use crate::queue::redis::supervisor::ReportSettings;
 use crate::queue::redis::{RedisSettings, RetryRound};
+use crate::runner::launch::Setup;
 use crate::time_limits::TestTimeout;
 use crate::timings::Scheduling;
 use crate::worker::WorkerOptions;
-use args::{BuildArgs, Fallback, Framework, ReportArgs, RunArgs};
+use args::{BuildArgs, Fallback, ReportArgs, RunArgs};
 use ci::{CiIds, Share};
 
 /// A command line that parses but cannot be used.
@@ -56,6 +57,16 @@ pub enum ConfigError {
         "ciq bisect needs --order-log FILE: the order log of the run where the test failed (a `ciq run` with a failed test says where it kept one)"
     )]
     NoOrderLog,
+    /// `ciq bisect --failing-test` names a test the order log does not hold.
+    #[error("--failing-test: `{test}` never ran in the order log `{}`{}", .log.display(), .worker.as_deref().map(|w| format!(" on worker `{w}`")).unwrap_or_default())]
+    NeverRan {
+        /// The test.
+        test: String,
+        /// The order log.
+        log: PathBuf,
+        /// The worker asked for (`--worker`).
+        worker: Option<String>,
+    },
     /// `--retry-of` names a build whose failures alone cannot stand for it.
     #[error("--retry-of: the failed tests of build `{0}` cannot be re-run alone: {1}")]
     RetryOfUnusable(String, String),
@@ -69,11 +80,14 @@ pub enum ConfigError {
     BadShare(usize, u32),
     /// No way to run tests.
     #[error(
-        "no test command: put it after `--` (ciq run --tests FILE -- ./run-test), or name a framework (ciq run nextest, ciq run pytest)"
+        "no test command: put it after `--` (ciq run --tests FILE -- ./run-test), or name a framework (ciq run {})", Framework::names().replace(", ", ", ciq run ")
     )]
     NoCommand,
     /// Both a framework and a command.
-    #[error("give either a framework (nextest, pytest) or a command after `--`, not both")]
+    #[error(
+        "give either a framework ({}) or a command after `--`, not both",
+        Framework::names()
+    )]
     CommandAndFramework,
     /// `-j` given with a queue.
     #[error(
@@ -160,24 +174,6 @@ pub enum Mode {
     },
 }
 
-/// How tests are run.
-#[derive(Debug, Clone)]
-pub enum RunnerSpec {
-    /// The generic runner, with this command.
-    Command(Vec<String>),
-    /// A command speaking the persistent protocol.
-    Persistent(Vec<String>),
-    /// cargo-nextest, with these `cargo nextest list` arguments.
-    Nextest(Vec<String>),
-    /// pytest, with these arguments, in batch or persistent mode.
-    Pytest {
-        /// Arguments for pytest.
-        args: Vec<String>,
-        /// One pytest process per worker.
-        persistent: bool,
-    },
-}
-
 /// Everything `ciq run` needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -226,16 +222,28 @@ pub fn namespace(namespace: &str) -> Result<&str, ConfigError> {
     Ok(namespace)
 }
 
-fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
-    let build = args
-        .build
-        .clone()
-        .or_else(|| ids.build.clone())
-        .ok_or(ConfigError::MissingBuild)?;
-    if build.trim().is_empty() {
-        return Err(ConfigError::BlankId("--build"));
+/// An id given by its flag, else by the CI: present, not blank, not too long.
+fn id_of(
+    given: &Option<String>,
+    from_ci: &Option<String>,
+    missing: ConfigError,
+    (flag, named): (&'static str, &'static str),
+) -> Result<String, ConfigError> {
+    let id = given.clone().or_else(|| from_ci.clone()).ok_or(missing)?;
+    if id.trim().is_empty() {
+        return Err(ConfigError::BlankId(flag));
     }
-    check_length("--build (CIQ_BUILD, or the CI's build id)", &build)?;
+    check_length(named, &id)?;
+    Ok(id)
+}
+
+fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
+    let build = id_of(
+        &args.build,
+        &ids.build,
+        ConfigError::MissingBuild,
+        ("--build", "--build (CIQ_BUILD, or the CI's build id)"),
+    )?;
     namespace(&args.namespace)?;
     Ok(build)
 }
@@ -243,55 +251,9 @@ fn build_id(args: &BuildArgs, ids: &CiIds) -> Result<String, ConfigError> {
 impl RunConfig {
     /// Validates `ciq run`'s arguments; `ids` are those found in the CI environment.
     pub fn new(args: RunArgs, ids: &CiIds) -> Result<Self, ConfigError> {
-        let runner = match (args.framework, args.command.is_empty()) {
-            (Some(_), false) => return Err(ConfigError::CommandAndFramework),
-            (None, true) => return Err(ConfigError::NoCommand),
-            (None, false) if args.persistent => RunnerSpec::Persistent(args.command),
-            (None, false) => RunnerSpec::Command(args.command),
-            (Some(Framework::Nextest { args }), true) => RunnerSpec::Nextest(args),
-            (
-                Some(Framework::Pytest {
-                    args,
-                    persistent,
-                    batch,
-                }),
-                true,
-            ) => RunnerSpec::Pytest {
-                args,
-                persistent: persistent || (!batch && pytest::plugin_installed()),
-            },
-        };
-        let source = match (&args.tests, &args.list_command, &runner) {
-            _ if let Some(earlier) = &args.retry_of => SourceSpec::Earlier(earlier.clone()),
-            (Some(path), _, _) => SourceSpec::File(path.to_string_lossy().into_owned()),
-            (None, Some(command), _) => {
-                if command.trim().is_empty() {
-                    return Err(ConfigError::EmptyListCommand);
-                }
-                SourceSpec::Command(listing::shell(command), ListFormat::Lines)
-            }
-            (None, None, RunnerSpec::Nextest(nextest_args)) => {
-                SourceSpec::Command(nextest::list_argv(nextest_args), ListFormat::NextestJson)
-            }
-            (None, None, RunnerSpec::Pytest { args, .. }) => {
-                SourceSpec::Command(pytest::collect_argv(args), ListFormat::PytestCollect)
-            }
-            (None, None, RunnerSpec::Command(_) | RunnerSpec::Persistent(_)) => {
-                return Err(ConfigError::NoTestList);
-            }
-        };
-        if args.heartbeat_interval * 2 > args.heartbeat_timeout {
-            return Err(ConfigError::HeartbeatTooSlow(
-                args.heartbeat_interval,
-                args.heartbeat_timeout,
-            ));
-        }
-        if args.queue.is_some() && args.heartbeat_interval * 2 > args.redis_ttl {
-            return Err(ConfigError::TtlUnderHeartbeats(
-                args.redis_ttl,
-                args.heartbeat_interval,
-            ));
-        }
+        let runner = runner_spec(args.framework.clone(), &args.command, args.persistent)?;
+        let source = source_spec(&args, &runner)?;
+        check_heartbeats(&args)?;
         // A grind counts every run: a failure is not retried.
         let budget = RequeueBudget {
             max_requeues: if args.grind.is_some() {
@@ -301,142 +263,201 @@ impl RunConfig {
             },
             tolerance: args.requeue_tolerance,
         };
-        let discovery_timeout = args.build.queue_init_timeout;
-        // A batch command may take one id only; a framework or the persistent protocol takes
-        // any number.
-        // nextest runs every test as its own process: a batch saves only round trips to the
-        // queue, which cost nothing in local mode.
-        let saves = match runner {
-            RunnerSpec::Nextest(_) => Saves::RoundTrips,
-            RunnerSpec::Command(_) | RunnerSpec::Persistent(_) | RunnerSpec::Pytest { .. } => {
-                Saves::Starts
-            }
-        };
         let batch_size = match (args.grind, args.batch_size) {
             // A grind runs one copy per batch (grind::GrindRunner).
             (Some(_), _) => BatchSize::Fixed(1),
             (None, Some(size)) => size,
-            (None, None) => match runner {
-                RunnerSpec::Command(_) => BatchSize::Fixed(1),
-                RunnerSpec::Nextest(_) if args.queue.is_none() => BatchSize::Fixed(1),
-                RunnerSpec::Persistent(_) | RunnerSpec::Nextest(_) | RunnerSpec::Pytest { .. } => {
-                    BatchSize::Auto
-                }
-            },
+            (None, None) => runner.batch_size(args.queue.is_some()),
         };
         let scheduling = Scheduling {
             timings_file: args.timings.clone(),
             // A grind keeps its copy-by-copy order.
-            keep_modules_together: matches!(runner, RunnerSpec::Pytest { .. })
-                && args.grind.is_none(),
+            keep_together: runner.unit().filter(|_| args.grind.is_none()),
         };
         if args.queue.is_some() && args.timings_out.is_some() {
             return Err(ConfigError::TimingsOutWithQueue);
         }
-        let (mode, build) = match args.queue {
-            None => {
-                let jobs = args.jobs.map_or_else(
-                    || std::thread::available_parallelism().map_or(1, |n| n.get()),
-                    |jobs| jobs as usize,
-                );
-                let build = match &args.build.build {
-                    Some(build) => {
-                        check_length("--build (CIQ_BUILD)", build)?;
-                        build.clone()
-                    }
-                    None => format!("local-{}", uuid::Uuid::new_v4().simple()),
-                };
-                let timing = LocalTiming {
-                    heartbeat_interval: args.heartbeat_interval,
-                    heartbeat_timeout: args.heartbeat_timeout,
-                };
-                (Mode::Local { jobs, timing }, build)
-            }
-            Some(url) => {
-                if args.jobs.is_some() {
-                    return Err(ConfigError::JobsWithQueue);
-                }
-                let build = build_id(&args.build, ids)?;
-                let worker = args
-                    .worker
-                    .clone()
-                    .or_else(|| ids.worker.clone())
-                    .ok_or(ConfigError::MissingWorker)?;
-                if worker.trim().is_empty() {
-                    return Err(ConfigError::BlankId("--worker"));
-                }
-                if worker.contains(['\t', '\n', '\r']) {
-                    return Err(ConfigError::WorkerWithSeparator(worker));
-                }
-                check_length("--worker (CIQ_WORKER, or the CI's worker id)", &worker)?;
-                if let Some(earlier) = &args.retry_of {
-                    check_length("--retry-of (CIQ_RETRY_OF)", earlier)?;
-                }
-                let settings = RedisSettings {
-                    url,
-                    namespace: args.build.namespace.clone(),
-                    build: build.clone(),
-                    key_ttl: args.redis_ttl,
-                    lock_ttl: args.lock_ttl,
-                    max_election_attempts: args.build.max_election_attempts,
-                    queue_init_timeout: args.build.queue_init_timeout,
-                    heartbeat_interval: args.heartbeat_interval,
-                    heartbeat_timeout: args.heartbeat_timeout,
-                    budget,
-                    redis_timeout: args.build.redis_timeout,
-                    scheduling: scheduling.clone(),
-                };
-                let fallback = match args.fallback {
-                    None => None,
-                    Some(Fallback::Static) => {
-                        Some(fallback_share(args.worker_index, args.worker_count)?)
-                    }
-                };
-                let retry = match (&args.retry, &args.retry_of) {
-                    (Some(round), _) => Some(RetryRound::Named(round.clone())),
-                    // A new build of an earlier one's failures: nothing of it to retry. A grind
-                    // counts every run: a retry would overwrite its failures.
-                    (None, Some(_)) => None,
-                    (None, None) if args.grind.is_some() => None,
-                    // Ids given by hand may repeat for other reasons than a retry.
-                    (None, None) => ids.retry.clone().filter(|round| {
-                        *round != RetryRound::Rejoined
-                            || (args.worker.is_none() && args.build.build.is_none())
-                    }),
-                };
-                (
-                    Mode::Redis {
-                        settings: Box::new(settings),
-                        worker,
-                        fallback,
-                        retry,
-                    },
-                    build,
-                )
-            }
+        let (mode, build) = match &args.queue {
+            None => local_mode(&args)?,
+            Some(url) => redis_mode(url, &args, ids, budget, &scheduling)?,
         };
         Ok(Self {
             mode,
             source,
-            runner,
-            test_timeout: args.test_timeout,
-            output_limit: args.output_limit as usize,
             worker: WorkerOptions {
                 batch_size,
-                saves,
+                saves: runner.saves(),
                 test_timeout: args.test_timeout,
                 max_consecutive_failures: args.max_consecutive_failures,
                 max_duration: args.max_duration,
                 max_failures: args.max_failures.map(|max| max as usize),
                 order_log: None,
             },
+            runner,
+            test_timeout: args.test_timeout,
+            output_limit: args.output_limit as usize,
             budget,
             build,
-            discovery_timeout,
+            discovery_timeout: args.build.queue_init_timeout,
             scheduling,
             timings_out: args.timings_out,
             junit: args.junit,
         })
+    }
+
+    /// What every runner of this run is given.
+    pub fn runner_setup(&self) -> Setup {
+        Setup {
+            build: self.build.clone(),
+            timeout: Some(self.test_timeout.overall()),
+            output_limit: self.output_limit,
+            list_timeout: self.discovery_timeout,
+        }
+    }
+}
+
+/// How the tests run: a framework, or the command after `--` (speaking the persistent protocol
+/// with `--persistent`).
+fn runner_spec(
+    framework: Option<Framework>,
+    command: &[String],
+    persistent: bool,
+) -> Result<RunnerSpec, ConfigError> {
+    match (framework, command.is_empty()) {
+        (Some(_), false) => Err(ConfigError::CommandAndFramework),
+        (None, true) => Err(ConfigError::NoCommand),
+        (None, false) if persistent => Ok(RunnerSpec::Persistent(command.to_vec())),
+        (None, false) => Ok(RunnerSpec::Command(command.to_vec())),
+        (Some(framework), true) => Ok(RunnerSpec::Framework(framework)),
+    }
+}
+
+/// Where the tests come from: an earlier build's failures, a file, a list command, or the
+/// framework's own listing.
+fn source_spec(args: &RunArgs, runner: &RunnerSpec) -> Result<SourceSpec, ConfigError> {
+    if let Some(earlier) = &args.retry_of {
+        return Ok(SourceSpec::Earlier(earlier.clone()));
+    }
+    match (&args.tests, &args.list_command) {
+        (Some(path), _) => Ok(SourceSpec::File(path.to_string_lossy().into_owned())),
+        (None, Some(command)) if command.trim().is_empty() => Err(ConfigError::EmptyListCommand),
+        (None, Some(command)) => Ok(SourceSpec::Command(
+            listing::shell(command),
+            ListFormat::Lines,
+        )),
+        (None, None) => {
+            let (argv, format) = runner.listing().ok_or(ConfigError::NoTestList)?;
+            Ok(SourceSpec::Command(argv, format))
+        }
+    }
+}
+
+/// Heartbeats often enough for their timeout and for the keys' TTL.
+fn check_heartbeats(args: &RunArgs) -> Result<(), ConfigError> {
+    if args.heartbeat_interval * 2 > args.heartbeat_timeout {
+        return Err(ConfigError::HeartbeatTooSlow(
+            args.heartbeat_interval,
+            args.heartbeat_timeout,
+        ));
+    }
+    if args.queue.is_some() && args.heartbeat_interval * 2 > args.redis_ttl {
+        return Err(ConfigError::TtlUnderHeartbeats(
+            args.redis_ttl,
+            args.heartbeat_interval,
+        ));
+    }
+    Ok(())
+}
+
+/// Local mode: `-j` workers (the CPUs by default) under a build id of their own.
+fn local_mode(args: &RunArgs) -> Result<(Mode, String), ConfigError> {
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |jobs| jobs as usize,
+    );
+    let build = match &args.build.build {
+        Some(build) => {
+            check_length("--build (CIQ_BUILD)", build)?;
+            build.clone()
+        }
+        None => format!("local-{}", uuid::Uuid::new_v4().simple()),
+    };
+    let timing = LocalTiming {
+        heartbeat_interval: args.heartbeat_interval,
+        heartbeat_timeout: args.heartbeat_timeout,
+    };
+    Ok((Mode::Local { jobs, timing }, build))
+}
+
+/// One worker of the build at `url`: its ids checked, its fallback and its retry round.
+fn redis_mode(
+    url: &str,
+    args: &RunArgs,
+    ids: &CiIds,
+    budget: RequeueBudget,
+    scheduling: &Scheduling,
+) -> Result<(Mode, String), ConfigError> {
+    if args.jobs.is_some() {
+        return Err(ConfigError::JobsWithQueue);
+    }
+    let build = build_id(&args.build, ids)?;
+    let worker = worker_id(args, ids)?;
+    if let Some(earlier) = &args.retry_of {
+        check_length("--retry-of (CIQ_RETRY_OF)", earlier)?;
+    }
+    let settings = RedisSettings {
+        url: url.to_owned(),
+        namespace: args.build.namespace.clone(),
+        build: build.clone(),
+        key_ttl: args.redis_ttl,
+        lock_ttl: args.lock_ttl,
+        max_election_attempts: args.build.max_election_attempts,
+        queue_init_timeout: args.build.queue_init_timeout,
+        heartbeat_interval: args.heartbeat_interval,
+        heartbeat_timeout: args.heartbeat_timeout,
+        budget,
+        redis_timeout: args.build.redis_timeout,
+        scheduling: scheduling.clone(),
+    };
+    let fallback = match args.fallback {
+        None => None,
+        Some(Fallback::Static) => Some(fallback_share(args.worker_index, args.worker_count)?),
+    };
+    let mode = Mode::Redis {
+        settings: Box::new(settings),
+        worker,
+        fallback,
+        retry: retry_round(args, ids),
+    };
+    Ok((mode, build))
+}
+
+/// `--worker`, or the CI's worker id, checked.
+fn worker_id(args: &RunArgs, ids: &CiIds) -> Result<String, ConfigError> {
+    let worker = id_of(
+        &args.worker,
+        &ids.worker,
+        ConfigError::MissingWorker,
+        ("--worker", "--worker (CIQ_WORKER, or the CI's worker id)"),
+    )?;
+    if worker.contains(['\t', '\n', '\r']) {
+        return Err(ConfigError::WorkerWithSeparator(worker));
+    }
+    Ok(worker)
+}
+
+/// Which retry of a finished build this job is, if it is one.
+fn retry_round(args: &RunArgs, ids: &CiIds) -> Option<RetryRound> {
+    match (&args.retry, &args.retry_of) {
+        (Some(round), _) => Some(RetryRound::Named(round.clone())),
+        // A new build of an earlier one's failures: nothing of it to retry. A grind counts
+        // every run: a retry would overwrite its failures.
+        (None, Some(_)) => None,
+        (None, None) if args.grind.is_some() => None,
+        // Ids given by hand may repeat for other reasons than a retry.
+        (None, None) => ids.retry.clone().filter(|round| {
+            *round != RetryRound::Rejoined || (args.worker.is_none() && args.build.build.is_none())
+        }),
     }
 }
 

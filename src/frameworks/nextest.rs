@@ -10,17 +10,72 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Args;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use crate::listing::{self, ListingError};
+use super::Adapter;
+use crate::batching::{BatchSize, Saves};
+use crate::discovery::ReadList;
+use crate::listing::{self, ListRun, ListingError};
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{self, Capture, Spec};
+use crate::runner::launch::{DynRunner, Launch, Setup};
 use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 
+/// `ciq run nextest`, with the arguments for `cargo nextest list`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Nextest {
+    /// Arguments for `cargo nextest list`: filters (-E), --workspace, features...
+    #[arg(last = true, value_name = "NEXTEST_ARGS")]
+    pub args: Vec<String>,
+}
+
+impl Nextest {
+    /// The subcommand's help line.
+    pub const ABOUT: &str = "Rust tests through cargo-nextest: the leader lists them (`cargo nextest list`), every worker builds and runs each test's binary directly, one process per test";
+}
+
+impl Adapter for Nextest {
+    fn name(&self) -> &'static str {
+        "nextest"
+    }
+
+    fn list_argv(&self) -> Vec<String> {
+        list_argv(&self.args)
+    }
+
+    fn read_list(&self) -> ReadList {
+        |ran| Ok(read(ran?)?.ids().join("\n").into_bytes())
+    }
+
+    /// Every test is its own process: a batch saves only round trips to the queue.
+    fn saves(&self) -> Saves {
+        Saves::RoundTrips
+    }
+
+    /// Round trips cost nothing in local mode.
+    fn batch_size(&self, distributed: bool) -> BatchSize {
+        if distributed {
+            BatchSize::Auto
+        } else {
+            BatchSize::Fixed(1)
+        }
+    }
+
+    fn launch(&self) -> Result<Launch, RunnerError> {
+        let args = self.args.clone();
+        Ok(Launch::Own(Arc::new(move |setup: &Setup, env| {
+            let runner =
+                NextestRunner::new(args.clone(), env, setup.list_timeout, setup.output_limit);
+            Box::new(runner) as Box<dyn DynRunner>
+        })))
+    }
+}
+
 /// The listing command for `args` (nextest's own filters, `--workspace`, features...).
-pub fn list_argv(args: &[String]) -> Vec<String> {
+fn list_argv(args: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = ["cargo", "nextest", "list", "--message-format", "json"]
         .map(str::to_owned)
         .into();
@@ -28,10 +83,14 @@ pub fn list_argv(args: &[String]) -> Vec<String> {
     argv
 }
 
-/// Runs the listing command `argv` (from [`list_argv`]) and parses what it prints; a failure
-/// names the lines that say why, with a hint when cargo-nextest is missing.
-pub async fn list(argv: &[String], timeout: Duration) -> Result<Listing, ListingError> {
-    let listed = listing::run(argv, timeout).await?;
+/// Runs the listing command `argv` (from [`list_argv`]) and parses what it prints.
+async fn list(argv: &[String], timeout: Duration) -> Result<Listing, ListingError> {
+    read(listing::run(argv, timeout).await?)
+}
+
+/// Parses what the listing command printed; a failure names the lines that say why, with a
+/// hint when cargo-nextest is missing.
+fn read(listed: ListRun) -> Result<Listing, ListingError> {
     let mut detail = Vec::new();
     if !listed.finished.exit.success() && listed.finished.output.contains("no such command") {
         detail = listed.said_with("(hint: cargo install --locked cargo-nextest)".to_owned());
@@ -109,7 +168,7 @@ struct FilterMatch {
 
 /// Where one listed test lives and how to run it.
 #[derive(Debug, Clone)]
-struct Listed {
+struct Located {
     binary: PathBuf,
     cwd: PathBuf,
     name: String,
@@ -121,7 +180,7 @@ struct Listed {
 #[derive(Debug, Default)]
 pub struct Listing {
     ids: Vec<String>,
-    tests: HashMap<String, Listed>,
+    tests: HashMap<String, Located>,
 }
 
 impl Listing {
@@ -152,7 +211,7 @@ impl Listing {
                 listing.ids.push(id.clone());
                 listing.tests.insert(
                     id,
-                    Listed {
+                    Located {
                         binary: suite.binary_path.clone(),
                         cwd: suite.cwd.clone(),
                         name: name.clone(),

@@ -7,31 +7,109 @@
 //! `docs/persistent-protocol.md`.
 
 use std::path::Path;
-use std::time::Duration;
 
-use crate::listing::{self, ListingError};
+use clap::Args;
+
+use super::Adapter;
+use crate::discovery::ReadList;
+use crate::listing::{ListRun, ListingError};
 use crate::process::{Exit, SpawnError};
+use crate::runner::RunnerError;
 use crate::runner::command::Preflight;
+use crate::runner::launch::Launch;
 use crate::runner::persistent::Hints;
+use crate::timings::Unit;
+
+/// `ciq run pytest`, with pytest's own arguments.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Pytest {
+    /// Persistent mode, required: fail when the plugin is missing instead of falling back to
+    /// batch mode (the plugin: pip install ./integrations/pytest).
+    #[arg(long, env = "CIQ_PYTEST_PERSISTENT", conflicts_with = "batch")]
+    pub persistent: bool,
+    /// Batch mode even where the plugin is installed: a fresh pytest per batch.
+    #[arg(long, env = "CIQ_PYTEST_BATCH")]
+    pub batch: bool,
+    /// Arguments for pytest: paths and options for collection; runs keep the options.
+    #[arg(last = true, value_name = "PYTEST_ARGS")]
+    pub args: Vec<String>,
+}
+
+impl Pytest {
+    /// The subcommand's help line.
+    pub const ABOUT: &str = "Python tests through pytest. Where ciq's pytest plugin is installed, one pytest process per worker collects the suite once and runs the tests it is sent (persistent mode); elsewhere the leader lists node ids (`pytest --collect-only`) and each batch is one pytest run read back through JUnit XML (batch mode)";
+}
+
+/// pytest keeps a module's tests together: the batches that take them share its fixtures.
+const MODULE: Unit = Unit {
+    name: "module",
+    of: |id| id.split("::").next().unwrap_or(id),
+};
+
+impl Adapter for Pytest {
+    fn name(&self) -> &'static str {
+        "pytest"
+    }
+
+    fn list_argv(&self) -> Vec<String> {
+        collect_argv(&self.args)
+    }
+
+    fn read_list(&self) -> ReadList {
+        read_collected
+    }
+
+    fn lists_in_process(&self) -> bool {
+        true
+    }
+
+    fn unit(&self) -> Option<Unit> {
+        Some(MODULE)
+    }
+
+    fn hints(&self) -> Hints {
+        Hints {
+            missing_program: Some(interpreter_hint),
+            exited_early: Some(exited_early_hint),
+        }
+    }
+
+    /// Persistent where asked, or where the plugin is installed for the interpreter (found,
+    /// not imported: importing pytest would cost a worker a fraction of a second); a batch
+    /// command otherwise, which first checks that the interpreter has pytest.
+    fn launch(&self) -> Result<Launch, RunnerError> {
+        Ok(if self.persistent || (!self.batch && plugin_installed()) {
+            Launch::Persistent {
+                argv: persistent_argv(&self.args),
+                hints: self.hints(),
+            }
+        } else {
+            Launch::Command {
+                argv: batch_command(&self.args),
+                check: Some(preflight()),
+            }
+        })
+    }
+}
 
 /// The interpreter ciq starts pytest with; `CIQ_PYTHON` overrides it (a virtualenv's python).
-pub fn python() -> String {
+fn python() -> String {
     std::env::var("CIQ_PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
 
 /// The hint for a pytest that could not start: no interpreter, or no pytest in it.
-pub fn interpreter_hint() -> String {
+fn interpreter_hint() -> String {
     format!(
         "(hint: ciq runs pytest as `{} -m pytest`; install pytest for that interpreter, or set CIQ_PYTHON to the one that has it, e.g. a virtualenv's bin/python)",
         python()
     )
 }
 
-/// Runs the listing command `argv` (from [`collect_argv`]): the node ids, one per line (none
+/// Reads what the listing command (from [`collect_argv`]) did: the node ids, one per line (none
 /// when pytest collected nothing). A failure names pytest's collection errors, with a hint
 /// when the interpreter or pytest is missing.
-pub async fn list(argv: &[String], timeout: Duration) -> Result<Vec<u8>, ListingError> {
-    let listed = match listing::run(argv, timeout).await {
+fn read_collected(ran: Result<ListRun, ListingError>) -> Result<Vec<u8>, ListingError> {
+    let listed = match ran {
         Err(ListingError::Spawn(SpawnError::NotFound(program))) => {
             return Err(ListingError::Missing {
                 program,
@@ -56,14 +134,6 @@ pub async fn list(argv: &[String], timeout: Duration) -> Result<Vec<u8>, Listing
     })
 }
 
-/// The hints the persistent runner gives for a pytest that will not start.
-pub fn persistent_hints() -> Hints {
-    Hints {
-        missing_program: Some(interpreter_hint),
-        exited_early: Some(exited_early_hint),
-    }
-}
-
 /// Why a persistent pytest exited before it was ready, from its stderr: no pytest in the
 /// interpreter, or no ciq plugin where pytest runs.
 fn exited_early_hint(stderr: &str) -> Option<String> {
@@ -80,15 +150,14 @@ fn exited_early_hint(stderr: &str) -> Option<String> {
 }
 
 /// Whether a failed pytest's output says pytest itself is missing from the interpreter.
-pub fn pytest_missing(output: &str) -> bool {
+fn pytest_missing(output: &str) -> bool {
     output.contains("No module named pytest") || output.contains("No module named 'pytest'")
 }
 
-/// Whether ciq's pytest plugin is installed for the interpreter ciq starts pytest with (found,
-/// not imported: importing pytest would cost a worker a fraction of a second):
+/// Whether ciq's pytest plugin is installed for the interpreter ciq starts pytest with:
 /// `ciq run pytest` then runs in persistent mode, which collects once per worker instead of
 /// once per batch.
-pub fn plugin_installed() -> bool {
+fn plugin_installed() -> bool {
     std::process::Command::new(python())
         .args([
             "-c",
@@ -103,7 +172,7 @@ pub fn plugin_installed() -> bool {
 
 /// The check a pytest batch runner makes before taking tests: a worker whose interpreter has
 /// no pytest would error every test it took.
-pub fn preflight() -> Preflight {
+fn preflight() -> Preflight {
     Preflight {
         argv: vec![python(), "-c".to_owned(), "import pytest".to_owned()],
         hint: interpreter_hint(),
@@ -119,7 +188,7 @@ fn pytest(extra: &[&str]) -> Vec<String> {
 /// The listing command: node ids, one per line. The verbosity is set last, explicitly: a
 /// project's `addopts = -q` or `-v` (or the user's own `-v`) would otherwise reshape what
 /// `--collect-only` prints (file counts, a tree) and ciq would queue those lines as tests.
-pub fn collect_argv(args: &[String]) -> Vec<String> {
+fn collect_argv(args: &[String]) -> Vec<String> {
     let mut argv = pytest(&["--collect-only", "-p", "no:cacheprovider"]);
     argv.extend_from_slice(args);
     argv.push("--verbosity=-1".to_owned());
@@ -129,7 +198,7 @@ pub fn collect_argv(args: &[String]) -> Vec<String> {
 /// Node ids from `pytest --collect-only --verbosity=-1` output: the lines before the first
 /// blank one, each of which must be a node id (`path::name...`) in UTF-8; anything else is an
 /// error naming the line, never a test (an id mangled into valid text would name no test).
-pub fn parse_collected(stdout: &[u8]) -> Result<String, String> {
+fn parse_collected(stdout: &[u8]) -> Result<String, String> {
     let mut ids = String::new();
     for (at, line) in stdout.split(|&byte| byte == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -165,7 +234,7 @@ fn is_node_id(line: &str) -> bool {
 }
 
 /// The lines of a failed collection worth showing: pytest's `ERROR ...` and `E   ...` lines.
-pub fn collection_errors(stdout: &str) -> Vec<String> {
+fn collection_errors(stdout: &str) -> Vec<String> {
     stdout
         .lines()
         .filter(|line| line.starts_with("ERROR ") || line.starts_with("E   "))
@@ -177,7 +246,7 @@ pub fn collection_errors(stdout: &str) -> Vec<String> {
 /// The batch-mode command: pytest on the batch's node ids (`{}`), writing JUnit XML to
 /// `{junit}`. Paths among `args` chose what the leader collected; they are left out here, or
 /// pytest would run everything under them as well as the batch.
-pub fn batch_command(args: &[String]) -> Vec<String> {
+fn batch_command(args: &[String]) -> Vec<String> {
     let mut argv = pytest(&[
         "-p",
         "no:cacheprovider",
@@ -194,7 +263,7 @@ pub fn batch_command(args: &[String]) -> Vec<String> {
 
 /// The persistent-mode command: one pytest that collects with all of `args`, then runs the
 /// node ids ciq sends it.
-pub fn persistent_argv(args: &[String]) -> Vec<String> {
+fn persistent_argv(args: &[String]) -> Vec<String> {
     let mut argv = pytest(&["-p", "ciq", "--ciq-persistent", "-p", "no:cacheprovider"]);
     argv.extend_from_slice(args);
     argv

@@ -195,10 +195,6 @@ impl LocalQueue {
             taken_over: state.taken_over,
             mismatches: Vec::new(),
             stopped: state.stopped.clone(),
-            quarantined: Vec::new(),
-            marks: BTreeMap::new(),
-            ready_to_leave: Vec::new(),
-            ready_after: 0,
         }
     }
 

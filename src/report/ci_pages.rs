@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
 
-use crate::report::summary::{Summary, Verdict};
+use crate::report::findings::Findings;
+use crate::report::summary::Verdict;
 
 /// How long `buildkite-agent annotate` may take.
 const ANNOTATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,11 +22,11 @@ const PAGE_LIMIT: usize = 1024 * 1024;
 /// Room kept below [`PAGE_LIMIT`].
 const PAGE_MARGIN: usize = 4 * 1024;
 
-/// Publishes `summary` of `build` (in `namespace`, empty for none) where the CI, read
-/// through `var`, shows it. A summary too long for the page is cut, and says that the whole
+/// Publishes the `findings` of `build` (in `namespace`, empty for none) where the CI, read
+/// through `var`, shows them. A summary too long for the page is cut, and says that the whole
 /// report is in the log and in `files` (the report's `--junit` and `--json`).
 pub async fn publish(
-    summary: &Summary,
+    findings: &Findings,
     build: &str,
     namespace: &str,
     files: &[&Path],
@@ -41,7 +42,7 @@ pub async fn publish(
         && let Some(path) = get("GITHUB_STEP_SUMMARY")
         && let Err(err) = append(
             &PathBuf::from(&path),
-            summary,
+            findings,
             &title,
             &cut_note("GitHub's 1 MiB limit for a job summary", files),
         )
@@ -56,12 +57,12 @@ pub async fn publish(
         } else {
             format!("ciq-{namespace}")
         };
-        let style = match summary.verdict() {
+        let style = match findings.verdict() {
             Verdict::Green => "success",
             Verdict::Incomplete => "warning",
             Verdict::Failed | Verdict::ListMismatch => "error",
         };
-        let markdown = summary.markdown_within(
+        let markdown = findings.markdown_within(
             &title,
             PAGE_LIMIT - PAGE_MARGIN,
             &cut_note("Buildkite's 1 MiB limit for an annotation", files),
@@ -85,7 +86,7 @@ fn cut_note(limit: &str, files: &[&Path]) -> String {
 }
 
 /// Appends the summary to the job summary file at `path`, within what the file has room for.
-fn append(path: &Path, summary: &Summary, title: &str, note: &str) -> std::io::Result<()> {
+fn append(path: &Path, findings: &Findings, title: &str, note: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -93,7 +94,7 @@ fn append(path: &Path, summary: &Summary, title: &str, note: &str) -> std::io::R
     // Earlier steps' lines in the file count against the same limit.
     let used = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
     let room = (PAGE_LIMIT - PAGE_MARGIN).saturating_sub(used);
-    let markdown = summary.markdown_within(title, room.saturating_sub(1), note);
+    let markdown = findings.markdown_within(title, room.saturating_sub(1), note);
     if markdown.is_empty() {
         return Err(std::io::Error::other(format!(
             "it already holds {used} bytes, and GitHub takes {PAGE_LIMIT}"
@@ -163,7 +164,8 @@ async fn annotate(
 mod tests {
     use super::*;
     use crate::outcome::{FailureDetail, Outcome};
-    use crate::report::summary::Listed;
+    use crate::quarantine::Quarantine;
+    use crate::report::summary::{Listed, Summary};
     use crate::test_id::TestId;
 
     /// Regression: a hung `buildkite-agent` was cut off after its time, but a child it started
@@ -233,6 +235,7 @@ mod tests {
             failing,
             ..Summary::default()
         };
+        let summary = Findings::new(summary, &Quarantine::default());
         assert!(
             summary.markdown("b").len() > PAGE_LIMIT,
             "the test needs a long summary"

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::outcome::{FailureDetail, Outcome};
 use crate::report::output_file::{OutputError, OutputFile};
-use crate::report::{Summary, TestRecord, Verdict};
+use crate::report::{Findings, TestRecord, Verdict};
 
 /// The shape's version.
 pub const VERSION: u32 = 1;
@@ -77,18 +77,19 @@ pub struct JsonReport {
 }
 
 impl JsonReport {
-    /// Starts the report of `build` in `namespace` at `path`, its head from `summary`.
+    /// Starts the report of `build` in `namespace` at `path`, its head from `findings`.
     pub fn create(
         path: &Path,
         build: &str,
         namespace: &str,
-        summary: &Summary,
+        findings: &Findings,
     ) -> Result<Self, OutputError> {
+        let summary = findings.summary();
         let head = Head {
             version: VERSION,
             build,
             namespace,
-            verdict: match summary.verdict() {
+            verdict: match findings.verdict() {
                 Verdict::Green => "green",
                 Verdict::Failed => "failed",
                 Verdict::Incomplete => "incomplete",
@@ -106,12 +107,12 @@ impl JsonReport {
                 taken_over: summary.taken_over,
             },
             not_run: summary.not_run.iter().map(|id| id.as_str()).collect(),
-            quarantined: summary
+            quarantined: findings
                 .quarantined
                 .iter()
                 .map(|listed| listed.id.as_str())
                 .collect(),
-            warnings: summary.quarantine_warning().into_iter().collect(),
+            warnings: findings.quarantine_warning().into_iter().collect(),
         };
         let mut report = JsonReport {
             file: OutputFile::create(path)?,

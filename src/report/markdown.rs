@@ -4,13 +4,14 @@
 //! Failures come first, each folded (`<details>`) with its output cut to [`OUTPUT_LINES`]
 //! lines and its terminal escapes stripped; then the flaky tests, the tests not run, and the
 //! counts. Both providers refuse more than 1 MiB, and a summary of a few hundred names with
-//! long ids and output can pass it: [`Summary::markdown_within`] cuts it between whole pieces
+//! long ids and output can pass it: [`Findings::markdown_within`] cuts it between whole pieces
 //! (a failure, a line of a list) and says so at its end.
 
 use std::fmt::Write as _;
 
 use crate::outcome::Outcome;
-use crate::report::summary::{Listed, Summary};
+use crate::report::findings::Findings;
+use crate::report::summary::Listed;
 
 /// Most failures shown with their output; the rest are named.
 const WITH_OUTPUT: usize = 30;
@@ -19,13 +20,13 @@ const OUTPUT_LINES: usize = 60;
 /// Most characters of one output line.
 const LINE_CHARS: usize = 300;
 
-impl Summary {
-    /// The summary as Markdown, headed by `title` (which build it is).
+impl Findings {
+    /// The findings as Markdown, headed by `title` (which build it is).
     pub fn markdown(&self, title: &str) -> String {
         self.markdown_pieces(title).concat()
     }
 
-    /// [`Summary::markdown`] in at most `limit` bytes: when it is longer, the pieces that fit
+    /// [`Findings::markdown`] in at most `limit` bytes: when it is longer, the pieces that fit
     /// (whole failures, whole lines of a list), then `note`, which says it was cut and where
     /// the whole report is. Empty when not even the note fits.
     pub fn markdown_within(&self, title: &str, limit: usize, note: &str) -> String {
@@ -62,20 +63,19 @@ impl Summary {
             let _ = writeln!(out, "> **{}**\n", escape(&warning));
         }
         pieces.push(std::mem::take(&mut out));
-        if !self.failing.is_empty() {
+        if !self.summary.failing.is_empty() {
             let _ = writeln!(out, "#### Failed\n");
-            for (at, listed) in self.failing.iter().enumerate() {
+            for (at, listed) in self.summary.failing.iter().enumerate() {
                 failure(&mut out, listed, at < WITH_OUTPUT);
                 pieces.push(std::mem::take(&mut out));
             }
         }
         // Failures past the named ones, shown even when every named one is quarantined.
-        let failing = self.failed_count().saturating_sub(self.quarantined.len());
-        if failing > self.failing.len() {
+        let unnamed = self.unnamed_failures();
+        if unnamed > 0 {
             let _ = writeln!(
                 out,
-                "... and {} more failed or errored tests (see the log)\n",
-                failing - self.failing.len()
+                "... and {unnamed} more failed or errored tests (see the log)\n"
             );
         }
         if !self.quarantined.is_empty() {
@@ -89,39 +89,39 @@ impl Summary {
             }
             out.push('\n');
         }
-        if !self.flaky.is_empty() {
+        if !self.summary.flaky.is_empty() {
             let _ = writeln!(out, "#### Flaky (failed, then passed on a retry)\n");
-            for listed in &self.flaky {
+            for listed in &self.summary.flaky {
                 let _ = writeln!(out, "- `{}`", code(listed.id.as_str()));
                 pieces.push(std::mem::take(&mut out));
             }
-            let flaky = self.count(Outcome::Flaky);
-            if flaky > self.flaky.len() {
-                let _ = writeln!(out, "- ... and {} more", flaky - self.flaky.len());
+            let flaky = self.summary.count(Outcome::Flaky);
+            if flaky > self.summary.flaky.len() {
+                let _ = writeln!(out, "- ... and {} more", flaky - self.summary.flaky.len());
             }
             out.push('\n');
         }
-        if self.not_run_count > 0 {
-            let _ = writeln!(out, "#### Not run ({})\n", self.not_run_count);
-            for id in &self.not_run {
+        if self.summary.not_run_count > 0 {
+            let _ = writeln!(out, "#### Not run ({})\n", self.summary.not_run_count);
+            for id in &self.summary.not_run {
                 let _ = writeln!(out, "- `{}`", code(id.as_str()));
                 pieces.push(std::mem::take(&mut out));
             }
-            if self.not_run_count > self.not_run.len() {
+            if self.summary.not_run_count > self.summary.not_run.len() {
                 let _ = writeln!(
                     out,
                     "- ... and {} more",
-                    self.not_run_count - self.not_run.len()
+                    self.summary.not_run_count - self.summary.not_run.len()
                 );
             }
             out.push('\n');
         }
-        if !self.mismatches.is_empty() {
+        if !self.summary.mismatches.is_empty() {
             let _ = writeln!(
                 out,
                 "#### Workers with another test list (they ran nothing)\n"
             );
-            for mismatch in &self.mismatches {
+            for mismatch in &self.summary.mismatches {
                 let _ = writeln!(out, "- {}", escape(mismatch));
                 pieces.push(std::mem::take(&mut out));
             }
@@ -213,7 +213,13 @@ fn code(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::outcome::FailureDetail;
+    use crate::quarantine::Quarantine;
+    use crate::report::Summary;
     use crate::test_id::TestId;
+
+    fn findings(summary: Summary) -> Findings {
+        Findings::new(summary, &Quarantine::default())
+    }
 
     fn listed(id: &str, outcome: Outcome, output: &str) -> Listed {
         Listed {
@@ -231,7 +237,7 @@ mod tests {
 
     #[test]
     fn failures_fold_their_output_and_markup_is_escaped() {
-        let summary = Summary {
+        let summary = findings(Summary {
             total: 3,
             counts: [
                 (Outcome::Passed, 1),
@@ -247,7 +253,7 @@ mod tests {
             )],
             flaky: vec![listed("t.py::test_`y`", Outcome::Flaky, "")],
             ..Summary::default()
-        };
+        });
         let text = summary.markdown("build 7");
         assert!(text.starts_with("### build 7: failed\n"), "{text}");
         assert!(
@@ -269,14 +275,14 @@ mod tests {
     #[test]
     fn a_summary_past_its_limit_is_cut_between_pieces_and_says_so() {
         let output = "é".repeat(300);
-        let summary = Summary {
+        let summary = findings(Summary {
             total: 220,
             counts: [(Outcome::Failed, 220)].into_iter().collect(),
             failing: (0..220)
                 .map(|n| listed(&format!("t{n}"), Outcome::Failed, &output))
                 .collect(),
             ..Summary::default()
-        };
+        });
         let whole = summary.markdown("b");
         assert_eq!(summary.markdown_within("b", whole.len(), "CUT"), whole);
         let limit = whole.len() / 2;
@@ -291,23 +297,26 @@ mod tests {
 
     #[test]
     fn terminal_escapes_are_stripped_from_output() {
-        let summary = Summary {
+        let summary = findings(Summary {
             total: 1,
             counts: [(Outcome::Failed, 1)].into_iter().collect(),
             failing: vec![listed("t", Outcome::Failed, "\u{1b}[31mRED\u{1b}[0m")],
             ..Summary::default()
-        };
+        });
         let text = summary.markdown("b");
         assert!(text.contains("```\nRED\n```"), "{text}");
     }
 
     #[test]
     fn a_green_page_that_rests_on_the_quarantine_says_so() {
-        let summary = Summary {
-            total: 1,
-            counts: [(Outcome::Failed, 1)].into_iter().collect(),
+        let summary = Findings {
+            summary: Summary {
+                total: 1,
+                counts: [(Outcome::Failed, 1)].into_iter().collect(),
+                ..Summary::default()
+            },
             quarantined: vec![listed("t", Outcome::Failed, "boom")],
-            ..Summary::default()
+            history: Default::default(),
         };
         let text = summary.markdown("b");
         assert!(text.starts_with("### b: green\n"), "{text}");
@@ -320,12 +329,12 @@ mod tests {
     #[test]
     fn long_output_is_cut_and_counted() {
         let output: Vec<String> = (0..100).map(|n| format!("line {n}")).collect();
-        let summary = Summary {
+        let summary = findings(Summary {
             total: 1,
             counts: [(Outcome::Errored, 1)].into_iter().collect(),
             failing: vec![listed("t", Outcome::Errored, &output.join("\n"))],
             ..Summary::default()
-        };
+        });
         let text = summary.markdown("b");
         assert!(text.contains("line 59\n```"), "{text}");
         assert!(!text.contains("line 60\n"), "{text}");

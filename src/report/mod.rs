@@ -1,15 +1,18 @@
-//! What a build's outcome looks like to a user: the [`Summary`] every step prints, the
-//! [`Verdict`] that decides the exit code, the summary as the CI's own page shows it
-//! ([`markdown`], published by [`ci_pages`]), and every test's [`TestRecord`] as one file for
-//! the CI's test view or for scripts ([`junit`], [`json`]).
+//! What a build's outcome looks like to a user: the [`Summary`] the queues produce, the
+//! [`Findings`] every step composes from it once and prints, the [`Verdict`] taken from those,
+//! the findings as the CI's own page shows them ([`markdown`], published by [`ci_pages`]), and
+//! every test's [`TestRecord`] as one file for the CI's test view or for scripts ([`junit`],
+//! [`json`]).
 
 pub mod ci_pages;
+pub mod findings;
 pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod output_file;
 pub mod summary;
 
+pub use findings::{Findings, HistoryMarks};
 pub use summary::{Summary, Verdict};
 
 use std::time::Duration;

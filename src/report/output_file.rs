@@ -89,6 +89,16 @@ pub struct Planned<'a> {
     pub path: &'a Path,
 }
 
+impl<'a> Planned<'a> {
+    /// The outputs given among `flags`: each flag, with its path when one was given.
+    pub fn given(flags: &[(&'static str, Option<&'a Path>)]) -> Vec<Self> {
+        flags
+            .iter()
+            .filter_map(|&(flag, path)| Some(Planned { flag, path: path? }))
+            .collect()
+    }
+}
+
 /// Checks every output a command will write, before it waits for a build or runs anything: a
 /// directory, a directory that does not exist, a path that cannot be written, and two outputs
 /// naming one file are refused here, not found after the build. Nothing is left behind.

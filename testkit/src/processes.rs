@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use ciq::exit_code::ExitCode;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -181,6 +182,12 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What [`Output::code`] holds for a ciq that a SIGTERM stopped (143): it gave its tests back
+/// and exited with the signal's code.
+pub fn terminated() -> Option<i32> {
+    Some(ExitCode::Signal(Signal::SIGTERM as i32).code())
 }
 
 /// Waits until `condition` holds.

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq::queue::redis::keys::BuildKeys;
 
 use nix::sys::signal::Signal;
@@ -74,10 +75,10 @@ pub fn leader_killed_during_its_list_command(server: &impl TestRedis, build: &st
     let _ = first.wait(WITHIN);
     for other in others {
         let out = other.wait(WITHIN);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     let out = report.wait(WITHIN);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("30 tests: 30 passed"), "{}", out.both());
     scratch.assert_each_ran_once(30);
     assert_eq!(results(server, build).len(), 30);
@@ -116,7 +117,7 @@ pub fn worker_killed_mid_test_is_taken_over(server: &impl TestRedis, build: &str
     }
     for proc in survivor {
         let out = proc.wait(WITHIN);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(
             out.stdout
                 .contains("11 tests: 11 passed; 1 taken over from lost workers"),
@@ -134,7 +135,7 @@ pub fn worker_killed_mid_test_is_taken_over(server: &impl TestRedis, build: &str
     // Lets the killed worker's orphaned run end.
     std::fs::write(scratch.path(&format!("open-{holder}")), "").expect("open the gate");
     let out = Proc::spawn("report", &scratch, &report_args(server, build)).wait(WITHIN);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("11 tests: 11 passed"), "{}", out.both());
 }
 
@@ -174,7 +175,12 @@ pub fn least_privilege_build(server: &impl TestRedis, url: &str, build: &str) ->
         .map(|w| w.wait(WITHIN))
         .chain([report.wait(WITHIN)])
     {
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
         assert!(
             out.stdout.contains("3 tests: 1 passed, 1 flaky, 1 failed"),
             "{}",
@@ -227,7 +233,7 @@ pub fn assert_late_result_changes_nothing(
     let taker_out = taker.wait(LONG);
     let late_out = late.wait(LONG);
     for out in [&late_out, &taker_out] {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(
             out.stdout
                 .contains("6 tests: 6 passed; 1 taken over from lost workers"),

@@ -19,14 +19,25 @@
 
 use std::collections::BTreeMap;
 
+use ciq::exit_code::ExitCode;
+use ciq_testkit::{terminated, test_lines};
+
 use crate::plan::{Fault, Kind, Plan};
 use crate::play::{Ended, Fate, Played};
-use ciq_testkit::test_lines;
 
 /// Exit code of a worker with another list, and of every process that saw one recorded.
-const LIST_MISMATCH: i32 = 6;
+const LIST_MISMATCH: i32 = ExitCode::ListMismatch.code();
 /// Exit code of a process that stopped on Redis's account.
-const INFRASTRUCTURE: i32 = 5;
+const INFRASTRUCTURE: i32 = ExitCode::Infrastructure.code();
+
+/// The exit code of the suite's verdict: green, or its failing tests.
+fn suite_code(plan: &Plan) -> i32 {
+    if plan.expect_green() {
+        ExitCode::Success.code()
+    } else {
+        ExitCode::TestsFailed.code()
+    }
+}
 
 /// What one schedule broke.
 #[derive(Debug, Default)]
@@ -114,7 +125,7 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
         }
     }
 
-    let mut expected_code = if plan.expect_green() { 0 } else { 1 };
+    let mut expected_code = suite_code(plan);
     let mut expected_verdict = if plan.expect_green() {
         "verdict: green"
     } else {
@@ -132,7 +143,7 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
         expected_verdict = "verdict: failed (a worker had another test list)";
     }
     let foreign = plan.faults.iter().any(|t| t.fault == Fault::ForeignList);
-    let suite_code = if plan.expect_green() { 0 } else { 1 };
+    let suite_code = suite_code(plan);
     if report_gave_up {
         // Checked below: the processes ended, and Redis holds no outcome twice.
     } else if report.output.code != Some(expected_code) {
@@ -188,7 +199,7 @@ pub fn check(plan: &Plan, played: &Played) -> Verdict {
         let verdict_code = code == Some(suite_code) || (foreign && code == Some(LIST_MISMATCH));
         let allowed = match worker.fate {
             Fate::Survives => verdict_code || (lossy && code == Some(INFRASTRUCTURE)),
-            Fate::Terminated => code.is_none() || code == Some(143) || verdict_code,
+            Fate::Terminated => code.is_none() || code == terminated() || verdict_code,
             Fate::Killed => true,
             Fate::Foreign => code == Some(LIST_MISMATCH) || (lossy && code == Some(INFRASTRUCTURE)),
         };

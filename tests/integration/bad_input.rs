@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, TestRedis, free_port, record_test, report_args,
     with_list_command, worker_args,
 };
 
-const USAGE: i32 = 2;
-const INFRASTRUCTURE: i32 = 5;
 const WITHIN: Duration = Duration::from_secs(60);
 
 fn ciq(scratch: &Scratch, args: &[&str]) -> Output {
@@ -29,8 +28,8 @@ fn local_with_list(bytes: &[u8]) -> Output {
     )
 }
 
-fn assert_fails(out: &Output, code: i32, message: &str) {
-    assert_eq!(out.code, Some(code), "{}", out.both());
+fn assert_fails(out: &Output, code: ExitCode, message: &str) {
+    assert_eq!(out.code, Some(code.code()), "{}", out.both());
     assert!(
         out.stderr.contains(message),
         "expected `{message}`\n{}",
@@ -41,31 +40,31 @@ fn assert_fails(out: &Output, code: i32, message: &str) {
 
 #[test]
 fn malformed_test_lists_name_the_line() {
-    assert_fails(&local_with_list(b""), USAGE, "is empty");
+    assert_fails(&local_with_list(b""), ExitCode::Usage, "is empty");
     assert_fails(
         &local_with_list(b"a\n\nb\n"),
-        USAGE,
+        ExitCode::Usage,
         "line 2: test id is blank",
     );
     assert_fails(
         &local_with_list(b"a\nb\0c\n"),
-        USAGE,
+        ExitCode::Usage,
         "line 2: test id contains a NUL byte",
     );
     assert_fails(
         &local_with_list(b"a\rb\n"),
-        USAGE,
+        ExitCode::Usage,
         "line 1: test id contains a line break",
     );
     assert_fails(
         &local_with_list(b"ok\nbad\xff\n"),
-        USAGE,
+        ExitCode::Usage,
         "is not valid UTF-8 (line 2)",
     );
     let long = format!("ok\n{}\n", "x".repeat(5000));
     assert_fails(
         &local_with_list(long.as_bytes()),
-        USAGE,
+        ExitCode::Usage,
         "line 2: test id is 5000 bytes long, over the limit of 4096",
     );
 }
@@ -79,7 +78,7 @@ fn missing_list_file_is_named() {
     );
     assert_fails(
         &out,
-        USAGE,
+        ExitCode::Usage,
         "error: cannot read test list `/nonexistent/tests.txt`: No such file",
     );
 }
@@ -87,7 +86,7 @@ fn missing_list_file_is_named() {
 #[test]
 fn duplicate_ids_are_dropped_with_a_warning() {
     let out = local_with_list(b"pass/a\npass/b\npass/a\n");
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr
             .contains("warning: dropped 1 duplicate test id from the test list (first: `pass/a`)"),
@@ -125,7 +124,7 @@ fn queue_url_must_parse() {
                 "true",
             ],
         );
-        assert_fails(&out, USAGE, reason);
+        assert_fails(&out, ExitCode::Usage, reason);
         assert!(
             out.stderr.contains("(hint: use redis://HOST:PORT/DB"),
             "{}",
@@ -142,7 +141,7 @@ fn database_number_out_of_range_is_bad_input() {
     let out = ciq(&scratch, &["report", "--queue", &url, "--build", "b"]);
     assert_fails(
         &out,
-        USAGE,
+        ExitCode::Usage,
         "the database number is out of range for this server",
     );
 }
@@ -172,7 +171,7 @@ fn unreachable_redis_is_an_infrastructure_error() {
     );
     assert_fails(
         &out,
-        INFRASTRUCTURE,
+        ExitCode::Infrastructure,
         &format!("error: cannot reach Redis at `{url}` (tried for "),
     );
     // Rounded for people (it once read `tried for 1s 559ms 64us 884ns`).
@@ -195,7 +194,7 @@ fn unreachable_redis_is_an_infrastructure_error() {
             "1s",
         ],
     );
-    assert_fails(&out, INFRASTRUCTURE, "cannot reach Redis");
+    assert_fails(&out, ExitCode::Infrastructure, "cannot reach Redis");
 }
 
 /// Regression: `redis+cluster://` naming a single server (cluster support disabled) ended with
@@ -227,7 +226,7 @@ fn a_cluster_url_naming_a_single_server_is_bad_input() {
     for out in [run, report] {
         assert_fails(
             &out,
-            USAGE,
+            ExitCode::Usage,
             &format!(
                 "`{url}` names a Redis Cluster (redis+cluster://), but the server has cluster support disabled\n(hint: for a single Redis server use redis://"
             ),
@@ -261,7 +260,7 @@ fn wrong_password_is_refused_and_never_printed() {
                 "true",
             ],
         );
-        assert_fails(&out, INFRASTRUCTURE, "refused the credentials");
+        assert_fails(&out, ExitCode::Infrastructure, "refused the credentials");
         assert!(!out.stderr.contains("wrong-secret"), "{}", out.both());
     }
     // The right password works.
@@ -271,7 +270,7 @@ fn wrong_password_is_refused_and_never_printed() {
         &ciq_testkit::with_command(worker_args(&server, "pw", "w", &list)),
     )
     .wait(WITHIN);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
 }
 
 #[test]
@@ -313,7 +312,7 @@ fn missing_ids_name_their_flags() {
     ];
     for (args, message) in cases {
         let out = ciq(&scratch, &[&["run"], &args[..]].concat());
-        assert_fails(&out, USAGE, message);
+        assert_fails(&out, ExitCode::Usage, message);
     }
     // Regression: a 100 KB worker id was accepted and printed on every line.
     let long = "w".repeat(100_000);
@@ -350,13 +349,13 @@ fn missing_ids_name_their_flags() {
         let at = args.iter().position(|arg| *arg == flag).unwrap();
         args[at + 1] = &long;
         let out = ciq(&scratch, &args);
-        assert_fails(&out, USAGE, message);
+        assert_fails(&out, ExitCode::Usage, message);
         assert!(out.stderr.len() < 1000, "{}", out.both());
     }
     let out = ciq(&scratch, &["report", "--queue", queue[1], "--build", &long]);
-    assert_fails(&out, USAGE, "is 100000 bytes long");
+    assert_fails(&out, ExitCode::Usage, "is 100000 bytes long");
     let out = ciq(&scratch, &["report", "--build", "b"]);
-    assert_fails(&out, USAGE, "--queue <QUEUE>");
+    assert_fails(&out, ExitCode::Usage, "--queue <QUEUE>");
 }
 
 /// Regression: `--lock-ttl 1ms` was accepted and the build ended with "lost leader" (exit 4).
@@ -421,7 +420,7 @@ fn timing_flags_under_their_floor_are_refused() {
             &["--redis-timeout", "1s"][..]
         };
         let out = ciq(&scratch, &[&run[..], wait, flags, &["--", "true"]].concat());
-        assert_fails(&out, USAGE, message);
+        assert_fails(&out, ExitCode::Usage, message);
     }
     let report = ["report", "--queue", "redis://127.0.0.1:1/0", "--build", "b"];
     for (flags, message) in [
@@ -435,7 +434,7 @@ fn timing_flags_under_their_floor_are_refused() {
         ),
     ] {
         let out = ciq(&scratch, &[&report[..], &flags].concat());
-        assert_fails(&out, USAGE, message);
+        assert_fails(&out, ExitCode::Usage, message);
     }
     let out = ciq(
         &scratch,
@@ -447,7 +446,7 @@ fn timing_flags_under_their_floor_are_refused() {
             "10ms",
         ],
     );
-    assert_fails(&out, USAGE, "must be at least 1s");
+    assert_fails(&out, ExitCode::Usage, "must be at least 1s");
 }
 
 #[test]
@@ -466,7 +465,11 @@ fn missing_command_stops_the_worker_once() {
             "/nonexistent/run-tests",
         ],
     );
-    assert_fails(&out, USAGE, "command `/nonexistent/run-tests` not found");
+    assert_fails(
+        &out,
+        ExitCode::Usage,
+        "command `/nonexistent/run-tests` not found",
+    );
     assert_eq!(out.stderr.matches("not found").count(), 1, "{}", out.both());
     assert!(!out.stderr.contains("FAIL"), "{}", out.both());
 }
@@ -479,7 +482,11 @@ fn missing_command_on_one_worker_loses_no_test() {
     let mut broken = worker_args(&server, "nocmd", "broken", &list);
     broken.extend(["--".to_owned(), "/nonexistent/run-tests".to_owned()]);
     let out = Proc::spawn("broken", &scratch, &broken).wait(WITHIN);
-    assert_fails(&out, USAGE, "command `/nonexistent/run-tests` not found");
+    assert_fails(
+        &out,
+        ExitCode::Usage,
+        "command `/nonexistent/run-tests` not found",
+    );
     assert!(
         out.stderr
             .contains("worker `broken` gave 1 test(s) back to the queue"),
@@ -493,7 +500,7 @@ fn missing_command_on_one_worker_loses_no_test() {
         &ciq_testkit::with_command(worker_args(&server, "nocmd", "healthy", &list)),
     )
     .wait(WITHIN);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("5 tests: 5 passed"), "{}", out.both());
 }
 
@@ -521,7 +528,12 @@ fn crashing_and_flooding_runners_are_contained() {
             "sh",
         ],
     );
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(out.stdout.contains("ERRORED crash"), "{}", out.both());
     assert!(
         out.stdout.contains("[ciq: killed by signal 11; crashed]"),
@@ -556,17 +568,17 @@ fn a_leader_that_cannot_list_aborts_the_build_for_everyone() {
     let leader = Proc::spawn("leader", &scratch, &args("leader")).wait(WITHIN);
     assert_fails(
         &leader,
-        USAGE,
+        ExitCode::Usage,
         "list command `sh -c 'echo collection error >&2; exit 4'` failed (exit code 4): collection error",
     );
     let follower = Proc::spawn("follower", &scratch, &args("follower")).wait(WITHIN);
     assert_fails(
         &follower,
-        USAGE,
+        ExitCode::Usage,
         "build aborted by worker `leader`: list command",
     );
     let report = Proc::spawn("report", &scratch, &report_args(&server, "nolist")).wait(WITHIN);
-    assert_fails(&report, USAGE, "build aborted by worker `leader`");
+    assert_fails(&report, ExitCode::Usage, "build aborted by worker `leader`");
 }
 
 /// Regression: an ACL user missing a permission ciq needs was told its credentials were
@@ -596,7 +608,7 @@ fn a_redis_user_missing_a_permission_is_told_which() {
         args[2] = url;
         args.extend(["--".to_owned(), record_test()]);
         let out = Proc::spawn("worker", &scratch, &args).wait(WITHIN);
-        assert_fails(&out, INFRASTRUCTURE, "refused a command: NOPERM");
+        assert_fails(&out, ExitCode::Infrastructure, "refused a command: NOPERM");
         assert!(out.stderr.contains(named), "{user}: {}", out.both());
         assert!(
             !out.stderr.contains("credentials") && !out.stderr.contains("script:"),
@@ -631,7 +643,12 @@ fn a_user_with_only_the_documented_permissions_runs_a_build() {
     args[2] = url;
     args.extend(["--retry", "--", &record_test()].map(str::to_owned));
     let out = Proc::spawn("retry", &scratch, &args).wait(WITHIN);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stderr.contains("its 1 failed test(s) run again"),
         "{}",
@@ -704,7 +721,7 @@ fn an_output_that_is_a_device_or_a_fifo_is_written_through_never_replaced() {
             &record_test(),
         ],
     );
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr.contains("wrote the JUnit report of 3 tests"),
         "{}",
@@ -759,7 +776,7 @@ fn an_output_that_is_a_device_or_a_fifo_is_written_through_never_replaced() {
             &record_test(),
         ],
     );
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr.contains("wrote the JUnit report of 3 tests"),
         "{}",
@@ -779,7 +796,7 @@ fn an_output_that_is_a_device_or_a_fifo_is_written_through_never_replaced() {
         null_run.to_string_lossy().into_owned(),
     ]);
     let out = Proc::spawn("w1", &scratch, &ciq_testkit::with_command(worker)).wait(WITHIN);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr.contains("wrote the JUnit report of 5 tests"),
         "{}",
@@ -794,7 +811,7 @@ fn an_output_that_is_a_device_or_a_fifo_is_written_through_never_replaced() {
         report.extend([flag.to_owned(), path.to_string_lossy().into_owned()]);
     }
     let out = Proc::spawn("report", &scratch, &report).wait(WITHIN);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr.contains("wrote the JUnit report of 5 tests"),
         "{}",
@@ -821,7 +838,12 @@ fn an_output_that_is_a_device_or_a_fifo_is_written_through_never_replaced() {
     let mut report = report_args(&server, "device");
     report.extend(["--junit".to_owned(), full.to_string_lossy().into_owned()]);
     let out = Proc::spawn("report-full", &scratch, &report).wait(WITHIN);
-    assert_eq!(out.code, Some(0), "the verdict stands: {}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::Success.code()),
+        "the verdict stands: {}",
+        out.both()
+    );
     assert!(
         out.stderr.contains(&format!(
             "warning: cannot write `{}`: No space left on device",
@@ -842,7 +864,7 @@ fn an_output_that_is_a_device_or_a_fifo_is_written_through_never_replaced() {
 fn assert_refused_at_the_start(scratch: &Scratch, args: &[&str], message: &str) {
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     let out = Proc::spawn_in("refused", scratch, &args, &[], scratch.dir.path()).wait(WITHIN);
-    assert_fails(&out, USAGE, message);
+    assert_fails(&out, ExitCode::Usage, message);
     assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.both());
     assert!(scratch.runs().is_empty(), "nothing ran: {}", out.both());
 }

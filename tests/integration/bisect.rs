@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Proc, Scratch, require_pytest};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -60,7 +61,12 @@ fn bisect_finds_the_test_that_leaks_a_module_global() {
     let log = dir.join("order.log").to_string_lossy().into_owned();
     let args = recorded_run(&log, &["pytest"]);
     let out = Proc::spawn_in("run", &scratch, &args, &[], dir).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("FAILED test_suite.py::test_040"),
         "{}",
@@ -75,7 +81,7 @@ fn bisect_finds_the_test_that_leaks_a_module_global() {
     assert!(!out.stderr.contains("order"), "{}", out.both());
 
     let out = bisect(&scratch, dir, &log, "test_suite.py::test_040", &["pytest"]);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stdout
             .contains("`test_suite.py::test_040` fails after this test")
@@ -106,7 +112,12 @@ fn bisect_finds_the_test_that_leaves_a_file_and_says_when_it_does_not_reproduce(
     let list = list.to_string_lossy().into_owned();
     let args = recorded_run(&log, &["--tests", &list, "--", &command, "{}"]);
     let out = Proc::spawn_in("run", &scratch, &args, &[], dir).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(out.stdout.contains("FAILED victim/30"), "{}", out.both());
 
     // The log named by CIQ_ORDER_LOG: the command printed to reproduce names the minimal one.
@@ -126,7 +137,7 @@ fn bisect_finds_the_test_that_leaves_a_file_and_says_when_it_does_not_reproduce(
         dir,
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     let minimal = dir.join("order.bisect.log");
     assert!(
         out.stdout.contains(&format!(
@@ -151,7 +162,12 @@ fn bisect_finds_the_test_that_leaves_a_file_and_says_when_it_does_not_reproduce(
     );
 
     let out = bisect(&scratch, dir, &log, "broken/40", &["--", &command, "{}"]);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::NotReproduced.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stderr.contains(
             "does not reproduce as an order dependency: `broken/40` fails when run alone"
@@ -160,9 +176,24 @@ fn bisect_finds_the_test_that_leaves_a_file_and_says_when_it_does_not_reproduce(
         out.both()
     );
     let out = bisect(&scratch, dir, &log, "pass/03", &["--", &command, "{}"]);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::NotReproduced.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stderr.contains("does not reproduce: `pass/03` passed"),
+        "{}",
+        out.both()
+    );
+    // A test the log never ran is bad input, said as an error (it was an `Ok` exit 2).
+    let out = bisect(&scratch, dir, &log, "never/99", &["--", &command, "{}"]);
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
+    assert!(
+        out.stderr.contains(&format!(
+            "error: --failing-test: `never/99` never ran in the order log `{log}`"
+        )),
         "{}",
         out.both()
     );
@@ -191,7 +222,12 @@ fn bisect_calls_a_flaky_failure_flaky_and_names_no_culprit() {
     std::fs::write(&marker, "").unwrap();
     let args = recorded_run(&log, &["--tests", &list, "--", &command, "{}"]);
     let out = Proc::spawn_in("run", &scratch, &args, &[], dir).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(out.stdout.contains("FAILED flip/12"), "{}", out.both());
 
     // Its next run fails (after everything), the one after passes (alone): it gets past the
@@ -200,7 +236,7 @@ fn bisect_calls_a_flaky_failure_flaky_and_names_no_culprit() {
     let out = bisect(&scratch, dir, &log, "flip/12", &["--", &command, "{}"]);
     assert_eq!(
         out.code,
-        Some(ciq::exit_code::BISECT_FLAKY),
+        Some(ExitCode::BisectFlaky.code()),
         "{}",
         out.both()
     );

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq::queue::redis::keys::BuildKeys;
 use ciq_testkit::{
     Output, Proc, RedisCluster, Scratch, ids, replace_flag, report_args, results, spawn_workers,
@@ -58,10 +59,10 @@ fn start_and_run_ten(cluster: &RedisCluster, scratch: &Scratch, build: &str) -> 
 fn assert_green(workers: Vec<Proc>, report: Proc, n: usize) -> Output {
     for worker in workers {
         let out = worker.wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stdout.contains(&format!("{n} tests: {n} passed")),
         "{}",
@@ -144,8 +145,9 @@ fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly()
     // build's verdict or stops with the infrastructure code (5); never anything else.
     for worker in workers {
         let out = worker.wait(LONG);
+        let ended = [ExitCode::Success, ExitCode::Infrastructure].map(|code| Some(code.code()));
         assert!(
-            matches!(out.code, Some(0 | 5)),
+            ended.contains(&out.code),
             "a worker ends green or with the infrastructure code\n{}",
             out.both()
         );
@@ -153,7 +155,7 @@ fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly()
     let out = report.wait(LONG);
     let outcomes = results(&cluster, build);
     match out.code {
-        Some(0) => {
+        Some(code) if code == ExitCode::Success.code() => {
             // Green only when every test has its one outcome, each passing.
             assert!(out.stdout.contains("90 tests: 90 passed"), "{}", out.both());
             assert_eq!(outcomes.len(), 90, "{outcomes:?}");
@@ -161,7 +163,9 @@ fn the_builds_primary_killed_and_its_replica_promoted_never_ends_green_wrongly()
             assert_eq!(scratch.run_counts().len(), 90, "every test ran");
         }
         // Stopped on Redis's account: it says why.
-        Some(5) => assert!(out.stderr.contains("error: "), "{}", out.both()),
+        Some(code) if code == ExitCode::Infrastructure.code() => {
+            assert!(out.stderr.contains("error: "), "{}", out.both());
+        }
         other => panic!(
             "the report ends green or with the infrastructure code, not {other:?}\n{}",
             out.both()
@@ -225,7 +229,12 @@ fn a_cluster_user_without_the_cluster_permissions_is_told_which() {
         ["--queue".to_owned(), url],
     );
     let out = Proc::spawn("w1", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(5), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::Infrastructure.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stderr
             .contains("refused a command: NOPERM this user has no permissions to run the 'cluster|slots' command"),
@@ -272,7 +281,7 @@ fn a_worker_gives_up_on_a_dead_primary_within_its_redis_timeout() {
     let waited = cut_off.elapsed();
     assert_eq!(
         out.code,
-        Some(ciq::exit_code::INFRASTRUCTURE),
+        Some(ExitCode::Infrastructure.code()),
         "{}",
         out.both()
     );

@@ -4,10 +4,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use ciq::exit_code;
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, ids, record_test, replace_flag, report_args, results,
-    wait_until, with_command, with_list_command, worker_args,
+    terminated, wait_until, with_command, with_list_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -15,7 +15,12 @@ const LONG: Duration = Duration::from_secs(120);
 /// The demo suite's verdict as a user reads it: counts, the failure with its output, the flaky
 /// test.
 fn assert_demo_summary(out: &Output) {
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     for expected in [
         "20 tests: 18 passed, 1 flaky, 1 failed; 2 requeued\nverdict: failed",
         "FAILED math/divide_by_zero",
@@ -56,7 +61,7 @@ fn demo_suite_on_four_processes_and_a_report() {
         let out = worker.wait(LONG);
         assert_eq!(
             out.code,
-            Some(1),
+            Some(ExitCode::TestsFailed.code()),
             "a worker exits with the build's verdict\n{}",
             out.both()
         );
@@ -131,7 +136,12 @@ fn test_timeout_kills_the_test_and_records_an_error() {
         ],
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("ERRORED hang/forever"),
         "{}",
@@ -175,7 +185,12 @@ fn report_names_tests_never_run_when_every_worker_is_gone() {
     worker.signal(Signal::SIGKILL);
     drop(worker);
     let out = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(out.code, Some(3), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsNotRun.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("NOT RUN (4):") && out.stdout.contains("gated/victim"),
         "{}",
@@ -211,7 +226,12 @@ fn the_report_ends_at_once_when_every_worker_said_it_left() {
     let mut args = with_heartbeat_timeout(worker_args(&server, "stopped", "w", &list), "60s");
     args.extend(["--max-duration", "1s", "--batch-size", "1"].map(str::to_owned));
     let out = Proc::spawn("stopped", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::TESTS_NOT_RUN), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsNotRun.code()),
+        "{}",
+        out.both()
+    );
 
     let gated = scratch.path("gated.txt");
     std::fs::write(&gated, "gated/g\npass/1\n").unwrap();
@@ -221,13 +241,18 @@ fn the_report_ends_at_once_when_every_worker_said_it_left() {
         scratch.runs().iter().any(|(_, test)| test == "gated/g")
     });
     worker.signal(Signal::SIGTERM);
-    assert_eq!(worker.wait(LONG).code, Some(143));
+    assert_eq!(worker.wait(LONG).code, terminated());
     std::fs::write(scratch.path("open-w"), "").unwrap();
 
     for build in ["stopped", "terminated"] {
         let started = Instant::now();
         let out = Proc::spawn(build, &scratch, &report_args(&server, build)).wait(LONG);
-        assert_eq!(out.code, Some(exit_code::TESTS_NOT_RUN), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsNotRun.code()),
+            "{}",
+            out.both()
+        );
         assert!(
             out.stderr.contains("every worker left or went silent"),
             "{}",
@@ -269,7 +294,7 @@ fn build_with_a_dead_worker(server: &RedisServer, scratch: &Scratch, build: &str
     drop(w2);
     std::fs::write(scratch.path("open-w1"), "").unwrap();
     let out = w1.wait(LONG);
-    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
 }
 
 /// Regression (issue 23): once a worker died, the report held its verdict up to a heartbeat
@@ -283,7 +308,7 @@ fn the_verdict_does_not_wait_for_a_dead_worker() {
     build_with_a_dead_worker(&server, &scratch, "dead-worker", "60s");
     let started = Instant::now();
     let out = Proc::spawn("report", &scratch, &report_args(&server, "dead-worker")).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("6 tests: 6 passed"), "{}", out.both());
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -306,7 +331,7 @@ fn an_output_that_needs_the_workers_says_what_it_waits_for() {
         timings.to_string_lossy().into_owned(),
     ]);
     let out = Proc::spawn("report", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr.contains(
             "waiting (at most 10s) for 1 live worker(s) to leave and write the durations they measured, for --timings-out"
@@ -332,7 +357,7 @@ fn a_pipeline_list_command_lists_what_the_shell_prints() {
         format!("cat '{}' | grep -v 0003 | sort -r", list.display()),
     ));
     let out = Proc::spawn("w", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("5 tests: 5 passed"), "{}", out.both());
     let mut ran: Vec<String> = scratch.runs().into_iter().map(|(_, test)| test).collect();
     ran.sort();
@@ -357,7 +382,7 @@ fn a_pipeline_list_command_lists_what_the_shell_prints() {
         )),
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(ciq::exit_code::USAGE), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert!(
         out.stderr.contains("failed (exit code 1)"),
         "{}",
@@ -375,7 +400,7 @@ fn a_pipeline_list_command_lists_what_the_shell_prints() {
         )),
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(ciq::exit_code::USAGE), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert!(
         out.stderr.contains("failed (exit code 141)")
             && out
@@ -394,7 +419,7 @@ fn a_pipeline_list_command_lists_what_the_shell_prints() {
         )),
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("5 tests: 5 passed"), "{}", out.both());
 
     let out = Proc::spawn(
@@ -406,7 +431,7 @@ fn a_pipeline_list_command_lists_what_the_shell_prints() {
         )),
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(ciq::exit_code::USAGE), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert!(
         out.stderr.contains("--list-command is empty"),
         "{}",
@@ -423,7 +448,12 @@ fn the_report_puts_its_summary_on_the_ci_page() {
     let scratch = Scratch::new();
     let build = "ci-pages".to_owned();
     let out = Proc::spawn("w1", &scratch, &demo_args(&server, &build, "w1")).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
 
     let summary = scratch.path("step-summary.md");
     let summary_path = summary.display().to_string();
@@ -434,7 +464,12 @@ fn the_report_puts_its_summary_on_the_ci_page() {
         &[("GITHUB_STEP_SUMMARY", &summary_path)],
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(!summary.exists(), "off CI nothing is written");
 
     let out = Proc::spawn_with_env(
@@ -447,7 +482,12 @@ fn the_report_puts_its_summary_on_the_ci_page() {
         ],
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     let page = std::fs::read_to_string(&summary).unwrap();
     for expected in [
         "### ciq build ci-pages: failed",
@@ -476,7 +516,12 @@ fn the_report_puts_its_summary_on_the_ci_page() {
         &[("BUILDKITE", "true"), ("PATH", &path)],
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert_eq!(
         std::fs::read_to_string(scratch.path("agent-args")).unwrap(),
         "annotate --style error --context ciq\n"
@@ -542,7 +587,7 @@ fn the_report_writes_the_build_as_one_junit_report() {
         })
         .collect();
     for worker in workers {
-        assert_eq!(worker.wait(LONG).code, Some(1));
+        assert_eq!(worker.wait(LONG).code, Some(ExitCode::TestsFailed.code()));
     }
     let out = report.wait(LONG);
     assert_demo_summary(&out);
@@ -587,7 +632,7 @@ fn the_report_writes_the_build_as_one_json_document() {
     let scratch = Scratch::new();
     let build = "json".to_owned();
     let worker = Proc::spawn("w1", &scratch, &demo_args(&server, &build, "w1"));
-    assert_eq!(worker.wait(LONG).code, Some(1));
+    assert_eq!(worker.wait(LONG).code, Some(ExitCode::TestsFailed.code()));
     let json = scratch.path("build.json");
     let mut report = report_args(&server, &build);
     report.extend(["--json".to_owned(), json.display().to_string()]);
@@ -652,7 +697,7 @@ fn with_redis_down_a_static_fallback_runs_each_test_once_across_machines() {
     let mut counts = Vec::new();
     for machine in machines {
         let out = machine.wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(
             out.stderr.contains("WARNING: --fallback static"),
             "{}",
@@ -684,7 +729,7 @@ fn with_redis_down_a_static_fallback_runs_each_test_once_across_machines() {
     let out = Proc::spawn("retry", &scratch, &with_command(args)).wait(LONG);
     assert_eq!(
         out.code,
-        Some(ciq::exit_code::INFRASTRUCTURE),
+        Some(ExitCode::Infrastructure.code()),
         "{}",
         out.both()
     );
@@ -699,7 +744,7 @@ fn with_redis_down_a_static_fallback_runs_each_test_once_across_machines() {
     let mut args = worker_args_to(&url, &list, "w");
     args.extend(["--fallback".to_owned(), "static".to_owned()]);
     let out = Proc::spawn("no-share", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(ciq::exit_code::USAGE), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert!(
         out.stderr
             .contains("--fallback static needs this machine's share"),
@@ -749,7 +794,12 @@ fn each_worker_writes_the_tests_it_decided_as_junit() {
     let mut cases = serde_json::Map::new();
     for (worker, junit) in workers {
         let out = worker.wait(LONG);
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
         for (id, kids) in checked_junit(&junit)["cases"].as_object().unwrap() {
             assert!(
                 cases.insert(id.clone(), kids.clone()).is_none(),
@@ -782,7 +832,12 @@ fn each_worker_writes_the_tests_it_decided_as_junit() {
     .map(|s| (*s).to_owned())
     .collect();
     let out = Proc::spawn("local", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     let local = checked_junit(&junit);
     assert_eq!(local["cases"].as_object().unwrap().len(), 20);
     assert_eq!(local["suites"][0]["failures"], "1");

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use ciq::exit_code::ExitCode;
 use ciq::queue::redis::keys::BuildKeys;
+use ciq_testkit::terminated;
 use redis::Commands;
 
 use ciq_testkit::{
@@ -52,10 +54,10 @@ fn leader_killed_at(point: &str, tests: usize, batch_size: &str, lock_ttl: &str)
     let _ = leader.wait(LONG);
     for worker in workers {
         let out = worker.wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stdout
             .contains(&format!("{tests} tests: {tests} passed")),
@@ -113,8 +115,18 @@ fn paused_leader_resumes_into_the_committed_generation() {
     stale.signal(Signal::SIGCONT);
     let stale_out = stale.wait(LONG);
     let winner_out = winner.wait(LONG);
-    assert_eq!(stale_out.code, Some(0), "{}", stale_out.both());
-    assert_eq!(winner_out.code, Some(0), "{}", winner_out.both());
+    assert_eq!(
+        stale_out.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        stale_out.both()
+    );
+    assert_eq!(
+        winner_out.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        winner_out.both()
+    );
     assert!(
         stale_out.stderr.contains("lost the setup lock"),
         "{}",
@@ -173,7 +185,12 @@ fn every_leader_dies_until_the_budget_is_spent() {
         let _ = leader.wait(LONG);
     }
     let survivor = workers.remove(0).wait(LONG);
-    assert_eq!(survivor.code, Some(4), "{}", survivor.both());
+    assert_eq!(
+        survivor.code,
+        Some(ExitCode::NoLeader.code()),
+        "{}",
+        survivor.both()
+    );
     assert!(
         survivor
             .stderr
@@ -182,7 +199,7 @@ fn every_leader_dies_until_the_budget_is_spent() {
         survivor.both()
     );
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(4), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::NoLeader.code()), "{}", out.both());
     assert!(out.stderr.contains("lost leader"), "{}", out.both());
 }
 
@@ -207,7 +224,7 @@ fn redis_restarted_with_persistence_loses_nothing() {
     let mut server = RedisServer::start_persistent();
     let (_, workers, report) = restart_mid_build(&mut server, "restart-aof");
     for out in workers.iter().chain([&report]) {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     assert!(
         report.stdout.contains("60 tests: 60 passed"),
@@ -227,7 +244,12 @@ fn redis_restarted_without_persistence_is_an_infrastructure_error() {
     let build = "restart-empty";
     let (scratch, workers, report) = restart_mid_build(&mut server, build);
     for out in workers.iter().chain([&report]) {
-        assert_eq!(out.code, Some(5), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::Infrastructure.code()),
+            "{}",
+            out.both()
+        );
         assert!(
             out.stderr.contains("the build's state was lost from Redis"),
             "{}",
@@ -243,7 +265,12 @@ fn redis_restarted_without_persistence_is_an_infrastructure_error() {
         &with_command(worker_args(&server, build, "late", &list)),
     )
     .wait(LONG);
-    assert_eq!(late.code, Some(5), "{}", late.both());
+    assert_eq!(
+        late.code,
+        Some(ExitCode::Infrastructure.code()),
+        "{}",
+        late.both()
+    );
     assert!(
         late.stderr
             .contains("the build's state was lost from Redis"),
@@ -306,7 +333,7 @@ fn stop_gives_the_test_back_at_once(signal: Signal, code: i32) {
         "released, not taken over after the heartbeat timeout"
     );
     let out = second.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("2 tests: 2 passed"), "{}", out.both());
 }
 
@@ -372,7 +399,7 @@ fn generation_replaced_under_running_workers() {
     let left_behind: usize = conn.llen(&old.queue).unwrap();
     let outs: Vec<_> = workers.into_iter().map(|w| w.wait(LONG)).collect();
     for out in &outs {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(
             out.stderr
                 .contains("the build moved to generation replacement; rejoining it"),
@@ -382,7 +409,7 @@ fn generation_replaced_under_running_workers() {
         assert!(out.stdout.contains("40 tests: 40 passed"), "{}", out.both());
     }
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("40 tests: 40 passed"), "{}", out.both());
     let after: usize = conn.llen(&old.queue).unwrap();
     assert_eq!(after, left_behind, "served from the replaced generation");
@@ -414,7 +441,7 @@ fn sigterm_while_listing_stops_the_list_command() {
         .expect("a pid");
     leader.signal(Signal::SIGTERM);
     let out = leader.wait(LONG);
-    assert_eq!(out.code, Some(143), "{}", out.both());
+    assert_eq!(out.code, terminated(), "{}", out.both());
     wait_until("the list command to die", LONG, || {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
     });

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Output, Proc, RedisServer, Scratch, report_args, with_command, worker_args};
 
 const WITHIN: Duration = Duration::from_secs(120);
@@ -30,7 +31,7 @@ fn local(scratch: &Scratch, ids: &[&str], extra: &[&str]) -> Output {
 fn order_logs_are_kept_only_after_a_failed_run_and_bounded() {
     let scratch = Scratch::new();
     let out = local(&scratch, &["pass/a", "pass/b"], &[]);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(!out.stderr.contains("order"), "{}", out.both());
     assert_eq!(scratch.order_logs(), Vec::<std::path::PathBuf>::new());
     let stray: Vec<_> = std::fs::read_dir(scratch.dir.path())
@@ -59,7 +60,12 @@ fn order_logs_are_kept_only_after_a_failed_run_and_bounded() {
         ])),
     )
     .wait(WITHIN);
-    assert_eq!(bad_url.code, Some(5), "{}", bad_url.both());
+    assert_eq!(
+        bad_url.code,
+        Some(ExitCode::Infrastructure.code()),
+        "{}",
+        bad_url.both()
+    );
     std::fs::write(scratch.path("empty.txt"), "").unwrap();
     let empty = Proc::spawn(
         "empty",
@@ -73,7 +79,7 @@ fn order_logs_are_kept_only_after_a_failed_run_and_bounded() {
         ])),
     )
     .wait(WITHIN);
-    assert_eq!(empty.code, Some(2), "{}", empty.both());
+    assert_eq!(empty.code, Some(ExitCode::Usage.code()), "{}", empty.both());
     for out in [&bad_url, &empty] {
         assert!(!out.stderr.contains("order"), "{}", out.both());
     }
@@ -89,7 +95,12 @@ fn order_logs_are_kept_only_after_a_failed_run_and_bounded() {
             .unwrap();
     }
     let out = local(&scratch, &["pass/a", "fail/b", "pass/c"], &[]);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     let logs = scratch.order_logs();
     assert_eq!(logs.len(), 20, "{logs:?}");
     let kept: Vec<_> = logs
@@ -120,7 +131,7 @@ fn order_logs_are_kept_only_after_a_failed_run_and_bounded() {
         &["pass/a"],
         &["--order-log", &named.to_string_lossy()],
     );
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         std::fs::read_to_string(&named)
             .unwrap()
@@ -173,7 +184,7 @@ fn files_with_a_byte_order_mark_read_as_without() {
     let out = Proc::spawn("local", &scratch, &with_command(strings(&args))).wait(WITHIN);
     assert_eq!(
         out.code,
-        Some(0),
+        Some(ExitCode::Success.code()),
         "the quarantined failure is forgiven: {}",
         out.both()
     );
@@ -195,7 +206,7 @@ fn files_with_a_byte_order_mark_read_as_without() {
 fn a_timing_file_without_end_is_read_within_bounds() {
     let scratch = Scratch::new();
     let out = local(&scratch, &["pass/a", "pass/b"], &["--timings", "/dev/zero"]);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr.contains(
             "warning: timing file `/dev/zero`, line 1: longer than 4128 bytes: not `<milliseconds><TAB><test id>`; tests are ordered without it"
@@ -233,7 +244,12 @@ fn terminal_escapes_stay_out_of_written_files() {
         "sh",
     ]));
     let out = Proc::spawn("w1", &scratch, &worker).wait(WITHIN);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("\u{1b}[31mRED\u{1b}[0m fail/b"),
         "the log keeps them: {}",
@@ -253,7 +269,12 @@ fn terminal_escapes_stay_out_of_written_files() {
         ("GITHUB_STEP_SUMMARY", &page.to_string_lossy()),
     ];
     let out = Proc::spawn_with_env("report", &scratch, &report, &github).wait(WITHIN);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     for file in [&run_junit, &junit, &json, &page] {
         let text = std::fs::read_to_string(file).unwrap();
         assert!(text.contains("RED fail/b"), "{}: {text}", file.display());

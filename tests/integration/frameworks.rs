@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Output, Proc, RedisServer, Scratch, fast_flags, report_args, require_pytest};
 
 const LONG: Duration = Duration::from_secs(300);
@@ -95,7 +96,8 @@ fn distributed(cwd: &Path, build: &str, framework_args: &[&str], env: &[(&str, &
         .collect();
     for worker in workers {
         let out = worker.wait(LONG);
-        assert!(matches!(out.code, Some(0 | 1)), "{}", out.both());
+        let verdicts = [ExitCode::Success, ExitCode::TestsFailed].map(|code| Some(code.code()));
+        assert!(verdicts.contains(&out.code), "{}", out.both());
     }
     report.wait(LONG)
 }
@@ -127,7 +129,12 @@ fn persistent_protocol_boots_once_per_worker_and_survives_crashes() {
         &fixture("protocol-framework").to_string_lossy(),
     ]);
     let out = Proc::spawn("local", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout
             .contains("15 tests: 10 passed, 1 skipped, 1 failed, 3 errored"),
@@ -191,7 +198,12 @@ fn expected_pytest_line() -> String {
 fn pytest_counts_equal_pytest(build: &str, mode: &[&str]) {
     require_pytest();
     let out = distributed(&fixture("pytest_suite"), build, mode, &[]);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     for expected in [
         expected_pytest_line(),
         "FAILED test_basic.py::test_failure_with_output".to_owned(),
@@ -232,7 +244,7 @@ fn pytest_collection_errors_fail_the_build_clearly() {
             &fixture("pytest_collect_error"),
         )
         .wait(LONG);
-        assert_eq!(out.code, Some(2), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
         assert!(out.stderr.contains("ModuleNotFoundError"), "{}", out.both());
         assert!(!out.stdout.contains("verdict: green"), "{}", out.both());
     }
@@ -256,7 +268,12 @@ fn nextest_adapter_counts_equal_cargo_nextest() {
         "cargo nextest itself: {plain_err}"
     );
     let out = distributed(&project, "nextest", &["nextest"], &env);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout
             .contains("7 tests: 5 passed, 1 skipped, 1 failed"),
@@ -305,7 +322,12 @@ fn pytest_addopts_cannot_reshape_the_listing() {
             let mut args = strings(&["run", "-j", "2", "--batch-size", "5"]);
             args.extend(strings(mode));
             let out = Proc::spawn_in("local", &project, &args, &[], project.dir.path()).wait(LONG);
-            assert_eq!(out.code, Some(0), "{addopts} {mode:?}: {}", out.both());
+            assert_eq!(
+                out.code,
+                Some(ExitCode::Success.code()),
+                "{addopts} {mode:?}: {}",
+                out.both()
+            );
             assert!(
                 out.stdout.contains(expected),
                 "{addopts} {mode:?}: {}",
@@ -316,7 +338,12 @@ fn pytest_addopts_cannot_reshape_the_listing() {
             let mode_args: Vec<&str> = distributed_mode.iter().map(String::as_str).collect();
             let build = format!("addopts-{}-{}", addopts.len(), mode.len());
             let out = distributed(project.dir.path(), &build, &mode_args, &[]);
-            assert_eq!(out.code, Some(0), "{addopts} {mode:?}: {}", out.both());
+            assert_eq!(
+                out.code,
+                Some(ExitCode::Success.code()),
+                "{addopts} {mode:?}: {}",
+                out.both()
+            );
             assert!(
                 out.stdout.contains(expected),
                 "{addopts} {mode:?}: {}",
@@ -346,7 +373,7 @@ fn pytest_listing_lines_that_are_not_node_ids_fail_the_build() {
         project.dir.path(),
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert!(
         out.stderr
             .contains("is not a pytest node id: `plugin says hello`"),
@@ -366,6 +393,50 @@ fn python_without_pytest(scratch: &Scratch) -> String {
         .unwrap();
     assert!(made.success(), "python3 -m venv failed");
     venv.join("bin/python3").to_string_lossy().into_owned()
+}
+
+/// Checking the command line starts no interpreter: a `ciq run pytest` refused for its flags
+/// never ran Python (it used to look for the plugin before it checked the other flags).
+#[test]
+fn a_refused_command_line_starts_no_python() {
+    let scratch = Scratch::new();
+    let ran = scratch.path("python-ran");
+    let python = scratch.path("python3");
+    std::fs::write(
+        &python,
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", ran.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let args = strings(&[
+        "run",
+        "-j",
+        "1",
+        "--heartbeat-interval",
+        "20s",
+        "--heartbeat-timeout",
+        "30s",
+        "pytest",
+    ]);
+    let python = python.to_string_lossy().into_owned();
+    let out = Proc::spawn_in(
+        "local",
+        &scratch,
+        &args,
+        &[("CIQ_PYTHON", python.as_str())],
+        scratch.dir.path(),
+    )
+    .wait(LONG);
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
+    assert!(
+        out.stderr.contains("--heartbeat-interval (20s)"),
+        "{}",
+        out.both()
+    );
+    assert!(
+        !ran.exists(),
+        "python ran while the command line was checked"
+    );
 }
 
 /// Without Python or pytest, ciq says how to point it at the interpreter that has pytest.
@@ -395,7 +466,12 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
                 project.dir.path(),
             )
             .wait(LONG);
-            assert_eq!(out.code, Some(2), "{python} {mode:?}: {}", out.both());
+            assert_eq!(
+                out.code,
+                Some(ExitCode::Usage.code()),
+                "{python} {mode:?}: {}",
+                out.both()
+            );
             assert!(
                 out.stderr.contains(said),
                 "{python} {mode:?}: {}",
@@ -430,14 +506,24 @@ fn a_missing_python_or_pytest_gets_a_hint_about_ciq_python() {
     let leader = worker("w1", &[]);
     leader.wait_for_stderr("queued 4 tests", LONG);
     let bare_worker = worker("w2", &[("CIQ_PYTHON", bare.as_str())]).wait(LONG);
-    assert_eq!(bare_worker.code, Some(2), "{}", bare_worker.both());
+    assert_eq!(
+        bare_worker.code,
+        Some(ExitCode::Usage.code()),
+        "{}",
+        bare_worker.both()
+    );
     assert!(
         bare_worker.stderr.contains("No module named"),
         "{}",
         bare_worker.both()
     );
     let leader = leader.wait(LONG);
-    assert_eq!(leader.code, Some(0), "{}", leader.both());
+    assert_eq!(
+        leader.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        leader.both()
+    );
     assert!(
         leader.stdout.contains("4 tests: 4 passed"),
         "{}",
@@ -490,7 +576,12 @@ fn batches_share_a_modules_fixture() {
         let mut args = strings(&["run", "-j", "1"]);
         args.extend(strings(mode));
         let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
-        assert_eq!(out.code, Some(0), "{mode:?}: {}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::Success.code()),
+            "{mode:?}: {}",
+            out.both()
+        );
         assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
         assert_each_ran_once(scratch.dir.path(), &format!("{mode:?}"));
         let setups = std::fs::read_to_string(scratch.path("setups.log"))
@@ -530,7 +621,12 @@ fn a_failing_kept_module_teardown_makes_the_build_red() {
         "--persistent",
     ]);
     let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(out.stdout.contains("verdict: failed"), "{}", out.both());
     assert!(
         out.stdout.contains("ERRORED test_breaks.py::test_one")
@@ -575,17 +671,32 @@ fn a_mismatch_recorded_while_the_report_waits_for_the_workers_turns_it_red() {
     });
     let follower = pytest_worker(&server, &scratch, build, "w1", &[]);
     let leader = leader.wait(LONG);
-    assert_eq!(leader.code, Some(0), "{}", leader.both());
+    assert_eq!(
+        leader.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        leader.both()
+    );
     assert_ran(&leader, "w2", &["test_a.py::test_a1", "test_a.py::test_a2"]);
     let follower = follower.wait(LONG);
-    assert_eq!(follower.code, Some(6), "{}", follower.both());
+    assert_eq!(
+        follower.code,
+        Some(ExitCode::ListMismatch.code()),
+        "{}",
+        follower.both()
+    );
     assert!(
         !follower.both().contains("w1: test_c.py"),
         "{}",
         follower.both()
     );
     let report = report.wait(LONG);
-    assert_eq!(report.code, Some(6), "{}", report.both());
+    assert_eq!(
+        report.code,
+        Some(ExitCode::ListMismatch.code()),
+        "{}",
+        report.both()
+    );
     assert!(
         report.stdout.contains("worker `w1`: 1 of its 3 ids"),
         "{}",
@@ -627,7 +738,12 @@ fn a_follower_collecting_longer_than_the_heartbeat_timeout_is_alive() {
     std::thread::sleep(Duration::from_millis(500));
     leader.signal(nix::sys::signal::Signal::SIGKILL);
     let follower = follower.wait(LONG);
-    assert_eq!(follower.code, Some(0), "{}", follower.both());
+    assert_eq!(
+        follower.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        follower.both()
+    );
     // The leader's test, taken over, and the other: both run by the follower.
     assert_ran(
         &follower,
@@ -635,7 +751,12 @@ fn a_follower_collecting_longer_than_the_heartbeat_timeout_is_alive() {
         &["test_a.py::test_a1", "test_a.py::test_a2"],
     );
     let report = report.wait(LONG);
-    assert_eq!(report.code, Some(0), "{}", report.both());
+    assert_eq!(
+        report.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        report.both()
+    );
     assert!(
         report.stdout.contains("2 tests: 2 passed"),
         "{}",
@@ -674,7 +795,12 @@ fn a_failing_session_teardown_makes_the_build_red() {
         "--persistent",
     ]);
     let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("2 tests: 1 passed, 1 errored")
             && out.stdout.contains("ERRORED test_a.py::test_two")
@@ -711,7 +837,7 @@ fn persistent_pytest_collects_once_per_worker() {
     suite(scratch.dir.path());
     let args = strings(&["run", "-j", "2", "pytest"]);
     let out = Proc::spawn_in("local", &scratch, &args, &[], scratch.dir.path()).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
     assert_each_ran_once(scratch.dir.path(), "local");
     assert_eq!(collections(scratch.dir.path()), 2, "local: one per worker");
@@ -724,7 +850,7 @@ fn persistent_pytest_collects_once_per_worker() {
         &["pytest", "--persistent"],
         &[],
     );
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
     assert_each_ran_once(dir.dir.path(), "Redis");
     assert_eq!(collections(dir.dir.path()), 2, "Redis: one per worker");
@@ -757,10 +883,20 @@ fn a_persistent_follower_whose_collection_differs_turns_the_build_red() {
     );
     let build = "collections";
     let leader = pytest_worker(&server, &scratch, build, "w2", &fast_flags()).wait(LONG);
-    assert_eq!(leader.code, Some(0), "{}", leader.both());
+    assert_eq!(
+        leader.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        leader.both()
+    );
     assert_ran(&leader, "w2", &["test_a.py::test_a1", "test_a.py::test_a2"]);
     let follower = pytest_worker(&server, &scratch, build, "w1", &fast_flags()).wait(LONG);
-    assert_eq!(follower.code, Some(6), "{}", follower.both());
+    assert_eq!(
+        follower.code,
+        Some(ExitCode::ListMismatch.code()),
+        "{}",
+        follower.both()
+    );
     assert!(
         follower
             .stderr
@@ -774,5 +910,10 @@ fn a_persistent_follower_whose_collection_differs_turns_the_build_red() {
         follower.both()
     );
     let report = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(report.code, Some(6), "{}", report.both());
+    assert_eq!(
+        report.code,
+        Some(ExitCode::ListMismatch.code()),
+        "{}",
+        report.both()
+    );
 }

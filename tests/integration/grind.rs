@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use ciq::exit_code;
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Proc, RedisServer, Scratch, report_args, wait_until, with_command, worker_args};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -33,7 +33,7 @@ fn grind_runs_each_test_n_times_across_workers_and_survives_a_kill() {
     w3.signal(Signal::SIGKILL);
     for worker in [w1, w2] {
         let out = worker.wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     let counts = scratch.run_counts();
     for test in ["pass/a@300", "pass/b@300"] {
@@ -47,7 +47,7 @@ fn grind_runs_each_test_n_times_across_workers_and_survives_a_kill() {
     let mut args = report_args(&server, build);
     args.push("--grind".to_owned());
     let out = Proc::spawn("report", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     // Every copy once, whether or not the killed worker held one at that moment.
     assert!(out.stdout.contains("12 tests: 12 passed"), "{}", out.both());
     let a = row(&out.stdout, "pass/a@300");
@@ -77,14 +77,19 @@ fn the_grind_report_judges_pass_rates() {
     args.extend(["--grind", "6"].map(str::to_owned));
     let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
     // flaky/c failed its first run: the worker's own verdict is a plain build's.
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     let grind_report = |rate: &str| {
         let mut args = report_args(&server, build);
         args.extend(["--grind", "--grind-min-pass-rate", rate].map(str::to_owned));
         Proc::spawn(&format!("report-{rate}"), &scratch, &args).wait(LONG)
     };
     let out = grind_report("0.8");
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stdout.contains("12 tests: 11 passed, 1 failed"),
         "{}",
@@ -99,7 +104,12 @@ fn the_grind_report_judges_pass_rates() {
         out.both()
     );
     let out = grind_report("0.9");
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("flaky/c  <- passes too rarely"),
         "{}",
@@ -131,11 +141,11 @@ fn the_grind_report_of_a_plain_build_is_refused() {
     let list = scratch.tests(&["pass/a".to_owned(), "pass/b".to_owned()]);
     let args = worker_args(&server, build, "w1", &list);
     let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     let mut args = report_args(&server, build);
     args.push("--grind".to_owned());
     let out = Proc::spawn("report", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::USAGE), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert!(out.stdout.is_empty(), "{}", out.both());
     let errors: Vec<&str> = out
         .stderr
@@ -161,11 +171,16 @@ fn a_grind_cut_short_is_incomplete() {
     let mut args = worker_args(&server, build, "w1", &list);
     args.extend(["--grind", "10", "--max-duration", "1s"].map(str::to_owned));
     let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
-    assert_ne!(out.code, Some(0), "{}", out.both());
+    assert_ne!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     let mut report = report_args(&server, build);
     report.extend(["--grind", "--grind-min-pass-rate", "0"].map(str::to_owned));
     let out = Proc::spawn("report", &scratch, &report).wait(LONG);
-    assert_eq!(out.code, Some(3), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsNotRun.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("grind verdict: incomplete"),
         "{}",

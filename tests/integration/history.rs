@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Proc, RedisServer, Scratch, TestRedis, report_args, with_command, worker_args};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -39,12 +40,22 @@ pub(crate) fn flakiness_accumulates(server: &impl TestRedis) {
     let tests = ["pass/0", "flaky/net", "fail/disk"];
     for build in ["b1", "b2"] {
         let out = build_and_report(server, build, &tests, &[]);
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
     }
     // Without a retry, the flaky test fails for good this time: the report says it is often
     // flaky, which a plain failure is not.
     let out = build_and_report(server, "b3", &tests, &["--max-requeues", "0"]);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("FAILED flaky/net (worker w1, ")
             && out
@@ -78,7 +89,7 @@ pub(crate) fn flakiness_accumulates(server: &impl TestRedis) {
         Proc::spawn(&format!("flaky-{namespace}"), &scratch, &args).wait(LONG)
     };
     let out = flaky("ns");
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         lines[0],

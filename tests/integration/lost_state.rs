@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{
     Output, Proc, RedisServer, Scratch, ids, ready_generation, report_args, results, wait_until,
     with_command, worker_args,
@@ -40,7 +41,7 @@ fn a_build_longer_than_its_redis_ttl_keeps_its_keys() {
         .map(|w| w.wait(LONG))
         .chain([report.wait(LONG)])
     {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(out.stdout.contains("16 tests: 16 passed"), "{}", out.both());
     }
     scratch.assert_each_ran_once(16);
@@ -158,7 +159,12 @@ fn a_build_key_lost_mid_build_is_lost_state_never_wrong_counts() {
         for out in &outs {
             assert!(!out.stderr.contains("attempt to"), "{name}: {}", out.both());
             if MUST_EXIST.contains(&name) {
-                assert_eq!(out.code, Some(5), "{name}: {}", out.both());
+                assert_eq!(
+                    out.code,
+                    Some(ExitCode::Infrastructure.code()),
+                    "{name}: {}",
+                    out.both()
+                );
                 assert!(
                     out.stderr.contains("the build's state was lost from Redis"),
                     "{name}: {}",
@@ -166,7 +172,12 @@ fn a_build_key_lost_mid_build_is_lost_state_never_wrong_counts() {
                 );
                 assert!(!out.stdout.contains("verdict"), "{name}: {}", out.both());
             } else {
-                assert_eq!(out.code, Some(1), "{name}: {}", out.both());
+                assert_eq!(
+                    out.code,
+                    Some(ExitCode::TestsFailed.code()),
+                    "{name}: {}",
+                    out.both()
+                );
                 assert!(
                     out.stdout
                         .contains("24 tests: 20 passed, 2 flaky, 2 failed; 4 requeued"),
@@ -199,7 +210,7 @@ fn an_evicting_redis_is_warned_about() {
         &with_command(worker_args(&server, "evicting", "w1", &list)),
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr
             .contains("has a memory limit and maxmemory-policy `allkeys-lru`"),
@@ -235,7 +246,7 @@ fn a_redis_out_of_memory_says_so() {
     .wait(LONG);
     assert_eq!(
         out.code,
-        Some(ciq::exit_code::INFRASTRUCTURE),
+        Some(ExitCode::Infrastructure.code()),
         "{}",
         out.both()
     );
@@ -269,7 +280,12 @@ fn a_finished_build_that_lost_only_its_state_is_lost_for_late_comers() {
         let list = scratch.tests(&ids("pass", 3));
         let args = |worker: &str| with_command(worker_args(&server, &build, worker, &list));
         let first = Proc::spawn("w1", &scratch, &args("w1")).wait(LONG);
-        assert_eq!(first.code, Some(0), "{}", first.both());
+        assert_eq!(
+            first.code,
+            Some(ExitCode::Success.code()),
+            "{}",
+            first.both()
+        );
         let state = ciq::queue::redis::keys::BuildKeys::new("", &build).state();
         let deleted: i64 = redis::cmd("DEL")
             .arg(&state)
@@ -293,7 +309,7 @@ fn a_finished_build_that_lost_only_its_state_is_lost_for_late_comers() {
         for out in [first_late, second_late] {
             assert_eq!(
                 out.code,
-                Some(ciq::exit_code::INFRASTRUCTURE),
+                Some(ExitCode::Infrastructure.code()),
                 "{late}: {}",
                 out.both()
             );

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use ciq::exit_code::ExitCode;
 use ciq::queue::redis::keys::BuildKeys;
 use redis::Commands;
 
@@ -45,7 +46,7 @@ fn all_connections_dropped_at_once_mid_build() {
     }
     let outs: Vec<_> = workers.into_iter().map(|w| w.wait(LONG)).collect();
     for out in &outs {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(
             out.stderr.contains("reconnected to Redis"),
             "{}",
@@ -54,7 +55,7 @@ fn all_connections_dropped_at_once_mid_build() {
         assert!(out.stdout.contains("60 tests: 60 passed"), "{}", out.both());
     }
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("60 tests: 60 passed"), "{}", out.both());
     assert_eq!(results(&server, build).len(), 60);
     assert_one_final_line_each(outs.iter().map(|o| o.stderr.as_str()), 60);
@@ -146,7 +147,7 @@ fn a_worker_gives_up_on_redis_within_its_redis_timeout() {
         let waited = cut_off.elapsed();
         assert_eq!(
             out.code,
-            Some(ciq::exit_code::INFRASTRUCTURE),
+            Some(ExitCode::Infrastructure.code()),
             "{fault}: {}",
             out.both()
         );

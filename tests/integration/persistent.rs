@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ciq::exit_code;
-
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Output, Proc, Scratch, wait_until};
 
 /// Bound on any one run: generous, the runs themselves take about a second.
@@ -69,7 +68,7 @@ fn assert_gone(pid: i32) {
 
 /// The worker ended before running any test, with exit code 2 and `detail` in its error.
 fn assert_refused(out: &Output, scratch: &Scratch, detail: &str) {
-    assert_eq!(out.code, Some(exit_code::USAGE), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     let expected = format!("cannot run tests: {detail}");
     assert!(out.stderr.contains(&expected), "{}", out.both());
     assert!(scratch.runs().is_empty(), "{:?}", scratch.runs());
@@ -98,7 +97,12 @@ fn a_result_breaking_the_protocol_errors_its_test_and_restarts_the_framework() {
         ("bad-outcome", r#"an unknown outcome, "exploded""#),
     ] {
         let (out, scratch) = run(mode, &["pass/1", "bad/1", "pass/2", "pass/3"]);
-        assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
         assert!(
             out.stdout.contains("4 tests: 3 passed, 1 errored"),
             "{}",
@@ -162,17 +166,17 @@ fn a_framework_failing_at_shutdown_is_a_warning_and_results_stand() {
     for (tests, code, summary) in [
         (
             &["pass/1", "pass/2"][..],
-            exit_code::SUCCESS,
+            ExitCode::Success,
             "2 tests: 2 passed",
         ),
         (
             &["pass/1", "fail/1"][..],
-            exit_code::TESTS_FAILED,
+            ExitCode::TestsFailed,
             "2 tests: 1 passed, 1 failed",
         ),
     ] {
         let (out, scratch) = run("fail-shutdown", tests);
-        assert_eq!(out.code, Some(code), "{}", out.both());
+        assert_eq!(out.code, Some(code.code()), "{}", out.both());
         assert!(out.stdout.contains(summary), "{}", out.both());
         // The key line of its stderr, not the tail: the teardown's last line is not the error.
         let warning = out
@@ -195,7 +199,12 @@ fn a_framework_failing_at_shutdown_is_a_warning_and_results_stand() {
 #[test]
 fn a_framework_dying_while_settling_errors_the_held_test() {
     let (out, _scratch) = run("keep-then-die", &["pass/1"]);
-    assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("ERRORED pass/1")
             && out.stdout.contains("the database would not close")
@@ -281,7 +290,7 @@ fn each_line_comes_while_the_batch_runs_on() {
     );
     std::fs::write(scratch.path("open-local-1"), "").unwrap();
     let out = run.wait(LONG);
-    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("3 tests: 3 passed"), "{}", out.both());
 }
 
@@ -320,7 +329,7 @@ fn a_second_result_errors_the_test_that_wrote_it_not_the_next() {
         let case = format!("{mode} {extra:?} {tests:?}");
         assert_eq!(
             out.code,
-            Some(exit_code::TESTS_FAILED),
+            Some(ExitCode::TestsFailed.code()),
             "{case}: {}",
             out.both()
         );

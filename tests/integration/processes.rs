@@ -10,6 +10,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{
     Proc, RedisServer, Scratch, ciq, results, wait_until, with_command, worker_args,
 };
@@ -73,7 +74,12 @@ fn a_passing_junit_report_never_hides_a_bad_end() {
         distributed.extend(["--".to_owned(), command.clone()]);
         for args in [local, distributed] {
             let out = Proc::spawn("run", &scratch, &args).wait(LONG);
-            assert_eq!(out.code, Some(1), "{end}: {}", out.both());
+            assert_eq!(
+                out.code,
+                Some(ExitCode::TestsFailed.code()),
+                "{end}: {}",
+                out.both()
+            );
             assert!(
                 out.stdout.contains("6 tests: 0 passed, 6 errored"),
                 "{end}: {}",
@@ -235,7 +241,12 @@ fn a_stalled_log_pipe_never_holds_back_the_protocol() {
     assert!(stalled.wait().unwrap().success(), "{drained}");
     assert!(drained.contains("PASS"), "{drained}");
     let watcher = watcher.wait(LONG);
-    assert_eq!(watcher.code, Some(0), "{}", watcher.both());
+    assert_eq!(
+        watcher.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        watcher.both()
+    );
     assert!(
         watcher.stdout.contains("1 tests: 1 passed\n"),
         "taken over: {}",
@@ -277,7 +288,7 @@ fn a_hanging_test_errors_alone_not_its_batch() {
     let out = Proc::spawn("local", &scratch, &args).wait(LONG);
     assert_eq!(
         out.code,
-        Some(ciq::exit_code::TESTS_FAILED),
+        Some(ExitCode::TestsFailed.code()),
         "{}",
         out.both()
     );
@@ -343,7 +354,7 @@ fn a_timed_out_batch_keeps_what_its_report_shows_finished() {
     let out = Proc::spawn("w1", &scratch, &args).wait(LONG);
     assert_eq!(
         out.code,
-        Some(ciq::exit_code::TESTS_FAILED),
+        Some(ExitCode::TestsFailed.code()),
         "{}",
         out.both()
     );

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{
     Proc, RedisServer, Scratch, record_test, report_args, with_command, worker_args,
 };
@@ -31,7 +32,7 @@ fn a_quarantined_failure_is_reported_and_the_build_stays_green() {
     let mut args = worker_args(&server, build, "w1", &list);
     args.extend(flag.clone());
     let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr.contains(
             "warning: 1 quarantined test(s) are not in the test list (renamed or deleted?): fail/renamed"
@@ -55,7 +56,7 @@ fn a_quarantined_failure_is_reported_and_the_build_stays_green() {
         ("GITHUB_STEP_SUMMARY", page_var.as_str()),
     ];
     let out = Proc::spawn_with_env("report", &scratch, &report, &env).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     // The JSON report and the CI's page say it too.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -83,7 +84,12 @@ fn a_quarantined_failure_is_reported_and_the_build_stays_green() {
 
     // Without the quarantine the same build is red.
     let out = Proc::spawn("plain", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
 }
 
 /// Regression (a hostile trial): every test failing and every one quarantined printed "4 tests:
@@ -108,7 +114,7 @@ fn a_build_green_only_by_its_quarantine_says_so() {
     args.extend(flag.clone());
     args.extend(["--max-requeues", "0"].map(str::to_owned));
     let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains(warning), "{}", out.both());
 
     let mut report = report_args(&server, build);
@@ -122,7 +128,7 @@ fn a_build_green_only_by_its_quarantine_says_so() {
         ("GITHUB_STEP_SUMMARY", page_var.as_str()),
     ];
     let out = Proc::spawn_with_env("report", &scratch, &report, &env).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains(warning), "{}", out.both());
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -164,7 +170,12 @@ fn only_the_quarantined_failures_are_forgiven() {
     .map(str::to_owned)
     .to_vec();
     let out = Proc::spawn("local", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         !out.stderr.contains("not in the test list"),
         "{}",
@@ -181,7 +192,7 @@ fn only_the_quarantined_failures_are_forgiven() {
 
     std::fs::write(&quarantine, "fail/known\nbad\0line\n").unwrap();
     let out = Proc::spawn("bad", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert!(out.stderr.contains("line 2"), "{}", out.both());
 }
 
@@ -202,7 +213,7 @@ fn quarantined_ids_missing_from_a_listed_suite_are_warned_about() {
         quarantine.to_string_lossy().into_owned(),
     ]);
     let out = Proc::spawn("w1", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     scratch.assert_each_ran_once(1);
     assert!(
         out.stderr.contains(

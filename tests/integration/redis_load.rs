@@ -4,6 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Proc, RedisServer, Scratch, ids, wait_until};
 
 #[test]
@@ -50,7 +51,7 @@ fn redis_commands_per_test_for_500_noop_tests_on_2_workers() {
         .collect();
     for worker in workers {
         let out = worker.wait(Duration::from_secs(300));
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(
             out.stdout.contains("500 tests: 500 passed"),
             "{}",

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ciq::exit_code;
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{
     Proc, RedisServer, Scratch, replace_flag, report_args, with_command, worker_args,
 };
@@ -76,11 +76,21 @@ fn a_retried_build_reruns_only_its_failed_tests_once_across_jobs() {
     tests.extend(["fail/0", "flaky/0", "flaky/1"].map(str::to_owned));
     let list = scratch.tests(&tests);
     for out in workers(&server, &scratch, build, &list, &["w1", "w2"], &[], &[]) {
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
     }
     assert_eq!(scratch.runs().len(), 23);
     let out = Proc::spawn("report-1", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("23 tests: 20 passed, 3 failed"),
         "{}",
@@ -108,7 +118,12 @@ fn a_retried_build_reruns_only_its_failed_tests_once_across_jobs() {
         "{said}"
     );
     let out = Proc::spawn("report-2", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout
             .contains("23 tests: 20 passed, 2 flaky, 1 failed; 3 requeued"),
@@ -119,7 +134,12 @@ fn a_retried_build_reruns_only_its_failed_tests_once_across_jobs() {
     // The same retry started late runs nothing more.
     let before = scratch.runs().len();
     for out in workers(&server, &scratch, build, &list, &["w1"], &["--retry"], &[]) {
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
     }
     assert!(runs_since(&scratch, before).is_empty());
 
@@ -134,7 +154,12 @@ fn a_retried_build_reruns_only_its_failed_tests_once_across_jobs() {
         &["--retry=2"],
         &[],
     ) {
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
     }
     assert_eq!(runs_since(&scratch, before), expected(&["fail/0"]));
     let out = Proc::spawn("report-3", &scratch, &report_args(&server, build)).wait(LONG);
@@ -156,7 +181,7 @@ fn nothing_to_retry_exits_zero_at_once() {
     let tests: Vec<String> = (0..5).map(|n| format!("pass/{n}")).collect();
     let list = scratch.tests(&tests);
     for out in workers(&server, &scratch, build, &list, &["w1"], &[], &[]) {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     scratch.assert_each_ran_once(5);
     let before = scratch.runs().len();
@@ -167,7 +192,12 @@ fn nothing_to_retry_exits_zero_at_once() {
         ("BUILDKITE_RETRY_COUNT", "1"),
     ];
     let outs = workers(&server, &scratch, build, &list, &["w1"], &[], &env);
-    assert_eq!(outs[0].code, Some(0), "{}", outs[0].both());
+    assert_eq!(
+        outs[0].code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        outs[0].both()
+    );
     assert!(
         outs[0].stderr.contains(
             "ciq: nothing to retry: no test of build `green` failed (retry `buildkite-1`)"
@@ -209,13 +239,23 @@ fn a_gitlab_job_run_again_retries_its_build() {
         )
         .wait(LONG)
     };
-    assert_eq!(run("1").code, Some(1));
+    assert_eq!(run("1").code, Some(ExitCode::TestsFailed.code()));
     let before = scratch.runs().len();
     let late = run("2");
-    assert_eq!(late.code, Some(1), "{}", late.both());
+    assert_eq!(
+        late.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        late.both()
+    );
     assert!(runs_since(&scratch, before).is_empty(), "{}", late.both());
     let retried = run("1");
-    assert_eq!(retried.code, Some(0), "{}", retried.both());
+    assert_eq!(
+        retried.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        retried.both()
+    );
     assert_eq!(runs_since(&scratch, before), expected(&["flaky/0"]));
 }
 
@@ -230,7 +270,12 @@ fn retry_of_runs_an_earlier_builds_failures() {
         .to_vec();
     let list = scratch.tests(&tests);
     for out in workers(&server, &scratch, "first", &list, &["w1"], &[], &[]) {
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
     }
     let before = scratch.runs().len();
     let rerun = |build: &str, of: &str| {
@@ -241,7 +286,12 @@ fn retry_of_runs_an_earlier_builds_failures() {
         Proc::spawn(&format!("rerun-{build}"), &scratch, &with_command(args)).wait(LONG)
     };
     let out = rerun("second", "first");
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert_eq!(
         runs_since(&scratch, before),
         expected(&["fail/0", "flaky/0"])
@@ -253,7 +303,7 @@ fn retry_of_runs_an_earlier_builds_failures() {
         out.both()
     );
     let out = rerun("third", "no-such-build");
-    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert!(
         out.stderr
             .contains("--retry-of: build `no-such-build` is not in this Redis"),
@@ -281,7 +331,7 @@ fn a_job_retried_mid_build_joins_it() {
     ciq_testkit::wait_until("the build runs", LONG, || !scratch.runs().is_empty());
     let retried = Proc::spawn("retried", &scratch, &args("w2", &["--retry"]));
     for out in [first.wait(LONG), retried.wait(LONG)] {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     scratch.assert_each_ran_once(30);
     assert!(
@@ -372,14 +422,19 @@ fn the_report_of_a_retry_waits_for_the_rerun() {
     // retried worker to start on a loaded machine.
     let slow = ["--heartbeat-timeout", "10s"];
     for out in workers(&server, &scratch, build, &list, &["w1"], &slow, &[]) {
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
     }
     let env = [("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ATTEMPT", "2")];
     let report = Proc::spawn_with_env("report", &scratch, &report_args(&server, build), &env);
     report.wait_for_stderr("its 1 failed test(s) run again", LONG);
     let before = scratch.runs().len();
     for out in workers(&server, &scratch, build, &list, &["w1"], &[], &env) {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(
             out.stderr
                 .contains("retry `attempt-2` of build `report-first`: worker `w1` joins"),
@@ -389,7 +444,7 @@ fn the_report_of_a_retry_waits_for_the_rerun() {
     }
     assert_eq!(runs_since(&scratch, before), expected(&["flaky/0"]));
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stdout.contains("3 tests: 2 passed, 1 flaky"),
         "{}",
@@ -410,11 +465,16 @@ fn a_retry_of_an_aborted_build_runs_the_suite_afresh() {
     args.drain(7..9);
     args.extend(["--list-command", "exit 3"].map(str::to_owned));
     let out = Proc::spawn("broken", &scratch, &with_command(args)).wait(LONG);
-    assert_ne!(out.code, Some(0), "{}", out.both());
+    assert_ne!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(scratch.runs().is_empty());
 
     let outs = workers(&server, &scratch, build, &list, &["w1"], &["--retry"], &[]);
-    assert_eq!(outs[0].code, Some(0), "{}", outs[0].both());
+    assert_eq!(
+        outs[0].code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        outs[0].both()
+    );
     assert!(
         outs[0]
             .stderr
@@ -426,7 +486,7 @@ fn a_retry_of_an_aborted_build_runs_the_suite_afresh() {
     let mut report = report_args(&server, build);
     report.push("--retry".to_owned());
     let out = Proc::spawn("report", &scratch, &report).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("4 tests: 4 passed"), "{}", out.both());
 }
 
@@ -441,7 +501,7 @@ fn the_report_of_a_retry_of_a_green_build_ends_green_at_once() {
     let scratch = Scratch::new();
     let list = scratch.tests(&["pass/0".to_owned(), "pass/1".to_owned()]);
     for out in workers(&server, &scratch, "green", &list, &["w1"], &[], &[]) {
-        assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     let started = Instant::now();
     let mut report = report_args(&server, "green-rerun");
@@ -453,10 +513,10 @@ fn the_report_of_a_retry_of_a_green_build_ends_green_at_once() {
     args.drain(7..9);
     args.extend(["--retry-of", "green"].map(str::to_owned));
     let out = Proc::spawn("rerun", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stderr.contains("nothing to retry"), "{}", out.both());
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(exit_code::SUCCESS), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stderr.contains(
             "build `green-rerun` re-runs the failed tests of build `green`, which had none"
@@ -476,7 +536,12 @@ fn the_report_of_a_retry_of_a_green_build_ends_green_at_once() {
     // The build of no test is a real one: its id given to a run of the suite is refused.
     let args = worker_args(&server, "green-rerun", "w2", &list);
     let out = Proc::spawn("reused", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::LIST_MISMATCH), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::ListMismatch.code()),
+        "{}",
+        out.both()
+    );
 }
 
 /// Regression (a hostile trial): the report of a retry that no retried job came to (the jobs
@@ -490,13 +555,23 @@ fn a_retry_no_job_came_to_keeps_its_earlier_failures() {
     let build = "no-job-came";
     let list = scratch.tests(&["pass/0".to_owned(), "fail/0".to_owned()]);
     for out in workers(&server, &scratch, build, &list, &["w1"], &[], &[]) {
-        assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
     }
     let before = scratch.runs().len();
     let mut args = report_args(&server, build);
     args.push("--retry".to_owned());
     let out = Proc::spawn("report", &scratch, &args).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stderr.contains(
             "no retried job came (within a heartbeat timeout) to retry `1` of build `no-job-came`: its 1 re-opened test(s) keep the outcome they had before it"
@@ -513,11 +588,21 @@ fn a_retry_no_job_came_to_keeps_its_earlier_failures() {
     assert!(!out.stdout.contains("NOT RUN"), "{}", out.both());
     // A retried job of the round that comes late runs nothing: the build is finished.
     for out in workers(&server, &scratch, build, &list, &["w1"], &["--retry"], &[]) {
-        assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
     }
     assert!(runs_since(&scratch, before).is_empty());
     let out = Proc::spawn("report-again", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(out.code, Some(exit_code::TESTS_FAILED), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout.contains("2 tests: 1 passed, 1 failed\n"),
         "{}",

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Proc, RedisServer, Scratch, with_command, worker_args};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -83,9 +84,9 @@ fn a_build_remembers_its_durations_and_the_next_starts_the_long_tests_first() {
     report.extend(["--timings-out".to_owned(), written.display().to_string()]);
     let report = Proc::spawn("report", &scratch, &report);
     let out = first.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     scratch.assert_each_ran_once(8);
     assert_said(&out, "wrote the durations of 8 tests");
     assert_eq!(
@@ -113,7 +114,7 @@ fn a_build_remembers_its_durations_and_the_next_starts_the_long_tests_first() {
         &with_command(worker_args(&server, "b2", "next", &list)),
     );
     let out = next.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert_said(
         &out,
         "ordered 8 tests longest first (8 with an estimate from earlier runs",
@@ -138,7 +139,7 @@ fn a_big_suites_leader_reads_the_longest_estimates_only() {
         let mut args = worker_args(&server, build, build, &list);
         args.extend(strings(&["--persistent", "--", &framework]));
         let out = Proc::spawn(build, &scratch, &args).wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         out
     };
     build("first");
@@ -184,7 +185,7 @@ fn departed_tests_leave_the_store_and_recent_ones_stay() {
         &with_command(worker_args(&server, "b", "w", &list)),
     )
     .wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     scratch.assert_each_ran_once(2);
     let stored: BTreeMap<String, String> = redis::cmd("HGETALL")
         .arg(STORE)
@@ -216,7 +217,7 @@ fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
             written.display().to_string(),
         ],
     );
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     scratch.assert_each_ran_once(8);
     assert_said(&out, "warning: cannot read timing file");
     assert_said(&out, "wrote the durations of 8 tests");
@@ -232,7 +233,7 @@ fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
             written.display().to_string(),
         ],
     );
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert_eq!(timing_file(&written).len(), 8);
     let order = runs_after(&scratch, 8);
     assert_long_first(&order);
@@ -254,7 +255,7 @@ fn a_local_timing_file_or_an_earlier_junit_report_orders_the_next_run() {
         "local-3",
         &["--timings".to_owned(), junit.display().to_string()],
     );
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     let order = runs_after(&scratch, 16);
     assert_eq!(order.first().map(String::as_str), Some("pass/short2"));
     assert_eq!(
@@ -272,7 +273,7 @@ fn a_timing_file_that_cannot_be_written_is_refused_before_the_build() {
     args.push(list.display().to_string());
     args.extend(strings(&["--timings-out", "/nonexistent-dir/timings.tsv"]));
     let out = Proc::spawn("w", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Usage.code()), "{}", out.both());
     assert_said(
         &out,
         "error: --timings-out (CIQ_LOCAL_TIMINGS_OUT) `/nonexistent-dir/timings.tsv`: the directory `/nonexistent-dir` does not exist (create it first)",
@@ -283,7 +284,12 @@ fn a_timing_file_that_cannot_be_written_is_refused_before_the_build() {
 /// `--test-timeout auto`: a test that normally takes 200 ms and hangs is killed after the
 /// 5 s floor; one that takes a little longer than usual, and one without history, are spared.
 fn assert_auto_limits(out: &ciq_testkit::Output, scratch: &Scratch) {
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     scratch.assert_each_ran_once(3);
     assert!(
         out.stdout.contains("3 tests: 2 passed, 1 errored"),
@@ -344,7 +350,7 @@ fn auto_time_limits_through_redis_come_from_the_store() {
 /// The drifting test is named with its usual time; the time it took depends on the machine's
 /// load (a loaded one stretches a 1.5 s sleep), so only its start is checked.
 fn assert_named_only_the_drifting_test(out: &ciq_testkit::Output, named: &str) {
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     let line = out
         .stderr
         .lines()
@@ -398,7 +404,7 @@ fn runs_much_longer_than_usual_are_named() {
         &scratch,
         &with_command(worker_args(&server, "drift", "w", &list)),
     );
-    assert_eq!(worker.wait(LONG).code, Some(0));
+    assert_eq!(worker.wait(LONG).code, Some(ExitCode::Success.code()));
     let out = report.wait(LONG);
     assert_named_only_the_drifting_test(&out, named);
     let counts = scratch.run_counts();

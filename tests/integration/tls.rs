@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{Proc, RedisCluster, Scratch, free_port, ids, record_test, results};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -160,7 +161,7 @@ fn rediss_urls_work_and_verify_the_certificate() {
     };
     let trusted = [("SSL_CERT_FILE", ca.as_str())];
     let out = Proc::spawn_with_env("w1", &scratch, &args("w1"), &trusted).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("6 tests: 6 passed"), "{}", out.both());
     let report: Vec<String> = [
         "report",
@@ -174,10 +175,15 @@ fn rediss_urls_work_and_verify_the_certificate() {
     .map(str::to_owned)
     .into();
     let out = Proc::spawn_with_env("report", &scratch, &report, &trusted).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     // Without the CA the server is not trusted: an infrastructure error naming the cause.
     let out = Proc::spawn("untrusted", &scratch, &args("w2")).wait(LONG);
-    assert_eq!(out.code, Some(5), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::Infrastructure.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stderr.to_lowercase().contains("certificate"),
         "{}",
@@ -221,7 +227,7 @@ fn a_cluster_over_tls_runs_a_build() {
         .collect();
     for worker in workers {
         let out = worker.wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(out.stdout.contains("12 tests: 12 passed"), "{}", out.both());
     }
     let one_node = url
@@ -233,7 +239,7 @@ fn a_cluster_over_tls_runs_a_build() {
         .map(str::to_owned)
         .into();
     let out = Proc::spawn_with_env("report", &scratch, &report, &trusted).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("12 tests: 12 passed"), "{}", out.both());
     scratch.assert_each_ran_once(12);
     assert_eq!(results(&cluster, "tls-cluster").len(), 12);

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use ciq::exit_code::ExitCode;
 use ciq_testkit::{
-    Output, Proc, RedisServer, Scratch, ids, ran, replace_flag, report_args, wait_until,
-    with_command, with_list_command, worker_args,
+    Output, Proc, RedisServer, Scratch, ids, ran, replace_flag, report_args, terminated,
+    wait_until, with_command, with_list_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -43,7 +44,12 @@ fn a_namespaced_build_and_a_build_id_holding_a_colon_never_meet() {
         );
         args.extend(flags[2..].iter().map(|flag| (*flag).to_owned()));
         let out = Proc::spawn(&name, &scratch, &with_command(args)).wait(LONG);
-        assert_eq!(out.code, Some(0), "{flags:?}: {}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::Success.code()),
+            "{flags:?}: {}",
+            out.both()
+        );
         let count = tests.len();
         assert!(
             out.stdout
@@ -120,7 +126,7 @@ fn a_worker_with_another_list_runs_nothing_and_the_build_is_red() {
     w1.wait_for_stderr("queued 10 tests", LONG);
     let w2 = Proc::spawn("w2", &scratch, &args("w2", &c));
     for out in [w1.wait(LONG), w2.wait(LONG)] {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
 }
 
@@ -154,7 +160,7 @@ fn two_suites_sharing_a_build_id_need_a_namespace() {
     let a = run(Some("suite-a"), "a1", &suite_a);
     let b = run(Some("suite-b"), "b1", &suite_b);
     for out in [a.wait(LONG), b.wait(LONG)] {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(out.stdout.contains("6 tests: 6 passed"), "{}", out.both());
     }
 }
@@ -183,13 +189,13 @@ fn processes_sharing_a_worker_id_live_and_leave_on_their_own() {
     wait_until("a few tests done", LONG, || scratch.runs().len() >= 6);
     first.signal(Signal::SIGTERM);
     let first = first.wait(LONG);
-    assert_eq!(first.code, Some(143), "{}", first.both());
+    assert_eq!(first.code, terminated(), "{}", first.both());
     for out in others
         .into_iter()
         .map(|p| p.wait(LONG))
         .chain([report.wait(LONG)])
     {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(out.stdout.contains("24 tests: 24 passed"), "{}", out.both());
     }
     let counts = scratch.run_counts();
@@ -218,7 +224,7 @@ fn processes_sharing_a_worker_id_keep_their_own_leases_when_one_is_killed() {
     let mut procs = procs.into_iter();
     drop(procs.next());
     for out in procs.map(|p| p.wait(LONG)).chain([report.wait(LONG)]) {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(out.stdout.contains("30 tests: 30 passed"), "{}", out.both());
         assert!(
             !out.both().contains("lost test"),
@@ -279,7 +285,7 @@ fn a_leader_stopped_while_listing_gives_its_lock_up() {
     let stopped = Instant::now();
     leader.signal(Signal::SIGTERM);
     let out = leader.wait(LONG);
-    assert_eq!(out.code, Some(143), "{}", out.both());
+    assert_eq!(out.code, terminated(), "{}", out.both());
     assert!(out.stderr.contains("gave up leading"), "{}", out.both());
     follower.wait_for_stderr("`follower` is the leader", LONG);
     assert!(
@@ -289,7 +295,7 @@ fn a_leader_stopped_while_listing_gives_its_lock_up() {
     );
     std::fs::write(scratch.path("gate"), "").unwrap();
     let out = follower.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("4 tests: 4 passed"), "{}", out.both());
 }
 
@@ -338,7 +344,7 @@ fn a_follower_starts_its_framework_while_the_leader_lists() {
     leader.wait_for_stderr("is the leader", LONG);
     let follower = Proc::spawn("follower", &scratch, &args("follower"));
     for out in [leader.wait(LONG), follower.wait(LONG)] {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(out.stdout.contains("6 tests: 6 passed"), "{}", out.both());
     }
 }
@@ -377,7 +383,7 @@ fn a_leader_stopped_while_listing_says_it_left() {
     follower.wait_for_stderr("waits for leader `leader`", LONG);
     leader.signal(Signal::SIGTERM);
     let out = leader.wait(LONG);
-    assert_eq!(out.code, Some(143), "{}", out.both());
+    assert_eq!(out.code, terminated(), "{}", out.both());
     let workers: std::collections::HashMap<String, String> =
         redis::Commands::hgetall(&mut server.conn(), format!("ciq:{{{build}}}:workers")).unwrap();
     assert!(
@@ -388,10 +394,10 @@ fn a_leader_stopped_while_listing_says_it_left() {
     );
     std::fs::write(scratch.path("gate"), "").unwrap();
     let out = follower.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     let finished = Instant::now();
     let out = report.wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(out.stdout.contains("4 tests: 4 passed"), "{}", out.both());
     assert!(
         finished.elapsed() < Duration::from_secs(30),
@@ -410,14 +416,24 @@ fn a_finished_build_run_again_says_so() {
     let list = scratch.tests(&["pass/a".to_owned(), "fail/b".to_owned()]);
     let args = with_command(worker_args(&server, "finished", "w1", &list));
     let first: Output = Proc::spawn("first", &scratch, &args).wait(LONG);
-    assert_eq!(first.code, Some(1), "{}", first.both());
+    assert_eq!(
+        first.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        first.both()
+    );
     assert!(
         !first.stderr.contains("had already finished"),
         "{}",
         first.both()
     );
     let again = Proc::spawn("again", &scratch, &args).wait(LONG);
-    assert_eq!(again.code, Some(1), "{}", again.both());
+    assert_eq!(
+        again.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        again.both()
+    );
     assert!(
         again.stderr.contains(
             "ciq: build `finished` had already finished when worker `w1` joined: it ran nothing, and the verdict below is the build's"
@@ -453,9 +469,14 @@ fn a_worker_joining_a_finished_build_lists_its_suite_first() {
         Proc::spawn(worker, &scratch, &args).wait(LONG)
     };
     let first = listing("w1", format!("cat '{}'", list.display()));
-    assert_eq!(first.code, Some(0), "{}", first.both());
+    assert_eq!(
+        first.code,
+        Some(ExitCode::Success.code()),
+        "{}",
+        first.both()
+    );
     let same = listing("w2", format!("cat '{}'", list.display()));
-    assert_eq!(same.code, Some(0), "{}", same.both());
+    assert_eq!(same.code, Some(ExitCode::Success.code()), "{}", same.both());
     assert!(
         same.stderr.contains("had already finished"),
         "{}",
@@ -464,7 +485,7 @@ fn a_worker_joining_a_finished_build_lists_its_suite_first() {
     let failing = listing("w3", "false".to_owned());
     assert_eq!(
         failing.code,
-        Some(ciq::exit_code::USAGE),
+        Some(ExitCode::Usage.code()),
         "{}",
         failing.both()
     );
@@ -478,7 +499,7 @@ fn a_worker_joining_a_finished_build_lists_its_suite_first() {
     let other = listing("w4", format!("cat '{}'", grown.display()));
     assert_eq!(
         other.code,
-        Some(ciq::exit_code::LIST_MISMATCH),
+        Some(ExitCode::ListMismatch.code()),
         "{}",
         other.both()
     );
@@ -502,7 +523,7 @@ fn a_worker_joining_a_finished_build_lists_its_suite_first() {
     let report = Proc::spawn("report", &scratch, &report_args(&server, "reused")).wait(LONG);
     assert_eq!(
         report.code,
-        Some(ciq::exit_code::LIST_MISMATCH),
+        Some(ExitCode::ListMismatch.code()),
         "{}",
         report.both()
     );
@@ -540,7 +561,7 @@ fn a_failure_is_retried_by_its_own_worker_when_the_others_stay_busy() {
     );
     std::fs::write(scratch.path("open-busy"), "").unwrap();
     for out in [failing.wait(LONG), busy.wait(LONG)] {
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         assert!(
             out.stdout
                 .contains("2 tests: 1 passed, 1 flaky; 1 requeued"),
@@ -590,7 +611,12 @@ fn a_worker_failing_in_a_row_stops_and_the_others_take_over() {
     wait_until("the queue to be filled", LONG, || scratch.runs().len() >= 2);
     let broken = Proc::spawn("broken", &scratch, &args("broken"));
     let out = broken.wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stderr
             .contains("worker `broken` stops taking tests: 3 tests failed in a row"),
@@ -599,10 +625,10 @@ fn a_worker_failing_in_a_row_stops_and_the_others_take_over() {
     );
     for proc in healthy {
         let out = proc.wait(LONG);
-        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     }
     let out = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
     assert!(
         out.stdout
             .contains("30 tests: 27 passed, 3 flaky; 3 requeued"),
@@ -632,7 +658,12 @@ fn a_worker_out_of_time_stops_and_the_rest_are_not_run() {
     let mut args = worker_args(&server, build, "w", &list);
     args.extend(["--max-duration".to_owned(), "1s".to_owned()]);
     let out = Proc::spawn("w", &scratch, &with_command(args)).wait(LONG);
-    assert_eq!(out.code, Some(3), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsNotRun.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stderr
             .contains("worker `w` stops taking tests: --max-duration 1s passed"),
@@ -642,7 +673,12 @@ fn a_worker_out_of_time_stops_and_the_rest_are_not_run() {
     let ran = scratch.runs().len();
     assert!((2..20).contains(&ran), "it ran {ran} tests");
     let out = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(out.code, Some(3), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsNotRun.code()),
+        "{}",
+        out.both()
+    );
     assert!(
         out.stdout
             .contains(&format!("20 tests: {ran} passed, {} not run", 20 - ran)),
@@ -680,7 +716,12 @@ fn the_build_stops_at_max_failures() {
         .collect();
     for worker in workers {
         let out = worker.wait(LONG);
-        assert_eq!(out.code, Some(1), "{}", out.both());
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
         assert!(
             out.stderr
                 .contains("failed tests (--max-failures); the tests left are not run"),
@@ -689,7 +730,12 @@ fn the_build_stops_at_max_failures() {
         );
     }
     let out = Proc::spawn("report", &scratch, &report_args(&server, build)).wait(LONG);
-    assert_eq!(out.code, Some(1), "{}", out.both());
+    assert_eq!(
+        out.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        out.both()
+    );
     assert!(out.stdout.contains("not run"), "{}", out.both());
     assert!(
         out.stdout.contains("WORKERS THAT STOPPED TAKING TESTS:"),

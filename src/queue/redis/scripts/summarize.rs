@@ -10,7 +10,7 @@ use super::{Step, json, lua_list};
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::QueueError;
 use crate::queue::redis::keys::BuildKeys;
-use crate::report::Summary as Read;
+use crate::report::Summary;
 use crate::report::summary::{LISTED, Listed, NOT_RUN_LISTED};
 use crate::test_id::TestId;
 
@@ -51,7 +51,7 @@ struct Raw {
 impl Step for Summarize<'_> {
     const NAME: &'static str = "summarize";
     /// The summary, or [`QueueError::StateLost`] saying what did not add up.
-    type Reply = Read;
+    type Reply = Summary;
 
     hashed!();
 
@@ -76,7 +76,7 @@ impl Step for Summarize<'_> {
         vec![LISTED.to_string(), NOT_RUN_LISTED.to_string()]
     }
 
-    fn reply(raw: Value) -> Result<Read, QueueError> {
+    fn reply(raw: Value) -> Result<Summary, QueueError> {
         let raw: Raw = json(Self::NAME, raw)?;
         if let Some(lost) = raw.lost {
             return Err(QueueError::StateLost(lost));
@@ -85,7 +85,7 @@ impl Step for Summarize<'_> {
         for (name, n) in &raw.counts {
             counts.insert(outcome(name)?, *n);
         }
-        Ok(Read {
+        Ok(Summary {
             total: raw.total,
             counts,
             failing: listed(raw.failed)?,
@@ -100,10 +100,6 @@ impl Step for Summarize<'_> {
             taken_over: raw.taken_over,
             mismatches: raw.mismatches,
             stopped: raw.stopped,
-            quarantined: Vec::new(),
-            marks: BTreeMap::new(),
-            ready_to_leave: Vec::new(),
-            ready_after: 0,
         })
     }
 }
