@@ -12,8 +12,8 @@ use thiserror::Error;
 use std::borrow::Cow;
 
 use crate::frameworks::{nextest, pytest};
+use crate::list_source::{ListFailure, ListSource};
 use crate::listing::{self, ListingError};
-use crate::queue::{ListFailure, ListSource};
 use crate::runner::RunnerError;
 use crate::runner::persistent::PersistentRunner;
 use crate::test_id::{TestList, TestListError};

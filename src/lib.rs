@@ -11,6 +11,7 @@
 
 pub mod ansi;
 pub mod batching;
+pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -22,6 +23,7 @@ pub mod grind;
 pub mod guard;
 pub mod human;
 pub mod lines;
+pub mod list_source;
 pub mod listing;
 pub mod order_log;
 pub mod outcome;

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Failed;
+use crate::ci;
 use crate::config::args::ReportArgs;
-use crate::config::{ci, report_settings};
+use crate::config::report_settings;
 use crate::exit_code;
 use crate::grind;
 use crate::quarantine::Quarantine;

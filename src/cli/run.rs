@@ -7,8 +7,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Failed;
+use crate::ci::{self, RetryRound, Share};
 use crate::config::args::RunArgs;
-use crate::config::ci::{self, Share};
 use crate::config::{ConfigError, Mode, RunConfig, RunnerSpec, SourceSpec};
 use crate::discovery::{FrameworkListing, TestSource};
 use crate::exit_code;
@@ -19,7 +19,7 @@ use crate::order_log::OrderLog;
 use crate::outcome::TestResult;
 use crate::quarantine::{Checked, Quarantine};
 use crate::queue::local::{LocalQueue, LocalTiming};
-use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
+use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, Retrying, connection};
 use crate::queue::{Queue as _, QueueError};
 use crate::report::junit::JunitReport;
 use crate::report::output_file::{self, Planned};

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
+use crate::list_source::ListSource;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
@@ -27,7 +28,7 @@ use crate::queue::redis::scripts::stage::{Stage, Staged};
 use crate::queue::redis::scripts::{self};
 use crate::queue::redis::state::BuildState;
 use crate::queue::redis::{RedisQueue, millis};
-use crate::queue::{ListSource, Queue, QueueError};
+use crate::queue::{Queue, QueueError};
 use crate::test_id::TestId;
 use crate::timings::{Ordered, Stored};
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 pub use election::Joined;
 pub use redis_queue::RedisQueue;
-pub use retry::{FailedOf, RetryRound, Retrying, reopen_for_report};
+pub use retry::{FailedOf, Retrying, reopen_for_report};
 
 use crate::queue::budget::RequeueBudget;
 use crate::timings::Scheduling;

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::grind;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::estimates::Estimates;
 use crate::queue::redis::keys::{BuildKeys, GenKeys, PER_TEST_KEYS};
@@ -227,7 +226,7 @@ impl Queue for RedisQueue {
         // instead of copy by copy, and each would be an estimate of its own.
         let own: Vec<(TestId, Duration)> = durations
             .iter()
-            .filter(|(id, _)| grind::base(id.as_str()).1.is_none())
+            .filter(|(id, _)| !id.is_grind_copy())
             .cloned()
             .collect();
         let folded = Estimates::new(&self.conn, &self.settings.namespace)

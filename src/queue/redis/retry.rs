@@ -2,6 +2,7 @@
 //! ([`RedisQueue::retry`]); a new build can take an earlier build's failed tests as its list
 //! ([`RedisQueue::failed_of`]).
 
+use crate::ci::RetryRound;
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::keys::BuildKeys;
@@ -11,17 +12,6 @@ use crate::queue::redis::state::BuildState;
 use crate::queue::redis::supervisor::ReportSettings;
 use crate::queue::redis::{RedisQueue, millis};
 use crate::test_id::{TestList, TestListError};
-
-/// Which retry a retried job belongs to: every job of one round shares one re-run of the
-/// failed tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryRound {
-    /// Named by the CI (its attempt or retry count) or by `--retry=ROUND`.
-    Named(String),
-    /// Unnamed (GitLab): the job is a retry when its worker id already took part in the
-    /// finished build, and its n-th retry is round n.
-    Rejoined,
-}
 
 /// What a retried job found before it joins the build.
 #[derive(Debug, Clone, PartialEq, Eq)]

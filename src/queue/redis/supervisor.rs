@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use crate::grind;
 use crate::outcome::Outcome;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
@@ -29,7 +28,7 @@ use crate::queue::redis::scripts::progress::Progress;
 use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
 use crate::report::{Summary, TestRecord};
-use crate::test_id::TestId;
+use crate::test_id::{TestId, grind_base};
 use crate::timings::Slower;
 
 /// TTL of an abort record the report writes: it does not know the workers' --redis-ttl, so it
@@ -310,7 +309,7 @@ async fn is_grind(
         one = page.into_iter().next();
     }
     // A build with no test in either (all running) cannot be told apart: it is not refused.
-    Ok(one.is_none_or(|id| grind::base(&id).1.is_some()))
+    Ok(one.is_none_or(|id| grind_base(&id).1.is_some()))
 }
 
 /// What the workers write after the summary: a list mismatch as they join, the durations they
