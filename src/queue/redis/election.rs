@@ -13,6 +13,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::list_source::ListSource;
 use crate::queue::error::{Abort, AbortKind};
+use crate::queue::redis::RedisQueue;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::estimates::Estimates;
@@ -26,8 +27,8 @@ use crate::queue::redis::scripts::renew::{Renew, Renewed};
 use crate::queue::redis::scripts::resign::Resign;
 use crate::queue::redis::scripts::stage::{Stage, Staged};
 use crate::queue::redis::scripts::{self};
+use crate::queue::redis::settings::millis;
 use crate::queue::redis::state::BuildState;
-use crate::queue::redis::{RedisQueue, millis};
 use crate::queue::{Queue, QueueError};
 use crate::test_id::TestId;
 use crate::timings::{Ordered, Stored};
@@ -575,7 +576,7 @@ pub(super) async fn write_abort(
     record: &Abort,
     rule: Rule<'_>,
 ) -> Result<Option<QueueError>, QueueError> {
-    let abort = abort::Abort {
+    let abort = abort::AbortBuild {
         keys,
         record,
         ttl_ms: millis(ttl),

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use crate::queue::QueueError;
 use crate::queue::redis::RedisQueue;
-use crate::queue::redis::scripts::summarize::stored_id;
+use crate::queue::redis::scripts::stored_id;
 use crate::test_id::TestList;
 
 impl RedisQueue {

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::queue::redis::RedisSettings;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::estimates::Estimates;
 use crate::queue::redis::keys::{BuildKeys, GenKeys, PER_TEST_KEYS};
 use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
 use crate::queue::redis::scripts::per_test::{Caller, Handed};
 use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summarize};
-use crate::queue::redis::{RedisSettings, millis};
+use crate::queue::redis::settings::millis;
 use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved, Want};
 use crate::report::Summary;
 use crate::test_id::TestId;
@@ -128,7 +129,7 @@ impl Queue for RedisQueue {
         let caller = self.caller(&followed);
         let acked = scripts::run(
             &self.conn,
-            &ack::Ack {
+            &ack::Acknowledge {
                 caller,
                 want,
                 results: &acks,

@@ -4,13 +4,14 @@
 
 use crate::ci::RetryRound;
 use crate::queue::QueueError;
+use crate::queue::redis::RedisQueue;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::keys::BuildKeys;
-use crate::queue::redis::scripts::retry::{Retried, Retry};
+use crate::queue::redis::scripts::retry::{JobRetry, Retried};
 use crate::queue::redis::scripts::{self, observe::Observe};
+use crate::queue::redis::settings::millis;
 use crate::queue::redis::state::BuildState;
 use crate::queue::redis::supervisor::ReportSettings;
-use crate::queue::redis::{RedisQueue, millis};
 use crate::test_id::{TestList, TestListError};
 
 /// What a retried job found before it joins the build.
@@ -223,7 +224,7 @@ async fn reopen(
             BuildState::Ready { generation } if observed.abort.is_none() => generation,
             _ => return Ok(Retrying::Join),
         };
-        let retry = Retry {
+        let retry = JobRetry {
             keys: &keys.per_test(&keys.generation(&generation)),
             generation: &generation,
             worker: by.worker,
@@ -240,7 +241,7 @@ async fn reopen(
             Retried::Nothing { round } => Ok(Retrying::Nothing { round }),
             Retried::Again { round } => Ok(Retrying::Reopened { round, tests: 0 }),
             Retried::Retrying { round, tests } => Ok(Retrying::Reopened { round, tests }),
-            Retried::Lost(why) => Err(QueueError::StateLost(why)),
+            Retried::Lost { why } => Err(QueueError::StateLost(why)),
         };
     }
 }

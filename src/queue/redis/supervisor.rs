@@ -24,7 +24,7 @@ use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::liveness::Liveness;
 use crate::queue::redis::scripts::abort::Rule;
 use crate::queue::redis::scripts::keep::{Keep, Keeping};
-use crate::queue::redis::scripts::progress::Progress;
+use crate::queue::redis::scripts::progress::ReadProgress;
 use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
 use crate::report::{Summary, TestRecord};
@@ -147,7 +147,7 @@ async fn watch(
     let mut leaderless_since = started;
     let mut liveness = Liveness::default();
     let ending = loop {
-        let progress = Progress {
+        let progress = ReadProgress {
             keys,
             generation: followed.as_deref(),
             round: settings.retry_round.as_deref(),
@@ -276,9 +276,9 @@ async fn keep_earlier(
         round,
     };
     match scripts::run(conn, &keep).await? {
-        Keeping::Kept(tests) => Ok(Some(tests)),
+        Keeping::Kept { tests } => Ok(Some(tests)),
         Keeping::Ran | Keeping::Stale => Ok(None),
-        Keeping::Unknown(test) => Err(QueueError::StateLost(format!(
+        Keeping::Unknown { why: test } => Err(QueueError::StateLost(format!(
             "re-opened test `{test}` has no earlier failure"
         ))),
     }
@@ -429,7 +429,7 @@ pub async fn settle(
     let mut generation = None;
     let mut told = false;
     loop {
-        let progress = Progress {
+        let progress = ReadProgress {
             keys: &keys,
             generation: generation.as_deref(),
             round: settings.retry_round.as_deref(),

@@ -4,8 +4,9 @@ use redis::Value;
 use serde::Deserialize;
 
 use super::per_test::{Caller, Handed, Handout, want_arg};
-use super::summarize::stored_id;
-use super::{Step, json, lua_list};
+use super::reply::stored_id;
+use super::reply::{json, lua_list};
+use super::step::Step;
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::{QueueError, Recorded, Want};
 use crate::test_id::TestId;
@@ -13,7 +14,7 @@ use crate::test_id::TestId;
 pub(super) const SOURCE: &str = lua!("per_test.lua", "handout.lua", "ack.lua");
 
 /// ACK of `results` (run by `caller.worker`), then RESERVE of what `want` asks for.
-pub(in crate::queue::redis) struct Ack<'a> {
+pub(in crate::queue::redis) struct Acknowledge<'a> {
     pub caller: Caller<'a>,
     pub want: Want,
     pub results: &'a [crate::queue::Ack],
@@ -32,14 +33,23 @@ struct Raw {
     #[serde(flatten)]
     handout: Handout,
     #[serde(default, deserialize_with = "lua_list")]
-    recorded: Vec<(String, String)>,
+    recorded: Vec<(String, RecordedAs)>,
 }
 
-impl Step for Ack<'_> {
+/// What became of one result, as the script writes it: a final outcome by its name.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RecordedAs {
+    Requeued,
+    Discarded,
+    Duplicate,
+    #[serde(untagged)]
+    Final(Outcome),
+}
+
+impl Step for Acknowledge<'_> {
     const NAME: &'static str = "ack";
     type Reply = Acked;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         self.caller.keys.to_vec()
@@ -73,19 +83,15 @@ impl Step for Ack<'_> {
         let raw: Raw = json(Self::NAME, raw)?;
         let recorded = raw
             .recorded
-            .iter()
+            .into_iter()
             .map(|(id, status)| {
-                let recorded = match status.as_str() {
-                    "requeued" => Recorded::Requeued,
-                    "discarded" => Recorded::Discarded,
-                    "duplicate" => Recorded::Duplicate,
-                    outcome => Recorded::Final(
-                        outcome
-                            .parse::<Outcome>()
-                            .map_err(|err| QueueError::Protocol(err.to_string()))?,
-                    ),
+                let recorded = match status {
+                    RecordedAs::Requeued => Recorded::Requeued,
+                    RecordedAs::Discarded => Recorded::Discarded,
+                    RecordedAs::Duplicate => Recorded::Duplicate,
+                    RecordedAs::Final(outcome) => Recorded::Final(outcome),
                 };
-                Ok((stored_id(id)?, recorded))
+                Ok((stored_id(&id)?, recorded))
             })
             .collect::<Result<_, QueueError>>()?;
         Ok(Acked {
