@@ -17,7 +17,7 @@ use crate::queue::redis::RedisQueue;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::estimates::Estimates;
-use crate::queue::redis::keys::BuildKeys;
+use crate::queue::redis::keys::{BuildKeys, meta};
 use crate::queue::redis::scripts::abort::{self, Rule};
 use crate::queue::redis::scripts::commit::{Commit, Committed};
 use crate::queue::redis::scripts::elect::{Elect, Elected};
@@ -131,7 +131,7 @@ impl RedisQueue {
         let keys = self.keys.generation(generation);
         let mut read = redis::pipe();
         read.atomic()
-            .hget(&keys.meta, "total")
+            .hget(&keys.meta, meta::TOTAL)
             .scard(&keys.processed);
         let (total, processed): (Option<u64>, u64) = self.conn.pipeline(&read).await?;
         Ok(total == Some(processed))

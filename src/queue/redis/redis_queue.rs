@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::outcome::Outcome;
 use crate::queue::redis::RedisSettings;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::estimates::Estimates;
-use crate::queue::redis::keys::{BuildKeys, GenKeys, PER_TEST_KEYS};
+use crate::queue::redis::keys::{BuildKeys, GenKeys, PER_TEST_KEYS, meta, stats};
 use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
 use crate::queue::redis::scripts::per_test::{Caller, Handed};
 use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summarize};
@@ -194,8 +195,8 @@ impl Queue for RedisQueue {
             .query(
                 redis::cmd("HMGET")
                     .arg(&followed.generation.meta)
-                    .arg("n:failed")
-                    .arg("n:errored"),
+                    .arg(meta::count(Outcome::Failed))
+                    .arg(meta::count(Outcome::Errored)),
             )
             .await?;
         Ok(counts.into_iter().flatten().sum())
@@ -208,7 +209,7 @@ impl Queue for RedisQueue {
             .atomic()
             .hset(
                 &stats,
-                format!("stopped:{}", self.session),
+                stats::stopped(&self.session),
                 format!("worker `{}`: {why}", self.worker_id()),
             )
             .ignore()

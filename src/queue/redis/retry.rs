@@ -3,10 +3,11 @@
 //! ([`RedisQueue::failed_of`]).
 
 use crate::ci::RetryRound;
+use crate::outcome::Outcome;
 use crate::queue::QueueError;
 use crate::queue::redis::RedisQueue;
 use crate::queue::redis::connection::RedisConn;
-use crate::queue::redis::keys::BuildKeys;
+use crate::queue::redis::keys::{BuildKeys, meta};
 use crate::queue::redis::scripts::retry::{JobRetry, Retried};
 use crate::queue::redis::scripts::{self, observe::Observe};
 use crate::queue::redis::settings::millis;
@@ -114,7 +115,11 @@ impl RedisQueue {
                     redis::pipe()
                         .cmd("HMGET")
                         .arg(&generation.meta)
-                        .arg(&["total", "n:failed", "n:errored"])
+                        .arg(&[
+                            meta::TOTAL.to_owned(),
+                            meta::count(Outcome::Failed),
+                            meta::count(Outcome::Errored),
+                        ])
                         .llen(&generation.queue)
                         .zcard(&generation.running)
                         .scard(&generation.processed)
