@@ -16,6 +16,7 @@ use crate::config::args::ReportArgs;
 use crate::config::report_settings;
 use crate::exit_code;
 use crate::grind;
+use crate::junit::write::JunitReport;
 use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
@@ -27,7 +28,6 @@ use crate::queue::redis::{Retrying, reopen_for_report};
 use crate::report::Summary;
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
-use crate::report::junit::JunitReport;
 use crate::report::output_file::{self, OutputError, Planned};
 use crate::test_id::TestId;
 

@@ -99,8 +99,8 @@ pub struct Pacing {
 
 /// One worker's handle on a build's queue.
 ///
-/// Every method is safe to call again after an error the backend reported as retryable; the
-/// backends retry lost connections themselves and only return errors that end the worker.
+/// Every method is safe to call again after a lost reply; the backends reconnect themselves
+/// and only return errors that end the worker.
 pub trait Queue: Send + Sync {
     /// Reserves the tests `want` asks for.
     fn reserve(&self, want: Want) -> impl Future<Output = Result<Reservation, QueueError>> + Send;

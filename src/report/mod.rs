@@ -1,11 +1,10 @@
 //! What a build's outcome looks like to a user: the [`Summary`] every step prints, the
 //! [`Verdict`] that decides the exit code, the summary as the CI's own page shows it
 //! ([`markdown`], published by [`ci_pages`]), and every test's [`TestRecord`] as one file for
-//! the CI's test view or for scripts ([`junit`], [`json`]).
+//! scripts ([`json`]; the CI's test view reads it as JUnit, [`crate::junit::write`]).
 
 pub mod ci_pages;
 pub mod json;
-pub mod junit;
 pub mod markdown;
 pub mod output_file;
 mod record;

@@ -8,7 +8,6 @@
 
 mod api;
 pub mod command;
-pub mod junit;
 pub mod persistent;
 mod stray;
 

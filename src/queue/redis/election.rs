@@ -385,7 +385,7 @@ impl RedisQueue {
     }
 
     /// Renews the lock every third of its TTL; returns once the lock is found to be someone
-    /// else's. An error (Redis unreachable past the retry budget) is not a lost lock: the
+    /// else's. An error (Redis unreachable past the reconnect budget) is not a lost lock: the
     /// commit may have landed, so the generation is not dropped.
     async fn renew_until_lost(
         &self,

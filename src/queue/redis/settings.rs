@@ -29,7 +29,7 @@ pub struct RedisSettings {
     pub heartbeat_timeout: Duration,
     /// Requeue limits, fixed for the build by its leader.
     pub budget: RequeueBudget,
-    /// How long to keep retrying an unreachable Redis before giving up.
+    /// How long to keep reconnecting to an unreachable Redis before giving up.
     pub redis_timeout: Duration,
     /// How the leader orders the queue (with the namespace's store of durations).
     pub scheduling: Scheduling,

@@ -50,7 +50,7 @@ pub struct ReportSettings {
     pub report_timeout: Duration,
     /// How many dead leaders the report accepts before saying no leader was elected.
     pub max_election_attempts: u32,
-    /// How long to keep retrying an unreachable Redis.
+    /// How long to keep reconnecting to an unreachable Redis.
     pub redis_timeout: Duration,
     /// How often to poll.
     pub poll_interval: Duration,

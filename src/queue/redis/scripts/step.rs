@@ -28,7 +28,7 @@ pub(in crate::queue::redis) trait Step: Registered {
     fn reply(raw: Value) -> Result<Self::Reply, QueueError>;
 }
 
-/// Runs `step` (EVALSHA, loading the script on NOSCRIPT; retried on connection errors).
+/// Runs `step` (EVALSHA, loading the script on NOSCRIPT; sent again after a reconnect).
 pub(in crate::queue::redis) async fn run<S: Step>(
     conn: &RedisConn,
     step: &S,
