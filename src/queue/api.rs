@@ -5,7 +5,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::outcome::{Outcome, TestResult};
-use crate::queue::{QueueError, Want};
+use crate::queue::error::QueueError;
+use crate::queue::want::Want;
 use crate::report::Summary;
 use crate::test_id::TestId;
 

@@ -13,11 +13,11 @@ use tokio::time::{Instant, sleep};
 
 use crate::list_source::ListSource;
 use crate::queue::error::{Abort, AbortKind};
-use crate::queue::redis::RedisQueue;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::estimates::Estimates;
 use crate::queue::redis::keys::{BuildKeys, meta};
+use crate::queue::redis::redis_queue::RedisQueue;
 use crate::queue::redis::scripts::abort::{self, Rule};
 use crate::queue::redis::scripts::commit::{Commit, Committed};
 use crate::queue::redis::scripts::elect::{Elect, Elected};

@@ -5,9 +5,9 @@
 use crate::ci::RetryRound;
 use crate::outcome::Outcome;
 use crate::queue::QueueError;
-use crate::queue::redis::RedisQueue;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::keys::{BuildKeys, meta};
+use crate::queue::redis::redis_queue::RedisQueue;
 use crate::queue::redis::scripts::retry::{JobRetry, Retried};
 use crate::queue::redis::scripts::{self, observe::Observe};
 use crate::queue::redis::settings::millis;

@@ -9,8 +9,8 @@
 use std::collections::HashSet;
 
 use crate::queue::QueueError;
-use crate::queue::redis::RedisQueue;
 use crate::queue::redis::keys::{meta, workers};
+use crate::queue::redis::redis_queue::RedisQueue;
 use crate::queue::redis::scripts::stored_id;
 use crate::test_id::TestList;
 

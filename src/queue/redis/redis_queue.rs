@@ -11,13 +11,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::outcome::Outcome;
-use crate::queue::redis::RedisSettings;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::estimates::Estimates;
 use crate::queue::redis::keys::{BuildKeys, GenKeys, PER_TEST_KEYS, meta, stats};
 use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
 use crate::queue::redis::scripts::per_test::{Caller, Handed};
 use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summarize};
+use crate::queue::redis::settings::RedisSettings;
 use crate::queue::redis::settings::millis;
 use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved, Want};
 use crate::report::Summary;
