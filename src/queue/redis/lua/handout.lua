@@ -19,7 +19,7 @@ local function live_workers(ctx)
 end
 
 -- How many tests a request wants: `max`, or `max:budget:typical:floor` (ms) for an auto batch,
--- which `Want::take` in src/queue/mod.rs computes alike for the local queue: tests from the head
+-- which `Want::take` in src/queue/want.rs computes alike for the local queue: tests from the head
 -- of the queue while their estimated time stays within `budget` (a test estimated longer goes
 -- alone), and at most 1/(live workers x SHARE_PER_WORKER) of the tests queued, so batches shrink
 -- as the queue empties, unless their estimated time is still below `floor` (the batch's own
