@@ -100,3 +100,54 @@ impl Step for Acknowledge<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Reservation;
+
+    fn reply(json: &str) -> Result<Acked, QueueError> {
+        Acknowledge::reply(Value::BulkString(json.as_bytes().to_vec()))
+    }
+
+    /// The reply's statuses are read by their tags: the hand-out's, and each result's, whose
+    /// final outcome goes by its own name.
+    #[test]
+    fn statuses_are_read_by_their_tags() {
+        let acked = reply(
+            r#"{"status":"tests","tests":[["t3","s.1.1"]],"recorded":[["t1","flaky"],["t2","requeued"],["t4","duplicate"]]}"#,
+        )
+        .unwrap();
+        let recorded: Vec<(&str, Recorded)> = acked
+            .recorded
+            .iter()
+            .map(|(id, recorded)| (id.as_str(), *recorded))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                ("t1", Recorded::Final(Outcome::Flaky)),
+                ("t2", Recorded::Requeued),
+                ("t4", Recorded::Duplicate),
+            ]
+        );
+        let Handed::Reservation(Reservation::Tests(tests)) = acked.next else {
+            panic!("not a hand-out of tests");
+        };
+        assert_eq!(tests[0].id.as_str(), "t3");
+        assert!(matches!(
+            reply(r#"{"status":"done","recorded":{}}"#).unwrap().next,
+            Handed::Reservation(Reservation::Done)
+        ));
+        for unknown in [
+            r#"{"status":"later","recorded":{}}"#,
+            r#"{"status":"done","recorded":[["t1","maybe"]]}"#,
+        ] {
+            let err = reply(unknown).err().unwrap();
+            assert!(
+                err.to_string().contains("ack replied"),
+                "{unknown}: {err}"
+            );
+        }
+    }
+}
