@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use ciq::batching::{BatchSize, Batcher, Saves};
+use ciq::ci::CiIds;
 use ciq::config::args::{Cli, Command};
-use ciq::config::ci::CiIds;
 use ciq::config::{Mode, RunConfig, report_settings};
 use ciq::discovery::TestSource;
 use ciq::outcome::{Outcome, TestResult};

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::list_source::{ListFailure, ListSource};
 use crate::listing::{self, ListRun, ListingError};
-use crate::queue::{ListFailure, ListSource};
 use crate::runner::RunnerError;
 use crate::runner::persistent::PersistentRunner;
 use crate::test_id::{TestList, TestListError};

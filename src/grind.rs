@@ -8,29 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::list_source::{ListFailure, ListSource};
 use crate::outcome::{FailureDetail, Outcome, TestResult};
-use crate::queue::{ListFailure, ListSource};
 use crate::report::TestRecord;
 use crate::runner::{Feed, Ran, Runner, RunnerError};
-use crate::test_id::{TestId, TestList};
-
-/// What separates a test's id from its copy number.
-pub const MARK: &str = "#grind-";
+use crate::test_id::{GRIND_MARK as MARK, TestId, TestList, grind_base as base};
 
 /// Copy `k` (from 1) of `id`.
 fn copy(id: &TestId, k: u32) -> Option<TestId> {
     TestId::new(format!("{id}{MARK}{k}")).ok()
-}
-
-/// The test a copy runs, and its copy number; a plain id is its own test.
-pub fn base(id: &str) -> (&str, Option<u32>) {
-    match id.rsplit_once(MARK) {
-        Some((test, k)) if !test.is_empty() => match k.parse() {
-            Ok(k) => (test, Some(k)),
-            Err(_) => (id, None),
-        },
-        _ => (id, None),
-    }
 }
 
 /// `list` with each test `n` times, copy by copy (every test's first run, then every second):

@@ -31,7 +31,7 @@ pub enum Outcome {
     Failed,
     /// The framework skipped the test.
     Skipped,
-    /// The test failed, then passed on a retry: not broken, but not to be trusted.
+    /// The test failed, then passed on a requeue: not broken, but not to be trusted.
     Flaky,
     /// The runner broke: crash, timeout, missing result.
     Errored,

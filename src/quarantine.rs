@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::queue::{ListFailure, ListSource};
+use crate::list_source::{ListFailure, ListSource};
 use crate::test_id::{InvalidTestId, TestId, TestList};
 
 /// The quarantined test ids.

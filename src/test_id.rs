@@ -56,6 +56,28 @@ impl TestId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this is a grind's copy of a test (`<id>#grind-<k>`, `ciq run --grind N`), which
+    /// is no test of its own: copies stay out of the stores that outlive a build.
+    pub fn is_grind_copy(&self) -> bool {
+        grind_base(&self.0).1.is_some()
+    }
+}
+
+/// What separates a test's id from its copy number in a grind: copy `k` of `id` is
+/// `<id>#grind-<k>`.
+pub const GRIND_MARK: &str = "#grind-";
+
+/// The test a grind copy runs, and its copy number; a plain id is its own test. It takes text,
+/// not a [`TestId`], for ids read back from a store.
+pub fn grind_base(id: &str) -> (&str, Option<u32>) {
+    match id.rsplit_once(GRIND_MARK) {
+        Some((test, k)) if !test.is_empty() => match k.parse() {
+            Ok(k) => (test, Some(k)),
+            Err(_) => (id, None),
+        },
+        _ => (id, None),
+    }
 }
 
 impl fmt::Display for TestId {

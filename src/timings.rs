@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::junit;
 use crate::report::output_file::{self, OutputError};
-use crate::runner::junit;
 use crate::test_id::TestId;
 
 /// The first line of ciq's timing file.
@@ -56,7 +56,7 @@ pub enum TimingsError {
         path: PathBuf,
         /// What is wrong, and where.
         #[source]
-        source: junit::JunitError,
+        source: junit::read::JunitError,
     },
     /// It is a JUnit report too big to read.
     #[error(
@@ -219,7 +219,7 @@ impl Timings {
     }
 
     fn from_junit(xml: &[u8], path: &Path, ids: &[TestId]) -> Result<Self, TimingsError> {
-        let cases = junit::parse_bytes(xml).map_err(|source| TimingsError::Junit {
+        let cases = junit::read::parse_bytes(xml).map_err(|source| TimingsError::Junit {
             path: path.to_owned(),
             source,
         })?;

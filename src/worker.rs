@@ -770,7 +770,7 @@ fn record_of(worker: &str, outcome: Outcome, result: &TestResult) -> TestRecord 
         outcome,
         duration: Some(result.duration),
         failure,
-        // A flaky test was retried at least once; how often is the build's to say.
+        // A flaky test was requeued at least once; how often is the build's to say.
         requeues: u32::from(outcome == Outcome::Flaky),
     }
 }

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use super::Failed;
 use crate::batching::BatchSize;
+use crate::ci::CiIds;
 use crate::config::args::BisectArgs;
-use crate::config::ci::CiIds;
 use crate::config::{ConfigError, RunConfig};
 use crate::exit_code::ExitCode;
 use crate::order_log;

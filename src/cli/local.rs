@@ -8,13 +8,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Failed;
+use crate::ci::Share;
 use crate::config::RunConfig;
-use crate::config::ci::Share;
 use crate::discovery::{FrameworkListing, TestSource};
 use crate::exit_code::{self, ExitCode};
+use crate::junit::write::JunitReport;
 use crate::quarantine::Quarantine;
 use crate::queue::local::{LocalQueue, LocalTiming};
-use crate::report::junit::JunitReport;
 use crate::report::{Findings, Summary, TestRecord};
 use crate::runner::Runner as _;
 use crate::runner::launch::{AnyRunner, Launch};

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Failed;
+use crate::ci;
 use crate::config::args::ReportArgs;
-use crate::config::{ci, report_settings};
+use crate::config::report_settings;
 use crate::exit_code::{self, ExitCode};
 use crate::grind;
+use crate::junit::write::JunitReport;
 use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
@@ -25,7 +27,6 @@ use crate::queue::redis::supervisor::{
 use crate::queue::redis::{Retrying, reopen_for_report};
 use crate::report::ci_pages;
 use crate::report::json::JsonReport;
-use crate::report::junit::JunitReport;
 use crate::report::output_file::{self, OutputError, Planned};
 use crate::report::{Findings, HistoryMarks, Summary, Verdict};
 use crate::test_id::TestId;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::Failed;
 use super::local::{self, run_local};
+use crate::ci::{self, RetryRound, Share};
 use crate::config::args::RunArgs;
-use crate::config::ci::{self, Share};
 use crate::config::{ConfigError, Mode, RunConfig, SourceSpec};
 use crate::discovery::{FrameworkListing, TestSource};
 use crate::exit_code::{self, ExitCode};
@@ -17,7 +17,7 @@ use crate::grind::{GrindRunner, GrindSource};
 use crate::order_log::OrderLog;
 use crate::quarantine::{Checked, Quarantine};
 use crate::queue::local::LocalTiming;
-use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, RetryRound, Retrying, connection};
+use crate::queue::redis::{FailedOf, RedisQueue, RedisSettings, Retrying, connection};
 use crate::queue::{Queue as _, QueueError};
 use crate::report::output_file::{self, Planned};
 use crate::report::{Findings, Summary};

@@ -5,7 +5,6 @@
 //! [`ReportSettings`]. Every error names the flag and its `CIQ_*` variable.
 
 pub mod args;
-pub mod ci;
 pub mod floors;
 
 use std::path::PathBuf;
@@ -14,19 +13,19 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::batching::BatchSize;
+use crate::ci::{self, CiIds, RetryRound, Share};
 use crate::discovery::{DiscoveryError, ListFormat, TestSource};
 use crate::frameworks::{Framework, RunnerSpec};
 use crate::listing;
 use crate::queue::budget::RequeueBudget;
 use crate::queue::local::LocalTiming;
+use crate::queue::redis::RedisSettings;
 use crate::queue::redis::supervisor::ReportSettings;
-use crate::queue::redis::{RedisSettings, RetryRound};
 use crate::runner::launch::Setup;
 use crate::time_limits::TestTimeout;
 use crate::timings::Scheduling;
 use crate::worker::WorkerOptions;
 use args::{BuildArgs, Fallback, ReportArgs, RunArgs};
-use ci::{CiIds, Share};
 
 /// A command line that parses but cannot be used.
 #[derive(Debug, Error)]

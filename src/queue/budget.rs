@@ -1,7 +1,7 @@
-//! [`RequeueBudget`]: how many failed runs may be retried, per test and per build.
+//! [`RequeueBudget`]: how many failed runs may be requeued, per test and per build.
 //!
-//! Retrying a failure on another worker is how ciq tells flaky from broken, but a broken build
-//! must not retry everything: the build budget caps retries at a fraction of the suite.
+//! Requeueing a failure for another worker is how ciq tells flaky from broken, but a broken
+//! build must not requeue everything: the build budget caps requeues at a fraction of the suite.
 
 /// Limits on requeues.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -29,7 +29,7 @@ pub enum AbortKind {
     StateLost,
 }
 
-/// An error from a queue backend that the worker cannot recover from by retrying.
+/// An error from a queue backend that the worker cannot recover from by reconnecting.
 #[derive(Debug, Error)]
 pub enum QueueError {
     /// The queue URL does not parse.
@@ -42,7 +42,7 @@ pub enum QueueError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Redis could not be reached (at start, or for longer than the retry budget).
+    /// Redis could not be reached (at start, or for longer than the reconnect budget).
     #[error("cannot reach Redis at `{url}` (tried for {})\n(hint: check the host and port in --queue, and that Redis is up and reachable from this machine; --redis-timeout sets how long an outage is waited out)", crate::human::duration(*.waited))]
     Unreachable {
         /// The URL, password hidden.

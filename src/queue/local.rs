@@ -81,8 +81,8 @@ pub struct LocalWorker {
 }
 
 /// How long a failure requeued by a worker waits for another live worker before that worker
-/// may retry it itself (the Redis queue's rule: a sixth of the heartbeat timeout, 1 to 5 s).
-fn retry_grace(heartbeat_timeout: Duration) -> Duration {
+/// may run it again itself (the Redis queue's rule: a sixth of the heartbeat timeout, 1 to 5 s).
+fn requeue_grace(heartbeat_timeout: Duration) -> Duration {
     (heartbeat_timeout / 6).clamp(Duration::from_secs(1), Duration::from_secs(5))
 }
 
@@ -281,7 +281,7 @@ impl State {
             self.taken_over += 1;
             self.take(id, now, &mut taken);
         }
-        let grace = retry_grace(timing.heartbeat_timeout);
+        let grace = requeue_grace(timing.heartbeat_timeout);
         let mut deferred = Vec::new();
         while taken.len() < max {
             let Some(id) = self.queue.pop_front() else {
@@ -463,9 +463,12 @@ mod tests {
         assert_eq!(settle(Outcome::Skipped, true), Outcome::Failed);
         assert_eq!(settle(Outcome::Failed, true), Outcome::Failed);
         assert_eq!(settle(Outcome::Passed, false), Outcome::Passed);
-        assert_eq!(retry_grace(Duration::from_secs(30)), Duration::from_secs(5));
         assert_eq!(
-            retry_grace(Duration::from_millis(1500)),
+            requeue_grace(Duration::from_secs(30)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            requeue_grace(Duration::from_millis(1500)),
             Duration::from_secs(1)
         );
     }

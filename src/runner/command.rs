@@ -10,9 +10,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::junit::read::{self, Cases, JunitError};
 use crate::outcome::{Outcome, TestResult};
 use crate::process::{self, Capture, Exit, Finished, Spec};
-use crate::runner::junit::{self, Cases, JunitError};
 use crate::runner::{Feed, Ran, Runner, RunnerError};
 use crate::test_id::TestId;
 use crate::time_limits;
@@ -173,7 +173,7 @@ impl CommandRunner {
 async fn take_report(path: &Path) -> Option<Result<Cases, JunitError>> {
     let bytes = tokio::fs::read(path).await.ok()?;
     let _ = tokio::fs::remove_file(path).await;
-    Some(junit::parse_bytes(&bytes))
+    Some(read::parse_bytes(&bytes))
 }
 
 impl Runner for CommandRunner {

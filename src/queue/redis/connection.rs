@@ -1,11 +1,11 @@
 //! [`RedisConn`]: one multiplexed connection to Redis that survives drops, restarts and pauses.
 //!
-//! Every call is retried with backoff on connection errors and timeouts, on a fresh connection,
-//! until the outage has lasted `retry_for` (`--redis-timeout`); then the error ends the worker
+//! Every call is sent again with backoff on connection errors and timeouts, on a fresh
+//! connection (a reconnect), until the outage has lasted `reconnect_for` (`--redis-timeout`); then the error ends the worker
 //! as an infrastructure failure. An outage is one for every call of the process: it begins with
 //! the first request that failed since Redis last answered, so calls made during it (a
 //! heartbeat, then giving tests back) share one budget instead of each waiting it out again,
-//! and every attempt is cut off where the budget ends. Retrying is safe because every script of
+//! and every attempt is cut off where the budget ends. Sending again is safe because every script of
 //! the protocol is safe to repeat after a lost reply (see `lua/`).
 //!
 //! The same connection speaks to a Redis Cluster: given a `redis+cluster://` (or
@@ -38,12 +38,12 @@ pub struct RedisConn {
     /// The nodes a cluster client starts from, one URL each.
     seeds: Vec<String>,
     url: String,
-    retry_for: Duration,
+    reconnect_for: Duration,
     timeout: Duration,
     config: AsyncConnectionConfig,
     slot: Mutex<Slot>,
     /// When the outage under way began: the start of the first request that failed since Redis
-    /// last answered. Shared by every call, so `retry_for` bounds the outage, not each call.
+    /// last answered. Shared by every call, so `reconnect_for` bounds the outage, not each call.
     outage: std::sync::Mutex<Option<Instant>>,
 }
 
@@ -100,18 +100,18 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const LAST_ATTEMPT: Duration = Duration::from_millis(500);
 
 impl RedisConn {
-    /// Parses `url` and connects, retrying for up to `retry_for`.
-    pub async fn open(url: &str, retry_for: Duration) -> Result<Self, QueueError> {
+    /// Parses `url` and connects, reconnecting for up to `reconnect_for`.
+    pub async fn open(url: &str, reconnect_for: Duration) -> Result<Self, QueueError> {
         let client = client(url)?;
         let shown = redact(url);
         // At least two attempts fit in the budget, so a connection that died silently is
         // replaced once before giving up.
-        let timeout = RESPONSE_TIMEOUT.min((retry_for / 2).max(LAST_ATTEMPT));
+        let timeout = RESPONSE_TIMEOUT.min((reconnect_for / 2).max(LAST_ATTEMPT));
         let conn = Self {
             client,
             seeds: cluster_seeds(url),
             url: shown,
-            retry_for,
+            reconnect_for,
             timeout,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
@@ -123,7 +123,7 @@ impl RedisConn {
         // credentials; a cluster connection is made afresh, so it is checked with a PING.
         if is_cluster_url(url) || conn.node_says_cluster().await? {
             conn.become_cluster().await?;
-            conn.retrying(
+            conn.reconnecting(
                 |mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await },
             )
             .await?;
@@ -135,7 +135,7 @@ impl RedisConn {
     /// not say (INFO refused) is taken as a single node until it answers MOVED.
     async fn node_says_cluster(&self) -> Result<bool, QueueError> {
         let info = self
-            .retrying(|mut c| async move {
+            .reconnecting(|mut c| async move {
                 redis::cmd("INFO")
                     .arg("cluster")
                     .query_async::<String>(&mut c)
@@ -179,7 +179,7 @@ impl RedisConn {
         &self.url
     }
 
-    /// Runs `script` with `keys` and `args`, retrying on connection errors.
+    /// Runs `script` with `keys` and `args`, reconnecting on connection errors.
     pub async fn eval<T>(
         &self,
         script: &Script,
@@ -189,7 +189,7 @@ impl RedisConn {
     where
         T: FromRedisValue,
     {
-        self.retrying(|mut conn| async move {
+        self.reconnecting(|mut conn| async move {
             let mut invocation = script.prepare_invoke();
             for key in keys {
                 invocation.key(key.as_ref());
@@ -202,21 +202,21 @@ impl RedisConn {
         .await
     }
 
-    /// Runs a plain command, retrying on connection errors.
+    /// Runs a plain command, reconnecting on connection errors.
     pub async fn query<T>(&self, cmd: &redis::Cmd) -> Result<T, QueueError>
     where
         T: FromRedisValue,
     {
-        self.retrying(|mut conn| async move { cmd.query_async(&mut conn).await })
+        self.reconnecting(|mut conn| async move { cmd.query_async(&mut conn).await })
             .await
     }
 
-    /// Runs a pipeline, retrying on connection errors.
+    /// Runs a pipeline, reconnecting on connection errors.
     pub async fn pipeline<T>(&self, pipe: &redis::Pipeline) -> Result<T, QueueError>
     where
         T: FromRedisValue,
     {
-        self.retrying(|mut conn| async move { pipe.query_async(&mut conn).await })
+        self.reconnecting(|mut conn| async move { pipe.query_async(&mut conn).await })
             .await
     }
 
@@ -291,13 +291,15 @@ impl RedisConn {
     /// budget (and [`LAST_ATTEMPT`] once it is spent).
     fn attempt_deadline(&self) -> Instant {
         let left = match *self.lock_outage() {
-            Some(began) => self.retry_for.saturating_sub(began.elapsed()),
-            None => self.retry_for,
+            Some(began) => self.reconnect_for.saturating_sub(began.elapsed()),
+            None => self.reconnect_for,
         };
         Instant::now() + self.timeout.min(left.max(LAST_ATTEMPT))
     }
 
-    async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T, QueueError>
+    /// Runs `op` on the live connection, reconnecting after a connection error or a timeout
+    /// until the outage's budget is spent.
+    async fn reconnecting<T, F, Fut>(&self, mut op: F) -> Result<T, QueueError>
     where
         F: FnMut(Link) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
@@ -339,7 +341,7 @@ impl RedisConn {
                 self.become_cluster().await?;
                 continue;
             }
-            if !is_retryable(&err) {
+            if !calls_for_reconnect(&err) {
                 return Err(self.refused(err));
             }
             if let Some(epoch) = replace {
@@ -352,7 +354,7 @@ impl RedisConn {
                     None => (*outage.insert(attempt_began), true),
                 }
             };
-            let left = self.retry_for.saturating_sub(began.elapsed());
+            let left = self.reconnect_for.saturating_sub(began.elapsed());
             if left.is_zero() {
                 return Err(QueueError::Unreachable {
                     url: self.url.clone(),
@@ -365,7 +367,7 @@ impl RedisConn {
                     "ciq: Redis at `{}` is unavailable ({err}); retrying for up to {} more (--redis-timeout {} in all)",
                     self.url,
                     crate::human::duration(left),
-                    crate::human::duration(self.retry_for)
+                    crate::human::duration(self.reconnect_for)
                 );
             }
             tokio::time::sleep(delay.min(left)).await;
@@ -373,7 +375,7 @@ impl RedisConn {
         }
     }
 
-    /// The error for an answer that retrying cannot change.
+    /// The error for an answer that reconnecting cannot change.
     fn refused(&self, err: RedisError) -> QueueError {
         if let Some((detail, script_line)) = permission_denied(&err) {
             return QueueError::Permission {
@@ -534,7 +536,7 @@ fn is_out_of_memory(err: &RedisError) -> bool {
     err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed")
 }
 
-fn is_retryable(err: &RedisError) -> bool {
+fn calls_for_reconnect(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()

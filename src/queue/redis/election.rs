@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
+use crate::list_source::ListSource;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::estimates::Estimates;
-use crate::queue::redis::keys::BuildKeys;
+use crate::queue::redis::keys::{BuildKeys, meta};
+use crate::queue::redis::redis_queue::RedisQueue;
 use crate::queue::redis::scripts::abort::{self, Rule};
 use crate::queue::redis::scripts::commit::{Commit, Committed};
 use crate::queue::redis::scripts::elect::{Elect, Elected};
@@ -25,9 +27,9 @@ use crate::queue::redis::scripts::renew::{Renew, Renewed};
 use crate::queue::redis::scripts::resign::Resign;
 use crate::queue::redis::scripts::stage::{Stage, Staged};
 use crate::queue::redis::scripts::{self};
+use crate::queue::redis::settings::millis;
 use crate::queue::redis::state::BuildState;
-use crate::queue::redis::{RedisQueue, millis};
-use crate::queue::{ListSource, Queue, QueueError};
+use crate::queue::{Queue, QueueError};
 use crate::test_id::TestId;
 use crate::timings::{Ordered, Stored};
 
@@ -129,7 +131,7 @@ impl RedisQueue {
         let keys = self.keys.generation(generation);
         let mut read = redis::pipe();
         read.atomic()
-            .hget(&keys.meta, "total")
+            .hget(&keys.meta, meta::TOTAL)
             .scard(&keys.processed);
         let (total, processed): (Option<u64>, u64) = self.conn.pipeline(&read).await?;
         Ok(total == Some(processed))
@@ -383,7 +385,7 @@ impl RedisQueue {
     }
 
     /// Renews the lock every third of its TTL; returns once the lock is found to be someone
-    /// else's. An error (Redis unreachable past the retry budget) is not a lost lock: the
+    /// else's. An error (Redis unreachable past the reconnect budget) is not a lost lock: the
     /// commit may have landed, so the generation is not dropped.
     async fn renew_until_lost(
         &self,
@@ -574,7 +576,7 @@ pub(super) async fn write_abort(
     record: &Abort,
     rule: Rule<'_>,
 ) -> Result<Option<QueueError>, QueueError> {
-    let abort = abort::Abort {
+    let abort = abort::AbortBuild {
         keys,
         record,
         ttl_ms: millis(ttl),

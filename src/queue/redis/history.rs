@@ -8,7 +8,7 @@
 //! microseconds, the
 //! last [`WINDOW`] of them), one hash field per test and build that failed or was flaky
 //! (`<test>\n<build>` -> `f` failed or errored, `y` flaky), and per build the set of its
-//! fields' tests, so a build recorded again (the report of a retry) replaces exactly its own
+//! fields' tests, so a build recorded again (the report of a job retry) replaces exactly its own
 //! fields, and a build leaving the window takes its fields along. Reports of different builds
 //! never write the same field. A green test costs nothing. Losing it all loses marks, never
 //! changes a verdict.
@@ -31,7 +31,7 @@ const TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub enum Event {
     /// Its final outcome was failed or errored.
     Failed,
-    /// It failed, then passed on a retry.
+    /// It failed, then passed on a requeue.
     Flaky,
 }
 

@@ -185,6 +185,92 @@ impl GenKeys {
     }
 }
 
+/// The fields of a generation's meta hash ([`GenKeys::meta`]), which the Lua scripts name alike
+/// (a test finds each there); `docs/queue-protocol.md` says who writes each and when.
+pub mod meta {
+    use crate::outcome::Outcome;
+
+    /// How many tests the generation holds (COMMIT).
+    pub const TOTAL: &str = "total";
+    /// How often one test may be requeued (COMMIT): the leader's budget, not each worker's.
+    pub const MAX_REQUEUES: &str = "max-requeues";
+    /// How many requeues the build may spend (COMMIT; a job retry adds its re-opened tests).
+    pub const REQUEUE_LIMIT: &str = "requeue-limit";
+    /// The build's heartbeat timeout in ms (COMMIT): the leader's, not each worker's.
+    pub const HEARTBEAT_TIMEOUT_MS: &str = "heartbeat-timeout-ms";
+    /// The digest of the committed list, which a follower's own list must match (COMMIT).
+    pub const LIST_DIGEST: &str = "list-digest";
+    /// `1` when no test of the build had an outcome at the commit (COMMIT).
+    pub const FRESH: &str = "fresh";
+    /// How many requeues the build spent.
+    pub const REQUEUED: &str = "requeued";
+    /// When every key's TTL was last refreshed (server ms).
+    pub const REFRESHED_AT: &str = "refreshed-at";
+    /// When running tests were last scanned for a lapsed heartbeat (server ms).
+    pub const SCANNED_AT: &str = "scanned-at";
+    /// The letters of the keys that have their TTL in this generation ([`super::MADE`]).
+    pub const MADE: &str = "made";
+    /// Live sessions, as last counted for auto batches.
+    pub const LIVE: &str = "live";
+    /// When [`LIVE`] was counted (server ms).
+    pub const LIVE_AT: &str = "live-at";
+    /// The prefix of each final outcome's count but `passed`'s: `n:<outcome>`.
+    pub const COUNT: &str = "n:";
+    /// The prefix of a session's last answered request: `seq:<session>`.
+    pub const SEQ: &str = "seq:";
+    /// The prefix of a session's last reply: `reply:<session>`.
+    pub const REPLY: &str = "reply:";
+    /// The prefix of a job retry round's fields: `retry:<round>` (when it re-opened the failed
+    /// tests), `retry:<round>:tests` (how many), `retry:<round>:kept` (when KEEP gave them back).
+    pub const JOB_RETRY: &str = "retry:";
+
+    /// The field that counts the tests whose final outcome is `outcome`.
+    pub fn count(outcome: Outcome) -> String {
+        format!("{COUNT}{outcome}")
+    }
+}
+
+/// The fields of the build's `stats` hash ([`BuildKeys::stats`]).
+pub mod stats {
+    /// How many tests were taken over from a worker whose heartbeat lapsed.
+    pub const TAKEN_OVER: &str = "taken-over";
+    /// How many results came under a lease no longer current, and changed nothing.
+    pub const DISCARDED: &str = "discarded";
+    /// The prefix of why a worker stopped taking tests: `stopped:<session>`.
+    pub const STOPPED: &str = "stopped:";
+
+    /// The field that says why session `session` stopped taking tests.
+    pub fn stopped(session: &str) -> String {
+        format!("{STOPPED}{session}")
+    }
+}
+
+/// The values of the `workers` hash ([`BuildKeys::workers`]): `<last seen ms>:<worker>` for a
+/// session heard from, `left:<ms>:<worker>` for one that left.
+pub mod workers {
+    /// The prefix of a session that left.
+    pub const LEFT: &str = "left:";
+
+    /// The value of a session of `worker` that left at `at_ms` (0: before it was ever seen).
+    pub fn left(at_ms: u64, worker: &str) -> String {
+        format!("{LEFT}{at_ms}:{worker}")
+    }
+}
+
+/// The letter each key that is never emptied adds to meta's `made` ([`meta::MADE`]) when a
+/// per-test script first writes it in the generation and gives it its TTL (`per_test.lua`'s
+/// `wrote`): made again later, it keeps that TTL. `docs/queue-protocol.md` has the same table.
+pub const MADE: [(char, &str); 8] = [
+    ('b', "g:<gen>:requeued-by"),
+    ('f', "failures"),
+    ('p', "g:<gen>:processed"),
+    ('q', "g:<gen>:requeues"),
+    ('r', "results"),
+    ('s', "stats"),
+    ('x', "g:<gen>:failed"),
+    ('y', "g:<gen>:flaky"),
+];
+
 /// `id` as it goes into a hash tag: `%`, `:`, `{` and `}` escaped as in a URL, so that a
 /// tag's parts are told apart by its `:` and the tag ends at its own `}` only.
 pub fn tag_part(id: &str) -> Cow<'_, str> {
@@ -266,5 +352,196 @@ mod tests {
         }
         assert_eq!(generation.queue, "ciq:{app:1234}:g:g1:queue");
         assert_eq!(BuildKeys::new("", "b").state(), "ciq:{b}:state");
+    }
+
+    /// Every Lua script, by file name.
+    fn lua_sources() -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/queue/redis/lua");
+        let mut sources: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).unwrap())
+            })
+            .filter(|(name, _)| name.ends_with(".lua"))
+            .collect();
+        sources.sort();
+        sources
+    }
+
+    /// The name a key goes by in the Lua: its last part, `-` as `_`.
+    fn lua_name(key: &str) -> String {
+        key.rsplit(':').next().unwrap().replace('-', "_")
+    }
+
+    /// `per_test.lua` names its KEYS twice (the header and the `K` table), and `per_test` builds
+    /// them: the three must agree, key by key, or a script reads one key for another.
+    #[test]
+    fn per_test_keys_are_in_per_test_lua_order() {
+        let build = BuildKeys::new("ns", "b");
+        let ours: Vec<String> = build
+            .per_test(&build.generation("g"))
+            .iter()
+            .map(|key| lua_name(key))
+            .collect();
+        let lua = include_str!("lua/per_test.lua");
+        let header: Vec<String> = lua
+            .lines()
+            .take_while(|line| line.starts_with("--"))
+            .flat_map(|line| line.split("KEYS[").skip(1))
+            .map(|entry| {
+                let (n, name) = entry.split_once(']').unwrap();
+                let name = name.split_whitespace().next().unwrap();
+                (n.parse::<usize>().unwrap(), name.replace('-', "_"))
+            })
+            .enumerate()
+            .map(|(i, (n, name))| {
+                assert_eq!(n, i + 1, "per_test.lua's header skips a key before {name}");
+                name
+            })
+            .collect();
+        assert_eq!(header, ours, "per_test.lua's header");
+        let table = lua
+            .split("local K = {")
+            .nth(1)
+            .unwrap()
+            .split('}')
+            .next()
+            .unwrap();
+        let mut k: Vec<(usize, String)> = table
+            .split(',')
+            .filter_map(|entry| entry.split_once("= KEYS["))
+            .map(|(name, n)| {
+                let n = n.trim().trim_end_matches(']').parse().unwrap();
+                (n, name.trim().to_owned())
+            })
+            .collect();
+        k.sort();
+        let positions: Vec<usize> = k.iter().map(|(n, _)| *n).collect();
+        assert_eq!(positions, (1..=PER_TEST_KEYS).collect::<Vec<_>>());
+        let names: Vec<String> = k.into_iter().map(|(_, name)| name).collect();
+        assert_eq!(names, ours, "per_test.lua's K table");
+    }
+
+    /// Every `wrote(K.key, 'letter')` (and the letter a script picks for a key before it calls
+    /// `wrote`) marks its key with the letter [`MADE`] gives it, and the protocol's table says
+    /// the same: a letter two keys shared would leave one without its TTL.
+    #[test]
+    fn made_letters_are_the_table() {
+        let letters: Vec<char> = MADE.iter().map(|(letter, _)| *letter).collect();
+        let mut unique = letters.clone();
+        unique.dedup();
+        assert_eq!(unique, letters, "letters sorted and unique");
+        let table: Vec<(char, String)> = MADE
+            .iter()
+            .map(|(letter, key)| (*letter, lua_name(key)))
+            .collect();
+        let mut used = Vec::new();
+        for (file, source) in lua_sources() {
+            // `wrote(K.key, 'l')`, and `set, letter = K.key, 'l'` before a `wrote(set, letter)`.
+            for call in ["wrote(K.", "letter = K."] {
+                for marked in source.split(call).skip(1) {
+                    let (key, rest) = marked.split_once(',').unwrap();
+                    let letter = rest.trim_start().strip_prefix('\'').unwrap();
+                    let (letter, _) = letter.split_once('\'').unwrap();
+                    let letter: Vec<char> = letter.chars().collect();
+                    assert_eq!(letter.len(), 1, "{file}: K.{key} marked {letter:?}");
+                    assert!(
+                        table.contains(&(letter[0], key.to_owned())),
+                        "{file}: K.{key} is marked `{}`, not the letter MADE gives it",
+                        letter[0]
+                    );
+                    used.push(letter[0]);
+                }
+            }
+        }
+        for letter in &letters {
+            assert!(used.contains(letter), "no script marks `{letter}`");
+        }
+        // RETRY takes the letters of the keys it empties out of `made`; KEEP, which makes them
+        // again, puts them back: the same keys, by the table's letters.
+        let retry = include_str!("lua/retry.lua");
+        let emptied: Vec<char> = retry
+            .split("string.gsub(m[4] or '', '[")
+            .nth(1)
+            .and_then(|rest| rest.split_once(']'))
+            .unwrap()
+            .0
+            .chars()
+            .collect();
+        let keep = include_str!("lua/keep.lua");
+        let remade: Vec<(char, String)> = keep
+            .split("for letter, key in pairs({")
+            .nth(1)
+            .and_then(|rest| rest.split_once('}'))
+            .unwrap()
+            .0
+            .split(',')
+            .map(|pair| {
+                let (letter, key) = pair.split_once('=').unwrap();
+                (letter.trim().chars().next().unwrap(), key.trim().to_owned())
+            })
+            .collect();
+        assert_eq!(
+            remade.iter().map(|(letter, _)| *letter).collect::<Vec<_>>(),
+            emptied
+        );
+        for pair in &remade {
+            assert!(table.contains(pair), "keep.lua marks {pair:?}");
+        }
+        let doc = include_str!("../../../docs/queue-protocol.md");
+        for (letter, key) in MADE {
+            assert!(
+                doc.contains(&format!("| `{letter}` | `{key}` |")),
+                "docs/queue-protocol.md lacks the row of `{letter}`"
+            );
+        }
+    }
+
+    /// The field names Rust reads and writes are the ones the scripts use, and the protocol
+    /// names them.
+    #[test]
+    fn hash_fields_are_the_scripts_and_the_docs() {
+        let lua: String = lua_sources()
+            .into_iter()
+            .map(|(_, source)| source)
+            .collect();
+        let doc = include_str!("../../../docs/queue-protocol.md");
+        let fields = [
+            meta::TOTAL,
+            meta::MAX_REQUEUES,
+            meta::REQUEUE_LIMIT,
+            meta::HEARTBEAT_TIMEOUT_MS,
+            meta::LIST_DIGEST,
+            meta::FRESH,
+            meta::REQUEUED,
+            meta::REFRESHED_AT,
+            meta::SCANNED_AT,
+            meta::MADE,
+            meta::LIVE,
+            meta::LIVE_AT,
+            meta::COUNT,
+            meta::SEQ,
+            meta::REPLY,
+            meta::JOB_RETRY,
+            stats::TAKEN_OVER,
+            stats::DISCARDED,
+            stats::STOPPED,
+            workers::LEFT,
+        ];
+        for field in fields {
+            assert!(
+                lua.contains(&format!("'{field}'")),
+                "no script names `{field}`"
+            );
+            assert!(
+                doc.contains(&format!("`{field}")),
+                "the protocol lacks `{field}`"
+            );
+        }
+        assert_eq!(meta::count(crate::outcome::Outcome::Failed), "n:failed");
+        assert_eq!(stats::stopped("s1"), "stopped:s1");
+        assert_eq!(workers::left(0, "w"), "left:0:w");
     }
 }

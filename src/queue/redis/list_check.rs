@@ -9,8 +9,9 @@
 use std::collections::HashSet;
 
 use crate::queue::QueueError;
-use crate::queue::redis::RedisQueue;
-use crate::queue::redis::scripts::summarize::stored_id;
+use crate::queue::redis::keys::{meta, workers};
+use crate::queue::redis::redis_queue::RedisQueue;
+use crate::queue::redis::scripts::stored_id;
 use crate::test_id::TestList;
 
 impl RedisQueue {
@@ -27,8 +28,8 @@ impl RedisQueue {
             .query(
                 redis::cmd("HMGET")
                     .arg(&keys.meta)
-                    .arg("total")
-                    .arg("list-digest"),
+                    .arg(meta::TOTAL)
+                    .arg(meta::LIST_DIGEST),
             )
             .await?;
         // No meta at all is lost state, which the first reservation reports; a meta without a
@@ -85,7 +86,7 @@ impl RedisQueue {
             .hset(
                 self.keys.workers(),
                 &self.session,
-                format!("left:0:{}", self.worker),
+                workers::left(0, &self.worker),
             )
             .ignore();
         let () = self.conn.pipeline(&record).await?;

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::grind;
+use crate::outcome::Outcome;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::estimates::Estimates;
-use crate::queue::redis::keys::{BuildKeys, GenKeys, PER_TEST_KEYS};
+use crate::queue::redis::keys::{BuildKeys, GenKeys, PER_TEST_KEYS, meta, stats};
 use crate::queue::redis::scripts::heartbeat::{Beat, Heartbeat};
 use crate::queue::redis::scripts::per_test::{Caller, Handed};
 use crate::queue::redis::scripts::{self, ack, release::Release, reserve::Reserve, summarize};
-use crate::queue::redis::{RedisSettings, millis};
+use crate::queue::redis::settings::RedisSettings;
+use crate::queue::redis::settings::millis;
 use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved, Want};
 use crate::report::Summary;
 use crate::test_id::TestId;
@@ -129,7 +130,7 @@ impl Queue for RedisQueue {
         let caller = self.caller(&followed);
         let acked = scripts::run(
             &self.conn,
-            &ack::Ack {
+            &ack::Acknowledge {
                 caller,
                 want,
                 results: &acks,
@@ -194,8 +195,8 @@ impl Queue for RedisQueue {
             .query(
                 redis::cmd("HMGET")
                     .arg(&followed.generation.meta)
-                    .arg("n:failed")
-                    .arg("n:errored"),
+                    .arg(meta::count(Outcome::Failed))
+                    .arg(meta::count(Outcome::Errored)),
             )
             .await?;
         Ok(counts.into_iter().flatten().sum())
@@ -208,7 +209,7 @@ impl Queue for RedisQueue {
             .atomic()
             .hset(
                 &stats,
-                format!("stopped:{}", self.session),
+                stats::stopped(&self.session),
                 format!("worker `{}`: {why}", self.worker_id()),
             )
             .ignore()
@@ -227,7 +228,7 @@ impl Queue for RedisQueue {
         // instead of copy by copy, and each would be an estimate of its own.
         let own: Vec<(TestId, Duration)> = durations
             .iter()
-            .filter(|(id, _)| grind::base(id.as_str()).1.is_none())
+            .filter(|(id, _)| !id.is_grind_copy())
             .cloned()
             .collect();
         let folded = Estimates::new(&self.conn, &self.settings.namespace)

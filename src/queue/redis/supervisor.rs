@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use crate::grind;
 use crate::outcome::Outcome;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
@@ -25,11 +24,11 @@ use crate::queue::redis::keys::BuildKeys;
 use crate::queue::redis::liveness::Liveness;
 use crate::queue::redis::scripts::abort::Rule;
 use crate::queue::redis::scripts::keep::{Keep, Keeping};
-use crate::queue::redis::scripts::progress::Progress;
+use crate::queue::redis::scripts::progress::ReadProgress;
 use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
 use crate::report::{Summary, TestRecord};
-use crate::test_id::TestId;
+use crate::test_id::{TestId, grind_base};
 use crate::timings::Slower;
 
 /// TTL of an abort record the report writes: it does not know the workers' --redis-ttl, so it
@@ -51,7 +50,7 @@ pub struct ReportSettings {
     pub report_timeout: Duration,
     /// How many dead leaders the report accepts before saying no leader was elected.
     pub max_election_attempts: u32,
-    /// How long to keep retrying an unreachable Redis.
+    /// How long to keep reconnecting to an unreachable Redis.
     pub redis_timeout: Duration,
     /// How often to poll.
     pub poll_interval: Duration,
@@ -148,7 +147,7 @@ async fn watch(
     let mut leaderless_since = started;
     let mut liveness = Liveness::default();
     let ending = loop {
-        let progress = Progress {
+        let progress = ReadProgress {
             keys,
             generation: followed.as_deref(),
             round: settings.retry_round.as_deref(),
@@ -277,9 +276,9 @@ async fn keep_earlier(
         round,
     };
     match scripts::run(conn, &keep).await? {
-        Keeping::Kept(tests) => Ok(Some(tests)),
+        Keeping::Kept { tests } => Ok(Some(tests)),
         Keeping::Ran | Keeping::Stale => Ok(None),
-        Keeping::Unknown(test) => Err(QueueError::StateLost(format!(
+        Keeping::Unknown { why: test } => Err(QueueError::StateLost(format!(
             "re-opened test `{test}` has no earlier failure"
         ))),
     }
@@ -310,7 +309,7 @@ async fn is_grind(
         one = page.into_iter().next();
     }
     // A build with no test in either (all running) cannot be told apart: it is not refused.
-    Ok(one.is_none_or(|id| grind::base(&id).1.is_some()))
+    Ok(one.is_none_or(|id| grind_base(&id).1.is_some()))
 }
 
 /// What the workers write after the summary: a list mismatch as they join, the durations they
@@ -430,7 +429,7 @@ pub async fn settle(
     let mut generation = None;
     let mut told = false;
     loop {
-        let progress = Progress {
+        let progress = ReadProgress {
             keys: &keys,
             generation: generation.as_deref(),
             round: settings.retry_round.as_deref(),

@@ -46,7 +46,7 @@ for i, result in ipairs(results) do
     statuses[i] = 'requeued'
   else
     if meta.requeued > 0 and redis.call('HEXISTS', K.requeues, test) == 1 then
-      -- A retry that passes makes a failure flaky; one that is skipped proves nothing, so the
+      -- A requeued run that passes makes a failure flaky; one that is skipped proves nothing, so the
       -- failure stands (its detail was kept when it was requeued).
       if outcome == 'passed' then outcome = 'flaky' end
       if outcome == 'skipped' then outcome = 'failed' end

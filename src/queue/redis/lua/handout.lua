@@ -19,7 +19,7 @@ local function live_workers(ctx)
 end
 
 -- How many tests a request wants: `max`, or `max:budget:typical:floor` (ms) for an auto batch,
--- which `Want::take` in src/queue/mod.rs computes alike for the local queue: tests from the head
+-- which `Want::take` in src/queue/want.rs computes alike for the local queue: tests from the head
 -- of the queue while their estimated time stays within `budget` (a test estimated longer goes
 -- alone), and at most 1/(live workers x SHARE_PER_WORKER) of the tests queued, so batches shrink
 -- as the queue empties, unless their estimated time is still below `floor` (the batch's own
@@ -142,9 +142,9 @@ local function release_entries(entries)
 end
 
 -- How long a failure requeued by this session waits for another live worker before this one may
--- retry it itself: long enough for an idle worker to poll, short enough that a worker whose
+-- run it again itself: long enough for an idle worker to poll, short enough that a worker whose
 -- peers are all busy with long tests does not idle through them.
-local function retry_grace(heartbeat_timeout)
+local function requeue_grace(heartbeat_timeout)
   return math.min(math.max(heartbeat_timeout / 6, 1000), 5000)
 end
 
@@ -152,7 +152,7 @@ end
 -- requeued it less than the grace period ago.
 local function own_fresh_requeue(requeued, now, heartbeat_timeout)
   local by, at = string.match(requeued, '^(.*):(%d+)$')
-  return by == SESSION and now - tonumber(at) < retry_grace(heartbeat_timeout)
+  return by == SESSION and now - tonumber(at) < requeue_grace(heartbeat_timeout)
 end
 
 -- How often lost tests are looked for: often enough that a take-over comes soon after the
@@ -165,7 +165,7 @@ end
 -- RESERVE: first take over lost tests (heartbeat older than the timeout and no outcome yet;
 -- entries of tests that already have one are cleaned up, never taken over), then pop from the
 -- queue, counting (not running) a test an earlier generation decided, and skipping a test this
--- session requeued while another worker is alive to retry it and the grace period runs. Each
+-- session requeued while another worker is alive to run it again and the grace period runs. Each
 -- hand-out gets a lease unique to this session, request and position. A batch costs the same
 -- few commands as one test: pops, lookups and the running entries go in one command each.
 local function reserve(k, ctx)

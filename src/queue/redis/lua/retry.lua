@@ -1,8 +1,8 @@
--- RETRY: a CI job retried after its build ended re-runs the build's failed tests, once per retry
+-- RETRY: a job retry (a CI job retried after its build ended) re-runs the build's failed tests, once per retry
 -- round however many jobs are retried. It re-opens the finished generation for them: each
 -- failing test leaves the processed tests, its result and the failing set, counts one more
 -- requeue (so a pass now is flaky and a skip leaves the failure standing, as for a failure
--- retried within the build) and goes back in the queue; passed, skipped and flaky tests stay as
+-- requeued within the build) and goes back in the queue; passed, skipped and flaky tests stay as
 -- they were. The generation's total does not change, so the summary still covers every test.
 -- Every check comes before the first write, and the round is recorded last (when, and how many
 -- tests it re-opened: KEEP undoes it when none of them is re-run): a call that fails half-way

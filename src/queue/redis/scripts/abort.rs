@@ -3,7 +3,8 @@
 use redis::Value;
 use serde::Deserialize;
 
-use super::{Step, json};
+use super::reply::json;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::error::Abort as Record;
 use crate::queue::redis::keys::BuildKeys;
@@ -22,7 +23,7 @@ pub(in crate::queue::redis) enum Rule<'a> {
 }
 
 /// ABORT with `record`.
-pub(in crate::queue::redis) struct Abort<'a> {
+pub(in crate::queue::redis) struct AbortBuild<'a> {
     pub keys: &'a BuildKeys,
     pub record: &'a Record,
     pub ttl_ms: String,
@@ -35,12 +36,10 @@ struct Raw {
     abort: Option<String>,
 }
 
-impl Step for Abort<'_> {
+impl Step for AbortBuild<'_> {
     const NAME: &'static str = "abort";
     /// The abort in force (the first one written wins), or `None` when the rule refused.
     type Reply = Option<Record>;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         vec![self.keys.state(), self.keys.aborted()]

@@ -4,8 +4,9 @@ use redis::Value;
 use serde::Deserialize;
 
 use super::per_test::{Caller, Handed, Handout, want_arg};
-use super::summarize::stored_id;
-use super::{Step, json, lua_list};
+use super::reply::stored_id;
+use super::reply::{json, lua_list};
+use super::step::Step;
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::{QueueError, Recorded, Want};
 use crate::test_id::TestId;
@@ -13,7 +14,7 @@ use crate::test_id::TestId;
 pub(super) const SOURCE: &str = lua!("per_test.lua", "handout.lua", "ack.lua");
 
 /// ACK of `results` (run by `caller.worker`), then RESERVE of what `want` asks for.
-pub(in crate::queue::redis) struct Ack<'a> {
+pub(in crate::queue::redis) struct Acknowledge<'a> {
     pub caller: Caller<'a>,
     pub want: Want,
     pub results: &'a [crate::queue::Ack],
@@ -32,14 +33,23 @@ struct Raw {
     #[serde(flatten)]
     handout: Handout,
     #[serde(default, deserialize_with = "lua_list")]
-    recorded: Vec<(String, String)>,
+    recorded: Vec<(String, RecordedAs)>,
 }
 
-impl Step for Ack<'_> {
+/// What became of one result, as the script writes it: a final outcome by its name.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RecordedAs {
+    Requeued,
+    Discarded,
+    Duplicate,
+    #[serde(untagged)]
+    Final(Outcome),
+}
+
+impl Step for Acknowledge<'_> {
     const NAME: &'static str = "ack";
     type Reply = Acked;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         self.caller.keys.to_vec()
@@ -73,24 +83,71 @@ impl Step for Ack<'_> {
         let raw: Raw = json(Self::NAME, raw)?;
         let recorded = raw
             .recorded
-            .iter()
+            .into_iter()
             .map(|(id, status)| {
-                let recorded = match status.as_str() {
-                    "requeued" => Recorded::Requeued,
-                    "discarded" => Recorded::Discarded,
-                    "duplicate" => Recorded::Duplicate,
-                    outcome => Recorded::Final(
-                        outcome
-                            .parse::<Outcome>()
-                            .map_err(|err| QueueError::Protocol(err.to_string()))?,
-                    ),
+                let recorded = match status {
+                    RecordedAs::Requeued => Recorded::Requeued,
+                    RecordedAs::Discarded => Recorded::Discarded,
+                    RecordedAs::Duplicate => Recorded::Duplicate,
+                    RecordedAs::Final(outcome) => Recorded::Final(outcome),
                 };
-                Ok((stored_id(id)?, recorded))
+                Ok((stored_id(&id)?, recorded))
             })
             .collect::<Result<_, QueueError>>()?;
         Ok(Acked {
             recorded,
             next: raw.handout.read()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Reservation;
+
+    fn reply(json: &str) -> Result<Acked, QueueError> {
+        Acknowledge::reply(Value::BulkString(json.as_bytes().to_vec()))
+    }
+
+    /// The reply's statuses are read by their tags: the hand-out's, and each result's, whose
+    /// final outcome goes by its own name.
+    #[test]
+    fn statuses_are_read_by_their_tags() {
+        let acked = reply(
+            r#"{"status":"tests","tests":[["t3","s.1.1"]],"recorded":[["t1","flaky"],["t2","requeued"],["t4","duplicate"]]}"#,
+        )
+        .unwrap();
+        let recorded: Vec<(&str, Recorded)> = acked
+            .recorded
+            .iter()
+            .map(|(id, recorded)| (id.as_str(), *recorded))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                ("t1", Recorded::Final(Outcome::Flaky)),
+                ("t2", Recorded::Requeued),
+                ("t4", Recorded::Duplicate),
+            ]
+        );
+        let Handed::Reservation(Reservation::Tests(tests)) = acked.next else {
+            panic!("not a hand-out of tests");
+        };
+        assert_eq!(tests[0].id.as_str(), "t3");
+        assert!(matches!(
+            reply(r#"{"status":"done","recorded":{}}"#).unwrap().next,
+            Handed::Reservation(Reservation::Done)
+        ));
+        for unknown in [
+            r#"{"status":"later","recorded":{}}"#,
+            r#"{"status":"done","recorded":[["t1","maybe"]]}"#,
+        ] {
+            let err = reply(unknown).err().unwrap();
+            assert!(
+                err.to_string().contains("ack replied"),
+                "{unknown}: {err}"
+            );
+        }
     }
 }

@@ -2,7 +2,8 @@
 
 use redis::Value;
 
-use super::{Step, int};
+use super::reply::int;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::redis::keys::BuildKeys;
 
@@ -36,8 +37,6 @@ pub(in crate::queue::redis) enum Committed {
 impl Step for Commit<'_> {
     const NAME: &'static str = "commit";
     type Reply = Committed;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         let generation = self.keys.generation(self.generation);

@@ -3,7 +3,9 @@
 use redis::Value;
 use serde::Deserialize;
 
-use super::{Step, abort::parse_abort, json};
+use super::abort::parse_abort;
+use super::reply::json;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::error::Abort;
 use crate::queue::redis::keys::BuildKeys;
@@ -31,20 +33,19 @@ pub(in crate::queue::redis) enum Elected {
     Lost,
 }
 
+/// The reply as the script writes it.
 #[derive(Deserialize)]
-struct Raw {
-    role: String,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    abort: String,
+#[serde(tag = "role", rename_all = "lowercase")]
+enum Raw {
+    Leader,
+    Aborted { abort: String },
+    Wait { state: String },
+    Lost,
 }
 
 impl Step for Elect<'_> {
     const NAME: &'static str = "elect";
     type Reply = Elected;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         vec![
@@ -64,15 +65,11 @@ impl Step for Elect<'_> {
     }
 
     fn reply(raw: Value) -> Result<Elected, QueueError> {
-        let raw: Raw = json(Self::NAME, raw)?;
-        match raw.role.as_str() {
-            "leader" => Ok(Elected::Leader),
-            "aborted" => Ok(Elected::Aborted(parse_abort(&raw.abort)?)),
-            "wait" => Ok(Elected::Wait(BuildState::parse(&raw.state)?)),
-            "lost" => Ok(Elected::Lost),
-            other => Err(QueueError::Protocol(format!(
-                "unknown election role `{other}`"
-            ))),
-        }
+        Ok(match json(Self::NAME, raw)? {
+            Raw::Leader => Elected::Leader,
+            Raw::Aborted { abort } => Elected::Aborted(parse_abort(&abort)?),
+            Raw::Wait { state } => Elected::Wait(BuildState::parse(&state)?),
+            Raw::Lost => Elected::Lost,
+        })
     }
 }

@@ -4,8 +4,9 @@ use redis::Value;
 use serde::Deserialize;
 
 use super::per_test::Caller;
-use super::summarize::stored_id;
-use super::{Step, json, lua_list};
+use super::reply::stored_id;
+use super::reply::{json, lua_list};
+use super::step::Step;
 use crate::queue::{QueueError, Reserved};
 use crate::test_id::TestId;
 
@@ -27,20 +28,24 @@ pub(in crate::queue::redis) enum Beat {
     StateLost(String),
 }
 
+/// The reply as the script writes it.
 #[derive(Deserialize)]
-struct Raw {
-    status: String,
-    #[serde(default, deserialize_with = "lua_list")]
-    lost: Vec<String>,
-    #[serde(default)]
-    why: String,
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Raw {
+    Ok {
+        #[serde(default, deserialize_with = "lua_list")]
+        lost: Vec<String>,
+    },
+    Stale,
+    Lost {
+        #[serde(default)]
+        why: String,
+    },
 }
 
 impl Step for Heartbeat<'_> {
     const NAME: &'static str = "heartbeat";
     type Reply = Beat;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         self.caller.keys.to_vec()
@@ -51,19 +56,14 @@ impl Step for Heartbeat<'_> {
     }
 
     fn reply(raw: Value) -> Result<Beat, QueueError> {
-        let raw: Raw = json(Self::NAME, raw)?;
-        match raw.status.as_str() {
-            "ok" => Ok(Beat::Lost(
-                raw.lost
-                    .iter()
+        Ok(match json(Self::NAME, raw)? {
+            Raw::Ok { lost } => Beat::Lost(
+                lost.iter()
                     .map(|id| stored_id(id))
                     .collect::<Result<_, _>>()?,
-            )),
-            "stale" => Ok(Beat::Stale),
-            "lost" => Ok(Beat::StateLost(raw.why)),
-            other => Err(QueueError::Protocol(format!(
-                "unknown heartbeat status `{other}`"
-            ))),
-        }
+            ),
+            Raw::Stale => Beat::Stale,
+            Raw::Lost { why } => Beat::StateLost(why),
+        })
     }
 }

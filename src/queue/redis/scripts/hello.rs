@@ -2,7 +2,8 @@
 
 use redis::Value;
 
-use super::{Step, int};
+use super::reply::int;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::redis::keys::BuildKeys;
 
@@ -21,8 +22,6 @@ impl Step for Hello<'_> {
     const NAME: &'static str = "hello";
     /// How many other live sessions use this worker id.
     type Reply = u64;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         vec![self.keys.workers()]

@@ -4,7 +4,8 @@
 use redis::Value;
 use serde::Deserialize;
 
-use super::{Step, json};
+use super::reply::json;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::redis::keys::PER_TEST_KEYS;
 
@@ -18,32 +19,22 @@ pub(in crate::queue::redis) struct Keep<'a> {
 }
 
 /// What KEEP did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
 pub(in crate::queue::redis) enum Keeping {
     /// The build moved to another generation since it was read.
     Stale,
     /// The round re-opened nothing, or something of it ran: nothing to give back.
     Ran,
-    /// Test `.0` has no earlier failure to give back: Redis lost part of the build.
-    Unknown(String),
-    /// `.0` tests have their earlier outcome again.
-    Kept(u64),
-}
-
-#[derive(Deserialize)]
-struct Raw {
-    status: String,
-    #[serde(default)]
-    tests: u64,
-    #[serde(default)]
-    why: String,
+    /// Test `why` has no earlier failure to give back: Redis lost part of the build.
+    Unknown { why: String },
+    /// `tests` tests have their earlier outcome again.
+    Kept { tests: u64 },
 }
 
 impl Step for Keep<'_> {
     const NAME: &'static str = "keep";
     type Reply = Keeping;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         self.keys.to_vec()
@@ -54,17 +45,6 @@ impl Step for Keep<'_> {
     }
 
     fn reply(raw: Value) -> Result<Keeping, QueueError> {
-        let Raw { status, tests, why } = json(Self::NAME, raw)?;
-        Ok(match status.as_str() {
-            "stale" => Keeping::Stale,
-            "ran" => Keeping::Ran,
-            "unknown" => Keeping::Unknown(why),
-            "kept" => Keeping::Kept(tests),
-            other => {
-                return Err(QueueError::Protocol(format!(
-                    "keep replied status `{other}`"
-                )));
-            }
-        })
+        json(Self::NAME, raw)
     }
 }

@@ -4,7 +4,9 @@
 use redis::Value;
 use serde::Deserialize;
 
-use super::{Step, abort::parse_abort, json};
+use super::abort::parse_abort;
+use super::reply::json;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::error::Abort;
 use crate::queue::redis::keys::BuildKeys;
@@ -38,8 +40,6 @@ struct Raw {
 impl Step for Observe<'_> {
     const NAME: &'static str = "observe";
     type Reply = Observed;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         let mut keys = vec![self.keys.state(), self.keys.aborted()];

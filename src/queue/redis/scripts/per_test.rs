@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 
-use super::lua_list;
-use super::summarize::stored_id;
+use super::reply::lua_list;
+use super::reply::stored_id;
 use crate::queue::redis::keys::PER_TEST_KEYS;
 use crate::queue::{Lease, QueueError, Reservation, Reserved, Want};
 
@@ -64,14 +64,24 @@ pub(super) fn want_arg(want: Want) -> String {
     }
 }
 
-/// RESERVE's and ACK's hand-out.
+/// RESERVE's and ACK's hand-out, as the scripts write it.
 #[derive(Deserialize)]
-pub(super) struct Handout {
-    status: String,
-    #[serde(default, deserialize_with = "lua_list")]
-    tests: Vec<(String, String)>,
-    #[serde(default)]
-    why: String,
+#[serde(tag = "status", rename_all = "lowercase")]
+pub(super) enum Handout {
+    /// Tests and their leases.
+    Tests {
+        #[serde(default, deserialize_with = "lua_list")]
+        tests: Vec<(String, String)>,
+    },
+    Empty,
+    Done,
+    Stale,
+    Lost {
+        #[serde(default)]
+        why: String,
+    },
+    /// The reply to an outdated copy of a request (see `per_test.lua`'s `cached_reply`).
+    Superseded,
 }
 
 /// What a reservation came to, for the queue.
@@ -84,9 +94,9 @@ pub(in crate::queue::redis) enum Handed {
 
 impl Handout {
     pub(super) fn read(self) -> Result<Handed, QueueError> {
-        let reservation = match self.status.as_str() {
-            "tests" => Reservation::Tests(
-                self.tests
+        let reservation = match self {
+            Handout::Tests { tests } => Reservation::Tests(
+                tests
                     .into_iter()
                     .map(|(id, lease)| {
                         Ok(Reserved {
@@ -96,20 +106,15 @@ impl Handout {
                     })
                     .collect::<Result<_, QueueError>>()?,
             ),
-            "empty" => Reservation::Empty,
-            "done" => Reservation::Done,
-            "stale" => Reservation::Stale,
-            "lost" => return Ok(Handed::Lost(self.why)),
+            Handout::Empty => Reservation::Empty,
+            Handout::Done => Reservation::Done,
+            Handout::Stale => Reservation::Stale,
+            Handout::Lost { why } => return Ok(Handed::Lost(why)),
             // Only an outdated copy of a request gets this, on a connection ciq already left.
-            "superseded" => {
+            Handout::Superseded => {
                 return Err(QueueError::Protocol(
                     "Redis answered an outdated copy of a request".to_owned(),
                 ));
-            }
-            other => {
-                return Err(QueueError::Protocol(format!(
-                    "unknown reservation status `{other}`"
-                )));
             }
         };
         Ok(Handed::Reservation(reservation))

@@ -3,7 +3,9 @@
 use redis::Value;
 use serde::Deserialize;
 
-use super::{Step, abort::parse_abort, json};
+use super::abort::parse_abort;
+use super::reply::json;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::error::Abort;
 use crate::queue::redis::keys::BuildKeys;
@@ -12,7 +14,7 @@ use crate::queue::redis::state::BuildState;
 pub(super) const SOURCE: &str = lua!("progress.lua");
 
 /// PROGRESS of the build, and of `generation` once the report follows one.
-pub(in crate::queue::redis) struct Progress<'a> {
+pub(in crate::queue::redis) struct ReadProgress<'a> {
     pub keys: &'a BuildKeys,
     pub generation: Option<&'a str>,
     /// The retry round the report follows: only the sessions of that round count.
@@ -64,11 +66,9 @@ struct Raw {
     existed: u8,
 }
 
-impl Step for Progress<'_> {
+impl Step for ReadProgress<'_> {
     const NAME: &'static str = "progress";
     type Reply = Seen;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         let generation = self.keys.generation(self.generation.unwrap_or(""));

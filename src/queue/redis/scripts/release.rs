@@ -3,7 +3,8 @@
 use redis::Value;
 
 use super::per_test::Caller;
-use super::{Step, int};
+use super::reply::int;
+use super::step::Step;
 use crate::queue::{QueueError, Reserved};
 
 pub(super) const SOURCE: &str = lua!("per_test.lua", "release.lua");
@@ -18,8 +19,6 @@ impl Step for Release<'_> {
     const NAME: &'static str = "release";
     /// How many tests went back to the queue.
     type Reply = u64;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         self.caller.keys.to_vec()

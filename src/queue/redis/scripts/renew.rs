@@ -3,7 +3,8 @@
 
 use redis::Value;
 
-use super::{Step, int};
+use super::reply::int;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::redis::keys::BuildKeys;
 
@@ -33,8 +34,6 @@ pub(in crate::queue::redis) enum Renewed {
 impl Step for Renew<'_> {
     const NAME: &'static str = "renew";
     type Reply = Renewed;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         vec![

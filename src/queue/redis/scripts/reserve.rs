@@ -3,7 +3,8 @@
 use redis::Value;
 
 use super::per_test::{Caller, Handed, Handout, want_arg};
-use super::{Step, json};
+use super::reply::json;
+use super::step::Step;
 use crate::queue::{QueueError, Want};
 
 pub(super) const SOURCE: &str = lua!("per_test.lua", "handout.lua", "reserve.lua");
@@ -17,8 +18,6 @@ pub(in crate::queue::redis) struct Reserve<'a> {
 impl Step for Reserve<'_> {
     const NAME: &'static str = "reserve";
     type Reply = Handed;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         self.caller.keys.to_vec()

@@ -3,7 +3,8 @@
 
 use redis::Value;
 
-use super::{Step, int};
+use super::reply::int;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::redis::keys::BuildKeys;
 
@@ -22,8 +23,6 @@ impl Step for Resign<'_> {
     const NAME: &'static str = "resign";
     /// Whether the lock was this leader's and is gone now.
     type Reply = bool;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         let mut keys = vec![self.keys.state(), self.keys.workers()];

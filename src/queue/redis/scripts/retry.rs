@@ -1,17 +1,18 @@
-//! RETRY: a CI job retried after its build ended re-opens the build's failed tests
-//! (`lua/retry.lua`).
+//! RETRY: a job retry (the CI retried a job after its build ended) re-opens the build's failed
+//! tests (`lua/retry.lua`).
 
 use redis::Value;
 use serde::Deserialize;
 
-use super::{Step, json};
+use super::reply::json;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::redis::keys::PER_TEST_KEYS;
 
 pub(super) const SOURCE: &str = lua!("retry.lua");
 
 /// RETRY of round `round` (`None`: the job is a retry when its worker id already took part).
-pub(in crate::queue::redis) struct Retry<'a> {
+pub(in crate::queue::redis) struct JobRetry<'a> {
     pub keys: &'a [String; PER_TEST_KEYS],
     pub generation: &'a str,
     pub worker: &'a str,
@@ -22,7 +23,8 @@ pub(in crate::queue::redis) struct Retry<'a> {
 }
 
 /// What RETRY did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
 pub(in crate::queue::redis) enum Retried {
     /// The build moved to another generation since it was read: read it again.
     Stale,
@@ -37,25 +39,12 @@ pub(in crate::queue::redis) enum Retried {
     /// `tests` failed tests are queued again.
     Retrying { round: String, tests: u64 },
     /// The failing tests do not match their counters: Redis lost part of the build.
-    Lost(String),
+    Lost { why: String },
 }
 
-#[derive(Deserialize)]
-struct Raw {
-    status: String,
-    #[serde(default)]
-    round: String,
-    #[serde(default)]
-    tests: u64,
-    #[serde(default)]
-    why: String,
-}
-
-impl Step for Retry<'_> {
+impl Step for JobRetry<'_> {
     const NAME: &'static str = "retry";
     type Reply = Retried;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         self.keys.to_vec()
@@ -72,25 +61,6 @@ impl Step for Retry<'_> {
     }
 
     fn reply(raw: Value) -> Result<Retried, QueueError> {
-        let Raw {
-            status,
-            round,
-            tests,
-            why,
-        } = json(Self::NAME, raw)?;
-        Ok(match status.as_str() {
-            "stale" => Retried::Stale,
-            "first" => Retried::First,
-            "running" => Retried::Running,
-            "again" => Retried::Again { round },
-            "nothing" => Retried::Nothing { round },
-            "retrying" => Retried::Retrying { round, tests },
-            "lost" => Retried::Lost(why),
-            other => {
-                return Err(QueueError::Protocol(format!(
-                    "retry replied status `{other}`"
-                )));
-            }
-        })
+        json(Self::NAME, raw)
     }
 }

@@ -3,7 +3,8 @@
 
 use redis::Value;
 
-use super::{Step, int};
+use super::reply::int;
+use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::redis::keys::BuildKeys;
 use crate::test_id::TestId;
@@ -35,8 +36,6 @@ pub(in crate::queue::redis) enum Staged {
 impl Step for Stage<'_> {
     const NAME: &'static str = "stage";
     type Reply = Staged;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         vec![

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use redis::Value;
 use serde::Deserialize;
 
-use super::{Step, json, lua_list};
+use super::reply::{json, lua_list, stored_id};
+use super::step::Step;
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::QueueError;
 use crate::queue::redis::keys::BuildKeys;
 use crate::report::Summary;
 use crate::report::summary::{LISTED, Listed, NOT_RUN_LISTED};
-use crate::test_id::TestId;
 
 pub(super) const SOURCE: &str = lua!("summarize.lua");
 
@@ -52,8 +52,6 @@ impl Step for Summarize<'_> {
     const NAME: &'static str = "summarize";
     /// The summary, or [`QueueError::StateLost`] saying what did not add up.
     type Reply = Summary;
-
-    hashed!();
 
     fn keys(&self) -> Vec<String> {
         let generation = self.keys.generation(self.generation);
@@ -132,9 +130,4 @@ fn listed(raw: Vec<(String, String, String, u32)>) -> Result<Vec<Listed>, QueueE
 fn outcome(name: &str) -> Result<Outcome, QueueError> {
     name.parse()
         .map_err(|err: crate::outcome::UnknownOutcome| QueueError::Protocol(err.to_string()))
-}
-
-/// A test id read back from Redis.
-pub(in crate::queue::redis) fn stored_id(id: &str) -> Result<TestId, QueueError> {
-    TestId::new(id).map_err(|err| QueueError::Protocol(format!("stored test id `{id}` {err}")))
 }

@@ -1,11 +1,10 @@
-//! Build and worker ids from the CI provider's environment, so `ciq run` needs no `--build` or
-//! `--worker` on the common CI systems, and whether the job is a retry.
+//! What the CI provider's environment tells ciq: build and worker ids, so `ciq run` needs no
+//! `--build` or `--worker` on the common CI systems, the machine's share of a static split, and
+//! whether the job is a job retry (a [`RetryRound`]).
 //!
 //! The build id must be the same on every machine of one CI run, differ between runs, and stay
 //! the same when a job is retried (so the retry can re-run the build's failed tests); the worker
 //! id must differ between the machines.
-
-use crate::queue::redis::RetryRound;
 
 /// Ids found in the environment, and the provider they came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,6 +17,17 @@ pub struct CiIds {
     pub worker: Option<String>,
     /// Set when the CI retried this job: which retry.
     pub retry: Option<RetryRound>,
+}
+
+/// Which retry a retried job belongs to: every job of one round shares one re-run of the
+/// failed tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryRound {
+    /// Named by the CI (its attempt or retry count) or by `--retry=ROUND`.
+    Named(String),
+    /// Unnamed (GitLab): the job is a retry when its worker id already took part in the
+    /// finished build, and its n-th retry is round n.
+    Rejoined,
 }
 
 /// This machine's place among the CI job's parallel machines: a static share of the suite for

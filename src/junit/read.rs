@@ -78,7 +78,7 @@ impl Cases {
 /// Reads every `<testcase>` of `xml`, however its suites are nested.
 pub fn parse(xml: &str) -> Result<Cases, JunitError> {
     let mut reader = Reader::from_str(xml);
-    let mut state = State::default();
+    let mut state = Reading::default();
     let line_at = |at: u64| {
         Some(crate::lines::line_at(
             xml.as_bytes(),
@@ -146,7 +146,7 @@ pub fn parse(xml: &str) -> Result<Cases, JunitError> {
     Ok(Cases { cases, index })
 }
 
-/// Whether a case failed. A name the report gives more than once (a retry plugin's entries,
+/// Whether a case failed. A name the report gives more than once (a rerun plugin's entries,
 /// two suites with a test of one name, two paths pytest mangles alike) stands for its first
 /// failing case, else its first: ciq cannot tell which entry is the test's own, and a failure
 /// must never hide behind a pass.
@@ -154,8 +154,9 @@ fn fails(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Failed | Outcome::Errored)
 }
 
+/// The cases read so far, and where the reader stands.
 #[derive(Default)]
-struct State {
+struct Reading {
     cases: Vec<Case>,
     current: Option<Case>,
     /// Whether text is being collected (inside a failure, error, skipped or system-* element).
@@ -163,7 +164,7 @@ struct State {
     seen_element: bool,
 }
 
-impl State {
+impl Reading {
     fn open(&mut self, element: &BytesStart<'_>, empty: bool) -> Result<(), String> {
         self.seen_element = true;
         if element.local_name().as_ref() == "testcase" {

@@ -1,10 +1,10 @@
 //! The whole build as one JUnit XML report (`ciq report --junit FILE`), for the CI's test view.
 //!
 //! Every test with an outcome is one `testcase`, written as the queue is read, page by page, so
-//! a million-test build is written in constant memory. Retries follow Surefire's conventions,
+//! a million-test build is written in constant memory. Requeues follow Surefire's conventions,
 //! which Jenkins, GitLab and the test views built on them read: a flaky test passed, with a
-//! `flakyFailure` holding its failing run; a test that failed after retries has its `failure`
-//! and one `rerunFailure` (`rerunError`) per retry. Output goes in without its terminal
+//! `flakyFailure` holding its failing run; a test that failed after requeues has its `failure`
+//! and one `rerunFailure` (`rerunError`) per requeue. Output goes in without its terminal
 //! escapes. The file is written as an [`OutputFile`].
 
 use std::borrow::Cow;

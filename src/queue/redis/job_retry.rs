@@ -2,26 +2,18 @@
 //! ([`RedisQueue::retry`]); a new build can take an earlier build's failed tests as its list
 //! ([`RedisQueue::failed_of`]).
 
+use crate::ci::RetryRound;
+use crate::outcome::Outcome;
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
-use crate::queue::redis::keys::BuildKeys;
-use crate::queue::redis::scripts::retry::{Retried, Retry};
+use crate::queue::redis::keys::{BuildKeys, meta};
+use crate::queue::redis::redis_queue::RedisQueue;
+use crate::queue::redis::scripts::retry::{JobRetry, Retried};
 use crate::queue::redis::scripts::{self, observe::Observe};
+use crate::queue::redis::settings::millis;
 use crate::queue::redis::state::BuildState;
 use crate::queue::redis::supervisor::ReportSettings;
-use crate::queue::redis::{RedisQueue, millis};
 use crate::test_id::{TestList, TestListError};
-
-/// Which retry a retried job belongs to: every job of one round shares one re-run of the
-/// failed tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryRound {
-    /// Named by the CI (its attempt or retry count) or by `--retry=ROUND`.
-    Named(String),
-    /// Unnamed (GitLab): the job is a retry when its worker id already took part in the
-    /// finished build, and its n-th retry is round n.
-    Rejoined,
-}
 
 /// What a retried job found before it joins the build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +115,11 @@ impl RedisQueue {
                     redis::pipe()
                         .cmd("HMGET")
                         .arg(&generation.meta)
-                        .arg(&["total", "n:failed", "n:errored"])
+                        .arg(&[
+                            meta::TOTAL.to_owned(),
+                            meta::count(Outcome::Failed),
+                            meta::count(Outcome::Errored),
+                        ])
                         .llen(&generation.queue)
                         .zcard(&generation.running)
                         .scard(&generation.processed)
@@ -233,7 +229,7 @@ async fn reopen(
             BuildState::Ready { generation } if observed.abort.is_none() => generation,
             _ => return Ok(Retrying::Join),
         };
-        let retry = Retry {
+        let retry = JobRetry {
             keys: &keys.per_test(&keys.generation(&generation)),
             generation: &generation,
             worker: by.worker,
@@ -250,7 +246,7 @@ async fn reopen(
             Retried::Nothing { round } => Ok(Retrying::Nothing { round }),
             Retried::Again { round } => Ok(Retrying::Reopened { round, tests: 0 }),
             Retried::Retrying { round, tests } => Ok(Retrying::Reopened { round, tests }),
-            Retried::Lost(why) => Err(QueueError::StateLost(why)),
+            Retried::Lost { why } => Err(QueueError::StateLost(why)),
         };
     }
 }
