@@ -258,14 +258,8 @@ impl State {
             .values()
             .filter(|seen| now.duration_since(**seen) < timing.heartbeat_timeout)
             .count();
-        let max = want.take(
-            self.queue.len(),
-            live,
-            self.queue.iter().map(|id| self.estimates.get(id).copied()),
-            self.default_estimate,
-        );
-        let mut taken = Vec::new();
-        // The longest silent first, as the Redis queue's scan takes them.
+        // Lost tests go back to the head of the queue, the longest silent first, as the Redis
+        // queue's scan puts them: a dead worker's batch is shared out like any queued tests.
         let mut lost: Vec<(Instant, TestId)> = self
             .running
             .iter()
@@ -275,12 +269,21 @@ impl State {
             .map(|(id, running)| (running.heartbeat, id.clone()))
             .collect();
         lost.sort();
-        let lost: Vec<TestId> = lost.into_iter().take(max).map(|(_, id)| id).collect();
-        for id in lost {
-            self.running.remove(&id);
-            self.taken_over += 1;
-            self.take(id, now, &mut taken);
+        // Only a reservation puts them back (an acknowledgement that asks for nothing does not).
+        if want.max > 0 {
+            for (_, id) in lost.into_iter().rev() {
+                self.running.remove(&id);
+                self.taken_over += 1;
+                self.queue.push_front(id);
+            }
         }
+        let max = want.take(
+            self.queue.len(),
+            live,
+            self.queue.iter().map(|id| self.estimates.get(id).copied()),
+            self.default_estimate,
+        );
+        let mut taken = Vec::new();
         let grace = requeue_grace(timing.heartbeat_timeout);
         let mut deferred = Vec::new();
         while taken.len() < max {

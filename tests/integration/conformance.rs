@@ -329,6 +329,32 @@ async fn takeover_after_the_heartbeat_timeout<B: Backend>(backend: B) {
     assert_eq!(b.summary().await.unwrap().taken_over, 1);
 }
 
+/// A dead worker's whole batch goes back to the queue at once, so the live workers share it as
+/// they take any queued tests, instead of one taking it over a test per scan (a SIGKILLed
+/// worker's 50 tests came back one a second at the end of a build).
+async fn a_dead_workers_batch_is_shared_at_once<B: Backend>(backend: B) {
+    let tests: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
+    let tests: Vec<&str> = tests.iter().map(String::as_str).collect();
+    let queues = backend.build(&tests, 3, GENEROUS).await;
+    let (dead, b, c) = (&queues[0], &queues[1], &queues[2]);
+    assert_eq!(held(dead.reserve(Want::up_to(10)).await.unwrap()).len(), 10);
+    let first = reserve_within(b, 4, Duration::from_secs(30)).await;
+    assert_eq!(first.len(), 4, "{:?}", names(&first));
+    let second = held(c.reserve(Want::up_to(4)).await.unwrap());
+    assert_eq!(
+        second.len(),
+        4,
+        "the rest is queued, not left for a later scan"
+    );
+    let third = held(b.reserve(Want::up_to(4)).await.unwrap());
+    assert_eq!(third.len(), 2);
+    let batches = [first, second, third];
+    let mut all: Vec<&str> = batches.iter().flat_map(|batch| names(batch)).collect();
+    all.sort_unstable();
+    assert_eq!(all, tests, "each once");
+    assert_eq!(b.summary().await.unwrap().taken_over, 10);
+}
+
 /// Heartbeats keep a long test with its holder, however long it runs; meanwhile another
 /// worker hears `empty`, and `done` once it is acknowledged.
 async fn heartbeats_keep_a_test_and_empty_turns_done<B: Backend>(backend: B) {
@@ -530,6 +556,7 @@ both_queues!(
     a_skip_after_a_failure_stays_failed,
     stale_leases_are_fenced,
     takeover_after_the_heartbeat_timeout,
+    a_dead_workers_batch_is_shared_at_once,
     heartbeats_keep_a_test_and_empty_turns_done,
     a_failure_waits_for_others_only_a_while,
     batches_hand_out_and_record_each_test,

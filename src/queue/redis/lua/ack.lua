@@ -67,6 +67,6 @@ end
 
 local recorded = {}
 for i, result in ipairs(results) do recorded[i] = {result.test, statuses[i]} end
-local reply = reservation(reserve(wanted(ARGV[7], ctx), ctx), ctx)
+local reply = reservation(reserve(ARGV[7], ctx), ctx)
 reply.recorded = recorded
 return close(cjson.encode(reply), true)

@@ -155,6 +155,9 @@ local function own_fresh_requeue(requeued, now, heartbeat_timeout)
   return by == SESSION and now - tonumber(at) < requeue_grace(heartbeat_timeout)
 end
 
+-- Most lost tests put back by one scan: a batch's most.
+local LOST_PER_SCAN = 1000
+
 -- How often lost tests are looked for: often enough that a take-over comes soon after the
 -- heartbeat timeout, rarely enough that a busy build does not pay for it on every call.
 local function scan_due(ctx)
@@ -162,15 +165,16 @@ local function scan_due(ctx)
   return ctx.now - ctx.meta.scanned_at >= every
 end
 
--- RESERVE: first take over lost tests (heartbeat older than the timeout and no outcome yet;
--- entries of tests that already have one are cleaned up, never taken over), then pop from the
--- queue, counting (not running) a test an earlier generation decided, and skipping a test this
+-- RESERVE: first put lost tests (heartbeat older than the timeout and no outcome yet; entries of
+-- tests that already have one are cleaned up, never taken over) back at the head of the queue,
+-- all of them at once (at most a batch's MAX), so that a dead worker's whole batch is shared out
+-- by the next reservations as any queued tests are, not taken over one a scan; then decide how
+-- many to take (`want`, see `wanted`) and pop them from the queue, counting (not running) a test an earlier generation decided, and skipping a test this
 -- session requeued while another worker is alive to run it again and the grace period runs. Each
 -- hand-out gets a lease unique to this session, request and position. A batch costs the same
 -- few commands as one test: pops, lookups and the running entries go in one command each.
-local function reserve(k, ctx)
+local function reserve(want, ctx)
   local out, adds = {}, {}
-  if k <= 0 then return out end
   local now, heartbeat_timeout = ctx.now, ctx.meta.heartbeat_timeout
   local function take(test)
     local lease = LEASE_PREFIX .. (#out + 1)
@@ -178,20 +182,25 @@ local function reserve(k, ctx)
     adds[#adds + 1] = now
     adds[#adds + 1] = lease_entry(lease, test)
   end
+  if want == '0' then return out end
   if scan_due(ctx) then
     set_meta('scanned-at', now)
     local lost = redis.call('ZRANGEBYSCORE', K.running, '-inf', now - heartbeat_timeout,
-      'LIMIT', 0, k)
-    for _, entry in ipairs(lost) do
-      local test = entry_test(entry)
-      redis.call('ZREM', K.running, entry)
-      if redis.call('SISMEMBER', K.processed, test) == 0 then
-        take(test)
-        redis.call('HINCRBY', K.stats, 'taken-over', 1)
-        wrote(K.stats, 's')
-      end
+      'LIMIT', 0, LOST_PER_SCAN)
+    local back = {}
+    for i = #lost, 1, -1 do
+      local test = entry_test(lost[i])
+      redis.call('ZREM', K.running, lost[i])
+      if redis.call('SISMEMBER', K.processed, test) == 0 then back[#back + 1] = test end
+    end
+    if #back > 0 then
+      pushed(redis.call('LPUSH', K.queue, unpack(back)), #back)
+      redis.call('HINCRBY', K.stats, 'taken-over', #back)
+      wrote(K.stats, 's')
     end
   end
+  local k = wanted(want, ctx)
+  if k <= 0 then return out end
   local deferred = {}
   local others = nil
   while #out < k do
