@@ -6,9 +6,15 @@ its own on a free loopback port, with minitest-queue and with ciq, and prints on
 scenario and tool: the build's wall time (workers and report step started together, until the
 last of them exits), the Redis server's CPU per test (INFO cpu before and after: user + system),
 the commands Redis executed per test (INFO commandstats calls before and after, the commands
-run inside scripts included; the benchmark's own polling is subtracted), the exit codes, and
-every test's final outcome compared with the suite's own plain run (one `ruby` process, test
-by test; the differences are named). Scenarios:
+run inside scripts included; the benchmark's own polling is subtracted), the CPU time of the
+build's processes (workers, their Ruby, the report: on a machine with fewer cores than workers
+this is what the wall time follows), the exit codes, the report step's own counts, the tests
+taken over from a silent worker, and every test's final outcome compared with the suite's own
+plain run (one `ruby` process, test by test; the differences are named). ciq's outcomes come
+from `ciq report --json`; minitest-queue's from its Redis keys (`processed`, `error-reports`),
+its skips from each worker's JUnit file (a SIGKILLed worker writes none, so a skip it ran
+shows as passed here, while its report, which sums the workers' counters, still counts it).
+Scenarios:
 
 - `normal`: the whole build;
 - `worker-killed`: one worker (not the first) SIGKILLed mid-build, once a third of the tests
@@ -53,6 +59,7 @@ import glob
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -364,6 +371,7 @@ def run_build(tool, scenario, opts, redis, conn, scratch, number):
         workers = workers[1:]
     conn.sent.clear()
     cpu_before, calls_before = stats(conn)
+    own_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     build.spawn("report", build.report_command(), build.env("report"))
     for worker in workers:
@@ -389,6 +397,8 @@ def run_build(tool, scenario, opts, redis, conn, scratch, number):
         notes.append(f"{victim} SIGKILLed at {done} tests done{holding}")
     ends = build.wait_all(started)
     wall = max(ends.values())
+    own_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own_cpu = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
     cpu_after, calls_after = stats(conn)
     ours = dict(conn.sent)
     ours["info"] = ours.get("info", 0) - 1  # the closing snapshot: not in its own figures
@@ -398,7 +408,7 @@ def run_build(tool, scenario, opts, redis, conn, scratch, number):
     codes = {name: proc.returncode for name, proc in build.procs.items()}
     took_over = taken_over(build, conn)
     return {
-        "wall": wall, "cpu": cpu_after - cpu_before, "commands": commands, "by_name": by_name,
+        "wall": wall, "cpu": cpu_after - cpu_before, "own_cpu": own_cpu, "commands": commands, "by_name": by_name,
         "outcomes": outcomes, "codes": codes, "notes": notes, "dir": build.dir,
         "ours": sum(conn.sent.values()) + 1,  # and the FLUSHALL before the build
         "taken_over": took_over, "says": report_says(build),
@@ -582,9 +592,10 @@ def main():
           f"{tally(plain, total)} passed/failed/skipped/not run")
     print(f"ciq's ids listed beforehand by one process of the gem: {list_wall:.1f} s"
           f" (not in ciq's wall time)\n")
-    print("| scenario | tool | wall s | Redis CPU µs/test | commands/test | passed/failed/skipped/not run"
+    print("| scenario | tool | wall s | Redis CPU µs/test | commands/test | CPU s of the build's processes"
+          " | passed/failed/skipped/not run"
           " | report says ran/failed/skipped | taken over | report's exit | tests unlike the plain run |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     ratios = {}
     for scenario in scenarios:
         for tool in TOOLS:
@@ -600,7 +611,8 @@ def main():
             differ = sorted({len(d) for d in diffs})
             reports = sorted({r["codes"].get("report") for r in rs}, key=str)
             print(f"| {scenario} | {tool} | {fmt_range(walls)} | {fmt_range(cpus)} |"
-                  f" {fmt_range(cmds, 2)} | {tally(last['outcomes'], total)} |"
+                  f" {fmt_range(cmds, 2)} | {fmt_range([r['own_cpu'] for r in rs])} |"
+                  f" {tally(last['outcomes'], total)} |"
                   f" {', '.join(says)} | {', '.join(map(str, over))} | {'/'.join(map(str, reports))} |"
                   f" {'/'.join(map(str, differ))} differ |")
     print()
