@@ -618,8 +618,10 @@ def main():
     print()
     for scenario in scenarios:
         (mq_wall, mq_cpu), (ciq_wall, ciq_cpu) = ratios[(scenario, TOOLS[0])], ratios[(scenario, TOOLS[1])]
-        print(f"{scenario}: ciq's wall time {ciq_wall / mq_wall:.2f}x minitest-queue's,"
-              f" Redis CPU per test {ciq_cpu / mq_cpu:.2f}x")
+        pairs = [c["wall"] / m["wall"] for m, c in zip(results[(scenario, TOOLS[0])],
+                                                       results[(scenario, TOOLS[1])])]
+        print(f"{scenario}: ciq's wall time {ciq_wall / mq_wall:.2f}x minitest-queue's (round by"
+              f" round: {', '.join(f'{p:.2f}' for p in pairs)}), Redis CPU per test {ciq_cpu / mq_cpu:.2f}x")
     for tool, (client, script) in split.items():
         print(f"{tool}, one normal build under MONITOR: {client / total:.2f} client requests/test,"
               f" {script / total:.2f} commands inside scripts/test")
