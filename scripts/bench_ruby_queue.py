@@ -60,7 +60,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import statistics
@@ -398,7 +397,8 @@ def run_build(tool, scenario, opts, redis, conn, scratch, number):
     ends = build.wait_all(started)
     wall = max(ends.values())
     own_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own_cpu = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
+    own_cpu = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime
+                                                            + own_before.ru_stime)
     cpu_after, calls_after = stats(conn)
     ours = dict(conn.sent)
     ours["info"] = ours.get("info", 0) - 1  # the closing snapshot: not in its own figures
@@ -408,8 +408,8 @@ def run_build(tool, scenario, opts, redis, conn, scratch, number):
     codes = {name: proc.returncode for name, proc in build.procs.items()}
     took_over = taken_over(build, conn)
     return {
-        "wall": wall, "cpu": cpu_after - cpu_before, "own_cpu": own_cpu, "commands": commands, "by_name": by_name,
-        "outcomes": outcomes, "codes": codes, "notes": notes, "dir": build.dir,
+        "wall": wall, "cpu": cpu_after - cpu_before, "own_cpu": own_cpu, "commands": commands,
+        "by_name": by_name, "outcomes": outcomes, "codes": codes, "notes": notes, "dir": build.dir,
         "ours": sum(conn.sent.values()) + 1,  # and the FLUSHALL before the build
         "taken_over": took_over, "says": report_says(build),
     }
