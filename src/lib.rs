@@ -64,5 +64,6 @@ pub mod runner;
 pub mod signal;
 pub mod test_id;
 pub mod time_limits;
+pub mod timeline;
 pub mod timings;
 pub mod worker;
