@@ -374,3 +374,124 @@ fn document(build: &str, namespace: &str, status: &BuildStatus) -> String {
     };
     serde_json::to_string(&doc).unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::queue::redis::status::Held;
+
+    fn worker(name: &str, activity: Activity, tests: &[&str]) -> WorkerStatus {
+        WorkerStatus {
+            worker: name.to_owned(),
+            session: format!("{name}-session"),
+            activity,
+            seen_ago: Duration::from_secs(if activity == Activity::Silent { 20 } else { 0 }),
+            tests: tests
+                .iter()
+                .map(|id| Held {
+                    id: (*id).to_owned(),
+                    usual: Some(Duration::from_millis(500)),
+                })
+                .collect(),
+            held_for: (!tests.is_empty()).then_some(Duration::from_millis(3200)),
+            usual: (!tests.is_empty()).then(|| Duration::from_millis(500) * tests.len() as u32),
+        }
+    }
+
+    fn running() -> BuildStatus {
+        let counts: BTreeMap<&'static str, u64> = [
+            ("passed", 10),
+            ("failed", 1),
+            ("errored", 1),
+            ("flaky", 0),
+            ("skipped", 0),
+        ]
+        .into_iter()
+        .collect();
+        BuildStatus {
+            phase: Phase::Running,
+            total: 40,
+            done: 12,
+            queued: 20,
+            running: 8,
+            counts,
+            requeued: 0,
+            taken_over: 0,
+            workers: vec![
+                worker("w1", Activity::Running, &["a/slow"]),
+                worker(
+                    "w2",
+                    Activity::Running,
+                    &["b/1", "b/2", "b/3", "b/4", "b/5", "b/6", "b/7"],
+                ),
+                worker("w3", Activity::Idle, &[]),
+                worker("w4", Activity::Silent, &["c/1"]),
+                worker("w5", Activity::Left, &[]),
+            ],
+            failing: vec![
+                ("x/broken".to_owned(), "failed".to_owned()),
+                ("y/crash".to_owned(), "errored".to_owned()),
+            ],
+            eta: Some(Duration::from_secs(80)),
+        }
+    }
+
+    #[test]
+    fn a_terminal_shows_the_line_each_worker_and_the_failures() {
+        assert_eq!(
+            screen("b7", &running()),
+            "build `b7`: running: 12 of 40 tests done, 28 left (20 queued, 8 running), 2 failed; 3 worker(s) live; about 1m 20s left
+workers (3 live, 1 left):
+  w1  running a/slow for 3.2s (usually 500ms)  <- longer than usual
+  w2  running 7 tests (b/1, b/2, b/3, +4 more) for 3.2s (usually 3.5s)
+  w3  idle
+  w4  silent for 20s, holding c/1 (taken over once its heartbeat lapses)
+left: w5
+failed so far (2):
+  FAILED x/broken
+  ERRORED y/crash
+"
+        );
+    }
+
+    #[test]
+    fn a_log_gets_one_line_per_phase() {
+        let mut status = running();
+        status.eta = None;
+        assert!(line("b7", &status).ends_with("time left unknown (no timing history)"));
+        status.phase = Phase::Finished {
+            verdict: Verdict::Failed,
+        };
+        status.queued = 0;
+        status.running = 0;
+        status.done = 40;
+        assert_eq!(
+            line("b7", &status),
+            "build `b7`: finished, verdict failed: 40 of 40 tests done, 2 failed, 0 flaky, 0 not run"
+        );
+        assert_eq!(ending("b7", &status), ExitCode::TestsFailed);
+        status.phase = Phase::Filling {
+            leader: "w1".to_owned(),
+        };
+        assert_eq!(
+            line("b7", &status),
+            "build `b7`: leader `w1` is listing the tests and filling the queue"
+        );
+        assert_eq!(ending("b7", &status), ExitCode::Success);
+    }
+
+    #[test]
+    fn the_document_counts_add_up() {
+        let doc: serde_json::Value = serde_json::from_str(&document("b7", "", &running())).unwrap();
+        let counts = &doc["counts"];
+        assert_eq!(
+            counts["done"].as_u64().unwrap() + counts["not_run"].as_u64().unwrap(),
+            counts["total"].as_u64().unwrap()
+        );
+        assert_eq!(doc["eta_ms"], 80_000);
+        assert_eq!(doc["workers"][1]["tests"].as_array().unwrap().len(), 7);
+        assert_eq!(doc["workers"][3]["activity"], "silent");
+    }
+}
