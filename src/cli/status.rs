@@ -3,7 +3,7 @@
 //! seconds and on each change of phase), with `--json` a document for scripts
 //! (`docs/status-json.md`).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -61,7 +61,7 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode, Failed> {
     let mut watcher = Watcher::open(&settings).await.map_err(context)?;
     if !args.watch {
         let status = watcher.read().await.map_err(context)?;
-        print!("{}", show(&status));
+        emit(&show(&status));
         return Ok(ending(&settings.build, &status));
     }
     let started = Instant::now();
@@ -79,11 +79,16 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode, Failed> {
             _ => true,
         };
         if due {
-            if view == View::Screen {
-                // Home and clear: the whole picture again, as `watch` draws it.
-                print!("\x1b[H\x1b[2J");
+            // On a terminal, home and clear first: the whole picture again, as `watch` draws it.
+            let clear = if view == View::Screen {
+                "\x1b[H\x1b[2J"
+            } else {
+                ""
+            };
+            if !emit(&format!("{clear}{}", show(&status))) {
+                // The reader went away (`| head -1`): nobody is left to show the build to.
+                return Ok(ending(&settings.build, &status));
             }
-            print!("{}", show(&status));
             printed = Some((Instant::now(), phase));
         }
         if over {
@@ -94,6 +99,14 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode, Failed> {
             signal = &mut shutdown => return Ok(ExitCode::Signal(signal)),
         }
     }
+}
+
+/// Writes `text` to stdout at once; false when it cannot be written (a closed pipe).
+fn emit(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 /// The exit code of a status: a build underway is 0, a finished one exits with its verdict, one

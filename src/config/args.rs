@@ -124,7 +124,8 @@ pub struct StatusArgs {
     pub build: BuildArgs,
     /// Keep showing the build until it finishes (or Ctrl-C): redrawn every second on a
     /// terminal, a line every 10 seconds (and on each change of phase) in a log. Exits as
-    /// `ciq report` would with the build's verdict.
+    /// `ciq report` would with the build's verdict. A build not in Redis yet is waited for, up
+    /// to --queue-init-timeout.
     #[arg(long)]
     pub watch: bool,
     /// Print the status as one JSON document (with --watch, one per line, every second), for
