@@ -15,7 +15,9 @@ use crate::config::args::StatusArgs;
 use crate::config::status_settings;
 use crate::exit_code::{self, ExitCode};
 use crate::human::duration;
-use crate::queue::redis::status::{Activity, BuildStatus, Phase, Watcher, WorkerStatus};
+use crate::queue::redis::status::{
+    Activity, Basis, BuildStatus, Eta, Phase, Watcher, WorkerStatus,
+};
 use crate::report::Verdict;
 
 /// How often `--watch` reads the build.
@@ -174,12 +176,20 @@ fn line(build: &str, status: &BuildStatus) -> String {
 /// What the time left is, or why it is not known.
 fn time_left(status: &BuildStatus) -> String {
     match status.eta {
-        Some(eta) => format!("about {} left", duration(eta)),
+        Some(Eta {
+            left,
+            basis: Basis::History,
+        }) => format!("about {} left", duration(left)),
+        Some(Eta {
+            left,
+            basis: Basis::Pace,
+        }) => format!("about {} left at this pace", duration(left)),
         None if status.live() == 0 => {
             "no live worker (the report calls the build incomplete once the heartbeat timeout passes)"
                 .to_owned()
         }
-        None => "time left unknown (no timing history)".to_owned(),
+        None => "time left unknown (no timing history; with --watch, from the pace once it shows)"
+            .to_owned(),
     }
 }
 
@@ -272,6 +282,7 @@ struct Document<'a> {
     workers: Vec<Worker<'a>>,
     failing: Vec<Failing<'a>>,
     eta_ms: Option<u64>,
+    eta_basis: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -383,7 +394,11 @@ fn document(build: &str, namespace: &str, status: &BuildStatus) -> String {
             .iter()
             .map(|(id, outcome)| Failing { id, outcome })
             .collect(),
-        eta_ms: status.eta.map(ms),
+        eta_ms: status.eta.map(|eta| ms(eta.left)),
+        eta_basis: status.eta.map(|eta| match eta.basis {
+            Basis::History => "history",
+            Basis::Pace => "pace",
+        }),
     };
     serde_json::to_string(&doc).unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
 }
@@ -447,7 +462,10 @@ mod tests {
                 ("x/broken".to_owned(), "failed".to_owned()),
                 ("y/crash".to_owned(), "errored".to_owned()),
             ],
-            eta: Some(Duration::from_secs(80)),
+            eta: Some(Eta {
+                left: Duration::from_secs(80),
+                basis: Basis::History,
+            }),
         }
     }
 
@@ -473,7 +491,14 @@ failed so far (2):
     fn a_log_gets_one_line_per_phase() {
         let mut status = running();
         status.eta = None;
-        assert!(line("b7", &status).ends_with("time left unknown (no timing history)"));
+        assert!(line("b7", &status).ends_with(
+            "time left unknown (no timing history; with --watch, from the pace once it shows)"
+        ));
+        status.eta = Some(Eta {
+            left: Duration::from_secs(30),
+            basis: Basis::Pace,
+        });
+        assert!(line("b7", &status).ends_with("about 30s left at this pace"));
         status.phase = Phase::Finished {
             verdict: Verdict::Failed,
         };
@@ -504,6 +529,7 @@ failed so far (2):
             counts["total"].as_u64().unwrap()
         );
         assert_eq!(doc["eta_ms"], 80_000);
+        assert_eq!(doc["eta_basis"], "history");
         assert_eq!(doc["workers"][1]["tests"].as_array().unwrap().len(), 7);
         assert_eq!(doc["workers"][3]["activity"], "silent");
     }

@@ -149,6 +149,7 @@ fn status_shows_each_worker_its_test_the_counts_and_the_failures_so_far() {
     );
     assert_eq!(doc["failing"][0]["id"], "fail/one@300", "{doc}");
     assert!(doc["eta_ms"].as_u64().is_some(), "{doc}");
+    assert_eq!(doc["eta_basis"], "history", "{doc}");
 
     let out = Proc::spawn("line", &scratch, &status_args(&server, build, &[])).wait(LONG);
     assert_eq!(out.code, Some(0), "{}", out.both());

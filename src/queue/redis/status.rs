@@ -21,6 +21,8 @@ use crate::report::{Summary, Verdict};
 pub const FAILING_NAMED: usize = 20;
 /// Running entries read by a status: every worker's batch in builds of hundreds of workers.
 const HELD_READ: usize = 5000;
+/// How long a build is watched before its pace estimates the time left, in ms.
+const PACE_AFTER_MS: u64 = 5000;
 /// Ids checked per command when the estimates' tests are looked up among the processed ones.
 const CHUNK: usize = 1000;
 
@@ -122,8 +124,27 @@ pub struct BuildStatus {
     pub workers: Vec<WorkerStatus>,
     /// The failed and errored tests so far, at most [`FAILING_NAMED`], with their outcome.
     pub failing: Vec<(String, String)>,
-    /// The time left, from the timing history; `None` without history or live worker.
-    pub eta: Option<Duration>,
+    /// The time left, and what it is estimated from; `None` without a live worker, or without
+    /// history before the build's own pace shows.
+    pub eta: Option<Eta>,
+}
+
+/// An estimate of the time left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eta {
+    /// The time left.
+    pub left: Duration,
+    /// What it is estimated from.
+    pub basis: Basis,
+}
+
+/// What the time left is estimated from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The timing history the leader ordered the queue by.
+    History,
+    /// The build's own pace while it was watched (tests done per second), without history.
+    Pace,
 }
 
 impl BuildStatus {
@@ -154,6 +175,8 @@ pub struct Watcher {
     keys: BuildKeys,
     generation: Option<String>,
     history: Option<History>,
+    /// The first poll of the generation that saw it running: Redis's time and tests done.
+    first: Option<(u64, u64)>,
 }
 
 /// The estimates the leader ordered the generation by: its longest tests' and the default.
@@ -171,6 +194,7 @@ impl Watcher {
             keys: BuildKeys::new(&settings.namespace, &settings.build),
             generation: None,
             history: None,
+            first: None,
         })
     }
 
@@ -194,6 +218,7 @@ impl Watcher {
                 {
                     self.generation = Some(generation.clone());
                     self.history = None;
+                    self.first = None;
                 }
                 _ => break read,
             }
@@ -228,7 +253,13 @@ impl Watcher {
         };
         let workers = workers_of(&read);
         let eta = match phase {
-            Phase::Running => self.eta(&read, &workers).await?,
+            Phase::Running => match self.eta(&read, &workers).await? {
+                Some(left) => Some(Eta {
+                    left,
+                    basis: Basis::History,
+                }),
+                None => self.pace(&read, &workers),
+            },
             _ => None,
         };
         let mut counts = BTreeMap::new();
@@ -309,6 +340,16 @@ impl Watcher {
         Ok(Some(time_left(read, history, live)))
     }
 
+    /// Without history, the time left at the pace the build kept since this watcher first saw
+    /// it running (at least 5 s and one test ago): the tests left at that many per second.
+    fn pace(&mut self, read: &Read, workers: &[WorkerStatus]) -> Option<Eta> {
+        let first = *self.first.get_or_insert((read.now_ms, read.processed));
+        let live = workers
+            .iter()
+            .any(|w| matches!(w.activity, Activity::Running | Activity::Idle));
+        live.then(|| at_pace(first, read)).flatten()
+    }
+
     /// Reads the generation's estimates once (a few thousand at most).
     async fn load_history(&mut self, default: Duration) -> Result<(), QueueError> {
         if self.history.is_some() {
@@ -364,6 +405,21 @@ fn time_left(read: &Read, history: &History, live: usize) -> Duration {
         longest = longest.max(rest);
     }
     (left / u32::try_from(live.max(1)).unwrap_or(u32::MAX)).max(longest)
+}
+
+/// The time left of what `read` saw at the pace kept since `first` (Redis's time and tests
+/// done then), once it shows: [`PACE_AFTER_MS`] and a test later.
+fn at_pace((since, done): (u64, u64), read: &Read) -> Option<Eta> {
+    let watched = read.now_ms.saturating_sub(since);
+    let finished = read.processed.saturating_sub(done);
+    if watched < PACE_AFTER_MS || finished == 0 {
+        return None;
+    }
+    let left = (read.queued + read.running).saturating_mul(watched) / finished;
+    Some(Eta {
+        left: Duration::from_millis(left),
+        basis: Basis::Pace,
+    })
 }
 
 /// The verdict of a finished build's summary: a foreign list, then failures, then tests left.
@@ -507,6 +563,20 @@ mod tests {
         assert_eq!(by("w3").activity, Activity::Silent);
         assert_eq!(by("w3").seen_ago, Duration::from_secs(20));
         assert_eq!(by("w4").activity, Activity::Left);
+    }
+
+    #[test]
+    fn without_history_the_pace_estimates_once_it_shows() {
+        // 7 left; 3 tests done in the 20 s since the watch began (at 80 s, with none done).
+        assert_eq!(
+            at_pace((80_000, 0), &read()),
+            Some(Eta {
+                left: Duration::from_millis(7 * 20_000 / 3),
+                basis: Basis::Pace,
+            })
+        );
+        assert_eq!(at_pace((97_000, 0), &read()), None, "watched 3 s only");
+        assert_eq!(at_pace((80_000, 3), &read()), None, "nothing done since");
     }
 
     #[test]
