@@ -249,3 +249,55 @@ fn an_unknown_build_says_so_and_exits_4() {
     assert_eq!(out.code, Some(ExitCode::NoLeader.code()), "{}", out.both());
     assert_eq!(json(&out)["phase"], "absent", "{}", out.both());
 }
+
+/// A worker killed mid-test shows as silent, still holding its test, once its heartbeat lapses;
+/// the test is taken over when another worker is free, and the finished build says so.
+#[test]
+fn a_killed_worker_shows_as_silent_holding_its_test() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    std::fs::write(scratch.path("tests.txt"), "gated/victim\ngated/other\n").unwrap();
+    let victim = worker(&server, &scratch, "killed", "w1");
+    wait_until("w1 to start its test", LONG, || {
+        scratch.runs().iter().any(|(w, _)| w == "w1")
+    });
+    let other = worker(&server, &scratch, "killed", "w2");
+    wait_until("w2 to start its test", LONG, || {
+        scratch.runs().iter().any(|(w, _)| w == "w2")
+    });
+    victim.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(victim);
+    let mut doc = serde_json::Value::Null;
+    wait_until("w1 to show as silent", LONG, || {
+        let out = Proc::spawn(
+            "status",
+            &scratch,
+            &status_args(&server, "killed", &["--json"]),
+        )
+        .wait(LONG);
+        doc = json(&out);
+        doc["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["worker"] == "w1" && w["activity"] == "silent")
+    });
+    let w1 = doc["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["worker"] == "w1")
+        .unwrap();
+    let held = &w1["tests"][0]["id"];
+    assert!(held.as_str().unwrap().starts_with("gated/"), "{doc}");
+    std::fs::write(scratch.path("open-w2"), "").unwrap();
+    assert_eq!(other.wait(LONG).code, Some(0));
+    let out = Proc::spawn("end", &scratch, &status_args(&server, "killed", &[])).wait(LONG);
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(
+        out.stdout
+            .contains("finished, verdict green: 2 of 2 tests done, 0 failed, 0 flaky, 0 not run"),
+        "{}",
+        out.both()
+    );
+}
