@@ -6,6 +6,7 @@ mod flaky;
 mod local;
 mod report;
 mod run;
+mod status;
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub fn main() -> std::process::ExitCode {
             match cli.command {
                 Command::Run(args) => run::run(*args).await,
                 Command::Report(args) => report::report(*args).await,
+                Command::Status(args) => status::status(*args).await,
                 Command::Flaky(args) => flaky::flaky(args).await,
                 Command::Bisect(args) => bisect::bisect(*args).await,
             }

@@ -33,6 +33,11 @@ pub enum Command {
     /// flaky tests, tests not run. Run it once per build, in its own CI step.
     #[command(after_help = EXIT_CODES)]
     Report(Box<ReportArgs>),
+    /// Show where a build stands, from any machine: each worker and what it runs now (for how
+    /// long, against its usual time), tests done and left, failures so far, and the time left
+    /// estimated from the timing history. It only reads: it never changes the build.
+    #[command(after_help = STATUS_EXIT_CODES)]
+    Status(Box<StatusArgs>),
     /// List a namespace's flakiest tests over its recent builds (as `ciq report` recorded
     /// them): how many builds each was flaky and failed in, and the last one.
     Flaky(FlakyArgs),
@@ -101,6 +106,33 @@ Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader e
 const EXIT_CODES: &str = "\
 Exit codes: 0 green, 1 tests failed, 2 bad input, 3 tests not run, 4 no leader elected,
 5 infrastructure error (Redis unreachable, build state lost).";
+
+const STATUS_EXIT_CODES: &str = "\
+Exit codes: 0 the build is underway (or finished green), 1 it finished with failed tests, 3 it
+finished with tests not run, 4 no such build in Redis (not started, or expired), 5
+infrastructure error (Redis unreachable, build state lost), 6 list mismatch, 130 interrupted
+(--watch).";
+
+/// `ciq status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Redis URL of the shared queue (as `ciq run --queue`: a node, or redis+cluster://).
+    #[arg(long, env = "CIQ_QUEUE")]
+    pub queue: String,
+    /// Where the build lives.
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// Keep showing the build until it finishes (or Ctrl-C): redrawn every second on a
+    /// terminal, a line every 10 seconds (and on each change of phase) in a log. Exits as
+    /// `ciq report` would with the build's verdict. A build not in Redis yet is waited for, up
+    /// to --queue-init-timeout.
+    #[arg(long)]
+    pub watch: bool,
+    /// Print the status as one JSON document (with --watch, one per line, every second), for
+    /// scripts; the fields are documented in docs/status-json.md.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Where the build lives.
 #[derive(Debug, Args)]

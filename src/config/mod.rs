@@ -20,12 +20,13 @@ use crate::listing;
 use crate::queue::budget::RequeueBudget;
 use crate::queue::local::LocalTiming;
 use crate::queue::redis::RedisSettings;
+use crate::queue::redis::status::StatusSettings;
 use crate::queue::redis::supervisor::ReportSettings;
 use crate::runner::launch::Setup;
 use crate::time_limits::TestTimeout;
 use crate::timings::Scheduling;
 use crate::worker::WorkerOptions;
-use args::{BuildArgs, Fallback, ReportArgs, RunArgs};
+use args::{BuildArgs, Fallback, ReportArgs, RunArgs, StatusArgs};
 
 /// A command line that parses but cannot be used.
 #[derive(Debug, Error)]
@@ -477,6 +478,16 @@ pub fn report_settings(args: ReportArgs, ids: &CiIds) -> Result<ReportSettings, 
         poll_interval: Duration::from_millis(500),
         retry_round,
         grind: args.grind,
+    })
+}
+
+/// Validates `ciq status`'s arguments: the build to read, as `ciq report` names it.
+pub fn status_settings(args: &StatusArgs, ids: &CiIds) -> Result<StatusSettings, ConfigError> {
+    Ok(StatusSettings {
+        url: args.queue.clone(),
+        namespace: args.build.namespace.clone(),
+        build: build_id(&args.build, ids)?,
+        redis_timeout: args.build.redis_timeout,
     })
 }
 

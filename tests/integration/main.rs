@@ -27,6 +27,7 @@ mod processes;
 mod quarantine;
 mod redis_load;
 mod retries;
+mod status;
 mod timings;
 mod tls;
 mod workers;

@@ -19,6 +19,7 @@ mod redis_queue;
 mod scripts;
 mod settings;
 pub mod state;
+pub mod status;
 pub mod supervisor;
 
 /// The round a job retry belongs to, as [`RedisQueue::retry`] takes it.

@@ -176,10 +176,14 @@ end
 local function reserve(want, ctx)
   local out, adds = {}, {}
   local now, heartbeat_timeout = ctx.now, ctx.meta.heartbeat_timeout
+  -- The hand-out's server time as text, once: the score of each running entry (which Redis
+  -- would otherwise format from the number for each) and the end of its lease, which `ciq
+  -- status` reads: since when a worker holds its tests, at no cost of a command.
+  local at = tostring(now)
   local function take(test)
-    local lease = LEASE_PREFIX .. (#out + 1)
+    local lease = LEASE_PREFIX .. (#out + 1) .. '.' .. at
     out[#out + 1] = {test, lease}
-    adds[#adds + 1] = now
+    adds[#adds + 1] = at
     adds[#adds + 1] = lease_entry(lease, test)
   end
   if want == '0' then return out end

@@ -30,7 +30,8 @@ local K = {
 local GEN, WORKER, SESSION, SEQ, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] + 0
 local SEEN_DUE = ARGV[6] == '1'
 local REPLY_FIELD, SEQ_FIELD = 'reply:' .. SESSION, 'seq:' .. SESSION
--- Leases are `<session's first 12 characters>.<request>.<n>`: unique to one hand-out.
+-- Leases are `<session's first 12 characters>.<request>.<n>.<server ms>`: unique to one
+-- hand-out, and saying when it was handed out.
 local LEASE_PREFIX = string.sub(SESSION, 1, 12) .. '.' .. SEQ .. '.'
 
 local meta_writes = {}

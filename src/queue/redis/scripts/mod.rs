@@ -29,6 +29,7 @@ scripts! {
     resign::Resign,
     retry::JobRetry,
     stage::Stage,
+    status::ReadStatus,
     summarize::Summarize,
 }
 
