@@ -329,7 +329,11 @@ async fn write_measured(
     generation: &str,
 ) {
     if let Some(path) = outputs.timings {
-        super::write_timings(path, durations);
+        super::write_timings(
+            path,
+            durations,
+            &super::local::failed_in(findings.summary()),
+        );
     }
     if outputs.junit.is_some() || outputs.json.is_some() {
         write_outputs(settings, generation, findings, outputs.junit, outputs.json).await;
