@@ -114,6 +114,47 @@ fn a_known_failure_runs_first_and_max_failures_ends_the_build_there() {
     );
 }
 
+/// With `--max-failures`, a worker learns of another's failure within about a second, not a
+/// heartbeat interval (20 s here) later: the build of 40 tests of 300 ms ends long before it
+/// would have run them all.
+#[test]
+fn another_workers_failure_stops_a_worker_within_about_a_second() {
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let mut tests = vec!["fail/x".to_owned()];
+    tests.extend((0..40).map(|n| format!("pass/t{n:02}@300")));
+    let list = scratch.tests(&tests);
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|worker| {
+            let mut args = worker_args(&server, "stop", worker, &list);
+            args = ciq_testkit::replace_flag(
+                args,
+                "--heartbeat-interval",
+                ["--heartbeat-interval".to_owned(), "20s".to_owned()],
+            );
+            args = ciq_testkit::replace_flag(
+                args,
+                "--heartbeat-timeout",
+                ["--heartbeat-timeout".to_owned(), "60s".to_owned()],
+            );
+            args.extend(strings(&["--max-failures", "1", "--max-requeues", "0"]));
+            Proc::spawn(worker, &scratch, &with_command(args))
+        })
+        .collect();
+    for worker in workers {
+        let out = worker.wait(LONG);
+        assert_eq!(
+            out.code,
+            Some(ExitCode::TestsFailed.code()),
+            "{}",
+            out.both()
+        );
+    }
+    let ran = scratch.runs().len();
+    assert!(ran < 20, "{ran} of 41 tests ran");
+}
+
 /// Without any failure in the history, failed first is longest first: two builds in namespaces
 /// of their own, ordered by one timing file alone.
 #[test]
