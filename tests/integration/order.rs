@@ -288,7 +288,9 @@ fn a_random_order_is_the_seeds_on_every_worker_and_in_every_run() {
             Proc::spawn(worker, &scratch, &with_command(args))
         })
         .collect();
+    let report = Proc::spawn("report", &scratch, &report_args(&server, "random"));
     let outs: Vec<Output> = workers.into_iter().map(|w| w.wait(LONG)).collect();
+    let report = report.wait(LONG);
     let leader = outs
         .iter()
         .find(|out| out.stderr.contains("ordered 30 tests at random, seed "))
@@ -313,6 +315,13 @@ fn a_random_order_is_the_seeds_on_every_worker_and_in_every_run() {
         let (order, _) = order_log(&scratch.path(&format!("{worker}.order")));
         assert_eq!(order, Some(format!("random --seed {seed}")));
     }
+    assert!(
+        report.stderr.contains(&format!(
+            "ciq report: build `random` ran its tests in a random order: `--order random --seed {seed}` repeats it"
+        )),
+        "{}",
+        report.both()
+    );
     // The build's queue is the seed's local order: each worker took its tests from its head,
     // so in that order, and between them they ran them all.
     let (_, local_order) = local("same", &seed);
