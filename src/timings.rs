@@ -402,19 +402,10 @@ impl Scheduling {
                 crate::human::duration(default)
             )
         });
+        let failed = |at: usize| file.failed.contains(&ids[at]) || recent.contains(&ids[at]);
+        let failing = self.order == Order::FailedFirst && (0..ids.len()).any(failed);
         let order = match self.order {
-            Order::LongestFirst => {
-                if let Some(history) = &history {
-                    crate::say!(
-                        "ciq: ordered {} tests longest first{by}{history}",
-                        ids.len()
-                    );
-                }
-                longest_first(ids, &filled, unit).concat()
-            }
-            Order::FailedFirst => {
-                let failed =
-                    |at: usize| file.failed.contains(&ids[at]) || recent.contains(&ids[at]);
+            Order::FailedFirst if failing => {
                 let (order, first) = failed_first(longest_first(ids, &filled, unit), failed);
                 crate::say!(
                     "ciq: ordered {} tests failed first{by}: {first} that failed or were flaky in recent builds, then longest first{}",
@@ -424,6 +415,16 @@ impl Scheduling {
                         .unwrap_or(" (no estimate from earlier runs)")
                 );
                 order
+            }
+            // Without a known failure, failed first is longest first.
+            Order::LongestFirst | Order::FailedFirst => {
+                if let Some(history) = &history {
+                    crate::say!(
+                        "ciq: ordered {} tests longest first{by}{history}",
+                        ids.len()
+                    );
+                }
+                longest_first(ids, &filled, unit).concat()
             }
             Order::Random { seed } => {
                 crate::say!(
