@@ -1,5 +1,7 @@
 //! [`OrderLog`]: the order in which each worker ran its tests, one `<worker>\t<test>` line per
-//! test as its run starts, so `ciq bisect` can replay what ran before a failure in one process.
+//! test as its run starts, so `ciq bisect` can replay what ran before a failure in one process,
+//! and a `# order: <order>` line for the order the build's tests were queued in (`--order`, a
+//! random one with its seed).
 //!
 //! A test that fails only after some other test ran in the same process (a module global, a
 //! file, an environment variable left behind) fails by the luck of the queue; the order it ran
@@ -23,6 +25,10 @@ use crate::test_id::TestId;
 /// How many order logs the default directory keeps, the newest: older ones are removed when a
 /// run ends.
 pub const KEPT: usize = 20;
+
+/// What starts the line of the order the tests were queued in. No worker's line starts so:
+/// it would hold a tab after the worker id.
+const ORDER: &str = "# order: ";
 
 /// An order log being written.
 #[derive(Debug)]
@@ -148,6 +154,23 @@ impl OrderLog {
         }
     }
 
+    /// Writes the order the tests were queued in (`--order`, a random one with its seed) as a
+    /// `# order: <order>` line, which [`before`] skips: the log says how to queue them so again.
+    pub fn note_order(&self, order: &str) {
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(err) = writeln!(file, "{ORDER}{order}")
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            crate::say!(
+                "ciq: warning: cannot write the order log `{}`: {err}",
+                self.path.display()
+            );
+        }
+    }
+
     /// Notes that a run logged here failed or errored: the log is worth keeping.
     pub fn note_failure(&self) {
         self.failed.store(true, Ordering::Relaxed);
@@ -258,6 +281,7 @@ fn before_in(
             .and_then(|(who, test)| Some((who.to_owned(), TestId::new(test).ok()?)));
         match parsed {
             Some(run) => runs.push(run),
+            None if line.starts_with(ORDER.as_bytes()) && !line.contains(&b'\t') => {}
             // A worker killed while it wrote leaves its last line cut short, maybe inside a
             // character; a complete log ends with a newline, so its last "line" is empty.
             None if index + 1 == lines.len() => {}
@@ -299,10 +323,16 @@ mod tests {
         let ids = |names: &[&str]| -> Vec<TestId> {
             names.iter().map(|n| TestId::new(*n).unwrap()).collect()
         };
+        log.note_order("random --seed 7");
         log.record("w1", &ids(&["a", "b"]));
         log.record("w2", &ids(&["x", "t"]));
         log.record("w1", &ids(&["c", "t", "d"]));
         let t = TestId::new("t").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# order: random --seed 7\nw1\ta\n"),
+            "{text}"
+        );
         // By default the first worker that ran it: w2.
         assert_eq!(
             before(&path, &t, None).unwrap(),

@@ -4,8 +4,11 @@
 //! at the end; [`Slower`] is a run much longer than its test's earlier ones.
 //!
 //! A timing file is ciq's own (`ciq run --timings-out`, `ciq report --timings-out`: one line per
-//! test, `<milliseconds><TAB><test id>`, under a `# ciq timings v1` header) or a JUnit XML report
-//! of an earlier run, whose `time` attributes are read by test id.
+//! test, `<milliseconds><TAB><test id>`, under a `# ciq timings v1` header, and a
+//! `# failed<TAB><test id>` line per test that failed or was flaky, which older readers skip as a
+//! comment) or a JUnit XML report of an earlier run, whose `time` attributes are read by test id
+//! (and whose failures and errors are its failed tests). `--order failed-first` runs the tests a
+//! local run's timing file names failed first.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Read};
@@ -20,6 +23,9 @@ use crate::test_id::TestId;
 
 /// The first line of ciq's timing file.
 const HEADER: &str = "# ciq timings v1";
+/// What starts the line of a test that failed or was flaky in ciq's timing file: a comment to
+/// a reader that does not know it.
+const FAILED: &str = "# failed\t";
 
 /// Most bytes of a timing file read: far above any real suite's (a million tests with long
 /// ids take about 100 MiB). A file past it (or `/dev/zero`) is read this far, with a warning.
@@ -73,6 +79,8 @@ pub enum TimingsError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Timings {
     estimates: HashMap<TestId, Duration>,
+    /// The tests that failed or were flaky in the run the file is of.
+    failed: HashSet<TestId>,
     /// Whether the file went on past [`MAX_BYTES`] or [`MAX_LINES`], unread.
     cut: bool,
 }
@@ -111,6 +119,11 @@ impl Timings {
     /// Every test's duration.
     pub fn into_map(self) -> HashMap<TestId, Duration> {
         self.estimates
+    }
+
+    /// The tests of the list that failed or were flaky in the run the file is of.
+    pub fn failed(&self) -> &HashSet<TestId> {
+        &self.failed
     }
 
     /// Reads the durations of `ids` from a timing file: ciq's own, or JUnit XML (which names
@@ -200,6 +213,13 @@ impl Timings {
                 continue;
             }
             content = true;
+            if let Some(id) = text.strip_prefix(FAILED) {
+                let id = TestId::new(id).map_err(|err| malformed(at, &format!("test id {err}")))?;
+                if wanted.contains(id.as_str()) {
+                    timings.failed.insert(id);
+                }
+                continue;
+            }
             if text.starts_with('#') {
                 continue;
             }
@@ -227,8 +247,21 @@ impl Timings {
             .iter()
             .filter_map(|id| Some((id.clone(), cases.find(id.as_str())?.duration?)))
             .collect();
+        let failed = ids
+            .iter()
+            .filter(|id| {
+                cases.find(id.as_str()).is_some_and(|case| {
+                    matches!(
+                        case.outcome,
+                        crate::outcome::Outcome::Failed | crate::outcome::Outcome::Errored
+                    )
+                })
+            })
+            .cloned()
+            .collect();
         Ok(Self {
             estimates,
+            failed,
             cut: false,
         })
     }
@@ -255,6 +288,43 @@ pub struct Unit {
     pub of: fn(&str) -> &str,
 }
 
+/// Which tests a queue hands out first (`--order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Longest estimated first: the long tests start first and the short ones fill the gaps at
+    /// the end, the shortest build.
+    #[default]
+    LongestFirst,
+    /// The tests that failed or were flaky in recent builds first, then longest first: a build
+    /// broken by a known failure goes red at once (and `--max-failures` ends it).
+    FailedFirst,
+    /// Shuffled by `seed` from the sorted list, so the same seed gives the same order whatever
+    /// the list's own order or the history: for hunting tests that depend on others' order.
+    Random {
+        /// The seed.
+        seed: u64,
+    },
+}
+
+impl Order {
+    /// A seed for `--order random` without `--seed`: at most nine digits, short enough to type
+    /// again.
+    pub fn random_seed() -> u64 {
+        uuid::Uuid::new_v4().as_u64_pair().0 % 1_000_000_000
+    }
+}
+
+impl std::fmt::Display for Order {
+    /// As given on the command line: `random --seed 42` repeats a random order.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Order::LongestFirst => f.write_str("longest-first"),
+            Order::FailedFirst => f.write_str("failed-first"),
+            Order::Random { seed } => write!(f, "random --seed {seed}"),
+        }
+    }
+}
+
 /// How a list is ordered before it is queued.
 #[derive(Debug, Clone, Default)]
 pub struct Scheduling {
@@ -263,6 +333,8 @@ pub struct Scheduling {
     /// Keep each unit's tests together: units are ordered longest first, their tests in list
     /// order.
     pub keep_together: Option<Unit>,
+    /// Which tests go first.
+    pub order: Order,
 }
 
 impl Scheduling {
@@ -289,10 +361,17 @@ impl Scheduling {
         timings
     }
 
-    /// `ids` longest estimated first, by `stored` estimates filled in from the timing `file`;
-    /// a test known to neither counts as the store's `rest`, else as the median of the known
-    /// ones.
-    pub fn order<'a>(&self, ids: &'a [TestId], stored: Stored, file: &Timings) -> Ordered<'a> {
+    /// `ids` in [`Scheduling::order`]'s order, by `stored` estimates filled in from the timing
+    /// `file`; a test known to neither counts as the store's `rest`, else as the median of the
+    /// known ones. Failed first puts first the tests that failed or were flaky in the `file`'s
+    /// run or in the store's `recent` builds.
+    pub fn order<'a>(
+        &self,
+        ids: &'a [TestId],
+        stored: Stored,
+        file: &Timings,
+        recent: &HashSet<TestId>,
+    ) -> Ordered<'a> {
         let mut estimates = stored.each;
         estimates.resize(ids.len(), None);
         for (estimate, id) in estimates.iter_mut().zip(ids) {
@@ -301,42 +380,68 @@ impl Scheduling {
             }
         }
         let mut known: Vec<Duration> = estimates.iter().flatten().copied().collect();
-        if known.is_empty() {
-            // Every test is alike: the list's own order is as good as any.
-            return Ordered {
-                ids: ids.iter().collect(),
-                known: Vec::new(),
-                default: None,
-            };
-        }
-        let middle = known.len() / 2;
-        let default = stored
-            .rest
-            .unwrap_or_else(|| *known.select_nth_unstable(middle).1);
+        let default = (!known.is_empty()).then(|| {
+            let middle = known.len() / 2;
+            stored
+                .rest
+                .unwrap_or_else(|| *known.select_nth_unstable(middle).1)
+        });
+        // Without any estimate every test is alike, and the list's own order is as good as any.
         let filled: Vec<Duration> = estimates
             .iter()
-            .map(|estimate| estimate.unwrap_or(default))
+            .map(|estimate| estimate.or(default).unwrap_or_default())
             .collect();
-        let order = if let Some(unit) = self.keep_together {
-            by_unit(ids, &filled, unit)
-        } else {
-            let mut order: Vec<usize> = (0..ids.len()).collect();
-            order.sort_by_key(|&at| std::cmp::Reverse(filled[at]));
-            order
+        let unit = self.keep_together;
+        let by = unit
+            .map(|unit| format!(" by {}", unit.name))
+            .unwrap_or_default();
+        let history = default.map(|default| {
+            format!(
+                " ({} with an estimate from earlier runs, the others taken as {})",
+                known.len(),
+                crate::human::duration(default)
+            )
+        });
+        let failed = |at: usize| file.failed.contains(&ids[at]) || recent.contains(&ids[at]);
+        let failing = self.order == Order::FailedFirst && (0..ids.len()).any(failed);
+        let order = match self.order {
+            Order::FailedFirst if failing => {
+                let (order, first) = failed_first(longest_first(ids, &filled, unit), failed);
+                crate::say!(
+                    "ciq: ordered {} tests failed first{by}: {first} that failed or were flaky in recent builds, then longest first{}",
+                    ids.len(),
+                    history
+                        .as_deref()
+                        .unwrap_or(" (no estimate from earlier runs)")
+                );
+                order
+            }
+            // Without a known failure, failed first is longest first.
+            Order::LongestFirst | Order::FailedFirst => {
+                if let Some(history) = &history {
+                    crate::say!(
+                        "ciq: ordered {} tests longest first{by}{history}",
+                        ids.len()
+                    );
+                }
+                longest_first(ids, &filled, unit).concat()
+            }
+            Order::Random { seed } => {
+                crate::say!(
+                    "ciq: ordered {} tests at random{by}, seed {seed} (`--order random --seed {seed}` repeats the order)",
+                    ids.len()
+                );
+                shuffled(ids, unit, seed)
+            }
         };
-        crate::say!(
-            "ciq: ordered {} tests longest first{} ({} with an estimate from earlier runs, the others taken as {})",
-            ids.len(),
-            self.keep_together
-                .map(|unit| format!(" by {}", unit.name))
-                .unwrap_or_default(),
-            known.len(),
-            crate::human::duration(default)
-        );
         Ordered {
             ids: order.iter().map(|&at| &ids[at]).collect(),
-            known: order.iter().map(|&at| estimates[at]).collect(),
-            default: Some(default),
+            known: if default.is_some() {
+                order.iter().map(|&at| estimates[at]).collect()
+            } else {
+                Vec::new()
+            },
+            default,
         }
     }
 }
@@ -369,21 +474,100 @@ impl<'a> Ordered<'a> {
     }
 }
 
-/// Positions of `ids` grouped by `unit`, units longest first by the sum of their tests'
-/// `estimates`, each unit's tests in list order.
-fn by_unit(ids: &[TestId], estimates: &[Duration], unit: Unit) -> Vec<usize> {
-    let mut units: Vec<(Duration, Vec<usize>)> = Vec::new();
+/// Positions of `ids` in groups, longest first: each test alone, or with `unit` each unit's
+/// tests (in list order), units by the sum of their tests' `estimates`. A sort that keeps ties
+/// in list order: without estimates, the list's own order.
+fn longest_first(ids: &[TestId], estimates: &[Duration], unit: Option<Unit>) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Duration, Vec<usize>)> = match unit {
+        Some(unit) => grouped(0..ids.len(), ids, unit)
+            .into_iter()
+            .map(|tests| {
+                let total = tests
+                    .iter()
+                    .fold(Duration::ZERO, |sum, &at| sum.saturating_add(estimates[at]));
+                (total, tests)
+            })
+            .collect(),
+        None => (0..ids.len()).map(|at| (estimates[at], vec![at])).collect(),
+    };
+    groups.sort_by_key(|(total, _)| std::cmp::Reverse(*total));
+    groups.into_iter().map(|(_, tests)| tests).collect()
+}
+
+/// The `positions` of `ids` grouped by `unit`, the groups in the order of their first test,
+/// each group's tests in the order given.
+fn grouped(positions: impl Iterator<Item = usize>, ids: &[TestId], unit: Unit) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for (at, id) in ids.iter().enumerate() {
-        let group = *index.entry((unit.of)(id.as_str())).or_insert_with(|| {
-            units.push((Duration::ZERO, Vec::new()));
-            units.len() - 1
+    for at in positions {
+        let group = *index.entry((unit.of)(ids[at].as_str())).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
         });
-        units[group].0 = units[group].0.saturating_add(estimates[at]);
-        units[group].1.push(at);
+        groups[group].push(at);
     }
-    units.sort_by_key(|(total, _)| std::cmp::Reverse(*total));
-    units.into_iter().flat_map(|(_, tests)| tests).collect()
+    groups
+}
+
+/// The `groups` (longest first) with those holding a `failed` test first, and a group's failed
+/// tests first within it; otherwise in the order given. Also how many tests failed.
+fn failed_first(groups: Vec<Vec<usize>>, failed: impl Fn(usize) -> bool) -> (Vec<usize>, usize) {
+    let (mut first, rest): (Vec<Vec<usize>>, Vec<Vec<usize>>) = groups
+        .into_iter()
+        .partition(|tests| tests.iter().any(|&at| failed(at)));
+    for tests in &mut first {
+        tests.sort_by_key(|&at| !failed(at));
+    }
+    let count = first.iter().flatten().filter(|&&at| failed(at)).count();
+    (first.into_iter().chain(rest).flatten().collect(), count)
+}
+
+/// Positions of `ids` shuffled by `seed`: sorted by id, grouped by `unit` (each test alone
+/// without one), then the groups shuffled and each group's tests. Nothing but the set of ids and
+/// the seed decides the order.
+fn shuffled(ids: &[TestId], unit: Option<Unit>, seed: u64) -> Vec<usize> {
+    let mut sorted: Vec<usize> = (0..ids.len()).collect();
+    sorted.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
+    let mut groups = match unit {
+        Some(unit) => grouped(sorted.into_iter(), ids, unit),
+        None => sorted.into_iter().map(|at| vec![at]).collect(),
+    };
+    let mut random = SplitMix64(seed);
+    random.shuffle(&mut groups);
+    for tests in &mut groups {
+        random.shuffle(tests);
+    }
+    groups.concat()
+}
+
+/// SplitMix64, a small generator whose sequence is fixed by its definition: a seed gives the
+/// same order in every version of ciq and on every machine, which a library's generator does
+/// not promise.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n`, by multiplying (Lemire's method, without its rejection step: the
+    /// bias is below n / 2^64).
+    fn below(&mut self, n: usize) -> usize {
+        let wide = u128::from(self.next()) * n as u128;
+        usize::try_from(wide >> 64).unwrap_or(0)
+    }
+
+    /// Fisher-Yates.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for last in (1..items.len()).rev() {
+            let other = self.below(last + 1);
+            items.swap(last, other);
+        }
+    }
 }
 
 /// A run that took much longer than the test's recent runs: worth a line in the report, as a
@@ -439,17 +623,22 @@ pub fn worst(mut slower: Vec<Slower>, most: usize) -> Vec<Slower> {
 pub fn write(
     path: &Path,
     durations: impl IntoIterator<Item = (TestId, Duration)>,
+    failed: &[TestId],
 ) -> Result<(), OutputError> {
-    output_file::write(path, render(durations).as_bytes())
+    output_file::write(path, render(durations, failed).as_bytes())
 }
 
-/// ciq's timing file of `durations`: the header, then `<milliseconds><TAB><test id>` lines.
-fn render(durations: impl IntoIterator<Item = (TestId, Duration)>) -> String {
+/// ciq's timing file of `durations`: the header, then `<milliseconds><TAB><test id>` lines,
+/// then a `# failed<TAB><test id>` line per test of `failed`.
+fn render(durations: impl IntoIterator<Item = (TestId, Duration)>, failed: &[TestId]) -> String {
     use std::fmt::Write as _;
     let mut text = format!("{HEADER}\n");
     for (id, duration) in durations {
         // Writing into a String cannot fail.
         let _ = writeln!(text, "{}\t{id}", duration.as_millis());
+    }
+    for id in failed {
+        let _ = writeln!(text, "{FAILED}{id}");
     }
     text
 }
@@ -480,10 +669,15 @@ mod tests {
             rest: None,
         };
         assert_eq!(
-            names(scheduling.order(&ids, stored, &Timings::default())),
+            names(scheduling.order(&ids, stored, &Timings::default(), &HashSet::new())),
             ["long", "new", "mid", "short"]
         );
-        let unknown = scheduling.order(&ids, Stored::default(), &Timings::default());
+        let unknown = scheduling.order(
+            &ids,
+            Stored::default(),
+            &Timings::default(),
+            &HashSet::new(),
+        );
         assert_eq!(
             unknown.ids,
             ids.iter().collect::<Vec<_>>(),
@@ -497,6 +691,7 @@ mod tests {
                 rest: None,
             },
             &Timings::default(),
+            &HashSet::new(),
         );
         assert_eq!(ordered.default, ms(500), "the median of the known");
         assert_eq!(
@@ -509,7 +704,7 @@ mod tests {
         // A store read by its longest tests only: the others take at most its shortest of those.
         let stored = Stored { each, rest: ms(1) };
         assert_eq!(
-            names(scheduling.order(&ids, stored, &Timings::default())),
+            names(scheduling.order(&ids, stored, &Timings::default(), &HashSet::new())),
             ["long", "mid", "short", "new"]
         );
     }
@@ -537,7 +732,7 @@ mod tests {
             rest: None,
         };
         assert_eq!(
-            names(scheduling.order(&ids, stored, &Timings::default())),
+            names(scheduling.order(&ids, stored, &Timings::default(), &HashSet::new())),
             [
                 "b.py::C::fast",
                 "b.py::C::slow",
@@ -546,6 +741,112 @@ mod tests {
                 "c.py::new"
             ]
         );
+    }
+
+    /// Failed first: the failed tests (their modules, with a unit) go first, the failed tests
+    /// first within their module, the rest longest first; no failure is longest first.
+    #[test]
+    fn failed_tests_and_their_modules_go_first() {
+        let ids = vec![
+            id("a.py::t1"),
+            id("a.py::t2"),
+            id("b.py::fast"),
+            id("b.py::slow"),
+            id("c.py::x"),
+        ];
+        let stored = || Stored {
+            each: vec![ms(100), ms(300), ms(1), ms(2000), ms(5)],
+            rest: None,
+        };
+        let failed: HashSet<TestId> = [id("a.py::t2"), id("c.py::x")].into_iter().collect();
+        let plain = Scheduling {
+            order: Order::FailedFirst,
+            ..Scheduling::default()
+        };
+        assert_eq!(
+            names(plain.order(&ids, stored(), &Timings::default(), &failed)),
+            [
+                "a.py::t2",
+                "c.py::x",
+                "b.py::slow",
+                "a.py::t1",
+                "b.py::fast"
+            ]
+        );
+        let by_module = Scheduling {
+            keep_together: Some(Unit {
+                name: "module",
+                of: |id| id.split("::").next().unwrap_or(id),
+            }),
+            ..plain.clone()
+        };
+        assert_eq!(
+            names(by_module.order(&ids, stored(), &Timings::default(), &failed)),
+            [
+                "a.py::t2",
+                "a.py::t1",
+                "c.py::x",
+                "b.py::fast",
+                "b.py::slow"
+            ]
+        );
+        // The timing file's failures count as the store's.
+        let file = Timings {
+            failed: [id("b.py::fast")].into_iter().collect(),
+            ..Timings::default()
+        };
+        assert_eq!(
+            names(plain.order(&ids, stored(), &file, &HashSet::new()))[0],
+            "b.py::fast"
+        );
+        let longest = Scheduling::default();
+        assert_eq!(
+            names(plain.order(&ids, stored(), &Timings::default(), &HashSet::new())),
+            names(longest.order(&ids, stored(), &Timings::default(), &HashSet::new()))
+        );
+    }
+
+    /// Random: fixed by the seed and the set of ids alone (not the list's order, not the
+    /// history), another seed another order, modules kept together.
+    #[test]
+    fn a_seed_fixes_a_random_order_and_modules_stay_together() {
+        let ids: Vec<TestId> = (0..40)
+            .map(|n| id(&format!("m{}.py::t{n:02}", n % 5)))
+            .collect();
+        let random = |seed| Scheduling {
+            order: Order::Random { seed },
+            ..Scheduling::default()
+        };
+        let none = || Stored::default();
+        let seven = names(random(7).order(&ids, none(), &Timings::default(), &HashSet::new()));
+        let mut reversed = ids.clone();
+        reversed.reverse();
+        let history = Stored {
+            each: (0..40).map(|n| ms(n * 10)).collect(),
+            rest: None,
+        };
+        assert_eq!(
+            names(random(7).order(&reversed, history, &Timings::default(), &HashSet::new())),
+            seven
+        );
+        assert_ne!(
+            names(random(8).order(&ids, none(), &Timings::default(), &HashSet::new())),
+            seven
+        );
+        let sorted: Vec<&str> = ids.iter().map(TestId::as_str).collect();
+        assert_ne!(seven, sorted);
+        let by_module = Scheduling {
+            keep_together: Some(Unit {
+                name: "module",
+                of: |id| id.split("::").next().unwrap_or(id),
+            }),
+            ..random(7)
+        };
+        let order = names(by_module.order(&ids, none(), &Timings::default(), &HashSet::new()));
+        let modules: Vec<&str> = order.iter().map(|t| &t[..5]).collect();
+        let mut changes = modules.windows(2).filter(|w| w[0] != w[1]).count();
+        changes += 1;
+        assert_eq!(changes, 5, "each module's tests together: {order:?}");
     }
 
     #[test]
@@ -558,10 +859,15 @@ mod tests {
                 (id("a b\tc"), Duration::from_millis(1500)),
                 (id("t"), Duration::from_millis(7)),
             ],
+            &[id("t")],
         )
         .unwrap();
         let read = Timings::read(&path, &[id("a b\tc"), id("t"), id("new")]).unwrap();
         assert_eq!(read.get(&id("a b\tc")), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            read.failed(),
+            &[id("t")].into_iter().collect::<HashSet<_>>()
+        );
         assert_eq!(read.len(), 2);
         // Only the tests of the list are kept.
         assert_eq!(Timings::read(&path, &[id("t")]).unwrap().len(), 1);
@@ -730,9 +1036,12 @@ mod properties {
                 })
                 .collect::<Result<_, TestCaseError>>()?;
             let ids: Vec<TestId> = durations.iter().map(|(id, _)| id.clone()).collect();
-            let read = Timings::parse(render(durations.clone()).as_bytes(), path(), &ids, BOUNDS)
+            // Every other test failed.
+            let failed: Vec<TestId> = ids.iter().step_by(2).cloned().collect();
+            let read = Timings::parse(render(durations.clone(), &failed).as_bytes(), path(), &ids, BOUNDS)
                 .map_err(|err| TestCaseError::fail(err.to_string()))?;
             prop_assert_eq!(read.len(), durations.len());
+            prop_assert_eq!(read.failed(), &failed.iter().cloned().collect::<HashSet<_>>());
             for (id, duration) in &durations {
                 let whole = Duration::from_millis(duration.as_millis().try_into().unwrap_or(u64::MAX));
                 prop_assert_eq!(read.get(id), Some(whole));
@@ -749,7 +1058,7 @@ mod properties {
             let durations = ids
                 .iter()
                 .filter_map(|id| Some((TestId::new(id.as_str()).ok()?, Duration::from_millis(7))));
-            let text = render(durations);
+            let text = render(durations, &[]);
             let mut lines: Vec<&[u8]> = text.as_bytes().split(|&byte| byte == b'\n').collect();
             // After the header, before the empty "line" after the final newline.
             let at = 1 + at.index(lines.len() - 1);

@@ -131,6 +131,7 @@ pub async fn run<Q: Queue, R: Runner>(
         held: &held,
         max_failures: options.max_failures,
         failing: &failing,
+        asked_at: Mutex::new(Instant::now()),
     };
     let ended = tokio::select! {
         done = work(queue, runner, options, &watch, &mut finished_before, &mut kept) => done,
@@ -203,7 +204,14 @@ struct Watch<'a> {
     held: &'a Mutex<Vec<(Reserved, Option<Instant>)>>,
     max_failures: Option<usize>,
     failing: &'a AtomicBool,
+    /// When the queue was last asked for the build's failures.
+    asked_at: Mutex<Instant>,
 }
+
+/// How often a worker with `--max-failures` asks for the build's failures between its own
+/// (after a batch, or while it waits): another worker's failure stops it about this soon, not
+/// a heartbeat interval later, for one small read a second.
+const FAILURES_ASKED_EVERY: Duration = Duration::from_secs(1);
 
 impl Watch<'_> {
     /// The tests held, locked.
@@ -211,12 +219,21 @@ impl Watch<'_> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether the build's failures reached `--max-failures`, asking the queue when `ask`.
+    /// Whether the build's failures reached `--max-failures`, asking the queue when `ask`, when
+    /// a heartbeat found them, or when it was last asked [`FAILURES_ASKED_EVERY`] ago.
     async fn too_many<Q: Queue>(&self, queue: &Q, ask: bool) -> Result<Option<Stop>, QueueError> {
         let Some(max) = self.max_failures else {
             return Ok(None);
         };
-        if ask || self.failing.load(Ordering::Relaxed) {
+        let due = {
+            let mut asked_at = self.asked_at.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = ask || asked_at.elapsed() >= FAILURES_ASKED_EVERY;
+            if due {
+                *asked_at = Instant::now();
+            }
+            due
+        };
+        if due || self.failing.load(Ordering::Relaxed) {
             let failed = queue.failures().await?;
             if failed >= max {
                 return Ok(Some(Stop::BuildFailing(failed)));

@@ -2,6 +2,7 @@
 //! `--fallback static`, one worker on this machine's share of the suite). List, order, run,
 //! then write the outputs and end with the verdict.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -61,16 +62,22 @@ pub(super) async fn run_local(
         if jobs == 1 { "" } else { "s" }
     );
     let file = config.scheduling.read_file(&list.ids);
-    let ordered = config
-        .scheduling
-        .order(&list.ids, timings::Stored::default(), &file);
+    let ordered = config.scheduling.order(
+        &list.ids,
+        timings::Stored::default(),
+        &file,
+        &HashSet::new(),
+    );
+    if let Some(log) = &config.worker.order_log {
+        log.note_order(&config.scheduling.order.to_string());
+    }
     let queue = LocalQueue::ordered(&ordered, config.budget, timing);
     queue.remember(file.into_map());
     let worked = work(&queue, runners, config, &stop_rx).await;
     signals.abort();
     let signal = worked?;
     if let Some(path) = &config.timings_out {
-        super::write_timings(path, queue.durations());
+        super::write_timings(path, queue.durations(), &failed_in(&queue.summary()));
     }
     super::show_slower(queue.slower());
     let findings = Findings::new(queue.summary(), quarantine);
@@ -82,6 +89,17 @@ pub(super) async fn run_local(
         Some(signal) => ExitCode::Signal(signal),
         None => exit_code::for_verdict(findings.verdict()),
     })
+}
+
+/// The tests `summary` names failed, errored or flaky: a timing file keeps them for
+/// `--order failed-first`.
+pub(super) fn failed_in(summary: &Summary) -> Vec<TestId> {
+    summary
+        .failing
+        .iter()
+        .chain(&summary.flaky)
+        .map(|listed| listed.id.clone())
+        .collect()
 }
 
 /// The test list, listed by the first worker's framework where it lists (the others then

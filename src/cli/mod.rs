@@ -118,9 +118,10 @@ fn show_slower(slower: Vec<Slower>) {
     }
 }
 
-/// Writes the durations measured to the timing file `path`; none keeps the file as it was (the
+/// Writes the durations measured (and the tests that `failed` or were flaky) to the timing
+/// file `path`; none keeps the file as it was (the
 /// history it held is better than nothing). A failure here is a warning: the verdict stands.
-fn write_timings(path: &Path, durations: Vec<(TestId, Duration)>) {
+fn write_timings(path: &Path, durations: Vec<(TestId, Duration)>, failed: &[TestId]) {
     let count = durations.len();
     if count == 0 {
         crate::say!(
@@ -129,7 +130,7 @@ fn write_timings(path: &Path, durations: Vec<(TestId, Duration)>) {
         );
         return;
     }
-    match timings::write(path, durations) {
+    match timings::write(path, durations, failed) {
         Ok(()) => crate::say!(
             "ciq: wrote the durations of {count} tests to `{}`",
             path.display()

@@ -21,6 +21,7 @@ use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::history::{self, History};
+use crate::queue::redis::keys::{BuildKeys, meta};
 use crate::queue::redis::supervisor::{
     Ending, Measured, ReportSettings, Status, Until, each_recorded, settle, supervise,
 };
@@ -177,6 +178,9 @@ async fn build_ending(
         super::show_slower(slower);
     }
     publish(settings, findings, outputs).await;
+    if let Some(generation) = &generation {
+        say_random_order(settings, generation).await;
+    }
     super::print_last(&findings.render());
     if outputs.need_workers()
         && let Some(measured) = measured(settings, outputs, &outputs.needing()).await
@@ -192,6 +196,25 @@ async fn build_ending(
         }
     }
     code
+}
+
+/// Says the seed of a build its leader queued in a random order (the build's meta has it): the
+/// report, like every worker, names the flags that repeat the order.
+async fn say_random_order(settings: &ReportSettings, generation: &str) {
+    let read = async {
+        let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+        let keys = BuildKeys::new(&settings.namespace, &settings.build).generation(generation);
+        conn.query::<Option<String>>(redis::cmd("HGET").arg(keys.meta).arg(meta::ORDER))
+            .await
+    };
+    match read.await {
+        Ok(Some(order)) if order.starts_with("random") => crate::say!(
+            "ciq report: build `{}` ran its tests in a random order: `--order {order}` repeats it",
+            settings.build
+        ),
+        Ok(_) => {}
+        Err(err) => crate::say!("ciq report: warning: cannot read the build's order: {err}"),
+    }
 }
 
 /// A grind's ending: its verdict is its pass rates and duration percentiles, so it waits for
@@ -329,7 +352,11 @@ async fn write_measured(
     generation: &str,
 ) {
     if let Some(path) = outputs.timings {
-        super::write_timings(path, durations);
+        super::write_timings(
+            path,
+            durations,
+            &super::local::failed_in(findings.summary()),
+        );
     }
     if outputs.junit.is_some() || outputs.json.is_some() {
         write_outputs(settings, generation, findings, outputs.junit, outputs.json).await;

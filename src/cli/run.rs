@@ -145,6 +145,7 @@ async fn run_distributed(
     if let Some(code) = join_or_resign(job, &queue, &runner, &source, grind, &mut shutdown).await? {
         return Ok(code);
     }
+    note_build_order(&queue, job.config, &build).await;
     let mut decided = Vec::new();
     let decided_into = job.config.junit.is_some().then_some(&mut decided);
     let end = match grind {
@@ -174,6 +175,25 @@ async fn run_distributed(
         );
     }
     Ok(finish(end, job.worker, job.quarantine))
+}
+
+/// Writes the order the build's leader queued the tests in to the order log, and says a random
+/// one with its seed: every worker runs the leader's, whatever its own `--order`.
+async fn note_build_order(queue: &RedisQueue, config: &RunConfig, build: &str) {
+    match queue.build_order().await {
+        Ok(Some(order)) => {
+            if order.starts_with("random") {
+                crate::say!(
+                    "ciq: build `{build}` runs its tests in a random order: `--order {order}` repeats it"
+                );
+            }
+            if let Some(log) = &config.worker.order_log {
+                log.note_order(&order);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => crate::say!("ciq: warning: cannot read the build's order: {err}"),
+    }
 }
 
 /// Connects to the build's Redis. When it is unreachable and `--fallback static` is given

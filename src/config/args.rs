@@ -231,6 +231,25 @@ pub struct RunArgs {
     /// --timings-out) or a JUnit XML report. Adds to what the Redis store remembers.
     #[arg(long, env = "CIQ_TIMINGS", value_name = "FILE")]
     pub timings: Option<PathBuf>,
+    /// Which tests go first. `longest-first`: by the durations of earlier builds, the
+    /// shortest build. `failed-first`: the tests that failed or were flaky in recent builds (the
+    /// namespace's history that `ciq flaky` reads; locally, the --timings file's failures), then
+    /// longest first, so a build broken by a known failure goes red at once (with
+    /// --max-failures 1 it ends then). `random`: shuffled by --seed, for hunting tests that
+    /// depend on the order. Framework units (a pytest module) stay together. With --queue the
+    /// leader's order is the build's
+    #[arg(
+        long,
+        env = "CIQ_ORDER",
+        value_enum,
+        value_name = "ORDER",
+        default_value = "longest-first"
+    )]
+    pub order: OrderArg,
+    /// With --order random: the seed; the same seed gives the same order, whatever the list's
+    /// own order [default: a new one, printed and written to the order log]
+    #[arg(long, env = "CIQ_SEED", value_name = "S")]
+    pub seed: Option<u64>,
     /// Local mode: write every test's duration to this timing file at the end, for --timings
     /// next time (with --queue, `ciq report --timings-out` writes the build's; its variable is
     /// CIQ_TIMINGS_OUT, this one's is another, so a job-wide setting reaches the report only).
@@ -386,6 +405,17 @@ pub struct ReportArgs {
     /// workers to leave (they write the tests' times), at most a heartbeat timeout.
     #[arg(long, env = "CIQ_REPORT_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// `--order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OrderArg {
+    /// Longest estimated first.
+    LongestFirst,
+    /// Recent failures first, then longest first.
+    FailedFirst,
+    /// Shuffled by --seed.
+    Random,
 }
 
 /// `--fallback`.

@@ -24,9 +24,9 @@ use crate::queue::redis::status::StatusSettings;
 use crate::queue::redis::supervisor::ReportSettings;
 use crate::runner::launch::Setup;
 use crate::time_limits::TestTimeout;
-use crate::timings::Scheduling;
+use crate::timings::{Order, Scheduling};
 use crate::worker::WorkerOptions;
-use args::{BuildArgs, Fallback, ReportArgs, RunArgs, StatusArgs};
+use args::{BuildArgs, Fallback, OrderArg, ReportArgs, RunArgs, StatusArgs};
 
 /// A command line that parses but cannot be used.
 #[derive(Debug, Error)]
@@ -116,6 +116,11 @@ pub enum ConfigError {
         "{0} is {1} bytes long; an id may be at most {MAX_ID_BYTES} bytes (it is part of every Redis key of the build and of many lines of output)"
     )]
     IdTooLong(&'static str, usize),
+    /// `--seed` for an order that is not random.
+    #[error(
+        "--seed (CIQ_SEED) is for --order random, and the order is {0}: pass --order random too, or drop the seed"
+    )]
+    SeedWithoutRandom(Order),
     /// A worker id that would split the order log's `<worker><TAB><test id>` lines.
     #[error(
         "--worker (CIQ_WORKER, or the CI's worker id) {0:?} holds a tab or a line break; the order log writes `<worker><TAB><test id>` lines"
@@ -273,6 +278,7 @@ impl RunConfig {
             timings_file: args.timings.clone(),
             // A grind keeps its copy-by-copy order.
             keep_together: runner.unit().filter(|_| args.grind.is_none()),
+            order: order(args.order, args.seed)?,
         };
         if args.queue.is_some() && args.timings_out.is_some() {
             return Err(ConfigError::TimingsOutWithQueue);
@@ -349,6 +355,22 @@ fn source_spec(args: &RunArgs, runner: &RunnerSpec) -> Result<SourceSpec, Config
             let (argv, format) = runner.listing().ok_or(ConfigError::NoTestList)?;
             Ok(SourceSpec::Command(argv, format))
         }
+    }
+}
+
+/// `--order` with its `--seed`: a random order without one gets a new seed (printed when the
+/// queue is ordered); a seed for another order is refused, not ignored.
+fn order(order: OrderArg, seed: Option<u64>) -> Result<Order, ConfigError> {
+    match (order, seed) {
+        (OrderArg::Random, seed) => Ok(Order::Random {
+            seed: seed.unwrap_or_else(Order::random_seed),
+        }),
+        (OrderArg::LongestFirst, None) => Ok(Order::LongestFirst),
+        (OrderArg::FailedFirst, None) => Ok(Order::FailedFirst),
+        (OrderArg::LongestFirst, Some(_)) => {
+            Err(ConfigError::SeedWithoutRandom(Order::LongestFirst))
+        }
+        (OrderArg::FailedFirst, Some(_)) => Err(ConfigError::SeedWithoutRandom(Order::FailedFirst)),
     }
 }
 

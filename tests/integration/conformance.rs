@@ -56,7 +56,7 @@ impl Backend for Local {
             heartbeat_timeout: HEARTBEAT_TIMEOUT,
         };
         let file = scheduling.read_file(&ids);
-        let ordered = scheduling.order(&ids, Stored::default(), &file);
+        let ordered = scheduling.order(&ids, Stored::default(), &file, &Default::default());
         let queue = LocalQueue::ordered(&ordered, budget, timing);
         (0..workers)
             .map(|n| queue.worker(format!("w{n}")))

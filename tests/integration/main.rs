@@ -21,6 +21,7 @@ mod history;
 mod html_page;
 mod lost_state;
 mod network;
+mod order;
 mod per_test_scripts;
 mod persistent;
 mod processes;

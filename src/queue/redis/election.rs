@@ -6,6 +6,7 @@
 //! up to a budget. A leader that finds its lock gone drops its staging and follows the winner.
 //! So at most one generation is ever committed, and nobody reads one that was not.
 
+use std::collections::HashSet;
 use std::sync::PoisonError;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::estimates::Estimates;
+use crate::queue::redis::history::{self, History};
 use crate::queue::redis::keys::{BuildKeys, meta};
 use crate::queue::redis::redis_queue::RedisQueue;
 use crate::queue::redis::scripts::abort::{self, Rule};
@@ -31,7 +33,7 @@ use crate::queue::redis::settings::millis;
 use crate::queue::redis::state::BuildState;
 use crate::queue::{Queue, QueueError};
 use crate::test_id::TestId;
-use crate::timings::{Ordered, Stored};
+use crate::timings::{Order, Ordered, Stored};
 
 /// How a worker joined the build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -473,6 +475,7 @@ impl RedisQueue {
             requeue_limit: self.settings.budget.build_limit(total),
             heartbeat_timeout_ms: millis(self.settings.heartbeat_timeout),
             digest: list.digest(),
+            order: self.settings.scheduling.order.to_string(),
         };
         match scripts::run(&self.conn, &commit).await? {
             Committed::Yes => {
@@ -503,7 +506,20 @@ impl RedisQueue {
             Stored::default()
         });
         let file = self.settings.scheduling.read_file(ids);
-        self.settings.scheduling.order(ids, stored, &file)
+        let recent = if self.settings.scheduling.order == Order::FailedFirst {
+            History::new(&self.conn, &self.settings.namespace)
+                .recent(history::RECENT)
+                .await
+                .unwrap_or_else(|err| {
+                    crate::say!(
+                        "ciq: warning: cannot read earlier builds' failures, tests are ordered without them: {err}"
+                    );
+                    HashSet::new()
+                })
+        } else {
+            HashSet::new()
+        };
+        self.settings.scheduling.order(ids, stored, &file, &recent)
     }
 
     /// Writes the estimates the queue is ordered by into the generation (`GenKeys::estimates`),

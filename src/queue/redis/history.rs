@@ -13,7 +13,7 @@
 //! never write the same field. A green test costs nothing. Losing it all loses marks, never
 //! changes a verdict.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::queue::QueueError;
@@ -214,6 +214,25 @@ impl<'a> History<'a> {
 /// The events hash's field of `test` in `build`: test ids hold no line break.
 fn field(test: &str, build: &str) -> String {
     format!("{test}\n{build}")
+}
+
+/// How many of the most recent builds `--order failed-first` looks at: a test that failed or
+/// was flaky in one of them goes first.
+pub const RECENT: usize = 10;
+
+impl History<'_> {
+    /// The tests that failed or were flaky in the namespace's `most` most recent builds.
+    pub async fn recent(&self, most: usize) -> Result<HashSet<TestId>, QueueError> {
+        let builds = self.builds().await?;
+        let recent = &builds[builds.len().saturating_sub(most)..];
+        Ok(self
+            .all()
+            .await?
+            .into_iter()
+            .filter(|(_, events)| events.iter().any(|(build, _)| recent.contains(build)))
+            .filter_map(|(test, _)| TestId::new(test).ok())
+            .collect())
+    }
 }
 
 /// How many recent builds without a failure make a quarantined test ready to leave.

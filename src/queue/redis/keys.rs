@@ -200,6 +200,9 @@ pub mod meta {
     pub const HEARTBEAT_TIMEOUT_MS: &str = "heartbeat-timeout-ms";
     /// The digest of the committed list, which a follower's own list must match (COMMIT).
     pub const LIST_DIGEST: &str = "list-digest";
+    /// The order the leader queued the tests in, as `--order` names it (COMMIT): every worker
+    /// and the report say the build's, a random order with its seed.
+    pub const ORDER: &str = "order";
     /// `1` when no test of the build had an outcome at the commit (COMMIT).
     pub const FRESH: &str = "fresh";
     /// How many requeues the build spent.
@@ -514,6 +517,7 @@ mod tests {
             meta::REQUEUE_LIMIT,
             meta::HEARTBEAT_TIMEOUT_MS,
             meta::LIST_DIGEST,
+            meta::ORDER,
             meta::FRESH,
             meta::REQUEUED,
             meta::REFRESHED_AT,

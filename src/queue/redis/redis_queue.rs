@@ -109,6 +109,19 @@ impl RedisQueue {
         }
     }
 
+    /// The order the build's leader queued its tests in (`--order`, a random one with its
+    /// seed), once joined: `None` from a leader older than the field.
+    pub async fn build_order(&self) -> Result<Option<String>, QueueError> {
+        let followed = self.followed()?;
+        self.conn
+            .query(
+                redis::cmd("HGET")
+                    .arg(&followed.generation.meta)
+                    .arg(meta::ORDER),
+            )
+            .await
+    }
+
     async fn handed(&self, handed: Handed) -> Result<Reservation, QueueError> {
         match handed {
             Handed::Reservation(reservation) => Ok(reservation),

@@ -6,7 +6,8 @@
 -- KEYS[1] state, KEYS[2] meta, KEYS[3] queue, KEYS[4] aborted, KEYS[5] running, KEYS[6] results.
 -- ARGV[1] setup value, ARGV[2] ready value, ARGV[3] key TTL ms, ARGV[4] total, ARGV[5] max
 -- requeues per test, ARGV[6] build requeue limit, ARGV[7] heartbeat timeout ms, ARGV[8] digest
--- of the set of test ids (followers with a list of their own check theirs against it).
+-- of the set of test ids (followers with a list of their own check theirs against it), ARGV[9]
+-- the order the leader queued the tests in (`--order`, a random one with its seed).
 -- Replies 1 committed, 0 lost, -2 when the staged queue does not hold total ids (a bug).
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[2] then return 1 end
@@ -18,7 +19,7 @@ local now = now_ms()
 local fresh = 0
 if redis.call('EXISTS', KEYS[6]) == 0 then fresh = 1 end
 redis.call('HSET', KEYS[2], 'total', ARGV[4], 'max-requeues', ARGV[5], 'requeue-limit', ARGV[6],
-  'heartbeat-timeout-ms', ARGV[7], 'list-digest', ARGV[8], 'requeued', 0, 'refreshed-at', now,
+  'heartbeat-timeout-ms', ARGV[7], 'list-digest', ARGV[8], 'order', ARGV[9], 'requeued', 0, 'refreshed-at', now,
   'scanned-at', now, 'fresh', fresh)
 -- The running set's '' entry keeps it, and its TTL, while nothing runs.
 redis.call('ZADD', KEYS[5], '+inf', '')

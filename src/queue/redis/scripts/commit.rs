@@ -21,6 +21,8 @@ pub(in crate::queue::redis) struct Commit<'a> {
     pub requeue_limit: u64,
     pub heartbeat_timeout_ms: String,
     pub digest: String,
+    /// The order the tests were queued in, as `--order` names it (a random one with its seed).
+    pub order: String,
 }
 
 /// What the commit did.
@@ -60,6 +62,7 @@ impl Step for Commit<'_> {
             self.requeue_limit.to_string(),
             self.heartbeat_timeout_ms.clone(),
             self.digest.clone(),
+            self.order.clone(),
         ]
     }
 
