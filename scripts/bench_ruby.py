@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Benchmark: `ciq run minitest|rspec` with 2 local workers against the issue's targets.
+
+Prints one table, each row's figures side by side, runs interleaved, medians of `--repeat`
+(with the range):
+
+- `boot 2 s + 400 x 10 ms`: a minitest suite written here whose test_helper sleeps 2 s (a Rails
+  boot) and whose 400 tests (20 classes of 20) sleep 10 ms each, through `ciq run -j 2
+  minitest`, against the ideal: the boot plus the tests' time shared by two workers,
+  2 + 400 x 0.01 / 2 = 4 s. Target: at most 1.15x.
+- each real suite given (`--rack DIR`: rack's minitest suite, `-I test test/spec_*.rb`;
+  `--addressable DIR`: addressable's specs, run with a no-op `bundler/setup` on RUBYLIB, as its
+  Gemfile's development gems are not packaged), through `ciq run -j 2 minitest|rspec` against
+  the framework's own single-process run (`ruby -Itest` requiring the files with
+  minitest/autorun; `rspec`). Target: at most 0.8x.
+
+Every run's exit code is printed: a suite whose own run fails (a test that needs the network)
+fails under ciq alike; wall times compare whole runs either way.
+
+It needs ruby with minitest and RSpec, ciq's Ruby gem (`--ciq-gems GEM_HOME`, default
+target/ruby-gems, which `scripts/test` fills), and builds this checkout in release mode unless
+`--ciq` names a binary. The machine's load changes every figure: quote the ratios, with it.
+
+    python3 scripts/bench_ruby.py [--repeat 3] [--rack DIR] [--addressable DIR] [--ciq PATH]
+"""
+import argparse
+import glob
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchkit import ROOT, ciq_binary
+
+BOOT_SECONDS = 2.0
+TESTS = 400
+TEST_SECONDS = 0.01
+CLASSES = 20
+
+
+def synthetic_suite(root):
+    """The suite of the first row, written into `root`."""
+    os.makedirs(os.path.join(root, "test"))
+    with open(os.path.join(root, "test", "test_helper.rb"), "w") as f:
+        f.write(f'require "minitest/autorun"\nsleep {BOOT_SECONDS}\n')
+    per_class = TESTS // CLASSES
+    for c in range(CLASSES):
+        with open(os.path.join(root, "test", f"c{c:02}_test.rb"), "w") as f:
+            f.write(f'require "test_helper"\nclass C{c:02}Test < Minitest::Test\n')
+            for t in range(per_class):
+                f.write(f"  def test_{t:03}\n    sleep {TEST_SECONDS}\n    assert true\n  end\n")
+            f.write("end\n")
+
+
+def timed(argv, cwd, env):
+    """(wall seconds, exit code) of `argv` in `cwd`, its output thrown away."""
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return time.monotonic() - started, done.returncode
+
+
+def ciq_run(ciq, framework, args):
+    return [ciq, "run", "-j", "2", "--max-requeues", "0", framework, "--", *args]
+
+
+PLAIN_MINITEST = ("ARGV.each { |file| require File.expand_path(file) }; ARGV.clear; "
+                  'require "minitest/autorun"')
+
+
+def rows(opts, scratch):
+    """(name, baseline label, cwd, env, baseline: argv or a number of seconds, ciq argv)."""
+    env = dict(os.environ, GEM_HOME=opts.ciq_gems)
+    synthetic = os.path.join(scratch, "synthetic")
+    synthetic_suite(synthetic)
+    ideal = BOOT_SECONDS + TESTS * TEST_SECONDS / 2
+    yield ("boot 2 s + 400 x 10 ms", "ideal", 1.15, synthetic, env, ideal,
+           ciq_run(opts.ciq, "minitest", []))
+    if opts.rack:
+        files = sorted(os.path.relpath(p, opts.rack)
+                       for p in glob.glob(os.path.join(opts.rack, "test", "spec_*.rb")))
+        yield ("rack (minitest)", "one ruby", 0.8, opts.rack, env,
+               ["ruby", "-Itest", "-e", PLAIN_MINITEST, *files],
+               ciq_run(opts.ciq, "minitest", ["-I", "test", *files]))
+    if opts.addressable:
+        shim = os.path.join(scratch, "shim")
+        os.makedirs(os.path.join(shim, "bundler"))
+        open(os.path.join(shim, "bundler", "setup.rb"), "w").close()
+        shimmed = dict(env, RUBYLIB=shim)
+        yield ("addressable (rspec)", "one rspec", 0.8, opts.addressable, shimmed,
+               ["rspec"], ciq_run(opts.ciq, "rspec", []))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rack", help="rack's source tree (its test/ directory)")
+    parser.add_argument("--addressable", help="addressable's source tree (its spec/ directory)")
+    parser.add_argument("--ciq", help="the ciq binary (default: this checkout, release build)")
+    parser.add_argument("--ciq-gems", default=os.path.join(ROOT, "target", "ruby-gems"),
+                        help="GEM_HOME holding ciq's Ruby gem")
+    opts = parser.parse_args()
+    opts.ciq = os.path.abspath(ciq_binary(opts.ciq))
+    for name in ("rack", "addressable"):
+        if getattr(opts, name):
+            setattr(opts, name, os.path.abspath(getattr(opts, name)))
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    print(f"load average before: {' '.join(load)}; {os.cpu_count()} CPUs; medians of "
+          f"{opts.repeat} (range)", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        table = list(rows(opts, scratch))
+        base = {row[0]: [] for row in table}
+        ours = {row[0]: [] for row in table}
+        codes = {row[0]: set() for row in table}
+        for _ in range(opts.repeat):
+            for name, _, _, cwd, env, baseline, argv in table:
+                if isinstance(baseline, float):
+                    base[name].append(baseline)
+                else:
+                    wall, code = timed(baseline, cwd, env)
+                    base[name].append(wall)
+                    codes[name].add(f"own {code}")
+                wall, code = timed(argv, cwd, env)
+                ours[name].append(wall)
+                codes[name].add(f"ciq {code}")
+    print("\n| suite | baseline | baseline s | ciq run -j 2 s | ratio | target | exits |")
+    print("|---|---|---|---|---|---|---|")
+    for name, label, target, *_ in table:
+        ratios = [o / b for o, b in zip(ours[name], base[name])]
+        cell = lambda xs, f: f"{statistics.median(xs):{f}} ({min(xs):{f}}-{max(xs):{f}})"
+        print(f"| {name} | {label} | {cell(base[name], '.2f')} | {cell(ours[name], '.2f')} | "
+              f"{cell(ratios, '.2f')}x | {target}x | {', '.join(sorted(codes[name]))} |")
+    with open("/proc/loadavg") as f:
+        print(f"\nload average after: {' '.join(f.read().split()[:3])}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
