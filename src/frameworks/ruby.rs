@@ -3,9 +3,8 @@
 //! and runs the ones it is sent, over the protocol of `docs/persistent-protocol.md`.
 //!
 //! There is no batch mode: a Ruby process per batch would boot the application again for every
-//! batch, which is what `ciq run -- ruby ...` already does. Before any worker starts, ciq runs
-//! the gem's pre-flight check once, so a missing Ruby, gem or framework is one line that says
-//! what to install, not an error on every test.
+//! batch, which is what `ciq run -- ruby ...` already does. A missing Ruby, gem or framework
+//! stops the process before it is ready, and ciq says what to install (exit 2).
 
 use clap::Args;
 
@@ -48,7 +47,7 @@ impl Rspec {
 
 /// What tells the two frameworks apart: the gem's file for each, and its classes.
 struct Flavor {
-    /// The framework's name, as the gem's pre-flight check takes it.
+    /// The framework's name, as messages say it.
     name: &'static str,
     /// The gem's library for it.
     library: &'static str,
@@ -187,9 +186,18 @@ fn gem_missing(stderr: &str) -> bool {
     stderr.contains("cannot load such file -- ciq/")
 }
 
-/// Why a Ruby process exited before it was ready, from its stderr: no gem.
+/// Why a Ruby process exited before it was ready, from its stderr: no gem, or no framework.
 fn exited_early_hint(stderr: &str) -> Option<String> {
-    gem_missing(stderr).then(|| GEM_HINT.to_owned())
+    if gem_missing(stderr) {
+        Some(GEM_HINT.to_owned())
+    } else if ["minitest", "rspec"]
+        .iter()
+        .any(|framework| stderr.contains(&format!("cannot load such file -- {framework}")))
+    {
+        Some(ruby_hint())
+    } else {
+        None
+    }
 }
 
 fn hints() -> Hints {
@@ -199,11 +207,11 @@ fn hints() -> Hints {
     }
 }
 
-/// The gem's pre-flight check, then one persistent process per worker. The check costs one
-/// Ruby start per ciq process; without it a missing gem or framework would be found by every
-/// worker's process in turn.
+/// One persistent process per worker. No pre-flight check before it: a Ruby start costs a
+/// build a fraction of a second of wall time (most of a second on a busy machine), and the
+/// process's own start says the same things, a missing Ruby through [`ruby_hint`], a missing
+/// gem or framework through Ruby's `LoadError` before `ready`.
 fn launch(flavor: &Flavor, args: &[String]) -> Result<Launch, RunnerError> {
-    preflight(flavor)?;
     Ok(Launch::Persistent {
         argv: ruby_with(
             &[
@@ -216,48 +224,6 @@ fn launch(flavor: &Flavor, args: &[String]) -> Result<Launch, RunnerError> {
         ),
         hints: hints(),
     })
-}
-
-/// `ruby -rciq/preflight -e Ciq.preflight -- <framework>`: the gem and the framework load.
-fn preflight(flavor: &Flavor) -> Result<(), RunnerError> {
-    let argv = ruby_with(
-        &["-rciq/preflight", "-e", "Ciq.preflight", "--", flavor.name],
-        &[],
-    );
-    let fail = |detail: String| RunnerError::Framework {
-        command: crate::listing::shown(&argv),
-        detail,
-    };
-    let (program, rest) = argv.split_first().ok_or_else(|| fail(String::new()))?;
-    let ran = std::process::Command::new(program)
-        .args(rest)
-        .stdin(std::process::Stdio::null())
-        .output();
-    let output = match ran {
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(fail(format!("`{program}` not found {}", ruby_hint())));
-        }
-        Err(err) => return Err(fail(format!("cannot start `{program}`: {err}"))),
-        Ok(output) => output,
-    };
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(fail(if gem_missing(&stderr) {
-        format!("ciq's Ruby gem is not installed for `{program}` {GEM_HINT}")
-    } else {
-        let said = stderr.trim().lines().last().unwrap_or("");
-        format!(
-            "the check failed ({}){}",
-            output.status,
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(": {said}")
-            }
-        )
-    }))
 }
 
 /// A listing command, for where no persistent process lists (the gem's always does, so ciq
@@ -375,6 +341,9 @@ mod tests {
         let stderr = "<internal:/usr/lib/ruby/3.1.0/rubygems/core_ext/kernel_require.rb>:85:in `require': cannot load such file -- ciq/minitest (LoadError)";
         assert_eq!(exited_early_hint(stderr), Some(GEM_HINT.to_owned()));
         assert_eq!(exited_early_hint("SyntaxError"), None);
+        let no_rspec =
+            "kernel_require.rb:85:in `require': cannot load such file -- rspec/core (LoadError)";
+        assert!(exited_early_hint(no_rspec).is_some_and(|hint| hint.contains("ruby-rspec")));
     }
 }
 

