@@ -16,6 +16,8 @@ ciq's, each round), medians of `--repeat` (with the range):
   the framework's own single-process run (`ruby -Itest` requiring the files with
   minitest/autorun; `rspec`). Target: at most 0.8x.
 
+The CPU time of each run (its processes': Ruby's, ciq's) is printed too: on a machine busier
+than its cores, the wall time of two workers follows it rather than the number of workers.
 Every run's exit code is printed: a suite whose own run fails (a test that needs the network)
 fails under ciq alike; wall times compare whole runs either way.
 
@@ -28,6 +30,7 @@ target/ruby-gems, which `scripts/test` fills), and builds this checkout in relea
 import argparse
 import glob
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,12 +59,18 @@ def synthetic_suite(root):
             f.write("end\n")
 
 
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(argv, cwd, env):
-    """(wall seconds, exit code) of `argv` in `cwd`, its output thrown away."""
-    started = time.monotonic()
+    """(wall seconds, CPU seconds of it and its children, exit code) of `argv` in `cwd`, its
+    output thrown away."""
+    started, cpu = time.monotonic(), children_cpu()
     done = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    return time.monotonic() - started, done.returncode
+    return time.monotonic() - started, children_cpu() - cpu, done.returncode
 
 
 def ciq_run(ciq, framework, args):
@@ -121,16 +130,18 @@ def main():
         table = list(rows(opts, scratch))
         own = {row[0]: [] for row in table}
         ours = {row[0]: [] for row in table}
+        cpu = {(row[0], label): [] for row in table for label in ("own", "ciq")}
         codes = {row[0]: set() for row in table}
         for _ in range(opts.repeat):
             for name, _, cwd, env, plain, argv in table:
                 for times, label, command in ((own, "own", plain), (ours, "ciq", argv)):
-                    wall, code = timed(command, cwd, env)
+                    wall, cpu_s, code = timed(command, cwd, env)
                     times[name].append(wall)
+                    cpu[(name, label)].append(cpu_s)
                     codes[name].add(f"{label} {code}")
     print("\n| suite | own run, one process s | ciq run -j 2 s | ciq / own | ideal s | ciq / ideal"
-          " | target | exits |")
-    print("|---|---|---|---|---|---|---|---|")
+          " | target | CPU s own / ciq | exits |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, target, *_ in table:
         to_own = [o / b for o, b in zip(ours[name], own[name])]
         if name.startswith("boot"):
@@ -143,7 +154,8 @@ def main():
             ideal, to_ideal = "", ""
         print(f"| {name} | {cell(own[name])} | {cell(ours[name])} | {cell(to_own)}x | {ideal} | "
               f"{to_ideal} | {target}x {'ideal' if ideal else 'own'} | "
-              f"{', '.join(sorted(codes[name]))} |")
+              f"{statistics.median(cpu[(name, 'own')]):.2f} / "
+              f"{statistics.median(cpu[(name, 'ciq')]):.2f} | {', '.join(sorted(codes[name]))} |")
     with open("/proc/loadavg") as f:
         print(f"\nload average after: {' '.join(f.read().split()[:3])}")
 
