@@ -7,10 +7,14 @@
 #     records each test's id (the gem's id rule) and outcome;
 #   - the gem's worker driven over the persistent protocol (`--via driver`, the default): one
 #     process, every listed id in listing order, each `run` naming the next one as ciq's batches
-#     do; a crash or a hang (--timeout) errors that test and a new worker goes on.
+#     do; a crash or a hang (--timeout) errors that test and a new worker goes on;
+#   - or ciq itself (`--via ciq`): `ciq run -j JOBS --max-requeues 0 --test-timeout TIMEOUT
+#     minitest|rspec -- ARGS` in DIR, each test's outcome read from ciq's per-test lines (a
+#     test it reports twice, or not at all, is a difference). `--ciq` names the binary (default
+#     target/release/ciq, else target/debug/ciq); the gem comes from RUBYLIB as for the driver.
 #
-#   ruby scripts/ruby_third_party.rb [--via driver] [--timeout 300] minitest DIR [-- ARGS]
-#   ruby scripts/ruby_third_party.rb [--via driver] [--timeout 300] rspec DIR [-- ARGS]
+#   ruby scripts/ruby_third_party.rb [--via driver|ciq] [--jobs 2] [--ciq PATH] [--timeout 300] minitest DIR [-- ARGS]
+#   ruby scripts/ruby_third_party.rb [--via driver|ciq] [--jobs 2] [--ciq PATH] [--timeout 300] rspec DIR [-- ARGS]
 #
 # DIR is the suite's root (the worker's working directory); ARGS go to both runs, as they would
 # follow `ciq run minitest|rspec --` (minitest: -I dirs, -r libraries, test files, directories
@@ -182,6 +186,24 @@ def driver_run(framework, dir, args, timeout)
   outcomes
 end
 
+# { id => outcome } from `ciq run -j JOBS <framework> -- ARGS`, from its per-test lines on
+# stderr (`PASS [  0.012s] w1: Id`).
+CIQ_OUTCOMES = { "PASS" => "passed", "FAIL" => "failed", "ERROR" => "errored", "SKIP" => "skipped", "FLAKY" => "passed" }.freeze
+
+def ciq_run(ciq, jobs, framework, dir, args, timeout)
+  log = File.join(Dir.tmpdir, "ciq_compare_ciq_#{Process.pid}.log")
+  command = [ciq, "run", "-j", jobs.to_s, "--max-requeues", "0", "--test-timeout", "#{timeout}s", framework, "--", *args]
+  system(env, *command, chdir: dir, out: log, err: [:child, :out])
+  warn "ciq: exit status #{$?.exitstatus}; its output: #{log}"
+  outcomes = {}
+  File.foreach(log) do |line|
+    match = line.match(/\A\s*(#{CIQ_OUTCOMES.keys.join('|')}) \[\s*[\d.]+s\] [^:]+: (.*)\n?\z/) or next
+    warn "ciq: #{match[2]} decided twice" if outcomes.key?(match[2])
+    outcomes[match[2]] = CIQ_OUTCOMES.fetch(match[1])
+  end
+  outcomes
+end
+
 def counts(outcomes)
   tally = outcomes.values.tally
   "#{outcomes.size} tests: " + %w[passed failed errored skipped].map { |o| "#{tally.fetch(o, 0)} #{o}" }.join(", ")
@@ -191,24 +213,30 @@ BUCKET = { "passed" => "passed", "skipped" => "skipped", "failed" => "failed", "
 
 via = "driver"
 timeout = 300
+jobs = 2
+ciq = %w[release debug].map { |profile| File.join(ROOT, "target", profile, "ciq") }.find { |path| File.executable?(path) }
 parser = OptionParser.new do |opts|
-  opts.banner = "usage: ruby scripts/ruby_third_party.rb [--via driver] [--timeout S] minitest|rspec DIR [-- ARGS]"
-  opts.on("--via MODE", %w[driver], "how the gem runs the suite (driver: one worker process, here)") { |v| via = v }
+  opts.banner = "usage: ruby scripts/ruby_third_party.rb [--via driver|ciq] [--jobs N] [--ciq PATH] [--timeout S] minitest|rspec DIR [-- ARGS]"
+  opts.on("--via MODE", %w[driver ciq], "how the gem runs the suite (driver: one worker process, here; ciq: ciq run)") { |v| via = v }
+  opts.on("--jobs N", Integer, "ciq's local workers (default 2)") { |v| jobs = v }
+  opts.on("--ciq PATH", "the ciq binary (default target/release/ciq, else target/debug/ciq)") { |v| ciq = v }
   opts.on("--timeout SECONDS", Integer, "a test without a result by then is errored (default 300)") { |v| timeout = v }
 end
 framework, dir, *args = parser.parse(ARGV)
 abort parser.banner unless LAUNCH.key?(framework) && dir && File.directory?(dir)
+abort "no ciq binary: build it (cargo build --release) or give --ciq PATH" if via == "ciq" && !(ciq && File.executable?(ciq))
 dir = File.expand_path(dir)
 
 started = clock
 plain = plain_run(framework, dir, args)
 plain_time = clock - started
 started = clock
-ours = via == "driver" && driver_run(framework, dir, args, timeout)
+ours = via == "ciq" ? ciq_run(File.expand_path(ciq), jobs, framework, dir, args, timeout) : driver_run(framework, dir, args, timeout)
 ours_time = clock - started
 
 puts format("%-22s %s (%.1f s)", "#{framework}'s own run:", counts(plain), plain_time)
-puts format("%-22s %s (%.1f s)", "the gem (#{via}):", counts(ours), ours_time)
+puts format("%-22s %s (%.1f s)", via == "ciq" ? "ciq run -j #{jobs}:" : "the gem (driver):", counts(ours), ours_time)
+puts format("%-22s %.2fx", "wall time ratio:", ours_time / plain_time)
 differences = (plain.keys | ours.keys).filter_map do |id|
   if !ours.key?(id) then "only in #{framework}'s own run (#{plain[id]}): #{id}"
   elsif !plain.key?(id) then "only in the gem's run (#{ours[id]}): #{id}"

@@ -11,6 +11,7 @@
 
 pub mod nextest;
 pub mod pytest;
+pub mod ruby;
 
 use crate::batching::{BatchSize, Saves};
 use crate::discovery::{ListFormat, ListReader, ReadList};
@@ -106,6 +107,8 @@ macro_rules! frameworks {
 frameworks! {
     Nextest(nextest::Nextest),
     Pytest(pytest::Pytest),
+    Minitest(ruby::Minitest),
+    Rspec(ruby::Rspec),
 }
 
 impl Framework {

@@ -115,6 +115,8 @@ impl Scratch {
             ("CIRCLECI".to_owned(), String::new()),
             ("JENKINS_URL".to_owned(), String::new()),
         ]);
+        // Ruby finds ciq's gem where `scripts/test` installed it.
+        env.extend(test_gem_home().map(|home| ("GEM_HOME".to_owned(), home)));
         env
     }
 }
@@ -141,6 +143,35 @@ pub fn test_path() -> String {
         format!("{}:{path}", venv.display())
     } else {
         path
+    }
+}
+
+/// `GEM_HOME` for ciq processes: the one `scripts/test` installs ciq's Ruby gem into
+/// (`target/ruby-gems`) when it exists, so `ruby` finds the gem even under a plain `cargo test`;
+/// `None` leaves the caller's.
+pub fn test_gem_home() -> Option<String> {
+    let gems = repository().join("target/ruby-gems");
+    gems.join("specifications")
+        .exists()
+        .then(|| gems.to_string_lossy().into_owned())
+}
+
+/// Fails, saying how to fix it, when `ruby` lacks ciq's gem, minitest or RSpec: a Ruby test
+/// must never pass or skip because Ruby is missing.
+pub fn require_ruby() {
+    for framework in ["minitest", "rspec"] {
+        let mut ruby = Command::new("ruby");
+        if let Some(home) = test_gem_home() {
+            ruby.env("GEM_HOME", home);
+        }
+        let found = ruby
+            .args(["-rciq/preflight", "-e", "Ciq.preflight", "--", framework])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        assert!(
+            found,
+            "`ruby` with ciq's Ruby gem and {framework} is not installed: run `scripts/test`, which installs Ruby, minitest and RSpec and the gem into target/ruby-gems (the tests use it from then on)"
+        );
     }
 }
 

@@ -72,7 +72,12 @@ fn assert_ran(out: &Output, worker: &str, tests: &[&str]) {
 
 /// Two distributed workers and a report over `framework_args` (what follows the queue flags),
 /// run in `cwd`.
-fn distributed(cwd: &Path, build: &str, framework_args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn distributed(
+    cwd: &Path,
+    build: &str,
+    framework_args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let server = RedisServer::start();
     let scratch = Scratch::new();
     let report = Proc::spawn("report", &scratch, &report_args(&server, build));

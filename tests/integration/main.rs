@@ -28,6 +28,7 @@ mod processes;
 mod quarantine;
 mod redis_load;
 mod retries;
+mod ruby;
 mod status;
 mod timings;
 mod tls;
