@@ -45,6 +45,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failed> {
             config.timings_out.as_deref(),
         ),
         ("--order-log (CIQ_ORDER_LOG)", order_log.as_deref()),
+        ("--html (CIQ_RUN_HTML)", config.html.as_deref()),
+        ("--trace (CIQ_RUN_TRACE)", config.trace.as_deref()),
     ]))?;
     let order_log = match order_log {
         Some(path) => Some(OrderLog::create(&path)?),
