@@ -20,6 +20,7 @@ mod scripts;
 mod settings;
 pub mod state;
 pub mod supervisor;
+mod timeline;
 
 /// The round a job retry belongs to, as [`RedisQueue::retry`] takes it.
 pub use crate::ci::RetryRound;
@@ -28,3 +29,4 @@ pub use election::Joined;
 pub use job_retry::{FailedOf, Retrying, reopen_for_report};
 pub use redis_queue::RedisQueue;
 pub use settings::RedisSettings;
+pub use timeline::read_timeline;

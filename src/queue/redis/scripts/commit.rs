@@ -21,6 +21,7 @@ pub(in crate::queue::redis) struct Commit<'a> {
     pub requeue_limit: u64,
     pub heartbeat_timeout_ms: String,
     pub digest: String,
+    pub session: &'a str,
 }
 
 /// What the commit did.
@@ -47,6 +48,7 @@ impl Step for Commit<'_> {
             self.keys.aborted(),
             generation.running,
             self.keys.results(),
+            self.keys.timeline(),
         ]
     }
 
@@ -60,6 +62,7 @@ impl Step for Commit<'_> {
             self.requeue_limit.to_string(),
             self.heartbeat_timeout_ms.clone(),
             self.digest.clone(),
+            self.session.to_owned(),
         ]
     }
 
