@@ -22,7 +22,6 @@ use crate::runner::Runner as _;
 use crate::runner::launch::{AnyRunner, Launch};
 use crate::signal;
 use crate::test_id::{TestId, TestList};
-use crate::timeline::Timeline;
 use crate::timings;
 use crate::worker::{self, WorkerEnd};
 
@@ -91,7 +90,7 @@ pub(super) async fn run_local(
         write_junit(path, &config.build, findings.summary(), &queue.records());
     }
     if config.html.is_some() || config.trace.is_some() {
-        let timeline = timeline_of(&queue);
+        let timeline = queue.timeline();
         let build = html::Build {
             build: &config.build,
             namespace: "",
@@ -118,11 +117,6 @@ pub(super) async fn run_local(
         Some(signal) => ExitCode::Signal(signal),
         None => exit_code::for_verdict(findings.verdict()),
     })
-}
-
-/// What the local workers did, and when, as the local queue recorded it.
-fn timeline_of(_queue: &LocalQueue) -> Timeline {
-    Timeline::default()
 }
 
 fn millis(took: std::time::Duration) -> u64 {

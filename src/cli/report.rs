@@ -25,7 +25,7 @@ use crate::queue::redis::history::{self, History};
 use crate::queue::redis::supervisor::{
     Ending, Measured, ReportSettings, Status, Until, each_recorded, settle, supervise, usual_ms,
 };
-use crate::queue::redis::{Retrying, reopen_for_report};
+use crate::queue::redis::{Retrying, read_timeline, reopen_for_report};
 use crate::report::ci_pages;
 use crate::report::html;
 use crate::report::json::JsonReport;
@@ -397,9 +397,13 @@ async fn write_pictures(settings: &ReportSettings, findings: &Findings, outputs:
     super::write_pictures("ciq report", outputs.html, outputs.trace, &build);
 }
 
-/// The build's timeline, as its workers recorded it.
-async fn timeline_of(_settings: &ReportSettings) -> Timeline {
-    Timeline::default()
+/// The build's timeline, as its workers recorded it; records that cannot be read are a
+/// warning, and the pictures show the summary without a timeline.
+async fn timeline_of(settings: &ReportSettings) -> Timeline {
+    read_timeline(settings).await.unwrap_or_else(|err| {
+        crate::say!("ciq report: warning: the build's timeline cannot be read: {err}");
+        Timeline::default()
+    })
 }
 
 /// Puts the findings on the CI's page, naming the report's files for what a capped page leaves

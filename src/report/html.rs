@@ -313,6 +313,7 @@ pub fn leave_name(leave: Leave) -> &'static str {
         Leave::Sigterm => "sigterm",
         Leave::Breaker => "breaker",
         Leave::MaxDuration => "max-duration",
+        Leave::Failed => "failed",
         Leave::Silent => "silent",
     }
 }
