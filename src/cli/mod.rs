@@ -147,10 +147,13 @@ fn write_pictures(
 ) {
     let attempts = build.timeline.attempts.len();
     if let Some(path) = html {
+        let started = std::time::Instant::now();
         match crate::report::html::write(path, build) {
-            Ok(()) => crate::say!(
-                "{who}: wrote the HTML report ({attempts} attempts on {} workers) to `{}`",
+            Ok(bytes) => crate::say!(
+                "{who}: wrote the HTML report ({attempts} attempts on {} workers, {:.1} MB, in {}) to `{}`",
                 build.timeline.workers.len(),
+                bytes as f64 / 1e6,
+                crate::human::duration(started.elapsed()),
                 path.display()
             ),
             Err(err) => crate::say!("{who}: warning: {}", crate::human::error_chain(&err)),

@@ -1084,13 +1084,15 @@ pub fn page(data: &Data) -> Result<String, serde_json::Error> {
     Ok(TEMPLATE.replacen(PLACEHOLDER, &escape(&json), 1))
 }
 
-/// Writes the page of `build` to `path`, as every output is written (temporary name, rename).
-pub fn write(path: &Path, build: &Build<'_>) -> Result<(), OutputError> {
+/// Writes the page of `build` to `path`, as every output is written (temporary name, rename);
+/// its size in bytes.
+pub fn write(path: &Path, build: &Build<'_>) -> Result<usize, OutputError> {
     let page = page(&data(build)).map_err(|err| OutputError::Write {
         path: path.to_owned(),
         source: err.into(),
     })?;
-    output_file::write(path, page.as_bytes())
+    output_file::write(path, page.as_bytes())?;
+    Ok(page.len())
 }
 
 #[cfg(test)]
