@@ -23,7 +23,8 @@ use crate::queue::QueueError;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::history::{self, History};
 use crate::queue::redis::supervisor::{
-    Ending, Measured, ReportSettings, Status, Until, each_recorded, settle, supervise, usual_ms,
+    Ending, Measured, ReportSettings, Status, Until, each_recorded, heartbeat_timeout_ms, settle,
+    supervise, usual_ms,
 };
 use crate::queue::redis::{Retrying, read_timeline, reopen_for_report};
 use crate::report::ci_pages;
@@ -354,14 +355,24 @@ async fn write_measured(
         write_outputs(settings, generation, findings, outputs.junit, outputs.json).await;
     }
     if outputs.html.is_some() || outputs.trace.is_some() {
-        write_pictures(settings, findings, outputs).await;
+        write_pictures(settings, findings, outputs, generation).await;
     }
 }
 
 /// Writes the build's pictures (`--html`, `--trace`) from its timeline, the findings, and the
 /// namespace's usual test times.
-async fn write_pictures(settings: &ReportSettings, findings: &Findings, outputs: &Outputs<'_>) {
+async fn write_pictures(
+    settings: &ReportSettings,
+    findings: &Findings,
+    outputs: &Outputs<'_>,
+    generation: &str,
+) {
     let timeline = timeline_of(settings).await;
+    // Without it the page only leaves out why a take-over came when it did.
+    let heartbeat_timeout = heartbeat_timeout_ms(settings, generation)
+        .await
+        .ok()
+        .flatten();
     let usual_ms = if outputs.html.is_some() && !timeline.attempts.is_empty() {
         let ids: HashSet<&str> = timeline.attempts.iter().map(|a| a.test.as_str()).collect();
         let ids: Vec<TestId> = ids
@@ -385,7 +396,7 @@ async fn write_pictures(settings: &ReportSettings, findings: &Findings, outputs:
         timeline: &timeline,
         findings,
         usual_ms: &usual_ms,
-        heartbeat_timeout_ms: None,
+        heartbeat_timeout_ms: heartbeat_timeout,
         batch_size: None,
         // A report that stopped waiting (its timeout) draws what is still running.
         running: timeline

@@ -149,6 +149,10 @@ fn html_report_of_a_real_build() {
     );
     assert_eq!(data["summary"]["verdict"], doc["verdict"]);
     assert_eq!(data["detail"], "full");
+    assert_eq!(
+        data["settings"]["heartbeat_timeout_ms"], 1500,
+        "the build's, why the take-over came when it did"
+    );
 
     let shot = match std::env::var_os("CIQ_UPDATE_SCREENSHOT") {
         Some(_) => repository().join("docs/report.png"),

@@ -327,6 +327,22 @@ pub struct Measured {
     pub mismatches: Vec<String>,
 }
 
+/// The heartbeat timeout `generation` was committed with (the leader's), in milliseconds:
+/// why a take-over came when it did.
+pub async fn heartbeat_timeout_ms(
+    settings: &ReportSettings,
+    generation: &str,
+) -> Result<Option<u64>, QueueError> {
+    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+    let keys = BuildKeys::new(&settings.namespace, &settings.build).generation(generation);
+    conn.query(
+        redis::cmd("HGET")
+            .arg(&keys.meta)
+            .arg(crate::queue::redis::keys::meta::HEARTBEAT_TIMEOUT_MS),
+    )
+    .await
+}
+
 /// The usual duration in milliseconds of each of `ids` the namespace's timing store knows,
 /// as it was before the build that started at `since_ms` (Unix ms): what the HTML report holds
 /// the build's slowest tests to.
