@@ -28,7 +28,8 @@ pub struct Trace {
 }
 
 /// The trace of `timeline`, as of `now_ms` (Unix milliseconds): a cut-off attempt's slice ends
-/// at its take-over, else its worker's last sign of life; a running one at `now_ms`.
+/// at its take-over, else when its worker left or was last seen (as the HTML page draws it); a
+/// running one at `now_ms`.
 pub fn trace(timeline: &Timeline, now_ms: u64) -> Trace {
     let us = |unix_ms: u64| unix_ms.saturating_sub(timeline.origin_ms) * 1000;
     let pid = |worker: usize| worker + 1;
@@ -67,7 +68,7 @@ pub fn trace(timeline: &Timeline, now_ms: u64) -> Trace {
             Some(end) => end,
             None if attempt.outcome == AttemptOutcome::Running => now_ms,
             None => cut.get(&at).copied().unwrap_or_else(|| {
-                lane.and_then(|lane| lane.last_seen_ms.or(lane.left_ms))
+                lane.and_then(|lane| lane.left_ms.or(lane.last_seen_ms))
                     .unwrap_or(attempt.start_ms)
             }),
         }
