@@ -258,7 +258,9 @@ async fn measure(url: &str, batch: &str, shape: Shape, cpu: &RedisCpu) -> Result
         let (queue, measured) = (Arc::clone(&worker.queue), std::mem::take(&mut worker.ran));
         leaving.spawn(async move {
             queue.record_durations(&measured).await?;
-            queue.release(&[]).await?;
+            queue
+                .release(&[], ciq::timeline::Leave::Drained, None)
+                .await?;
             queue.summary().await.map(|_| ())
         });
     }

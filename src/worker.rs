@@ -21,6 +21,7 @@ use crate::report::{Summary, TestRecord};
 use crate::runner::{Feed, Ran, Reported, Runner, RunnerError};
 use crate::test_id::TestId;
 use crate::time_limits::{self, TestTimeout};
+use crate::timeline::Leave;
 
 /// How a worker runs its tests.
 #[derive(Debug, Clone)]
@@ -154,7 +155,16 @@ pub async fn run<Q: Queue, R: Runner>(
         .drain(..)
         .map(|(reserved, _)| reserved)
         .collect();
-    let released = queue.release(&held).await;
+    let (how, why) = match &ended {
+        Ok(Ended::Drained) => (Leave::Drained, None),
+        Ok(Ended::Signal(_)) => (Leave::Sigterm, None),
+        Ok(Ended::Stopped(stop @ Stop::OutOfTime(_))) => {
+            (Leave::MaxDuration, Some(stop.to_string()))
+        }
+        Ok(Ended::Stopped(stop)) => (Leave::Breaker, Some(stop.to_string())),
+        Err(_) => (Leave::Failed, None),
+    };
+    let released = queue.release(&held, how, why.as_deref()).await;
     runner.shutdown().await;
     if !done
         && tokio::time::timeout(RECORD_WHEN_STOPPED, record(queue, &measured))

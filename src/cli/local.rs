@@ -2,13 +2,14 @@
 //! `--fallback static`, one worker on this machine's share of the suite). List, order, run,
 //! then write the outputs and end with the verdict.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Failed;
+use crate::batching::BatchSize;
 use crate::ci::Share;
 use crate::config::RunConfig;
 use crate::discovery::{FrameworkListing, TestSource};
@@ -16,7 +17,7 @@ use crate::exit_code::{self, ExitCode};
 use crate::junit::write::JunitReport;
 use crate::quarantine::Quarantine;
 use crate::queue::local::{LocalQueue, LocalTiming};
-use crate::report::{Findings, Summary, TestRecord};
+use crate::report::{Findings, Summary, TestRecord, html};
 use crate::runner::Runner as _;
 use crate::runner::launch::{AnyRunner, Launch};
 use crate::signal;
@@ -72,7 +73,17 @@ pub(super) async fn run_local(
         log.note_order(&config.scheduling.order.to_string());
     }
     let queue = LocalQueue::ordered(&ordered, config.budget, timing);
-    queue.remember(file.into_map());
+    let known = file.into_map();
+    // The timing file's durations are the usual times the page's slowest tests are held to.
+    let usual_ms: HashMap<String, u64> = if config.html.is_some() {
+        known
+            .iter()
+            .map(|(id, took)| (id.as_str().to_owned(), millis(*took)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    queue.remember(known);
     let worked = work(&queue, runners, config, &stop_rx).await;
     signals.abort();
     let signal = worked?;
@@ -83,6 +94,29 @@ pub(super) async fn run_local(
     let findings = Findings::new(queue.summary(), quarantine);
     if let Some(path) = &config.junit {
         write_junit(path, &config.build, findings.summary(), &queue.records());
+    }
+    if config.html.is_some() || config.trace.is_some() {
+        let timeline = queue.timeline();
+        let build = html::Build {
+            build: &config.build,
+            namespace: "",
+            timeline: &timeline,
+            findings: &findings,
+            usual_ms: &usual_ms,
+            heartbeat_timeout_ms: None,
+            batch_size: match config.worker.batch_size {
+                BatchSize::Fixed(size) => Some(size as u64),
+                BatchSize::Auto => None,
+            },
+            running: false,
+            generated_at_ms: super::now_ms(),
+        };
+        super::write_pictures(
+            "ciq",
+            config.html.as_deref(),
+            config.trace.as_deref(),
+            &build,
+        );
     }
     super::print_last(&findings.render());
     Ok(match signal {
@@ -100,6 +134,10 @@ pub(super) fn failed_in(summary: &Summary) -> Vec<TestId> {
         .chain(&summary.flaky)
         .map(|listed| listed.id.clone())
         .collect()
+}
+
+fn millis(took: std::time::Duration) -> u64 {
+    u64::try_from(took.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The test list, listed by the first worker's framework where it lists (the others then

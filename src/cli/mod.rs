@@ -139,6 +139,49 @@ fn write_timings(path: &Path, durations: Vec<(TestId, Duration)>, failed: &[Test
     }
 }
 
+/// Writes the build's pictures asked for (`--html`, `--trace`) and says where; one that cannot
+/// be written is a warning: the verdict stands, and the log has every failure. `who` starts the
+/// lines (`ciq`, `ciq report`).
+fn write_pictures(
+    who: &str,
+    html: Option<&Path>,
+    trace: Option<&Path>,
+    build: &crate::report::html::Build<'_>,
+) {
+    let attempts = build.timeline.attempts.len();
+    if let Some(path) = html {
+        let started = std::time::Instant::now();
+        match crate::report::html::write(path, build) {
+            Ok(bytes) => crate::say!(
+                "{who}: wrote the HTML report ({attempts} attempts on {} workers, {:.1} MB, in {}) to `{}`",
+                build.timeline.workers.len(),
+                bytes as f64 / 1e6,
+                crate::human::duration(started.elapsed()),
+                path.display()
+            ),
+            Err(err) => crate::say!("{who}: warning: {}", crate::human::error_chain(&err)),
+        }
+    }
+    if let Some(path) = trace {
+        match crate::report::trace::write(path, build.timeline, build.generated_at_ms) {
+            Ok(()) => crate::say!(
+                "{who}: wrote the trace ({attempts} attempts) to `{}` (open it in ui.perfetto.dev)",
+                path.display()
+            ),
+            Err(err) => crate::say!("{who}: warning: {}", crate::human::error_chain(&err)),
+        }
+    }
+}
+
+/// The time now in Unix milliseconds, the clock the timeline's records keep.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// `error: outer: inner: root`, then each `(hint: ...)` of the chain on its own line.
 fn render_error(err: &anyhow::Error) -> String {
     let mut causes = Vec::new();

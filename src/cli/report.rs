@@ -4,6 +4,7 @@
 //! On a terminal the progress is an indicatif bar; in a CI log (no terminal) it is a line when
 //! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
 
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,14 +24,17 @@ use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::history::{self, History};
 use crate::queue::redis::keys::{BuildKeys, meta};
 use crate::queue::redis::supervisor::{
-    Ending, Measured, ReportSettings, Status, Until, each_recorded, settle, supervise,
+    Ending, Measured, ReportSettings, Status, Until, each_recorded, heartbeat_timeout_ms, settle,
+    supervise, usual_ms,
 };
-use crate::queue::redis::{Retrying, reopen_for_report};
+use crate::queue::redis::{Retrying, read_timeline, reopen_for_report};
 use crate::report::ci_pages;
+use crate::report::html;
 use crate::report::json::JsonReport;
 use crate::report::output_file::{self, OutputError, Planned};
 use crate::report::{Findings, HistoryMarks, Summary, Verdict};
 use crate::test_id::TestId;
+use crate::timeline::{AttemptOutcome, Timeline};
 use crate::timings::Slower;
 
 pub async fn report(args: ReportArgs) -> Result<ExitCode, Failed> {
@@ -39,6 +43,8 @@ pub async fn report(args: ReportArgs) -> Result<ExitCode, Failed> {
         timings: args.timings_out.clone(),
         junit: args.junit.clone(),
         json: args.json.clone(),
+        html: args.html.clone(),
+        trace: args.trace.clone(),
     };
     let quarantine = args
         .quarantine
@@ -87,6 +93,8 @@ struct Paths {
     timings: Option<PathBuf>,
     junit: Option<PathBuf>,
     json: Option<PathBuf>,
+    html: Option<PathBuf>,
+    trace: Option<PathBuf>,
 }
 
 impl Paths {
@@ -96,6 +104,8 @@ impl Paths {
             ("--junit (CIQ_REPORT_JUNIT)", self.junit.as_deref()),
             ("--json (CIQ_REPORT_JSON)", self.json.as_deref()),
             ("--timings-out (CIQ_TIMINGS_OUT)", self.timings.as_deref()),
+            ("--html (CIQ_REPORT_HTML)", self.html.as_deref()),
+            ("--trace (CIQ_REPORT_TRACE)", self.trace.as_deref()),
         ]))
     }
 
@@ -104,6 +114,8 @@ impl Paths {
             timings: self.timings.as_deref(),
             junit: self.junit.as_deref(),
             json: self.json.as_deref(),
+            html: self.html.as_deref(),
+            trace: self.trace.as_deref(),
         }
     }
 }
@@ -283,13 +295,19 @@ struct Outputs<'a> {
     timings: Option<&'a Path>,
     junit: Option<&'a Path>,
     json: Option<&'a Path>,
+    html: Option<&'a Path>,
+    trace: Option<&'a Path>,
 }
 
 impl Outputs<'_> {
-    /// Whether an output needs what the workers write as they leave: every one holds the
-    /// durations they measured.
+    /// Whether an output needs what the workers write as they leave: the files hold the
+    /// durations they measured, the pictures how each one left.
     fn need_workers(&self) -> bool {
-        self.timings.is_some() || self.junit.is_some() || self.json.is_some()
+        self.timings.is_some()
+            || self.junit.is_some()
+            || self.json.is_some()
+            || self.html.is_some()
+            || self.trace.is_some()
     }
 
     /// The outputs that need the workers' durations, for the line that says what the report
@@ -299,6 +317,8 @@ impl Outputs<'_> {
             (self.timings, "--timings-out"),
             (self.junit, "--junit"),
             (self.json, "--json"),
+            (self.html, "--html"),
+            (self.trace, "--trace"),
         ]
         .into_iter()
         .filter_map(|(path, flag)| path.map(|_| flag))
@@ -361,6 +381,67 @@ async fn write_measured(
     if outputs.junit.is_some() || outputs.json.is_some() {
         write_outputs(settings, generation, findings, outputs.junit, outputs.json).await;
     }
+    if outputs.html.is_some() || outputs.trace.is_some() {
+        write_pictures(settings, findings, outputs, generation).await;
+    }
+}
+
+/// Writes the build's pictures (`--html`, `--trace`) from its timeline, the findings, and the
+/// namespace's usual test times.
+async fn write_pictures(
+    settings: &ReportSettings,
+    findings: &Findings,
+    outputs: &Outputs<'_>,
+    generation: &str,
+) {
+    let timeline = timeline_of(settings).await;
+    // Without it the page only leaves out why a take-over came when it did.
+    let heartbeat_timeout = heartbeat_timeout_ms(settings, generation)
+        .await
+        .ok()
+        .flatten();
+    let usual_ms = if outputs.html.is_some() && !timeline.attempts.is_empty() {
+        let ids: HashSet<&str> = timeline.attempts.iter().map(|a| a.test.as_str()).collect();
+        let ids: Vec<TestId> = ids
+            .into_iter()
+            .filter_map(|id| TestId::new(id).ok())
+            .collect();
+        usual_ms(settings, &ids, timeline.origin_ms)
+            .await
+            .unwrap_or_else(|err| {
+                crate::say!(
+                    "ciq report: warning: the usual test times are not read (no drift shown): {err}"
+                );
+                HashMap::new()
+            })
+    } else {
+        HashMap::new()
+    };
+    let build = html::Build {
+        build: &settings.build,
+        namespace: &settings.namespace,
+        timeline: &timeline,
+        findings,
+        usual_ms: &usual_ms,
+        heartbeat_timeout_ms: heartbeat_timeout,
+        batch_size: None,
+        // A report that stopped waiting (its timeout) draws what is still running.
+        running: timeline
+            .attempts
+            .iter()
+            .any(|a| a.outcome == AttemptOutcome::Running),
+        generated_at_ms: super::now_ms(),
+    };
+    super::write_pictures("ciq report", outputs.html, outputs.trace, &build);
+}
+
+/// The build's timeline, as its workers recorded it; records that cannot be read are a
+/// warning, and the pictures show the summary without a timeline.
+async fn timeline_of(settings: &ReportSettings) -> Timeline {
+    read_timeline(settings).await.unwrap_or_else(|err| {
+        crate::say!("ciq report: warning: the build's timeline cannot be read: {err}");
+        Timeline::default()
+    })
 }
 
 /// Puts the findings on the CI's page, naming the report's files for what a capped page leaves

@@ -2,6 +2,7 @@
 //! Redis build: connect (or fall back to a static share), resolve the test source, join the
 //! build (or say it left), work, write the outputs, and end with the verdict.
 
+use crate::timeline::Leave;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode, Failed> {
             config.timings_out.as_deref(),
         ),
         ("--order-log (CIQ_ORDER_LOG)", order_log.as_deref()),
+        ("--html (CIQ_RUN_HTML)", config.html.as_deref()),
+        ("--trace (CIQ_RUN_TRACE)", config.trace.as_deref()),
     ]))?;
     let order_log = match order_log {
         Some(path) => Some(OrderLog::create(&path)?),
@@ -316,8 +319,8 @@ async fn join_or_resign(
     };
     // Saying so lets neither the others nor the report wait out its timeouts (and a leader
     // gives its lock up).
-    let resign = async || {
-        if let Err(err) = queue.resign().await {
+    let resign = async |how| {
+        if let Err(err) = queue.resign(how).await {
             crate::say!(
                 "ciq: could not say worker `{}` left the build: {err}",
                 job.worker
@@ -330,13 +333,13 @@ async fn join_or_resign(
             Err(err) => {
                 // Saying so would only wait out --redis-timeout again.
                 if !matches!(err, QueueError::Unreachable { .. }) {
-                    resign().await;
+                    resign(Leave::Failed).await;
                 }
                 Err(err.into())
             }
         },
         signal = shutdown => {
-            resign().await;
+            resign(Leave::Sigterm).await;
             Ok(Some(super::interrupted(signal, job.worker)))
         }
     }
@@ -355,7 +358,7 @@ async fn nothing_to_retry(queue: &RedisQueue, earlier: &str) -> Result<ExitCode,
     };
     queue.join(&TestSource::List(none)).await?;
     let findings = Findings::new(queue.summary().await?, &Quarantine::default());
-    queue.release(&[]).await?;
+    queue.release(&[], Leave::Drained, None).await?;
     super::print_last(&findings.render());
     Ok(exit_code::for_verdict(findings.verdict()))
 }

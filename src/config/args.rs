@@ -261,6 +261,15 @@ pub struct RunArgs {
     /// none: `ciq report --junit` is the complete file)
     #[arg(long, env = "CIQ_RUN_JUNIT", value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Local mode: write the build as one self-contained HTML page to this file when done, as
+    /// `ciq report --html` does for a build through Redis (the timeline of every local worker,
+    /// the failures with their output, why it took as long as it did)
+    #[arg(long, env = "CIQ_RUN_HTML", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Local mode: write the build's timeline in the Trace Event format to this file when done,
+    /// as `ciq report --trace` does (Perfetto, chrome://tracing)
+    #[arg(long, env = "CIQ_RUN_TRACE", value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Grind: queue each test of the list N times across the build's workers (no retries, one
     /// test per batch); `ciq report --grind` gives each test's pass rate and durations
     #[arg(long, env = "CIQ_GRIND", value_name = "N", requires = "queue",
@@ -405,6 +414,21 @@ pub struct ReportArgs {
     /// workers to leave (they write the tests' times), at most a heartbeat timeout.
     #[arg(long, env = "CIQ_REPORT_JSON", value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the build as one self-contained HTML page to this file (it opens without network;
+    /// keep it as a CI artifact): the verdict, counts and failures with their output, the
+    /// timeline of every worker process (each attempt, the leader's election and listing,
+    /// take-overs, requeues, workers lost), and why the build took as long as it did (makespan
+    /// against its lower bound, idle workers, the tail, tests slower than usual). Documented in
+    /// docs/report-html.md. After the verdict, it waits for the live workers to leave, at most
+    /// a heartbeat timeout.
+    #[arg(long, env = "CIQ_REPORT_HTML", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write the build's timeline in the Trace Event format to this file, for Perfetto
+    /// (ui.perfetto.dev) or chrome://tracing: a process per worker, a slice per attempt,
+    /// instant events for elections, take-overs, requeues and departures. After the verdict,
+    /// it waits for the live workers to leave, at most a heartbeat timeout.
+    #[arg(long, env = "CIQ_REPORT_TRACE", value_name = "FILE")]
+    pub trace: Option<PathBuf>,
 }
 
 /// `--order`.

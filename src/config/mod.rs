@@ -108,6 +108,11 @@ pub enum ConfigError {
         "--timings-out (CIQ_LOCAL_TIMINGS_OUT) on `ciq run` is for local mode; with --queue, `ciq report --timings-out FILE` writes the whole build's durations"
     )]
     TimingsOutWithQueue,
+    /// `ciq run --html` or `--trace` with `--queue`: a worker sees only its own share.
+    #[error(
+        "{0} on `ciq run` is for local mode; with --queue, `ciq report {0} FILE` draws the whole build, every worker"
+    )]
+    PictureWithQueue(&'static str),
     /// An id flag is blank.
     #[error("{0} is blank")]
     BlankId(&'static str),
@@ -206,6 +211,10 @@ pub struct RunConfig {
     pub timings_out: Option<PathBuf>,
     /// Where to write a JUnit report at the end (`ciq run --junit`).
     pub junit: Option<PathBuf>,
+    /// Local mode: where to write the HTML report at the end (`ciq run --html`).
+    pub html: Option<PathBuf>,
+    /// Local mode: where to write the trace at the end (`ciq run --trace`).
+    pub trace: Option<PathBuf>,
 }
 
 /// The longest build, worker or namespace id accepted: far longer than any CI's ids, far
@@ -283,6 +292,14 @@ impl RunConfig {
         if args.queue.is_some() && args.timings_out.is_some() {
             return Err(ConfigError::TimingsOutWithQueue);
         }
+        if args.queue.is_some() {
+            if args.html.is_some() {
+                return Err(ConfigError::PictureWithQueue("--html"));
+            }
+            if args.trace.is_some() {
+                return Err(ConfigError::PictureWithQueue("--trace"));
+            }
+        }
         let (mode, build) = match &args.queue {
             None => local_mode(&args)?,
             Some(url) => redis_mode(url, &args, ids, budget, &scheduling)?,
@@ -308,6 +325,8 @@ impl RunConfig {
             scheduling,
             timings_out: args.timings_out,
             junit: args.junit,
+            html: args.html,
+            trace: args.trace,
         })
     }
 

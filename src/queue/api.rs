@@ -9,6 +9,7 @@ use crate::queue::error::QueueError;
 use crate::queue::want::Want;
 use crate::report::Summary;
 use crate::test_id::TestId;
+use crate::timeline::Leave;
 
 /// A fencing token, unique to one hand-out of one test: only that hand-out's holder can
 /// acknowledge, heartbeat or release the test, so a worker whose test was taken over changes
@@ -121,8 +122,14 @@ pub trait Queue: Send + Sync {
         held: &[Reserved],
     ) -> impl Future<Output = Result<Vec<TestId>, QueueError>> + Send;
 
-    /// Gives `held` back at once and marks this worker as gone (shutdown, fatal runner error).
-    fn release(&self, held: &[Reserved]) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Gives `held` back at once and marks this worker as gone (shutdown, fatal runner error):
+    /// `how` it leaves and, when a breaker stopped it, `why` go into the build's timeline.
+    fn release(
+        &self,
+        held: &[Reserved],
+        how: Leave,
+        why: Option<&str>,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 
     /// After [`Reservation::Stale`]: follows the build's current generation, or fails when
     /// there is none to follow.

@@ -6,8 +6,9 @@
 //! same scenarios against both. Workers share one queue through [`LocalWorker`] handles.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
@@ -19,6 +20,8 @@ use crate::queue::{
 use crate::report::summary::{self, Listed};
 use crate::report::{Summary, TestRecord};
 use crate::test_id::TestId;
+use crate::timeline::record::{leave_letter, one_line};
+use crate::timeline::{self, Leave, Timeline};
 use crate::timings::{Ordered, Slower};
 
 /// How the local queue's workers are timed.
@@ -56,7 +59,6 @@ struct State {
     requeues: BTreeMap<TestId, u32>,
     requeued_by: HashMap<TestId, (String, Instant)>,
     requeued_total: u64,
-    next_lease: u64,
     taken_over: u64,
     /// Workers that have not left, and when each was last heard from.
     workers: HashMap<String, Instant>,
@@ -71,6 +73,12 @@ struct State {
     left: HashSet<String>,
     /// Workers that stopped taking tests, and why.
     stopped: Vec<String>,
+    /// The build's records, in the Redis queue's format (`timeline::record`).
+    timeline: String,
+    /// How many worker handles were made: each gets the session `w<n>`.
+    sessions: u64,
+    /// How many reservations handed tests out.
+    reservations: u64,
 }
 
 /// One worker's handle on a [`LocalQueue`].
@@ -78,6 +86,24 @@ struct State {
 pub struct LocalWorker {
     queue: Arc<LocalQueue>,
     id: String,
+    /// Its session in the timeline, `w<n>`: the prefix of its leases.
+    session: String,
+}
+
+impl LocalWorker {
+    /// The timeline of this worker's build ([`LocalQueue::timeline`]).
+    pub fn timeline(&self) -> Timeline {
+        self.queue.timeline()
+    }
+}
+
+/// The local clock in ms since the Unix epoch: the local timeline's time.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// How long a failure requeued by a worker waits for another live worker before that worker
@@ -132,14 +158,31 @@ impl LocalQueue {
         queue
     }
 
-    /// A handle for the worker named `id`; the worker counts as live until it releases.
+    /// A handle for the worker named `id`; the worker counts as live until it releases. The
+    /// first one stands for the leader in the timeline: the queue's commit is on its lane.
     pub fn worker(self: &Arc<Self>, id: impl Into<String>) -> LocalWorker {
         let id = id.into();
-        self.lock().workers.insert(id.clone(), Instant::now());
+        let mut state = self.lock();
+        state.workers.insert(id.clone(), Instant::now());
+        state.sessions += 1;
+        let session = format!("w{}", state.sessions);
+        let mut records = format!("J {}", one_line(&id));
+        if state.sessions == 1 {
+            let _ = write!(records, "\nC {}", state.total);
+        }
+        state.record(&session, &records);
+        drop(state);
         LocalWorker {
             queue: Arc::clone(self),
             id,
+            session,
         }
+    }
+
+    /// What each run of the build did and when, as far as it went: the same facts the Redis
+    /// queue records (local time), for `ciq run -j N`'s report.
+    pub fn timeline(&self) -> Timeline {
+        timeline::parse(self.lock().timeline.as_bytes())
     }
 
     /// Every test with an outcome, for a JUnit report of the build.
@@ -231,9 +274,13 @@ impl LocalQueue {
 }
 
 impl State {
-    fn take(&mut self, id: TestId, now: Instant, out: &mut Vec<Reserved>) {
-        self.next_lease += 1;
-        let lease = Lease(format!("local.{}", self.next_lease));
+    /// Appends `records` (lines of the timeline's format) of `session`, now.
+    fn record(&mut self, session: &str, records: &str) {
+        let _ = writeln!(self.timeline, "@{} {session}\n{records}", now_ms());
+    }
+
+    fn take(&mut self, id: TestId, now: Instant, lease: String, out: &mut Vec<Reserved>) {
+        let lease = Lease(lease);
         self.running.insert(
             id.clone(),
             Running {
@@ -250,7 +297,13 @@ impl State {
             .any(|(other, seen)| other != worker && now.duration_since(*seen) < timeout)
     }
 
-    fn reserve(&mut self, worker: &str, want: Want, timing: LocalTiming) -> Reservation {
+    fn reserve(
+        &mut self,
+        (worker, session): (&str, &str),
+        want: Want,
+        timing: LocalTiming,
+        records: &mut Vec<String>,
+    ) -> Reservation {
         let now = Instant::now();
         self.workers.insert(worker.to_owned(), now);
         let live = self
@@ -270,12 +323,16 @@ impl State {
             .collect();
         lost.sort();
         // Only a reservation puts them back (an acknowledgement that asks for nothing does not).
-        if want.max > 0 {
+        if want.max > 0 && !lost.is_empty() {
+            let mut leases = Vec::new();
             for (_, id) in lost.into_iter().rev() {
-                self.running.remove(&id);
+                if let Some(running) = self.running.remove(&id) {
+                    leases.push(running.lease.0);
+                }
                 self.taken_over += 1;
                 self.queue.push_front(id);
             }
+            records.push(format!("T {}", leases.join(" ")));
         }
         let max = want.take(
             self.queue.len(),
@@ -284,6 +341,7 @@ impl State {
             self.default_estimate,
         );
         let mut taken = Vec::new();
+        let seq = self.reservations + 1;
         let grace = requeue_grace(timing.heartbeat_timeout);
         let mut deferred = Vec::new();
         while taken.len() < max {
@@ -297,13 +355,21 @@ impl State {
             if own_fresh && self.others_alive(worker, now, timing.heartbeat_timeout) {
                 deferred.push(id);
             } else {
-                self.take(id, now, &mut taken);
+                let lease = format!("{session}.{seq}.{}", taken.len() + 1);
+                self.take(id, now, lease, &mut taken);
             }
         }
         for id in deferred.into_iter().rev() {
             self.queue.push_front(id);
         }
         if !taken.is_empty() {
+            self.reservations = seq;
+            let mut line = format!("R {seq} {}", taken.len());
+            for reserved in &taken {
+                line.push('\n');
+                line.push_str(reserved.id.as_str());
+            }
+            records.push(line);
             Reservation::Tests(taken)
         } else if self.queue.is_empty() && self.running.is_empty() {
             Reservation::Done
@@ -312,7 +378,7 @@ impl State {
         }
     }
 
-    fn record(&mut self, worker: &str, ack: Ack, max_requeues: u32, limit: u64) -> Recorded {
+    fn acknowledge(&mut self, worker: &str, ack: Ack, max_requeues: u32, limit: u64) -> Recorded {
         let id = ack.result.id;
         if !self
             .running
@@ -353,25 +419,66 @@ impl State {
 
 impl Queue for LocalWorker {
     async fn reserve(&self, want: Want) -> Result<Reservation, QueueError> {
-        Ok(self.queue.lock().reserve(&self.id, want, self.queue.timing))
+        let mut state = self.queue.lock();
+        let mut records = Vec::new();
+        let next = state.reserve(
+            (&self.id, &self.session),
+            want,
+            self.queue.timing,
+            &mut records,
+        );
+        if !records.is_empty() {
+            state.record(&self.session, &records.join("\n"));
+        }
+        Ok(next)
     }
 
     async fn ack(&self, acks: Vec<Ack>, want: Want) -> Result<AckReply, QueueError> {
         let mut state = self.queue.lock();
+        let mut acked = String::from("A");
         let recorded = acks
             .into_iter()
             .map(|ack| {
                 let id = ack.result.id.clone();
-                let what = state.record(
+                let lease = ack.lease.0.clone();
+                let ran = ack.result.outcome;
+                let took = ack.result.duration.as_millis();
+                let what = state.acknowledge(
                     &self.id,
                     ack,
                     self.queue.max_requeues,
                     self.queue.requeue_limit,
                 );
+                let letter = match (what, ran) {
+                    (Recorded::Requeued, _) => 'q',
+                    (_, Outcome::Passed | Outcome::Flaky) => 'p',
+                    (_, Outcome::Failed) => 'f',
+                    (_, Outcome::Skipped) => 's',
+                    (_, Outcome::Errored) => 'e',
+                };
+                let letter = if what == Recorded::Discarded {
+                    letter.to_ascii_uppercase()
+                } else {
+                    letter
+                };
+                let position = lease.split_once('.').map_or("0.0", |(_, rest)| rest);
+                let _ = write!(acked, " {position}{letter}{took}");
                 (id, what)
             })
-            .collect();
-        let next = state.reserve(&self.id, want, self.queue.timing);
+            .collect::<Vec<_>>();
+        let mut records = Vec::new();
+        if !recorded.is_empty() {
+            records.push(acked);
+        }
+        let next = state.reserve(
+            (&self.id, &self.session),
+            want,
+            self.queue.timing,
+            &mut records,
+        );
+        if !records.is_empty() {
+            state.record(&self.session, &records.join("\n"));
+        }
         Ok(AckReply { recorded, next })
     }
 
@@ -391,8 +498,19 @@ impl Queue for LocalWorker {
         Ok(lost)
     }
 
-    async fn release(&self, held: &[Reserved]) -> Result<(), QueueError> {
+    async fn release(
+        &self,
+        held: &[Reserved],
+        how: Leave,
+        why: Option<&str>,
+    ) -> Result<(), QueueError> {
         let mut state = self.queue.lock();
+        let mut records = String::new();
+        if let Some(why) = why {
+            let _ = writeln!(records, "B {}", one_line(why));
+        }
+        let _ = write!(records, "X {}", leave_letter(how));
+        state.record(&self.session, &records);
         for reserved in held.iter().rev() {
             if state
                 .running

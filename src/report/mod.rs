@@ -6,11 +6,13 @@
 
 pub mod ci_pages;
 pub mod findings;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod output_file;
 mod record;
 pub mod summary;
+pub mod trace;
 
 pub use findings::{Findings, HistoryMarks};
 pub use record::TestRecord;

@@ -8,6 +8,16 @@
 //!
 //! Times are server time (the scripts' `TIME`, or the local clock in local mode), in
 //! milliseconds since the Unix epoch; a drawing subtracts [`Timeline::origin_ms`].
+//!
+//! The records are lines of text ([`record`]'s format) the Redis scripts append to one key of
+//! the build, read with `RedisQueue::timeline` or [`crate::queue::redis::supervisor::timeline`];
+//! the local queue writes the same lines ([`crate::queue::local::LocalQueue::timeline`]).
+//! [`parse`] resolves them into a [`Timeline`].
+
+mod layout;
+pub(crate) mod record;
+
+pub use layout::parse;
 
 /// Everything recorded of one build, resolved into attempts and events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,6 +66,8 @@ pub enum Leave {
     Breaker,
     /// `--max-duration` ran out.
     MaxDuration,
+    /// It failed: its runner could not run tests, or it lost its queue.
+    Failed,
     /// Its heartbeat lapsed: killed, hung or cut off; noticed at `left_ms`.
     Silent,
 }

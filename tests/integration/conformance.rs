@@ -3,6 +3,7 @@
 //! twice (Rust in `queue/local.rs`, Lua in `queue/redis/lua/`): a rule changed in one and not
 //! the other fails here.
 
+use ciq::timeline::{AttemptOutcome, EventKind, Leave, Timeline};
 use std::time::Duration;
 
 use ciq::discovery::TestSource;
@@ -37,6 +38,8 @@ trait Backend {
         budget: RequeueBudget,
         scheduling: Scheduling,
     ) -> Vec<Self::Q>;
+    /// What the build's records say each run did, read through `queue`.
+    async fn timeline(&self, queue: &Self::Q) -> Timeline;
 }
 
 struct Local;
@@ -61,6 +64,9 @@ impl Backend for Local {
         (0..workers)
             .map(|n| queue.worker(format!("w{n}")))
             .collect()
+    }
+    async fn timeline(&self, queue: &Self::Q) -> Timeline {
+        queue.timeline()
     }
 }
 
@@ -99,6 +105,9 @@ impl Backend for Redis {
             queues.push(queue);
         }
         queues
+    }
+    async fn timeline(&self, queue: &Self::Q) -> Timeline {
+        queue.timeline().await.unwrap()
     }
 }
 
@@ -153,7 +162,7 @@ async fn the_per_test_budget_binds<B: Backend>(backend: B) {
     };
     let queues = backend.build(&["x", "y"], 2, budget).await;
     let (solo, gone) = (&queues[0], &queues[1]);
-    gone.release(&[]).await.unwrap();
+    gone.release(&[], Leave::Sigterm, None).await.unwrap();
     let mut recorded = Vec::new();
     let mut next = solo.reserve(Want::up_to(1)).await.unwrap();
     while let Reservation::Tests(tests) = next {
@@ -271,7 +280,7 @@ async fn stale_leases_are_fenced<B: Backend>(backend: B) {
     let queues = backend.build(&["t", "u"], 2, GENEROUS).await;
     let (a, b) = (&queues[0], &queues[1]);
     let first = held(a.reserve(Want::up_to(1)).await.unwrap());
-    a.release(&first).await.unwrap();
+    a.release(&first, Leave::Sigterm, None).await.unwrap();
     let again = held(b.reserve(Want::up_to(1)).await.unwrap());
     assert_eq!(
         names(&again),
@@ -327,6 +336,101 @@ async fn takeover_after_the_heartbeat_timeout<B: Backend>(backend: B) {
     assert_eq!(reply.recorded[0].1, Recorded::Final(Outcome::Passed));
     assert_eq!(reply.next, Reservation::Done);
     assert_eq!(b.summary().await.unwrap().taken_over, 1);
+}
+
+/// The build's records read back as a timeline: a lane per worker, the first (the leader) first;
+/// one attempt per run, a silent worker's cut attempt lost, its take-over naming the cut attempt
+/// and the taker's; a requeued failure; the commit; how each worker left.
+async fn the_timeline_records_runs_takeovers_and_requeues<B: Backend>(backend: B) {
+    let queues = backend.build(&["a", "b", "f"], 2, GENEROUS).await;
+    let (silent, live) = (&queues[0], &queues[1]);
+    assert_eq!(
+        names(&held(silent.reserve(Want::up_to(1)).await.unwrap())),
+        ["a"]
+    );
+    let mut next = held(live.reserve(Want::up_to(1)).await.unwrap());
+    let mut ran = Vec::new();
+    while let Some(reserved) = next.first() {
+        let outcome = if reserved.id.as_str() == "f" && !ran.contains(&"f".to_owned()) {
+            Outcome::Failed
+        } else {
+            Outcome::Passed
+        };
+        ran.push(reserved.id.as_str().to_owned());
+        let reply = live
+            .ack(vec![ack(reserved, outcome)], Want::up_to(1))
+            .await
+            .unwrap();
+        next = match reply.next {
+            Reservation::Tests(tests) => tests,
+            Reservation::Done => Vec::new(),
+            _ => reserve_within(live, 1, Duration::from_secs(30)).await,
+        };
+    }
+    live.release(&[], Leave::Drained, None).await.unwrap();
+    let timeline = backend.timeline(live).await;
+    assert!(timeline.lost.is_empty(), "{:?}", timeline.lost);
+    let lanes: Vec<&str> = timeline.workers.iter().map(|l| l.worker.as_str()).collect();
+    assert_eq!(lanes, ["w0", "w1"]);
+    assert_eq!(timeline.workers[0].leave, Some(Leave::Silent));
+    assert_eq!(timeline.workers[1].leave, Some(Leave::Drained));
+    let attempts: Vec<(&str, usize, AttemptOutcome)> = timeline
+        .attempts
+        .iter()
+        .map(|a| (a.test.as_str(), a.worker, a.outcome))
+        .collect();
+    assert_eq!(attempts.len(), 5, "{attempts:?}");
+    for expected in [
+        ("a", 0, AttemptOutcome::Lost),
+        ("a", 1, AttemptOutcome::Passed),
+        ("b", 1, AttemptOutcome::Passed),
+        ("f", 1, AttemptOutcome::Requeued),
+        ("f", 1, AttemptOutcome::Passed),
+    ] {
+        assert!(attempts.contains(&expected), "{expected:?} in {attempts:?}");
+    }
+    let cut = timeline
+        .attempts
+        .iter()
+        .position(|a| a.outcome == AttemptOutcome::Lost);
+    let taken = timeline
+        .attempts
+        .iter()
+        .position(|a| a.test == "a" && a.outcome == AttemptOutcome::Passed);
+    let takeovers: Vec<(usize, usize, Option<usize>, Option<usize>)> = timeline
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Takeover {
+                from,
+                attempt,
+                next,
+                ..
+            } => Some((e.worker, *from, *attempt, *next)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(takeovers, [(1, 0, cut, taken)]);
+    let requeued = timeline
+        .attempts
+        .iter()
+        .position(|a| a.outcome == AttemptOutcome::Requeued);
+    assert!(timeline.events.iter().any(|e| e.kind
+        == EventKind::Requeue {
+            test: "f".to_owned(),
+            attempt: requeued
+        }));
+    assert!(
+        timeline
+            .events
+            .iter()
+            .any(|e| e.worker == 0 && e.kind == EventKind::Commit { count: 3 })
+    );
+    for attempt in &timeline.attempts {
+        if attempt.outcome != AttemptOutcome::Lost {
+            assert!(attempt.end_ms >= Some(attempt.start_ms), "{attempt:?}");
+        }
+    }
 }
 
 /// A dead worker's whole batch goes back to the queue at once, so the live workers share it as
@@ -562,4 +666,5 @@ both_queues!(
     batches_hand_out_and_record_each_test,
     auto_batches_follow_the_estimates,
     a_batch_holds_at_least_its_start,
+    the_timeline_records_runs_takeovers_and_requeues,
 );

@@ -18,6 +18,7 @@ mod files;
 mod frameworks;
 mod grind;
 mod history;
+mod html_build;
 mod html_page;
 mod lost_state;
 mod network;

@@ -3,7 +3,7 @@
 
 /// The ACL rule a Redis user needs to run ciq (README, "Redis permissions"): ciq's keys only,
 /// and the commands ciq sends or its scripts call (`config|get` only for the eviction warning).
-pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hscan +hdel +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +srem +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyrank +zscore +info +config|get";
+pub const ACL_RULE: &str = "resetkeys ~ciq:* resetchannels -@all +ping +evalsha +append +getrange +script|load +multi +exec +time +get +set +del +exists +pttl +pexpire +hget +hset +hmget +hsetnx +hgetall +hincrby +hexists +hlen +hscan +hdel +hvals +smismember +zmscore +llen +lpop +lpush +rpush +lrange +sadd +scard +sismember +srem +sscan +smembers +zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyrank +zscore +info +config|get";
 
 /// What a user of a Redis Cluster needs beyond [`ACL_RULE`], on every node: the client reads the
 /// slot map (`CLUSTER SLOTS`) and follows a slot being moved (`ASKING`).

@@ -33,6 +33,7 @@ use crate::queue::redis::settings::millis;
 use crate::queue::redis::state::BuildState;
 use crate::queue::{Queue, QueueError};
 use crate::test_id::TestId;
+use crate::timeline::Leave;
 use crate::timings::{Order, Ordered, Stored};
 
 /// How a worker joined the build.
@@ -176,6 +177,7 @@ impl RedisQueue {
 
     async fn elect(&self, source: &impl ListSource) -> Result<Joined, QueueError> {
         let mut deaths = DeadLeaders::default();
+        let mut after_lapse = false;
         loop {
             let generation = uuid::Uuid::new_v4().to_string();
             let elect = Elect {
@@ -183,6 +185,9 @@ impl RedisQueue {
                 generation: &generation,
                 worker: &self.worker,
                 lock_ttl_ms: millis(self.settings.lock_ttl),
+                session: &self.session,
+                key_ttl_ms: millis(self.settings.key_ttl),
+                after_lapse,
             };
             match scripts::run(&self.conn, &elect).await? {
                 Elected::Leader => match self.lead(&generation, source).await? {
@@ -218,6 +223,7 @@ impl RedisQueue {
             if let Some(generation) = self.wait_for_ready(&mut deaths).await? {
                 return Ok(self.joined(generation, false));
             }
+            after_lapse = true;
             crate::say!(
                 "ciq: the leader died before filling the queue; electing a new one ({} of {} leaders dead)",
                 deaths.count(),
@@ -362,7 +368,7 @@ impl RedisQueue {
     /// staged): its session says it left, as a worker that ends does, so the report need not
     /// wait out its heartbeat timeout; and a setup lock it holds is given up, so the others
     /// elect a new leader at once instead of after the lock's TTL.
-    pub async fn resign(&self) -> Result<(), QueueError> {
+    pub async fn resign(&self, how: Leave) -> Result<(), QueueError> {
         let leading = self
             .leading
             .lock()
@@ -375,6 +381,7 @@ impl RedisQueue {
             leading: leading
                 .as_ref()
                 .map(|(setup, generation)| (generation.as_str(), setup.as_str())),
+            how,
         };
         if scripts::run(&self.conn, &resign).await? {
             crate::say!(
@@ -451,6 +458,8 @@ impl RedisQueue {
                 batch,
                 lock_ttl_ms: millis(self.settings.lock_ttl),
                 key_ttl_ms: millis(self.settings.key_ttl),
+                session: &self.session,
+                listed: order.ids.len(),
             };
             match scripts::run(&self.conn, &stage).await? {
                 Staged::LostLock => return Ok(Led::LostLock),
@@ -476,6 +485,7 @@ impl RedisQueue {
             heartbeat_timeout_ms: millis(self.settings.heartbeat_timeout),
             digest: list.digest(),
             order: self.settings.scheduling.order.to_string(),
+            session: &self.session,
         };
         match scripts::run(&self.conn, &commit).await? {
             Committed::Yes => {

@@ -221,6 +221,26 @@ impl<'a> Estimates<'a> {
         .await
     }
 
+    /// The usual duration of each of `ids` before the build that started at `since_s` (Unix
+    /// seconds): the median of its recent runs, leaving out the newest when the entry was last
+    /// written since (this build's own run, folded in by a worker that left).
+    pub(super) async fn usual(
+        &self,
+        ids: &[TestId],
+        since_s: u64,
+    ) -> Result<Vec<Option<Duration>>, QueueError> {
+        self.read_each(ids.iter(), |entry| {
+            let mut entry = Entry::parse(entry)?;
+            if entry.seen_s >= since_s {
+                entry.samples.pop();
+            }
+            entry.samples.sort_unstable();
+            let median = *entry.samples.get(entry.samples.len() / 2)?;
+            Some(Duration::from_millis(median))
+        })
+        .await
+    }
+
     /// Folds one run of each of `durations` into the store; returns the runs that took much
     /// longer than the test's recent ones ([`Slower::of`]).
     pub(super) async fn fold(

@@ -120,6 +120,13 @@ impl BuildKeys {
         self.key("stats")
     }
 
+    /// What each run of the build did and when: lines of text its scripts append
+    /// (`src/timeline/record.rs` has the format), bounded, read back as a
+    /// [`crate::timeline::Timeline`] (string).
+    pub fn timeline(&self) -> String {
+        self.key("timeline")
+    }
+
     /// Keys of generation `generation`.
     pub fn generation(&self, generation: &str) -> GenKeys {
         let key = |name: &str| format!("{}g:{generation}:{name}", self.prefix);
@@ -159,12 +166,13 @@ impl BuildKeys {
             generation.failed.clone(),
             generation.flaky.clone(),
             generation.estimates.clone(),
+            self.timeline(),
         ]
     }
 }
 
 /// How many KEYS every per-test script takes.
-pub const PER_TEST_KEYS: usize = 15;
+pub const PER_TEST_KEYS: usize = 16;
 
 impl GenKeys {
     /// Every key a generation may own, to delete when its leader abandons it.
@@ -263,13 +271,14 @@ pub mod workers {
 /// The letter each key that is never emptied adds to meta's `made` ([`meta::MADE`]) when a
 /// per-test script first writes it in the generation and gives it its TTL (`per_test.lua`'s
 /// `wrote`): made again later, it keeps that TTL. `docs/queue-protocol.md` has the same table.
-pub const MADE: [(char, &str); 8] = [
+pub const MADE: [(char, &str); 9] = [
     ('b', "g:<gen>:requeued-by"),
     ('f', "failures"),
     ('p', "g:<gen>:processed"),
     ('q', "g:<gen>:requeues"),
     ('r', "results"),
     ('s', "stats"),
+    ('t', "timeline"),
     ('x', "g:<gen>:failed"),
     ('y', "g:<gen>:flaky"),
 ];

@@ -21,6 +21,7 @@ mod settings;
 pub mod state;
 pub mod status;
 pub mod supervisor;
+mod timeline;
 
 /// The round a job retry belongs to, as [`RedisQueue::retry`] takes it.
 pub use crate::ci::RetryRound;
@@ -29,3 +30,4 @@ pub use election::Joined;
 pub use job_retry::{FailedOf, Retrying, reopen_for_report};
 pub use redis_queue::RedisQueue;
 pub use settings::RedisSettings;
+pub use timeline::read_timeline;

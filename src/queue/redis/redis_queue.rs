@@ -22,6 +22,7 @@ use crate::queue::redis::settings::millis;
 use crate::queue::{Ack, AckReply, Pacing, Queue, QueueError, Reservation, Reserved, Want};
 use crate::report::Summary;
 use crate::test_id::TestId;
+use crate::timeline::Leave;
 use crate::timings;
 
 /// Most runs much longer than usual that one worker records for the report.
@@ -167,12 +168,26 @@ impl Queue for RedisQueue {
         }
     }
 
-    async fn release(&self, held: &[Reserved]) -> Result<(), QueueError> {
+    async fn release(
+        &self,
+        held: &[Reserved],
+        how: Leave,
+        why: Option<&str>,
+    ) -> Result<(), QueueError> {
         let Ok(followed) = self.followed() else {
             return Ok(());
         };
         let caller = self.caller(&followed);
-        scripts::run(&self.conn, &Release { caller, held }).await?;
+        scripts::run(
+            &self.conn,
+            &Release {
+                caller,
+                held,
+                how,
+                why,
+            },
+        )
+        .await?;
         Ok(())
     }
 

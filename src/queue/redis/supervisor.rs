@@ -327,6 +327,45 @@ pub struct Measured {
     pub mismatches: Vec<String>,
 }
 
+/// The heartbeat timeout `generation` was committed with (the leader's), in milliseconds:
+/// why a take-over came when it did.
+pub async fn heartbeat_timeout_ms(
+    settings: &ReportSettings,
+    generation: &str,
+) -> Result<Option<u64>, QueueError> {
+    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+    let keys = BuildKeys::new(&settings.namespace, &settings.build).generation(generation);
+    conn.query(
+        redis::cmd("HGET")
+            .arg(&keys.meta)
+            .arg(crate::queue::redis::keys::meta::HEARTBEAT_TIMEOUT_MS),
+    )
+    .await
+}
+
+/// The usual duration in milliseconds of each of `ids` the namespace's timing store knows,
+/// as it was before the build that started at `since_ms` (Unix ms): what the HTML report holds
+/// the build's slowest tests to.
+pub async fn usual_ms(
+    settings: &ReportSettings,
+    ids: &[TestId],
+    since_ms: u64,
+) -> Result<std::collections::HashMap<String, u64>, QueueError> {
+    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+    let store = super::estimates::Estimates::new(&conn, &settings.namespace);
+    let usual = store.usual(ids, since_ms / 1000).await?;
+    Ok(ids
+        .iter()
+        .zip(usual)
+        .filter_map(|(id, usual)| {
+            Some((
+                id.as_str().to_owned(),
+                u64::try_from(usual?.as_millis()).unwrap_or(u64::MAX),
+            ))
+        })
+        .collect())
+}
+
 /// Every test of `generation` that has an outcome, once, a page at a time to `visit`, so a
 /// million-test build is read in little memory (a 64-bit hash per test, to drop the repeats
 /// HSCAN may return while Redis resizes the hash).

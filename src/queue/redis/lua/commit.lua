@@ -3,11 +3,13 @@
 -- staging is never read. A re-sent commit finds its own ready value and succeeds again. A build
 -- aborted for everyone (its election budget spent, its state lost) is not committed, even by the
 -- lock's holder.
--- KEYS[1] state, KEYS[2] meta, KEYS[3] queue, KEYS[4] aborted, KEYS[5] running, KEYS[6] results.
+-- KEYS[1] state, KEYS[2] meta, KEYS[3] queue, KEYS[4] aborted, KEYS[5] running, KEYS[6] results,
+-- KEYS[7] timeline (records `C <total>`).
 -- ARGV[1] setup value, ARGV[2] ready value, ARGV[3] key TTL ms, ARGV[4] total, ARGV[5] max
 -- requeues per test, ARGV[6] build requeue limit, ARGV[7] heartbeat timeout ms, ARGV[8] digest
 -- of the set of test ids (followers with a list of their own check theirs against it), ARGV[9]
--- the order the leader queued the tests in (`--order`, a random one with its seed).
+-- the order the leader queued the tests in (`--order`, a random one with its seed), ARGV[10]
+-- the leader's session.
 -- Replies 1 committed, 0 lost, -2 when the staged queue does not hold total ids (a bug).
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[2] then return 1 end
@@ -19,10 +21,11 @@ local now = now_ms()
 local fresh = 0
 if redis.call('EXISTS', KEYS[6]) == 0 then fresh = 1 end
 redis.call('HSET', KEYS[2], 'total', ARGV[4], 'max-requeues', ARGV[5], 'requeue-limit', ARGV[6],
-  'heartbeat-timeout-ms', ARGV[7], 'list-digest', ARGV[8], 'order', ARGV[9], 'requeued', 0, 'refreshed-at', now,
-  'scanned-at', now, 'fresh', fresh)
+  'heartbeat-timeout-ms', ARGV[7], 'list-digest', ARGV[8], 'order', ARGV[9], 'requeued', 0,
+  'refreshed-at', now, 'scanned-at', now, 'fresh', fresh)
 -- The running set's '' entry keeps it, and its TTL, while nothing runs.
 redis.call('ZADD', KEYS[5], '+inf', '')
 for _, key in ipairs({KEYS[2], KEYS[3], KEYS[5]}) do redis.call('PEXPIRE', key, ARGV[3]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+timeline_append(KEYS[7], ARGV[10], now, 'C ' .. ARGV[4], ARGV[3])
 return 1

@@ -191,13 +191,17 @@ local function reserve(want, ctx)
     set_meta('scanned-at', now)
     local lost = redis.call('ZRANGEBYSCORE', K.running, '-inf', now - heartbeat_timeout,
       'LIMIT', 0, LOST_PER_SCAN)
-    local back = {}
+    local back, leases = {}, {}
     for i = #lost, 1, -1 do
       local test = entry_test(lost[i])
       redis.call('ZREM', K.running, lost[i])
-      if redis.call('SISMEMBER', K.processed, test) == 0 then back[#back + 1] = test end
+      if redis.call('SISMEMBER', K.processed, test) == 0 then
+        back[#back + 1] = test
+        leases[#leases + 1] = string.match(lost[i], '^[^:]*')
+      end
     end
     if #back > 0 then
+      record('T ' .. table.concat(leases, ' '))
       pushed(redis.call('LPUSH', K.queue, unpack(back)), #back)
       redis.call('HINCRBY', K.stats, 'taken-over', #back)
       wrote(K.stats, 's')
@@ -228,7 +232,12 @@ local function reserve(want, ctx)
     end
     decide_all(earlier)
   end
-  if #adds > 0 then redis.call('ZADD', K.running, unpack(adds)) end
+  if #adds > 0 then
+    redis.call('ZADD', K.running, unpack(adds))
+    local line = {'R ' .. SEQ .. ' ' .. #out}
+    for i, item in ipairs(out) do line[i + 1] = item[1] end
+    record(table.concat(line, '\n'))
+  end
   if #deferred > 0 then
     -- Back at the head, in the order they were popped.
     local reversed = {}

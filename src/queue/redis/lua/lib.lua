@@ -22,3 +22,14 @@ end
 
 -- The test of a running entry, `<lease>:<test>`: a lease holds no colon.
 local function entry_test(entry) return string.match(entry, '^[^:]*:(.*)$') end
+
+-- The bound on a build's timeline in bytes (`record::CAP` in src/timeline/record.rs).
+local TIMELINE_CAP = 134217728
+
+-- Appends `line` (records of src/timeline/record.rs's format) to the build's timeline `key`
+-- under the header of `session` at `now`; gives the key `ttl` ms when given. For the scripts
+-- that run a few times per worker (the election's): the per-test ones batch theirs.
+local function timeline_append(key, session, now, line, ttl)
+  redis.call('APPEND', key, '@' .. now .. ' ' .. string.sub(session, 1, 12) .. '\n' .. line .. '\n')
+  if ttl then redis.call('PEXPIRE', key, ttl) end
+end

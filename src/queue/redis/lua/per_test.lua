@@ -4,7 +4,7 @@
 --   KEYS[1] state      KEYS[2] workers    KEYS[3] results    KEYS[4] failures   KEYS[5] stats
 --   KEYS[6] mismatched KEYS[7] queue      KEYS[8] running    KEYS[9] processed  KEYS[10] requeues
 --   KEYS[11] requeued-by                  KEYS[12] meta      KEYS[13] failed    KEYS[14] flaky
---   KEYS[15] estimates
+--   KEYS[15] estimates                    KEYS[16] timeline
 -- ARGV[1] generation, ARGV[2] worker, ARGV[3] session (one per process: two processes given one
 -- worker id are two sessions), ARGV[4] request sequence, ARGV[5] key TTL in ms, ARGV[6] `1` when
 -- the session's liveness is due to be recorded; the script's own arguments follow from ARGV[7].
@@ -25,7 +25,7 @@ local K = {
   state = KEYS[1], workers = KEYS[2], results = KEYS[3], failures = KEYS[4], stats = KEYS[5],
   mismatched = KEYS[6], queue = KEYS[7], running = KEYS[8], processed = KEYS[9],
   requeues = KEYS[10], requeued_by = KEYS[11], meta = KEYS[12], failed = KEYS[13],
-  flaky = KEYS[14], estimates = KEYS[15],
+  flaky = KEYS[14], estimates = KEYS[15], timeline = KEYS[16],
 }
 local GEN, WORKER, SESSION, SEQ, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] + 0
 local SEEN_DUE = ARGV[6] == '1'
@@ -64,7 +64,8 @@ end
 -- lost the build: nil.
 local function load_meta()
   local m = redis.call('HMGET', K.meta, 'total', 'heartbeat-timeout-ms', 'max-requeues',
-    'requeue-limit', 'requeued', 'refreshed-at', 'scanned-at', 'made', 'fresh', SEQ_FIELD)
+    'requeue-limit', 'requeued', 'refreshed-at', 'scanned-at', 'made', 'fresh', SEQ_FIELD,
+    'timeline-cap')
   if not m[1] or not m[2] then return nil end
   made = m[8] or ''
   return {
@@ -72,6 +73,7 @@ local function load_meta()
     max_requeues = (m[3] or 0) + 0, requeue_limit = (m[4] or 0) + 0,
     requeued = (m[5] or 0) + 0, refreshed_at = (m[6] or 0) + 0,
     scanned_at = (m[7] or 0) + 0, fresh = m[9] == '1', answered = m[10],
+    timeline_cap = (m[11] or TIMELINE_CAP) + 0,
   }
 end
 
@@ -92,7 +94,26 @@ local function seen(now)
   redis.call('HSET', K.workers, SESSION, now .. ':' .. WORKER)
 end
 
+-- The build's timeline (src/timeline/record.rs has the format): this call's records, appended
+-- in one APPEND under one `@<ms> <session>` header by `close`, as long as the timeline is under
+-- the bound in meta's `timeline-cap` (the constant unless a test lowers it). The call that
+-- finds it past the bound adds `!` and sets the bound to 0: nothing more is appended.
+local SID = string.sub(SESSION, 1, 12)
+local records, record_at, record_cap = {}, nil, TIMELINE_CAP
+local function record(line) records[#records + 1] = line end
+local function append_records()
+  if #records == 0 or not record_at or record_cap == 0 then return end
+  local header = '@' .. record_at .. ' ' .. SID .. '\n'
+  local length = redis.call('APPEND', K.timeline, header .. table.concat(records, '\n') .. '\n')
+  wrote(K.timeline, 't')
+  if length > record_cap then
+    redis.call('APPEND', K.timeline, header .. '!\n')
+    set_meta('timeline-cap', 0)
+  end
+end
+
 local function close(reply, remember)
+  append_records()
   if remember then
     set_meta(SEQ_FIELD, SEQ)
     set_meta(REPLY_FIELD, reply)
@@ -129,6 +150,7 @@ local function open(options)
     local cached = cached_reply(meta)
     if cached then return nil, cached end
   end
+  record_at, record_cap = now, meta.timeline_cap
   if SEEN_DUE or options.always_seen then seen(now) end
   if now - meta.refreshed_at >= TTL / 4 then
     expire_all()

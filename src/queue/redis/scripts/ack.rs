@@ -75,6 +75,7 @@ impl Step for Acknowledge<'_> {
                 })
                 .unwrap_or_default()
             });
+            args.push(result.duration.as_millis().to_string());
         }
         args
     }

@@ -23,6 +23,7 @@ pub(in crate::queue::redis) struct Commit<'a> {
     pub digest: String,
     /// The order the tests were queued in, as `--order` names it (a random one with its seed).
     pub order: String,
+    pub session: &'a str,
 }
 
 /// What the commit did.
@@ -49,6 +50,7 @@ impl Step for Commit<'_> {
             self.keys.aborted(),
             generation.running,
             self.keys.results(),
+            self.keys.timeline(),
         ]
     }
 
@@ -63,6 +65,7 @@ impl Step for Commit<'_> {
             self.heartbeat_timeout_ms.clone(),
             self.digest.clone(),
             self.order.clone(),
+            self.session.to_owned(),
         ]
     }
 

@@ -19,6 +19,11 @@ pub(in crate::queue::redis) struct Elect<'a> {
     pub generation: &'a str,
     pub worker: &'a str,
     pub lock_ttl_ms: String,
+    pub session: &'a str,
+    pub key_ttl_ms: String,
+    /// Whether this worker saw the last leader's lock lapse before a commit (the timeline
+    /// records a dead leader).
+    pub after_lapse: bool,
 }
 
 /// What the election found.
@@ -53,6 +58,7 @@ impl Step for Elect<'_> {
             self.keys.aborted(),
             self.keys.results(),
             self.keys.mismatched(),
+            self.keys.timeline(),
         ]
     }
 
@@ -61,6 +67,9 @@ impl Step for Elect<'_> {
             self.generation.to_owned(),
             self.worker.to_owned(),
             self.lock_ttl_ms.clone(),
+            self.session.to_owned(),
+            self.key_ttl_ms.clone(),
+            if self.after_lapse { "1" } else { "0" }.to_owned(),
         ]
     }
 

@@ -24,7 +24,7 @@ impl Step for Hello<'_> {
     type Reply = u64;
 
     fn keys(&self) -> Vec<String> {
-        vec![self.keys.workers()]
+        vec![self.keys.workers(), self.keys.timeline()]
     }
 
     fn args(&self) -> Vec<String> {

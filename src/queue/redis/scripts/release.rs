@@ -6,6 +6,8 @@ use super::per_test::Caller;
 use super::reply::int;
 use super::step::Step;
 use crate::queue::{QueueError, Reserved};
+use crate::timeline::Leave;
+use crate::timeline::record::{leave_letter, one_line};
 
 pub(super) const SOURCE: &str = lua!("per_test.lua", "release.lua");
 
@@ -13,6 +15,10 @@ pub(super) const SOURCE: &str = lua!("per_test.lua", "release.lua");
 pub(in crate::queue::redis) struct Release<'a> {
     pub caller: Caller<'a>,
     pub held: &'a [Reserved],
+    /// How the worker leaves.
+    pub how: Leave,
+    /// Why a breaker stopped it, when one did.
+    pub why: Option<&'a str>,
 }
 
 impl Step for Release<'_> {
@@ -25,7 +31,14 @@ impl Step for Release<'_> {
     }
 
     fn args(&self) -> Vec<String> {
-        self.caller.args_with(self.held)
+        let mut args = self.caller.args();
+        args.push(leave_letter(self.how).to_string());
+        args.push(self.why.map(one_line).unwrap_or_default());
+        for reserved in self.held {
+            args.push(reserved.id.as_str().to_owned());
+            args.push(reserved.lease.0.clone());
+        }
+        args
     }
 
     fn reply(raw: Value) -> Result<u64, QueueError> {

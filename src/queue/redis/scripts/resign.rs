@@ -7,6 +7,8 @@ use super::reply::int;
 use super::step::Step;
 use crate::queue::QueueError;
 use crate::queue::redis::keys::BuildKeys;
+use crate::timeline::Leave;
+use crate::timeline::record::leave_letter;
 
 pub(super) const SOURCE: &str = lua!("resign.lua");
 
@@ -17,6 +19,8 @@ pub(in crate::queue::redis) struct Resign<'a> {
     pub worker: &'a str,
     /// The generation it fills and its setup value, when it leads.
     pub leading: Option<(&'a str, &'a str)>,
+    /// How it leaves: SIGTERM or failed.
+    pub how: Leave,
 }
 
 impl Step for Resign<'_> {
@@ -25,7 +29,11 @@ impl Step for Resign<'_> {
     type Reply = bool;
 
     fn keys(&self) -> Vec<String> {
-        let mut keys = vec![self.keys.state(), self.keys.workers()];
+        let mut keys = vec![
+            self.keys.state(),
+            self.keys.workers(),
+            self.keys.timeline(),
+        ];
         if let Some((generation, _)) = self.leading {
             keys.extend(
                 self.keys
@@ -45,6 +53,7 @@ impl Step for Resign<'_> {
                 .unwrap_or_default(),
             self.session.to_owned(),
             self.worker.to_owned(),
+            leave_letter(self.how).to_string(),
         ]
     }
 

@@ -20,6 +20,9 @@ pub(in crate::queue::redis) struct Stage<'a> {
     pub batch: &'a [&'a TestId],
     pub lock_ttl_ms: String,
     pub key_ttl_ms: String,
+    pub session: &'a str,
+    /// How many tests the leader listed.
+    pub listed: usize,
 }
 
 /// What staging did.
@@ -41,6 +44,7 @@ impl Step for Stage<'_> {
         vec![
             self.keys.state(),
             self.keys.generation(self.generation).queue,
+            self.keys.timeline(),
         ]
     }
 
@@ -50,6 +54,8 @@ impl Step for Stage<'_> {
             self.position.to_string(),
             self.lock_ttl_ms.clone(),
             self.key_ttl_ms.clone(),
+            self.session.to_owned(),
+            self.listed.to_string(),
         ];
         args.extend(self.batch.iter().map(|id| id.as_str().to_owned()));
         args
