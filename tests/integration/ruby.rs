@@ -158,7 +158,8 @@ fn rspec_fixture_outcomes_equal_the_suites_own() {
 }
 
 /// Without the hostile tests (no crash, no hang, so no new process), each of the two workers
-/// boots the suite once, however many batches it takes.
+/// boots the suite once, however many batches it takes; minitest's files given as `rails test`
+/// takes them (`-I test` and a glob), RSpec's with a `--seed`.
 #[test]
 fn each_worker_boots_the_suite_once() {
     require_ruby();
@@ -170,9 +171,10 @@ fn each_worker_boots_the_suite_once() {
                 "2",
                 "minitest",
                 "--",
-                "test/basic_test.rb",
-                "test/slow_context_test.rb",
-                "test/spec_style_test.rb",
+                "-I",
+                "test",
+                // A glob as ciq passes it, unexpanded: the gem expands it.
+                "test/{basic,slow_context,spec_style}_test.rb",
             ][..],
         ),
         (
@@ -182,6 +184,8 @@ fn each_worker_boots_the_suite_once() {
                 "2",
                 "rspec",
                 "--",
+                "--seed",
+                "1234",
                 "spec/basic_spec.rb",
                 "spec/context_spec.rb",
             ],
@@ -199,6 +203,12 @@ fn each_worker_boots_the_suite_once() {
         assert!(
             (1..=2).contains(&boots),
             "{suite}: {boots} boots: {}",
+            out.both()
+        );
+        let tests = if suite == "minitest_suite" { 12 } else { 15 };
+        assert!(
+            out.stdout.contains(&format!("{tests} tests: ")),
+            "{suite}: {}",
             out.both()
         );
         assert_once_per_process(&scratch, "context.count", &out);
