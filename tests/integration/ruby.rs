@@ -159,7 +159,8 @@ fn rspec_fixture_outcomes_equal_the_suites_own() {
 
 /// Without the hostile tests (no crash, no hang, so no new process), each of the two workers
 /// boots the suite once, however many batches it takes; minitest's files given as `rails test`
-/// takes them (`-I test` and a glob), RSpec's with a `--seed`.
+/// takes them (`-I test` and a glob), RSpec's with a `--seed`; each process runs the suite's
+/// end-of-run hooks (`Minitest.after_run`, `after(:suite)`) at its shutdown.
 #[test]
 fn each_worker_boots_the_suite_once() {
     require_ruby();
@@ -205,6 +206,19 @@ fn each_worker_boots_the_suite_once() {
             "{suite}: {boots} boots: {}",
             out.both()
         );
+        // Every process ran the suite's end-of-run hooks at its shutdown.
+        let (hooks, hook) = if suite == "minitest_suite" {
+            ("after_run.count", "")
+        } else {
+            ("suite.log", "after-suite ")
+        };
+        let ended: std::collections::BTreeSet<String> = counted(&scratch, hooks)
+            .iter()
+            .filter_map(|line| line.strip_prefix(hook).map(str::to_owned))
+            .collect();
+        let booted: std::collections::BTreeSet<String> =
+            counted(&scratch, "boot.count").into_iter().collect();
+        assert_eq!(ended, booted, "{suite}: {}", out.both());
         let tests = if suite == "minitest_suite" { 12 } else { 15 };
         assert!(
             out.stdout.contains(&format!("{tests} tests: ")),
