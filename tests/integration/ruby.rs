@@ -158,7 +158,9 @@ fn rspec_fixture_outcomes_equal_the_suites_own() {
 }
 
 /// Without the hostile tests (no crash, no hang, so no new process), each of the two workers
-/// boots the suite once, however many batches it takes.
+/// boots the suite once, however many batches it takes; minitest's files given as `rails test`
+/// takes them (`-I test` and a glob), RSpec's with a `--seed`; each process runs the suite's
+/// end-of-run hooks (`Minitest.after_run`, `after(:suite)`) at its shutdown.
 #[test]
 fn each_worker_boots_the_suite_once() {
     require_ruby();
@@ -170,9 +172,10 @@ fn each_worker_boots_the_suite_once() {
                 "2",
                 "minitest",
                 "--",
-                "test/basic_test.rb",
-                "test/slow_context_test.rb",
-                "test/spec_style_test.rb",
+                "-I",
+                "test",
+                // A glob as ciq passes it, unexpanded: the gem expands it.
+                "test/{basic,slow_context,spec_style}_test.rb",
             ][..],
         ),
         (
@@ -182,6 +185,8 @@ fn each_worker_boots_the_suite_once() {
                 "2",
                 "rspec",
                 "--",
+                "--seed",
+                "1234",
                 "spec/basic_spec.rb",
                 "spec/context_spec.rb",
             ],
@@ -199,6 +204,25 @@ fn each_worker_boots_the_suite_once() {
         assert!(
             (1..=2).contains(&boots),
             "{suite}: {boots} boots: {}",
+            out.both()
+        );
+        // Every process ran the suite's end-of-run hooks at its shutdown.
+        let (hooks, hook) = if suite == "minitest_suite" {
+            ("after_run.count", "")
+        } else {
+            ("suite.log", "after-suite ")
+        };
+        let ended: std::collections::BTreeSet<String> = counted(&scratch, hooks)
+            .iter()
+            .filter_map(|line| line.strip_prefix(hook).map(str::to_owned))
+            .collect();
+        let booted: std::collections::BTreeSet<String> =
+            counted(&scratch, "boot.count").into_iter().collect();
+        assert_eq!(ended, booted, "{suite}: {}", out.both());
+        let tests = if suite == "minitest_suite" { 12 } else { 15 };
+        assert!(
+            out.stdout.contains(&format!("{tests} tests: ")),
+            "{suite}: {}",
             out.both()
         );
         assert_once_per_process(&scratch, "context.count", &out);
