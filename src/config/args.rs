@@ -231,19 +231,19 @@ pub struct RunArgs {
     /// --timings-out) or a JUnit XML report. Adds to what the Redis store remembers.
     #[arg(long, env = "CIQ_TIMINGS", value_name = "FILE")]
     pub timings: Option<PathBuf>,
-    /// Which tests go first. `longest-first`: by the durations of earlier builds, the
-    /// shortest build. `failed-first`: the tests that failed or were flaky in recent builds (the
-    /// namespace's history that `ciq flaky` reads; locally, the --timings file's failures), then
-    /// longest first, so a build broken by a known failure goes red at once (with
-    /// --max-failures 1 it ends then). `random`: shuffled by --seed, for hunting tests that
-    /// depend on the order. Framework units (a pytest module) stay together. With --queue the
-    /// leader's order is the build's
+    /// Which tests go first. `failed-first`: the tests that failed or were flaky in the last 10
+    /// builds (the namespace's history that `ciq flaky` reads; locally, the --timings file's
+    /// failures), then longest first, so a build broken by a known failure goes red at once
+    /// (with --max-failures 1 it ends then); with no known failure it is longest first.
+    /// `longest-first`: by the durations of earlier builds alone. `random`: shuffled by --seed,
+    /// for hunting tests that depend on the order. Framework units (a pytest module) stay
+    /// together. With --queue the leader's order is the build's
     #[arg(
         long,
         env = "CIQ_ORDER",
         value_enum,
         value_name = "ORDER",
-        default_value = "longest-first"
+        default_value = "failed-first"
     )]
     pub order: OrderArg,
     /// With --order random: the seed; the same seed gives the same order, whatever the list's

@@ -385,6 +385,7 @@ fn commit_is_rejected_after_another_worker_took_the_lock() {
             .arg(1)
             .arg(1000)
             .arg("digest")
+            .arg("failed-first")
             .invoke(conn)
             .unwrap()
     };

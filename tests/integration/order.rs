@@ -74,7 +74,9 @@ fn a_known_failure_runs_first_and_max_failures_ends_the_build_there() {
     );
     let stop_at_first = ["--max-failures", "1", "--max-requeues", "0"];
 
-    let out = build(&server, &scratch, "b2", &stop_at_first);
+    let mut longest_first = stop_at_first.to_vec();
+    longest_first.extend(["--order", "longest-first"]);
+    let out = build(&server, &scratch, "b2", &longest_first);
     assert_eq!(
         out.code,
         Some(ExitCode::TestsFailed.code()),
@@ -86,9 +88,8 @@ fn a_known_failure_runs_first_and_max_failures_ends_the_build_there() {
     assert_eq!(tests.len(), 11, "longest first runs it last: {tests:?}");
     assert_eq!(tests.last().map(String::as_str), Some("fail/x"));
 
-    let mut failed_first = stop_at_first.to_vec();
-    failed_first.extend(["--order", "failed-first"]);
-    let out = build(&server, &scratch, "b3", &failed_first);
+    // Failed first is the default.
+    let out = build(&server, &scratch, "b3", &stop_at_first);
     assert_eq!(
         out.code,
         Some(ExitCode::TestsFailed.code()),
@@ -184,7 +185,7 @@ fn failed_first_without_failures_is_longest_first() {
         assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
         order_log(&scratch.path(&format!("{build}.order"))).1
     };
-    let longest = run("longest", &[]);
+    let longest = run("longest", &["--order", "longest-first"]);
     assert_eq!(
         longest,
         [
@@ -221,9 +222,9 @@ fn a_local_timing_file_puts_its_failures_first() {
     local("first", &["--timings-out", &path]);
     let text = std::fs::read_to_string(&timings).unwrap();
     assert!(text.contains("\n# failed\tfail/x\n"), "{text}");
-    let longest = local("longest", &["--timings", &path]);
+    let longest = local("longest", &["--timings", &path, "--order", "longest-first"]);
     assert_eq!(longest.last().map(String::as_str), Some("fail/x"));
-    let failed = local("failed", &["--timings", &path, "--order", "failed-first"]);
+    let failed = local("failed", &["--timings", &path]);
     assert_eq!(failed[0], "fail/x");
     assert_eq!(failed[1..], longest[..longest.len() - 1]);
 }
@@ -363,7 +364,7 @@ fn a_bad_order_or_seed_is_refused() {
         ),
         (
             &["--seed", "5"][..],
-            "error: --seed (CIQ_SEED) is for --order random, and the order is longest-first",
+            "error: --seed (CIQ_SEED) is for --order random, and the order is failed-first",
         ),
     ] {
         let out = run(extra);
