@@ -76,7 +76,7 @@ for i, result in ipairs(results) do
   local letter = LETTERS[result.outcome] or 'e'
   if statuses[i] == 'requeued' then letter = 'q' end
   if statuses[i] == 'discarded' then letter = string.upper(letter) end
-  acked[i + 1] = (string.match(result.lease, '^[^.]*%.(.*)$') or '0.0') .. letter .. result.took
+  acked[i + 1] = (string.match(result.lease, '^[^.]*%.([^.]*%.[^.]*)') or '0.0') .. letter .. result.took
 end
 if #results > 0 then record(table.concat(acked, ' ')) end
 local reply = reservation(reserve(ARGV[7], ctx), ctx)

@@ -197,7 +197,8 @@ local function reserve(want, ctx)
       redis.call('ZREM', K.running, lost[i])
       if redis.call('SISMEMBER', K.processed, test) == 0 then
         back[#back + 1] = test
-        leases[#leases + 1] = string.match(lost[i], '^[^:]*')
+        -- A lease is `<session>.<seq>.<i>.<at>`: the timeline names it without its time.
+        leases[#leases + 1] = string.match(lost[i], '^[^.:]*%.[^.:]*%.[^.:]*')
       end
     end
     if #back > 0 then
