@@ -28,6 +28,7 @@ mod processes;
 mod quarantine;
 mod redis_load;
 mod retries;
+mod timeline;
 mod timings;
 mod tls;
 mod workers;

@@ -8,6 +8,7 @@ use super::reply::stored_id;
 use super::reply::{json, lua_list};
 use super::step::Step;
 use crate::outcome::{FailureDetail, Outcome};
+use crate::timeline::record::outcome_letter;
 use crate::queue::{QueueError, Recorded, Want};
 use crate::test_id::TestId;
 
@@ -75,7 +76,7 @@ impl Step for Acknowledge<'_> {
                 })
                 .unwrap_or_default()
             });
-            args.push(result.duration.as_millis().to_string());
+            args.push(acked_item(&ack.lease.0, result.outcome, result.duration));
         }
         args
     }
@@ -100,6 +101,13 @@ impl Step for Acknowledge<'_> {
             next: raw.handout.read()?,
         })
     }
+}
+
+/// A result's item of the timeline's `A` record, `<seq>.<i><letter><ms>`: the lease's position
+/// (after the session's prefix), the outcome's letter and the duration the worker measured.
+fn acked_item(lease: &str, outcome: Outcome, took: std::time::Duration) -> String {
+    let position = lease.split_once('.').map_or("0.0", |(_, position)| position);
+    format!("{position}{}{}", outcome_letter(outcome), took.as_millis())
 }
 
 #[cfg(test)]
