@@ -5,7 +5,8 @@ Runs 2,000 no-op tests on 4 workers and a report against a redis-server of its o
 sizes 1 and 8, and prints per test: client round trips, commands run inside scripts,
 Redis CPU in microseconds (from INFO cpu: the server's whole user+system time over the build,
 network included, and each part, system time being the kernel's, which no script change
-lowers; and from INFO commandstats: time inside scripts), and the wall time. The
+lowers; and from INFO commandstats: time inside scripts), the wall time, and the bytes of the
+build's timeline key (`ciq:{<build>}:timeline`, 0 for a build before it; ids are 10 bytes). The
 round trips and script commands come from a second run watched with MONITOR (which costs CPU
 itself, so the CPU figures come from the first run, unwatched).
 
@@ -92,6 +93,7 @@ def measure(ciq, tests, workers, batch, runner_kind):
         user_after, system_after = redis.cpu_seconds()
         user, system = user_after - user, system_after - system
         usec = redis.script_usec()
+        timeline = int(redis.cli("strlen", "ciq:{cpu}:timeline").strip() or 0)
         monitor_log = os.path.join(scratch, "monitor.log")
         with open(monitor_log, "w") as log:
             monitor = subprocess.Popen(["redis-cli", "-p", str(redis.port), "monitor"], stdout=log,
@@ -120,6 +122,7 @@ def measure(ciq, tests, workers, batch, runner_kind):
             "system us": system * 1e6 / tests,
             "script us": usec / tests,
             "wall s": wall,
+            "timeline bytes": timeline / tests,
         }
     finally:
         redis.stop()
@@ -252,13 +255,14 @@ def main():
     ciq = ciq_binary(args.ciq)
     print(f"{args.tests} no-op tests, {args.workers} workers, {args.runner} runner, {ciq}")
     print("batch | round trips/test | script commands/test | Redis CPU us/test (INFO cpu) "
-          "| of which user | of which system | in scripts us/test | wall s")
+          "| of which user | of which system | in scripts us/test | wall s "
+          "| timeline bytes/test")
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         m = min((measure(ciq, args.tests, args.workers, batch, args.runner)
                  for _ in range(args.repeat)), key=lambda m: m["cpu us"])
         print(f"{batch:5} | {m['round trips']:16.2f} | {m['script commands']:20.1f} | "
               f"{m['cpu us']:28.1f} | {m['user us']:14.1f} | {m['system us']:16.1f} | "
-              f"{m['script us']:18.1f} | {m['wall s']:6.1f}")
+              f"{m['script us']:18.1f} | {m['wall s']:6.1f} | {m['timeline bytes']:19.1f}")
     print(f"floor: one request per test, {args.floor_calls} requests from {args.workers} connections")
     for name, (total, user, system) in floor(args.floor_calls, args.workers):
         print(f"  {name:<32} {total:6.1f} us Redis CPU per call "

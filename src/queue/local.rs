@@ -20,7 +20,7 @@ use crate::queue::{
 use crate::report::summary::{self, Listed};
 use crate::report::{Summary, TestRecord};
 use crate::test_id::TestId;
-use crate::timeline::record::{leave_letter, one_line};
+use crate::timeline::record::{header, leave_letter, one_line, outcome_letter};
 use crate::timeline::{self, Leave, Timeline};
 use crate::timings::{Ordered, Slower};
 
@@ -95,15 +95,6 @@ impl LocalWorker {
     pub fn timeline(&self) -> Timeline {
         self.queue.timeline()
     }
-}
-
-/// The local clock in ms since the Unix epoch: the local timeline's time.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// How long a failure requeued by a worker waits for another live worker before that worker
@@ -276,7 +267,12 @@ impl LocalQueue {
 impl State {
     /// Appends `records` (lines of the timeline's format) of `session`, now.
     fn record(&mut self, session: &str, records: &str) {
-        let _ = writeln!(self.timeline, "@{} {session}\n{records}", now_ms());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.timeline.push_str(&header(now, session));
+        self.timeline.push_str(records);
+        self.timeline.push('\n');
     }
 
     fn take(&mut self, id: TestId, now: Instant, lease: String, out: &mut Vec<Reserved>) {
@@ -364,9 +360,9 @@ impl State {
         }
         if !taken.is_empty() {
             self.reservations = seq;
-            let mut line = format!("R {seq} {}", taken.len());
+            let mut line = format!("R {seq}");
             for reserved in &taken {
-                line.push('\n');
+                line.push_str("\n ");
                 line.push_str(reserved.id.as_str());
             }
             records.push(line);
@@ -449,12 +445,9 @@ impl Queue for LocalWorker {
                     self.queue.max_requeues,
                     self.queue.requeue_limit,
                 );
-                let letter = match (what, ran) {
-                    (Recorded::Requeued, _) => 'q',
-                    (_, Outcome::Passed | Outcome::Flaky) => 'p',
-                    (_, Outcome::Failed) => 'f',
-                    (_, Outcome::Skipped) => 's',
-                    (_, Outcome::Errored) => 'e',
+                let letter = match what {
+                    Recorded::Requeued => 'q',
+                    _ => outcome_letter(ran),
                 };
                 let letter = if what == Recorded::Discarded {
                     letter.to_ascii_uppercase()

@@ -415,14 +415,14 @@ mod tests {
     #[test]
     fn batches_are_laid_out_by_measured_durations() {
         let t = timeline(concat!(
-            "@100 bbb\nJ second\n",
-            "@90 aaa\nJ first\nW g1\n",
-            "@110 bbb\nL g1\n",
-            "@150 aaa\nS 3\n@160 aaa\nC 3\n",
-            "@200 aaa\nR 1 2\nt1\nt2\n",
-            "@200 bbb\nR 1 1\nt3\n",
-            "@300 aaa\nA 1.1p10 1.2f30\n",
-            "@260 bbb\nA 1.1s7\nX d\n",
+            "@0.100000 bbb\nJ second\n",
+            "@0.90000 aaa\nJ first\nW g1\n",
+            "@0.110000 bbb\nL g1\n",
+            "@0.150000 aaa\nS 3\n@0.160000 aaa\nC 3\n",
+            "@0.200000 aaa\nR 1\n t1\n t2\n",
+            "@0.200000 bbb\nR 1\n t3\n",
+            "@0.300000 aaa\nA 1.1p10 1.2f30\n",
+            "@0.260000 bbb\nA 1.1s7\nX d\n",
         ));
         assert!(t.lost.is_empty(), "{:?}", t.lost);
         assert_eq!(t.origin_ms, 90);
@@ -465,11 +465,11 @@ mod tests {
     #[test]
     fn a_taken_over_batch_is_lost_and_its_takeover_points_at_both_attempts() {
         let t = timeline(concat!(
-            "@0 aaa\nJ a\n@0 bbb\nJ b\n",
-            "@10 aaa\nR 1 1\nx\n",
-            "@10 bbb\nR 1 1\ny\n",
-            "@50 bbb\nT aaa.1.1\nA 1.1q5\nR 2 1\nx\n",
-            "@60 bbb\nA 2.1p3\nR 3 1\ny\n",
+            "@0.0 aaa\nJ a\n@0.0 bbb\nJ b\n",
+            "@0.10000 aaa\nR 1\n x\n",
+            "@0.10000 bbb\nR 1\n y\n",
+            "@0.50000 bbb\nT aaa.1.1\nA 1.1q5\nR 2\n x\n",
+            "@0.60000 bbb\nA 2.1p3\nR 3\n y\n",
         ));
         let x: Vec<&Attempt> = t.attempts.iter().filter(|a| a.test == "x").collect();
         assert_eq!(x[0].outcome, AttemptOutcome::Lost);
@@ -509,7 +509,9 @@ mod tests {
 
     #[test]
     fn records_past_the_bound_are_a_lost_part() {
-        let t = timeline("@0 a\nJ a\nR 1 2\nx\ny\n@5 a\nA 1.1p1\n@6 a\n!\n@7 a\nA 1.2p1\n");
+        let t = timeline(
+            "@0.0 a\nJ a\nR 1\n x\n y\n@0.5000 a\nA 1.1p1\n@0.6000 a\n!\n@0.7000 a\nA 1.2p1\n",
+        );
         assert_eq!(t.lost.len(), 1);
         assert_eq!(t.lost[0].from_ms, Some(6));
         assert_eq!(t.attempts.len(), 1);
@@ -522,7 +524,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    b"@0123 aRAXT.pq\n!Jx"[(seed >> 33) as usize % 18]
+                    b"@0.123000 aRAXT.pq\n!Jx"[(seed >> 33) as usize % 18]
                 })
                 .collect();
             let _ = parse(&bytes);

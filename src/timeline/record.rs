@@ -2,8 +2,9 @@
 //! (`lua/per_test.lua`'s `record`, and the election's scripts) and the local queue writes
 //! alike, read back here into [`Entry`]s. `docs/queue-protocol.md` ("Timeline") documents it.
 //!
-//! A call appends one chunk: a header `@<ms> <session>` (server time, the session's first 12
-//! characters: a lease's prefix), then its records, one a line:
+//! A call appends one chunk: a header `@<s>.<µs> <session>` (server time as TIME gives it, the
+//! microseconds not zero-padded; the session's first 12 characters: a lease's prefix), then its
+//! records, one a line:
 //!
 //! | record | meaning |
 //! |---|---|
@@ -13,7 +14,7 @@
 //! | `D` | the leader's lock lapsed before a commit; a new election follows |
 //! | `S <count>` | its listing ended with `<count>` tests; staging starts |
 //! | `C <count>` | it committed `<count>` tests: the queue is open |
-//! | `R <seq> <n>` | it reserved `n` tests under leases `<session>.<seq>.1..n`; the next `n` lines are their ids |
+//! | `R <seq>` | it reserved tests under leases `<session>.<seq>.1..n`: the next lines that start with a space, each a space and an id |
 //! | `A <seq>.<i><o><ms> ...` | it acknowledged lease `<session>.<seq>.<i>`: outcome letter `<o>`, measured `<ms>` |
 //! | `T <lease> ...` | its scan took these leases' tests over (their holder fell silent) |
 //! | `X <how>` | it left: `d` drained, `t` SIGTERM, `b` breaker, `m` max-duration, `f` failed |
@@ -23,6 +24,7 @@
 //! Outcome letters: `p` passed, `f` failed, `e` errored, `s` skipped, `q` failed and requeued;
 //! upper case when the lease was no longer the worker's (taken over meanwhile: not counted).
 
+use crate::outcome::Outcome;
 use crate::timeline::{Leave, LostPart};
 
 /// The bound on a build's records in bytes (`TIMELINE_CAP` in `lua/lib.lua`): about 128 bytes
@@ -81,6 +83,21 @@ pub struct Acked {
     pub letter: u8,
     /// What the worker measured, in ms.
     pub duration_ms: u64,
+}
+
+/// The letter of a run's outcome in an `A` record (a flaky run passed).
+pub fn outcome_letter(outcome: Outcome) -> char {
+    match outcome {
+        Outcome::Passed | Outcome::Flaky => 'p',
+        Outcome::Failed => 'f',
+        Outcome::Errored => 'e',
+        Outcome::Skipped => 's',
+    }
+}
+
+/// The header of a chunk at `at` (`@<s>.<µs> <session>`, as the scripts write TIME's two parts).
+pub fn header(at: std::time::Duration, session: &str) -> String {
+    format!("@{}.{} {session}\n", at.as_secs(), at.subsec_micros())
 }
 
 /// The letter of a way of leaving (`X`).
@@ -142,22 +159,11 @@ pub fn read(bytes: &[u8]) -> (Vec<Entry>, Vec<LostPart>) {
         };
         let record = match parse_record(&line) {
             Some(Record::Reserve { seq, tests: _ }) => {
-                let n = line
-                    .split(' ')
-                    .nth(2)
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .unwrap_or(0);
-                if lines.len() - at < n {
-                    // The ids run past the end: the chunk was cut.
-                    unreadable += 1;
-                    first_unreadable.get_or_insert(at_ms);
-                    break;
+                let mut tests = Vec::new();
+                while let Some(id) = lines.get(at).and_then(|line| line.strip_prefix(b" ")) {
+                    tests.push(String::from_utf8_lossy(id).into_owned());
+                    at += 1;
                 }
-                let tests = lines[at..at + n]
-                    .iter()
-                    .map(|id| String::from_utf8_lossy(id).into_owned())
-                    .collect();
-                at += n;
                 Record::Reserve { seq, tests }
             }
             Some(record) => record,
@@ -191,11 +197,15 @@ pub fn read(bytes: &[u8]) -> (Vec<Entry>, Vec<LostPart>) {
 }
 
 fn parse_header(rest: &str) -> Option<(u64, String)> {
-    let (ms, session) = rest.split_once(' ')?;
+    let (time, session) = rest.split_once(' ')?;
     if session.is_empty() || session.contains(' ') {
         return None;
     }
-    Some((ms.parse().ok()?, session.to_owned()))
+    let (seconds, micros) = time.split_once('.')?;
+    let seconds: u64 = seconds.parse().ok()?;
+    let micros: u64 = micros.parse().ok()?;
+    let ms = seconds.checked_mul(1000)?.checked_add(micros / 1000)?;
+    Some((ms, session.to_owned()))
 }
 
 fn parse_record(line: &str) -> Option<Record> {
@@ -217,14 +227,10 @@ fn parse_record(line: &str) -> Option<Record> {
         "C" => Record::Commit {
             count: rest.parse().ok()?,
         },
-        "R" => {
-            let (seq, n) = rest.split_once(' ')?;
-            n.parse::<usize>().ok()?;
-            Record::Reserve {
-                seq: seq.parse().ok()?,
-                tests: Vec::new(),
-            }
-        }
+        "R" => Record::Reserve {
+            seq: rest.parse().ok()?,
+            tests: Vec::new(),
+        },
         "A" => Record::Ack {
             items: rest
                 .split(' ')
@@ -269,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_chunk_reads_back_record_by_record() {
-        let text = "@1000 abc\nJ w 1\nR 3 2\nt one\nt two\n@1010 abc\nA 3.1p4 3.2q5\nT def.1.1 def.2.1\nX d\n";
+        let text = "@0.1000000 abc\nJ w 1\nR 3\n t one\n t two\n@0.1010000 abc\nA 3.1p4 3.2q5\nT def.1.1 def.2.1\nX d\n";
         let (entries, lost) = read(text.as_bytes());
         assert!(lost.is_empty(), "{lost:?}");
         let records: Vec<&Record> = entries.iter().map(|e| &e.record).collect();
@@ -313,14 +319,14 @@ mod tests {
     #[test]
     fn garbage_and_cut_chunks_are_lost_parts_never_panics() {
         let inputs: [&[u8]; 8] = [
-            b"R 1 1\nx\n",
+            b"R 1\n x\n",
             b"@nope s\nJ w\n",
-            b"@1 s\nR 1 5\na\nb\n",
-            b"@1 s\nA 1.1p\n",
-            b"@1 s\nZ what\n",
-            b"@1 s\nJ w\nX",
+            b"@0.1000 s\nR 1\n a\n b",
+            b"@0.1000 s\nA 1.1p\n",
+            b"@0.1000 s\nZ what\n",
+            b"@0.1000 s\nJ w\nX",
             b"\xff\xfe\n@\n@ \n",
-            b"@1 s\nA .p1 1.xp 1.1\n",
+            b"@0.1000 s\nA .p1 1.xp 1.1\n",
         ];
         for input in inputs {
             let (_, lost) = read(input);

@@ -253,12 +253,19 @@ fn html_report_of_a_real_build() {
     assert_eq!(processes, names.len());
 }
 
+/// A test id holding markup that would change the page's title if it ever ran.
+const HOSTILE: &str = "pass/</script><script>document.title='pwned'</script>&amp;\"q\"";
+
 #[test]
 fn html_report_of_a_local_run() {
     let scratch = Scratch::new();
     let tests: Vec<String> = (0..12)
         .map(|n| format!("pass/p{n}@{}", 50 + n * 20))
-        .chain(["fail/f".to_owned(), "flaky/x".to_owned()])
+        .chain([
+            "fail/f".to_owned(),
+            "flaky/x".to_owned(),
+            HOSTILE.to_owned(),
+        ])
         .collect();
     let list = scratch.tests(&tests);
     let page = scratch.path("local.html");
@@ -287,7 +294,19 @@ fn html_report_of_a_local_run() {
     let data = data_of(&page);
     assert_eq!(data["summary"]["counts"]["failed"], 1);
     assert_eq!(data["summary"]["counts"]["flaky"], 1);
+    assert!(data["tests"].as_array().unwrap().contains(&HOSTILE.into()));
     let loaded = load(&page, None, None);
+    // Had it run, it would have set the title or left a script element of its own.
+    let title = Element::all(&loaded.dom, "<title").remove(0);
+    assert!(
+        !title.text(&loaded.dom).contains("pwned"),
+        "markup in an id never runs"
+    );
+    assert_eq!(
+        loaded.dom.matches("<script").count(),
+        2,
+        "only the data and the page's script"
+    );
     let lanes = lanes(&loaded);
     assert_eq!(lanes.len(), 3, "a lane per local worker");
     let drawn: u64 = lanes.iter().map(|l| l.number("data-attempts")).sum();

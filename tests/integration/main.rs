@@ -31,6 +31,7 @@ mod redis_load;
 mod retries;
 mod ruby;
 mod status;
+mod timeline;
 mod timings;
 mod tls;
 mod workers;

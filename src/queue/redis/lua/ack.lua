@@ -1,7 +1,9 @@
 -- ACK(results) + RESERVE(k) in one round trip.
 -- ARGV[7] k (as RESERVE's), then one group of five per result: test id, lease, outcome, failure
--- detail (JSON, empty for a pass), the run's duration in ms as the worker measured it (for the
--- timeline's `A` record). Invariants:
+-- detail (JSON, empty for a pass), and the result's item of the timeline's `A` record,
+-- `<seq>.<i><letter><ms>` (the lease's position, the outcome's letter, the run's duration as the
+-- worker measured it), which the script appends as it is unless the run was requeued or
+-- discarded. Invariants:
 --  * Lease fencing: a result whose running entry is no longer there (the test was taken over,
 --    released, or already acknowledged) changes nothing, so a late worker never removes the new
 --    holder's entry and never adds an outcome.
@@ -22,8 +24,7 @@ end
 
 local results, entries = {}, {}
 for i = 8, #ARGV, 5 do
-  local result = {test = ARGV[i], outcome = ARGV[i + 2], detail = ARGV[i + 3], lease = ARGV[i + 1],
-    took = ARGV[i + 4]}
+  local result = {test = ARGV[i], outcome = ARGV[i + 2], detail = ARGV[i + 3], item = ARGV[i + 4]}
   results[#results + 1] = result
   entries[#entries + 1] = lease_entry(ARGV[i + 1], ARGV[i])
 end
@@ -67,16 +68,14 @@ for j, status in ipairs(decide_all(finals)) do
   end
 end
 
--- The timeline's `A` record: `<seq>.<i>` of each lease, its run's outcome letter (upper case when
--- the lease was gone), and what the worker measured.
-local LETTERS = {passed = 'p', flaky = 'p', failed = 'f', errored = 'e', skipped = 's'}
+-- The timeline's `A` record: a requeued run's letter is `q`, a discarded one's upper case.
 local recorded, acked = {}, {'A'}
 for i, result in ipairs(results) do
   recorded[i] = {result.test, statuses[i]}
-  local letter = LETTERS[result.outcome] or 'e'
-  if statuses[i] == 'requeued' then letter = 'q' end
-  if statuses[i] == 'discarded' then letter = string.upper(letter) end
-  acked[i + 1] = (string.match(result.lease, '^[^.]*%.([^.]*%.[^.]*)') or '0.0') .. letter .. result.took
+  local item = result.item
+  if statuses[i] == 'requeued' then item = string.gsub(item, '%a', 'q', 1) end
+  if statuses[i] == 'discarded' then item = string.gsub(item, '%a', string.upper, 1) end
+  acked[i + 1] = item
 end
 if #results > 0 then record(table.concat(acked, ' ')) end
 local reply = reservation(reserve(ARGV[7], ctx), ctx)

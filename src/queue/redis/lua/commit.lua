@@ -27,5 +27,5 @@ redis.call('HSET', KEYS[2], 'total', ARGV[4], 'max-requeues', ARGV[5], 'requeue-
 redis.call('ZADD', KEYS[5], '+inf', '')
 for _, key in ipairs({KEYS[2], KEYS[3], KEYS[5]}) do redis.call('PEXPIRE', key, ARGV[3]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-timeline_append(KEYS[7], ARGV[10], now, 'C ' .. ARGV[4], ARGV[3])
+timeline_append(KEYS[7], ARGV[10], 'C ' .. ARGV[4], ARGV[3])
 return 1

@@ -15,7 +15,8 @@ local mine = 'setup:' .. ARGV[1] .. ':' .. ARGV[2]
 local current = redis.call('GET', KEYS[1])
 local function record(line)
   if ARGV[6] == '1' then line = 'D\n' .. line end
-  timeline_append(KEYS[5], ARGV[4], now_ms(), line, ARGV[5])
+  now_ms()
+  timeline_append(KEYS[5], ARGV[4], line, ARGV[5])
 end
 if not current then
   if redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then return cjson.encode({role = 'lost'}) end

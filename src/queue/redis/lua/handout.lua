@@ -235,9 +235,9 @@ local function reserve(want, ctx)
   end
   if #adds > 0 then
     redis.call('ZADD', K.running, unpack(adds))
-    local line = {'R ' .. SEQ .. ' ' .. #out}
-    for i, item in ipairs(out) do line[i + 1] = item[1] end
-    record(table.concat(line, '\n'))
+    local ids = {}
+    for i, item in ipairs(out) do ids[i] = item[1] end
+    record('R ' .. SEQ .. '\n ' .. table.concat(ids, '\n '))
   end
   if #deferred > 0 then
     -- Back at the head, in the order they were popped.

@@ -11,5 +11,5 @@ each_live_session(KEYS[1], now, tonumber(ARGV[4]), function(session, worker)
 end)
 redis.call('HSET', KEYS[1], ARGV[1], now .. ':' .. ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-timeline_append(KEYS[2], ARGV[1], now, 'J ' .. string.gsub(ARGV[2], '[\r\n]', ' '), ARGV[3])
+timeline_append(KEYS[2], ARGV[1], 'J ' .. string.gsub(ARGV[2], '[\r\n]', ' '), ARGV[3])
 return twins

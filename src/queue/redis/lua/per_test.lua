@@ -98,12 +98,11 @@ end
 -- in one APPEND under one `@<ms> <session>` header by `close`, as long as the timeline is under
 -- the bound in meta's `timeline-cap` (the constant unless a test lowers it). The call that
 -- finds it past the bound adds `!` and sets the bound to 0: nothing more is appended.
-local SID = string.sub(SESSION, 1, 12)
 local records, record_at, record_cap = {}, nil, TIMELINE_CAP
 local function record(line) records[#records + 1] = line end
 local function append_records()
   if #records == 0 or not record_at or record_cap == 0 then return end
-  local header = '@' .. record_at .. ' ' .. SID .. '\n'
+  local header = timeline_header(SESSION)
   local length = redis.call('APPEND', K.timeline, header .. table.concat(records, '\n') .. '\n')
   wrote(K.timeline, 't')
   if length > record_cap then

@@ -12,7 +12,7 @@ local now = now_ms()
 if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], 'left:' .. now .. ':' .. ARGV[3])
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then timeline_append(KEYS[3], ARGV[2], now, 'X ' .. ARGV[4]) end
+if redis.call('EXISTS', KEYS[3]) == 1 then timeline_append(KEYS[3], ARGV[2], 'X ' .. ARGV[4]) end
 if ARGV[1] == '' or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1], unpack(KEYS, 4))
 return 1

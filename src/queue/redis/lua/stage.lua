@@ -12,7 +12,10 @@ local position = tonumber(ARGV[2])
 local count = #ARGV - 6
 local length = redis.call('LLEN', KEYS[2])
 if length == position then
-  if position == 0 then timeline_append(KEYS[3], ARGV[5], now_ms(), 'S ' .. ARGV[6], ARGV[4]) end
+  if position == 0 then
+    now_ms()
+    timeline_append(KEYS[3], ARGV[5], 'S ' .. ARGV[6], ARGV[4])
+  end
   redis.call('RPUSH', KEYS[2], unpack(ARGV, 7))
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])

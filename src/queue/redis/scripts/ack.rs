@@ -8,6 +8,7 @@ use super::reply::stored_id;
 use super::reply::{json, lua_list};
 use super::step::Step;
 use crate::outcome::{FailureDetail, Outcome};
+use crate::timeline::record::outcome_letter;
 use crate::queue::{QueueError, Recorded, Want};
 use crate::test_id::TestId;
 
@@ -75,7 +76,7 @@ impl Step for Acknowledge<'_> {
                 })
                 .unwrap_or_default()
             });
-            args.push(result.duration.as_millis().to_string());
+            args.push(acked_item(&ack.lease.0, result.outcome, result.duration));
         }
         args
     }
@@ -102,10 +103,33 @@ impl Step for Acknowledge<'_> {
     }
 }
 
+/// A result's item of the timeline's `A` record, `<seq>.<i><letter><ms>`: the lease's position
+/// (a lease is `<session>.<seq>.<i>.<hand-out ms>`: the part between the session's prefix and
+/// the hand-out time), the outcome's letter and the duration the worker measured.
+fn acked_item(lease: &str, outcome: Outcome, took: std::time::Duration) -> String {
+    let mut parts = lease.split('.').skip(1);
+    let position = match (parts.next(), parts.next()) {
+        (Some(seq), Some(index)) => format!("{seq}.{index}"),
+        _ => "0.0".to_owned(),
+    };
+    format!("{position}{}{}", outcome_letter(outcome), took.as_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::queue::Reservation;
+
+    #[test]
+    fn an_acked_item_names_the_lease_without_its_hand_out_time() {
+        let took = std::time::Duration::from_millis(12);
+        assert_eq!(
+            acked_item("abcdef123456.7.3.1796687779485", Outcome::Passed, took),
+            "7.3p12"
+        );
+        assert_eq!(acked_item("abcdef123456.7.3", Outcome::Failed, took), "7.3f12");
+        assert_eq!(acked_item("garbage", Outcome::Passed, took), "0.0p12");
+    }
 
     fn reply(json: &str) -> Result<Acked, QueueError> {
         Acknowledge::reply(Value::BulkString(json.as_bytes().to_vec()))
