@@ -354,7 +354,7 @@ fn commit_is_rejected_after_another_worker_took_the_lock() {
         stage
             .key("s")
             .key("q1")
-            .key("timeline")
+            .key("tl")
             .arg("setup:g1:a")
             .arg(0)
             .arg(1000)
@@ -380,7 +380,7 @@ fn commit_is_rejected_after_another_worker_took_the_lock() {
             .key("aborted")
             .key("r1")
             .key("results")
-            .key("timeline")
+            .key("tl")
             .arg(setup)
             .arg(ready)
             .arg(60_000)
@@ -407,6 +407,10 @@ fn commit_is_rejected_after_another_worker_took_the_lock() {
     assert_eq!(invoke(&mut conn, "setup:g1:a", "ready:g1"), 1);
     let state: String = conn.get("s").unwrap();
     assert_eq!(state, "ready:g1");
+    // The timeline holds one staging and one commit: re-sent calls record nothing again.
+    let timeline: String = conn.get("tl").unwrap();
+    let records: Vec<&str> = timeline.lines().filter(|l| !l.starts_with('@')).collect();
+    assert_eq!(records, ["S 2", "C 2"], "{timeline}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,6 +61,11 @@ fn a_build_with_a_killed_worker_reads_back_as_its_timeline() {
     }
     let timeline = read(&server, build);
     assert!(timeline.lost.is_empty(), "{:?}", timeline.lost);
+    let ttl: i64 = server
+        .conn()
+        .pttl(BuildKeys::new("", build).timeline())
+        .unwrap();
+    assert!(ttl > 0, "the timeline has no TTL ({ttl})");
 
     let lanes: BTreeMap<&str, usize> = timeline
         .workers

@@ -69,15 +69,15 @@ for j, status in ipairs(decide_all(finals)) do
 end
 
 -- The timeline's `A` record: a requeued run's letter is `q`, a discarded one's upper case.
-local recorded, acked = {}, {'A'}
+local recorded, acked = {}, 'A'
 for i, result in ipairs(results) do
   recorded[i] = {result.test, statuses[i]}
   local item = result.item
   if statuses[i] == 'requeued' then item = string.gsub(item, '%a', 'q', 1) end
   if statuses[i] == 'discarded' then item = string.gsub(item, '%a', string.upper, 1) end
-  acked[i + 1] = item
+  acked = acked .. ' ' .. item
 end
-if #results > 0 then record(table.concat(acked, ' ')) end
+if #results > 0 then record(acked) end
 local reply = reservation(reserve(ARGV[7], ctx), ctx)
 reply.recorded = recorded
 return close(cjson.encode(reply), true)

@@ -235,9 +235,13 @@ local function reserve(want, ctx)
   end
   if #adds > 0 then
     redis.call('ZADD', K.running, unpack(adds))
-    local ids = {}
-    for i, item in ipairs(out) do ids[i] = item[1] end
-    record('R ' .. SEQ .. '\n ' .. table.concat(ids, '\n '))
+    if #out == 1 then
+      record('R ' .. SEQ .. '\n ' .. out[1][1])
+    else
+      local ids = {}
+      for i, item in ipairs(out) do ids[i] = item[1] end
+      record('R ' .. SEQ .. '\n ' .. table.concat(ids, '\n '))
+    end
   end
   if #deferred > 0 then
     -- Back at the head, in the order they were popped.

@@ -94,16 +94,18 @@ local function seen(now)
   redis.call('HSET', K.workers, SESSION, now .. ':' .. WORKER)
 end
 
--- The build's timeline (src/timeline/record.rs has the format): this call's records, appended
--- in one APPEND under one `@<ms> <session>` header by `close`, as long as the timeline is under
+-- The build's timeline (src/timeline/record.rs has the format): this call's records (one string:
+-- a table per call costs Lua more), appended in one APPEND under one header by `close`, as long as the timeline is under
 -- the bound in meta's `timeline-cap` (the constant unless a test lowers it). The call that
 -- finds it past the bound adds `!` and sets the bound to 0: nothing more is appended.
-local records, record_at, record_cap = {}, nil, TIMELINE_CAP
-local function record(line) records[#records + 1] = line end
+local records, record_at, record_cap = nil, nil, TIMELINE_CAP
+local function record(line)
+  if records then records = records .. line .. '\n' else records = line .. '\n' end
+end
 local function append_records()
-  if #records == 0 or not record_at or record_cap == 0 then return end
+  if not records or not record_at or record_cap == 0 then return end
   local header = timeline_header(SESSION)
-  local length = redis.call('APPEND', K.timeline, header .. table.concat(records, '\n') .. '\n')
+  local length = redis.call('APPEND', K.timeline, header .. records)
   wrote(K.timeline, 't')
   if length > record_cap then
     redis.call('APPEND', K.timeline, header .. '!\n')
