@@ -40,22 +40,29 @@ PACKAGES = {
     "more-itertools==10.5.0": (["more-itertools==10.5.0"], []),
 }
 CRATES = ["indexmap@2.7.0", "itertools@0.14.0", "semver@1.0.23"]
-VERBOSE = re.compile(r"^(\S.*?) (PASSED|FAILED|SKIPPED|XFAIL|XPASS|ERROR)(?: +\[ *\d+%\])?$")
 NEXTEST = re.compile(r"^\s*(PASS|FAIL|SKIP|SIGSEGV|SIGABRT|TIMEOUT|LEAK)\b.*\] (?:\(\s*\d+/\d+\) )?(\S+) (\S+)$")
 
 
-def pytest_outcomes(text):
-    """Each test's outcome from `pytest -v` lines, as ciq names outcomes."""
-    name = {"PASSED": "passed", "XPASS": "passed", "FAILED": "failed", "SKIPPED": "skipped",
-            "XFAIL": "skipped", "ERROR": "errored"}
+# A pytest plugin for the plain runs: each test's phases and their outcomes, by node id.
+OUTCOME_PLUGIN = """import os
+
+
+def pytest_runtest_logreport(report):
+    with open(os.environ["BENCH_OUTCOMES"], "a") as log:
+        log.write(f"{report.nodeid}\\t{report.outcome}\\n")
+"""
+
+
+def pytest_outcomes(path):
+    """Each test's outcome from the plugin's log, as ciq names outcomes (an xfail is a skip; a
+    failure outside the test's call is compared as a failure, see `same`)."""
     outcomes = {}
-    for line in text.splitlines():
-        match = VERBOSE.match(line)
-        if match:
-            test, word = match[1], match[2]
-            # A test that passed and then errored in teardown has two lines: the error counts.
-            if outcomes.get(test) in (None, "passed"):
-                outcomes[test] = name[word]
+    with open(path) as log:
+        for line in log:
+            test, outcome = line.rstrip("\n").rsplit("\t", 1)
+            rank = {"passed": 0, "skipped": 1, "failed": 2}
+            if rank[outcome] >= rank.get(outcomes.get(test), 0):
+                outcomes[test] = outcome
     return outcomes
 
 
@@ -165,6 +172,8 @@ def python_env(cache):
 
 def bench_pytest(ciq, redis, cache, scratch, repeat, table):
     python, env = python_env(cache)
+    with open(os.path.join(scratch, "bench_outcomes.py"), "w") as plugin:
+        plugin.write(OUTCOME_PLUGIN)
     for spec, (_, pytest_args) in PACKAGES.items():
         name = spec.split("==")[0]
         pytest_args = ["-p", "no:cacheprovider", *pytest_args]
@@ -173,9 +182,11 @@ def bench_pytest(ciq, redis, cache, scratch, repeat, table):
         plain = None
         for rep in range(repeat):
             tag = f"{name}-{rep}-{os.getpid()}"
-            seconds, _, out = timed([python, "-m", "pytest", "-v", *pytest_args], suite, env,
-                                    os.path.join(scratch, f"{tag}-plain.log"))
-            outcomes = pytest_outcomes(out)
+            log = os.path.join(scratch, f"{tag}-outcomes.log")
+            seconds, _, _ = timed([python, "-m", "pytest", "-q", "-p", "bench_outcomes", *pytest_args], suite,
+                                  {**env, "BENCH_OUTCOMES": log, "PYTHONPATH": scratch},
+                                  os.path.join(scratch, f"{tag}-plain.log"))
+            outcomes = pytest_outcomes(log)
             if plain is None:
                 plain = outcomes
             same(plain, outcomes, f"{name}: plain pytest, rep {rep}")

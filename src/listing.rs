@@ -1,7 +1,8 @@
 //! Running a list command: a command that prints a suite's tests, run by the elected leader
-//! (and by nextest workers, to learn their binaries), bounded by a timeout, its stdout kept
-//! whole and its stderr bounded. What the output means is the framework's business
-//! ([`crate::frameworks`]); this module only runs the command and words its failures.
+//! (and by nextest workers, to learn their binaries: once per process, [`run_once`]), bounded
+//! by a timeout, its stdout kept whole and its stderr bounded. What the output means is the
+//! framework's business ([`crate::frameworks`]); this module only runs the command and words
+//! its failures.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
