@@ -87,16 +87,16 @@ def junit_outcomes(path):
     return outcomes
 
 
-def same(plain, ciq, what):
-    """Exits unless `ciq` has `plain`'s tests with the same outcomes (an error in ciq is an
-    error in pytest too: compared as failed-or-errored)."""
+def differences(plain, ciq):
+    """How `ciq`'s outcomes differ from `plain`'s (an error in ciq is an error in pytest too:
+    compared as failed-or-errored): None when they are the same, test by test."""
     norm = lambda o: "failed" if o == "errored" else o  # noqa: E731
-    if {t: norm(o) for t, o in plain.items()} != {t: norm(o) for t, o in ciq.items()}:
-        only_plain = sorted(set(plain) - set(ciq))[:5]
-        only_ciq = sorted(set(ciq) - set(plain))[:5]
-        differ = [(t, plain[t], ciq[t]) for t in sorted(set(plain) & set(ciq)) if norm(plain[t]) != norm(ciq[t])][:5]
-        sys.exit(f"{what}: outcomes differ from the plain run ({len(plain)} vs {len(ciq)} tests)\n"
-                 f"  only plain: {only_plain}\n  only ciq: {only_ciq}\n  differ: {differ}")
+    if {t: norm(o) for t, o in plain.items()} == {t: norm(o) for t, o in ciq.items()}:
+        return None
+    only_plain = sorted(set(plain) - set(ciq))[:3]
+    only_ciq = sorted(set(ciq) - set(plain))[:3]
+    differ = [f"{t} {plain[t]} / {ciq[t]}" for t in sorted(set(plain) & set(ciq)) if norm(plain[t]) != norm(ciq[t])][:3]
+    return f"{len(plain)} vs {len(ciq)} tests; only plain {only_plain}, only ciq {only_ciq}, differ {differ}"
 
 
 class Runs:
@@ -105,6 +105,14 @@ class Runs:
     def __init__(self):
         self.times = {}
         self.split = {}
+        self.differ = []
+
+    def check(self, plain, outcomes, what):
+        """Notes `what` (a run) when its outcomes differ from the first plain run's."""
+        differ = differences(plain, outcomes)
+        if differ:
+            self.differ.append(f"{what}: {differ}")
+            print(f"  outcomes differ, {what}: {differ}", flush=True)
 
     def add(self, mode, seconds, split=None):
         self.times.setdefault(mode, []).append(seconds)
@@ -170,12 +178,14 @@ def python_env(cache):
                     "PATH": os.path.dirname(python) + os.pathsep + os.environ["PATH"]}
 
 
-def bench_pytest(ciq, redis, cache, scratch, repeat, table):
+def bench_pytest(ciq, redis, cache, scratch, repeat, table, suites):
     python, env = python_env(cache)
     with open(os.path.join(scratch, "bench_outcomes.py"), "w") as plugin:
         plugin.write(OUTCOME_PLUGIN)
     for spec, (_, pytest_args) in PACKAGES.items():
         name = spec.split("==")[0]
+        if suites and name not in suites:
+            continue
         pytest_args = ["-p", "no:cacheprovider", *pytest_args]
         suite = fetch_sdist(spec, cache)
         runs = Runs()
@@ -189,22 +199,26 @@ def bench_pytest(ciq, redis, cache, scratch, repeat, table):
             outcomes = pytest_outcomes(log)
             if plain is None:
                 plain = outcomes
-            same(plain, outcomes, f"{name}: plain pytest, rep {rep}")
+            runs.check(plain, outcomes, f"{name}: plain pytest, rep {rep}")
             runs.add("plain", seconds)
             junit = os.path.join(scratch, f"{tag}-local.xml")
             seconds, code, out = timed([ciq, "run", "-j", "2", "--max-requeues", "0", "--junit", junit, "pytest", "--", *pytest_args],
                                        suite, env, os.path.join(scratch, f"{tag}-local.log"))
             if code not in (0, 1):
                 sys.exit(f"{name}: ciq run -j 2 pytest exited {code}\n{out[-3000:]}")
-            same(plain, junit_outcomes(junit), f"{name}: ciq -j 2, rep {rep}")
+            runs.check(plain, junit_outcomes(junit), f"{name}: ciq -j 2, rep {rep}")
             runs.add("local", seconds)
             for build in ("first", "history"):
                 seconds, outcomes, split = redis_build(ciq, redis, suite, env, scratch, f"{tag}-{build}",
                                                        tag, 2, ["pytest", "--", *pytest_args])
-                same(plain, outcomes, f"{name}: Redis build ({build}), rep {rep}")
+                runs.check(plain, outcomes, f"{name}: Redis build ({build}), rep {rep}")
                 runs.add(build, seconds, split)
         table.append(pytest_row(spec, len(plain), runs))
         print(table[-1], flush=True)
+
+
+def differed(runs):
+    return "".join(f"\n    outcomes differ, {what}" for what in runs.differ)
 
 
 def pytest_row(spec, tests, runs):
@@ -213,12 +227,15 @@ def pytest_row(spec, tests, runs):
     return (f"{spec} ({tests} tests): plain {plain:.1f} s, ciq -j 2 {local:.1f} s ({local / plain:.2f}x plain), "
             f"Redis 2 workers {first:.1f} s ({first / local:.2f}x local), with history {history:.1f} s "
             f"({history / first:.2f}x the first build; {history / local:.2f}x local)\n"
-            f"    tests per worker, first builds: {splits('first')}; with history: {splits('history')}")
+            f"    tests per worker, first builds: {splits('first')}; with history: {splits('history')}"
+            + differed(runs))
 
 
-def bench_nextest(ciq, redis, cache, scratch, repeat, table):
+def bench_nextest(ciq, redis, cache, scratch, repeat, table, suites):
     for spec in CRATES:
         name, version = spec.split("@")
+        if suites and name not in suites:
+            continue
         crate = fetch_crate(name, version, cache)
         env = {**os.environ, "CARGO_TARGET_DIR": os.path.join(cache, "target", spec)}
         subprocess.run(["cargo", "nextest", "run", "--no-run"], cwd=crate, env=env, check=True,
@@ -232,27 +249,27 @@ def bench_nextest(ciq, redis, cache, scratch, repeat, table):
             outcomes = nextest_outcomes(out)
             if plain is None:
                 plain = outcomes
-            same(plain, outcomes, f"{spec}: cargo nextest run, rep {rep}")
+            runs.check(plain, outcomes, f"{spec}: cargo nextest run, rep {rep}")
             runs.add("plain", seconds)
             junit = os.path.join(scratch, f"{tag}-local.xml")
             seconds, code, out = timed([ciq, "run", "-j", "2", "--max-requeues", "0", "--junit", junit, "nextest"],
                                        crate, env, os.path.join(scratch, f"{tag}-local.log"))
             if code not in (0, 1):
                 sys.exit(f"{spec}: ciq run -j 2 nextest exited {code}\n{out[-3000:]}")
-            same(plain, junit_outcomes(junit), f"{spec}: ciq -j 2, rep {rep}")
+            runs.check(plain, junit_outcomes(junit), f"{spec}: ciq -j 2, rep {rep}")
             runs.add("local", seconds)
             seconds, outcomes, split = redis_build(ciq, redis, crate, env, scratch, f"{tag}-redis", tag, 2, ["nextest"])
-            same(plain, outcomes, f"{spec}: Redis build, rep {rep}")
+            runs.check(plain, outcomes, f"{spec}: Redis build, rep {rep}")
             runs.add("redis", seconds, split)
         plain_s, local, through = (runs.median(m) for m in ("plain", "local", "redis"))
         splits = " ".join("/".join(map(str, s)) for s in runs.split["redis"])
         table.append(f"{spec} ({len(plain)} tests): cargo nextest run {plain_s:.2f} s, ciq -j 2 {local:.2f} s "
                      f"({local / plain_s:.2f}x), Redis 2 workers {through:.2f} s ({through / plain_s:.2f}x)\n"
-                     f"    tests per worker, Redis builds: {splits}")
+                     f"    tests per worker, Redis builds: {splits}" + differed(runs))
         print(table[-1], flush=True)
 
 
-def bench_trivial(ciq, redis, cache, scratch, repeat, table):
+def bench_trivial(ciq, redis, cache, scratch, repeat, table, _suites):
     _, env = python_env(cache)
     suite = os.path.join(scratch, "trivial")
     os.makedirs(suite)
@@ -276,6 +293,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="interleaved reps per suite; medians are printed")
     parser.add_argument("--only", nargs="+", choices=["pytest", "nextest", "trivial"],
                         default=["pytest", "nextest", "trivial"])
+    parser.add_argument("--suites", nargs="+", help="only these of the suites (attrs, indexmap...)")
     parser.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "ciq-bench"),
                         help="where downloads, the venv and crate builds are kept between runs")
     args = parser.parse_args()
@@ -288,11 +306,12 @@ def main():
         try:
             for part in args.only:
                 {"pytest": bench_pytest, "nextest": bench_nextest, "trivial": bench_trivial}[part](
-                    ciq, redis, args.cache, scratch, args.repeat, table)
+                    ciq, redis, args.cache, scratch, args.repeat, table, args.suites)
         finally:
             redis.stop()
     print(f"load after: {load()}")
-    print(f"\nmedians of {args.repeat} interleaved reps; outcomes equal to the plain runs, test by test, in every run")
+    print(f"\nmedians of {args.repeat} interleaved reps; outcomes equal to the plain runs, test by test,"
+          " in every run unless said")
     print("\n".join(table))
 
 
