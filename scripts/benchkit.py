@@ -1,9 +1,12 @@
 """What the benchmarks share: a redis-server of their own on a free port, and the ciq binary."""
+import json
 import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,6 +17,51 @@ def ciq_binary(given):
         return given
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     return os.path.join(ROOT, "target", "release", "ciq")
+
+
+def fetch_sdist(spec, cache):
+    """The unpacked sdist of `spec` (`name==version`) from PyPI, kept in `cache`: its directory."""
+    name, version = spec.split("==")
+    request = urllib.request.Request(f"https://pypi.org/simple/{name}/",
+                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request) as answer:
+        files = json.load(answer)["files"]
+    stem = f"{name.replace('-', '_')}-{version}.tar.gz".lower()
+    sdist = next(f for f in files if f["filename"].lower().replace("-", "_", f["filename"].count("-") - 1) == stem)
+    return _unpacked(sdist["url"], os.path.join(cache, sdist["filename"]), cache, ".tar.gz")
+
+
+def fetch_crate(name, version, cache):
+    """The unpacked source of crate `name` `version` from crates.io, kept in `cache`."""
+    return _unpacked(f"https://static.crates.io/crates/{name}/{name}-{version}.crate",
+                     os.path.join(cache, f"{name}-{version}.crate"), cache, ".crate")
+
+
+def _unpacked(url, archive, cache, suffix):
+    if not os.path.exists(archive):
+        urllib.request.urlretrieve(url, archive + ".part")
+        os.replace(archive + ".part", archive)
+    directory = archive[: -len(suffix)]
+    if not os.path.isdir(directory):
+        with tarfile.open(archive) as tar:
+            tar.extractall(cache, filter="data")
+    return directory
+
+
+def venv(cache, requirements, local=()):
+    """A venv in `cache` with `requirements` from PyPI and the `local` project directories
+    installed: its python. Made again when the list changes."""
+    wanted = "\n".join(sorted(requirements) + [os.path.abspath(p) for p in local])
+    home = os.path.join(cache, "venv")
+    stamp = os.path.join(home, "ciq-bench-requirements")
+    python = os.path.join(home, "bin", "python")
+    if os.path.exists(stamp) and open(stamp).read() == wanted:
+        return python
+    subprocess.run([sys.executable, "-m", "venv", "--clear", home], check=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", *requirements, *local], check=True)
+    with open(stamp, "w") as f:
+        f.write(wanted)
+    return python
 
 
 def free_port():

@@ -110,10 +110,13 @@ impl TestSource {
             TestSource::List(list) => return Ok(list.clone()),
             TestSource::Command { argv, format } => (argv, format),
         };
-        let ran = listing::run(argv, timeout).await;
         let ids = match format {
-            ListFormat::Lines => ran?.stdout_or_failure(Vec::new())?,
-            ListFormat::Framework(reader) => (reader.read)(ran)?,
+            ListFormat::Lines => listing::run(argv, timeout)
+                .await?
+                .stdout_or_failure(Vec::new())?,
+            // A framework's workers in this process may read the same listing to run its
+            // tests: it runs once ([`listing::run_once`]).
+            ListFormat::Framework(reader) => (reader.read)(listing::run_once(argv, timeout).await)?,
         };
         let command = listing::shown(argv);
         Ok(TestList::parse(&ids, &format!("list command `{command}`"))?)

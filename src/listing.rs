@@ -1,11 +1,15 @@
 //! Running a list command: a command that prints a suite's tests, run by the elected leader
-//! (and by nextest workers, to learn their binaries), bounded by a timeout, its stdout kept
-//! whole and its stderr bounded. What the output means is the framework's business
-//! ([`crate::frameworks`]); this module only runs the command and words its failures.
+//! (and by nextest workers, to learn their binaries: once per process, [`run_once`]), bounded
+//! by a timeout, its stdout kept whole and its stderr bounded. What the output means is the
+//! framework's business ([`crate::frameworks`]); this module only runs the command and words
+//! its failures.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::sync::OnceCell;
 
 use crate::process::{self, Capture, Exit, Finished, SpawnError, Spec};
 
@@ -59,7 +63,7 @@ const SIGPIPE_UNDER_PIPEFAIL: i32 = 141;
 const SIGPIPE_HINT: &str = "(hint: exit code 141 is SIGPIPE under `pipefail`: a step of the pipeline wrote on after the next one stopped reading, as `head` does; read the whole output instead, e.g. `sed -n 1,5p` for `head -5`, or let the writer stop early without failing, e.g. `{ seq 100000 || true; } | head -5`)";
 
 /// A list command that ran to its end (successfully or not).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ListRun {
     /// The command, as typed.
     pub command: String,
@@ -174,4 +178,24 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<ListRun, ListingE
         command: shown(argv),
         finished,
     })
+}
+
+/// The list commands this process ran with [`run_once`], by argv.
+type Runs = Mutex<HashMap<Vec<String>, Arc<OnceCell<ListRun>>>>;
+
+static RUNS: LazyLock<Runs> = LazyLock::new(Runs::default);
+
+/// Runs list command `argv` once in this process: later calls with the same argv, and calls
+/// while it runs, get what the first one printed. A framework whose workers list to learn how
+/// to run their tests (nextest: `cargo nextest list` runs every test binary, seconds on a
+/// large workspace) then lists once per ciq process, not once for the leader and again for
+/// each of its workers. A command that could not start is tried again by the next call.
+pub async fn run_once(argv: &[String], timeout: Duration) -> Result<ListRun, ListingError> {
+    let cell = {
+        let mut runs = RUNS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(runs.entry(argv.to_vec()).or_default())
+    };
+    cell.get_or_try_init(|| run(argv, timeout)).await.cloned()
 }

@@ -85,7 +85,7 @@ fn list_argv(args: &[String]) -> Vec<String> {
 
 /// Runs the listing command `argv` (from [`list_argv`]) and parses what it prints.
 async fn list(argv: &[String], timeout: Duration) -> Result<Listing, ListingError> {
-    read(listing::run(argv, timeout).await?)
+    read(listing::run_once(argv, timeout).await?)
 }
 
 /// Parses what the listing command printed; a failure names the lines that say why, with a

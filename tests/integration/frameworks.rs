@@ -298,6 +298,87 @@ fn nextest_adapter_counts_equal_cargo_nextest() {
     );
 }
 
+/// A ciq process lists a nextest suite once: `cargo nextest list` runs every test binary, so
+/// listing again for each worker (the leader's listing, then each local worker's, to learn its
+/// binaries) cost `ciq run -j 2 nextest` seconds against `cargo nextest run` on a real crate.
+/// A `cargo` ahead on PATH counts the listings, locally with 2 workers and for a Redis leader.
+#[test]
+fn a_ciq_process_lists_a_nextest_suite_once() {
+    let project = fixture("nextest_project");
+    let scratch = Scratch::new();
+    let shims = scratch.path("shims");
+    std::fs::create_dir(&shims).unwrap();
+    let log = scratch.path("listings.log");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    std::fs::write(
+        shims.join("cargo"),
+        format!(
+            "#!/bin/sh\nif [ \"$1 $2\" = 'nextest list' ]; then echo listed >> '{}'; fi\nexec '{cargo}' \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(shims.join("cargo"))
+        .status()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let target = scratch.path("target");
+    let target = target.to_string_lossy();
+    let env = [
+        ("PATH", path.as_str()),
+        ("CARGO_TARGET_DIR", target.as_ref()),
+    ];
+    let listings = || {
+        let count = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        std::fs::remove_file(&log).unwrap_or_default();
+        count
+    };
+    let local = Proc::spawn_in(
+        "local",
+        &scratch,
+        &strings(&["run", "-j", "2", "nextest"]),
+        &env,
+        &project,
+    )
+    .wait(LONG);
+    assert!(
+        local
+            .stdout
+            .contains("7 tests: 5 passed, 1 skipped, 1 failed"),
+        "{}",
+        local.both()
+    );
+    assert_eq!(listings(), 1, "local mode, 2 workers: {}", local.both());
+    let server = RedisServer::start();
+    let mut args = strings(&[
+        "run",
+        "--queue",
+        &server.url(),
+        "--build",
+        "once",
+        "--worker",
+        "w1",
+    ]);
+    args.push("nextest".to_owned());
+    let leader = Proc::spawn_in("leader", &scratch, &args, &env, &project).wait(LONG);
+    assert_eq!(
+        leader.code,
+        Some(ExitCode::TestsFailed.code()),
+        "{}",
+        leader.both()
+    );
+    assert_eq!(listings(), 1, "a Redis leader: {}", leader.both());
+}
+
 /// Writes a pytest project of `files` x `tests` passing tests whose pytest.ini has `addopts`.
 fn pytest_project(dir: &Path, addopts: &str, files: usize, tests: usize) {
     std::fs::write(
@@ -859,6 +940,55 @@ fn persistent_pytest_collects_once_per_worker() {
     assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
     assert_each_ran_once(dir.dir.path(), "Redis");
     assert_eq!(collections(dir.dir.path()), 2, "Redis: one per worker");
+}
+
+/// Issue 23: on 1,000 trivial pytest tests with 4 workers started together, one worker used to
+/// run all of them (the others started pytest only once the queue was filled, then found it
+/// drained). Followers start their framework while the leader lists and batches are a fair
+/// share of what is left, so every worker runs some.
+#[test]
+fn four_workers_on_a_thousand_trivial_tests_each_run_some() {
+    require_pytest();
+    let server = RedisServer::start();
+    let scratch = Scratch::new();
+    let files: Vec<(String, String)> = (0..20)
+        .map(|file| {
+            let tests: String = (0..50)
+                .map(|n| format!("def test_{n:02}():\n    assert {n} + 1 == {}\n\n\n", n + 1))
+                .collect();
+            (format!("test_{file:02}.py"), tests)
+        })
+        .collect();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(f, s)| (f.as_str(), s.as_str()))
+        .collect();
+    pytest_suite(&scratch, &files);
+    let build = "thousand";
+    let workers: Vec<(String, Proc)> = ["w1", "w2", "w3", "w4"]
+        .iter()
+        .map(|name| {
+            let worker = pytest_worker(&server, &scratch, build, name, &[]);
+            ((*name).to_owned(), worker)
+        })
+        .collect();
+    let mut total = 0;
+    for (name, worker) in workers {
+        let out = worker.wait(LONG);
+        assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
+        let mark = format!("{name}: ");
+        let ran = out
+            .stderr
+            .lines()
+            .filter(|line| {
+                line.split_once(&mark)
+                    .is_some_and(|(status, _)| status.trim_start().starts_with("PASS"))
+            })
+            .count();
+        assert!(ran > 0, "{name} ran no test:\n{}", out.both());
+        total += ran;
+    }
+    assert_eq!(total, 1000, "each test ran once");
 }
 
 /// Regression (a hostile probe): in persistent mode every worker's pytest collects the suite,
