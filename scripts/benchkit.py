@@ -12,9 +12,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ciq_binary(given):
-    """`given`, or this checkout built in release mode."""
+    """`given` (as an absolute path: benchmarks run it from scratch directories), or this checkout
+    built in release mode."""
     if given:
-        return given
+        return os.path.abspath(given)
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     return os.path.join(ROOT, "target", "release", "ciq")
 
