@@ -21,7 +21,6 @@ use crate::junit::write::JunitReport;
 use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
 use crate::queue::redis::Retrying;
-use crate::queue::redis::history::{self, Recent};
 use crate::queue::redis::supervisor::{
     Ending, Measured, ReportSettings, Status, Supervisor, Until,
 };
@@ -64,19 +63,34 @@ pub async fn report(args: ReportArgs) -> Result<ExitCode, Failed> {
     // A grind's copies are not builds of the suite, nor is a build of no test: the history
     // would count them as builds where every test kept quiet.
     let history = if grind.is_none() && !matches!(ending, Ending::NothingToRetry { .. }) {
-        let recent = supervisor.history(&summary).await;
-        history_marks(recent, &supervisor.settings().build, &summary, &quarantine)
+        // A history that cannot be updated is a warning: it never changes a verdict.
+        let marked = supervisor.history(&summary, &quarantine).await;
+        marked.unwrap_or_else(|err| {
+            crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
+            HistoryMarks::default()
+        })
     } else {
         HistoryMarks::default()
     };
     progress.finish();
     say_why_it_ended(&ending, supervisor.settings(), &summary);
+    let joined = supervisor.joined(&ending, |workers, at_most| {
+        crate::say!(
+            "ciq report: waiting (at most {}) for {workers} worker(s) still comparing their test list with the build's: another list makes the build red",
+            crate::human::duration(at_most)
+        );
+    });
     let Measured {
         mismatches,
         generation,
         slower,
         ..
-    } = joined(&supervisor, &ending).await;
+    } = joined.await.unwrap_or_else(|err| {
+        crate::say!(
+            "ciq report: warning: cannot read what the workers recorded after the build: {err}"
+        );
+        Measured::default()
+    });
     let findings = Findings::compose(summary, &quarantine, history, mismatches);
     match &grind {
         Some(limits) => grind_ending(&supervisor, &findings, &outputs, limits, generation).await,
@@ -113,29 +127,6 @@ async fn follow(settings: ReportSettings) -> Result<Supervisor, Failed> {
         _ => {}
     }
     Ok(supervisor)
-}
-
-/// What the workers recorded as they joined, read once the live ones did: the verdict's last
-/// input (a worker still comparing its list with the build's). A report that timed out does
-/// not wait for workers still running.
-async fn joined(supervisor: &Supervisor, ending: &Ending) -> Measured {
-    if *ending == Ending::TimedOut {
-        return Measured::default();
-    }
-    let joined = supervisor
-        .settle(Until::Joined, false, |workers, at_most| {
-            crate::say!(
-                "ciq report: waiting (at most {}) for {workers} worker(s) still comparing their test list with the build's: another list makes the build red",
-                crate::human::duration(at_most)
-            );
-        })
-        .await;
-    joined.unwrap_or_else(|err| {
-        crate::say!(
-            "ciq report: warning: cannot read what the workers recorded after the build: {err}"
-        );
-        Measured::default()
-    })
 }
 
 /// A build's ending: the verdict printed at once, then the outputs that still need the
@@ -636,33 +627,5 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-    }
-}
-
-/// Marks the failures of tests that were flaky in other recent builds and names the
-/// quarantined tests that stopped failing, from the namespace's history as the report recorded
-/// and read it. A history that cannot be updated is a warning: it never changes a verdict.
-fn history_marks(
-    recent: Result<Recent, QueueError>,
-    build: &str,
-    summary: &Summary,
-    quarantine: &Quarantine,
-) -> HistoryMarks {
-    let recent = match recent {
-        Ok(recent) => recent,
-        Err(err) => {
-            crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
-            return HistoryMarks::default();
-        }
-    };
-    let failing = summary
-        .failing
-        .iter()
-        .map(|listed| &listed.id)
-        .filter(|id| !quarantine.contains(id));
-    HistoryMarks {
-        flaky_elsewhere: history::marks(&recent.builds, &recent.events, build, failing),
-        ready_to_leave: history::quiet(&recent.builds, &recent.events, quarantine.ids()),
-        window: history::QUIET_BUILDS,
     }
 }

@@ -60,16 +60,6 @@ pub struct TestHistory {
 /// Each test with an event, and its events (build, what happened).
 pub type Events = HashMap<String, Vec<(String, Event)>>;
 
-/// A namespace's recent builds and each test's events in them, read once: what the report marks
-/// a build's failures ([`marks`]) and its quarantined tests ([`quiet`]) from.
-#[derive(Debug)]
-pub struct Recent {
-    /// The builds in the window, oldest first.
-    pub builds: Vec<String>,
-    /// Each test's events in them.
-    pub events: Events,
-}
-
 /// A namespace's history.
 pub struct History<'a> {
     conn: &'a RedisConn,

@@ -17,13 +17,14 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use crate::outcome::Outcome;
+use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::election::{STATE_GONE_RESULTS_LEFT, write_abort};
 use crate::queue::redis::estimates::Estimates;
-use crate::queue::redis::history::{History, Recent};
+use crate::queue::redis::history::{self, History};
 use crate::queue::redis::job_retry::{Retrying, reopen_for_report};
 use crate::queue::redis::keys::{BuildKeys, meta};
 use crate::queue::redis::liveness::Liveness;
@@ -33,7 +34,7 @@ use crate::queue::redis::scripts::progress::ReadProgress;
 use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
 use crate::queue::redis::timeline::read_timeline;
-use crate::report::{Summary, TestRecord};
+use crate::report::{HistoryMarks, Summary, TestRecord};
 use crate::test_id::{TestId, grind_base};
 use crate::timeline::Timeline;
 use crate::timings::Slower;
@@ -171,15 +172,43 @@ impl Supervisor {
         }
     }
 
-    /// Records the build in its namespace's flakiness history, then reads the recent builds
-    /// back: what the report marks the failures and the quarantined tests from.
-    pub async fn history(&self, summary: &Summary) -> Result<Recent, QueueError> {
+    /// Records the build in its namespace's flakiness history, then marks the failures of
+    /// tests that were flaky in other recent builds and names the quarantined tests that
+    /// stopped failing.
+    pub async fn history(
+        &self,
+        summary: &Summary,
+        quarantine: &Quarantine,
+    ) -> Result<HistoryMarks, QueueError> {
+        let build = &self.settings.build;
         let history = History::new(&self.conn, &self.settings.namespace);
-        history.record(&self.settings.build, summary).await?;
-        Ok(Recent {
-            builds: history.builds().await?,
-            events: history.all().await?,
+        history.record(build, summary).await?;
+        let builds = history.builds().await?;
+        let all = history.all().await?;
+        let failing = summary
+            .failing
+            .iter()
+            .map(|listed| &listed.id)
+            .filter(|id| !quarantine.contains(id));
+        Ok(HistoryMarks {
+            flaky_elsewhere: history::marks(&builds, &all, build, failing),
+            ready_to_leave: history::quiet(&builds, &all, quarantine.ids()),
+            window: history::QUIET_BUILDS,
         })
+    }
+
+    /// What the workers recorded as they joined, read once the live ones did (see
+    /// [`Until::Joined`]): the verdict's last input. A report that timed out does not wait for
+    /// workers still running, and reads nothing more.
+    pub async fn joined(
+        &self,
+        ending: &Ending,
+        waiting: impl FnMut(u64, Duration),
+    ) -> Result<Measured, QueueError> {
+        if *ending == Ending::TimedOut {
+            return Ok(Measured::default());
+        }
+        self.settle(Until::Joined, false, waiting).await
     }
 
     /// How the build's leader ordered `generation`'s queue (`--order`, with its seed).
