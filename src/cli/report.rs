@@ -59,7 +59,7 @@ pub async fn report(args: ReportArgs) -> Result<ExitCode, Failed> {
     let (summary, ending) = supervisor
         .supervise(|status| progress.show(status))
         .await
-        .map_err(|err| for_build(err, supervisor.settings()))?;
+        .map_err(|err| for_build(err, &supervisor.settings().build))?;
     // A grind's copies are not builds of the suite, nor is a build of no test: the history
     // would count them as builds where every test kept quiet.
     let history = if grind.is_none() && !matches!(ending, Ending::NothingToRetry { .. }) {
@@ -99,15 +99,15 @@ pub async fn report(args: ReportArgs) -> Result<ExitCode, Failed> {
 }
 
 /// A queue error of the report, naming the build it followed.
-fn for_build(err: QueueError, settings: &ReportSettings) -> Failed {
-    Failed::from(err).context(format!("report for build `{}`", settings.build))
+fn for_build(err: QueueError, build: &str) -> Failed {
+    Failed::from(err).context(format!("report for build `{build}`"))
 }
 
 /// The report's one connection to its build. The report of a job retry re-opens the finished
 /// build's failed tests when it comes before the retried workers; a build aborted for everyone
 /// is retried as a build of its own, which the report then follows.
 async fn follow(settings: ReportSettings) -> Result<Supervisor, Failed> {
-    let asked = settings.clone();
+    let asked = settings.build.clone();
     let mut supervisor = Supervisor::open(settings)
         .await
         .map_err(|err| for_build(err, &asked))?;
@@ -117,12 +117,10 @@ async fn follow(settings: ReportSettings) -> Result<Supervisor, Failed> {
         .map_err(|err| for_build(err, &asked))?;
     match reopened {
         Some(Retrying::Reopened { round, tests }) if tests > 0 => crate::say!(
-            "ciq report: retry `{round}` of build `{}`: its {tests} failed test(s) run again",
-            asked.build
+            "ciq report: retry `{round}` of build `{asked}`: its {tests} failed test(s) run again"
         ),
         Some(Retrying::Aborted { round, fresh }) => crate::say!(
-            "ciq report: build `{}` was aborted, so retry `{round}` is build `{fresh}`",
-            asked.build
+            "ciq report: build `{asked}` was aborted, so retry `{round}` is build `{fresh}`"
         ),
         _ => {}
     }
