@@ -4,7 +4,7 @@
 //! On a terminal the progress is an indicatif bar; in a CI log (no terminal) it is a line when
 //! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -379,20 +379,12 @@ async fn write_pictures(
         .ok()
         .flatten();
     let usual_ms = if outputs.html.is_some() && !timeline.attempts.is_empty() {
-        let ids: HashSet<&str> = timeline.attempts.iter().map(|a| a.test.as_str()).collect();
-        let ids: Vec<TestId> = ids
-            .into_iter()
-            .filter_map(|id| TestId::new(id).ok())
-            .collect();
-        supervisor
-            .usual_ms(&ids, timeline.origin_ms)
-            .await
-            .unwrap_or_else(|err| {
-                crate::say!(
-                    "ciq report: warning: the usual test times are not read (no drift shown): {err}"
-                );
-                HashMap::new()
-            })
+        supervisor.usual_ms(&timeline).await.unwrap_or_else(|err| {
+            crate::say!(
+                "ciq report: warning: the usual test times are not read (no drift shown): {err}"
+            );
+            HashMap::new()
+        })
     } else {
         HashMap::new()
     };
