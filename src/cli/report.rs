@@ -4,7 +4,7 @@
 //! On a terminal the progress is an indicatif bar; in a CI log (no terminal) it is a line when
 //! the phase changes and one every ten seconds, so a stuck build is visible without flooding.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,26 +20,22 @@ use crate::grind;
 use crate::junit::write::JunitReport;
 use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
-use crate::queue::redis::connection::RedisConn;
-use crate::queue::redis::history::{self, History};
-use crate::queue::redis::keys::{BuildKeys, meta};
+use crate::queue::redis::Retrying;
 use crate::queue::redis::supervisor::{
-    Ending, Measured, ReportSettings, Status, Until, each_recorded, heartbeat_timeout_ms, settle,
-    supervise, usual_ms,
+    Ending, Measured, ReportSettings, Status, Supervisor, Until,
 };
-use crate::queue::redis::{Retrying, read_timeline, reopen_for_report};
 use crate::report::ci_pages;
 use crate::report::html;
 use crate::report::json::JsonReport;
 use crate::report::output_file::{self, OutputError, Planned};
-use crate::report::{Findings, HistoryMarks, Summary, Verdict};
+use crate::report::{Findings, HistoryMarks, Summary, TestRecord, Verdict};
 use crate::test_id::TestId;
 use crate::timeline::{AttemptOutcome, Timeline};
 use crate::timings::Slower;
 
 pub async fn report(args: ReportArgs) -> Result<ExitCode, Failed> {
     let ids = ci::detect(|name| std::env::var(name).ok());
-    let paths = Paths {
+    let outputs = Outputs {
         timings: args.timings_out.clone(),
         junit: args.junit.clone(),
         json: args.json.clone(),
@@ -56,132 +52,87 @@ pub async fn report(args: ReportArgs) -> Result<ExitCode, Failed> {
         min_pass_rate: args.grind_min_pass_rate,
         max_p95: args.grind_max_p95,
     });
-    let mut settings = report_settings(args, &ids)?;
-    paths.check()?;
-    reopen_for_retry(&mut settings).await?;
-    let outputs = paths.outputs();
+    let settings = report_settings(args, &ids)?;
+    outputs.check()?;
+    let supervisor = follow(settings).await?;
     let mut progress = Progress::new();
-    let (summary, ending) = supervise(&settings, |status| progress.show(status))
+    let (summary, ending) = supervisor
+        .supervise(|status| progress.show(status))
         .await
-        .map_err(|err| {
-            Failed::from(err).context(format!("report for build `{}`", settings.build))
-        })?;
+        .map_err(|err| for_build(err, &supervisor.settings().build))?;
     // A grind's copies are not builds of the suite, nor is a build of no test: the history
     // would count them as builds where every test kept quiet.
     let history = if grind.is_none() && !matches!(ending, Ending::NothingToRetry { .. }) {
-        with_history(&settings, &summary, &quarantine).await
+        // A history that cannot be updated is a warning: it never changes a verdict.
+        let marked = supervisor.history(&summary, &quarantine).await;
+        marked.unwrap_or_else(|err| {
+            crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
+            HistoryMarks::default()
+        })
     } else {
         HistoryMarks::default()
     };
     progress.finish();
-    say_why_it_ended(&ending, &settings, &summary);
+    say_why_it_ended(&ending, supervisor.settings(), &summary);
+    let joined = supervisor.joined(&ending, |workers, at_most| {
+        crate::say!(
+            "ciq report: waiting (at most {}) for {workers} worker(s) still comparing their test list with the build's: another list makes the build red",
+            crate::human::duration(at_most)
+        );
+    });
     let Measured {
         mismatches,
         generation,
         slower,
         ..
-    } = joined(&settings, &ending).await;
-    let findings = Findings::compose(summary, &quarantine, history, mismatches);
-    match &grind {
-        Some(limits) => grind_ending(&settings, &findings, &outputs, limits, generation).await,
-        None => Ok(build_ending(&settings, &findings, &outputs, generation, slower).await),
-    }
-}
-
-/// The report's output files, as given.
-struct Paths {
-    timings: Option<PathBuf>,
-    junit: Option<PathBuf>,
-    json: Option<PathBuf>,
-    html: Option<PathBuf>,
-    trace: Option<PathBuf>,
-}
-
-impl Paths {
-    /// A path that cannot be written is found now, not after a build's worth of waiting.
-    fn check(&self) -> Result<(), OutputError> {
-        output_file::check(&Planned::given(&[
-            ("--junit (CIQ_REPORT_JUNIT)", self.junit.as_deref()),
-            ("--json (CIQ_REPORT_JSON)", self.json.as_deref()),
-            ("--timings-out (CIQ_TIMINGS_OUT)", self.timings.as_deref()),
-            ("--html (CIQ_REPORT_HTML)", self.html.as_deref()),
-            ("--trace (CIQ_REPORT_TRACE)", self.trace.as_deref()),
-        ]))
-    }
-
-    fn outputs(&self) -> Outputs<'_> {
-        Outputs {
-            timings: self.timings.as_deref(),
-            junit: self.junit.as_deref(),
-            json: self.json.as_deref(),
-            html: self.html.as_deref(),
-            trace: self.trace.as_deref(),
-        }
-    }
-}
-
-/// The report of a retry re-opens the finished build's failed tests when it comes before the
-/// retried workers; a build aborted for everyone is retried as a build of its own, which the
-/// report then follows.
-async fn reopen_for_retry(settings: &mut ReportSettings) -> Result<(), Failed> {
-    let Some(round) = settings.retry_round.clone() else {
-        return Ok(());
-    };
-    let reopened = reopen_for_report(settings, &round).await.map_err(|err| {
-        Failed::from(err).context(format!("report for build `{}`", settings.build))
-    })?;
-    match reopened {
-        Retrying::Reopened { tests, .. } if tests > 0 => crate::say!(
-            "ciq report: retry `{round}` of build `{}`: its {tests} failed test(s) run again",
-            settings.build
-        ),
-        Retrying::Aborted { fresh, .. } => {
-            crate::say!(
-                "ciq report: build `{}` was aborted, so retry `{round}` is build `{fresh}`",
-                settings.build
-            );
-            settings.build = fresh;
-            settings.retry_round = None;
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// What the workers recorded as they joined, read once the live ones did: the verdict's last
-/// input (a worker still comparing its list with the build's). A report that timed out does
-/// not wait for workers still running.
-async fn joined(settings: &ReportSettings, ending: &Ending) -> Measured {
-    let nothing = Measured {
-        durations: Vec::new(),
-        slower: Vec::new(),
-        generation: None,
-        mismatches: Vec::new(),
-    };
-    if *ending == Ending::TimedOut {
-        return nothing;
-    }
-    let joined = settle(settings, Until::Joined, false, |workers, at_most| {
-        crate::say!(
-            "ciq report: waiting (at most {}) for {workers} worker(s) still comparing their test list with the build's: another list makes the build red",
-            crate::human::duration(at_most)
-        );
-    })
-    .await;
-    joined.unwrap_or_else(|err| {
+    } = joined.await.unwrap_or_else(|err| {
         crate::say!(
             "ciq report: warning: cannot read what the workers recorded after the build: {err}"
         );
-        nothing
-    })
+        Measured::default()
+    });
+    let findings = Findings::compose(summary, &quarantine, history, mismatches);
+    match &grind {
+        Some(limits) => grind_ending(&supervisor, &findings, &outputs, limits, generation).await,
+        None => Ok(build_ending(&supervisor, &findings, &outputs, generation, slower).await),
+    }
+}
+
+/// A queue error of the report, naming the build it followed.
+fn for_build(err: QueueError, build: &str) -> Failed {
+    Failed::from(err).context(format!("report for build `{build}`"))
+}
+
+/// The report's one connection to its build. The report of a job retry re-opens the finished
+/// build's failed tests when it comes before the retried workers; a build aborted for everyone
+/// is retried as a build of its own, which the report then follows.
+async fn follow(settings: ReportSettings) -> Result<Supervisor, Failed> {
+    let asked = settings.build.clone();
+    let mut supervisor = Supervisor::open(settings)
+        .await
+        .map_err(|err| for_build(err, &asked))?;
+    let reopened = supervisor
+        .reopen_for_retry()
+        .await
+        .map_err(|err| for_build(err, &asked))?;
+    match reopened {
+        Some(Retrying::Reopened { round, tests }) if tests > 0 => crate::say!(
+            "ciq report: retry `{round}` of build `{asked}`: its {tests} failed test(s) run again"
+        ),
+        Some(Retrying::Aborted { round, fresh }) => crate::say!(
+            "ciq report: build `{asked}` was aborted, so retry `{round}` is build `{fresh}`"
+        ),
+        _ => {}
+    }
+    Ok(supervisor)
 }
 
 /// A build's ending: the verdict printed at once, then the outputs that still need the
 /// workers' durations.
 async fn build_ending(
-    settings: &ReportSettings,
+    supervisor: &Supervisor,
     findings: &Findings,
-    outputs: &Outputs<'_>,
+    outputs: &Outputs,
     generation: Option<String>,
     slower: Vec<Slower>,
 ) -> ExitCode {
@@ -189,18 +140,28 @@ async fn build_ending(
     if !outputs.need_workers() {
         super::show_slower(slower);
     }
-    publish(settings, findings, outputs).await;
+    publish(supervisor.settings(), findings, outputs).await;
     if let Some(generation) = &generation {
-        say_random_order(settings, generation).await;
+        say_random_order(
+            supervisor.order(generation).await,
+            &supervisor.settings().build,
+        );
     }
     super::print_last(&findings.render());
     if outputs.need_workers()
-        && let Some(measured) = measured(settings, outputs, &outputs.needing()).await
+        && let Some(measured) = measured(supervisor, outputs, &outputs.needing()).await
     {
         super::show_slower(measured.slower);
         match measured.generation.or(generation) {
             Some(generation) => {
-                write_measured(settings, findings, outputs, measured.durations, &generation).await;
+                write_measured(
+                    supervisor,
+                    findings,
+                    outputs,
+                    measured.durations,
+                    &generation,
+                )
+                .await;
             }
             None => crate::say!(
                 "ciq report: warning: no timing file or JUnit or JSON report: the build's queue was never filled"
@@ -212,17 +173,10 @@ async fn build_ending(
 
 /// Says the seed of a build its leader queued in a random order (the build's meta has it): the
 /// report, like every worker, names the flags that repeat the order.
-async fn say_random_order(settings: &ReportSettings, generation: &str) {
-    let read = async {
-        let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-        let keys = BuildKeys::new(&settings.namespace, &settings.build).generation(generation);
-        conn.query::<Option<String>>(redis::cmd("HGET").arg(keys.meta).arg(meta::ORDER))
-            .await
-    };
-    match read.await {
+fn say_random_order(order: Result<Option<String>, QueueError>, build: &str) {
+    match order {
         Ok(Some(order)) if order.starts_with("random") => crate::say!(
-            "ciq report: build `{}` ran its tests in a random order: `--order {order}` repeats it",
-            settings.build
+            "ciq report: build `{build}` ran its tests in a random order: `--order {order}` repeats it"
         ),
         Ok(_) => {}
         Err(err) => crate::say!("ciq report: warning: cannot read the build's order: {err}"),
@@ -233,19 +187,29 @@ async fn say_random_order(settings: &ReportSettings, generation: &str) {
 /// the durations the workers write as they leave, then prints each test's grind and the one
 /// verdict.
 async fn grind_ending(
-    settings: &ReportSettings,
+    supervisor: &Supervisor,
     findings: &Findings,
-    outputs: &Outputs<'_>,
+    outputs: &Outputs,
     limits: &GrindLimits,
     generation: Option<String>,
 ) -> Result<ExitCode, Failed> {
-    let measured = measured(settings, outputs, "the grind's percentiles").await;
+    let measured = measured(supervisor, outputs, "the grind's percentiles").await;
     let generation = measured
         .as_ref()
         .and_then(|m| m.generation.clone())
         .or(generation);
     let (verdict, line) = match &generation {
-        Some(generation) => grind_report(settings, generation, limits, findings).await?,
+        Some(generation) => {
+            let mut records = Vec::new();
+            supervisor
+                .each_recorded(generation, |page| {
+                    records.extend(page);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .await?
+                .unwrap_or_else(|never| match never {});
+            grind_report(&records, limits, findings)
+        }
         None => (
             Verdict::Incomplete,
             "grind verdict: incomplete (the build's queue was never filled)".to_owned(),
@@ -253,9 +217,16 @@ async fn grind_ending(
     };
     if let (Some(measured), Some(generation)) = (measured, &generation) {
         super::show_slower(measured.slower);
-        write_measured(settings, findings, outputs, measured.durations, generation).await;
+        write_measured(
+            supervisor,
+            findings,
+            outputs,
+            measured.durations,
+            generation,
+        )
+        .await;
     }
-    publish(settings, findings, outputs).await;
+    publish(supervisor.settings(), findings, outputs).await;
     super::print_last(&findings.render_ending(&line));
     Ok(exit_code::for_verdict(verdict))
 }
@@ -290,16 +261,27 @@ fn say_why_it_ended(ending: &Ending, settings: &ReportSettings, summary: &Summar
     }
 }
 
-/// The files the report writes.
-struct Outputs<'a> {
-    timings: Option<&'a Path>,
-    junit: Option<&'a Path>,
-    json: Option<&'a Path>,
-    html: Option<&'a Path>,
-    trace: Option<&'a Path>,
+/// The files the report writes, as given.
+struct Outputs {
+    timings: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    json: Option<PathBuf>,
+    html: Option<PathBuf>,
+    trace: Option<PathBuf>,
 }
 
-impl Outputs<'_> {
+impl Outputs {
+    /// A path that cannot be written is found now, not after a build's worth of waiting.
+    fn check(&self) -> Result<(), OutputError> {
+        output_file::check(&Planned::given(&[
+            ("--junit (CIQ_REPORT_JUNIT)", self.junit.as_deref()),
+            ("--json (CIQ_REPORT_JSON)", self.json.as_deref()),
+            ("--timings-out (CIQ_TIMINGS_OUT)", self.timings.as_deref()),
+            ("--html (CIQ_REPORT_HTML)", self.html.as_deref()),
+            ("--trace (CIQ_REPORT_TRACE)", self.trace.as_deref()),
+        ]))
+    }
+
     /// Whether an output needs what the workers write as they leave: the files hold the
     /// durations they measured, the pictures how each one left.
     fn need_workers(&self) -> bool {
@@ -314,14 +296,14 @@ impl Outputs<'_> {
     /// waits for.
     fn needing(&self) -> String {
         let flags: Vec<&str> = [
-            (self.timings, "--timings-out"),
-            (self.junit, "--junit"),
-            (self.json, "--json"),
-            (self.html, "--html"),
-            (self.trace, "--trace"),
+            (&self.timings, "--timings-out"),
+            (&self.junit, "--junit"),
+            (&self.json, "--json"),
+            (&self.html, "--html"),
+            (&self.trace, "--trace"),
         ]
         .into_iter()
-        .filter_map(|(path, flag)| path.map(|_| flag))
+        .filter_map(|(path, flag)| path.as_ref().map(|_| flag))
         .collect();
         flags.join(", ")
     }
@@ -329,23 +311,15 @@ impl Outputs<'_> {
 
 /// What the workers wrote once every live one left (at most a heartbeat timeout), saying first
 /// what it waits for and why (`for_what`); `None`, after a warning, when it cannot be read.
-async fn measured(
-    settings: &ReportSettings,
-    outputs: &Outputs<'_>,
-    for_what: &str,
-) -> Option<Measured> {
-    let left = settle(
-        settings,
-        Until::Left,
-        outputs.timings.is_some(),
-        |workers, at_most| {
+async fn measured(supervisor: &Supervisor, outputs: &Outputs, for_what: &str) -> Option<Measured> {
+    let left = supervisor
+        .settle(Until::Left, outputs.timings.is_some(), |workers, at_most| {
             crate::say!(
                 "ciq report: waiting (at most {}) for {workers} live worker(s) to leave and write the durations they measured, for {for_what}",
                 crate::human::duration(at_most)
             );
-        },
-    )
-    .await;
+        })
+        .await;
     match left {
         Ok(measured) => Some(measured),
         Err(err) => {
@@ -365,13 +339,13 @@ async fn measured(
 /// Writes the outputs asked for: the timing file from `durations`, the JUnit and JSON reports
 /// from `generation`'s records.
 async fn write_measured(
-    settings: &ReportSettings,
+    supervisor: &Supervisor,
     findings: &Findings,
-    outputs: &Outputs<'_>,
+    outputs: &Outputs,
     durations: Vec<(TestId, Duration)>,
     generation: &str,
 ) {
-    if let Some(path) = outputs.timings {
+    if let Some(path) = &outputs.timings {
         super::write_timings(
             path,
             durations,
@@ -379,44 +353,42 @@ async fn write_measured(
         );
     }
     if outputs.junit.is_some() || outputs.json.is_some() {
-        write_outputs(settings, generation, findings, outputs.junit, outputs.json).await;
+        write_outputs(supervisor, generation, findings, outputs).await;
     }
     if outputs.html.is_some() || outputs.trace.is_some() {
-        write_pictures(settings, findings, outputs, generation).await;
+        write_pictures(supervisor, findings, outputs, generation).await;
     }
 }
 
 /// Writes the build's pictures (`--html`, `--trace`) from its timeline, the findings, and the
 /// namespace's usual test times.
 async fn write_pictures(
-    settings: &ReportSettings,
+    supervisor: &Supervisor,
     findings: &Findings,
-    outputs: &Outputs<'_>,
+    outputs: &Outputs,
     generation: &str,
 ) {
-    let timeline = timeline_of(settings).await;
+    let timeline = supervisor.timeline().await.unwrap_or_else(|err| {
+        crate::say!("ciq report: warning: the build's timeline cannot be read: {err}");
+        Timeline::default()
+    });
     // Without it the page only leaves out why a take-over came when it did.
-    let heartbeat_timeout = heartbeat_timeout_ms(settings, generation)
+    let heartbeat_timeout = supervisor
+        .heartbeat_timeout_ms(generation)
         .await
         .ok()
         .flatten();
     let usual_ms = if outputs.html.is_some() && !timeline.attempts.is_empty() {
-        let ids: HashSet<&str> = timeline.attempts.iter().map(|a| a.test.as_str()).collect();
-        let ids: Vec<TestId> = ids
-            .into_iter()
-            .filter_map(|id| TestId::new(id).ok())
-            .collect();
-        usual_ms(settings, &ids, timeline.origin_ms)
-            .await
-            .unwrap_or_else(|err| {
-                crate::say!(
-                    "ciq report: warning: the usual test times are not read (no drift shown): {err}"
-                );
-                HashMap::new()
-            })
+        supervisor.usual_ms(&timeline).await.unwrap_or_else(|err| {
+            crate::say!(
+                "ciq report: warning: the usual test times are not read (no drift shown): {err}"
+            );
+            HashMap::new()
+        })
     } else {
         HashMap::new()
     };
+    let settings = supervisor.settings();
     let build = html::Build {
         build: &settings.build,
         namespace: &settings.namespace,
@@ -432,22 +404,23 @@ async fn write_pictures(
             .any(|a| a.outcome == AttemptOutcome::Running),
         generated_at_ms: super::now_ms(),
     };
-    super::write_pictures("ciq report", outputs.html, outputs.trace, &build);
-}
-
-/// The build's timeline, as its workers recorded it; records that cannot be read are a
-/// warning, and the pictures show the summary without a timeline.
-async fn timeline_of(settings: &ReportSettings) -> Timeline {
-    read_timeline(settings).await.unwrap_or_else(|err| {
-        crate::say!("ciq report: warning: the build's timeline cannot be read: {err}");
-        Timeline::default()
-    })
+    super::write_pictures(
+        "ciq report",
+        outputs.html.as_deref(),
+        outputs.trace.as_deref(),
+        &build,
+    );
 }
 
 /// Puts the findings on the CI's page, naming the report's files for what a capped page leaves
 /// out.
-async fn publish(settings: &ReportSettings, findings: &Findings, outputs: &Outputs<'_>) {
-    let files: Vec<&Path> = outputs.junit.iter().chain(&outputs.json).copied().collect();
+async fn publish(settings: &ReportSettings, findings: &Findings, outputs: &Outputs) {
+    let files: Vec<&Path> = outputs
+        .junit
+        .iter()
+        .chain(&outputs.json)
+        .map(PathBuf::as_path)
+        .collect();
     ci_pages::publish(
         findings,
         &settings.build,
@@ -468,20 +441,12 @@ struct GrindLimits {
 /// returns the verdict and the line that says it: tests failed when one passed too rarely or
 /// ran too long at p95; tests not run and a foreign list as for any build. The grind's is the
 /// report's one verdict.
-async fn grind_report(
-    settings: &ReportSettings,
-    generation: &str,
+fn grind_report(
+    records: &[TestRecord],
     limits: &GrindLimits,
     findings: &Findings,
-) -> Result<(Verdict, String), Failed> {
-    let mut records = Vec::new();
-    each_recorded(settings, generation, |page| {
-        records.extend(page);
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .await?
-    .unwrap_or_else(|never| match never {});
-    let stats = grind::stats(&records);
+) -> (Verdict, String) {
+    let stats = grind::stats(records);
     let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{}ms", d.as_millis()));
     let mut failing = Vec::new();
     println!("\nGRIND ({} tests):", stats.len());
@@ -532,19 +497,20 @@ async fn grind_report(
         ),
         Verdict::Green => "grind verdict: green (every test kept the limits)".to_owned(),
     };
-    Ok((verdict, line))
+    (verdict, line)
 }
 
 /// The build's outputs (`--junit`, `--json`), read from the queue page by page in one pass. An
 /// output that cannot be written is a warning: the verdict stands, and the log has every
 /// failure.
 async fn write_outputs(
-    settings: &ReportSettings,
+    supervisor: &Supervisor,
     generation: &str,
     findings: &Findings,
-    junit_path: Option<&Path>,
-    json_path: Option<&Path>,
+    outputs: &Outputs,
 ) {
+    let (junit_path, json_path) = (outputs.junit.as_deref(), outputs.json.as_deref());
+    let settings = supervisor.settings();
     let written = async {
         let mut junit = junit_path
             .map(|path| JunitReport::create(path, &settings.build, findings.summary()))
@@ -552,16 +518,17 @@ async fn write_outputs(
         let mut json = json_path
             .map(|path| JsonReport::create(path, &settings.build, &settings.namespace, findings))
             .transpose()?;
-        each_recorded(settings, generation, |records| {
-            if let Some(junit) = &mut junit {
-                junit.add(&records)?;
-            }
-            if let Some(json) = &mut json {
-                json.add(&records)?;
-            }
-            Ok::<_, OutputError>(())
-        })
-        .await??;
+        supervisor
+            .each_recorded(generation, |records| {
+                if let Some(junit) = &mut junit {
+                    junit.add(&records)?;
+                }
+                if let Some(json) = &mut json {
+                    json.add(&records)?;
+                }
+                Ok::<_, OutputError>(())
+            })
+            .await??;
         let finished = [
             (junit.map(JunitReport::finish), "JUnit", junit_path),
             (json.map(JsonReport::finish), "JSON", json_path),
@@ -651,35 +618,4 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-/// Records the build in its namespace's flakiness history, then marks the failures of tests
-/// that were flaky in other recent builds and names the quarantined tests that stopped failing.
-/// A history that cannot be updated is a warning: it never changes a verdict.
-async fn with_history(
-    settings: &ReportSettings,
-    summary: &Summary,
-    quarantine: &Quarantine,
-) -> HistoryMarks {
-    let marks = async {
-        let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-        let history = History::new(&conn, &settings.namespace);
-        history.record(&settings.build, summary).await?;
-        let builds = history.builds().await?;
-        let all = history.all().await?;
-        let failing = summary
-            .failing
-            .iter()
-            .map(|listed| &listed.id)
-            .filter(|id| !quarantine.contains(id));
-        Ok::<_, QueueError>(HistoryMarks {
-            flaky_elsewhere: history::marks(&builds, &all, &settings.build, failing),
-            ready_to_leave: history::quiet(&builds, &all, quarantine.ids()),
-            window: history::QUIET_BUILDS,
-        })
-    };
-    marks.await.unwrap_or_else(|err| {
-        crate::say!("ciq: warning: the namespace's flakiness history is not updated: {err}");
-        HistoryMarks::default()
-    })
 }

@@ -10,7 +10,7 @@
 //! milliseconds since the Unix epoch; a drawing subtracts [`Timeline::origin_ms`].
 //!
 //! The records are lines of text ([`record`]'s format) the Redis scripts append to one key of
-//! the build, read with `RedisQueue::timeline` or [`crate::queue::redis::supervisor::timeline`];
+//! the build, read with `RedisQueue::timeline` or [`crate::queue::redis::supervisor::Supervisor::timeline`];
 //! the local queue writes the same lines ([`crate::queue::local::LocalQueue::timeline`]).
 //! [`parse`] resolves them into a [`Timeline`].
 

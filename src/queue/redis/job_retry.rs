@@ -12,7 +12,6 @@ use crate::queue::redis::scripts::retry::{JobRetry, Retried};
 use crate::queue::redis::scripts::{self, observe::Observe};
 use crate::queue::redis::settings::millis;
 use crate::queue::redis::state::BuildState;
-use crate::queue::redis::supervisor::ReportSettings;
 use crate::test_id::{TestList, TestListError};
 
 /// What a retried job found before it joins the build.
@@ -187,19 +186,19 @@ struct By<'a> {
 /// The report of a retried job re-opens the failed tests itself when it comes first: otherwise it
 /// could read the finished build before any retried worker did, and give its old verdict.
 /// Only a named round: the report has no worker id of its own to tell a GitLab retry by.
-pub async fn reopen_for_report(
-    settings: &ReportSettings,
+pub(super) async fn reopen_for_report(
+    conn: &RedisConn,
+    keys: &BuildKeys,
+    build: &str,
     round: &str,
 ) -> Result<Retrying, QueueError> {
-    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-    let keys = BuildKeys::new(&settings.namespace, &settings.build);
     let by = By {
-        build: &settings.build,
+        build,
         worker: "report",
         session: "report",
         key_ttl_ms: None,
     };
-    reopen(&conn, &keys, &by, &RetryRound::Named(round.to_owned())).await
+    reopen(conn, keys, &by, &RetryRound::Named(round.to_owned())).await
 }
 
 async fn reopen(

@@ -27,7 +27,6 @@ mod timeline;
 pub use crate::ci::RetryRound;
 pub use acl::{ACL_RULE, CLUSTER_ACL_EXTRA};
 pub use election::Joined;
-pub use job_retry::{FailedOf, Retrying, reopen_for_report};
+pub use job_retry::{FailedOf, Retrying};
 pub use redis_queue::RedisQueue;
 pub use settings::RedisSettings;
-pub use timeline::read_timeline;

@@ -1,6 +1,8 @@
-//! The report's side of the queue: [`supervise`] waits for a leader, then for the queue to
-//! drain, and reads the build's summary; [`settle`] then waits, only as long as something still
-//! needs it, for the workers that may still write (a list mismatch, their measured durations).
+//! The report's side of the queue: a [`Supervisor`] holds the report's one connection to its
+//! build. [`Supervisor::supervise`] waits for a leader, then for the queue to drain, and reads
+//! the build's summary; [`Supervisor::settle`] then waits, only as long as something still needs
+//! it, for the workers that may still write (a list mismatch, their measured durations); the
+//! rest reads what the report's outputs show (records, timeline, history, usual times).
 //!
 //! The report may start before any worker, so an absent state is only a dead leader once a
 //! leader has been seen. Once the build was ready, an absent or re-elected state means the
@@ -15,20 +17,26 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use crate::outcome::Outcome;
+use crate::quarantine::Quarantine;
 use crate::queue::QueueError;
 use crate::queue::error::{Abort, AbortKind};
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::dead_leaders::DeadLeaders;
 use crate::queue::redis::election::{STATE_GONE_RESULTS_LEFT, write_abort};
-use crate::queue::redis::keys::BuildKeys;
+use crate::queue::redis::estimates::Estimates;
+use crate::queue::redis::history::{self, History};
+use crate::queue::redis::job_retry::{Retrying, reopen_for_report};
+use crate::queue::redis::keys::{BuildKeys, meta};
 use crate::queue::redis::liveness::Liveness;
 use crate::queue::redis::scripts::abort::Rule;
 use crate::queue::redis::scripts::keep::{Keep, Keeping};
 use crate::queue::redis::scripts::progress::ReadProgress;
 use crate::queue::redis::scripts::{self, summarize};
 use crate::queue::redis::state::BuildState;
-use crate::report::{Summary, TestRecord};
+use crate::queue::redis::timeline::read_timeline;
+use crate::report::{HistoryMarks, Summary, TestRecord};
 use crate::test_id::{TestId, grind_base};
+use crate::timeline::Timeline;
 use crate::timings::Slower;
 
 /// TTL of an abort record the report writes: it does not know the workers' --redis-ttl, so it
@@ -109,17 +117,125 @@ pub enum Ending {
     },
 }
 
-/// Waits for the build to finish (or stall) and returns its summary.
+/// The report's side of one build, over one connection opened once: every read the report
+/// makes of the queue goes through it, so the report itself only composes and writes.
+pub struct Supervisor {
+    settings: ReportSettings,
+    conn: RedisConn,
+    keys: BuildKeys,
+}
+
+impl Supervisor {
+    /// Connects to the build's Redis.
+    pub async fn open(settings: ReportSettings) -> Result<Self, QueueError> {
+        let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
+        let keys = BuildKeys::new(&settings.namespace, &settings.build);
+        Ok(Self {
+            settings,
+            conn,
+            keys,
+        })
+    }
+
+    /// What the report follows (its build changes when a job retry finds it aborted).
+    pub fn settings(&self) -> &ReportSettings {
+        &self.settings
+    }
+
+    /// The report of a job retry re-opens the finished build's failed tests when it comes
+    /// before the retried workers; a build aborted for everyone is retried as a build of its
+    /// own, which the supervisor then follows. `None` when the report follows no retry round.
+    pub async fn reopen_for_retry(&mut self) -> Result<Option<Retrying>, QueueError> {
+        let Some(round) = self.settings.retry_round.clone() else {
+            return Ok(None);
+        };
+        let reopened =
+            reopen_for_report(&self.conn, &self.keys, &self.settings.build, &round).await?;
+        if let Retrying::Aborted { fresh, .. } = &reopened {
+            self.keys = BuildKeys::new(&self.settings.namespace, fresh);
+            self.settings.build = fresh.clone();
+            self.settings.retry_round = None;
+        }
+        Ok(Some(reopened))
+    }
+
+    /// Waits for the build to finish (or stall) and returns its summary.
+    pub async fn supervise(
+        &self,
+        mut on_status: impl FnMut(&Status),
+    ) -> Result<(Summary, Ending), QueueError> {
+        match watch(&self.settings, &self.conn, &self.keys, &mut on_status).await {
+            Err(QueueError::StateLost(reason)) => {
+                Err(state_lost(&self.conn, &self.keys, reason).await)
+            }
+            watched => watched,
+        }
+    }
+
+    /// Records the build in its namespace's flakiness history, then marks the failures of
+    /// tests that were flaky in other recent builds and names the quarantined tests that
+    /// stopped failing.
+    pub async fn history(
+        &self,
+        summary: &Summary,
+        quarantine: &Quarantine,
+    ) -> Result<HistoryMarks, QueueError> {
+        let build = &self.settings.build;
+        let history = History::new(&self.conn, &self.settings.namespace);
+        history.record(build, summary).await?;
+        let builds = history.builds().await?;
+        let all = history.all().await?;
+        let failing = summary
+            .failing
+            .iter()
+            .map(|listed| &listed.id)
+            .filter(|id| !quarantine.contains(id));
+        Ok(HistoryMarks {
+            flaky_elsewhere: history::marks(&builds, &all, build, failing),
+            ready_to_leave: history::quiet(&builds, &all, quarantine.ids()),
+            window: history::QUIET_BUILDS,
+        })
+    }
+
+    /// What the workers recorded as they joined, read once the live ones did (see
+    /// [`Until::Joined`]): the verdict's last input. A report that timed out does not wait for
+    /// workers still running, and reads nothing more.
+    pub async fn joined(
+        &self,
+        ending: &Ending,
+        waiting: impl FnMut(u64, Duration),
+    ) -> Result<Measured, QueueError> {
+        if *ending == Ending::TimedOut {
+            return Ok(Measured::default());
+        }
+        self.settle(Until::Joined, false, waiting).await
+    }
+
+    /// How the build's leader ordered `generation`'s queue (`--order`, with its seed).
+    pub async fn order(&self, generation: &str) -> Result<Option<String>, QueueError> {
+        let keys = self.keys.generation(generation);
+        self.conn
+            .query(redis::cmd("HGET").arg(keys.meta).arg(meta::ORDER))
+            .await
+    }
+
+    /// The build's timeline, as far as its workers recorded it (attempts in progress are
+    /// [`crate::timeline::AttemptOutcome::Running`]).
+    pub async fn timeline(&self) -> Result<Timeline, QueueError> {
+        read_timeline(&self.conn, &self.keys).await
+    }
+}
+
+/// Waits for the build to finish (or stall) and returns its summary, over a connection of its
+/// own: for a caller that reads nothing else of the build.
 pub async fn supervise(
     settings: &ReportSettings,
-    mut on_status: impl FnMut(&Status),
+    on_status: impl FnMut(&Status),
 ) -> Result<(Summary, Ending), QueueError> {
-    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-    let keys = BuildKeys::new(&settings.namespace, &settings.build);
-    match watch(settings, &conn, &keys, &mut on_status).await {
-        Err(QueueError::StateLost(reason)) => Err(state_lost(&conn, &keys, reason).await),
-        watched => watched,
-    }
+    Supervisor::open(settings.clone())
+        .await?
+        .supervise(on_status)
+        .await
 }
 
 /// Records the build as lost for everyone (best effort), as a worker that noticed would: a
@@ -327,116 +443,6 @@ pub struct Measured {
     pub mismatches: Vec<String>,
 }
 
-/// The heartbeat timeout `generation` was committed with (the leader's), in milliseconds:
-/// why a take-over came when it did.
-pub async fn heartbeat_timeout_ms(
-    settings: &ReportSettings,
-    generation: &str,
-) -> Result<Option<u64>, QueueError> {
-    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-    let keys = BuildKeys::new(&settings.namespace, &settings.build).generation(generation);
-    conn.query(
-        redis::cmd("HGET")
-            .arg(&keys.meta)
-            .arg(crate::queue::redis::keys::meta::HEARTBEAT_TIMEOUT_MS),
-    )
-    .await
-}
-
-/// The usual duration in milliseconds of each of `ids` the namespace's timing store knows,
-/// as it was before the build that started at `since_ms` (Unix ms): what the HTML report holds
-/// the build's slowest tests to.
-pub async fn usual_ms(
-    settings: &ReportSettings,
-    ids: &[TestId],
-    since_ms: u64,
-) -> Result<std::collections::HashMap<String, u64>, QueueError> {
-    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-    let store = super::estimates::Estimates::new(&conn, &settings.namespace);
-    let usual = store.usual(ids, since_ms / 1000).await?;
-    Ok(ids
-        .iter()
-        .zip(usual)
-        .filter_map(|(id, usual)| {
-            Some((
-                id.as_str().to_owned(),
-                u64::try_from(usual?.as_millis()).unwrap_or(u64::MAX),
-            ))
-        })
-        .collect())
-}
-
-/// Every test of `generation` that has an outcome, once, a page at a time to `visit`, so a
-/// million-test build is read in little memory (a 64-bit hash per test, to drop the repeats
-/// HSCAN may return while Redis resizes the hash).
-pub async fn each_recorded<E>(
-    settings: &ReportSettings,
-    generation: &str,
-    mut visit: impl FnMut(Vec<TestRecord>) -> Result<(), E>,
-) -> Result<Result<(), E>, QueueError> {
-    const PAGE: usize = 1000;
-    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-    let build = BuildKeys::new(&settings.namespace, &settings.build);
-    let keys = build.generation(generation);
-    let mut seen = HashSet::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, page): (u64, Vec<(String, String)>) = conn
-            .query(
-                redis::cmd("HSCAN")
-                    .arg(build.results())
-                    .arg(cursor)
-                    .arg("COUNT")
-                    .arg(PAGE),
-            )
-            .await?;
-        let page: Vec<(String, String)> = page
-            .into_iter()
-            .filter(|(id, _)| {
-                let mut hasher = DefaultHasher::new();
-                id.hash(&mut hasher);
-                seen.insert(hasher.finish())
-            })
-            .collect();
-        if !page.is_empty() {
-            let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
-            let mut pipe = redis::pipe();
-            pipe.cmd("HMGET").arg(&keys.durations).arg(&ids);
-            pipe.cmd("HMGET").arg(build.failures()).arg(&ids);
-            pipe.cmd("HMGET").arg(&keys.requeues).arg(&ids);
-            type Columns = (Vec<Option<u64>>, Vec<Option<String>>, Vec<Option<u32>>);
-            let (durations, failures, requeues): Columns = conn.pipeline(&pipe).await?;
-            let mut records = Vec::with_capacity(page.len());
-            for (at, (id, outcome)) in page.into_iter().enumerate() {
-                let outcome = outcome.parse::<Outcome>().map_err(|err| {
-                    QueueError::Protocol(format!("test `{id}` has an unknown outcome: {err}"))
-                })?;
-                records.push(TestRecord {
-                    id,
-                    outcome,
-                    duration: durations
-                        .get(at)
-                        .copied()
-                        .flatten()
-                        .map(Duration::from_millis),
-                    failure: failures
-                        .get(at)
-                        .and_then(Option::as_deref)
-                        .and_then(|json| serde_json::from_str(json).ok()),
-                    requeues: requeues.get(at).copied().flatten().unwrap_or(0),
-                });
-            }
-            if let Err(err) = visit(records) {
-                return Ok(Err(err));
-            }
-        }
-        if next == 0 {
-            return Ok(Ok(()));
-        }
-        cursor = next;
-    }
-}
-
 /// What the report waits for once every test has its outcome (or the workers are gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
@@ -450,94 +456,207 @@ pub enum Until {
     Left,
 }
 
-/// What the build's workers wrote, once `until` holds for them: it waits while a live worker
-/// (heard from within the heartbeat timeout, and not left) does not meet it, at most one
-/// heartbeat timeout (a worker still running then is a stalled build, and what was written so
-/// far is what there is); `waiting` hears how many it waits for and for how long at most, once,
-/// when it must wait. Every test's duration is read only when `durations` is set: a big build
-/// has many.
-pub async fn settle(
-    settings: &ReportSettings,
-    until: Until,
-    durations: bool,
-    mut waiting: impl FnMut(u64, Duration),
-) -> Result<Measured, QueueError> {
-    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-    let keys = BuildKeys::new(&settings.namespace, &settings.build);
-    let started = Instant::now();
-    let mut generation = None;
-    let mut told = false;
-    loop {
-        let progress = ReadProgress {
-            keys: &keys,
-            generation: generation.as_deref(),
-            round: settings.retry_round.as_deref(),
-        };
-        let seen = scripts::run(&conn, &progress).await?;
-        let BuildState::Ready { generation: ready } = seen.state else {
-            return Ok(Measured::default());
-        };
-        if generation.as_ref() != Some(&ready) {
-            generation = Some(ready);
-            continue;
-        }
-        let pending = match until {
-            Until::Joined => seen.joining,
-            Until::Left => seen.alive,
-        };
-        let timeout = Duration::from_millis(seen.timeout_ms);
-        if pending == 0 || started.elapsed() >= timeout {
-            break;
-        }
-        if !std::mem::replace(&mut told, true) {
-            waiting(pending, timeout);
-        }
-        sleep(settings.poll_interval).await;
-    }
-    let mismatches: Vec<String> = conn
-        .query(redis::cmd("HVALS").arg(keys.mismatched()))
-        .await?;
-    let keys = keys.generation(generation.as_deref().unwrap_or_default());
-    let slower: Vec<(String, String)> = conn.query(redis::cmd("HGETALL").arg(&keys.slower)).await?;
-    let mut measured = Measured {
-        mismatches,
-        generation: generation.clone(),
-        durations: Vec::new(),
-        slower: slower
-            .into_iter()
-            .filter_map(|(id, times)| {
-                let (took, usual) = times.split_once(':')?;
-                Some(Slower {
-                    id: TestId::new(id).ok()?,
-                    took: Duration::from_millis(took.parse().ok()?),
-                    usual: Duration::from_millis(usual.parse().ok()?),
-                })
-            })
-            .collect(),
-    };
-    if !durations {
-        return Ok(measured);
-    }
-    let mut cursor = 0u64;
-    loop {
-        let (next, page): (u64, Vec<(String, u64)>) = conn
+impl Supervisor {
+    /// The heartbeat timeout `generation` was committed with (the leader's), in milliseconds:
+    /// why a take-over came when it did.
+    pub async fn heartbeat_timeout_ms(&self, generation: &str) -> Result<Option<u64>, QueueError> {
+        let keys = self.keys.generation(generation);
+        self.conn
             .query(
-                redis::cmd("HSCAN")
-                    .arg(&keys.durations)
-                    .arg(cursor)
-                    .arg("COUNT")
-                    .arg(1000),
+                redis::cmd("HGET")
+                    .arg(&keys.meta)
+                    .arg(meta::HEARTBEAT_TIMEOUT_MS),
             )
-            .await?;
-        measured.durations.extend(
-            page.into_iter()
-                .filter_map(|(id, ms)| Some((TestId::new(id).ok()?, Duration::from_millis(ms)))),
-        );
-        if next == 0 {
-            break;
-        }
-        cursor = next;
+            .await
     }
-    measured.durations.sort();
-    Ok(measured)
+
+    /// The usual duration in milliseconds of each test `timeline` ran that the namespace's
+    /// timing store knows, as it was before the build started: what the HTML report holds the
+    /// build's slowest tests to.
+    pub async fn usual_ms(
+        &self,
+        timeline: &Timeline,
+    ) -> Result<std::collections::HashMap<String, u64>, QueueError> {
+        let ids: HashSet<&str> = timeline.attempts.iter().map(|a| a.test.as_str()).collect();
+        let ids: Vec<TestId> = ids
+            .into_iter()
+            .filter_map(|id| TestId::new(id).ok())
+            .collect();
+        let store = Estimates::new(&self.conn, &self.settings.namespace);
+        let usual = store.usual(&ids, timeline.origin_ms / 1000).await?;
+        Ok(ids
+            .iter()
+            .zip(usual)
+            .filter_map(|(id, usual)| {
+                Some((
+                    id.as_str().to_owned(),
+                    u64::try_from(usual?.as_millis()).unwrap_or(u64::MAX),
+                ))
+            })
+            .collect())
+    }
+
+    /// Every test of `generation` that has an outcome, once, a page at a time to `visit`, so a
+    /// million-test build is read in little memory (a 64-bit hash per test, to drop the repeats
+    /// HSCAN may return while Redis resizes the hash).
+    pub async fn each_recorded<E>(
+        &self,
+        generation: &str,
+        mut visit: impl FnMut(Vec<TestRecord>) -> Result<(), E>,
+    ) -> Result<Result<(), E>, QueueError> {
+        const PAGE: usize = 1000;
+        let conn = &self.conn;
+        let build = &self.keys;
+        let keys = build.generation(generation);
+        let mut seen = HashSet::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = conn
+                .query(
+                    redis::cmd("HSCAN")
+                        .arg(build.results())
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(PAGE),
+                )
+                .await?;
+            let page: Vec<(String, String)> = page
+                .into_iter()
+                .filter(|(id, _)| {
+                    let mut hasher = DefaultHasher::new();
+                    id.hash(&mut hasher);
+                    seen.insert(hasher.finish())
+                })
+                .collect();
+            if !page.is_empty() {
+                let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+                let mut pipe = redis::pipe();
+                pipe.cmd("HMGET").arg(&keys.durations).arg(&ids);
+                pipe.cmd("HMGET").arg(build.failures()).arg(&ids);
+                pipe.cmd("HMGET").arg(&keys.requeues).arg(&ids);
+                type Columns = (Vec<Option<u64>>, Vec<Option<String>>, Vec<Option<u32>>);
+                let (durations, failures, requeues): Columns = conn.pipeline(&pipe).await?;
+                let mut records = Vec::with_capacity(page.len());
+                for (at, (id, outcome)) in page.into_iter().enumerate() {
+                    let outcome = outcome.parse::<Outcome>().map_err(|err| {
+                        QueueError::Protocol(format!("test `{id}` has an unknown outcome: {err}"))
+                    })?;
+                    records.push(TestRecord {
+                        id,
+                        outcome,
+                        duration: durations
+                            .get(at)
+                            .copied()
+                            .flatten()
+                            .map(Duration::from_millis),
+                        failure: failures
+                            .get(at)
+                            .and_then(Option::as_deref)
+                            .and_then(|json| serde_json::from_str(json).ok()),
+                        requeues: requeues.get(at).copied().flatten().unwrap_or(0),
+                    });
+                }
+                if let Err(err) = visit(records) {
+                    return Ok(Err(err));
+                }
+            }
+            if next == 0 {
+                return Ok(Ok(()));
+            }
+            cursor = next;
+        }
+    }
+
+    /// What the build's workers wrote, once `until` holds for them: it waits while a live worker
+    /// (heard from within the heartbeat timeout, and not left) does not meet it, at most one
+    /// heartbeat timeout (a worker still running then is a stalled build, and what was written so
+    /// far is what there is); `waiting` hears how many it waits for and for how long at most, once,
+    /// when it must wait. Every test's duration is read only when `durations` is set: a big build
+    /// has many.
+    pub async fn settle(
+        &self,
+        until: Until,
+        durations: bool,
+        mut waiting: impl FnMut(u64, Duration),
+    ) -> Result<Measured, QueueError> {
+        let (conn, keys, settings) = (&self.conn, &self.keys, &self.settings);
+        let started = Instant::now();
+        let mut generation = None;
+        let mut told = false;
+        loop {
+            let progress = ReadProgress {
+                keys,
+                generation: generation.as_deref(),
+                round: settings.retry_round.as_deref(),
+            };
+            let seen = scripts::run(conn, &progress).await?;
+            let BuildState::Ready { generation: ready } = seen.state else {
+                return Ok(Measured::default());
+            };
+            if generation.as_ref() != Some(&ready) {
+                generation = Some(ready);
+                continue;
+            }
+            let pending = match until {
+                Until::Joined => seen.joining,
+                Until::Left => seen.alive,
+            };
+            let timeout = Duration::from_millis(seen.timeout_ms);
+            if pending == 0 || started.elapsed() >= timeout {
+                break;
+            }
+            if !std::mem::replace(&mut told, true) {
+                waiting(pending, timeout);
+            }
+            sleep(settings.poll_interval).await;
+        }
+        let mismatches: Vec<String> = conn
+            .query(redis::cmd("HVALS").arg(keys.mismatched()))
+            .await?;
+        let keys = keys.generation(generation.as_deref().unwrap_or_default());
+        let slower: Vec<(String, String)> =
+            conn.query(redis::cmd("HGETALL").arg(&keys.slower)).await?;
+        let mut measured = Measured {
+            mismatches,
+            generation: generation.clone(),
+            durations: Vec::new(),
+            slower: slower
+                .into_iter()
+                .filter_map(|(id, times)| {
+                    let (took, usual) = times.split_once(':')?;
+                    Some(Slower {
+                        id: TestId::new(id).ok()?,
+                        took: Duration::from_millis(took.parse().ok()?),
+                        usual: Duration::from_millis(usual.parse().ok()?),
+                    })
+                })
+                .collect(),
+        };
+        if !durations {
+            return Ok(measured);
+        }
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(String, u64)>) = conn
+                .query(
+                    redis::cmd("HSCAN")
+                        .arg(&keys.durations)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            measured.durations.extend(
+                page.into_iter().filter_map(|(id, ms)| {
+                    Some((TestId::new(id).ok()?, Duration::from_millis(ms)))
+                }),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        measured.durations.sort();
+        Ok(measured)
+    }
 }

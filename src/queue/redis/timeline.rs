@@ -1,35 +1,29 @@
-//! Reading a build's timeline back from Redis: [`read_timeline`] for the report's side,
-//! [`RedisQueue::timeline`] for a worker's.
+//! Reading a build's timeline back from Redis: [`RedisQueue::timeline`] for a worker's side,
+//! [`crate::queue::redis::supervisor::Supervisor::timeline`] for the report's.
 
 use crate::queue::QueueError;
 use crate::queue::redis::RedisQueue;
 use crate::queue::redis::connection::RedisConn;
 use crate::queue::redis::keys::BuildKeys;
-use crate::queue::redis::supervisor::ReportSettings;
 use crate::timeline::{self, Timeline};
 
 /// Bytes read per `GETRANGE`: a million-test build's records (over 100 MB) come in pieces, so
 /// no single reply holds Redis (or the connection) for long.
 const PIECE: usize = 1 << 20;
 
-/// The timeline of the build `settings` names, as far as it was recorded: what `ciq report`
-/// draws. A build still running gives what happened so far (attempts in progress are
-/// [`crate::timeline::AttemptOutcome::Running`]).
-pub async fn read_timeline(settings: &ReportSettings) -> Result<Timeline, QueueError> {
-    let conn = RedisConn::open(&settings.url, settings.redis_timeout).await?;
-    read(&conn, &BuildKeys::new(&settings.namespace, &settings.build)).await
-}
-
 impl RedisQueue {
     /// The timeline of this worker's build, as far as it was recorded.
     pub async fn timeline(&self) -> Result<Timeline, QueueError> {
-        read(&self.conn, &self.keys).await
+        read_timeline(&self.conn, &self.keys).await
     }
 }
 
 /// Reads the records piece by piece. The scripts append whole chunks atomically, so a piece
 /// shorter than asked for ends where the records ended at that moment, at a chunk's end.
-async fn read(conn: &RedisConn, keys: &BuildKeys) -> Result<Timeline, QueueError> {
+pub(super) async fn read_timeline(
+    conn: &RedisConn,
+    keys: &BuildKeys,
+) -> Result<Timeline, QueueError> {
     let key = keys.timeline();
     let mut bytes: Vec<u8> = Vec::new();
     loop {
