@@ -31,7 +31,8 @@ from benchkit import ROOT, free_port
 
 # The per-test scripts' KEYS, in per_test.lua's order.
 NAMES = ["state", "workers", "results", "failures", "stats", "mismatched", "queue", "running",
-         "processed", "requeues", "requeued-by", "meta", "failed", "flaky"]
+         "processed", "requeues", "requeued-by", "meta", "failed", "flaky", "estimates",
+         "timeline", "groups"]
 
 # The commands a batch-1 acknowledge-and-reserve call cannot do without, and nothing else.
 FLOOR = """
@@ -115,7 +116,7 @@ def drive(port, source, calls, measured, workers=4):
                 seq += 1
                 args = ["g1", f"w{n}", f"session-{n:02}-bench", seq, 600000, "0", "1"]
                 for test, lease in held:
-                    args += [test, lease, "passed", ""]
+                    args += [test, lease, "passed", "", "1"]
                 reply = json.loads(call(sock, "EVALSHA", sha, len(keys), *keys, *args))
                 if reply["status"] != "tests":
                     return
