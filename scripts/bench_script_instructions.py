@@ -41,7 +41,7 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 if redis.call('GET', KEYS[1]) ~= 'ready:' .. ARGV[1] then return 'stale' end
 redis.call('HMGET', KEYS[12], 'total', 'heartbeat-timeout-ms', 'seq:' .. ARGV[3])
 local recorded = {}
-for i = 8, #ARGV, 4 do
+for i = 8, #ARGV, 5 do
   redis.call('ZREM', KEYS[8], ARGV[i + 1] .. ':' .. ARGV[i])
   redis.call('SADD', KEYS[9], ARGV[i])
   redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 2])
