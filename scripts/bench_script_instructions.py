@@ -31,7 +31,8 @@ from benchkit import ROOT, free_port
 
 # The per-test scripts' KEYS, in per_test.lua's order.
 NAMES = ["state", "workers", "results", "failures", "stats", "mismatched", "queue", "running",
-         "processed", "requeues", "requeued-by", "meta", "failed", "flaky", "estimates", "timeline"]
+         "processed", "requeues", "requeued-by", "meta", "failed", "flaky", "estimates",
+         "timeline", "groups"]
 
 # The commands a batch-1 acknowledge-and-reserve call cannot do without, and nothing else.
 FLOOR = """
@@ -40,7 +41,7 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 if redis.call('GET', KEYS[1]) ~= 'ready:' .. ARGV[1] then return 'stale' end
 redis.call('HMGET', KEYS[12], 'total', 'heartbeat-timeout-ms', 'seq:' .. ARGV[3])
 local recorded = {}
-for i = 8, #ARGV, 4 do
+for i = 8, #ARGV, 5 do
   redis.call('ZREM', KEYS[8], ARGV[i + 1] .. ':' .. ARGV[i])
   redis.call('SADD', KEYS[9], ARGV[i])
   redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 2])

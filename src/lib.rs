@@ -45,6 +45,7 @@ pub mod error;
 pub mod exit_code;
 pub mod frameworks;
 pub mod grind;
+pub mod groups;
 pub mod human;
 pub mod junit;
 pub mod lines;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::groups::Groups;
 use crate::junit;
 use crate::report::output_file::{self, OutputError};
 use crate::test_id::TestId;
@@ -335,6 +336,8 @@ pub struct Scheduling {
     pub keep_together: Option<Unit>,
     /// Which tests go first.
     pub order: Order,
+    /// Build-wide resource groups: which tests may not run at once beyond a limit.
+    pub groups: Groups,
 }
 
 impl Scheduling {

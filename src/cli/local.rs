@@ -73,6 +73,9 @@ pub(super) async fn run_local(
         log.note_order(&config.scheduling.order.to_string());
     }
     let queue = LocalQueue::ordered(&ordered, config.budget, timing);
+    if !config.scheduling.groups.is_empty() {
+        queue.limit_groups(config.scheduling.groups.clone());
+    }
     let known = file.into_map();
     // The timing file's durations are the usual times the page's slowest tests are held to.
     let usual_ms: HashMap<String, u64> = if config.html.is_some() {

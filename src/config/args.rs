@@ -246,6 +246,19 @@ pub struct RunArgs {
         default_value = "failed-first"
     )]
     pub order: OrderArg,
+    /// A build-wide resource group: at most N tests of group NAME run at once across the whole
+    /// build, every machine together (tests sharing one database or one emulator); repeatable.
+    /// Which tests are in a group: --group-map. With --queue the leader's groups are the build's
+    #[arg(
+        long = "group",
+        env = "CIQ_GROUP",
+        value_name = "NAME=N",
+        value_delimiter = ','
+    )]
+    pub groups: Vec<String>,
+    /// Which tests are in which --group: a file of `TEST-ID<TAB>GROUP` lines
+    #[arg(long, env = "CIQ_GROUP_MAP", value_name = "FILE")]
+    pub group_map: Option<PathBuf>,
     /// With --order random: the seed; the same seed gives the same order, whatever the list's
     /// own order [default: a new one, printed and written to the order log]
     #[arg(long, env = "CIQ_SEED", value_name = "S")]

@@ -16,6 +16,7 @@ use crate::batching::BatchSize;
 use crate::ci::{self, CiIds, RetryRound, Share};
 use crate::discovery::{DiscoveryError, ListFormat, TestSource};
 use crate::frameworks::{Framework, RunnerSpec};
+use crate::groups::{GroupError, Groups};
 use crate::listing;
 use crate::queue::budget::RequeueBudget;
 use crate::queue::local::LocalTiming;
@@ -31,6 +32,9 @@ use args::{BuildArgs, Fallback, OrderArg, ReportArgs, RunArgs, StatusArgs};
 /// A command line that parses but cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// A `--group` or `--group-map` that cannot be used.
+    #[error(transparent)]
+    Group(#[from] GroupError),
     /// No build id anywhere.
     #[error(
         "no build id: pass --build ID or set CIQ_BUILD\n(hint: on Buildkite, GitHub Actions, GitLab CI, CircleCI and Jenkins it is read from the environment)"
@@ -288,6 +292,7 @@ impl RunConfig {
             // A grind keeps its copy-by-copy order.
             keep_together: runner.unit().filter(|_| args.grind.is_none()),
             order: order(args.order, args.seed)?,
+            groups: Groups::new(&args.groups, args.group_map.as_deref())?,
         };
         if args.queue.is_some() && args.timings_out.is_some() {
             return Err(ConfigError::TimingsOutWithQueue);

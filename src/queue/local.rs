@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use crate::groups::Groups;
 use crate::outcome::{FailureDetail, Outcome};
 use crate::queue::budget::RequeueBudget;
 use crate::queue::{
@@ -70,6 +71,9 @@ struct State {
     /// bounded amount of it), and what a test without an estimate is taken to take.
     estimates: HashMap<TestId, Duration>,
     default_estimate: Option<Duration>,
+    /// The build's resource groups: a test whose group has as many tests running as its limit
+    /// waits at its place while the queue hands out tests that fit.
+    groups: Groups,
     left: HashSet<String>,
     /// Workers that stopped taking tests, and why.
     stopped: Vec<String>,
@@ -147,6 +151,11 @@ impl LocalQueue {
             state.default_estimate = ordered.default;
         }
         queue
+    }
+
+    /// Limits the build's resource groups: at most each group's limit of its tests run at once.
+    pub fn limit_groups(&self, groups: Groups) {
+        self.lock().groups = groups;
     }
 
     /// A handle for the worker named `id`; the worker counts as live until it releases. The
@@ -340,10 +349,32 @@ impl State {
         let seq = self.reservations + 1;
         let grace = requeue_grace(timing.heartbeat_timeout);
         let mut deferred = Vec::new();
+        // Each group's running tests, counted from the running tests when groups are used: the
+        // running map is the only record of who holds a slot, so a slot is freed exactly when
+        // its lease ends (acknowledged, released or taken over).
+        let mut held: HashMap<String, u32> = HashMap::new();
+        if !self.groups.is_empty() {
+            for id in self.running.keys() {
+                if let Some(group) = self.groups.group_of(id) {
+                    *held.entry(group.to_owned()).or_default() += 1;
+                }
+            }
+        }
         while taken.len() < max {
             let Some(id) = self.queue.pop_front() else {
                 break;
             };
+            if let Some(group) = self.groups.group_of(&id)
+                && let Some(limit) = self.groups.limit(group)
+            {
+                let count = held.entry(group.to_owned()).or_default();
+                if *count >= limit {
+                    // Its group is full: it keeps its place, and a test that fits goes instead.
+                    deferred.push(id);
+                    continue;
+                }
+                *count += 1;
+            }
             let own_fresh = self
                 .requeued_by
                 .get(&id)

@@ -17,6 +17,7 @@ mod faults;
 mod files;
 mod frameworks;
 mod grind;
+mod groups;
 mod history;
 mod html_build;
 mod html_page;

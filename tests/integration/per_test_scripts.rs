@@ -1,12 +1,15 @@
 //! What only the Redis queue has to show (the rules both queues share are in `conformance.rs`):
 //! a late acknowledgement leaves the new holder's running entry in place, and a re-sent
-//! request is answered, not applied twice.
+//! request is answered, not applied twice; a late acknowledgement never frees a group's slot.
 
 use std::time::Duration;
 
+use ciq::groups::Groups;
 use ciq::outcome::Outcome;
+use ciq::queue::redis::RedisQueue;
 use ciq::queue::redis::keys::BuildKeys;
 use ciq::queue::{Queue, Recorded, Reservation, Want};
+use ciq::timeline::Leave;
 use redis::Commands;
 
 use crate::election::{ack, list, tests, worker};
@@ -125,4 +128,94 @@ fn resent_reserve_is_answered_not_applied_twice() {
     assert_eq!(late, r#"{"status":"superseded"}"#);
     let queued: Vec<String> = conn.lrange(&generation.queue, 0, -1).unwrap();
     assert_eq!(queued, ["t3"], "the late copy took nothing");
+}
+
+/// `settings` with group `db` of one slot holding `t1` and `t2`.
+fn grouped(mut settings: ciq::queue::redis::RedisSettings) -> ciq::queue::redis::RedisSettings {
+    settings.scheduling.groups = Groups::new(&["db=1".to_owned()], None).unwrap();
+    settings.scheduling.groups.members = [("t1", "db"), ("t2", "db")]
+        .into_iter()
+        .map(|(test, group)| (test.to_owned(), group.to_owned()))
+        .collect();
+    settings
+}
+
+/// A worker that releases its grouped test (SIGTERM) frees its slot at once, and releasing
+/// again frees nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_test_frees_its_group_slot_once() {
+    let server = RedisServer::start();
+    let settings = grouped(crate::election::settings(&server, "p6"));
+    let connect = |name: &str| RedisQueue::connect(settings.clone(), name.to_owned());
+    let (a, b) = (connect("a").await.unwrap(), connect("b").await.unwrap());
+    let joined = a.join(&list(&["t1", "t2"])).await.unwrap();
+    b.join(&list(&["t1", "t2"])).await.unwrap();
+    let held_by_a = tests(a.reserve(Want::up_to(2)).await.unwrap());
+    assert_eq!(
+        held_by_a.len(),
+        1,
+        "a batch takes only the group's free slot"
+    );
+    assert_eq!(b.reserve(Want::up_to(1)).await.unwrap(), Reservation::Empty);
+    a.release(&held_by_a, Leave::Sigterm, None).await.unwrap();
+    a.release(&held_by_a, Leave::Sigterm, None).await.unwrap();
+    let meta = BuildKeys::new("", "p6").generation(&joined.generation).meta;
+    let held: String = server.conn().hget(&meta, "group-held:db").unwrap();
+    assert_eq!(held, "0");
+    let next = tests(b.reserve(Want::up_to(2)).await.unwrap());
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id, held_by_a[0].id, "it kept its place");
+}
+
+/// A group's slot is fenced by the lease: the test of a silent worker is taken over with its
+/// slot, and the silent worker's late result frees nothing, so the group's other test still
+/// waits until the new holder's result frees the slot. Meanwhile an ungrouped test goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_result_never_frees_a_group_slot_twice() {
+    let server = RedisServer::start();
+    let settings = grouped(crate::election::settings(&server, "p5"));
+    let connect = |name: &str| RedisQueue::connect(settings.clone(), name.to_owned());
+    let (a, b) = (connect("a").await.unwrap(), connect("b").await.unwrap());
+    let joined = a.join(&list(&["t1", "t2", "u"])).await.unwrap();
+    b.join(&list(&["t1", "t2", "u"])).await.unwrap();
+    let held_by_a = tests(a.reserve(Want::up_to(1)).await.unwrap()).remove(0);
+    assert_eq!(held_by_a.id.as_str(), "t1");
+    // The group is full: b gets the ungrouped test, t2 keeps its place.
+    let ungrouped = tests(b.reserve(Want::up_to(2)).await.unwrap());
+    assert_eq!(ungrouped.len(), 1);
+    assert_eq!(ungrouped[0].id.as_str(), "u");
+    b.ack(vec![ack(&ungrouped[0], Outcome::Passed)], Want::up_to(0))
+        .await
+        .unwrap();
+    // a goes silent; b takes t1 over with its slot once a's heartbeat lapsed.
+    let held_by_b = loop {
+        match b.reserve(Want::up_to(1)).await.unwrap() {
+            Reservation::Tests(mut tests) => break tests.remove(0),
+            Reservation::Empty => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(held_by_b.id.as_str(), "t1");
+    let reply = a
+        .ack(vec![ack(&held_by_a, Outcome::Passed)], Want::up_to(1))
+        .await
+        .unwrap();
+    assert_eq!(reply.recorded[0].1, Recorded::Discarded);
+    assert_eq!(reply.next, Reservation::Empty, "t2 ran beside t1");
+    let meta = BuildKeys::new("", "p5").generation(&joined.generation).meta;
+    let held: String = server.conn().hget(&meta, "group-held:db").unwrap();
+    assert_eq!(held, "1");
+    let reply = b
+        .ack(vec![ack(&held_by_b, Outcome::Passed)], Want::up_to(1))
+        .await
+        .unwrap();
+    let last = tests(reply.next).remove(0);
+    assert_eq!(last.id.as_str(), "t2");
+    let reply = b
+        .ack(vec![ack(&last, Outcome::Passed)], Want::up_to(1))
+        .await
+        .unwrap();
+    assert_eq!(reply.next, Reservation::Done);
+    let held: String = server.conn().hget(&meta, "group-held:db").unwrap();
+    assert_eq!(held, "0");
 }

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use redis::Commands;
 
 use ciq::queue::redis::keys::BuildKeys;
-use ciq::queue::redis::read_timeline;
+use ciq::queue::redis::supervisor::Supervisor;
 use ciq::queue::{Queue, Want};
 use ciq::timeline::{AttemptOutcome, ElectionResult, EventKind, Leave, Timeline};
 use ciq_testkit::{Proc, RedisServer, Scratch, ids, ready_generation, report_args, wait_until};
@@ -23,7 +23,12 @@ const LONG: Duration = Duration::from_secs(120);
 fn read(server: &RedisServer, build: &str) -> Timeline {
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(read_timeline(&report_settings(server, build)))
+        .block_on(async {
+            Supervisor::open(report_settings(server, build))
+                .await?
+                .timeline()
+                .await
+        })
         .unwrap()
 }
 

@@ -445,6 +445,7 @@ impl RedisQueue {
         }
         let order = self.order(&list.ids).await;
         self.stage_estimates(generation, &order).await?;
+        self.stage_groups(generation, &list.ids).await?;
         let mut staged = 0usize;
         for batch in batches(&order.ids) {
             if staged > 0 {
@@ -486,6 +487,7 @@ impl RedisQueue {
             digest: list.digest(),
             order: self.settings.scheduling.order.to_string(),
             session: &self.session,
+            groups: &self.settings.scheduling.groups.limits,
         };
         match scripts::run(&self.conn, &commit).await? {
             Committed::Yes => {
@@ -552,6 +554,33 @@ impl RedisQueue {
                 .iter()
                 .map(|(id, estimate)| (id.as_str().to_owned(), millis(*estimate))),
         );
+        for chunk in fields.chunks(STAGE_BATCH_IDS) {
+            let mut write = redis::pipe();
+            write
+                .hset_multiple(&key, chunk)
+                .ignore()
+                .pexpire(
+                    &key,
+                    i64::try_from(self.settings.key_ttl.as_millis()).unwrap_or(i64::MAX),
+                )
+                .ignore();
+            self.conn.pipeline::<()>(&write).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes each listed test's resource group into the generation (`GenKeys::groups`), which
+    /// the hand-out reads to keep each group within its limit. Nothing without groups.
+    async fn stage_groups(&self, generation: &str, ids: &[TestId]) -> Result<(), QueueError> {
+        let groups = &self.settings.scheduling.groups;
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.generation(generation).groups;
+        let fields: Vec<(&str, &str)> = ids
+            .iter()
+            .filter_map(|id| Some((id.as_str(), groups.group_of(id)?)))
+            .collect();
         for chunk in fields.chunks(STAGE_BATCH_IDS) {
             let mut write = redis::pipe();
             write

@@ -53,6 +53,10 @@ pub struct GenKeys {
     /// bounded amount of estimated time. Written by the leader before its commit, only when it
     /// has estimates (hash).
     pub estimates: String,
+    /// Test -> its resource group (`--group-map`), for the listed tests in a group; written by
+    /// the leader before its commit, only when groups are used (hash). Each group's limit and
+    /// held slots are meta fields ([`meta::GROUP_LIMIT`], [`meta::GROUP_HELD`]).
+    pub groups: String,
 }
 
 impl BuildKeys {
@@ -143,6 +147,7 @@ impl BuildKeys {
             durations: key("durations"),
             slower: key("slower"),
             estimates: key("estimates"),
+            groups: key("groups"),
         }
     }
 }
@@ -167,16 +172,17 @@ impl BuildKeys {
             generation.flaky.clone(),
             generation.estimates.clone(),
             self.timeline(),
+            generation.groups.clone(),
         ]
     }
 }
 
 /// How many KEYS every per-test script takes.
-pub const PER_TEST_KEYS: usize = 16;
+pub const PER_TEST_KEYS: usize = 17;
 
 impl GenKeys {
     /// Every key a generation may own, to delete when its leader abandons it.
-    pub fn all(&self) -> [&str; 11] {
+    pub fn all(&self) -> [&str; 12] {
         [
             &self.queue,
             &self.running,
@@ -189,6 +195,7 @@ impl GenKeys {
             &self.durations,
             &self.slower,
             &self.estimates,
+            &self.groups,
         ]
     }
 }
@@ -213,6 +220,14 @@ pub mod meta {
     pub const ORDER: &str = "order";
     /// `1` when no test of the build had an outcome at the commit (COMMIT).
     pub const FRESH: &str = "fresh";
+    /// `1` when the generation has resource groups (COMMIT): only then do the per-test
+    /// scripts look tests up in `g:<gen>:groups`.
+    pub const GROUPS: &str = "groups";
+    /// The prefix of a group's limit, `group-limit:<group>` (COMMIT).
+    pub const GROUP_LIMIT: &str = "group-limit:";
+    /// The prefix of how many running entries hold a slot of a group, `group-held:<group>`:
+    /// one more with each grouped hand-out, one fewer with each removal of its running entry.
+    pub const GROUP_HELD: &str = "group-held:";
     /// How many requeues the build spent.
     pub const REQUEUED: &str = "requeued";
     /// When every key's TTL was last refreshed (server ms).
@@ -528,6 +543,9 @@ mod tests {
             meta::LIST_DIGEST,
             meta::ORDER,
             meta::FRESH,
+            meta::GROUPS,
+            meta::GROUP_LIMIT,
+            meta::GROUP_HELD,
             meta::REQUEUED,
             meta::REFRESHED_AT,
             meta::SCANNED_AT,

@@ -29,6 +29,13 @@ for i = 8, #ARGV, 5 do
   entries[#entries + 1] = lease_entry(ARGV[i + 1], ARGV[i])
 end
 local held = release_entries(entries)
+if meta.groups then
+  local freed = {}
+  for i, result in ipairs(results) do
+    if held[i] then freed[#freed + 1] = result.test end
+  end
+  free_slots(freed)
+end
 
 local statuses, finals, final_at = {}, {}, {}
 for i, result in ipairs(results) do

@@ -9,7 +9,7 @@
 -- requeues per test, ARGV[6] build requeue limit, ARGV[7] heartbeat timeout ms, ARGV[8] digest
 -- of the set of test ids (followers with a list of their own check theirs against it), ARGV[9]
 -- the order the leader queued the tests in (`--order`, a random one with its seed), ARGV[10]
--- the leader's session.
+-- the leader's session, ARGV[11..] each resource group's name and limit (none without groups).
 -- Replies 1 committed, 0 lost, -2 when the staged queue does not hold total ids (a bug).
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[2] then return 1 end
@@ -24,6 +24,15 @@ redis.call('HSET', KEYS[2], 'total', ARGV[4], 'max-requeues', ARGV[5], 'requeue-
   'heartbeat-timeout-ms', ARGV[7], 'list-digest', ARGV[8], 'order', ARGV[9], 'requeued', 0,
   'refreshed-at', now, 'scanned-at', now, 'fresh', fresh)
 -- The running set's '' entry keeps it, and its TTL, while nothing runs.
+-- Resource groups: ARGV[11..] pairs of group, limit.
+if #ARGV > 10 then
+  local fields = {'groups', '1'}
+  for i = 11, #ARGV - 1, 2 do
+    fields[#fields + 1] = 'group-limit:' .. ARGV[i]
+    fields[#fields + 1] = ARGV[i + 1]
+  end
+  redis.call('HSET', KEYS[2], unpack(fields))
+end
 redis.call('ZADD', KEYS[5], '+inf', '')
 for _, key in ipairs({KEYS[2], KEYS[3], KEYS[5]}) do redis.call('PEXPIRE', key, ARGV[3]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])

@@ -191,16 +191,18 @@ local function reserve(want, ctx)
     set_meta('scanned-at', now)
     local lost = redis.call('ZRANGEBYSCORE', K.running, '-inf', now - heartbeat_timeout,
       'LIMIT', 0, LOST_PER_SCAN)
-    local back, leases = {}, {}
+    local back, leases, freed = {}, {}, {}
     for i = #lost, 1, -1 do
       local test = entry_test(lost[i])
       redis.call('ZREM', K.running, lost[i])
+      freed[#freed + 1] = test
       if redis.call('SISMEMBER', K.processed, test) == 0 then
         back[#back + 1] = test
         -- A lease is `<session>.<seq>.<i>.<at>`: the timeline names it without its time.
         leases[#leases + 1] = string.match(lost[i], '^[^.:]*%.[^.:]*%.[^.:]*')
       end
     end
+    if ctx.meta.groups then free_slots(freed) end
     if #back > 0 then
       record('T ' .. table.concat(leases, ' '))
       pushed(redis.call('LPUSH', K.queue, unpack(back)), #back)
@@ -215,8 +217,18 @@ local function reserve(want, ctx)
   while #out < k do
     local popped = redis.call('LPOP', K.queue, k - #out)
     if not popped then break end
-    local decided, requeuers, earlier = {}, {}, {}
+    local decided, requeuers, earlier, grouped = {}, {}, {}, {}
     if not ctx.meta.fresh then decided = redis.call('HMGET', K.results, unpack(popped)) end
+    if ctx.meta.groups then grouped = redis.call('HMGET', K.groups, unpack(popped)) end
+    -- A grouped test whose group is full keeps its place; a test that fits goes instead.
+    local function fits(i)
+      local group = grouped[i]
+      if not group then return true end
+      local s = slot(group)
+      if s.limit and s.held >= s.limit then return false end
+      hold_slot(group, 1)
+      return true
+    end
     if ctx.meta.requeued > 0 then
       requeuers = redis.call('HMGET', K.requeued_by, unpack(popped))
     end
@@ -226,9 +238,11 @@ local function reserve(want, ctx)
         earlier[#earlier + 1] = {test, nil}
       elseif requeuers[i] and own_fresh_requeue(requeuers[i], now, heartbeat_timeout) then
         if others == nil then others = others_alive(now, heartbeat_timeout) end
-        if others then deferred[#deferred + 1] = test else take(test) end
-      else
+        if not others and fits(i) then take(test) else deferred[#deferred + 1] = test end
+      elseif fits(i) then
         take(test)
+      else
+        deferred[#deferred + 1] = test
       end
     end
     decide_all(earlier)

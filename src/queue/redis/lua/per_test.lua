@@ -4,7 +4,7 @@
 --   KEYS[1] state      KEYS[2] workers    KEYS[3] results    KEYS[4] failures   KEYS[5] stats
 --   KEYS[6] mismatched KEYS[7] queue      KEYS[8] running    KEYS[9] processed  KEYS[10] requeues
 --   KEYS[11] requeued-by                  KEYS[12] meta      KEYS[13] failed    KEYS[14] flaky
---   KEYS[15] estimates                    KEYS[16] timeline
+--   KEYS[15] estimates                    KEYS[16] timeline  KEYS[17] groups
 -- ARGV[1] generation, ARGV[2] worker, ARGV[3] session (one per process: two processes given one
 -- worker id are two sessions), ARGV[4] request sequence, ARGV[5] key TTL in ms, ARGV[6] `1` when
 -- the session's liveness is due to be recorded; the script's own arguments follow from ARGV[7].
@@ -25,7 +25,7 @@ local K = {
   state = KEYS[1], workers = KEYS[2], results = KEYS[3], failures = KEYS[4], stats = KEYS[5],
   mismatched = KEYS[6], queue = KEYS[7], running = KEYS[8], processed = KEYS[9],
   requeues = KEYS[10], requeued_by = KEYS[11], meta = KEYS[12], failed = KEYS[13],
-  flaky = KEYS[14], estimates = KEYS[15], timeline = KEYS[16],
+  flaky = KEYS[14], estimates = KEYS[15], timeline = KEYS[16], groups = KEYS[17],
 }
 local GEN, WORKER, SESSION, SEQ, TTL = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] + 0
 local SEEN_DUE = ARGV[6] == '1'
@@ -65,7 +65,7 @@ end
 local function load_meta()
   local m = redis.call('HMGET', K.meta, 'total', 'heartbeat-timeout-ms', 'max-requeues',
     'requeue-limit', 'requeued', 'refreshed-at', 'scanned-at', 'made', 'fresh', SEQ_FIELD,
-    'timeline-cap')
+    'timeline-cap', 'groups')
   if not m[1] or not m[2] then return nil end
   made = m[8] or ''
   return {
@@ -73,7 +73,7 @@ local function load_meta()
     max_requeues = (m[3] or 0) + 0, requeue_limit = (m[4] or 0) + 0,
     requeued = (m[5] or 0) + 0, refreshed_at = (m[6] or 0) + 0,
     scanned_at = (m[7] or 0) + 0, fresh = m[9] == '1', answered = m[10],
-    timeline_cap = (m[11] or TIMELINE_CAP) + 0,
+    timeline_cap = (m[11] or TIMELINE_CAP) + 0, groups = m[12] == '1',
   }
 end
 
@@ -161,3 +161,33 @@ local function open(options)
 end
 
 local function lease_entry(lease, test) return lease .. ':' .. test end
+
+-- Resource groups, only in a generation that has some (meta's `groups` is '1'): `groups` maps a
+-- grouped test to its group; meta's `group-limit:<group>` is how many of its tests may run at
+-- once across the build, `group-held:<group>` how many running entries hold one of its slots.
+-- A slot is taken with the running entry of a hand-out and freed with the removal of that entry
+-- by whoever removed it (a ZREM that answered 1: the lease's fence), so a late ack, a second
+-- release or a take-over never frees a slot twice. Each group's figures are read once a call.
+local slots = {}
+local function slot(group)
+  local s = slots[group]
+  if not s then
+    local m = redis.call('HMGET', K.meta, 'group-limit:' .. group, 'group-held:' .. group)
+    s = {limit = tonumber(m[1]), held = tonumber(m[2]) or 0}
+    slots[group] = s
+  end
+  return s
+end
+local function hold_slot(group, delta)
+  local s = slot(group)
+  s.held = math.max(s.held + delta, 0)
+  set_meta('group-held:' .. group, s.held)
+end
+-- Frees the slots of `tests`, whose running entries this call removed.
+local function free_slots(tests)
+  if #tests == 0 then return end
+  local groups = redis.call('HMGET', K.groups, unpack(tests))
+  for i = 1, #tests do
+    if groups[i] then hold_slot(groups[i], -1) end
+  end
+end

@@ -7,13 +7,15 @@
 -- ARGV[7] how the worker leaves (the timeline's `X` letter), ARGV[8] why a breaker stopped it
 -- ('' when none did: then no `B` record), ARGV[9..] pairs of test id, lease. Replies the number
 -- of tests given back.
-local released = 0
+local released, freed = 0, {}
 for i = #ARGV - 1, 9, -2 do
   if redis.call('ZREM', K.running, lease_entry(ARGV[i + 1], ARGV[i])) == 1 then
     pushed(redis.call('LPUSH', K.queue, ARGV[i]), 1)
     released = released + 1
+    freed[#freed + 1] = ARGV[i]
   end
 end
+if #freed > 0 and redis.call('HGET', K.meta, 'groups') == '1' then free_slots(freed) end
 record_at = now_ms()
 redis.call('HSET', K.workers, SESSION, 'left:' .. record_at .. ':' .. WORKER)
 expire[K.workers] = true

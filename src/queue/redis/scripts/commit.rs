@@ -24,6 +24,8 @@ pub(in crate::queue::redis) struct Commit<'a> {
     /// The order the tests were queued in, as `--order` names it (a random one with its seed).
     pub order: String,
     pub session: &'a str,
+    /// Each resource group's name and limit (none without groups).
+    pub groups: &'a std::collections::BTreeMap<String, u32>,
 }
 
 /// What the commit did.
@@ -55,7 +57,7 @@ impl Step for Commit<'_> {
     }
 
     fn args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             self.setup.to_owned(),
             self.ready.to_owned(),
             self.key_ttl_ms.clone(),
@@ -66,7 +68,12 @@ impl Step for Commit<'_> {
             self.digest.clone(),
             self.order.clone(),
             self.session.to_owned(),
-        ]
+        ];
+        for (group, limit) in self.groups {
+            args.push(group.clone());
+            args.push(limit.to_string());
+        }
+        args
     }
 
     fn reply(raw: Value) -> Result<Committed, QueueError> {
