@@ -18,7 +18,7 @@ use crate::human::duration;
 use crate::queue::redis::status::{
     Activity, Basis, BuildStatus, Eta, Phase, Watcher, WorkerStatus,
 };
-use crate::report::Verdict;
+use crate::report::json::verdict_name;
 
 /// How often `--watch` reads the build.
 const EVERY: Duration = Duration::from_secs(1);
@@ -123,16 +123,6 @@ fn ending(build: &str, status: &BuildStatus) -> ExitCode {
             ExitCode::NoLeader
         }
         Phase::Electing | Phase::Filling { .. } | Phase::Running => ExitCode::Success,
-    }
-}
-
-/// The verdict's name, as the report's JSON document gives it.
-fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Green => "green",
-        Verdict::Failed => "failed",
-        Verdict::Incomplete => "incomplete",
-        Verdict::ListMismatch => "list-mismatch",
     }
 }
 
@@ -409,6 +399,7 @@ mod tests {
 
     use super::*;
     use crate::queue::redis::status::Held;
+    use crate::report::Verdict;
 
     fn worker(name: &str, activity: Activity, tests: &[&str]) -> WorkerStatus {
         WorkerStatus {

@@ -17,9 +17,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::outcome::{FailureDetail, Outcome};
+use crate::report::Findings;
+use crate::report::json::{Counts, verdict_name};
 use crate::report::output_file::{self, OutputError};
 use crate::report::summary::Listed;
-use crate::report::{Findings, Verdict};
 use crate::timeline::{AttemptOutcome, ElectionResult, EventKind, Leave, LostPart, Timeline};
 
 /// The page, with its one placeholder for the data.
@@ -133,19 +134,6 @@ struct SummaryData {
     stopped: Vec<String>,
     mismatches: Vec<String>,
     warnings: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Counts {
-    total: usize,
-    passed: usize,
-    flaky: usize,
-    skipped: usize,
-    failed: usize,
-    errored: usize,
-    not_run: usize,
-    requeued: u64,
-    taken_over: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -335,16 +323,6 @@ fn code(outcome: AttemptOutcome) -> u8 {
 /// An attempt's outcome name.
 pub fn outcome_name(outcome: AttemptOutcome) -> &'static str {
     OUTCOMES[usize::from(code(outcome))]
-}
-
-/// The verdict as the JSON document names it.
-pub fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Green => "green",
-        Verdict::Failed => "failed",
-        Verdict::Incomplete => "incomplete",
-        Verdict::ListMismatch => "list-mismatch",
-    }
 }
 
 fn iso(unix_ms: u64) -> String {
@@ -733,17 +711,7 @@ fn summary(build: &Build<'_>, resolved: &Resolved<'_>) -> (SummaryData, HashSet<
     let data = SummaryData {
         verdict: verdict_name(verdict),
         verdict_line: verdict.describe(),
-        counts: Counts {
-            total: s.total,
-            passed: s.count(Outcome::Passed),
-            flaky: s.count(Outcome::Flaky),
-            skipped: s.count(Outcome::Skipped),
-            failed: s.count(Outcome::Failed),
-            errored: s.count(Outcome::Errored),
-            not_run: s.missing(),
-            requeued: s.requeued,
-            taken_over: s.taken_over,
-        },
+        counts: Counts::of(s),
         counts_line: findings.counts_line(),
         failing,
         failing_more: findings.unnamed_failures(),

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::outcome::{FailureDetail, Outcome};
 use crate::report::output_file::{OutputError, OutputFile};
-use crate::report::{Findings, TestRecord, Verdict};
+use crate::report::{Findings, Summary, TestRecord, Verdict};
 
 /// The shape's version.
 pub const VERSION: u32 = 1;
@@ -33,8 +33,9 @@ struct Head<'a> {
     warnings: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct Counts {
+/// The summary's counts, named as the `--json` document and the HTML page both name them.
+#[derive(Debug, Serialize)]
+pub(crate) struct Counts {
     total: usize,
     passed: usize,
     flaky: usize,
@@ -44,6 +45,32 @@ struct Counts {
     not_run: usize,
     requeued: u64,
     taken_over: u64,
+}
+
+impl Counts {
+    pub(crate) fn of(summary: &Summary) -> Self {
+        Counts {
+            total: summary.total,
+            passed: summary.count(Outcome::Passed),
+            flaky: summary.count(Outcome::Flaky),
+            skipped: summary.count(Outcome::Skipped),
+            failed: summary.count(Outcome::Failed),
+            errored: summary.count(Outcome::Errored),
+            not_run: summary.missing(),
+            requeued: summary.requeued,
+            taken_over: summary.taken_over,
+        }
+    }
+}
+
+/// A verdict as the `--json` document and the HTML page name it.
+pub(crate) fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Green => "green",
+        Verdict::Failed => "failed",
+        Verdict::Incomplete => "incomplete",
+        Verdict::ListMismatch => "list-mismatch",
+    }
 }
 
 /// One test.
@@ -89,23 +116,8 @@ impl JsonReport {
             version: VERSION,
             build,
             namespace,
-            verdict: match findings.verdict() {
-                Verdict::Green => "green",
-                Verdict::Failed => "failed",
-                Verdict::Incomplete => "incomplete",
-                Verdict::ListMismatch => "list-mismatch",
-            },
-            counts: Counts {
-                total: summary.total,
-                passed: summary.count(Outcome::Passed),
-                flaky: summary.count(Outcome::Flaky),
-                skipped: summary.count(Outcome::Skipped),
-                failed: summary.count(Outcome::Failed),
-                errored: summary.count(Outcome::Errored),
-                not_run: summary.missing(),
-                requeued: summary.requeued,
-                taken_over: summary.taken_over,
-            },
+            verdict: verdict_name(findings.verdict()),
+            counts: Counts::of(summary),
             not_run: summary.not_run.iter().map(|id| id.as_str()).collect(),
             quarantined: findings
                 .quarantined
