@@ -309,7 +309,15 @@ fn a_ciq_process_lists_a_nextest_suite_once() {
     let shims = scratch.path("shims");
     std::fs::create_dir(&shims).unwrap();
     let log = scratch.path("listings.log");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // The real cargo as a path, found before the shim goes ahead of it on PATH: a shim that
+    // ran `cargo` by name would run itself for ever (under `ciq run nextest`, as in
+    // scripts/dogfood.sh, CARGO is the bare name `cargo`).
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v \"${CARGO:-cargo}\""])
+        .output()
+        .unwrap();
+    let cargo = String::from_utf8(found.stdout).unwrap().trim().to_owned();
+    assert!(!cargo.is_empty(), "no cargo on PATH");
     std::fs::write(
         shims.join("cargo"),
         format!(
