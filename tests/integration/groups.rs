@@ -54,6 +54,20 @@ fn command(scratch: &Scratch, hang_on_w1: bool) -> PathBuf {
     )
 }
 
+/// Every test of `tests` ended exactly once in the events log (a killed run starts but never
+/// ends), and no other test ran.
+fn assert_each_ended_once(log: &Path, tests: &[String]) {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut ended: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("end "))
+        .collect();
+    ended.sort_unstable();
+    let mut expected: Vec<&str> = tests.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(ended, expected, "{text}");
+}
+
 /// What the log shows: the most `db/` tests running at once, and whether another test started
 /// while one ran. A run ends at its `end` line, or at the next `start` of its test (a run
 /// killed with its worker logs no end).
@@ -126,6 +140,8 @@ fn a_group_of_one_never_runs_two_of_its_tests_at_once_across_workers() {
     }
     let out = report(&server, &scratch);
     assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
+    assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+    assert_each_ended_once(&scratch.path("events.log"), &tests);
     let (most, others_meanwhile) = overlaps(&scratch.path("events.log"));
     assert_eq!(most, 1, "two db tests ran at once");
     assert!(others_meanwhile, "the other tests waited for the group");
@@ -156,15 +172,10 @@ fn a_dead_workers_slot_is_freed_when_its_test_is_taken_over() {
     }
     let out = report(&server, &scratch);
     assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
-    let log = std::fs::read_to_string(scratch.path("events.log")).unwrap();
-    for test in &tests {
-        assert!(
-            log.contains(&format!("end {test}\n")),
-            "{test} never ran: {log}"
-        );
-    }
+    assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+    assert_each_ended_once(&scratch.path("events.log"), &tests);
     let (most, _) = overlaps(&scratch.path("events.log"));
-    assert_eq!(most, 1, "two db tests ran at once: {log}");
+    assert_eq!(most, 1, "two db tests ran at once");
 }
 
 /// Local mode keeps the same rule.
@@ -186,6 +197,8 @@ fn local_workers_keep_a_group_within_its_limit() {
     args.extend(["--".to_owned(), command.display().to_string()]);
     let out = Proc::spawn("local", &scratch, &args).wait(LONG);
     assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());
+    assert!(out.stdout.contains("20 tests: 20 passed"), "{}", out.both());
+    assert_each_ended_once(&scratch.path("events.log"), &tests);
     let (most, others_meanwhile) = overlaps(&scratch.path("events.log"));
     assert_eq!(most, 1, "two db tests ran at once");
     assert!(others_meanwhile, "the other tests waited for the group");
