@@ -84,6 +84,37 @@ pub fn leader_killed_during_its_list_command(server: &impl TestRedis, build: &st
     assert_eq!(results(server, build).len(), 30);
 }
 
+/// Waits for `test` (a gated test: it runs until its worker's `open-<name>` gate file exists)
+/// to start, SIGKILLs the worker running it and opens every other worker's gate: the killed
+/// worker's name (its orphaned run ends once its gate opens too) and the others, for the caller
+/// to wait on.
+pub fn kill_the_holder(
+    scratch: &Scratch,
+    workers: Vec<Proc>,
+    test: &str,
+    within: Duration,
+) -> (String, Vec<Proc>) {
+    wait_until("the gated test to start", within, || {
+        scratch.runs().iter().any(|(_, run)| run == test)
+    });
+    let holder = scratch
+        .runs()
+        .into_iter()
+        .find(|(_, run)| run == test)
+        .map(|(worker, _)| worker)
+        .expect("the gated test's worker");
+    let (victim, survivors): (Vec<Proc>, Vec<Proc>) =
+        workers.into_iter().partition(|p| p.name == holder);
+    for proc in &victim {
+        proc.signal(Signal::SIGKILL);
+    }
+    drop(victim);
+    for proc in &survivors {
+        std::fs::write(scratch.path(&format!("open-{}", proc.name)), "").expect("open the gate");
+    }
+    (holder, survivors)
+}
+
 /// Of two workers of `build`, the one running `gated/victim` is SIGKILLed mid-test; the
 /// survivor takes the test over once the dead worker's heartbeat lapsed and runs it again, and
 /// the build ends green with 11 tests, the victim counted once.
@@ -94,27 +125,7 @@ pub fn worker_killed_mid_test_is_taken_over(server: &impl TestRedis, build: &str
     let list = scratch.tests(&tests);
     let workers = spawn_workers(server, &scratch, build, &["w1", "w2"], &list);
     // The victim runs until its worker's gate opens: only the survivor's ever does.
-    wait_until("the gated test to start", WITHIN, || {
-        scratch
-            .runs()
-            .iter()
-            .any(|(_, test)| test == "gated/victim")
-    });
-    let holder = scratch
-        .runs()
-        .into_iter()
-        .find(|(_, test)| test == "gated/victim")
-        .map(|(worker, _)| worker)
-        .expect("the victim's worker");
-    let (victim, survivor): (Vec<Proc>, Vec<Proc>) =
-        workers.into_iter().partition(|p| p.name == holder);
-    for proc in &victim {
-        proc.signal(Signal::SIGKILL);
-    }
-    drop(victim);
-    for proc in &survivor {
-        std::fs::write(scratch.path(&format!("open-{}", proc.name)), "").expect("open the gate");
-    }
+    let (holder, survivor) = kill_the_holder(&scratch, workers, "gated/victim", WITHIN);
     for proc in survivor {
         let out = proc.wait(WITHIN);
         assert_eq!(out.code, Some(ExitCode::Success.code()), "{}", out.both());

@@ -8,13 +8,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use ciq::exit_code::ExitCode;
 use ciq_testkit::{
-    Browser, Element, LoadedPage, PageLoad, Proc, RedisServer, Scratch, report_args, repository,
-    wait_until, with_command, worker_args,
+    Browser, Element, LoadedPage, PageLoad, Proc, RedisServer, Scratch, kill_the_holder,
+    report_args, repository, with_command, worker_args,
 };
 
 const LONG: Duration = Duration::from_secs(180);
@@ -88,27 +87,7 @@ fn html_report_of_a_real_build() {
             Proc::spawn(name, &scratch, &with_command(args))
         })
         .collect();
-    wait_until("the gated test to start", LONG, || {
-        scratch
-            .runs()
-            .iter()
-            .any(|(_, test)| test == "gated/victim")
-    });
-    let holder = scratch
-        .runs()
-        .into_iter()
-        .find(|(_, test)| test == "gated/victim")
-        .map(|(worker, _)| worker)
-        .expect("the victim's worker");
-    let (victim, survivors): (Vec<Proc>, Vec<Proc>) =
-        workers.into_iter().partition(|p| p.name == holder);
-    for proc in &victim {
-        proc.signal(Signal::SIGKILL);
-    }
-    drop(victim);
-    for proc in &survivors {
-        std::fs::write(scratch.path(&format!("open-{}", proc.name)), "").unwrap();
-    }
+    let (holder, survivors) = kill_the_holder(&scratch, workers, "gated/victim", LONG);
     for proc in survivors {
         let out = proc.wait(LONG);
         assert_eq!(
