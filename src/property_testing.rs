@@ -94,3 +94,16 @@ pub fn corrupt(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
     }
     bytes
 }
+
+/// A listing parser's error names a line of the output it read (`line N ...`, 1 <= N <=
+/// `lines`) and holds no control character: the one line a user sees points at the culprit.
+pub fn names_a_line(err: &str, lines: usize) -> Result<(), TestCaseError> {
+    let line: usize = err
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|number| number.parse().ok())
+        .ok_or_else(|| TestCaseError::fail(format!("no line: {err}")))?;
+    prop_assert!((1..=lines).contains(&line), "{err}");
+    prop_assert!(!err.chars().any(char::is_control), "{err}");
+    Ok(())
+}

@@ -353,7 +353,7 @@ mod properties {
     use proptest::sample::Index;
 
     use super::*;
-    use crate::property_testing::{config, noisy_bytes, test_id};
+    use crate::property_testing::{config, names_a_line, noisy_bytes, test_id};
     use crate::test_id::TestList;
 
     /// An id as the gem writes it: no control characters (it escapes them).
@@ -377,15 +377,7 @@ mod properties {
                         prop_assert!(!id.trim().is_empty() && !id.contains(char::is_control), "{id:?}");
                     }
                 }
-                Err(err) => {
-                    let line: usize = err
-                        .strip_prefix("line ")
-                        .and_then(|rest| rest.split(' ').next())
-                        .and_then(|number| number.parse().ok())
-                        .ok_or_else(|| TestCaseError::fail(format!("no line: {err}")))?;
-                    prop_assert!((1..=lines).contains(&line), "{err}");
-                    prop_assert!(!err.chars().any(char::is_control), "{err}");
-                }
+                Err(err) => names_a_line(&err, lines)?,
             }
         }
 
