@@ -120,17 +120,10 @@ fn a_killed_workers_tests_die_with_it() {
             command,
         ],
     );
-    let read_pids = || -> Vec<i32> {
-        std::fs::read_to_string(&pids)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    };
-    wait_until("both tests to start", LONG, || read_pids().len() == 2);
+    wait_until("both tests to start", LONG, || read_pids(&pids).len() == 2);
     worker.signal(Signal::SIGKILL);
     let _ = worker.wait(LONG);
-    for pid in read_pids() {
+    for pid in read_pids(&pids) {
         wait_until(
             &format!("test process {pid} to die"),
             Duration::from_secs(20),
@@ -169,14 +162,7 @@ fn a_test_daemon_that_left_its_group_dies_with_ciq() {
                 command,
             ],
         );
-        let read_pids = || -> Vec<i32> {
-            std::fs::read_to_string(&pids)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect()
-        };
-        wait_until("the daemon to start", LONG, || read_pids().len() == 1);
+        wait_until("the daemon to start", LONG, || read_pids(&pids).len() == 1);
         if kill_ciq {
             worker.signal(Signal::SIGKILL);
         }
@@ -184,7 +170,7 @@ fn a_test_daemon_that_left_its_group_dies_with_ciq() {
         if !kill_ciq {
             assert_eq!(out.code, Some(0), "{}", out.both());
         }
-        for pid in read_pids() {
+        for pid in read_pids(&pids) {
             wait_until(
                 &format!("daemon {pid} to die (ciq killed: {kill_ciq})"),
                 Duration::from_secs(20),
@@ -377,4 +363,13 @@ fn a_timed_out_batch_keeps_what_its_report_shows_finished() {
             .map(|(test, n)| (test.to_owned(), n))
             .into();
     assert_eq!(counts.into_iter().collect::<Vec<_>>(), expected);
+}
+
+/// The process ids a test command wrote to `path`, one a line.
+fn read_pids(path: &std::path::Path) -> Vec<i32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
