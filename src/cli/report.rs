@@ -379,12 +379,15 @@ async fn write_pictures(
         .ok()
         .flatten();
     let usual_ms = if outputs.html.is_some() && !timeline.attempts.is_empty() {
-        supervisor.usual_ms(&timeline).await.unwrap_or_else(|err| {
-            crate::say!(
-                "ciq report: warning: the usual test times are not read (no drift shown): {err}"
-            );
-            HashMap::new()
-        })
+        supervisor
+            .usual_ms(&html::needs_usual(&timeline), &timeline)
+            .await
+            .unwrap_or_else(|err| {
+                crate::say!(
+                    "ciq report: warning: the usual test times are not read (no drift shown): {err}"
+                );
+                HashMap::new()
+            })
     } else {
         HashMap::new()
     };

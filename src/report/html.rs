@@ -418,6 +418,28 @@ impl<'a> Resolved<'a> {
     }
 }
 
+/// The tests whose usual time the page can show: the [`TOP`] slowest and every test that ran
+/// at least [`DRIFT_MS`] (no shorter one can have drifted). The producer reads only these from
+/// the timing history, not one estimate per test of a million-test build.
+pub fn needs_usual(timeline: &Timeline) -> Vec<&str> {
+    let mut longest: HashMap<&str, u64> = HashMap::new();
+    for attempt in &timeline.attempts {
+        if let Some(end) = attempt.end_ms {
+            let took = end.saturating_sub(attempt.start_ms);
+            let entry = longest.entry(attempt.test.as_str()).or_insert(took);
+            *entry = (*entry).max(took);
+        }
+    }
+    let mut by_time: Vec<(&str, u64)> = longest.into_iter().collect();
+    by_time.sort_by_key(|&(id, ms)| (std::cmp::Reverse(ms), id));
+    by_time
+        .iter()
+        .enumerate()
+        .filter(|&(rank, &(_, ms))| rank < TOP || ms >= DRIFT_MS)
+        .map(|(_, &(id, _))| id)
+        .collect()
+}
+
 /// Composes the page's data.
 pub fn data(build: &Build<'_>) -> Data {
     let timeline = build.timeline;
@@ -1070,6 +1092,28 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+
+    #[test]
+    fn the_usual_times_read_are_the_slowest_and_those_that_could_drift() {
+        let attempts = (0..30u64)
+            .map(|n| Attempt {
+                test: format!("t{n:02}"),
+                worker: 0,
+                start_ms: 0,
+                end_ms: Some(if n == 29 { 1_500 } else { n * 10 }),
+                outcome: AttemptOutcome::Passed,
+                batch: n,
+            })
+            .collect();
+        let timeline = Timeline {
+            attempts,
+            ..Timeline::default()
+        };
+        let needed = needs_usual(&timeline);
+        assert_eq!(needed.len(), TOP);
+        assert_eq!(needed[0], "t29");
+        assert!(!needed.contains(&"t00"), "{needed:?}");
+    }
     use crate::quarantine::Quarantine;
     use crate::report::Summary;
     use crate::test_id::TestId;

@@ -470,18 +470,15 @@ impl Supervisor {
             .await
     }
 
-    /// The usual duration in milliseconds of each test `timeline` ran that the namespace's
-    /// timing store knows, as it was before the build started: what the HTML report holds the
-    /// build's slowest tests to.
+    /// The usual duration in milliseconds of each of `ids` (tests `timeline` ran) that the
+    /// namespace's timing store knows, as it was before the build started: what the HTML report
+    /// holds the build's slowest tests to.
     pub async fn usual_ms(
         &self,
+        ids: &[&str],
         timeline: &Timeline,
     ) -> Result<std::collections::HashMap<String, u64>, QueueError> {
-        let ids: HashSet<&str> = timeline.attempts.iter().map(|a| a.test.as_str()).collect();
-        let ids: Vec<TestId> = ids
-            .into_iter()
-            .filter_map(|id| TestId::new(id).ok())
-            .collect();
+        let ids: Vec<TestId> = ids.iter().filter_map(|id| TestId::new(*id).ok()).collect();
         let store = Estimates::new(&self.conn, &self.settings.namespace);
         let usual = store.usual(&ids, timeline.origin_ms / 1000).await?;
         Ok(ids
